@@ -1,0 +1,71 @@
+/* Configuration defaults and the size-checked copies of the caller's structs.
+ * A struct's `size` tells how much of it the caller's header knew: fields
+ * past it take their defaults, so structs can grow in minor versions. */
+#include "internal.h"
+
+#include <string.h>
+
+/* The sizes of the first released layouts: anything smaller is not ours. */
+#define IOCP__CONFIG_SIZE_V1 (offsetof(iocp_config, max_send_queue) + sizeof(uint64_t))
+#define IOCP__CALLBACKS_SIZE_V1 \
+  (offsetof(iocp_callbacks, on_disconnect) + sizeof(iocp_on_disconnect_fn))
+
+static void config_defaults(iocp_config *c) {
+  memset(c, 0, sizeof(*c));
+  c->size = sizeof(*c);
+  c->port = 0;
+  c->bind_address = "127.0.0.1";
+  c->threads = 0;
+  c->backlog = 0;
+  c->accepts_posted = 16;
+  c->recv_buffer_size = 16384;
+  c->max_send_queue = 8u << 20;
+}
+
+int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size) {
+  iocp_config d;
+  if (config == NULL) return IOCP_EINVAL;
+  if (size < IOCP__CONFIG_SIZE_V1) return IOCP_EVERSION;
+  config_defaults(&d);
+  /* A newer caller's struct may be larger: zero what we do not know. */
+  if (size > sizeof(d)) {
+    memset((char *)config + sizeof(d), 0, size - sizeof(d));
+    size = sizeof(d);
+  }
+  d.size = size;
+  memcpy(config, &d, size);
+  config->size = size;
+  return IOCP_OK;
+}
+
+int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
+                      const iocp_config *src) {
+  size_t n, len;
+  config_defaults(dst);
+  if (src != NULL) {
+    if (src->size < IOCP__CONFIG_SIZE_V1) return IOCP_EVERSION;
+    n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
+    memcpy(dst, src, n);
+    dst->size = sizeof(*dst);
+  }
+  if (dst->bind_address == NULL) dst->bind_address = "127.0.0.1";
+  len = strlen(dst->bind_address);
+  if (len >= bind_cap) return IOCP_EINVAL;
+  memcpy(bind_text, dst->bind_address, len + 1);
+  dst->bind_address = bind_text;
+  if (dst->accepts_posted == 0 || dst->accepts_posted > 4096) return IOCP_EINVAL;
+  if (dst->recv_buffer_size < 64 || dst->recv_buffer_size > (64u << 20)) return IOCP_EINVAL;
+  if (dst->max_send_queue == 0) return IOCP_EINVAL;
+  if (dst->threads > 1024) return IOCP_EINVAL;
+  return IOCP_OK;
+}
+
+int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src) {
+  size_t n;
+  memset(dst, 0, sizeof(*dst));
+  if (src->size < IOCP__CALLBACKS_SIZE_V1) return IOCP_EVERSION;
+  n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
+  memcpy(dst, src, n);
+  dst->size = sizeof(*dst);
+  return IOCP_OK;
+}

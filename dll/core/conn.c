@@ -1,0 +1,351 @@
+/* The connection lifecycle, platform-free.
+ *
+ * Every connection is a small state machine under its own lock. Completions
+ * from the engine (on any worker) and calls from the API (on any thread) only
+ * change state and record events; one worker at a time, the one that finds
+ * the connection idle ("running" clear), delivers the events as callbacks, in
+ * a fixed order, with the lock released during each callback. That gives the
+ * threading contract: callbacks of one connection never overlap and arrive in
+ * order, different connections run in parallel, and nothing ever waits for
+ * another connection's callback.
+ *
+ * References: the table holds one, every operation in flight holds one, and
+ * so does every caller between lookup and return. The last one frees. */
+#include "internal.h"
+
+#include <string.h>
+
+/* After this many events in a row a worker hands the connection back to the
+ * queue, so one busy connection cannot hold a worker against all others. */
+#define IOCP__RUN_ROUNDS 16
+
+static atomic_uint_least64_t next_id = 1; /* process-wide: ids are never reused */
+
+void iocp__conn_ref(iocp__conn *c) { atomic_fetch_add(&c->refs, 1); }
+
+static void conn_free(iocp__conn *c) {
+  iocp_server *s = c->server;
+  iocp__eng_conn_free(c);
+  iocp__sendq_clear(&c->sendq);
+  iocp__free(c->rbuf);
+  iocp__mutex_destroy(&c->lock);
+  iocp__free(c);
+  iocp__mutex_lock(&s->lock);
+  if (--s->alive == 0) iocp__cond_broadcast(&s->cond);
+  iocp__mutex_unlock(&s->lock);
+}
+
+void iocp__conn_unref(iocp__conn *c) {
+  if (atomic_fetch_sub(&c->refs, 1) == 1) conn_free(c);
+}
+
+/* Drops a reference that is known not to be the last (the caller has one). */
+static void unref_not_last(iocp__conn *c) { atomic_fetch_sub(&c->refs, 1); }
+
+iocp__conn *iocp__conn_alloc(iocp_server *s) {
+  iocp__conn *c = iocp__calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->rbuf = iocp__malloc(s->cfg.recv_buffer_size);
+  if (c->rbuf == NULL) {
+    iocp__free(c);
+    return NULL;
+  }
+  c->rbuf_cap = s->cfg.recv_buffer_size;
+  c->server = s;
+  c->id = atomic_fetch_add(&next_id, 1);
+  atomic_init(&c->refs, 1);
+  iocp__mutex_init(&c->lock);
+  iocp__mutex_lock(&s->lock);
+  s->alive++;
+  iocp__mutex_unlock(&s->lock);
+  return c;
+}
+
+static int has_events(const iocp__conn *c) {
+  return c->ev_connect || c->ev_data || c->ev_sent || c->ev_peer_closed || c->ev_disconnect;
+}
+
+/* Starts the teardown once: no more I/O, the socket is closed (pending
+ * operations complete as aborted) and on_disconnect becomes due. */
+static void teardown_locked(iocp__conn *c, int reason, int abortive) {
+  if (c->closing) return;
+  c->closing = 1;
+  c->reason = reason;
+  iocp__eng_close(c, abortive);
+  /* A send in flight still points into the queue; its completion clears it. */
+  if (!c->send_busy) iocp__sendq_clear(&c->sendq);
+  c->ev_disconnect = 1;
+}
+
+static void start_recv_locked(iocp__conn *c) {
+  if (c->closing || c->peer_fin || c->recv_busy || c->ev_data || !c->kept) return;
+  iocp__conn_ref(c);
+  c->recv_busy = 1;
+  if (iocp__eng_recv(c) != IOCP_OK) {
+    c->recv_busy = 0;
+    unref_not_last(c);
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+  }
+}
+
+/* Posts the next gathered send; with an empty queue after iocp_shutdown(),
+ * sends FIN instead, which ends the connection if the peer's FIN is in. */
+static void start_send_locked(iocp__conn *c) {
+  iocp__iov iov[IOCP__MAX_IOV];
+  int n;
+  if (c->closing || c->send_busy || !c->kept) return;
+  n = iocp__sendq_gather(&c->sendq, iov, IOCP__MAX_IOV);
+  if (n == 0) {
+    if (c->shut_req && !c->fin_sent) {
+      if (iocp__eng_shutdown_send(c) != IOCP_OK) {
+        teardown_locked(c, IOCP_REASON_RESET, 1);
+        return;
+      }
+      c->fin_sent = 1;
+      if (c->peer_fin) teardown_locked(c, IOCP_REASON_PEER_CLOSED, 0);
+    }
+    return;
+  }
+  iocp__conn_ref(c);
+  c->send_busy = 1;
+  if (iocp__eng_send(c, iov, n) != IOCP_OK) {
+    c->send_busy = 0;
+    unref_not_last(c);
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+  }
+}
+
+/* Delivers pending events; entered with the lock held and `running` set by
+ * the caller, returns with the lock released. */
+static void run_locked(iocp__conn *c) {
+  iocp_server *s = c->server;
+  const iocp_callbacks *cb = &s->cb;
+  int rounds = 0;
+
+  while (has_events(c)) {
+    if (++rounds > IOCP__RUN_ROUNDS) {
+      iocp__conn_ref(c);
+      if (iocp__eng_post_run(c) == IOCP_OK) {
+        iocp__mutex_unlock(&c->lock); /* `running` stays set for that worker */
+        return;
+      }
+      unref_not_last(c);
+      rounds = 0;
+    }
+    if (c->ev_connect) {
+      int keep = 1;
+      c->ev_connect = 0;
+      iocp__mutex_unlock(&c->lock);
+      if (cb->on_connect != NULL)
+        keep = cb->on_connect(s, s->user, c->id, c->peer_addr, c->peer_port) == 0;
+      iocp__mutex_lock(&c->lock);
+      if (!keep) {
+        c->refused = 1;
+        teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
+      } else {
+        c->kept = 1;
+        start_recv_locked(c);
+        start_send_locked(c); /* bytes (and a shutdown) queued inside on_connect */
+      }
+    } else if (c->ev_data) {
+      size_t n = c->ev_data_len;
+      c->ev_data = 0;
+      iocp__mutex_unlock(&c->lock);
+      if (cb->on_data != NULL) cb->on_data(s, s->user, c->id, c->rbuf, n);
+      iocp__mutex_lock(&c->lock);
+      start_recv_locked(c); /* only now is rbuf free again */
+    } else if (c->ev_sent) {
+      uint64_t n = c->ev_sent;
+      c->ev_sent = 0;
+      iocp__mutex_unlock(&c->lock);
+      cb->on_sent(s, s->user, c->id, n);
+      iocp__mutex_lock(&c->lock);
+    } else if (c->ev_peer_closed) {
+      c->ev_peer_closed = 0;
+      if (c->closing) continue;
+      if (cb->on_peer_closed != NULL) {
+        iocp__mutex_unlock(&c->lock);
+        cb->on_peer_closed(s, s->user, c->id);
+        iocp__mutex_lock(&c->lock);
+      } else {
+        c->shut_req = 1; /* the default: finish the queue, then FIN */
+        start_send_locked(c);
+      }
+    } else {
+      int deliver = c->kept && !c->refused && cb->on_disconnect != NULL;
+      iocp__conn *t;
+      c->ev_disconnect = 0;
+      iocp__mutex_unlock(&c->lock);
+      t = iocp__table_remove(&s->table, c->id); /* the id is stale from here on */
+      if (t != NULL) unref_not_last(t);
+      if (deliver) cb->on_disconnect(s, s->user, c->id, c->reason);
+      iocp__mutex_lock(&c->lock);
+    }
+  }
+  c->running = 0;
+  iocp__mutex_unlock(&c->lock);
+}
+
+/* On a worker, lock held: deliver here unless another worker already is. */
+static void deliver_locked(iocp__conn *c) {
+  if (c->running || !has_events(c)) {
+    iocp__mutex_unlock(&c->lock);
+    return;
+  }
+  c->running = 1;
+  run_locked(c);
+}
+
+/* On any thread, lock held: make sure a worker will deliver what is pending
+ * (API calls never run callbacks on the caller's thread). */
+static void kick_locked(iocp__conn *c) {
+  if (c->running || !has_events(c)) return;
+  iocp__conn_ref(c);
+  if (iocp__eng_post_run(c) == IOCP_OK)
+    c->running = 1;
+  else
+    unref_not_last(c); /* the next completion on this connection delivers */
+}
+
+/* ---- Called by the engine's workers ---------------------------------------- */
+
+void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
+  iocp__address_format(peer, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
+  /* Due before anyone can find the id, so on_connect is always first. */
+  c->ev_connect = 1;
+  if (iocp__table_insert(&c->server->table, c) != IOCP_OK) {
+    /* The server is being destroyed: drop it before anyone saw it. */
+    iocp__mutex_lock(&c->lock);
+    c->ev_connect = 0;
+    c->refused = 1;
+    c->closing = 1;
+    iocp__eng_close(c, 1);
+    iocp__mutex_unlock(&c->lock);
+    iocp__conn_unref(c);
+    return;
+  }
+  iocp__mutex_lock(&c->lock);
+  deliver_locked(c);
+  iocp__conn_unref(c);
+}
+
+void iocp__conn_recv_done(iocp__conn *c, int result, size_t bytes) {
+  iocp__mutex_lock(&c->lock);
+  c->recv_busy = 0;
+  if (c->closing) {
+    /* torn down meanwhile: whatever arrived is dropped */
+  } else if (result != IOCP__IO_OK) {
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+  } else if (bytes == 0) {
+    c->peer_fin = 1;
+    c->ev_peer_closed = 1;
+    if (c->fin_sent) teardown_locked(c, IOCP_REASON_PEER_CLOSED, 0);
+  } else {
+    c->ev_data = 1;
+    c->ev_data_len = bytes;
+  }
+  deliver_locked(c);
+  iocp__conn_unref(c);
+}
+
+void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes) {
+  iocp__mutex_lock(&c->lock);
+  c->send_busy = 0;
+  if (c->closing) {
+    iocp__sendq_clear(&c->sendq);
+  } else if (result != IOCP__IO_OK) {
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+  } else {
+    if (bytes > c->sendq.queued) bytes = (size_t)c->sendq.queued;
+    iocp__sendq_consume(&c->sendq, bytes);
+    if (c->server->cb.on_sent != NULL) c->ev_sent += bytes;
+    start_send_locked(c);
+  }
+  deliver_locked(c);
+  iocp__conn_unref(c);
+}
+
+void iocp__conn_run(iocp__conn *c) {
+  iocp__mutex_lock(&c->lock);
+  run_locked(c);
+  iocp__conn_unref(c);
+}
+
+void iocp__conn_destroy_one(iocp__conn *c, void *arg) {
+  (void)arg;
+  iocp__mutex_lock(&c->lock);
+  teardown_locked(c, IOCP_REASON_DESTROY, 1);
+  kick_locked(c);
+  iocp__mutex_unlock(&c->lock);
+}
+
+/* ---- The per-connection API ----------------------------------------------------- */
+
+int IOCP_CALL iocp_send(iocp_server *s, iocp_conn_id id, const void *data, size_t len) {
+  iocp__conn *c;
+  int rc = IOCP_OK;
+  if (s == NULL || (data == NULL && len > 0)) return IOCP_EINVAL;
+  c = iocp__table_get(&s->table, id);
+  if (c == NULL) return IOCP_ENOTFOUND;
+  iocp__mutex_lock(&c->lock);
+  if (c->closing)
+    rc = IOCP_ECLOSED;
+  else if (c->shut_req)
+    rc = IOCP_ESHUTDOWN;
+  else if (len > s->cfg.max_send_queue - c->sendq.queued)
+    rc = IOCP_EQUEUEFULL;
+  else if ((rc = iocp__sendq_push(&c->sendq, data, len)) == IOCP_OK)
+    start_send_locked(c);
+  kick_locked(c);
+  iocp__mutex_unlock(&c->lock);
+  iocp__conn_unref(c);
+  return rc;
+}
+
+int IOCP_CALL iocp_shutdown(iocp_server *s, iocp_conn_id id) {
+  iocp__conn *c;
+  int rc = IOCP_OK;
+  if (s == NULL) return IOCP_EINVAL;
+  c = iocp__table_get(&s->table, id);
+  if (c == NULL) return IOCP_ENOTFOUND;
+  iocp__mutex_lock(&c->lock);
+  if (c->closing) {
+    rc = IOCP_ECLOSED;
+  } else if (!c->shut_req) {
+    c->shut_req = 1;
+    start_send_locked(c);
+  }
+  kick_locked(c);
+  iocp__mutex_unlock(&c->lock);
+  iocp__conn_unref(c);
+  return rc;
+}
+
+int IOCP_CALL iocp_close(iocp_server *s, iocp_conn_id id) {
+  iocp__conn *c;
+  int rc = IOCP_OK;
+  if (s == NULL) return IOCP_EINVAL;
+  c = iocp__table_get(&s->table, id);
+  if (c == NULL) return IOCP_ENOTFOUND;
+  iocp__mutex_lock(&c->lock);
+  if (c->closing)
+    rc = IOCP_ECLOSED;
+  else
+    teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
+  kick_locked(c);
+  iocp__mutex_unlock(&c->lock);
+  iocp__conn_unref(c);
+  return rc;
+}
+
+int IOCP_CALL iocp_queued(iocp_server *s, iocp_conn_id id, uint64_t *queued) {
+  iocp__conn *c;
+  if (s == NULL || queued == NULL) return IOCP_EINVAL;
+  c = iocp__table_get(&s->table, id);
+  if (c == NULL) return IOCP_ENOTFOUND;
+  iocp__mutex_lock(&c->lock);
+  *queued = c->sendq.queued;
+  iocp__mutex_unlock(&c->lock);
+  iocp__conn_unref(c);
+  return IOCP_OK;
+}

@@ -1,0 +1,134 @@
+/* Internal declarations shared by the core files and the engines. */
+#ifndef IOCP_CORE_INTERNAL_H
+#define IOCP_CORE_INTERNAL_H
+
+#include "iocpsrv.h"
+#include "sys.h"
+#include "engine.h"
+#include "hooks.h"
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* ---- Send queue (sendq.c) ------------------------------------------------ */
+
+typedef struct iocp__chunk {
+  struct iocp__chunk *next;
+  size_t off; /* bytes already sent from data[] */
+  size_t len; /* bytes stored in data[] */
+  size_t cap; /* room in data[] */
+  uint8_t data[];
+} iocp__chunk;
+
+typedef struct iocp__sendq {
+  iocp__chunk *head;
+  iocp__chunk *tail;
+  uint64_t queued; /* bytes stored and not yet sent (in flight included) */
+} iocp__sendq;
+
+int iocp__sendq_push(iocp__sendq *q, const void *data, size_t len);
+int iocp__sendq_gather(const iocp__sendq *q, iocp__iov *iov, int max);
+void iocp__sendq_consume(iocp__sendq *q, size_t n);
+void iocp__sendq_clear(iocp__sendq *q);
+
+/* ---- Connections (conn.c) -------------------------------------------------- */
+
+struct iocp__conn {
+  iocp_server *server;
+  iocp_conn_id id;
+  atomic_int refs;
+  struct iocp__conn *table_next; /* hash chain, under the table shard lock */
+
+  iocp__mutex lock;
+  /* Everything below is under `lock`. */
+  unsigned kept : 1;        /* on_connect kept it */
+  unsigned refused : 1;     /* on_connect refused it */
+  unsigned shut_req : 1;    /* send side closing: FIN after the queue */
+  unsigned fin_sent : 1;    /* our FIN went out */
+  unsigned peer_fin : 1;    /* the peer's FIN arrived */
+  unsigned closing : 1;     /* torn down: no more I/O */
+  unsigned send_busy : 1;   /* a send operation is in flight */
+  unsigned recv_busy : 1;   /* a receive operation is in flight */
+  unsigned running : 1;     /* a worker is delivering this connection's callbacks */
+  /* Events waiting for delivery, in the order they are delivered. */
+  unsigned ev_connect : 1;
+  unsigned ev_data : 1;
+  unsigned ev_peer_closed : 1;
+  unsigned ev_disconnect : 1;
+  int reason;               /* enum iocp_reason once closing */
+  size_t ev_data_len;
+  uint64_t ev_sent;
+  iocp__sendq sendq;
+
+  uint16_t peer_port;
+  char peer_addr[64];
+  uint8_t *rbuf;
+  size_t rbuf_cap;
+
+  struct iocp__eng_conn eng;
+};
+
+void iocp__conn_ref(iocp__conn *c);
+
+/* ---- Connection table (conn_table.c) ----------------------------------------- */
+
+#define IOCP__TABLE_SHARDS 16
+
+typedef struct iocp__table_shard {
+  iocp__mutex lock;
+  iocp__conn **buckets;
+  size_t nbuckets; /* power of two, or 0 */
+  size_t count;
+} iocp__table_shard;
+
+typedef struct iocp__table {
+  iocp__table_shard shards[IOCP__TABLE_SHARDS];
+  int closed; /* under every shard lock: inserts refused */
+} iocp__table;
+
+void iocp__table_init(iocp__table *t);
+void iocp__table_free(iocp__table *t);
+/* Adds c (the table holds a reference). IOCP_ECLOSED once the table is closed. */
+int iocp__table_insert(iocp__table *t, iocp__conn *c);
+/* Removes the id; returns the connection whose table reference passes to the
+ * caller, or NULL. */
+iocp__conn *iocp__table_remove(iocp__table *t, iocp_conn_id id);
+/* Finds the id and returns it with a new reference, or NULL. */
+iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id);
+/* Refuses further inserts and calls fn on every connection, shard by shard,
+ * with that shard's lock held. */
+void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
+uint64_t iocp__table_count(iocp__table *t);
+
+/* ---- Server ------------------------------------------------------------------ */
+
+struct iocp_server {
+  iocp_config cfg;       /* complete copy; bind_address points at bind_text */
+  char bind_text[64];
+  iocp_callbacks cb;     /* complete copy, missing fields NULL */
+  void *user;
+  uint16_t port;         /* bound port */
+  iocp__table table;
+
+  iocp__mutex lock;
+  iocp__cond cond;
+  uint64_t alive;        /* connections allocated and not yet freed, under lock */
+  int destroying;        /* under lock */
+
+  struct iocp__eng_server eng;
+};
+
+/* Teardown of every connection by iocp_destroy(). */
+void iocp__conn_destroy_one(iocp__conn *c, void *arg);
+
+/* ---- Config (config.c), addresses (address.c) -------------------------------- */
+
+int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
+                      const iocp_config *src);
+int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src);
+int iocp__address_parse(const char *text, uint16_t port,
+                        struct sockaddr_storage *ss, int *len);
+void iocp__address_format(const struct sockaddr *sa, char *text, size_t cap,
+                          uint16_t *port);
+
+#endif

@@ -1,0 +1,77 @@
+/* The server's life: iocp_create() and iocp_destroy(), and the small getters. */
+#include "internal.h"
+
+#include <string.h>
+
+int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callbacks,
+                          void *user, iocp_server **server) {
+  struct sockaddr_storage addr;
+  int addrlen = 0;
+  iocp_server *s = NULL;
+  int rc;
+
+  if (server == NULL) return IOCP_EINVAL;
+  *server = NULL;
+  if (callbacks == NULL) return IOCP_EINVAL;
+
+  s = iocp__calloc(1, sizeof(*s));
+  if (s == NULL) return IOCP_ENOMEM;
+  rc = iocp__config_copy(&s->cfg, s->bind_text, sizeof(s->bind_text), config);
+  if (rc != IOCP_OK) goto fail_free;
+  rc = iocp__callbacks_copy(&s->cb, callbacks);
+  if (rc != IOCP_OK) goto fail_free;
+  rc = iocp__address_parse(s->cfg.bind_address, s->cfg.port, &addr, &addrlen);
+  if (rc != IOCP_OK) goto fail_free;
+  s->user = user;
+  iocp__table_init(&s->table);
+  iocp__mutex_init(&s->lock);
+  iocp__cond_init(&s->cond);
+
+  /* The handle is the caller's before the first accept can complete. */
+  *server = s;
+  rc = iocp__eng_start(s, (const struct sockaddr *)&addr, addrlen);
+  if (rc != IOCP_OK) {
+    *server = NULL;
+    goto fail_sync;
+  }
+  return IOCP_OK;
+
+fail_sync:
+  iocp__cond_destroy(&s->cond);
+  iocp__mutex_destroy(&s->lock);
+  iocp__table_free(&s->table);
+fail_free:
+  iocp__free(s);
+  return rc;
+}
+
+int IOCP_CALL iocp_destroy(iocp_server *s) {
+  if (s == NULL) return IOCP_OK;
+  if (iocp__eng_on_worker(s)) return IOCP_EINCALLBACK;
+
+  iocp__mutex_lock(&s->lock);
+  s->destroying = 1;
+  iocp__mutex_unlock(&s->lock);
+
+  iocp__eng_stop_accepting(s);
+  /* From here no connection can join the table; every one in it ends. */
+  iocp__table_close(&s->table, iocp__conn_destroy_one, NULL);
+
+  iocp__mutex_lock(&s->lock);
+  while (s->alive != 0) iocp__cond_wait(&s->cond, &s->lock);
+  iocp__mutex_unlock(&s->lock);
+
+  iocp__eng_finish(s);
+
+  iocp__cond_destroy(&s->cond);
+  iocp__mutex_destroy(&s->lock);
+  iocp__table_free(&s->table);
+  iocp__free(s);
+  return IOCP_OK;
+}
+
+uint16_t IOCP_CALL iocp_port(iocp_server *s) { return s != NULL ? s->port : 0; }
+
+uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
+  return s != NULL ? iocp__table_count(&s->table) : 0;
+}

@@ -1,0 +1,20 @@
+/* POSIX primitives for the core: pthread mutexes and condition variables. */
+#ifndef IOCP_LINUX_SYS_POSIX_H
+#define IOCP_LINUX_SYS_POSIX_H
+
+#include <pthread.h>
+
+typedef pthread_mutex_t iocp__mutex;
+typedef pthread_cond_t iocp__cond;
+
+static inline void iocp__mutex_init(iocp__mutex *m) { pthread_mutex_init(m, NULL); }
+static inline void iocp__mutex_destroy(iocp__mutex *m) { pthread_mutex_destroy(m); }
+static inline void iocp__mutex_lock(iocp__mutex *m) { pthread_mutex_lock(m); }
+static inline void iocp__mutex_unlock(iocp__mutex *m) { pthread_mutex_unlock(m); }
+
+static inline void iocp__cond_init(iocp__cond *c) { pthread_cond_init(c, NULL); }
+static inline void iocp__cond_destroy(iocp__cond *c) { pthread_cond_destroy(c); }
+static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) { pthread_cond_wait(c, m); }
+static inline void iocp__cond_broadcast(iocp__cond *c) { pthread_cond_broadcast(c); }
+
+#endif

@@ -1,0 +1,84 @@
+/* The I/O completion port engine's part of the server and connection structs,
+ * and its entries in the call table (core/hooks.h). */
+#ifndef IOCP_WIN_ENG_WIN_H
+#define IOCP_WIN_ENG_WIN_H
+
+#include "sys_win.h"
+#include <mswsock.h>
+#include <stdint.h>
+
+typedef struct iocp_server iocp_server;
+
+enum iocp__op_kind { IOCP__OP_ACCEPT = 1, IOCP__OP_RECV, IOCP__OP_SEND, IOCP__OP_RUN };
+
+/* One overlapped operation; recovered from its OVERLAPPED with
+ * CONTAINING_RECORD. */
+typedef struct iocp__op {
+  OVERLAPPED ol;
+  int kind;
+} iocp__op;
+
+/* A pre-posted AcceptEx: its socket and the address buffer it fills. */
+typedef struct iocp__accept_op {
+  iocp__op op;
+  iocp_server *server;
+  SOCKET sock;
+  int parked; /* could not be posted; retried by a worker */
+  char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
+} iocp__accept_op;
+
+struct iocp__eng_conn {
+  SOCKET sock;
+  iocp__op recv_op;
+  iocp__op send_op;
+  iocp__op run_op;
+};
+
+struct iocp__eng_server {
+  HANDLE port;
+  int family;
+  int wsa_started;
+  LPFN_ACCEPTEX acceptex;
+  LPFN_GETACCEPTEXSOCKADDRS get_sockaddrs;
+  HANDLE *threads;
+  uint32_t nthreads;
+  iocp__accept_op *accepts;
+  uint32_t naccepts;
+
+  iocp__mutex accept_lock;
+  iocp__cond accept_cond;
+  SOCKET listener;          /* under accept_lock */
+  int accepting;            /* under accept_lock */
+  uint32_t accepts_pending; /* under accept_lock: posted and not yet handled */
+  volatile LONG parked;     /* accepts waiting to be posted again */
+};
+
+/* Socket calls of this engine, replaceable by tests. */
+BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
+                        OVERLAPPED *ol);
+
+#define IOCP__ENGINE_HOOKS                                                          \
+  SOCKET(WSAAPI *wsasocket)(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,  \
+                            GROUP g, DWORD flags);                                  \
+  int(WSAAPI *bind)(SOCKET s, const struct sockaddr *addr, int len);                \
+  int(WSAAPI *listen)(SOCKET s, int backlog);                                       \
+  int(WSAAPI *setsockopt)(SOCKET s, int level, int name, const char *val, int len); \
+  int(WSAAPI *closesocket)(SOCKET s);                                               \
+  int(WSAAPI *shutdown)(SOCKET s, int how);                                         \
+  int(WSAAPI *wsarecv)(SOCKET s, LPWSABUF bufs, DWORD n, LPDWORD got, LPDWORD flags, \
+                       LPWSAOVERLAPPED ol, LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);  \
+  int(WSAAPI *wsasend)(SOCKET s, LPWSABUF bufs, DWORD n, LPDWORD sent, DWORD flags, \
+                       LPWSAOVERLAPPED ol, LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);  \
+  BOOL (*acceptex)(iocp_server * s, SOCKET listener, SOCKET sock, void *buf,        \
+                   OVERLAPPED *ol);                                                 \
+  HANDLE(WINAPI *create_io_completion_port)(HANDLE file, HANDLE port, ULONG_PTR key, \
+                                            DWORD threads);
+
+#define IOCP__ENGINE_HOOKS_DEFAULT                                                     \
+  WSASocketW, bind, listen, setsockopt, closesocket, shutdown, WSARecv, WSASend,       \
+      iocp__win_acceptex, CreateIoCompletionPort
+
+/* The one translation of Win32 and Winsock error codes to IOCP_ codes. */
+int iocp__win_error(DWORD err);
+
+#endif

@@ -1,0 +1,407 @@
+/* The I/O completion port engine.
+ *
+ * One port per server, a pool of workers blocked in GetQueuedCompletionStatus,
+ * `accepts_posted` AcceptEx kept posted at all times, one WSARecv and at most
+ * one (gathered) WSASend per connection. Each operation embeds its
+ * OVERLAPPED; completion keys are pointer-sized (the connection, or 0 for
+ * accepts and the stop sentinel). */
+#include "../core/internal.h"
+
+#include <string.h>
+
+#define IOCP__KEY_STOP ((ULONG_PTR)1)
+/* How often a worker retries accepts that could not be posted (e.g. the
+ * process was out of sockets for a moment). */
+#define IOCP__PARKED_RETRY_MS 50
+
+static IOCP__TLS const iocp_server *worker_of; /* the server whose worker this is */
+
+BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
+                        OVERLAPPED *ol) {
+  DWORD got = 0;
+  DWORD addrlen = sizeof(struct sockaddr_storage) + 16;
+  return s->eng.acceptex(listener, sock, buf, 0, addrlen, addrlen, &got, ol);
+}
+
+static int io_result(DWORD err) {
+  if (err == 0) return IOCP__IO_OK;
+  return iocp__win_error(err) == IOCP_ECLOSED ? IOCP__IO_ABORTED : IOCP__IO_RESET;
+}
+
+static SOCKET new_socket(int family) {
+  return iocp__hooks.wsasocket(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                               WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+}
+
+/* ---- Accepting ---------------------------------------------------------------- */
+
+/* Posts one AcceptEx. On failure the op is parked and a worker retries it. */
+static int post_accept(iocp_server *s, iocp__accept_op *a) {
+  struct iocp__eng_server *e = &s->eng;
+  int rc = IOCP_OK;
+  SOCKET sock = new_socket(e->family);
+
+  iocp__mutex_lock(&e->accept_lock);
+  if (!e->accepting) {
+    rc = IOCP_ECLOSED;
+    goto out;
+  }
+  if (sock == INVALID_SOCKET) {
+    rc = iocp__win_error(WSAGetLastError());
+    goto park;
+  }
+  a->sock = sock;
+  sock = INVALID_SOCKET;
+  memset(&a->op.ol, 0, sizeof(a->op.ol));
+  if (!iocp__hooks.acceptex(s, e->listener, a->sock, a->buf, &a->op.ol)) {
+    DWORD err = WSAGetLastError();
+    if (err != ERROR_IO_PENDING) {
+      rc = iocp__win_error(err);
+      iocp__hooks.closesocket(a->sock);
+      a->sock = INVALID_SOCKET;
+      goto park;
+    }
+  }
+  e->accepts_pending++;
+  goto out;
+park:
+  if (!a->parked) {
+    a->parked = 1;
+    InterlockedIncrement(&e->parked);
+  }
+out:
+  iocp__mutex_unlock(&e->accept_lock);
+  if (sock != INVALID_SOCKET) iocp__hooks.closesocket(sock);
+  return rc;
+}
+
+static void retry_parked(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  uint32_t i;
+  for (i = 0; i < e->naccepts; i++) {
+    iocp__accept_op *a = &e->accepts[i];
+    int take;
+    iocp__mutex_lock(&e->accept_lock);
+    take = a->parked && e->accepting;
+    if (take) {
+      a->parked = 0;
+      InterlockedDecrement(&e->parked);
+    }
+    iocp__mutex_unlock(&e->accept_lock);
+    if (take) post_accept(s, a);
+  }
+}
+
+/* Turns a completed AcceptEx into a connection. A failure here (the peer
+ * already gone, SO_UPDATE_ACCEPT_CONTEXT refused, out of memory) drops this
+ * one socket only; the accept is posted again first in every case. */
+static void on_accept(iocp__accept_op *a, DWORD err) {
+  iocp_server *s = a->server;
+  struct iocp__eng_server *e = &s->eng;
+  struct sockaddr_storage peer;
+  SOCKET sock = a->sock;
+  iocp__conn *c;
+
+  a->sock = INVALID_SOCKET;
+  memset(&peer, 0, sizeof(peer));
+  if (err == 0) {
+    iocp__mutex_lock(&e->accept_lock);
+    if (e->listener == INVALID_SOCKET ||
+        iocp__hooks.setsockopt(sock, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+                               (const char *)&e->listener, sizeof(e->listener)) != 0)
+      err = WSAGetLastError() ? WSAGetLastError() : WSAENOTSOCK;
+    iocp__mutex_unlock(&e->accept_lock);
+  }
+  if (err == 0) {
+    struct sockaddr *local = NULL, *remote = NULL;
+    int llen = 0, rlen = 0;
+    DWORD addrlen = sizeof(struct sockaddr_storage) + 16;
+    e->get_sockaddrs(a->buf, 0, addrlen, addrlen, &local, &llen, &remote, &rlen);
+    if (remote != NULL && rlen > 0 && (size_t)rlen <= sizeof(peer)) memcpy(&peer, remote, rlen);
+  }
+
+  post_accept(s, a); /* keep the chain whole before anything else */
+
+  if (err != 0) {
+    iocp__hooks.closesocket(sock);
+  } else if ((c = iocp__conn_alloc(s)) == NULL) {
+    iocp__hooks.closesocket(sock);
+  } else {
+    c->eng.sock = sock;
+    if (iocp__hooks.create_io_completion_port((HANDLE)sock, e->port, (ULONG_PTR)c, 0) ==
+        NULL) {
+      iocp__conn_unref(c); /* closes the socket */
+    } else {
+      iocp__conn_accepted(c, (const struct sockaddr *)&peer);
+    }
+  }
+
+  iocp__mutex_lock(&e->accept_lock);
+  if (--e->accepts_pending == 0) iocp__cond_broadcast(&e->accept_cond);
+  iocp__mutex_unlock(&e->accept_lock);
+}
+
+/* ---- Workers --------------------------------------------------------------------- */
+
+static DWORD WINAPI worker_main(void *arg) {
+  iocp_server *s = arg;
+  struct iocp__eng_server *e = &s->eng;
+  worker_of = s;
+  for (;;) {
+    DWORD bytes = 0, err = 0;
+    ULONG_PTR key = 0;
+    OVERLAPPED *ol = NULL;
+    DWORD wait = e->parked ? IOCP__PARKED_RETRY_MS : INFINITE;
+    BOOL ok = GetQueuedCompletionStatus(e->port, &bytes, &key, &ol, wait);
+    iocp__op *op;
+
+    if (ol == NULL) {
+      /* No packet: a time-out (retry parked accepts), our stop sentinel, or a
+       * broken port (only when it is closed under us). */
+      if (ok && key == IOCP__KEY_STOP) break;
+      if (!ok && GetLastError() != WAIT_TIMEOUT) break;
+      if (e->parked) retry_parked(s);
+      continue;
+    }
+    if (!ok) err = GetLastError(); /* the operation failed, not the port */
+    op = CONTAINING_RECORD(ol, iocp__op, ol);
+    switch (op->kind) {
+    case IOCP__OP_ACCEPT:
+      on_accept(CONTAINING_RECORD(op, iocp__accept_op, op), err);
+      break;
+    case IOCP__OP_RECV:
+      iocp__conn_recv_done((iocp__conn *)key, io_result(err), bytes);
+      break;
+    case IOCP__OP_SEND:
+      iocp__conn_send_done((iocp__conn *)key, io_result(err), bytes);
+      break;
+    case IOCP__OP_RUN:
+      iocp__conn_run((iocp__conn *)key);
+      break;
+    default:
+      break;
+    }
+  }
+  worker_of = NULL;
+  return 0;
+}
+
+static void stop_workers(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  uint32_t i;
+  for (i = 0; i < e->nthreads; i++) PostQueuedCompletionStatus(e->port, 0, IOCP__KEY_STOP, NULL);
+  for (i = 0; i < e->nthreads; i++) {
+    WaitForSingleObject(e->threads[i], INFINITE);
+    CloseHandle(e->threads[i]);
+  }
+  e->nthreads = 0;
+}
+
+int iocp__eng_on_worker(const iocp_server *s) { return worker_of == s; }
+
+/* ---- Start and stop ------------------------------------------------------------ */
+
+static int get_extension(SOCKET sock, GUID guid, void *fn, DWORD size) {
+  DWORD got = 0;
+  if (WSAIoctl(sock, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof(guid), fn, size, &got,
+               NULL, NULL) != 0)
+    return iocp__win_error(WSAGetLastError());
+  return IOCP_OK;
+}
+
+static uint32_t processor_count(void) {
+  SYSTEM_INFO si;
+  GetSystemInfo(&si);
+  return si.dwNumberOfProcessors ? si.dwNumberOfProcessors : 1;
+}
+
+static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+  struct iocp__eng_server *e = &s->eng;
+  struct sockaddr_storage bound;
+  int boundlen = sizeof(bound);
+  BOOL on = TRUE;
+  int backlog = s->cfg.backlog ? (int)s->cfg.backlog : SOMAXCONN;
+
+  e->listener = new_socket(e->family);
+  if (e->listener == INVALID_SOCKET) return iocp__win_error(WSAGetLastError());
+  /* Without it Windows lets another socket bind the same port. */
+  iocp__hooks.setsockopt(e->listener, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&on,
+                         sizeof(on));
+  if (iocp__hooks.bind(e->listener, addr, addrlen) != 0 ||
+      iocp__hooks.listen(e->listener, backlog) != 0 ||
+      getsockname(e->listener, (struct sockaddr *)&bound, &boundlen) != 0)
+    return iocp__win_error(WSAGetLastError());
+  s->port = ntohs(((const struct sockaddr_in *)&bound)->sin_port);
+  if (iocp__hooks.create_io_completion_port((HANDLE)e->listener, e->port, 0, 0) == NULL)
+    return iocp__win_error(GetLastError());
+  {
+    GUID g1 = WSAID_ACCEPTEX, g2 = WSAID_GETACCEPTEXSOCKADDRS;
+    int rc = get_extension(e->listener, g1, &e->acceptex, sizeof(e->acceptex));
+    if (rc == IOCP_OK) rc = get_extension(e->listener, g2, &e->get_sockaddrs, sizeof(e->get_sockaddrs));
+    return rc;
+  }
+}
+
+static void release(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  uint32_t i;
+  if (e->listener != INVALID_SOCKET) iocp__hooks.closesocket(e->listener);
+  e->listener = INVALID_SOCKET;
+  for (i = 0; e->accepts != NULL && i < e->naccepts; i++)
+    if (e->accepts[i].sock != INVALID_SOCKET) iocp__hooks.closesocket(e->accepts[i].sock);
+  iocp__free(e->accepts);
+  e->accepts = NULL;
+  iocp__free(e->threads);
+  e->threads = NULL;
+  if (e->port != NULL) CloseHandle(e->port);
+  e->port = NULL;
+  iocp__cond_destroy(&e->accept_cond);
+  iocp__mutex_destroy(&e->accept_lock);
+  if (e->wsa_started) WSACleanup();
+  e->wsa_started = 0;
+}
+
+int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+  struct iocp__eng_server *e = &s->eng;
+  WSADATA wsa;
+  uint32_t i, want;
+  int rc;
+
+  memset(e, 0, sizeof(*e));
+  e->listener = INVALID_SOCKET;
+  e->family = addr->sa_family;
+  iocp__mutex_init(&e->accept_lock);
+  iocp__cond_init(&e->accept_cond);
+  if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
+    rc = IOCP_ESYSTEM;
+    goto fail;
+  }
+  e->wsa_started = 1;
+
+  want = s->cfg.threads ? s->cfg.threads : processor_count();
+  e->port = iocp__hooks.create_io_completion_port(INVALID_HANDLE_VALUE, NULL, 0, want);
+  if (e->port == NULL) {
+    rc = iocp__win_error(GetLastError());
+    goto fail;
+  }
+  rc = open_listener(s, addr, addrlen);
+  if (rc != IOCP_OK) goto fail;
+
+  e->naccepts = s->cfg.accepts_posted;
+  e->accepts = iocp__calloc(e->naccepts, sizeof(*e->accepts));
+  e->threads = iocp__calloc(want, sizeof(*e->threads));
+  if (e->accepts == NULL || e->threads == NULL) {
+    rc = IOCP_ENOMEM;
+    goto fail;
+  }
+  for (i = 0; i < e->naccepts; i++) {
+    e->accepts[i].op.kind = IOCP__OP_ACCEPT;
+    e->accepts[i].server = s;
+    e->accepts[i].sock = INVALID_SOCKET;
+  }
+  for (i = 0; i < want; i++) {
+    e->threads[i] = CreateThread(NULL, 0, worker_main, s, 0, NULL);
+    if (e->threads[i] == NULL) {
+      rc = iocp__win_error(GetLastError());
+      goto fail_workers;
+    }
+    e->nthreads++;
+  }
+
+  /* An accept that cannot be posted now is parked and retried by the
+   * workers; it does not fail the server. */
+  e->accepting = 1;
+  for (i = 0; i < e->naccepts; i++) post_accept(s, &e->accepts[i]);
+  return IOCP_OK;
+
+fail_workers:
+  stop_workers(s);
+fail:
+  release(s);
+  return rc;
+}
+
+void iocp__eng_stop_accepting(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  iocp__mutex_lock(&e->accept_lock);
+  e->accepting = 0;
+  if (e->listener != INVALID_SOCKET) {
+    CancelIoEx((HANDLE)e->listener, NULL);
+    iocp__hooks.closesocket(e->listener);
+    e->listener = INVALID_SOCKET;
+  }
+  iocp__mutex_unlock(&e->accept_lock);
+}
+
+void iocp__eng_finish(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  iocp__mutex_lock(&e->accept_lock);
+  while (e->accepts_pending != 0) iocp__cond_wait(&e->accept_cond, &e->accept_lock);
+  iocp__mutex_unlock(&e->accept_lock);
+  stop_workers(s);
+  release(s);
+}
+
+/* ---- Connection operations (connection lock held) --------------------------- */
+
+int iocp__eng_recv(iocp__conn *c) {
+  WSABUF b;
+  DWORD flags = 0;
+  b.buf = (char *)c->rbuf;
+  b.len = (ULONG)c->rbuf_cap;
+  memset(&c->eng.recv_op.ol, 0, sizeof(c->eng.recv_op.ol));
+  c->eng.recv_op.kind = IOCP__OP_RECV;
+  if (iocp__hooks.wsarecv(c->eng.sock, &b, 1, NULL, &flags, &c->eng.recv_op.ol, NULL) != 0) {
+    DWORD err = WSAGetLastError();
+    if (err != WSA_IO_PENDING) return iocp__win_error(err);
+  }
+  return IOCP_OK;
+}
+
+int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
+  WSABUF b[IOCP__MAX_IOV]; /* Winsock captures the array before returning */
+  int i;
+  for (i = 0; i < n; i++) {
+    b[i].buf = (char *)iov[i].base;
+    b[i].len = iov[i].len > (1u << 30) ? (1u << 30) : (ULONG)iov[i].len;
+  }
+  memset(&c->eng.send_op.ol, 0, sizeof(c->eng.send_op.ol));
+  c->eng.send_op.kind = IOCP__OP_SEND;
+  if (iocp__hooks.wsasend(c->eng.sock, b, (DWORD)n, NULL, 0, &c->eng.send_op.ol, NULL) != 0) {
+    DWORD err = WSAGetLastError();
+    if (err != WSA_IO_PENDING) return iocp__win_error(err);
+  }
+  return IOCP_OK;
+}
+
+int iocp__eng_post_run(iocp__conn *c) {
+  memset(&c->eng.run_op.ol, 0, sizeof(c->eng.run_op.ol));
+  c->eng.run_op.kind = IOCP__OP_RUN;
+  if (!PostQueuedCompletionStatus(c->server->eng.port, 0, (ULONG_PTR)c, &c->eng.run_op.ol))
+    return iocp__win_error(GetLastError());
+  return IOCP_OK;
+}
+
+int iocp__eng_shutdown_send(iocp__conn *c) {
+  if (iocp__hooks.shutdown(c->eng.sock, SD_SEND) != 0) return iocp__win_error(WSAGetLastError());
+  return IOCP_OK;
+}
+
+void iocp__eng_close(iocp__conn *c, int abortive) {
+  SOCKET sock = c->eng.sock;
+  if (sock == INVALID_SOCKET) return;
+  if (abortive) {
+    struct linger l;
+    l.l_onoff = 1;
+    l.l_linger = 0; /* RST, queued bytes dropped */
+    iocp__hooks.setsockopt(sock, SOL_SOCKET, SO_LINGER, (const char *)&l, sizeof(l));
+  }
+  CancelIoEx((HANDLE)sock, NULL);
+  iocp__hooks.closesocket(sock);
+  c->eng.sock = INVALID_SOCKET;
+}
+
+void iocp__eng_conn_free(iocp__conn *c) {
+  if (c->eng.sock != INVALID_SOCKET) iocp__hooks.closesocket(c->eng.sock);
+  c->eng.sock = INVALID_SOCKET;
+}

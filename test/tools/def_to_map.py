@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""Writes a GNU ld version script exporting exactly the names in iocpsrv.def,
+so libiocpsrv.so and iocpsrv.dll export the same list."""
+import sys
+
+
+def exports(def_path):
+    names, in_exports = [], False
+    with open(def_path, encoding="ascii") as f:
+        for raw in f:
+            line = raw.split(";", 1)[0].strip()
+            if not line:
+                continue
+            if line.upper() == "EXPORTS":
+                in_exports = True
+                continue
+            if in_exports:
+                names.append(line.split()[0])
+    return names
+
+
+def main():
+    src, dst = sys.argv[1], sys.argv[2]
+    names = exports(src)
+    with open(dst, "w", encoding="ascii") as out:
+        out.write("IOCPSRV_1 {\n  global:\n")
+        for n in names:
+            out.write(f"    {n};\n")
+        out.write("  local:\n    *;\n};\n")
+
+
+if __name__ == "__main__":
+    main()

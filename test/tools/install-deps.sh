@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need on a fresh Debian 12 machine
+# (run as root). Safe to run again: apt-get skips what is already there, and
+# the mingw build of cmocka is only made once (see build-cmocka-mingw.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+pkgs=(
+  gcc-mingw-w64-x86-64 gcc-mingw-w64-i686 binutils-mingw-w64-x86-64 binutils-mingw-w64-i686
+  wine wine64
+  meson ninja-build pkgconf cmake gcc libc6-dev
+  libcmocka-dev
+  mono-mcs mono-runtime
+  python3
+  dpkg-dev
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+"$here/build-cmocka-mingw.sh"
