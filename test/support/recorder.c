@@ -1,0 +1,238 @@
+/* A server whose callbacks record every event and check the contract the
+ * header promises: the handle passed is the one iocp_create returned,
+ * callbacks of one connection never overlap, on_connect comes first and
+ * on_disconnect last and exactly once, and nothing arrives after
+ * iocp_destroy returns. Any breach counts as a violation. */
+#include "tsupport.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#if defined(_WIN32)
+#  include <windows.h>
+typedef SRWLOCK rec_lock_t;
+#  define REC_LOCK_INIT(l) InitializeSRWLock(l)
+#  define REC_LOCK(l) AcquireSRWLockExclusive(l)
+#  define REC_UNLOCK(l) ReleaseSRWLockExclusive(l)
+#else
+#  include <pthread.h>
+typedef pthread_mutex_t rec_lock_t;
+#  define REC_LOCK_INIT(l) pthread_mutex_init(l, NULL)
+#  define REC_LOCK(l) pthread_mutex_lock(l)
+#  define REC_UNLOCK(l) pthread_mutex_unlock(l)
+#endif
+
+#define REC_BUCKETS 4096
+
+typedef struct rec_conn {
+  struct rec_conn *next;
+  iocp_conn_id id;
+  int in_callback;
+  int state; /* 1 open, 2 ended */
+  int reason;
+} rec_conn;
+
+struct rec_table {
+  rec_lock_t lock;
+  rec_conn *buckets[REC_BUCKETS];
+};
+
+static rec_conn **slot(struct rec_table *t, iocp_conn_id id) {
+  rec_conn **pp = &t->buckets[id % REC_BUCKETS];
+  while (*pp != NULL && (*pp)->id != id) pp = &(*pp)->next;
+  return pp;
+}
+
+static void violation(rec_server *r) { ts_counter_add(r->violations, 1); }
+
+/* Marks the start of a callback of `id`; creates the record for on_connect. */
+static rec_conn *enter(rec_server *r, iocp_server *srv, iocp_conn_id id, int connecting) {
+  rec_conn **pp, *c;
+  if (r->destroyed) ts_counter_add(r->late, 1);
+  if (srv != r->srv || srv == NULL) violation(r);
+  REC_LOCK(&r->table->lock);
+  pp = slot(r->table, id);
+  c = *pp;
+  if (connecting) {
+    if (c != NULL || id == 0) violation(r); /* ids are never reused */
+    c = calloc(1, sizeof(*c));
+    c->id = id;
+    c->next = *pp;
+    *pp = c;
+  } else if (c == NULL || c->state != 1) {
+    violation(r); /* no on_connect before, or after on_disconnect */
+  }
+  if (c != NULL) {
+    if (c->in_callback) violation(r); /* overlapping callbacks */
+    c->in_callback = 1;
+  }
+  REC_UNLOCK(&r->table->lock);
+  return c;
+}
+
+static void leave(rec_server *r, rec_conn *c) {
+  if (c == NULL) return;
+  REC_LOCK(&r->table->lock);
+  c->in_callback = 0;
+  REC_UNLOCK(&r->table->lock);
+}
+
+static int IOCP_CALL cb_connect(iocp_server *srv, void *user, iocp_conn_id id,
+                                const char *addr, uint16_t port) {
+  rec_server *r = user;
+  rec_conn *c = enter(r, srv, id, 1);
+  int refuse = (r->flags & REC_REFUSE) != 0;
+  if (c != NULL) c->state = 1;
+  snprintf(r->last_addr, sizeof(r->last_addr), "%s", addr != NULL ? addr : "");
+  r->last_peer_port = port;
+  r->last_id = id;
+  if (r->hooks.on_connect != NULL) r->hooks.on_connect(r, id);
+  if (refuse && c != NULL) c->state = 2;
+  leave(r, c);
+  ts_counter_add(r->connects, 1);
+  return refuse;
+}
+
+static void IOCP_CALL cb_data(iocp_server *srv, void *user, iocp_conn_id id,
+                              const uint8_t *data, size_t len) {
+  rec_server *r = user;
+  rec_conn *c = enter(r, srv, id, 0);
+  if (len == 0 || data == NULL) violation(r);
+  if (r->flags & REC_ECHO) {
+    int rc = iocp_send(srv, id, data, len);
+    if (rc != IOCP_OK && rc != IOCP_ECLOSED) violation(r);
+  }
+  if (r->hooks.on_data != NULL) r->hooks.on_data(r, id, data, len);
+  ts_counter_add(r->bytes_in, (int64_t)len);
+  leave(r, c);
+}
+
+static void IOCP_CALL cb_sent(iocp_server *srv, void *user, iocp_conn_id id, uint64_t n) {
+  rec_server *r = user;
+  rec_conn *c = enter(r, srv, id, 0);
+  if (n == 0) violation(r);
+  ts_counter_add(r->bytes_sent, (int64_t)n);
+  leave(r, c);
+}
+
+static void IOCP_CALL cb_peer_closed(iocp_server *srv, void *user, iocp_conn_id id) {
+  rec_server *r = user;
+  rec_conn *c = enter(r, srv, id, 0);
+  if (r->hooks.on_peer_closed != NULL)
+    r->hooks.on_peer_closed(r, id);
+  else if (iocp_shutdown(srv, id) != IOCP_OK)
+    violation(r);
+  ts_counter_add(r->peer_closed, 1);
+  leave(r, c);
+}
+
+static void IOCP_CALL cb_disconnect(iocp_server *srv, void *user, iocp_conn_id id, int reason) {
+  rec_server *r = user;
+  rec_conn *c = enter(r, srv, id, 0);
+  if (reason < IOCP_REASON_PEER_CLOSED || reason > IOCP_REASON_DESTROY) {
+    violation(r);
+    reason = 0;
+  }
+  /* The id is stale once on_disconnect starts. */
+  if (iocp_send(srv, id, "x", 1) != IOCP_ENOTFOUND) violation(r);
+  if (c != NULL) {
+    REC_LOCK(&r->table->lock);
+    c->state = 2;
+    c->reason = reason;
+    REC_UNLOCK(&r->table->lock);
+  }
+  ts_counter_add(r->reasons[reason], 1);
+  leave(r, c);
+  ts_counter_add(r->disconnects, 1);
+}
+
+rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks) {
+  rec_server *r = calloc(1, sizeof(*r));
+  iocp_callbacks cb;
+  iocp_config cfg;
+  int i, rc;
+
+  assert_non_null(r);
+  ts_net_init();
+  r->flags = flags;
+  if (hooks != NULL) r->hooks = *hooks;
+  r->table = calloc(1, sizeof(*r->table));
+  assert_non_null(r->table);
+  REC_LOCK_INIT(&r->table->lock);
+  r->connects = ts_counter_new();
+  r->disconnects = ts_counter_new();
+  r->peer_closed = ts_counter_new();
+  r->bytes_in = ts_counter_new();
+  r->bytes_sent = ts_counter_new();
+  r->violations = ts_counter_new();
+  r->late = ts_counter_new();
+  for (i = 0; i < 5; i++) r->reasons[i] = ts_counter_new();
+
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  cb.on_connect = cb_connect;
+  cb.on_data = cb_data;
+  cb.on_sent = cb_sent;
+  cb.on_peer_closed = (flags & REC_HANDLE_PEER_CLOSE) ? cb_peer_closed : NULL;
+  cb.on_disconnect = cb_disconnect;
+  if (config != NULL) {
+    cfg = *config;
+  } else {
+    assert_int_equal(iocp_config_init(&cfg, sizeof(cfg)), IOCP_OK);
+  }
+  rc = iocp_create(&cfg, &cb, r, &r->srv);
+  assert_int_equal(rc, IOCP_OK);
+  assert_non_null(r->srv);
+  r->port = iocp_port(r->srv);
+  assert_true(r->port != 0);
+  return r;
+}
+
+iocp_conn_id rec_wait_connect(rec_server *r, int64_t n) {
+  if (ts_counter_wait(r->connects, n, TS_TIMEOUT_MS) != 0) return 0;
+  return r->last_id;
+}
+
+int rec_reason(rec_server *r, iocp_conn_id id) {
+  rec_conn *c;
+  int reason = 0;
+  REC_LOCK(&r->table->lock);
+  c = *slot(r->table, id);
+  if (c != NULL) reason = c->reason;
+  REC_UNLOCK(&r->table->lock);
+  return reason;
+}
+
+void rec_stop(rec_server *r) {
+  int64_t connects, disconnects, refused_ok;
+  int i;
+  assert_int_equal(iocp_destroy(r->srv), IOCP_OK);
+  r->destroyed = 1;
+  connects = ts_counter_get(r->connects);
+  disconnects = ts_counter_get(r->disconnects);
+  refused_ok = (r->flags & REC_REFUSE) ? 0 : connects;
+  /* Every kept connection ended exactly once, before iocp_destroy returned. */
+  assert_int_equal(disconnects, refused_ok);
+  assert_int_equal(ts_counter_get(r->violations), 0);
+  assert_int_equal(ts_counter_get(r->late), 0);
+
+  for (i = 0; i < REC_BUCKETS; i++) {
+    rec_conn *c = r->table->buckets[i];
+    while (c != NULL) {
+      rec_conn *next = c->next;
+      free(c);
+      c = next;
+    }
+  }
+  free(r->table);
+  ts_counter_free(r->connects);
+  ts_counter_free(r->disconnects);
+  ts_counter_free(r->peer_closed);
+  ts_counter_free(r->bytes_in);
+  ts_counter_free(r->bytes_sent);
+  ts_counter_free(r->violations);
+  ts_counter_free(r->late);
+  for (i = 0; i < 5; i++) ts_counter_free(r->reasons[i]);
+  free(r);
+}

@@ -1,0 +1,379 @@
+/* Portable test helpers: time, threads, counters, handle counts, sockets. */
+#include "tsupport.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(_WIN32)
+#  include <winsock2.h>
+#  include <ws2tcpip.h>
+#  include <windows.h>
+typedef SOCKET os_sock;
+#  define OS_BAD INVALID_SOCKET
+#  define os_close closesocket
+static int last_net_error(void) { return WSAGetLastError(); }
+#  define IS_TIMEOUT(e) ((e) == WSAETIMEDOUT)
+#  define IS_RESET(e) ((e) == WSAECONNRESET || (e) == WSAECONNABORTED)
+#else
+#  include <arpa/inet.h>
+#  include <dirent.h>
+#  include <errno.h>
+#  include <netinet/in.h>
+#  include <netinet/tcp.h>
+#  include <pthread.h>
+#  include <signal.h>
+#  include <sys/socket.h>
+#  include <sys/time.h>
+#  include <time.h>
+#  include <unistd.h>
+typedef int os_sock;
+#  define OS_BAD (-1)
+#  define os_close close
+static int last_net_error(void) { return errno; }
+#  define IS_TIMEOUT(e) ((e) == EAGAIN || (e) == EWOULDBLOCK)
+#  define IS_RESET(e) ((e) == ECONNRESET || (e) == EPIPE)
+#endif
+
+/* ---- Time and threads ------------------------------------------------------------ */
+
+uint64_t ts_now_ms(void) {
+#if defined(_WIN32)
+  return GetTickCount64();
+#else
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+#endif
+}
+
+struct ts_thread {
+  void (*fn)(void *);
+  void *arg;
+#if defined(_WIN32)
+  HANDLE h;
+#else
+  pthread_t t;
+#endif
+};
+
+#if defined(_WIN32)
+static DWORD WINAPI thread_main(void *p) {
+  ts_thread *t = p;
+  t->fn(t->arg);
+  return 0;
+}
+#else
+static void *thread_main(void *p) {
+  ts_thread *t = p;
+  t->fn(t->arg);
+  return NULL;
+}
+#endif
+
+ts_thread *ts_thread_start(void (*fn)(void *), void *arg) {
+  ts_thread *t = calloc(1, sizeof(*t));
+  assert_non_null(t);
+  t->fn = fn;
+  t->arg = arg;
+#if defined(_WIN32)
+  t->h = CreateThread(NULL, 0, thread_main, t, 0, NULL);
+  assert_non_null(t->h);
+#else
+  assert_int_equal(pthread_create(&t->t, NULL, thread_main, t), 0);
+#endif
+  return t;
+}
+
+void ts_thread_join(ts_thread *t) {
+#if defined(_WIN32)
+  WaitForSingleObject(t->h, INFINITE);
+  CloseHandle(t->h);
+#else
+  pthread_join(t->t, NULL);
+#endif
+  free(t);
+}
+
+struct ts_counter {
+#if defined(_WIN32)
+  SRWLOCK lock;
+  CONDITION_VARIABLE cond;
+#else
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+#endif
+  int64_t value;
+};
+
+ts_counter *ts_counter_new(void) {
+  ts_counter *c = calloc(1, sizeof(*c));
+  assert_non_null(c);
+#if defined(_WIN32)
+  InitializeSRWLock(&c->lock);
+  InitializeConditionVariable(&c->cond);
+#else
+  pthread_mutex_init(&c->lock, NULL);
+  pthread_cond_init(&c->cond, NULL);
+#endif
+  return c;
+}
+
+void ts_counter_free(ts_counter *c) {
+  if (c == NULL) return;
+#if !defined(_WIN32)
+  pthread_mutex_destroy(&c->lock);
+  pthread_cond_destroy(&c->cond);
+#endif
+  free(c);
+}
+
+#if defined(_WIN32)
+#  define C_LOCK(c) AcquireSRWLockExclusive(&(c)->lock)
+#  define C_UNLOCK(c) ReleaseSRWLockExclusive(&(c)->lock)
+#else
+#  define C_LOCK(c) pthread_mutex_lock(&(c)->lock)
+#  define C_UNLOCK(c) pthread_mutex_unlock(&(c)->lock)
+#endif
+
+void ts_counter_add(ts_counter *c, int64_t n) {
+  C_LOCK(c);
+  c->value += n;
+#if defined(_WIN32)
+  WakeAllConditionVariable(&c->cond);
+#else
+  pthread_cond_broadcast(&c->cond);
+#endif
+  C_UNLOCK(c);
+}
+
+int64_t ts_counter_get(ts_counter *c) {
+  int64_t v;
+  C_LOCK(c);
+  v = c->value;
+  C_UNLOCK(c);
+  return v;
+}
+
+int ts_counter_wait(ts_counter *c, int64_t target, int timeout_ms) {
+  uint64_t deadline = ts_now_ms() + (uint64_t)timeout_ms;
+  int rc = 0;
+  C_LOCK(c);
+  while (c->value < target) {
+    uint64_t now = ts_now_ms();
+    if (now >= deadline) {
+      rc = -1;
+      break;
+    }
+#if defined(_WIN32)
+    SleepConditionVariableSRW(&c->cond, &c->lock, (DWORD)(deadline - now), 0);
+#else
+    {
+      struct timespec ts;
+      uint64_t left = deadline - now;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += (time_t)(left / 1000);
+      ts.tv_nsec += (long)(left % 1000) * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+    }
+#endif
+  }
+  C_UNLOCK(c);
+  return rc;
+}
+
+long ts_handle_count(void) {
+#if defined(_WIN32)
+  DWORD n = 0;
+  GetProcessHandleCount(GetCurrentProcess(), &n);
+  return (long)n;
+#else
+  long n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  if (d == NULL) return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+#endif
+}
+
+/* ---- Sockets ------------------------------------------------------------------------ */
+
+void ts_net_init(void) {
+#if defined(_WIN32)
+  static int done;
+  WSADATA wsa;
+  if (!done) assert_int_equal(WSAStartup(MAKEWORD(2, 2), &wsa), 0);
+  done = 1;
+#else
+  signal(SIGPIPE, SIG_IGN);
+#endif
+}
+
+void ts_set_timeout(ts_sock s, int ms) {
+#if defined(_WIN32)
+  DWORD t = (DWORD)ms;
+  setsockopt((os_sock)s, SOL_SOCKET, SO_RCVTIMEO, (const char *)&t, sizeof(t));
+  setsockopt((os_sock)s, SOL_SOCKET, SO_SNDTIMEO, (const char *)&t, sizeof(t));
+#else
+  struct timeval tv;
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  setsockopt((os_sock)s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt((os_sock)s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+#endif
+}
+
+ts_sock ts_connect_to(const char *addr, uint16_t port) {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  os_sock s;
+  int one = 1;
+  memset(&ss, 0, sizeof(ss));
+  if (strchr(addr, ':') != NULL) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, addr, &a->sin6_addr);
+    len = sizeof(*a);
+  } else {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    inet_pton(AF_INET, addr, &a->sin_addr);
+    len = sizeof(*a);
+  }
+  s = socket(ss.ss_family, SOCK_STREAM, IPPROTO_TCP);
+  if (s == OS_BAD) return TS_BAD_SOCK;
+  if (connect(s, (struct sockaddr *)&ss, len) != 0) {
+    os_close(s);
+    return TS_BAD_SOCK;
+  }
+  setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof(one));
+  ts_set_timeout((ts_sock)s, TS_TIMEOUT_MS);
+  return (ts_sock)s;
+}
+
+ts_sock ts_connect(uint16_t port) { return ts_connect_to("127.0.0.1", port); }
+
+int ts_send_all(ts_sock s, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    int chunk = len > (1u << 20) ? (1 << 20) : (int)len;
+#if defined(_WIN32)
+    int n = send((os_sock)s, p, chunk, 0);
+#else
+    int n = (int)send((os_sock)s, p, (size_t)chunk, MSG_NOSIGNAL);
+#endif
+    if (n <= 0) {
+      int e = last_net_error();
+      return IS_RESET(e) ? TS_RESET : IS_TIMEOUT(e) ? TS_TIMEOUT : TS_ERROR;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return TS_OK;
+}
+
+static int recv_some(ts_sock s, void *buf, size_t len, size_t *got) {
+  int n = (int)recv((os_sock)s, buf, len > (1u << 20) ? (1 << 20) : (int)len, 0);
+  if (n > 0) {
+    *got = (size_t)n;
+    return TS_OK;
+  }
+  *got = 0;
+  if (n == 0) return TS_EOF;
+  {
+    int e = last_net_error();
+    return IS_RESET(e) ? TS_RESET : IS_TIMEOUT(e) ? TS_TIMEOUT : TS_ERROR;
+  }
+}
+
+int ts_recv_exact(ts_sock s, void *buf, size_t len) {
+  char *p = buf;
+  while (len > 0) {
+    size_t got;
+    int rc = recv_some(s, p, len, &got);
+    if (rc != TS_OK) return rc;
+    p += got;
+    len -= got;
+  }
+  return TS_OK;
+}
+
+int ts_recv_to_end(ts_sock s, uint8_t *buf, size_t cap, size_t *got) {
+  uint8_t scratch[16384];
+  *got = 0;
+  for (;;) {
+    size_t n;
+    int rc;
+    if (buf != NULL && *got < cap)
+      rc = recv_some(s, buf + *got, cap - *got, &n);
+    else
+      rc = recv_some(s, scratch, sizeof(scratch), &n);
+    if (rc != TS_OK) return rc;
+    *got += n;
+  }
+}
+
+void ts_set_rcvbuf(ts_sock s, int bytes) {
+  setsockopt((os_sock)s, SOL_SOCKET, SO_RCVBUF, (const char *)&bytes, sizeof(bytes));
+}
+
+void ts_shutdown_send(ts_sock s) {
+#if defined(_WIN32)
+  shutdown((os_sock)s, SD_SEND);
+#else
+  shutdown((os_sock)s, SHUT_WR);
+#endif
+}
+
+void ts_close(ts_sock s) {
+  if (s != TS_BAD_SOCK) os_close((os_sock)s);
+}
+
+void ts_close_reset(ts_sock s) {
+  struct linger l;
+  l.l_onoff = 1;
+  l.l_linger = 0;
+  setsockopt((os_sock)s, SOL_SOCKET, SO_LINGER, (const char *)&l, sizeof(l));
+  os_close((os_sock)s);
+}
+
+uint16_t ts_local_port(ts_sock s) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  getsockname((os_sock)s, (struct sockaddr *)&ss, &len);
+  if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+ts_sock ts_listen_any(uint16_t *port) {
+  struct sockaddr_in a;
+  os_sock s = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+  assert_true(s != OS_BAD);
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+  assert_int_equal(listen(s, 16), 0);
+  *port = ts_local_port((ts_sock)s);
+  return (ts_sock)s;
+}
+
+void ts_fill(uint8_t *buf, size_t len, uint32_t stream, uint64_t off) {
+  size_t i;
+  for (i = 0; i < len; i++) buf[i] = ts_pattern(stream, off + i);
+}
+
+size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off) {
+  size_t i;
+  for (i = 0; i < len; i++)
+    if (buf[i] != ts_pattern(stream, off + i)) return i;
+  return len;
+}

@@ -1,0 +1,125 @@
+/* Portable helpers for the tests: threads, counters to wait on with a
+ * time-out (never sleeps), a blocking loopback client, handle counts, and a
+ * recording server that checks the callback contract on every event. */
+#ifndef IOCP_TEST_TSUPPORT_H
+#define IOCP_TEST_TSUPPORT_H
+
+#include "iocpsrv.h"
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* cmocka needs these before its header. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+/* Every wait in the tests is bounded by this (milliseconds). */
+#define TS_TIMEOUT_MS 60000
+
+/* ---- Time, threads, counters --------------------------------------------- */
+
+uint64_t ts_now_ms(void);
+
+typedef struct ts_thread ts_thread;
+ts_thread *ts_thread_start(void (*fn)(void *arg), void *arg);
+void ts_thread_join(ts_thread *t);
+
+/* A 64-bit counter that threads can wait on. */
+typedef struct ts_counter ts_counter;
+ts_counter *ts_counter_new(void);
+void ts_counter_free(ts_counter *c);
+void ts_counter_add(ts_counter *c, int64_t n);
+int64_t ts_counter_get(ts_counter *c);
+/* 0 once the value is >= target, -1 after timeout_ms. */
+int ts_counter_wait(ts_counter *c, int64_t target, int timeout_ms);
+
+/* Open handles (Windows) or file descriptors (Linux) of this process. */
+long ts_handle_count(void);
+
+/* ---- A blocking loopback client ------------------------------------------ */
+
+typedef intptr_t ts_sock;
+#define TS_BAD_SOCK ((ts_sock)-1)
+
+enum { TS_OK = 0, TS_EOF = 1, TS_RESET = 2, TS_TIMEOUT = 3, TS_ERROR = 4 };
+
+void ts_net_init(void);
+/* Connects to addr:port (blocking, with TS_TIMEOUT_MS send/receive time-outs). */
+ts_sock ts_connect_to(const char *addr, uint16_t port);
+ts_sock ts_connect(uint16_t port); /* 127.0.0.1 */
+int ts_send_all(ts_sock s, const void *buf, size_t len);
+/* Reads exactly len bytes: TS_OK, or how it failed. */
+int ts_recv_exact(ts_sock s, void *buf, size_t len);
+/* Reads until the connection ends; *got counts the bytes (stored while they
+ * fit in cap). Returns TS_EOF (FIN), TS_RESET, TS_TIMEOUT or TS_ERROR. */
+int ts_recv_to_end(ts_sock s, uint8_t *buf, size_t cap, size_t *got);
+void ts_set_timeout(ts_sock s, int ms);
+void ts_set_rcvbuf(ts_sock s, int bytes);
+void ts_shutdown_send(ts_sock s);
+void ts_close(ts_sock s);
+void ts_close_reset(ts_sock s); /* RST instead of FIN */
+uint16_t ts_local_port(ts_sock s);
+/* A listening socket on 127.0.0.1:0, to make a port busy. */
+ts_sock ts_listen_any(uint16_t *port);
+
+/* Deterministic test bytes: byte `off` of stream `stream`. */
+static inline uint8_t ts_pattern(uint32_t stream, uint64_t off) {
+  return (uint8_t)((off * 131u) ^ (off >> 8) ^ (stream * 29u));
+}
+void ts_fill(uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
+/* Index of the first byte not matching the pattern, or len. */
+size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
+
+/* ---- A recording server ---------------------------------------------------- */
+
+enum {
+  REC_ECHO = 1,              /* echo every byte back */
+  REC_HANDLE_PEER_CLOSE = 2, /* set on_peer_closed (records it, then iocp_shutdown) */
+  REC_REFUSE = 4             /* on_connect refuses every connection */
+};
+
+typedef struct rec_server rec_server;
+
+/* Called from the recorder's callbacks when set (after its own checks). */
+typedef struct rec_hooks {
+  void (*on_connect)(rec_server *r, iocp_conn_id id);
+  void (*on_data)(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len);
+  void (*on_peer_closed)(rec_server *r, iocp_conn_id id);
+} rec_hooks;
+
+struct rec_server {
+  iocp_server *srv;
+  uint16_t port;
+  int flags;
+  rec_hooks hooks;
+  void *user; /* for the test */
+
+  ts_counter *connects;
+  ts_counter *disconnects;
+  ts_counter *peer_closed;
+  ts_counter *bytes_in;
+  ts_counter *bytes_sent; /* from on_sent */
+  ts_counter *reasons[5]; /* disconnects by enum iocp_reason */
+  ts_counter *violations; /* overlap, order, unknown id, wrong handle, late */
+  ts_counter *late;       /* callbacks after iocp_destroy returned */
+
+  iocp_conn_id last_id;   /* the most recent on_connect */
+  char last_addr[64];
+  uint16_t last_peer_port;
+  int destroyed;
+  struct rec_table *table;
+};
+
+/* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
+rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks);
+/* iocp_destroy and the checks that must hold after it; frees r. Asserts that
+ * every connect was matched by exactly one disconnect and no violation. */
+void rec_stop(rec_server *r);
+/* Waits for the n-th on_connect and returns its id (0 on time-out). */
+iocp_conn_id rec_wait_connect(rec_server *r, int64_t n);
+/* The reason the connection ended with (0 while it is open). */
+int rec_reason(rec_server *r, iocp_conn_id id);
+
+#endif
