@@ -321,6 +321,13 @@ int ts_recv_to_end(ts_sock s, uint8_t *buf, size_t cap, size_t *got) {
   }
 }
 
+int ts_ended_by_reset(ts_sock s, uint8_t *buf, size_t cap, size_t *got) {
+  int rc = ts_recv_to_end(s, buf, cap, got);
+  if (rc == TS_RESET) return 1;
+  assert_int_equal(rc, TS_EOF);
+  return ts_send_all(s, "?", 1) == TS_RESET;
+}
+
 void ts_set_rcvbuf(ts_sock s, int bytes) {
   setsockopt((os_sock)s, SOL_SOCKET, SO_RCVBUF, (const char *)&bytes, sizeof(bytes));
 }

@@ -55,6 +55,11 @@ int ts_recv_exact(ts_sock s, void *buf, size_t len);
 /* Reads until the connection ends; *got counts the bytes (stored while they
  * fit in cap). Returns TS_EOF (FIN), TS_RESET, TS_TIMEOUT or TS_ERROR. */
 int ts_recv_to_end(ts_sock s, uint8_t *buf, size_t cap, size_t *got);
+/* Reads until the connection ends and tells whether it ended with a reset
+ * (1) or a FIN (0), counting the bytes as ts_recv_to_end does. Wine reports
+ * a received RST to recv() as an orderly end (0 bytes), so after an "end" it
+ * sends one byte: that fails at once only on a connection that was reset. */
+int ts_ended_by_reset(ts_sock s, uint8_t *buf, size_t cap, size_t *got);
 void ts_set_timeout(ts_sock s, int ms);
 void ts_set_rcvbuf(ts_sock s, int bytes);
 void ts_shutdown_send(ts_sock s);
