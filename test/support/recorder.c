@@ -206,7 +206,6 @@ int rec_reason(rec_server *r, iocp_conn_id id) {
 
 void rec_stop(rec_server *r) {
   int64_t connects, disconnects, refused_ok;
-  int i;
   assert_int_equal(iocp_destroy(r->srv), IOCP_OK);
   r->destroyed = 1;
   connects = ts_counter_get(r->connects);
@@ -216,7 +215,11 @@ void rec_stop(rec_server *r) {
   assert_int_equal(disconnects, refused_ok);
   assert_int_equal(ts_counter_get(r->violations), 0);
   assert_int_equal(ts_counter_get(r->late), 0);
+  rec_free(r);
+}
 
+void rec_free(rec_server *r) {
+  int i;
   for (i = 0; i < REC_BUCKETS; i++) {
     rec_conn *c = r->table->buckets[i];
     while (c != NULL) {

@@ -122,6 +122,8 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
 /* iocp_destroy and the checks that must hold after it; frees r. Asserts that
  * every connect was matched by exactly one disconnect and no violation. */
 void rec_stop(rec_server *r);
+/* Frees r without destroying its server (for tests that destroy it). */
+void rec_free(rec_server *r);
 /* Waits for the n-th on_connect and returns its id (0 on time-out). */
 iocp_conn_id rec_wait_connect(rec_server *r, int64_t n);
 /* The reason the connection ended with (0 while it is open). */

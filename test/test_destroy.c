@@ -1,0 +1,194 @@
+/* iocp_destroy: the lenient destructor. Every open connection gets its
+ * on_disconnect before it returns, nothing runs after it, nothing leaks, and
+ * calling it from a callback is refused instead of deadlocking. */
+#include "tsupport.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BUSY_CONNS 100
+#define BUSY_BYTES (256u << 10)
+
+/* One round: 100 clients each send 256 KiB and never read, so the server
+ * has sends in flight and bytes queued on every connection; then destroy. */
+static void destroy_busy_round(void) {
+  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  ts_sock socks[BUSY_CONNS];
+  uint8_t *buf = calloc(1, BUSY_BYTES);
+  int64_t connects, events_at_return;
+  int i;
+
+  for (i = 0; i < BUSY_CONNS; i++) {
+    socks[i] = ts_connect(r->port);
+    assert_true(socks[i] != TS_BAD_SOCK);
+    ts_set_rcvbuf(socks[i], 8192);
+  }
+  assert_int_equal(ts_counter_wait(r->connects, BUSY_CONNS, TS_TIMEOUT_MS), 0);
+  for (i = 0; i < BUSY_CONNS; i++) assert_int_equal(ts_send_all(socks[i], buf, BUSY_BYTES), TS_OK);
+  /* Wait until the server has read it all: its echoes are stuck in queues. */
+  assert_int_equal(ts_counter_wait(r->bytes_in, (int64_t)BUSY_CONNS * BUSY_BYTES, TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_counter_get(r->disconnects), 0);
+
+  connects = ts_counter_get(r->connects);
+  assert_int_equal(iocp_destroy(r->srv), IOCP_OK);
+  r->destroyed = 1;
+  events_at_return = ts_counter_get(r->disconnects);
+  assert_int_equal(events_at_return, BUSY_CONNS);
+  assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_DESTROY]), connects);
+
+  /* The peers see their connections end; nothing reaches the dead server. */
+  for (i = 0; i < BUSY_CONNS; i++) {
+    size_t got = 0;
+    ts_set_timeout(socks[i], 10000);
+    assert_int_not_equal(ts_recv_to_end(socks[i], NULL, 0, &got), TS_TIMEOUT);
+    ts_close(socks[i]);
+  }
+  assert_int_equal(ts_counter_get(r->disconnects), events_at_return);
+  assert_int_equal(ts_counter_get(r->late), 0);
+  free(buf);
+  /* rec_stop would destroy again: do its checks by hand. */
+  assert_int_equal(ts_counter_get(r->violations), 0);
+  rec_free(r);
+}
+
+static void test_destroy_with_100_busy_connections_repeated(void **state) {
+  long before, after;
+  int round;
+  (void)state;
+  destroy_busy_round(); /* warms up lazily created system handles */
+  before = ts_handle_count();
+  assert_true(before > 0);
+  for (round = 1; round < 20; round++) destroy_busy_round();
+  after = ts_handle_count();
+  /* No growth beyond noise from the runtime (a few handles at most). */
+  assert_true(after <= before + 8);
+}
+
+/* ---- Destroy from inside callbacks ------------------------------------------- */
+
+static int destroy_rc_connect, destroy_rc_data, destroy_rc_disconnect;
+
+static void destroy_in_connect(rec_server *r, iocp_conn_id id) {
+  (void)id;
+  destroy_rc_connect = iocp_destroy(r->srv);
+}
+
+static void destroy_in_data(rec_server *r, iocp_conn_id id, const uint8_t *d, size_t n) {
+  (void)id;
+  (void)d;
+  (void)n;
+  destroy_rc_data = iocp_destroy(r->srv);
+}
+
+static void test_destroy_from_inside_a_callback_is_refused(void **state) {
+  rec_hooks h = {0};
+  rec_server *r;
+  ts_sock a;
+  char buf[5];
+  (void)state;
+  h.on_connect = destroy_in_connect;
+  h.on_data = destroy_in_data;
+  destroy_rc_connect = destroy_rc_data = 1;
+  r = rec_start(REC_ECHO, NULL, &h);
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "hello", 5), TS_OK);
+  /* The server is alive and serving after both refused calls. */
+  assert_int_equal(ts_recv_exact(a, buf, 5), TS_OK);
+  assert_memory_equal(buf, "hello", 5);
+  assert_int_equal(destroy_rc_connect, IOCP_EINCALLBACK);
+  assert_int_equal(destroy_rc_data, IOCP_EINCALLBACK);
+  ts_close(a);
+  assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
+  rec_stop(r);
+}
+
+/* on_disconnect runs inside iocp_destroy's own teardown: still refused. */
+static iocp_server *disconnect_srv;
+static void IOCP_CALL destroy_in_disconnect(iocp_server *s, void *user, iocp_conn_id id,
+                                            int reason) {
+  (void)user;
+  (void)id;
+  (void)reason;
+  destroy_rc_disconnect = iocp_destroy(s);
+  disconnect_srv = s;
+}
+
+static int IOCP_CALL count_connect(iocp_server *s, void *user, iocp_conn_id id,
+                                   const char *addr, uint16_t port) {
+  (void)s;
+  (void)id;
+  (void)addr;
+  (void)port;
+  ts_counter_add(user, 1);
+  return 0;
+}
+
+static void test_destroy_inside_on_disconnect_during_destroy(void **state) {
+  iocp_callbacks cb;
+  iocp_server *s = NULL;
+  ts_counter *connected = ts_counter_new();
+  ts_sock a;
+  (void)state;
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  cb.on_connect = count_connect;
+  cb.on_disconnect = destroy_in_disconnect;
+  destroy_rc_disconnect = 1;
+  assert_int_equal(iocp_create(NULL, &cb, connected, &s), IOCP_OK);
+  a = ts_connect(iocp_port(s));
+  assert_true(a != TS_BAD_SOCK);
+  assert_int_equal(ts_counter_wait(connected, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(iocp_connection_count(s), 1);
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+  assert_int_equal(destroy_rc_disconnect, IOCP_EINCALLBACK);
+  assert_ptr_equal(disconnect_srv, s);
+  ts_close(a);
+  ts_counter_free(connected);
+}
+
+/* ---- Destroy while clients keep connecting ----------------------------------- */
+
+typedef struct churn {
+  uint16_t port;
+  volatile int stop;
+  int connected;
+} churn;
+
+static void churn_main(void *arg) {
+  churn *c = arg;
+  while (!c->stop) {
+    ts_sock s = ts_connect(c->port);
+    if (s == TS_BAD_SOCK) break; /* the listener is gone */
+    c->connected++;
+    ts_send_all(s, "abc", 3);
+    ts_close(s);
+  }
+}
+
+static void test_destroy_while_clients_keep_connecting(void **state) {
+  int round;
+  (void)state;
+  for (round = 0; round < 5; round++) {
+    rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+    churn c = {0};
+    ts_thread *t;
+    c.port = r->port;
+    t = ts_thread_start(churn_main, &c);
+    assert_int_equal(ts_counter_wait(r->connects, 20, TS_TIMEOUT_MS), 0);
+    rec_stop(r); /* asserts one disconnect per connect, nothing late */
+    c.stop = 1;
+    ts_thread_join(t);
+    assert_true(c.connected >= 20);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_destroy_with_100_busy_connections_repeated),
+      cmocka_unit_test(test_destroy_from_inside_a_callback_is_refused),
+      cmocka_unit_test(test_destroy_inside_on_disconnect_during_destroy),
+      cmocka_unit_test(test_destroy_while_clients_keep_connecting),
+  };
+  ts_net_init();
+  return cmocka_run_group_tests_name("destroy", tests, NULL, NULL);
+}
