@@ -1,0 +1,261 @@
+/* Fault injection through the internal call table (dll/core/hooks.h), linked
+ * against the static build of the library: out-of-memory at every step of
+ * iocp_create, and socket calls that fail on freshly accepted connections.
+ * Each failure must give a clear error or drop just the one connection,
+ * never crash, leak or stop the accept chain. */
+#include "tsupport.h"
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Allocation faults ------------------------------------------------------- */
+
+static atomic_int alloc_countdown; /* fail when it reaches 0; negative: never */
+static atomic_int alloc_failures;
+
+static int alloc_should_fail(void) {
+  if (atomic_load(&alloc_countdown) < 0) return 0;
+  if (atomic_fetch_sub(&alloc_countdown, 1) == 0) {
+    atomic_fetch_add(&alloc_failures, 1);
+    return 1;
+  }
+  return 0;
+}
+static void *failing_malloc(size_t n) { return alloc_should_fail() ? NULL : malloc(n); }
+static void *failing_calloc(size_t n, size_t s) { return alloc_should_fail() ? NULL : calloc(n, s); }
+
+static void test_create_survives_out_of_memory_at_every_allocation(void **state) {
+  iocp_callbacks cb;
+  long before, after;
+  int n, ok = 0;
+  (void)state;
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  before = ts_handle_count();
+  for (n = 0; n < 200 && !ok; n++) {
+    iocp_server *s = (iocp_server *)&cb;
+    int rc;
+    atomic_store(&alloc_countdown, n);
+    atomic_store(&alloc_failures, 0);
+    iocp__hooks.malloc = failing_malloc;
+    iocp__hooks.calloc = failing_calloc;
+    rc = iocp_create(NULL, &cb, NULL, &s);
+    iocp__hooks_reset();
+    if (atomic_load(&alloc_failures) == 0) {
+      /* Every allocation of iocp_create succeeded: done. */
+      assert_int_equal(rc, IOCP_OK);
+      ok = 1;
+    } else if (rc == IOCP_OK) {
+      /* An allocation that may fail without failing the server (e.g. an
+       * accept retried later): the server must still work. */
+      ts_sock a = ts_connect(iocp_port(s));
+      assert_true(a != TS_BAD_SOCK);
+      ts_close(a);
+    } else {
+      assert_int_equal(rc, IOCP_ENOMEM);
+      assert_null(s);
+      continue;
+    }
+    assert_int_equal(iocp_destroy(s), IOCP_OK);
+  }
+  assert_true(ok);
+  after = ts_handle_count();
+  assert_true(after <= before + 8);
+}
+
+/* Allocation failures while serving: a connection that cannot be set up is
+ * dropped, the next one is served. */
+static void test_out_of_memory_on_accept_drops_only_that_connection(void **state) {
+  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  char buf[4];
+  ts_sock a, b;
+  (void)state;
+  atomic_store(&alloc_countdown, 0); /* the very next allocation fails */
+  atomic_store(&alloc_failures, 0);
+  iocp__hooks.malloc = failing_malloc;
+  iocp__hooks.calloc = failing_calloc;
+  a = ts_connect(r->port); /* accepted by the system, dropped by the library */
+  assert_true(a != TS_BAD_SOCK);
+  {
+    size_t got = 0;
+    ts_set_timeout(a, 10000);
+    assert_int_not_equal(ts_recv_to_end(a, NULL, 0, &got), TS_TIMEOUT);
+    assert_int_equal(got, 0);
+  }
+  ts_close(a);
+  iocp__hooks_reset();
+  assert_int_equal(atomic_load(&alloc_failures), 1);
+  b = ts_connect(r->port);
+  assert_int_equal(ts_send_all(b, "next", 4), TS_OK);
+  assert_int_equal(ts_recv_exact(b, buf, 4), TS_OK);
+  assert_memory_equal(buf, "next", 4);
+  ts_close(b);
+  assert_int_equal(ts_counter_wait(r->disconnects, ts_counter_get(r->connects), TS_TIMEOUT_MS), 0);
+  rec_stop(r);
+}
+
+/* ---- Socket faults on accepted connections ----------------------------------- */
+
+static atomic_int sock_faults_left; /* how many more calls fail */
+
+#if defined(_WIN32)
+static int WSAAPI failing_setsockopt(SOCKET s, int level, int name, const char *v, int len) {
+  if (name == SO_UPDATE_ACCEPT_CONTEXT && atomic_fetch_sub(&sock_faults_left, 1) > 0) {
+    WSASetLastError(WSAENOTCONN); /* as when the peer is already gone */
+    return SOCKET_ERROR;
+  }
+  return setsockopt(s, level, name, v, len);
+}
+
+static int WSAAPI failing_wsarecv(SOCKET s, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags,
+                                  LPWSAOVERLAPPED ol, LPWSAOVERLAPPED_COMPLETION_ROUTINE fn) {
+  if (atomic_fetch_sub(&sock_faults_left, 1) > 0) {
+    WSASetLastError(WSAECONNRESET);
+    return SOCKET_ERROR;
+  }
+  return WSARecv(s, b, n, got, flags, ol, fn);
+}
+
+static SOCKET WSAAPI failing_wsasocket(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,
+                                       GROUP g, DWORD flags) {
+  if (atomic_fetch_sub(&sock_faults_left, 1) > 0) {
+    WSASetLastError(WSAEMFILE);
+    return INVALID_SOCKET;
+  }
+  return WSASocketW(af, type, proto, info, g, flags);
+}
+
+static void fail_accept_setup(void) { iocp__hooks.setsockopt = failing_setsockopt; }
+static void fail_first_receive(void) { iocp__hooks.wsarecv = failing_wsarecv; }
+static void fail_socket_creation(void) { iocp__hooks.wsasocket = failing_wsasocket; }
+#else
+#  include <errno.h>
+#  include <sys/socket.h>
+static int failing_accept4(int fd, struct sockaddr *a, socklen_t *len, int flags) {
+  int s = accept4(fd, a, len, flags);
+  if (s >= 0 && atomic_fetch_sub(&sock_faults_left, 1) > 0) {
+    close(s);
+    errno = ECONNABORTED; /* the peer went away during the accept */
+    return -1;
+  }
+  return s;
+}
+
+static ssize_t failing_recv(int fd, void *buf, size_t n, int flags) {
+  if (atomic_fetch_sub(&sock_faults_left, 1) > 0) {
+    errno = ECONNRESET;
+    return -1;
+  }
+  return recv(fd, buf, n, flags);
+}
+
+static int accept4_out_of_files(int fd, struct sockaddr *a, socklen_t *len, int flags) {
+  if (atomic_fetch_sub(&sock_faults_left, 1) > 0) {
+    errno = EMFILE;
+    return -1;
+  }
+  return accept4(fd, a, len, flags);
+}
+
+static void fail_accept_setup(void) { iocp__hooks.accept4 = failing_accept4; }
+static void fail_first_receive(void) { iocp__hooks.recv = failing_recv; }
+static void fail_socket_creation(void) { iocp__hooks.accept4 = accept4_out_of_files; }
+#endif
+
+/* The 1.1 bug: failures on freshly accepted sockets must never break the
+ * accept chain. 100 of them in a row, then a normal client. */
+static void test_failed_accept_setup_drops_one_socket_and_keeps_accepting(void **state) {
+  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  char buf[5];
+  ts_sock a;
+  int i;
+  (void)state;
+  atomic_store(&sock_faults_left, 100);
+  fail_accept_setup();
+  for (i = 0; i < 100; i++) {
+    ts_sock s = ts_connect(r->port);
+    size_t got = 0;
+    assert_true(s != TS_BAD_SOCK);
+    ts_set_timeout(s, 10000);
+    assert_int_not_equal(ts_recv_to_end(s, NULL, 0, &got), TS_TIMEOUT); /* dropped */
+    ts_close(s);
+  }
+  assert_true(atomic_load(&sock_faults_left) <= 0);
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "alive", 5), TS_OK);
+  assert_int_equal(ts_recv_exact(a, buf, 5), TS_OK);
+  assert_memory_equal(buf, "alive", 5);
+  ts_close(a);
+  iocp__hooks_reset();
+  assert_int_equal(ts_counter_wait(r->disconnects, ts_counter_get(r->connects), TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_counter_get(r->connects), 1); /* only the good one was seen */
+  rec_stop(r);
+}
+
+static void test_receive_failure_ends_connection_as_reset(void **state) {
+  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  ts_sock a;
+  (void)state;
+  atomic_store(&sock_faults_left, 1);
+  fail_first_receive();
+  a = ts_connect(r->port);
+  assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
+  iocp__hooks_reset();
+  assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_RESET]), 1);
+  ts_close(a);
+  rec_stop(r);
+}
+
+/* Out of sockets for a while: every posted accept fails to re-arm, and the
+ * library must retry them rather than stop accepting for good. */
+static void test_accepts_recover_after_running_out_of_sockets(void **state) {
+  iocp_config c;
+  rec_server *r;
+  char buf[2];
+  ts_sock a, b;
+  (void)state;
+  iocp_config_init(&c, sizeof(c));
+  c.accepts_posted = 2;
+  r = rec_start(REC_ECHO, &c, NULL);
+  atomic_store(&sock_faults_left, 1 << 30);
+  fail_socket_creation();
+  /* Two clients use up both posted accepts (on Windows); their re-posts fail.
+   * On Linux accept() itself fails with EMFILE until the hook is reset. */
+  a = ts_connect(r->port);
+  b = ts_connect(r->port);
+  assert_true(a != TS_BAD_SOCK && b != TS_BAD_SOCK);
+#if defined(_WIN32)
+  assert_int_equal(ts_send_all(a, "1", 1), TS_OK);
+  assert_int_equal(ts_recv_exact(a, buf, 1), TS_OK);
+  assert_int_equal(ts_send_all(b, "1", 1), TS_OK);
+  assert_int_equal(ts_recv_exact(b, buf, 1), TS_OK);
+#endif
+  iocp__hooks_reset();
+  /* The library retries on its own: this one is accepted and served. */
+  {
+    ts_sock d = ts_connect(r->port);
+    assert_true(d != TS_BAD_SOCK);
+    ts_set_timeout(d, 20000);
+    assert_int_equal(ts_send_all(d, "2", 1), TS_OK);
+    assert_int_equal(ts_recv_exact(d, buf, 1), TS_OK);
+    assert_int_equal(buf[0], '2');
+    ts_close(d);
+  }
+  ts_close(a);
+  ts_close(b);
+  assert_int_equal(ts_counter_wait(r->disconnects, 3, TS_TIMEOUT_MS), 0);
+  rec_stop(r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_create_survives_out_of_memory_at_every_allocation),
+      cmocka_unit_test(test_out_of_memory_on_accept_drops_only_that_connection),
+      cmocka_unit_test(test_failed_accept_setup_drops_one_socket_and_keeps_accepting),
+      cmocka_unit_test(test_receive_failure_ends_connection_as_reset),
+      cmocka_unit_test(test_accepts_recover_after_running_out_of_sockets),
+  };
+  ts_net_init();
+  return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+}
