@@ -10,8 +10,12 @@ header's IOCP_API functions are the same set; the library exports exactly the
 ordinals. Prints one line per check and 'N passed, M failed'."""
 import argparse
 import re
+import os
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from def_to_map import export_lines  # noqa: E402  (one .def parser for both tools)
 
 RESULTS = []
 
@@ -22,21 +26,13 @@ def check(name, ok, detail=""):
 
 
 def read_def(path):
-    exports, in_exports, bad = {}, False, []
-    with open(path, encoding="ascii") as f:
-        for raw in f:
-            line = raw.split(";", 1)[0].strip()
-            if not line:
-                continue
-            if line.upper() == "EXPORTS":
-                in_exports = True
-                continue
-            if in_exports:
-                m = re.fullmatch(r"(\w+)\s+@(\d+)", line)
-                if m:
-                    exports[m.group(1)] = int(m.group(2))
-                else:
-                    bad.append(line)
+    exports, bad = {}, []
+    for line in export_lines(path):
+        m = re.fullmatch(r"(\w+)\s+@(\d+)", line)
+        if m:
+            exports[m.group(1)] = int(m.group(2))
+        else:
+            bad.append(line)
     check("every .def export has a fixed ordinal", not bad, f"{bad}")
     return exports
 
