@@ -147,14 +147,7 @@ static void run_locked(iocp__conn *c) {
       }
       iocp__mutex_lock(&c->lock);
       if (!keep) {
-        /* Out of the table before the peer can see the reset, so the id and
-         * iocp_connection_count() are done with it by then. */
-        iocp__conn *t;
         c->refused = 1;
-        iocp__mutex_unlock(&c->lock);
-        t = iocp__table_remove(&s->table, c->id);
-        if (t != NULL) unref_not_last(t);
-        iocp__mutex_lock(&c->lock);
         teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
       } else {
         c->kept = 1;
