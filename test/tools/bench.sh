@@ -15,8 +15,9 @@
 # --extra adds variants of both servers: baseline with
 # GetQueuedCompletionStatusEx (64 per call), and both with one worker thread.
 #
-# If a native Linux build of the library exists (build/linux), rows
-# comparing its echo sample with a minimal epoll echo are added.
+# If a native Linux build of the library exists (build/linux, or the binary
+# named by LINUX_ECHO_SERVER), rows comparing its echo sample with a minimal
+# epoll echo (test/bench/baseline_epoll.c) are added.
 #
 # This is a benchmark, run on purpose; it asserts nothing and is not a test.
 # Servers are stopped by closing their standard input; the Wine prefix is a
@@ -52,13 +53,18 @@ if [ ! -f build/win64/build.ninja ]; then
   meson setup build/win64 --cross-file test/cross/mingw-w64-x86_64.txt >&2
 fi
 ninja -C build/win64 iocpsrv.dll sample_clients/echo_server.exe \
-  test/bench/baseline_iocp.exe test/bench/loadgen >&2
+  test/bench/baseline_iocp.exe test/bench/loadgen test/bench/baseline_epoll >&2
 loadgen=build/win64/test/bench/loadgen
+# A native Linux build of the library (being written in parallel): only if
+# it is there and builds; its rows then compare it with baseline_epoll.
+# LINUX_ECHO_SERVER=path picks another native echo_server binary.
 native=0
-if [ -x build/linux/sample_clients/echo_server ]; then
+linux_echo=${LINUX_ECHO_SERVER:-build/linux/sample_clients/echo_server}
+if [ -n "${LINUX_ECHO_SERVER:-}" ]; then
+  [ -x "$linux_echo" ] && native=1
+elif [ -f build/linux/build.ninja ] && ninja -C build/linux sample_clients/echo_server >&2 &&
+     [ -x "$linux_echo" ]; then
   native=1
-  ninja -C build/linux sample_clients/echo_server >&2 || true
-  cc -O2 -Wall -o build/linux/baseline_epoll test/bench/baseline_epoll.c >&2
 fi
 
 # ---- Environment ------------------------------------------------------------
@@ -144,8 +150,8 @@ if [ "$extra" = 1 ]; then
 fi
 if [ "$native" = 1 ]; then
   variants+=(
-    "native|baseline_epoll|build/linux/baseline_epoll"
-    "native|iocpsrv (Linux)|build/linux/sample_clients/echo_server"
+    "native|baseline_epoll|build/win64/test/bench/baseline_epoll"
+    "native|iocpsrv (Linux)|$linux_echo"
   )
 fi
 
