@@ -110,10 +110,43 @@ static iocp__task *task_pop(struct iocp__eng_server *e) {
   return t;
 }
 
+/* Results a worker produced itself (a send or receive that completed at once
+ * inside a callback) wait in its own list and run right after the current
+ * unit of work: no eventfd round trip, no hand-over to another thread. The
+ * budget bounds such chains per unit of work, so one busy connection cannot
+ * keep a worker from the shared queue; past it, results go there. */
+#define IOCP__LOCAL_BUDGET 8
+static IOCP__TLS iocp__task *local_head, *local_tail;
+static IOCP__TLS int local_budget;
+
 static void task_done(struct iocp__eng_server *e, iocp__task *t, const io_done *d) {
   t->result = d->result;
   t->bytes = d->bytes;
+  if (worker_of != NULL && &worker_of->eng == e && local_budget > 0) {
+    local_budget--;
+    t->next = NULL;
+    if (local_tail != NULL)
+      local_tail->next = t;
+    else
+      local_head = t;
+    local_tail = t;
+    return;
+  }
   task_push(e, t);
+}
+
+static void task_run(iocp__task *t);
+
+/* Ends a unit of work: runs what it left in the worker's own list. */
+static void run_local(void) {
+  while (local_head != NULL) {
+    iocp__task *t = local_head;
+    local_head = t->next;
+    if (local_head == NULL) local_tail = NULL;
+    t->next = NULL;
+    task_run(t);
+  }
+  local_budget = IOCP__LOCAL_BUDGET;
 }
 
 static void task_run(iocp__task *t) {
@@ -391,6 +424,7 @@ static void *worker_main(void *arg) {
   struct iocp__eng_server *e = &s->eng;
   struct epoll_event evs[IOCP__EVENTS];
   worker_of = s;
+  local_budget = IOCP__LOCAL_BUDGET;
   for (;;) {
     int i, n, timeout;
     for (i = 0; i < IOCP__TASKS_PER_ROUND; i++) {
@@ -398,6 +432,7 @@ static void *worker_main(void *arg) {
       if (t == NULL) break;
       if (t->kind == IOCP__TASK_STOP) goto out;
       task_run(t);
+      run_local();
     }
     timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
     n = iocp__hooks.epoll_wait(e->epfd, evs, IOCP__EVENTS, timeout);
@@ -413,6 +448,7 @@ static void *worker_main(void *arg) {
         on_listener(s);
       else
         on_conn_event(s, key, evs[i].events);
+      run_local();
     }
   }
 out:
@@ -420,14 +456,24 @@ out:
   return NULL;
 }
 
-/* Library threads take no signals: they belong to the application's threads. */
+/* Library threads take no process-wide signals (Ctrl-C, termination, child
+ * exits, SIGPIPE): those belong to the application's threads. Thread-directed
+ * signals stay open: managed runtimes stop threads that ran their code with
+ * them (Mono suspends for garbage collection with a real-time signal; a
+ * worker that blocked it hung the collector, and so the C# sample). */
 static int start_workers(iocp_server *s, uint32_t want) {
+  static const int process_signals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM, SIGPIPE,
+                                        SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGTSTP,
+                                        SIGTTIN, SIGTTOU, SIGWINCH, SIGURG, SIGVTALRM,
+                                        SIGPROF};
   struct iocp__eng_server *e = &s->eng;
-  sigset_t all, old;
+  sigset_t block, old;
   int rc = IOCP_OK;
   uint32_t i;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigemptyset(&block);
+  for (i = 0; i < sizeof(process_signals) / sizeof(process_signals[0]); i++)
+    sigaddset(&block, process_signals[i]);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
   for (i = 0; i < want; i++) {
     int err = iocp__hooks.pthread_create(&e->threads[i], NULL, worker_main, s);
     if (err != 0) {
