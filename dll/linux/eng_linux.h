@@ -1,0 +1,116 @@
+/* The epoll engine's part of the server and connection structs, and its
+ * entries in the call table (core/hooks.h).
+ *
+ * epoll reports readiness; the core wants completions. The engine bridges
+ * the two: a posted receive or send is remembered in the connection, a
+ * worker performs the system call when the socket is ready, and the result
+ * is reported to the core once. Results that are known while the
+ * connection's lock is held (an immediate send, an operation aborted by a
+ * close) travel through the server's task queue, so the core is never
+ * entered from inside an engine call. */
+#ifndef IOCP_LINUX_ENG_LINUX_H
+#define IOCP_LINUX_ENG_LINUX_H
+
+#include "sys_posix.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+typedef struct iocp_server iocp_server;
+
+/* Buffers one send copies; core/engine.h's IOCP__MAX_IOV must fit (checked
+ * in engine_linux.c: this header is read before that constant exists). */
+#define IOCP__LINUX_MAX_IOV 16
+
+enum iocp__task_kind {
+  IOCP__TASK_RUN = 1, /* iocp__conn_run */
+  IOCP__TASK_RECV,    /* iocp__conn_recv_done(result, bytes) */
+  IOCP__TASK_SEND,    /* iocp__conn_send_done(result, bytes) */
+  IOCP__TASK_STOP     /* the worker that takes it exits */
+};
+
+/* A node of the server's task queue. Every node is embedded in the
+ * connection or the server it belongs to, so queueing never allocates and
+ * cannot fail. A connection's node is recovered from its address. */
+typedef struct iocp__task {
+  struct iocp__task *next;
+  int kind;
+  int queued; /* under the queue lock; a node is never queued twice */
+  int result; /* enum iocp__io_result, for RECV and SEND */
+  size_t bytes;
+} iocp__task;
+
+/* Everything below is under the connection's lock. */
+struct iocp__eng_conn {
+  int fd;                  /* -1 once closed */
+  unsigned recv_posted : 1; /* a receive waits for readability */
+  unsigned send_posted : 1; /* iov[0..niov) waits for writability */
+  int niov;
+  struct iovec iov[IOCP__LINUX_MAX_IOV];
+  iocp__task recv_task;
+  iocp__task send_task;
+  iocp__task run_task;
+};
+
+struct iocp__eng_server {
+  int epfd;
+  int evfd;                /* readable exactly while the task queue is not empty */
+  int family;
+  pthread_t *threads;
+  uint32_t nthreads;
+  iocp__task *stops;       /* one stop token per worker */
+
+  iocp__mutex qlock;
+  iocp__task *qhead;       /* under qlock */
+  iocp__task *qtail;       /* under qlock */
+
+  iocp__mutex accept_lock;
+  int listener;            /* under accept_lock; -1 once closed */
+  uint32_t accept_batch;   /* connections taken per wake-up */
+  int64_t backoff_until;   /* under accept_lock: monotonic ms */
+  atomic_int backoff;      /* out of descriptors: accepting paused */
+};
+
+/* Socket and system calls of this engine, replaceable by tests. */
+#define IOCP__ENGINE_HOOKS                                                        \
+  int (*socket)(int domain, int type, int proto);                                 \
+  int (*bind)(int fd, const struct sockaddr *addr, socklen_t len);                \
+  int (*listen)(int fd, int backlog);                                             \
+  int (*setsockopt)(int fd, int level, int name, const void *val, socklen_t len); \
+  int (*getsockname)(int fd, struct sockaddr *addr, socklen_t *len);              \
+  int (*close)(int fd);                                                           \
+  int (*shutdown)(int fd, int how);                                               \
+  ssize_t (*recv)(int fd, void *buf, size_t len, int flags);                      \
+  ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);                \
+  int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);       \
+  int (*epoll_create1)(int flags);                                                \
+  int (*epoll_ctl)(int epfd, int op, int fd, struct epoll_event *ev);             \
+  int (*epoll_wait)(int epfd, struct epoll_event *evs, int max, int timeout);     \
+  int (*eventfd)(unsigned int initval, int flags);                                \
+  int (*pthread_create)(pthread_t * t, const pthread_attr_t *attr,                \
+                        void *(*fn)(void *), void *arg);
+
+#define IOCP__ENGINE_HOOKS_DEFAULT                                                 \
+  socket, bind, listen, setsockopt, getsockname, close, shutdown, recv, sendmsg,   \
+      accept4, epoll_create1, epoll_ctl, epoll_wait, eventfd, pthread_create
+
+/* The one translation of errno values to IOCP_ codes. */
+int iocp__linux_error(int err);
+
+/* How the engine reacts to a failed call's errno (syserr_linux.c). */
+enum iocp__linux_errclass {
+  IOCP__ERR_AGAIN = 1, /* not ready yet (or interrupted): wait and retry */
+  IOCP__ERR_RESOURCE,  /* out of descriptors or memory: back off */
+  IOCP__ERR_PEER,      /* this connection failed (accept passes them on) */
+  IOCP__ERR_OTHER      /* anything else */
+};
+int iocp__linux_errclass(int err);
+
+#endif

@@ -1,0 +1,575 @@
+/* The epoll engine: the Linux twin of dll/win/engine_win.c.
+ *
+ * One epoll set and one task queue per server, and a pool of workers that
+ * take queued tasks and readiness events in turn. The core sees the same
+ * completions as from the IOCP engine: each posted receive or send is
+ * reported exactly once, aborted when the socket was closed first.
+ *
+ * Stale events. epoll data is never a pointer: a connection's socket is
+ * registered under the connection's id (never 0, never reused), the listener
+ * under 0 and the wake-up eventfd under UINT64_MAX. A worker resolves an id
+ * through the core's table, which returns a referenced connection or NULL;
+ * so an event that outlived its connection finds nothing, and one for a
+ * connection being torn down finds its socket closed (fd -1) under the lock.
+ *
+ * One report per operation. Every system call on a connection's socket is
+ * made under the connection's lock, and the flags recv_posted / send_posted
+ * say which operations are still owed a report. A worker that performs an
+ * operation clears its flag and takes the report in the same locked step;
+ * iocp__eng_close clears the flags it finds set and queues those operations
+ * as aborted. Whoever clears a flag reports, so nothing is lost or doubled.
+ * Reports are made with no lock held: directly by a worker that performed the
+ * call, through the task queue when the result is known inside an engine
+ * call (the core holds the connection's lock there).
+ *
+ * Sockets are armed EPOLLONESHOT for what is posted, so a connection's
+ * readiness goes to one worker, which does one call per posted operation and
+ * re-arms: a busy connection goes back to the end of the line after each
+ * receive. A re-arm from another thread (a send posted by iocp_send) may let
+ * a second worker in early; both serialise on the lock and the flags keep
+ * that harmless. */
+#include "../core/internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+_Static_assert(IOCP__MAX_IOV <= IOCP__LINUX_MAX_IOV, "eng_linux.h: iov array too small");
+
+#define IOCP__KEY_LISTENER UINT64_C(0) /* connection ids start at 1 */
+#define IOCP__KEY_WAKE UINT64_MAX      /* never reached by the id counter */
+/* Readiness events one worker takes per wait: few, so that work spreads over
+ * the pool rather than queueing behind one worker's callbacks. */
+#define IOCP__EVENTS 8
+/* Tasks a worker runs before it looks at readiness again. */
+#define IOCP__TASKS_PER_ROUND 16
+/* The pause before accepting again after running out of descriptors. */
+#define IOCP__BACKOFF_MS 50
+/* The most connections one wake-up accepts (cfg.accepts_posted, capped). */
+#define IOCP__ACCEPT_BATCH_MAX 64
+/* The most bytes one send hands to the kernel (fits ssize_t everywhere). */
+#define IOCP__SEND_MAX ((size_t)1 << 30)
+
+#define CONN_OF(task, member) \
+  ((iocp__conn *)((char *)(task) - offsetof(iocp__conn, eng.member)))
+
+static IOCP__TLS const iocp_server *worker_of; /* the server whose worker this is */
+
+/* A result taken under the lock and reported after it is released. */
+typedef struct io_done {
+  int done;
+  int result;
+  size_t bytes;
+} io_done;
+
+/* ---- Task queue ---------------------------------------------------------------
+ * A FIFO of embedded nodes. The eventfd is readable exactly while the queue
+ * is not empty (both change under qlock), and is registered level-triggered,
+ * so sleeping workers wake while tasks wait and stay asleep otherwise. */
+
+static void task_push(struct iocp__eng_server *e, iocp__task *t) {
+  static const uint64_t one = 1;
+  iocp__mutex_lock(&e->qlock);
+  assert(!t->queued);
+  t->queued = 1;
+  t->next = NULL;
+  if (e->qtail != NULL) {
+    e->qtail->next = t;
+  } else {
+    e->qhead = t;
+    /* Cannot fail: the counter is 0 here and never exceeds 1. */
+    if (write(e->evfd, &one, sizeof(one)) < 0) assert(0);
+  }
+  e->qtail = t;
+  iocp__mutex_unlock(&e->qlock);
+}
+
+static iocp__task *task_pop(struct iocp__eng_server *e) {
+  iocp__task *t;
+  iocp__mutex_lock(&e->qlock);
+  t = e->qhead;
+  if (t != NULL) {
+    e->qhead = t->next;
+    if (e->qhead == NULL) {
+      uint64_t v;
+      e->qtail = NULL;
+      if (read(e->evfd, &v, sizeof(v)) < 0) assert(0); /* readable: it held 1 */
+    }
+    t->next = NULL;
+    t->queued = 0;
+  }
+  iocp__mutex_unlock(&e->qlock);
+  return t;
+}
+
+static void task_done(struct iocp__eng_server *e, iocp__task *t, const io_done *d) {
+  t->result = d->result;
+  t->bytes = d->bytes;
+  task_push(e, t);
+}
+
+static void task_run(iocp__task *t) {
+  int result = t->result;
+  size_t bytes = t->bytes;
+  switch (t->kind) {
+  case IOCP__TASK_RUN: iocp__conn_run(CONN_OF(t, run_task)); break;
+  case IOCP__TASK_RECV: iocp__conn_recv_done(CONN_OF(t, recv_task), result, bytes); break;
+  case IOCP__TASK_SEND: iocp__conn_send_done(CONN_OF(t, send_task), result, bytes); break;
+  default: assert(0); break;
+  }
+}
+
+/* ---- Connection I/O (connection lock held) ------------------------------------ */
+
+/* Arms the socket for exactly what is posted. */
+static int arm_locked(iocp__conn *c) {
+  struct epoll_event ev;
+  uint32_t want = 0;
+  if (c->eng.recv_posted) want |= EPOLLIN;
+  if (c->eng.send_posted) want |= EPOLLOUT;
+  if (want == 0) return IOCP_OK;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = want | EPOLLONESHOT;
+  ev.data.u64 = c->id;
+  if (iocp__hooks.epoll_ctl(c->server->eng.epfd, EPOLL_CTL_MOD, c->eng.fd, &ev) != 0)
+    return iocp__linux_error(errno);
+  return IOCP_OK;
+}
+
+static void try_recv_locked(iocp__conn *c, io_done *d) {
+  ssize_t n = iocp__hooks.recv(c->eng.fd, c->rbuf, c->rbuf_cap, 0);
+  if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) return; /* still posted */
+  c->eng.recv_posted = 0;
+  d->done = 1;
+  d->result = n < 0 ? IOCP__IO_RESET : IOCP__IO_OK;
+  d->bytes = n < 0 ? 0 : (size_t)n;
+}
+
+static void try_send_locked(iocp__conn *c, io_done *d) {
+  struct msghdr m;
+  ssize_t n;
+  memset(&m, 0, sizeof(m));
+  m.msg_iov = c->eng.iov;
+  m.msg_iovlen = (size_t)c->eng.niov;
+  n = iocp__hooks.sendmsg(c->eng.fd, &m, MSG_NOSIGNAL);
+  if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) return; /* still posted */
+  c->eng.send_posted = 0;
+  d->done = 1;
+  d->result = n < 0 ? IOCP__IO_RESET : IOCP__IO_OK;
+  d->bytes = n < 0 ? 0 : (size_t)n;
+}
+
+/* Takes every posted operation as failed (the socket cannot be armed). */
+static void fail_posted_locked(iocp__conn *c, io_done *r, io_done *w) {
+  if (c->eng.recv_posted) {
+    c->eng.recv_posted = 0;
+    r->done = 1;
+    r->result = IOCP__IO_RESET;
+    r->bytes = 0;
+  }
+  if (c->eng.send_posted) {
+    c->eng.send_posted = 0;
+    w->done = 1;
+    w->result = IOCP__IO_RESET;
+    w->bytes = 0;
+  }
+}
+
+static void close_fd(iocp__conn *c) {
+  struct epoll_event ev; /* ignored by EPOLL_CTL_DEL; old kernels want one */
+  memset(&ev, 0, sizeof(ev));
+  /* Explicit, so a descriptor copied by fork() cannot keep it registered. */
+  iocp__hooks.epoll_ctl(c->server->eng.epfd, EPOLL_CTL_DEL, c->eng.fd, &ev);
+  iocp__hooks.close(c->eng.fd);
+  c->eng.fd = -1;
+}
+
+/* A readiness event for connection `id`, on a worker, no lock held. */
+static void on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
+  io_done r = {0, 0, 0}, w = {0, 0, 0};
+  iocp__conn *c = iocp__table_get(&s->table, id);
+  if (c == NULL) return; /* stale: the connection is gone */
+  iocp__mutex_lock(&c->lock);
+  if (c->eng.fd >= 0) {
+    if (c->eng.recv_posted && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) try_recv_locked(c, &r);
+    if (c->eng.send_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) try_send_locked(c, &w);
+    if (arm_locked(c) != IOCP_OK) fail_posted_locked(c, &r, &w);
+  }
+  iocp__mutex_unlock(&c->lock);
+  /* Each report drops the reference of its operation; ours stays until the end. */
+  if (r.done) iocp__conn_recv_done(c, r.result, r.bytes);
+  if (w.done) iocp__conn_send_done(c, w.result, w.bytes);
+  iocp__conn_unref(c);
+}
+
+int iocp__eng_recv(iocp__conn *c) {
+  int rc;
+  if (c->eng.fd < 0) return IOCP_ECLOSED;
+  assert(!c->eng.recv_posted);
+  c->eng.recv_posted = 1;
+  rc = arm_locked(c);
+  if (rc != IOCP_OK) c->eng.recv_posted = 0;
+  return rc;
+}
+
+int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
+  io_done d = {0, 0, 0};
+  size_t total = 0;
+  int i, rc;
+  if (c->eng.fd < 0) return IOCP_ECLOSED;
+  assert(!c->eng.send_posted && n > 0 && n <= IOCP__LINUX_MAX_IOV);
+  c->eng.niov = 0;
+  for (i = 0; i < n && total < IOCP__SEND_MAX; i++) {
+    size_t len = iov[i].len < IOCP__SEND_MAX - total ? iov[i].len : IOCP__SEND_MAX - total;
+    c->eng.iov[i].iov_base = (void *)iov[i].base;
+    c->eng.iov[i].iov_len = len;
+    total += len;
+    c->eng.niov++;
+  }
+  c->eng.send_posted = 1;
+  /* Usually the socket has room: write now, report through the queue. */
+  try_send_locked(c, &d);
+  if (d.done) {
+    task_done(&c->server->eng, &c->eng.send_task, &d);
+    return IOCP_OK;
+  }
+  rc = arm_locked(c);
+  if (rc != IOCP_OK) c->eng.send_posted = 0;
+  return rc;
+}
+
+int iocp__eng_post_run(iocp__conn *c) {
+  task_push(&c->server->eng, &c->eng.run_task);
+  return IOCP_OK;
+}
+
+int iocp__eng_shutdown_send(iocp__conn *c) {
+  if (c->eng.fd < 0) return IOCP_ECLOSED;
+  if (iocp__hooks.shutdown(c->eng.fd, SHUT_WR) != 0) return iocp__linux_error(errno);
+  return IOCP_OK;
+}
+
+void iocp__eng_close(iocp__conn *c, int abortive) {
+  struct iocp__eng_server *e = &c->server->eng;
+  static const io_done aborted = {1, IOCP__IO_ABORTED, 0};
+  if (c->eng.fd < 0) return;
+  if (abortive) {
+    struct linger l;
+    l.l_onoff = 1;
+    l.l_linger = 0; /* RST, queued bytes dropped */
+    iocp__hooks.setsockopt(c->eng.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  }
+  close_fd(c);
+  if (c->eng.recv_posted) {
+    c->eng.recv_posted = 0;
+    task_done(e, &c->eng.recv_task, &aborted);
+  }
+  if (c->eng.send_posted) {
+    c->eng.send_posted = 0;
+    task_done(e, &c->eng.send_task, &aborted);
+  }
+}
+
+void iocp__eng_conn_free(iocp__conn *c) {
+  if (c->eng.fd >= 0) close_fd(c);
+}
+
+/* ---- Accepting ------------------------------------------------------------------ */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int arm_listener_locked(struct iocp__eng_server *e, int op) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN | EPOLLONESHOT;
+  ev.data.u64 = IOCP__KEY_LISTENER;
+  if (iocp__hooks.epoll_ctl(e->epfd, op, e->listener, &ev) != 0) return iocp__linux_error(errno);
+  return IOCP_OK;
+}
+
+/* Leaves the listener disarmed for a while; the workers wait with a time-out
+ * meanwhile and re-arm it in resume_accepting(). */
+static void backoff_locked(struct iocp__eng_server *e) {
+  e->backoff_until = now_ms() + IOCP__BACKOFF_MS;
+  atomic_store(&e->backoff, 1);
+}
+
+static void resume_accepting(struct iocp__eng_server *e) {
+  iocp__mutex_lock(&e->accept_lock);
+  if (atomic_load(&e->backoff) && now_ms() >= e->backoff_until) {
+    atomic_store(&e->backoff, 0);
+    if (e->listener >= 0 && arm_listener_locked(e, EPOLL_CTL_MOD) != IOCP_OK) backoff_locked(e);
+  }
+  iocp__mutex_unlock(&e->accept_lock);
+}
+
+/* Turns one accepted socket into a connection; a failure drops this socket
+ * only. on_connect runs inline, on this worker. */
+static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *peer) {
+  struct epoll_event ev;
+  iocp__conn *c = iocp__conn_alloc(s);
+  if (c == NULL) {
+    iocp__hooks.close(fd);
+    return;
+  }
+  c->eng.fd = fd;
+  c->eng.recv_task.kind = IOCP__TASK_RECV;
+  c->eng.send_task.kind = IOCP__TASK_SEND;
+  c->eng.run_task.kind = IOCP__TASK_RUN;
+  /* Registered disarmed: the first posted operation arms it. */
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLONESHOT;
+  ev.data.u64 = c->id;
+  if (iocp__hooks.epoll_ctl(s->eng.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    iocp__conn_unref(c); /* closes the socket */
+    return;
+  }
+  iocp__conn_accepted(c, (const struct sockaddr *)peer);
+}
+
+/* The listener is readable: take a bounded batch, re-arm it (so another
+ * worker can take the next batch), then set the batch up. */
+static void on_listener(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  struct sockaddr_storage peers[IOCP__ACCEPT_BATCH_MAX];
+  int fds[IOCP__ACCEPT_BATCH_MAX];
+  uint32_t i, n = 0, tries;
+  int rearm = 1;
+
+  iocp__mutex_lock(&e->accept_lock);
+  if (e->listener < 0) {
+    iocp__mutex_unlock(&e->accept_lock);
+    return;
+  }
+  for (tries = 0; tries < e->accept_batch; tries++) {
+    socklen_t len = sizeof(peers[n]);
+    int fd = iocp__hooks.accept4(e->listener, (struct sockaddr *)&peers[n], &len,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int cls;
+    if (fd >= 0) {
+      fds[n++] = fd;
+      continue;
+    }
+    cls = iocp__linux_errclass(errno);
+    if (cls == IOCP__ERR_PEER) continue; /* that connection died in the backlog */
+    if (cls != IOCP__ERR_AGAIN) {        /* out of descriptors, or worse: pause */
+      backoff_locked(e);
+      rearm = 0;
+    }
+    break;
+  }
+  if (rearm && arm_listener_locked(e, EPOLL_CTL_MOD) != IOCP_OK) backoff_locked(e);
+  iocp__mutex_unlock(&e->accept_lock);
+
+  for (i = 0; i < n; i++) accept_one(s, fds[i], &peers[i]);
+}
+
+/* ---- Workers ---------------------------------------------------------------------- */
+
+static void *worker_main(void *arg) {
+  iocp_server *s = arg;
+  struct iocp__eng_server *e = &s->eng;
+  struct epoll_event evs[IOCP__EVENTS];
+  worker_of = s;
+  for (;;) {
+    int i, n, timeout;
+    for (i = 0; i < IOCP__TASKS_PER_ROUND; i++) {
+      iocp__task *t = task_pop(e);
+      if (t == NULL) break;
+      if (t->kind == IOCP__TASK_STOP) goto out;
+      task_run(t);
+    }
+    timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
+    n = iocp__hooks.epoll_wait(e->epfd, evs, IOCP__EVENTS, timeout);
+    if (n < 0) {
+      if (iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) continue;
+      break; /* only when the set is closed under us */
+    }
+    if (atomic_load(&e->backoff)) resume_accepting(e);
+    for (i = 0; i < n; i++) {
+      uint64_t key = evs[i].data.u64;
+      if (key == IOCP__KEY_WAKE) continue; /* tasks are taken at the top */
+      if (key == IOCP__KEY_LISTENER)
+        on_listener(s);
+      else
+        on_conn_event(s, key, evs[i].events);
+    }
+  }
+out:
+  worker_of = NULL;
+  return NULL;
+}
+
+/* Library threads take no signals: they belong to the application's threads. */
+static int start_workers(iocp_server *s, uint32_t want) {
+  struct iocp__eng_server *e = &s->eng;
+  sigset_t all, old;
+  int rc = IOCP_OK;
+  uint32_t i;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  for (i = 0; i < want; i++) {
+    int err = iocp__hooks.pthread_create(&e->threads[i], NULL, worker_main, s);
+    if (err != 0) {
+      rc = iocp__linux_error(err);
+      break;
+    }
+    e->nthreads++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+/* One stop token per worker: each worker exits on the first it takes. */
+static void stop_workers(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  uint32_t i;
+  for (i = 0; i < e->nthreads; i++) task_push(e, &e->stops[i]);
+  for (i = 0; i < e->nthreads; i++) pthread_join(e->threads[i], NULL);
+  e->nthreads = 0;
+}
+
+int iocp__eng_on_worker(const iocp_server *s) { return worker_of == s; }
+
+/* ---- Start and stop ---------------------------------------------------------------- */
+
+static uint32_t processor_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (uint32_t)n : 1;
+}
+
+static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+  struct iocp__eng_server *e = &s->eng;
+  struct sockaddr_storage bound;
+  socklen_t boundlen = sizeof(bound);
+  int on = 1;
+  /* 0 = the system maximum: the kernel caps it at net.core.somaxconn. */
+  int backlog = s->cfg.backlog == 0 || s->cfg.backlog > INT_MAX ? INT_MAX : (int)s->cfg.backlog;
+
+  e->listener = iocp__hooks.socket(e->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                                   IPPROTO_TCP);
+  if (e->listener < 0) return iocp__linux_error(errno);
+  /* Lets a restarted server bind beside its TIME_WAIT leftovers; on Linux
+   * binding still fails with EADDRINUSE while another socket listens. */
+  iocp__hooks.setsockopt(e->listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  /* "::" means all IPv6 addresses, as on Windows: no IPv4-mapped ones. */
+  if (e->family == AF_INET6)
+    iocp__hooks.setsockopt(e->listener, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  if (iocp__hooks.bind(e->listener, addr, (socklen_t)addrlen) != 0 ||
+      iocp__hooks.listen(e->listener, backlog) != 0 ||
+      iocp__hooks.getsockname(e->listener, (struct sockaddr *)&bound, &boundlen) != 0)
+    return iocp__linux_error(errno);
+  if (bound.ss_family == AF_INET6)
+    s->port = ntohs(((const struct sockaddr_in6 *)&bound)->sin6_port);
+  else
+    s->port = ntohs(((const struct sockaddr_in *)&bound)->sin_port);
+  return IOCP_OK;
+}
+
+static void release(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  if (e->listener >= 0) iocp__hooks.close(e->listener);
+  e->listener = -1;
+  if (e->evfd >= 0) iocp__hooks.close(e->evfd);
+  e->evfd = -1;
+  if (e->epfd >= 0) iocp__hooks.close(e->epfd);
+  e->epfd = -1;
+  iocp__free(e->threads);
+  e->threads = NULL;
+  iocp__free(e->stops);
+  e->stops = NULL;
+  iocp__mutex_destroy(&e->accept_lock);
+  iocp__mutex_destroy(&e->qlock);
+}
+
+int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+  struct iocp__eng_server *e = &s->eng;
+  struct epoll_event ev;
+  uint32_t i, want;
+  int rc;
+
+  memset(e, 0, sizeof(*e));
+  e->epfd = e->evfd = e->listener = -1;
+  e->family = addr->sa_family;
+  atomic_init(&e->backoff, 0);
+  e->accept_batch = s->cfg.accepts_posted < IOCP__ACCEPT_BATCH_MAX ? s->cfg.accepts_posted
+                                                                   : IOCP__ACCEPT_BATCH_MAX;
+  iocp__mutex_init(&e->qlock);
+  iocp__mutex_init(&e->accept_lock);
+
+  e->epfd = iocp__hooks.epoll_create1(EPOLL_CLOEXEC);
+  if (e->epfd < 0) {
+    rc = iocp__linux_error(errno);
+    goto fail;
+  }
+  e->evfd = iocp__hooks.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (e->evfd < 0) {
+    rc = iocp__linux_error(errno);
+    goto fail;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN; /* level-triggered: see the task queue */
+  ev.data.u64 = IOCP__KEY_WAKE;
+  if (iocp__hooks.epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->evfd, &ev) != 0) {
+    rc = iocp__linux_error(errno);
+    goto fail;
+  }
+  rc = open_listener(s, addr, addrlen);
+  if (rc != IOCP_OK) goto fail;
+
+  want = s->cfg.threads ? s->cfg.threads : processor_count();
+  e->threads = iocp__calloc(want, sizeof(*e->threads));
+  e->stops = iocp__calloc(want, sizeof(*e->stops));
+  if (e->threads == NULL || e->stops == NULL) {
+    rc = IOCP_ENOMEM;
+    goto fail;
+  }
+  for (i = 0; i < want; i++) e->stops[i].kind = IOCP__TASK_STOP;
+  rc = start_workers(s, want);
+  if (rc != IOCP_OK) goto fail_workers;
+
+  /* Only now can connections arrive: a failed start never ran a callback. */
+  iocp__mutex_lock(&e->accept_lock);
+  rc = arm_listener_locked(e, EPOLL_CTL_ADD);
+  iocp__mutex_unlock(&e->accept_lock);
+  if (rc != IOCP_OK) goto fail_workers;
+  return IOCP_OK;
+
+fail_workers:
+  stop_workers(s);
+fail:
+  release(s);
+  return rc;
+}
+
+void iocp__eng_stop_accepting(iocp_server *s) {
+  struct iocp__eng_server *e = &s->eng;
+  iocp__mutex_lock(&e->accept_lock);
+  if (e->listener >= 0) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    iocp__hooks.epoll_ctl(e->epfd, EPOLL_CTL_DEL, e->listener, &ev);
+    iocp__hooks.close(e->listener);
+    e->listener = -1;
+  }
+  atomic_store(&e->backoff, 0);
+  iocp__mutex_unlock(&e->accept_lock);
+}
+
+/* Every connection is freed. A worker may still be setting up a socket it
+ * accepted before the listener closed; the core refuses it (the table is
+ * closed) and the worker finishes with it before it takes its stop token. */
+void iocp__eng_finish(iocp_server *s) {
+  stop_workers(s);
+  release(s);
+}
