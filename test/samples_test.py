@@ -73,9 +73,12 @@ class Child:
         self.lines = queue.Queue()
         self.stdout = []
         self.stderr = []
+        self.drains = []
         for pipe, sink, q in ((self.proc.stdout, self.stdout, self.lines),
                               (self.proc.stderr, self.stderr, None)):
-            threading.Thread(target=self._drain, args=(pipe, sink, q), daemon=True).start()
+            t = threading.Thread(target=self._drain, args=(pipe, sink, q), daemon=True)
+            t.start()
+            self.drains.append(t)
 
     @staticmethod
     def _drain(pipe, sink, q):
@@ -114,6 +117,14 @@ class Child:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+
+    def join_output(self, timeout):
+        """After the exit: waits (bounded) until both pipes reached their end,
+        so that the last bytes written are in self.stdout / self.stderr. A
+        pipe inherited by a grandchild (wineserver) only costs the timeout."""
+        deadline = time.monotonic() + timeout
+        for t in self.drains:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def kill(self):
         if self.proc.poll() is None:
@@ -263,19 +274,10 @@ def run_missing_library_check(args, res):
         try:
             child.close_stdin()
             code = child.wait(args.start_timeout)
-            stderr = b"".join(child.stderr).decode(errors="replace")
             res.check(code == 1, "exits with code 1 when the library cannot be found",
                       f"{'still running' if code is None else f'exit code {code}'}, "
                       f"{child.diagnostics()}")
-            # The drain threads may still be reading the last bytes: wait for
-            # stdout's end marker (bounded) before judging the pipes.
-            deadline = time.monotonic() + args.timeout
-            while time.monotonic() < deadline:
-                try:
-                    if child.lines.get(timeout=deadline - time.monotonic()) is None:
-                        break
-                except queue.Empty:
-                    break
+            child.join_output(args.timeout)
             stderr = b"".join(child.stderr).decode(errors="replace")
             res.check(not any(LISTENING.search(line) for line in child.stdout),
                       "does not claim to listen")
@@ -301,6 +303,9 @@ def main():
         args.program = args.program[1:]
     if not args.program:
         ap.error("no program given")
+    # Meson passes build paths relative to its working folder; the
+    # no-library check runs the program from elsewhere.
+    args.program = [os.path.abspath(a) if os.path.isfile(a) else a for a in args.program]
 
     label = args.label or os.path.basename(args.program[-1])
     res = Results(label)
