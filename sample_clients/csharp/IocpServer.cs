@@ -341,6 +341,37 @@ namespace IocpSrv
         // The servers whose callbacks run on this thread (for Dispose).
         [ThreadStatic] private static List<IocpServer> running;
 
+        // Every server not yet destroyed, weakly (long weak references to the
+        // handles, valid until their finalizer has run), so that process exit
+        // can destroy them. Without that, Mono would hang at exit: a library
+        // worker that has called back counts as a managed thread, Mono waits
+        // for such threads at exit, and they only stop in iocp_destroy.
+        private static readonly List<WeakReference> live = new List<WeakReference>();
+        private readonly WeakReference liveEntry;
+
+        static IocpServer()
+        {
+            AppDomain.CurrentDomain.ProcessExit += DestroyAllAtExit;
+        }
+
+        private static void DestroyAllAtExit(object sender, EventArgs e)
+        {
+            WeakReference[] all;
+            lock (live) all = live.ToArray();
+            foreach (var entry in all)
+            {
+                try
+                {
+                    var h = entry.Target as ServerHandle;
+                    if (h != null) h.Dispose();
+                }
+                catch (Exception)
+                {
+                    // Nothing sensible to do while the process ends.
+                }
+            }
+        }
+
         public IocpServer(IocpServerOptions options)
         {
             if (options == null) throw new ArgumentNullException("options");
@@ -406,6 +437,8 @@ namespace IocpSrv
             }
             if (rc != 0)
                 throw new IocpException(rc, "cannot listen on " + options.Bind + " port " + options.Port);
+            liveEntry = new WeakReference(handle, true);
+            lock (live) live.Add(liveEntry);
         }
 
         /// <summary>The port listened on (useful after Port = 0).</summary>
@@ -465,6 +498,10 @@ namespace IocpSrv
                 if (rc != 0) throw new IocpException(rc, "iocp_destroy");
             }
             handle.Dispose();
+            if (liveEntry != null)
+            {
+                lock (live) live.Remove(liveEntry);
+            }
         }
 
         private static void Check(int rc, string what)
