@@ -138,6 +138,13 @@ static void run_locked(iocp__conn *c) {
       iocp__mutex_unlock(&c->lock);
       if (cb->on_connect != NULL)
         keep = cb->on_connect(s, s->user, c->id, c->peer_addr, c->peer_port) == 0;
+      if (!keep) {
+        /* Out of the table before the socket closes: once the peer sees the
+         * reset, the id is stale and no longer counted. (The lock is not
+         * held here: table locks are taken before connection locks.) */
+        iocp__conn *t = iocp__table_remove(&s->table, c->id);
+        if (t != NULL) unref_not_last(t);
+      }
       iocp__mutex_lock(&c->lock);
       if (!keep) {
         c->refused = 1;

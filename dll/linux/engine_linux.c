@@ -22,12 +22,14 @@
  * call, through the task queue when the result is known inside an engine
  * call (the core holds the connection's lock there).
  *
- * Sockets are armed EPOLLONESHOT for what is posted, so a connection's
- * readiness goes to one worker, which does one call per posted operation and
- * re-arms: a busy connection goes back to the end of the line after each
- * receive. A re-arm from another thread (a send posted by iocp_send) may let
- * a second worker in early; both serialise on the lock and the flags keep
- * that harmless. */
+ * A posted receive or send is tried at once, as WSARecv and WSASend do, and
+ * waits for readiness only when the socket is not ready. Sockets are armed
+ * EPOLLONESHOT for what is still posted, so a connection's readiness goes to
+ * one worker, which does one call per posted operation and re-arms; every
+ * result travels through the queue or the next wait, so a busy connection
+ * goes to the back of the line after each receive. A re-arm from another
+ * thread (a send posted by iocp_send) may let a second worker in early; both
+ * serialise on the lock and the flags keep that harmless. */
 #include "../core/internal.h"
 
 #include <assert.h>
@@ -209,10 +211,18 @@ static void on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
 }
 
 int iocp__eng_recv(iocp__conn *c) {
+  io_done d = {0, 0, 0};
   int rc;
   if (c->eng.fd < 0) return IOCP_ECLOSED;
   assert(!c->eng.recv_posted);
   c->eng.recv_posted = 1;
+  /* As WSARecv does: take what is already there at once and report it
+   * through the queue (the back of the line: fair to other connections). */
+  try_recv_locked(c, &d);
+  if (d.done) {
+    task_done(&c->server->eng, &c->eng.recv_task, &d);
+    return IOCP_OK;
+  }
   rc = arm_locked(c);
   if (rc != IOCP_OK) c->eng.recv_posted = 0;
   return rc;
