@@ -18,8 +18,10 @@ Checks, one output line each:
   5. nothing listens on the port any more: a connect is refused
 
 With --expect-no-library the program is run from an empty folder with
-LD_LIBRARY_PATH / WINEPATH pointing only to an empty folder and must fail
-cleanly instead: exit code 1, nothing on stdout, a message on stderr.
+LD_LIBRARY_PATH / WINEPATH pointing only to an empty folder (or to
+--library-dir, e.g. one holding a library of the wrong version) and must fail
+cleanly instead: exit code 1, nothing on stdout, a message on stderr that
+contains --expect-message (default "iocpsrv").
 
 Ends with "N passed, M failed"; the exit code is 1 when anything failed.
 Every wait has a deadline; nothing is synchronised by sleeping.
@@ -262,26 +264,34 @@ def run_echo_checks(args, res):
         child.kill()
 
 
+def wine_path(path):
+    return "Z:" + os.path.abspath(path).replace("/", "\\")
+
+
 def run_missing_library_check(args, res):
+    what = "is incompatible" if args.library_dir else "cannot be found"
     with tempfile.TemporaryDirectory(prefix="iocpsrv-nolib-") as empty:
+        libdir = os.path.abspath(args.library_dir) if args.library_dir else empty
         env = dict(os.environ)
         env.pop("IOCPSRV_LIBRARY", None)
-        env["LD_LIBRARY_PATH"] = empty
-        env["WINEPATH"] = empty
+        env["LD_LIBRARY_PATH"] = libdir
+        env["WINEPATH"] = wine_path(libdir)
         # An empty working folder too: Windows (and Wine) also search the
         # current directory for DLLs.
         child = Child(args.program + ["--port", "0"], env, empty)
         try:
             child.close_stdin()
             code = child.wait(args.start_timeout)
-            res.check(code == 1, "exits with code 1 when the library cannot be found",
+            res.check(code == 1, f"exits with code 1 when the library {what}",
                       f"{'still running' if code is None else f'exit code {code}'}, "
                       f"{child.diagnostics()}")
             child.join_output(args.timeout)
             stderr = b"".join(child.stderr).decode(errors="replace")
             res.check(not any(LISTENING.search(line) for line in child.stdout),
                       "does not claim to listen")
-            res.check("iocpsrv" in stderr, "says on stderr that the iocpsrv library is missing",
+            res.check(args.expect_message in stderr,
+                      f"says on stderr that the iocpsrv library {what} "
+                      f"(mentions {args.expect_message!r})",
                       child.diagnostics())
         finally:
             child.kill()
@@ -297,6 +307,10 @@ def main():
     ap.add_argument("--connections", type=int, default=100)
     ap.add_argument("--expect-no-library", action="store_true",
                     help="check the clean refusal to start without the library instead")
+    ap.add_argument("--library-dir", default=None,
+                    help="with --expect-no-library: the only library folder (default: an empty one)")
+    ap.add_argument("--expect-message", default="iocpsrv",
+                    help="with --expect-no-library: text stderr must contain")
     ap.add_argument("program", nargs=argparse.REMAINDER, help="the server's command line")
     args = ap.parse_args()
     if args.program and args.program[0] == "--":

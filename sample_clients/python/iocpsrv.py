@@ -193,11 +193,19 @@ def load():
             # which iocp_destroy() needs to join workers that are calling back.
             lib = ctypes.CDLL(name)
         except OSError as e:
-            hint = ("put it next to the program or on PATH" if sys.platform == "win32"
-                    else "add its folder to LD_LIBRARY_PATH")
-            raise LibraryError(f"cannot load {name} ({e}): {hint}, "
-                               "or set IOCPSRV_LIBRARY to its path") from None
-        for fname, (restype, argtypes) in _SIGNATURES.items():
+            if os.environ.get("IOCPSRV_LIBRARY"):
+                hint = "IOCPSRV_LIBRARY names it"
+            elif sys.platform == "win32":
+                hint = "put it next to the program or on PATH, or set IOCPSRV_LIBRARY to its path"
+            else:
+                hint = "add its folder to LD_LIBRARY_PATH, or set IOCPSRV_LIBRARY to its path"
+            raise LibraryError(f"cannot load {name} ({e}): {hint}") from None
+        # The version first: it is the one function every release has, so an
+        # old or newer library is reported as such, not as a missing symbol.
+        order = ["iocp_version", "iocp_version_string"]
+        order += [f for f in _SIGNATURES if f not in order]
+        for fname in order:
+            restype, argtypes = _SIGNATURES[fname]
             try:
                 fn = getattr(lib, fname)
             except AttributeError:
@@ -205,11 +213,13 @@ def load():
                                    "not an iocpsrv library, or too old") from None
             fn.restype = restype
             fn.argtypes = argtypes
-        loaded = lib.iocp_version()
-        if not version_compatible(loaded):
-            raise LibraryError(
-                f"iocpsrv {lib.iocp_version_string().decode()} loaded from {name}, but this "
-                f"module needs {VERSION_MAJOR}.{VERSION_MINOR} or newer {VERSION_MAJOR}.x")
+            if fname == "iocp_version_string":
+                loaded = lib.iocp_version()
+                if not version_compatible(loaded):
+                    raise LibraryError(
+                        f"iocpsrv {lib.iocp_version_string().decode()} loaded from {name}, but "
+                        f"this module needs {VERSION_MAJOR}.{VERSION_MINOR} or newer "
+                        f"{VERSION_MAJOR}.x")
         _lib = lib
         return lib
 
