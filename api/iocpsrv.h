@@ -40,6 +40,20 @@
  *   IOCP_EINCALLBACK at once there instead of deadlocking.
  * - A callback should not block for long: it holds one worker thread.
  *
+ * Platforms
+ * ---------
+ * iocpsrv.dll (Windows, I/O completion ports) is the product; libiocpsrv.so
+ * (Linux, epoll) implements the same ABI with the same guarantees. Where
+ * the two cannot behave the same:
+ * - Binding: Windows binds with SO_EXCLUSIVEADDRUSE, Linux with SO_REUSEADDR;
+ *   both fail with IOCP_EADDRINUSE while another socket listens on the port,
+ *   but Windows may also refuse a port whose old connections are still in
+ *   TIME_WAIT, where Linux accepts it.
+ * - An IPv6 address ("::", "::1") listens on IPv6 only on both.
+ * - Under Wine (not Windows) a peer's reset can reach the library as an
+ *   orderly end of stream, so on_disconnect may say IOCP_REASON_PEER_CLOSED
+ *   where Windows says IOCP_REASON_RESET.
+ *
  * Memory
  * ------
  * - iocp_send() copies the bytes; the caller may reuse its buffer as soon as

@@ -13,9 +13,9 @@
 static void send_after_peer_fin(rec_server *r, iocp_conn_id id) {
   uint8_t *buf = malloc(AFTER_FIN_BYTES);
   ts_fill(buf, AFTER_FIN_BYTES, 3, 0);
-  if (iocp_send(r->srv, id, buf, AFTER_FIN_BYTES) != IOCP_OK) ts_counter_add(r->violations, 1);
-  if (iocp_shutdown(r->srv, id) != IOCP_OK) ts_counter_add(r->violations, 1);
-  if (iocp_send(r->srv, id, "late", 4) != IOCP_ESHUTDOWN) ts_counter_add(r->violations, 1);
+  if (iocp_send(r->srv, id, buf, AFTER_FIN_BYTES) != IOCP_OK) rec_violation(r);
+  if (iocp_shutdown(r->srv, id) != IOCP_OK) rec_violation(r);
+  if (iocp_send(r->srv, id, "late", 4) != IOCP_ESHUTDOWN) rec_violation(r);
   free(buf);
 }
 
@@ -52,12 +52,12 @@ static void queue_8mib_and_shutdown(rec_server *r, iocp_conn_id id) {
   uint64_t off;
   for (off = 0; off < GRACEFUL_BYTES; off += 64u << 10) {
     ts_fill(buf, 64u << 10, 11, off);
-    if (iocp_send(r->srv, id, buf, 64u << 10) != IOCP_OK) ts_counter_add(r->violations, 1);
+    if (iocp_send(r->srv, id, buf, 64u << 10) != IOCP_OK) rec_violation(r);
   }
   free(buf);
-  if (iocp_shutdown(r->srv, id) != IOCP_OK) ts_counter_add(r->violations, 1);
-  if (iocp_shutdown(r->srv, id) != IOCP_OK) ts_counter_add(r->violations, 1); /* no-op */
-  if (iocp_send(r->srv, id, "x", 1) != IOCP_ESHUTDOWN) ts_counter_add(r->violations, 1);
+  if (iocp_shutdown(r->srv, id) != IOCP_OK) rec_violation(r);
+  if (iocp_shutdown(r->srv, id) != IOCP_OK) rec_violation(r); /* no-op */
+  if (iocp_send(r->srv, id, "x", 1) != IOCP_ESHUTDOWN) rec_violation(r);
 }
 
 static void test_graceful_shutdown_delivers_queue_before_fin(void **state) {
@@ -117,9 +117,9 @@ static void test_abortive_close_is_seen_as_reset(void **state) {
 static void close_inside_callback(rec_server *r, iocp_conn_id id, const uint8_t *d, size_t n) {
   (void)d;
   (void)n;
-  if (iocp_close(r->srv, id) != IOCP_OK) ts_counter_add(r->violations, 1);
-  if (iocp_close(r->srv, id) != IOCP_ECLOSED) ts_counter_add(r->violations, 1);
-  if (iocp_send(r->srv, id, "x", 1) != IOCP_ECLOSED) ts_counter_add(r->violations, 1);
+  if (iocp_close(r->srv, id) != IOCP_OK) rec_violation(r);
+  if (iocp_close(r->srv, id) != IOCP_ECLOSED) rec_violation(r);
+  if (iocp_send(r->srv, id, "x", 1) != IOCP_ECLOSED) rec_violation(r);
 }
 
 static void test_close_from_inside_a_callback(void **state) {
@@ -153,7 +153,13 @@ static void test_peer_reset_is_reported_as_reset(void **state) {
   assert_int_equal(ts_recv_exact(a, buf, 4), TS_OK);
   ts_close_reset(a);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
-  assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_RESET]), 1);
+  if (ts_on_wine() && ts_counter_get(r->reasons[IOCP_REASON_PEER_CLOSED]) == 1) {
+    /* Wine's server peeks at a socket to poll it, and a peek that meets the
+     * RST consumes the error: the pending receive then completes with 0
+     * bytes, as for a FIN. Windows completes it with a reset. */
+  } else {
+    assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_RESET]), 1);
+  }
   rec_stop(r);
 }
 
@@ -198,21 +204,29 @@ static void test_queue_limit_against_a_peer_that_never_reads(void **state) {
   /* Keep sending until the library says the queue is full: the kernel's
    * buffers take a bounded amount, the queue at most LIMIT. */
   while (accepted < (256u << 20)) {
+    ts_fill(chunk, 16u << 10, 5, accepted);
     rc = iocp_send(r->srv, id, chunk, 16u << 10);
     if (rc != IOCP_OK) break;
     accepted += 16u << 10;
   }
   assert_int_equal(rc, IOCP_EQUEUEFULL);
-  assert_int_equal(iocp_queued(r->srv, id, &queued), IOCP_OK);
-  assert_true(queued <= LIMIT);
-  assert_true(queued + (16u << 10) > LIMIT);
-  /* A full queue refuses even one more chunk, and loses nothing queued. */
-  for (i = 0; i < 10; i++) assert_int_equal(iocp_send(r->srv, id, chunk, 16u << 10), IOCP_EQUEUEFULL);
+  assert_true(accepted < (64u << 20)); /* bounded: queue limit + kernel buffers */
+  /* More attempts: each is refused whole or taken whole (if the kernel took
+   * some bytes meanwhile); the queue never passes the limit. */
+  for (i = 0; i < 10; i++) {
+    ts_fill(chunk, 16u << 10, 5, accepted);
+    rc = iocp_send(r->srv, id, chunk, 16u << 10);
+    assert_true(rc == IOCP_OK || rc == IOCP_EQUEUEFULL);
+    if (rc == IOCP_OK) accepted += 16u << 10;
+    assert_int_equal(iocp_queued(r->srv, id, &queued), IOCP_OK);
+    assert_true(queued <= LIMIT);
+  }
 
   /* Once the peer reads, the queue drains and sends are accepted again. */
   {
     uint8_t *buf = malloc(accepted);
     assert_int_equal(ts_recv_exact(a, buf, (size_t)accepted), TS_OK);
+    assert_int_equal(ts_check(buf, (size_t)accepted, 5, 0), accepted); /* nothing lost */
     free(buf);
   }
   assert_int_equal(ts_counter_wait(r->bytes_sent, (int64_t)accepted, TS_TIMEOUT_MS), 0);

@@ -288,71 +288,81 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg) {
 
 /* ---- The per-connection API ----------------------------------------------------- */
 
-int IOCP_CALL iocp_send(iocp_server *s, iocp_conn_id id, const void *data, size_t len) {
+typedef int (*conn_op_fn)(iocp__conn *c, void *arg);
+
+/* Looks the id up and runs op with the connection's lock held; then makes
+ * sure a worker delivers whatever the op made due. */
+static int with_conn(iocp_server *s, iocp_conn_id id, conn_op_fn op, void *arg) {
   iocp__conn *c;
-  int rc = IOCP_OK;
-  if (s == NULL || (data == NULL && len > 0)) return IOCP_EINVAL;
+  int rc;
+  if (s == NULL) return IOCP_EINVAL;
   c = iocp__table_get(&s->table, id);
   if (c == NULL) return IOCP_ENOTFOUND;
   iocp__mutex_lock(&c->lock);
-  if (c->closing)
-    rc = IOCP_ECLOSED;
-  else if (c->shut_req)
-    rc = IOCP_ESHUTDOWN;
-  else if (len > s->cfg.max_send_queue - c->sendq.queued)
-    rc = IOCP_EQUEUEFULL;
-  else if ((rc = iocp__sendq_push(&c->sendq, data, len)) == IOCP_OK)
-    start_send_locked(c);
+  rc = op(c, arg);
   kick_locked(c);
   iocp__mutex_unlock(&c->lock);
   iocp__conn_unref(c);
   return rc;
 }
 
-int IOCP_CALL iocp_shutdown(iocp_server *s, iocp_conn_id id) {
-  iocp__conn *c;
-  int rc = IOCP_OK;
-  if (s == NULL) return IOCP_EINVAL;
-  c = iocp__table_get(&s->table, id);
-  if (c == NULL) return IOCP_ENOTFOUND;
-  iocp__mutex_lock(&c->lock);
-  if (c->closing) {
-    rc = IOCP_ECLOSED;
-  } else if (!c->shut_req) {
+typedef struct send_args {
+  const void *data;
+  size_t len;
+} send_args;
+
+static int send_locked(iocp__conn *c, void *arg) {
+  const send_args *a = arg;
+  int rc;
+  /* After iocp_shutdown() the answer stays ESHUTDOWN, even once the
+   * connection has ended meanwhile: that is the caller's own doing. */
+  if (c->shut_req) return IOCP_ESHUTDOWN;
+  if (c->closing) return IOCP_ECLOSED;
+  if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) return IOCP_EQUEUEFULL;
+  rc = iocp__sendq_push(&c->sendq, a->data, a->len);
+  if (rc == IOCP_OK) start_send_locked(c);
+  return rc;
+}
+
+static int shutdown_locked(iocp__conn *c, void *arg) {
+  (void)arg;
+  if (c->closing) return IOCP_ECLOSED;
+  if (!c->shut_req) {
     c->shut_req = 1;
     start_send_locked(c);
   }
-  kick_locked(c);
-  iocp__mutex_unlock(&c->lock);
-  iocp__conn_unref(c);
-  return rc;
+  return IOCP_OK;
+}
+
+static int close_locked(iocp__conn *c, void *arg) {
+  (void)arg;
+  if (c->closing) return IOCP_ECLOSED;
+  teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
+  return IOCP_OK;
+}
+
+static int queued_locked(iocp__conn *c, void *arg) {
+  *(uint64_t *)arg = c->sendq.queued;
+  return IOCP_OK;
+}
+
+int IOCP_CALL iocp_send(iocp_server *s, iocp_conn_id id, const void *data, size_t len) {
+  send_args a;
+  if (data == NULL && len > 0) return IOCP_EINVAL;
+  a.data = data;
+  a.len = len;
+  return with_conn(s, id, send_locked, &a);
+}
+
+int IOCP_CALL iocp_shutdown(iocp_server *s, iocp_conn_id id) {
+  return with_conn(s, id, shutdown_locked, NULL);
 }
 
 int IOCP_CALL iocp_close(iocp_server *s, iocp_conn_id id) {
-  iocp__conn *c;
-  int rc = IOCP_OK;
-  if (s == NULL) return IOCP_EINVAL;
-  c = iocp__table_get(&s->table, id);
-  if (c == NULL) return IOCP_ENOTFOUND;
-  iocp__mutex_lock(&c->lock);
-  if (c->closing)
-    rc = IOCP_ECLOSED;
-  else
-    teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
-  kick_locked(c);
-  iocp__mutex_unlock(&c->lock);
-  iocp__conn_unref(c);
-  return rc;
+  return with_conn(s, id, close_locked, NULL);
 }
 
 int IOCP_CALL iocp_queued(iocp_server *s, iocp_conn_id id, uint64_t *queued) {
-  iocp__conn *c;
-  if (s == NULL || queued == NULL) return IOCP_EINVAL;
-  c = iocp__table_get(&s->table, id);
-  if (c == NULL) return IOCP_ENOTFOUND;
-  iocp__mutex_lock(&c->lock);
-  *queued = c->sendq.queued;
-  iocp__mutex_unlock(&c->lock);
-  iocp__conn_unref(c);
-  return IOCP_OK;
+  if (queued == NULL) return IOCP_EINVAL;
+  return with_conn(s, id, queued_locked, queued);
 }

@@ -44,7 +44,13 @@ static rec_conn **slot(struct rec_table *t, iocp_conn_id id) {
   return pp;
 }
 
-static void violation(rec_server *r) { ts_counter_add(r->violations, 1); }
+static void violation_at(rec_server *r, const char *what) {
+  r->last_violation = what;
+  ts_counter_add(r->violations, 1);
+}
+#define violation(r) violation_at((r), __FILE__ ":" REC_STR(__LINE__))
+#define REC_STR_(x) #x
+#define REC_STR(x) REC_STR_(x)
 
 /* Marks the start of a callback of `id`; creates the record for on_connect. */
 static rec_conn *enter(rec_server *r, iocp_server *srv, iocp_conn_id id, int connecting) {
@@ -83,10 +89,12 @@ static int IOCP_CALL cb_connect(iocp_server *srv, void *user, iocp_conn_id id,
   rec_server *r = user;
   rec_conn *c = enter(r, srv, id, 1);
   int refuse = (r->flags & REC_REFUSE) != 0;
+  REC_LOCK(&r->table->lock);
   if (c != NULL) c->state = 1;
   snprintf(r->last_addr, sizeof(r->last_addr), "%s", addr != NULL ? addr : "");
   r->last_peer_port = port;
   r->last_id = id;
+  REC_UNLOCK(&r->table->lock);
   if (r->hooks.on_connect != NULL) r->hooks.on_connect(r, id);
   if (refuse && c != NULL) c->state = 2;
   leave(r, c);
@@ -99,11 +107,13 @@ static void IOCP_CALL cb_data(iocp_server *srv, void *user, iocp_conn_id id,
   rec_server *r = user;
   rec_conn *c = enter(r, srv, id, 0);
   if (len == 0 || data == NULL) violation(r);
+  /* The test's hook first: what it records is there before the peer can
+   * see the echo. */
+  if (r->hooks.on_data != NULL) r->hooks.on_data(r, id, data, len);
   if (r->flags & REC_ECHO) {
     int rc = iocp_send(srv, id, data, len);
     if (rc != IOCP_OK && rc != IOCP_ECLOSED) violation(r);
   }
-  if (r->hooks.on_data != NULL) r->hooks.on_data(r, id, data, len);
   ts_counter_add(r->bytes_in, (int64_t)len);
   leave(r, c);
 }
@@ -145,6 +155,12 @@ static void IOCP_CALL cb_disconnect(iocp_server *srv, void *user, iocp_conn_id i
   ts_counter_add(r->reasons[reason], 1);
   leave(r, c);
   ts_counter_add(r->disconnects, 1);
+}
+
+void rec_violation_at(rec_server *r, const char *file, int line) {
+  static char where[256];
+  snprintf(where, sizeof(where), "%s:%d", file, line);
+  violation_at(r, where);
 }
 
 rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks) {
@@ -190,8 +206,12 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
 }
 
 iocp_conn_id rec_wait_connect(rec_server *r, int64_t n) {
+  iocp_conn_id id;
   if (ts_counter_wait(r->connects, n, TS_TIMEOUT_MS) != 0) return 0;
-  return r->last_id;
+  REC_LOCK(&r->table->lock);
+  id = r->last_id;
+  REC_UNLOCK(&r->table->lock);
+  return id;
 }
 
 int rec_reason(rec_server *r, iocp_conn_id id) {
@@ -213,6 +233,7 @@ void rec_stop(rec_server *r) {
   refused_ok = (r->flags & REC_REFUSE) ? 0 : connects;
   /* Every kept connection ended exactly once, before iocp_destroy returned. */
   assert_int_equal(disconnects, refused_ok);
+  if (ts_counter_get(r->violations) != 0) print_error("last violation: %s\n", r->last_violation);
   assert_int_equal(ts_counter_get(r->violations), 0);
   assert_int_equal(ts_counter_get(r->late), 0);
   rec_free(r);

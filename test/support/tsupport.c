@@ -185,6 +185,15 @@ int ts_counter_wait(ts_counter *c, int64_t target, int timeout_ms) {
   return rc;
 }
 
+int ts_on_wine(void) {
+#if defined(_WIN32)
+  HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+  return ntdll != NULL && GetProcAddress(ntdll, "wine_get_version") != NULL;
+#else
+  return 0;
+#endif
+}
+
 long ts_handle_count(void) {
 #if defined(_WIN32)
   /* Wine answers GetProcessHandleCount with 0: count the handle values that

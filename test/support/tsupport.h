@@ -35,6 +35,9 @@ int64_t ts_counter_get(ts_counter *c);
 /* 0 once the value is >= target, -1 after timeout_ms. */
 int ts_counter_wait(ts_counter *c, int64_t target, int timeout_ms);
 
+/* Nonzero when running under Wine (it has a few documented differences). */
+int ts_on_wine(void);
+
 /* Open handles (Windows) or file descriptors (Linux) of this process. */
 long ts_handle_count(void);
 
@@ -107,9 +110,11 @@ struct rec_server {
   ts_counter *bytes_in;
   ts_counter *bytes_sent; /* from on_sent */
   ts_counter *reasons[5]; /* disconnects by enum iocp_reason */
-  ts_counter *violations; /* overlap, order, unknown id, wrong handle, late */
+  ts_counter *violations; /* overlap, order, unknown id, wrong handle, late
+                           * (tests add theirs with rec_violation) */
   ts_counter *late;       /* callbacks after iocp_destroy returned */
 
+  const char *last_violation; /* where the last one was seen */
   iocp_conn_id last_id;   /* the most recent on_connect */
   char last_addr[64];
   uint16_t last_peer_port;
@@ -126,6 +131,9 @@ void rec_stop(rec_server *r);
 void rec_free(rec_server *r);
 /* Waits for the n-th on_connect and returns its id (0 on time-out). */
 iocp_conn_id rec_wait_connect(rec_server *r, int64_t n);
+/* Counts a broken expectation of the test's own hooks, with where. */
+#define rec_violation(r) rec_violation_at((r), __FILE__, __LINE__)
+void rec_violation_at(rec_server *r, const char *file, int line);
 /* The reason the connection ended with (0 while it is open). */
 int rec_reason(rec_server *r, iocp_conn_id id);
 

@@ -4,8 +4,9 @@ so libiocpsrv.so and iocpsrv.dll export the same list."""
 import sys
 
 
-def exports(def_path):
-    names, in_exports = [], False
+def export_lines(def_path):
+    """The lines of the EXPORTS section, comments and blanks left out."""
+    lines, in_exports = [], False
     with open(def_path, encoding="ascii") as f:
         for raw in f:
             line = raw.split(";", 1)[0].strip()
@@ -13,10 +14,13 @@ def exports(def_path):
                 continue
             if line.upper() == "EXPORTS":
                 in_exports = True
-                continue
-            if in_exports:
-                names.append(line.split()[0])
-    return names
+            elif in_exports:
+                lines.append(line)
+    return lines
+
+
+def exports(def_path):
+    return [line.split()[0] for line in export_lines(def_path)]
 
 
 def main():

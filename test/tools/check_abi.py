@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""ABI check: api/iocpsrv.h, iocpsrv.def and a built library agree.
+
+  check_abi.py --def iocpsrv.def --header api/iocpsrv.h --dll iocpsrv.dll --objdump OBJDUMP
+  check_abi.py --def iocpsrv.def --header api/iocpsrv.h --so libiocpsrv.so
+
+Checks: every .def export has a fixed, unique ordinal; the .def names and the
+header's IOCP_API functions are the same set; the library exports exactly the
+.def names (undecorated: no _name or name@N), and a DLL with the .def's
+ordinals. Prints one line per check and 'N passed, M failed'."""
+import argparse
+import re
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from def_to_map import export_lines  # noqa: E402  (one .def parser for both tools)
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append(ok)
+    print(f"{'ok' if ok else 'FAIL'}: {name}{'' if ok or not detail else ' -- ' + detail}")
+
+
+def read_def(path):
+    exports, bad = {}, []
+    for line in export_lines(path):
+        m = re.fullmatch(r"(\w+)\s+@(\d+)", line)
+        if m:
+            exports[m.group(1)] = int(m.group(2))
+        else:
+            bad.append(line)
+    check("every .def export has a fixed ordinal", not bad, f"{bad}")
+    return exports
+
+
+def header_functions(path):
+    text = open(path, encoding="utf-8").read()
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    return set(re.findall(r"IOCP_API\b[^;{]*?\b(iocp_\w+)\s*\(", text))
+
+
+def dll_exports(path, objdump):
+    out = subprocess.run([objdump, "-p", path], check=True, capture_output=True, text=True).stdout
+    base = int(re.search(r"Ordinal Base\s+(\d+)", out).group(1))
+    table = out.split("[Ordinal/Name Pointer] Table", 1)[1]
+    names = {}
+    for m in re.finditer(r"^\s*\[\s*(\d+)\]\s+(\S+)\s*$", table, flags=re.M):
+        names[m.group(2)] = int(m.group(1)) + base
+    imports = re.findall(r"DLL Name:\s*(\S+)", out)
+    return names, imports
+
+
+def so_exports(path):
+    out = subprocess.run(["nm", "-D", "--defined-only", path], check=True, capture_output=True,
+                         text=True).stdout
+    names = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in "TtWwDdBbRrVvi":
+            names.add(parts[2].split("@")[0])
+    return names
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--def", dest="deffile", required=True)
+    ap.add_argument("--header", required=True)
+    ap.add_argument("--dll")
+    ap.add_argument("--objdump", default="objdump")
+    ap.add_argument("--so")
+    ap.add_argument("--implib", help="import library to check for cdecl names")
+    ap.add_argument("--nm", default="nm")
+    a = ap.parse_args()
+
+    exports = read_def(a.deffile)
+    ords = list(exports.values())
+    check("the .def lists exports", len(exports) > 0)
+    check("the .def ordinals are unique", len(set(ords)) == len(ords))
+    declared = header_functions(a.header)
+    check("every .def export is declared in the header", set(exports) <= declared,
+          f"missing: {sorted(set(exports) - declared)}")
+    check("every IOCP_API function of the header is in the .def", declared <= set(exports),
+          f"not exported: {sorted(declared - set(exports))}")
+
+    if a.dll:
+        names, imports = dll_exports(a.dll, a.objdump)
+        check("the DLL exports exactly the .def names", set(names) == set(exports),
+              f"extra {sorted(set(names) - set(exports))}, missing {sorted(set(exports) - set(names))}")
+        check("the DLL's names are undecorated",
+              all(not n.startswith("_") and "@" not in n for n in names))
+        check("the DLL uses the .def ordinals",
+              all(names.get(n) == o for n, o in exports.items()),
+              f"{ {n: names.get(n) for n in exports if names.get(n) != exports[n]} }")
+        allowed = {"kernel32.dll", "ws2_32.dll", "msvcrt.dll", "advapi32.dll", "ntdll.dll"}
+        bad = [i for i in imports if i.lower() not in allowed and not i.lower().startswith("api-ms-win-")]
+        check("the DLL imports only system DLLs", not bad, f"imports {bad}")
+    if a.implib:
+        out = subprocess.run([a.nm, a.implib], check=True, capture_output=True, text=True).stdout
+        syms = {l.split()[-1] for l in out.splitlines() if " T " in l or " I " in l}
+        decorated = sorted(s for s in syms if "iocp_" in s and "@" in s)
+        check("the import library has cdecl (not stdcall @N) names", not decorated, f"{decorated}")
+        check("the import library has every .def name",
+              all(any(s.endswith(n) for s in syms) for n in exports))
+    if a.so:
+        names = so_exports(a.so)
+        check("the shared object exports exactly the .def names", names == set(exports),
+              f"extra {sorted(names - set(exports))}, missing {sorted(set(exports) - names)}")
+
+    passed = sum(RESULTS)
+    failed = len(RESULTS) - passed
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
