@@ -1,0 +1,98 @@
+// The original library's tutorial in C# on the P/Invoke binding: an echo server.
+//
+//   EchoServer.exe [--port N] [--bind ADDR] [--threads N]
+//
+// --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
+// --threads to one per processor. Prints "listening on port N" when ready and
+// exits cleanly when Enter is pressed or standard input ends.
+//
+// Build: mcs -out:EchoServer.exe EchoServer.cs IocpServer.cs   (Mono)
+//        or add both files to any .NET project (Windows).
+using System;
+using IocpSrv;
+
+public static class EchoServer
+{
+    // Echo every byte back. A peer that sends but never reads fills its
+    // queue; it is cut off rather than allowed to grow memory without bound.
+    private static void OnData(IocpServer server, ulong id, byte[] data)
+    {
+        try
+        {
+            server.Send(id, data);
+        }
+        catch (IocpException e)
+        {
+            if (e.Code == IocpErrors.EQueueFull) server.Close(id);
+            // Any other refusal (the connection is closing) needs nothing from us.
+        }
+    }
+
+    private static bool ParseUInt(string text, uint max, out uint value)
+    {
+        value = 0;
+        if (string.IsNullOrEmpty(text)) return false;
+        foreach (char c in text)
+            if (c < '0' || c > '9') return false;
+        ulong v;
+        if (!ulong.TryParse(text, out v) || v > max) return false;
+        value = (uint)v;
+        return true;
+    }
+
+    private static int Usage()
+    {
+        Console.Error.WriteLine("usage: EchoServer [--port N] [--bind ADDR] [--threads N]");
+        return 2;
+    }
+
+    public static int Main(string[] args)
+    {
+        uint port = 50000, threads = 0;
+        string bind = "127.0.0.1";
+
+        for (int i = 0; i < args.Length; i++)
+        {
+            string arg = args[i], val = i + 1 < args.Length ? args[i + 1] : null;
+            if (arg == "--port" && ParseUInt(val, 65535, out port)) i++;
+            else if (arg == "--threads" && ParseUInt(val, 1024, out threads)) i++;
+            else if (arg == "--bind" && val != null) { bind = val; i++; }
+            else return Usage();
+        }
+
+        try
+        {
+            IocpLibrary.EnsureCompatible();
+        }
+        catch (IocpLibraryException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 1;
+        }
+
+        var options = new IocpServerOptions();
+        options.Port = (ushort)port;
+        options.Bind = bind;
+        options.Threads = threads;
+        options.OnData = OnData;
+
+        IocpServer server;
+        try
+        {
+            server = new IocpServer(options);
+        }
+        catch (IocpException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            return 1;
+        }
+
+        using (server)
+        {
+            Console.Out.WriteLine("listening on port " + server.Port);
+            Console.Out.Flush();
+            Console.In.ReadLine();   // Enter, or null at end of input
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,632 @@
+// iocpsrv from .NET: a P/Invoke binding of api/iocpsrv.h.
+//
+//   var options = new IocpServerOptions { Port = 0 };
+//   options.OnData = (server, id, data) => server.Send(id, data);   // echo
+//   using (var server = new IocpServer(options)) {
+//       Console.WriteLine("listening on port " + server.Port);
+//       Console.ReadLine();
+//   }
+//
+// The library is "iocpsrv": iocpsrv.dll on Windows (next to the program or on
+// PATH), libiocpsrv.so under Mono/.NET on Linux (LD_LIBRARY_PATH). Every entry
+// point and callback is cdecl (the header's IOCP_CALL).
+//
+// Threads: the callbacks (OnConnect, OnData, ...) run on the library's worker
+// threads, never on the thread that created the server. Callbacks of one
+// connection never overlap and arrive in order; different connections run in
+// parallel, so shared state needs locking. Send/Shutdown/Close(id)/Queued are
+// fine from any thread, callbacks included; Dispose() is not allowed inside a
+// callback of the same server (the library refuses with IOCP_EINCALLBACK,
+// thrown as IocpException).
+//
+// Plain C# 5 and only System / System.Runtime.InteropServices, so that it
+// builds with Mono's mcs and with the .NET SDK on Windows alike.
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace IocpSrv
+{
+    /// <summary>Why a connection ended (enum iocp_reason).</summary>
+    public enum IocpReason
+    {
+        PeerClosed = 1,
+        Reset = 2,
+        LocalClose = 3,
+        Destroy = 4,
+    }
+
+    /// <summary>The library's error codes (enum iocp_errno); never renumbered.</summary>
+    public static class IocpErrors
+    {
+        public const int Ok = 0;
+        public const int EInval = -1;
+        public const int ENoMem = -2;
+        public const int ENotFound = -3;
+        public const int EShutdown = -4;
+        public const int EQueueFull = -5;
+        public const int EAddrInUse = -6;
+        public const int EAddrNotAvail = -7;
+        public const int EVersion = -8;
+        public const int EInCallback = -9;
+        public const int ESystem = -10;
+        public const int EAcces = -11;
+        public const int EAfNoSupport = -12;
+        public const int EClosed = -13;
+    }
+
+    /// <summary>A negative return code of the library.</summary>
+    public class IocpException : Exception
+    {
+        public int Code { get; private set; }
+        public string Name { get; private set; }
+
+        public IocpException(int code, string what)
+            : base(what + ": " + IocpLibrary.StrError(code) + " (" + IocpLibrary.ErrName(code) + ", " + code + ")")
+        {
+            Code = code;
+            Name = IocpLibrary.ErrName(code);
+        }
+    }
+
+    /// <summary>The library is missing, lacks a function, or is incompatible.</summary>
+    public class IocpLibraryException : Exception
+    {
+        public IocpLibraryException(string message, Exception inner) : base(message, inner) { }
+    }
+
+    /// <summary>The raw C API. Mirrors api/iocpsrv.h; see there for semantics.</summary>
+    internal static class NativeMethods
+    {
+        private const string Lib = "iocpsrv";
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int OnConnectFn(IntPtr server, IntPtr user, ulong id, IntPtr address, ushort port);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnDataFn(IntPtr server, IntPtr user, ulong id, IntPtr data, UIntPtr len);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnSentFn(IntPtr server, IntPtr user, ulong id, ulong bytes);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnPeerClosedFn(IntPtr server, IntPtr user, ulong id);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnDisconnectFn(IntPtr server, IntPtr user, ulong id, int reason);
+
+        // struct iocp_callbacks: 48 bytes on 64-bit, 28 on 32-bit. Function
+        // pointers are kept as IntPtr (from GetFunctionPointerForDelegate) so
+        // the struct stays blittable and no marshaling copies are involved.
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Callbacks
+        {
+            public uint Size;
+            public uint Reserved;
+            public IntPtr OnConnect;
+            public IntPtr OnData;
+            public IntPtr OnSent;
+            public IntPtr OnPeerClosed;
+            public IntPtr OnDisconnect;
+        }
+
+        // struct iocp_config: 40 bytes on 64-bit (and on Windows x86, where
+        // uint64_t is 8-aligned inside structs). BindAddress is an IntPtr to
+        // an ANSI string we allocate, not a marshaled string: iocp_config_init
+        // writes a pointer to the library's own static text into it, which
+        // the marshaler must never try to free.
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Config
+        {
+            public uint Size;
+            public ushort Port;
+            public ushort Reserved;
+            public IntPtr BindAddress;
+            public uint Threads;
+            public uint Backlog;
+            public uint AcceptsPosted;
+            public uint RecvBufferSize;
+            public ulong MaxSendQueue;
+        }
+
+        // Functions returning `const char *` to static storage are declared
+        // IntPtr: a string return type would make the marshaler free it.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint iocp_version();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr iocp_version_string();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr iocp_strerror(int err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr iocp_err_name(int err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_config_init(ref Config config, uint size);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_create(ref Config config, ref Callbacks callbacks, IntPtr user,
+                                               out IntPtr server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_send(ServerHandle server, ulong id, IntPtr data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_shutdown(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_close(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_queued(ServerHandle server, ulong id, out ulong queued);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ushort iocp_port(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong iocp_connection_count(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_destroy(IntPtr server);
+    }
+
+    /// <summary>
+    /// The iocp_server handle. ReleaseHandle calls iocp_destroy, so a server
+    /// that is never disposed is still destroyed by the finalizer. It also
+    /// holds the callback delegates: they stay reachable (and their native
+    /// thunks valid) until the library has stopped calling them.
+    /// </summary>
+    internal sealed class ServerHandle : SafeHandle
+    {
+        internal object KeepAlive;
+
+        internal ServerHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        internal void Set(IntPtr server) { SetHandle(server); }
+
+        protected override bool ReleaseHandle()
+        {
+            // Never runs inside a callback: IocpServer.Dispose refuses there,
+            // and the finalizer thread is not a library worker.
+            int rc = NativeMethods.iocp_destroy(handle);
+            if (rc == 0) KeepAlive = null;
+            return rc == 0;
+        }
+    }
+
+    /// <summary>Version and error text of the loaded library.</summary>
+    public static class IocpLibrary
+    {
+        // The header version this binding mirrors (IOCP_VERSION_*).
+        public const int VersionMajor = 1;
+        public const int VersionMinor = 0;
+        public const int VersionPatch = 0;
+        public const uint VersionNumber = (VersionMajor << 16) | (VersionMinor << 8) | VersionPatch;
+
+        /// <summary>IOCP_VERSION_COMPATIBLE: same major, equal or newer minor.</summary>
+        public static bool IsCompatible(uint loaded)
+        {
+            return ((loaded >> 16) & 0xff) == VersionMajor && (loaded & 0xffff00u) >= (VersionNumber & 0xffff00u);
+        }
+
+        public static uint Version() { return NativeMethods.iocp_version(); }
+
+        public static string VersionString() { return Marshal.PtrToStringAnsi(NativeMethods.iocp_version_string()); }
+
+        public static string StrError(int code) { return Marshal.PtrToStringAnsi(NativeMethods.iocp_strerror(code)); }
+
+        public static string ErrName(int code) { return Marshal.PtrToStringAnsi(NativeMethods.iocp_err_name(code)); }
+
+        private static readonly object Lock = new object();
+        private static bool checkedOk;
+
+        /// <summary>
+        /// Loads the library and checks its version and the struct layouts;
+        /// throws IocpLibraryException with a readable message otherwise.
+        /// IocpServer calls it; call it early to fail fast.
+        /// </summary>
+        public static void EnsureCompatible()
+        {
+            lock (Lock)
+            {
+                if (checkedOk) return;
+                uint loaded;
+                string text;
+                try
+                {
+                    loaded = NativeMethods.iocp_version();
+                    text = VersionString();
+                }
+                catch (DllNotFoundException e)
+                {
+                    throw new IocpLibraryException("cannot load the iocpsrv library (iocpsrv.dll next to the program " +
+                        "or on PATH on Windows, libiocpsrv.so on LD_LIBRARY_PATH elsewhere): " + e.Message, e);
+                }
+                catch (EntryPointNotFoundException e)
+                {
+                    throw new IocpLibraryException("the loaded iocpsrv library lacks a function: " + e.Message, e);
+                }
+                if (!IsCompatible(loaded))
+                    throw new IocpLibraryException("iocpsrv " + text + " loaded, but this program needs " +
+                        VersionMajor + "." + VersionMinor + " or newer " + VersionMajor + ".x", null);
+                CheckLayout();
+                checkedOk = true;
+            }
+        }
+
+        // The C layouts of Windows x86/x64 and Linux x86_64 (see the comments
+        // on the structs); a mismatch here would corrupt memory in the
+        // library, so refuse to go on. (Linux i386, where uint64_t is
+        // 4-aligned, is not a target.)
+        private static void CheckLayout()
+        {
+            int p = IntPtr.Size;
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 40);
+            Expect("iocp_config.bind_address", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "BindAddress"), 8);
+            Expect("iocp_config.threads", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Threads"), 8 + p);
+            Expect("iocp_config.max_send_queue", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "MaxSendQueue"), 32);
+            Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 5 * p);
+            Expect("iocp_callbacks.on_connect", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnConnect"), 8);
+        }
+
+        private static void Expect(string what, int got, int want)
+        {
+            if (got != want)
+                throw new IocpLibraryException("struct layout mismatch: " + what + " is " + got + ", C has " + want, null);
+        }
+    }
+
+    public delegate bool ConnectHandler(IocpServer server, ulong id, string address, ushort port);
+    public delegate void DataHandler(IocpServer server, ulong id, byte[] data);
+    public delegate void SentHandler(IocpServer server, ulong id, ulong bytes);
+    public delegate void PeerClosedHandler(IocpServer server, ulong id);
+    public delegate void DisconnectHandler(IocpServer server, ulong id, IocpReason reason);
+    public delegate void ErrorHandler(IocpServer server, string callback, Exception error);
+
+    /// <summary>Configuration and callbacks; 0 / null keeps the library default.</summary>
+    public class IocpServerOptions
+    {
+        public ushort Port = 50000;           // 0 picks a free port
+        public string Bind = "127.0.0.1";
+        public uint Threads;                  // 0 = one per processor
+        public uint Backlog;
+        public uint AcceptsPosted;
+        public uint RecvBufferSize;
+        public ulong MaxSendQueue;
+
+        /// <summary>Return false (or throw) to refuse the connection.</summary>
+        public ConnectHandler OnConnect;
+        /// <summary>The array is a copy: keep it as long as you like.</summary>
+        public DataHandler OnData;
+        public SentHandler OnSent;
+        /// <summary>When null the library sends what is queued, then closes.</summary>
+        public PeerClosedHandler OnPeerClosed;
+        public DisconnectHandler OnDisconnect;
+        /// <summary>A callback threw; default: print to standard error.</summary>
+        public ErrorHandler OnError;
+    }
+
+    /// <summary>
+    /// One server. Callbacks run on library worker threads; exceptions they
+    /// throw are caught before returning to native code and passed to
+    /// OnError (an exception in OnConnect refuses the connection). Dispose()
+    /// destroys the server: every open connection gets OnDisconnect(Destroy)
+    /// before it returns and no callback runs afterwards.
+    /// </summary>
+    public sealed class IocpServer : IDisposable
+    {
+        private readonly ServerHandle handle = new ServerHandle();
+        private readonly IocpServerOptions options;
+        // Set once iocp_create has returned; callbacks that fire before that
+        // (a client connecting at once) wait for it so they can use Send.
+        // A monitor, not a WaitHandle: no finalizer of its own that could run
+        // before ServerHandle's during an undisposed server's collection.
+        private readonly object createLock = new object();
+        private volatile bool created;
+
+        // The delegates handed to native code: fields, so they live as long as
+        // this object; ServerHandle.KeepAlive also holds them so they outlive
+        // it until iocp_destroy has returned, even on the finalizer path.
+        private readonly NativeMethods.OnConnectFn onConnect;
+        private readonly NativeMethods.OnDataFn onData;
+        private readonly NativeMethods.OnSentFn onSent;
+        private readonly NativeMethods.OnPeerClosedFn onPeerClosed;
+        private readonly NativeMethods.OnDisconnectFn onDisconnect;
+
+        // The servers whose callbacks run on this thread (for Dispose).
+        [ThreadStatic] private static List<IocpServer> running;
+
+        // Every server not yet destroyed, weakly (long weak references to the
+        // handles, valid until their finalizer has run), so that process exit
+        // can destroy them. Without that, Mono would hang at exit: a library
+        // worker that has called back counts as a managed thread, Mono waits
+        // for such threads at exit, and they only stop in iocp_destroy.
+        private static readonly List<WeakReference> live = new List<WeakReference>();
+        private readonly WeakReference liveEntry;
+
+        static IocpServer()
+        {
+            AppDomain.CurrentDomain.ProcessExit += DestroyAllAtExit;
+        }
+
+        private static void DestroyAllAtExit(object sender, EventArgs e)
+        {
+            WeakReference[] all;
+            lock (live) all = live.ToArray();
+            foreach (var entry in all)
+            {
+                try
+                {
+                    var h = entry.Target as ServerHandle;
+                    if (h != null) h.Dispose();
+                }
+                catch (Exception)
+                {
+                    // Nothing sensible to do while the process ends.
+                }
+            }
+        }
+
+        public IocpServer(IocpServerOptions options)
+        {
+            if (options == null) throw new ArgumentNullException("options");
+            IocpLibrary.EnsureCompatible();
+            this.options = options;
+
+            var config = new NativeMethods.Config();
+            Check(NativeMethods.iocp_config_init(ref config, (uint)Marshal.SizeOf(typeof(NativeMethods.Config))),
+                  "iocp_config_init");
+            config.Port = options.Port;
+            config.Threads = options.Threads;
+            if (options.Backlog != 0) config.Backlog = options.Backlog;
+            if (options.AcceptsPosted != 0) config.AcceptsPosted = options.AcceptsPosted;
+            if (options.RecvBufferSize != 0) config.RecvBufferSize = options.RecvBufferSize;
+            if (options.MaxSendQueue != 0) config.MaxSendQueue = options.MaxSendQueue;
+
+            var callbacks = new NativeMethods.Callbacks();
+            callbacks.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Callbacks));
+            if (options.OnConnect != null)
+            {
+                onConnect = ConnectTrampoline;
+                callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
+            }
+            if (options.OnData != null)
+            {
+                onData = DataTrampoline;
+                callbacks.OnData = Marshal.GetFunctionPointerForDelegate(onData);
+            }
+            if (options.OnSent != null)
+            {
+                onSent = SentTrampoline;
+                callbacks.OnSent = Marshal.GetFunctionPointerForDelegate(onSent);
+            }
+            if (options.OnPeerClosed != null)
+            {
+                onPeerClosed = PeerClosedTrampoline;
+                callbacks.OnPeerClosed = Marshal.GetFunctionPointerForDelegate(onPeerClosed);
+            }
+            if (options.OnDisconnect != null)
+            {
+                onDisconnect = DisconnectTrampoline;
+                callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
+            }
+            handle.KeepAlive = new object[] { onConnect, onData, onSent, onPeerClosed, onDisconnect };
+
+            IntPtr bind = Marshal.StringToHGlobalAnsi(options.Bind ?? "127.0.0.1");
+            int rc;
+            try
+            {
+                config.BindAddress = bind;   // copied by iocp_create
+                IntPtr server;
+                rc = NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
+                if (rc == 0) handle.Set(server);
+            }
+            finally
+            {
+                Marshal.FreeHGlobal(bind);
+                lock (createLock)
+                {
+                    created = true;
+                    Monitor.PulseAll(createLock);
+                }
+            }
+            if (rc != 0)
+                throw new IocpException(rc, "cannot listen on " + options.Bind + " port " + options.Port);
+            liveEntry = new WeakReference(handle, true);
+            lock (live) live.Add(liveEntry);
+        }
+
+        /// <summary>The port listened on (useful after Port = 0).</summary>
+        public ushort Port { get { return NativeMethods.iocp_port(handle); } }
+
+        /// <summary>Connections currently open.</summary>
+        public ulong ConnectionCount { get { return NativeMethods.iocp_connection_count(handle); } }
+
+        /// <summary>Queues a copy of the bytes. Throws IocpException (e.g. EQueueFull: nothing queued).</summary>
+        public void Send(ulong id, byte[] data)
+        {
+            if (data == null) throw new ArgumentNullException("data");
+            Send(id, data, 0, data.Length);
+        }
+
+        public void Send(ulong id, byte[] data, int offset, int count)
+        {
+            if (data == null) throw new ArgumentNullException("data");
+            if (offset < 0 || count < 0 || offset > data.Length - count) throw new ArgumentOutOfRangeException("count");
+            GCHandle pin = GCHandle.Alloc(data, GCHandleType.Pinned);
+            try
+            {
+                IntPtr p = new IntPtr(pin.AddrOfPinnedObject().ToInt64() + offset);
+                Check(NativeMethods.iocp_send(handle, id, p, new UIntPtr((uint)count)), "iocp_send");
+            }
+            finally
+            {
+                pin.Free();
+            }
+        }
+
+        /// <summary>Graceful half-close: queued bytes go out, then FIN.</summary>
+        public void Shutdown(ulong id) { Check(NativeMethods.iocp_shutdown(handle, id), "iocp_shutdown"); }
+
+        /// <summary>Abortive close of one connection (RST; queued bytes dropped).</summary>
+        public void Close(ulong id) { Check(NativeMethods.iocp_close(handle, id), "iocp_close"); }
+
+        /// <summary>Bytes queued for the connection and not yet handed to the system.</summary>
+        public ulong Queued(ulong id)
+        {
+            ulong n;
+            Check(NativeMethods.iocp_queued(handle, id, out n), "iocp_queued");
+            return n;
+        }
+
+        /// <summary>
+        /// Destroys the server (iocp_destroy). From inside one of this
+        /// server's callbacks it throws IocpException(EInCallback) and
+        /// destroys nothing: dispose from another thread.
+        /// </summary>
+        public void Dispose()
+        {
+            if (running != null && running.Contains(this) && !handle.IsClosed)
+            {
+                // The library refuses at once; ask it so the error is its own.
+                int rc = NativeMethods.iocp_destroy(handle.DangerousGetHandle());
+                if (rc != 0) throw new IocpException(rc, "iocp_destroy");
+            }
+            handle.Dispose();
+            if (liveEntry != null)
+            {
+                lock (live) live.Remove(liveEntry);
+            }
+        }
+
+        private static void Check(int rc, string what)
+        {
+            if (rc < 0) throw new IocpException(rc, what);
+        }
+
+        // ---- Trampolines: native -> managed; no exception gets through ----
+
+        private void Enter()
+        {
+            if (!created)
+            {
+                lock (createLock)
+                {
+                    while (!created) Monitor.Wait(createLock);
+                }
+            }
+            if (running == null) running = new List<IocpServer>();
+            running.Add(this);
+        }
+
+        private void Leave()
+        {
+            running.RemoveAt(running.Count - 1);
+        }
+
+        private void Report(string callback, Exception e)
+        {
+            try
+            {
+                if (options.OnError != null) options.OnError(this, callback, e);
+                else Console.Error.WriteLine("iocpsrv: exception in " + callback + " (ignored): " + e);
+            }
+            catch (Exception e2)
+            {
+                try { Console.Error.WriteLine("iocpsrv: OnError threw: " + e2); }
+                catch (Exception) { }
+            }
+        }
+
+        private int ConnectTrampoline(IntPtr server, IntPtr user, ulong id, IntPtr address, ushort port)
+        {
+            try
+            {
+                Enter();
+                try
+                {
+                    return options.OnConnect(this, id, Marshal.PtrToStringAnsi(address), port) ? 0 : 1;
+                }
+                finally
+                {
+                    Leave();
+                }
+            }
+            catch (Exception e)
+            {
+                Report("OnConnect", e);
+                return 1;   // it never decided to keep the peer: refuse
+            }
+        }
+
+        private void DataTrampoline(IntPtr server, IntPtr user, ulong id, IntPtr data, UIntPtr len)
+        {
+            try
+            {
+                Enter();
+                try
+                {
+                    // Valid only during the call: copy.
+                    var bytes = new byte[(int)len.ToUInt64()];
+                    if (bytes.Length > 0) Marshal.Copy(data, bytes, 0, bytes.Length);
+                    options.OnData(this, id, bytes);
+                }
+                finally
+                {
+                    Leave();
+                }
+            }
+            catch (Exception e)
+            {
+                Report("OnData", e);
+            }
+        }
+
+        private void SentTrampoline(IntPtr server, IntPtr user, ulong id, ulong bytes)
+        {
+            try
+            {
+                Enter();
+                try { options.OnSent(this, id, bytes); }
+                finally { Leave(); }
+            }
+            catch (Exception e)
+            {
+                Report("OnSent", e);
+            }
+        }
+
+        private void PeerClosedTrampoline(IntPtr server, IntPtr user, ulong id)
+        {
+            try
+            {
+                Enter();
+                try { options.OnPeerClosed(this, id); }
+                finally { Leave(); }
+            }
+            catch (Exception e)
+            {
+                Report("OnPeerClosed", e);
+            }
+        }
+
+        private void DisconnectTrampoline(IntPtr server, IntPtr user, ulong id, int reason)
+        {
+            try
+            {
+                Enter();
+                try { options.OnDisconnect(this, id, (IocpReason)reason); }
+                finally { Leave(); }
+            }
+            catch (Exception e)
+            {
+                Report("OnDisconnect", e);
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""The original library's tutorial on the ctypes binding: an echo server.
+
+    echo_server.py [--port N] [--bind ADDR] [--threads N]
+
+--port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
+--threads to one per processor. Prints "listening on port N" when ready and
+exits cleanly when Enter is pressed or standard input ends. The library is
+found as iocpsrv.py describes (LD_LIBRARY_PATH / PATH, or IOCPSRV_LIBRARY).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import iocpsrv  # noqa: E402
+
+
+def on_data(server, conn, data):
+    """Echo every byte back. A peer that sends but never reads fills its
+    queue; it is cut off rather than allowed to grow memory without bound."""
+    try:
+        server.send(conn, data)
+    except iocpsrv.IocpError as e:
+        if e.code == iocpsrv.EQUEUEFULL:
+            server.close(conn)
+        # Any other refusal (the connection is closing) needs nothing from us.
+
+
+def parse_uint(text, maximum):
+    if text is None or not text.isdigit():
+        raise ValueError(text)
+    value = int(text)
+    if value > maximum:
+        raise ValueError(text)
+    return value
+
+
+def usage(prog):
+    print(f"usage: {prog} [--port N] [--bind ADDR] [--threads N]", file=sys.stderr)
+    return 2
+
+
+def main(argv):
+    port, threads, bind = 50000, 0, "127.0.0.1"
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        val = argv[i + 1] if i + 1 < len(argv) else None
+        try:
+            if arg == "--port":
+                port = parse_uint(val, 65535)
+            elif arg == "--threads":
+                threads = parse_uint(val, 1024)
+            elif arg == "--bind" and val is not None:
+                bind = val
+            else:
+                return usage(argv[0])
+        except ValueError:
+            return usage(argv[0])
+        i += 2
+
+    try:
+        iocpsrv.load()
+    except iocpsrv.LibraryError as e:
+        print(e, file=sys.stderr)
+        return 1
+
+    try:
+        server = iocpsrv.Server(port=port, bind=bind, threads=threads, on_data=on_data)
+    except (iocpsrv.IocpError, UnicodeError) as e:
+        print(f"cannot listen on {bind} port {port}: {e}", file=sys.stderr)
+        return 1
+
+    with server:
+        print(f"listening on port {server.port}", flush=True)
+        try:
+            sys.stdin.readline()  # Enter, or "" at end of input
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

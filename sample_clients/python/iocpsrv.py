@@ -1,0 +1,509 @@
+"""iocpsrv from Python: a small ctypes binding of api/iocpsrv.h.
+
+    import iocpsrv
+
+    def on_data(server, conn, data):
+        server.send(conn, data)            # echo
+
+    with iocpsrv.Server(port=0, on_data=on_data) as server:
+        print("listening on port", server.port)
+        input()
+
+The library is ``iocpsrv.dll`` on Windows and ``libiocpsrv.so`` elsewhere,
+found by the platform's normal search (the program's folder and PATH on
+Windows, LD_LIBRARY_PATH on Linux), unless the environment variable
+``IOCPSRV_LIBRARY`` names the file to load. It is loaded on first use (or by
+calling :func:`load`), and refused with :class:`LibraryError` unless its
+``iocp_version()`` is compatible with the header this module mirrors: same
+major version, equal or newer minor (the header's IOCP_VERSION_COMPATIBLE).
+
+Threads: callbacks run on the library's worker threads, never on the thread
+that created the server. ctypes takes the GIL for the duration of each
+callback and releases it during every call into the library, so Python code in
+callbacks is safe, but it is serialised by the GIL: keep callbacks short.
+Callbacks of one connection never overlap and arrive in order (on_connect,
+then on_data/on_sent/on_peer_closed, then on_disconnect exactly once).
+
+Exceptions never cross into native code: each callback is wrapped, and an
+exception is passed to the ``on_error`` hook (default: print a traceback to
+stderr). An exception in ``on_connect`` refuses that connection.
+
+Only the standard library is used (Python 3.11).
+"""
+
+import ctypes
+import os
+import sys
+import threading
+import traceback
+import weakref
+
+__all__ = [
+    "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "VERSION_NUMBER",
+    "version_compatible", "load", "version", "version_string", "strerror", "err_name",
+    "IocpError", "LibraryError", "Server",
+    "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
+]
+
+# ---- Mirror of the header --------------------------------------------------
+
+# The header version this module was written against (IOCP_VERSION_*).
+VERSION_MAJOR = 1
+VERSION_MINOR = 0
+VERSION_PATCH = 0
+VERSION_NUMBER = (VERSION_MAJOR << 16) | (VERSION_MINOR << 8) | VERSION_PATCH
+
+# enum iocp_errno (codes are never renumbered).
+OK = 0
+EINVAL = -1
+ENOMEM = -2
+ENOTFOUND = -3
+ESHUTDOWN = -4
+EQUEUEFULL = -5
+EADDRINUSE = -6
+EADDRNOTAVAIL = -7
+EVERSION = -8
+EINCALLBACK = -9
+ESYSTEM = -10
+EACCES = -11
+EAFNOSUPPORT = -12
+ECLOSED = -13
+
+# enum iocp_reason, passed to on_disconnect.
+REASON_PEER_CLOSED = 1
+REASON_RESET = 2
+REASON_LOCAL_CLOSE = 3
+REASON_DESTROY = 4
+
+
+def version_compatible(loaded):
+    """IOCP_VERSION_COMPATIBLE(loaded): same major, equal or newer minor."""
+    return (((loaded >> 16) & 0xFF) == VERSION_MAJOR
+            and (loaded & 0xFFFF00) >= (VERSION_NUMBER & 0xFFFF00))
+
+
+# iocp_server * is opaque: a c_void_p. iocp_conn_id is uint64_t.
+_server_p = ctypes.c_void_p
+_conn_id = ctypes.c_uint64
+
+# Callback types: IOCP_CALL is cdecl, which is what CFUNCTYPE produces.
+# Pointers the callback only looks at are declared c_void_p so that ctypes
+# hands Python a plain address (no automatic conversion of the buffer).
+ON_CONNECT = ctypes.CFUNCTYPE(ctypes.c_int, _server_p, ctypes.c_void_p, _conn_id,
+                              ctypes.c_void_p, ctypes.c_uint16)
+ON_DATA = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id,
+                           ctypes.c_void_p, ctypes.c_size_t)
+ON_SENT = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_uint64)
+ON_PEER_CLOSED = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id)
+ON_DISCONNECT = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_int)
+
+
+class _Callbacks(ctypes.Structure):
+    """struct iocp_callbacks (48 bytes on 64-bit, 28 on 32-bit)."""
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("reserved_", ctypes.c_uint32),
+        ("on_connect", ON_CONNECT),
+        ("on_data", ON_DATA),
+        ("on_sent", ON_SENT),
+        ("on_peer_closed", ON_PEER_CLOSED),
+        ("on_disconnect", ON_DISCONNECT),
+    ]
+
+
+class _Config(ctypes.Structure):
+    """struct iocp_config (40 bytes on 64-bit; the uint64 is 8-aligned)."""
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("port", ctypes.c_uint16),
+        ("reserved_", ctypes.c_uint16),
+        ("bind_address", ctypes.c_char_p),
+        ("threads", ctypes.c_uint32),
+        ("backlog", ctypes.c_uint32),
+        ("accepts_posted", ctypes.c_uint32),
+        ("recv_buffer_size", ctypes.c_uint32),
+        ("max_send_queue", ctypes.c_uint64),
+    ]
+
+
+# ---- Loading ---------------------------------------------------------------
+
+class LibraryError(RuntimeError):
+    """The library could not be loaded, lacks a function, or is incompatible."""
+
+
+class IocpError(Exception):
+    """A negative return code of the library.
+
+    ``code`` is the number (e.g. -3), ``name`` its name ("IOCP_ENOTFOUND") and
+    ``text`` the library's iocp_strerror() description.
+    """
+
+    def __init__(self, code, what=None):
+        self.code = code
+        self.name = err_name(code)
+        self.text = strerror(code)
+        self.what = what
+        prefix = f"{what}: " if what else ""
+        super().__init__(f"{prefix}{self.text} ({self.name}, {code})")
+
+
+_SIGNATURES = {
+    # name: (restype, argtypes)
+    "iocp_version": (ctypes.c_uint32, []),
+    "iocp_version_string": (ctypes.c_char_p, []),
+    "iocp_strerror": (ctypes.c_char_p, [ctypes.c_int]),
+    "iocp_err_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "iocp_config_init": (ctypes.c_int, [ctypes.POINTER(_Config), ctypes.c_uint32]),
+    "iocp_create": (ctypes.c_int, [ctypes.POINTER(_Config), ctypes.POINTER(_Callbacks),
+                                   ctypes.c_void_p, ctypes.POINTER(_server_p)]),
+    "iocp_send": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_char_p, ctypes.c_size_t]),
+    "iocp_shutdown": (ctypes.c_int, [_server_p, _conn_id]),
+    "iocp_close": (ctypes.c_int, [_server_p, _conn_id]),
+    "iocp_queued": (ctypes.c_int, [_server_p, _conn_id, ctypes.POINTER(ctypes.c_uint64)]),
+    "iocp_port": (ctypes.c_uint16, [_server_p]),
+    "iocp_connection_count": (ctypes.c_uint64, [_server_p]),
+    "iocp_destroy": (ctypes.c_int, [_server_p]),
+}
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def _library_name():
+    override = os.environ.get("IOCPSRV_LIBRARY")
+    if override:
+        return override
+    return "iocpsrv.dll" if sys.platform == "win32" else "libiocpsrv.so"
+
+
+def load():
+    """Loads the library once and returns the ctypes.CDLL.
+
+    Raises LibraryError when it cannot be found, lacks a function, or its
+    version is not compatible with this module.
+    """
+    global _lib
+    with _lib_lock:
+        if _lib is not None:
+            return _lib
+        name = _library_name()
+        try:
+            # CDLL: cdecl (IOCP_CALL), and the GIL is released during calls,
+            # which iocp_destroy() needs to join workers that are calling back.
+            lib = ctypes.CDLL(name)
+        except OSError as e:
+            if os.environ.get("IOCPSRV_LIBRARY"):
+                hint = "IOCPSRV_LIBRARY names it"
+            elif sys.platform == "win32":
+                hint = "put it next to the program or on PATH, or set IOCPSRV_LIBRARY to its path"
+            else:
+                hint = "add its folder to LD_LIBRARY_PATH, or set IOCPSRV_LIBRARY to its path"
+            raise LibraryError(f"cannot load {name} ({e}): {hint}") from None
+        # The version first: it is the one function every release has, so an
+        # old or newer library is reported as such, not as a missing symbol.
+        order = ["iocp_version", "iocp_version_string"]
+        order += [f for f in _SIGNATURES if f not in order]
+        for fname in order:
+            restype, argtypes = _SIGNATURES[fname]
+            try:
+                fn = getattr(lib, fname)
+            except AttributeError:
+                raise LibraryError(f"{name} has no function {fname}: "
+                                   "not an iocpsrv library, or too old") from None
+            fn.restype = restype
+            fn.argtypes = argtypes
+            if fname == "iocp_version_string":
+                loaded = lib.iocp_version()
+                if not version_compatible(loaded):
+                    raise LibraryError(
+                        f"iocpsrv {lib.iocp_version_string().decode()} loaded from {name}, but "
+                        f"this module needs {VERSION_MAJOR}.{VERSION_MINOR} or newer "
+                        f"{VERSION_MAJOR}.x")
+        _lib = lib
+        return lib
+
+
+def version():
+    """iocp_version() of the loaded library, e.g. 0x010000."""
+    return load().iocp_version()
+
+
+def version_string():
+    """iocp_version_string() of the loaded library, e.g. "1.0.0"."""
+    return load().iocp_version_string().decode()
+
+
+def strerror(code):
+    """iocp_strerror(code) as str."""
+    return load().iocp_strerror(code).decode()
+
+
+def err_name(code):
+    """iocp_err_name(code) as str, e.g. "IOCP_ENOTFOUND"."""
+    return load().iocp_err_name(code).decode()
+
+
+def _check(rc, what):
+    if rc < 0:
+        raise IocpError(rc, what)
+    return rc
+
+
+def _default_on_error(server, where, exc):
+    print(f"iocpsrv: exception in {where} callback (ignored):", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+
+
+# Callback objects of servers whose handle could not be destroyed (a Server
+# garbage-collected on a worker thread): kept forever, since native code may
+# still call them. Empty in correct programs.
+_immortal = []
+
+
+def _finalize(lib, ptr, keepalive):
+    # Runs when a Server is garbage-collected or at interpreter exit without
+    # close(): the library must stop calling into Python before the callback
+    # objects go away.
+    if ptr.value is None:
+        return
+    rc = lib.iocp_destroy(ptr)
+    if rc == EINCALLBACK:
+        _immortal.append((ptr, keepalive))
+        return
+    ptr.value = None
+
+
+class Server:
+    """One iocpsrv server: an opaque iocp_server handle.
+
+    Keyword arguments (all optional):
+      port=50000 (0 picks a free port; read it back from .port),
+      bind="127.0.0.1", threads=0 (one per processor), backlog=0,
+      accepts_posted=0, recv_buffer_size=0, max_send_queue=0
+      (0 keeps the library default), and the callbacks:
+
+      on_connect(server, id, address: str, port: int) -> bool | None
+          Return False (or raise) to refuse the connection; None or a true
+          value keeps it.
+      on_data(server, id, data: bytes)
+      on_sent(server, id, nbytes: int)
+      on_peer_closed(server, id)
+          Left out: the library finishes the connection itself (sends what is
+          queued, then closes).
+      on_disconnect(server, id, reason: int)   # a REASON_* constant
+      on_error(server, where: str, exc: BaseException)
+          Called when a callback raised; default prints to stderr.
+
+    Every callback runs on a library worker thread with the GIL held (ctypes
+    takes it), receives this Server object, and may call send(), shutdown(),
+    close(), queued(), port and connection_count. It must not call
+    destroy()/close() of the server itself: the library returns
+    IOCP_EINCALLBACK there, raised as IocpError.
+
+    Use it as a context manager, or call destroy() when done; the ctypes
+    callback objects are kept alive until the library has been told to stop.
+    """
+
+    def __init__(self, *, port=50000, bind="127.0.0.1", threads=0, backlog=0,
+                 accepts_posted=0, recv_buffer_size=0, max_send_queue=0,
+                 on_connect=None, on_data=None, on_sent=None, on_peer_closed=None,
+                 on_disconnect=None, on_error=None):
+        lib = load()
+        self._lib = lib
+        self._on_error = on_error or _default_on_error
+
+        config = _Config()
+        _check(lib.iocp_config_init(ctypes.byref(config), ctypes.sizeof(config)),
+               "iocp_config_init")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port {port} is not 0..65535")
+        config.port = port
+        bind_bytes = bind.encode("ascii")   # copied by iocp_create()
+        config.bind_address = bind_bytes
+        config.threads = threads
+        if backlog:
+            config.backlog = backlog
+        if accepts_posted:
+            config.accepts_posted = accepts_posted
+        if recv_buffer_size:
+            config.recv_buffer_size = recv_buffer_size
+        if max_send_queue:
+            config.max_send_queue = max_send_queue
+
+        # The trampolines refer to this object only weakly, so an abandoned
+        # Server can still be collected (and then destroyed by the finalizer).
+        ref = weakref.ref(self)
+        callbacks = _Callbacks()
+        callbacks.size = ctypes.sizeof(callbacks)
+        callbacks.reserved_ = 0
+        keepalive = []
+        if on_connect is not None:
+            keepalive.append(ON_CONNECT(_connect_trampoline(ref, on_connect)))
+            callbacks.on_connect = keepalive[-1]
+        if on_data is not None:
+            keepalive.append(ON_DATA(_data_trampoline(ref, on_data)))
+            callbacks.on_data = keepalive[-1]
+        if on_sent is not None:
+            keepalive.append(ON_SENT(_simple_trampoline(ref, on_sent, "on_sent")))
+            callbacks.on_sent = keepalive[-1]
+        if on_peer_closed is not None:
+            keepalive.append(ON_PEER_CLOSED(
+                _simple_trampoline(ref, on_peer_closed, "on_peer_closed")))
+            callbacks.on_peer_closed = keepalive[-1]
+        if on_disconnect is not None:
+            keepalive.append(ON_DISCONNECT(
+                _simple_trampoline(ref, on_disconnect, "on_disconnect")))
+            callbacks.on_disconnect = keepalive[-1]
+        self._keepalive = keepalive
+
+        # The library stores the handle here before any callback can run, so
+        # callbacks that fire before iocp_create() returns can already use it.
+        self._ptr = _server_p()
+        self._destroy_lock = threading.Lock()
+        rc = lib.iocp_create(ctypes.byref(config), ctypes.byref(callbacks), None,
+                             ctypes.byref(self._ptr))
+        if rc < 0:
+            self._ptr.value = None
+            raise IocpError(rc, f"cannot listen on {bind} port {port}")
+        self._finalizer = weakref.finalize(self, _finalize, lib, self._ptr, keepalive)
+
+    # -- lifetime --
+
+    def destroy(self):
+        """iocp_destroy(): closes every connection (on_disconnect with
+        REASON_DESTROY runs for each before this returns) and joins the
+        workers. No callback runs after it returns. A no-op when already
+        destroyed. From inside a callback it raises IocpError(EINCALLBACK)
+        and destroys nothing: call it from another thread."""
+        if self in _running_callbacks():
+            # Inside one of our own callbacks: the library refuses at once
+            # (taking the lock here could deadlock with a destroy() waiting
+            # for this very callback to return).
+            _check(self._lib.iocp_destroy(self._handle()), "iocp_destroy")
+            self._ptr.value = None  # not reached with a conforming library
+            self._finalizer.detach()
+            return
+        with self._destroy_lock:
+            if self._ptr.value is None:
+                return
+            _check(self._lib.iocp_destroy(self._ptr), "iocp_destroy")
+            self._ptr.value = None
+            self._finalizer.detach()
+
+    def close(self, id=None):
+        """close(id): abortive close of one connection (iocp_close).
+        close() with no id: destroy the server (same as destroy())."""
+        if id is None:
+            self.destroy()
+        else:
+            _check(self._lib.iocp_close(self._handle(), id), "iocp_close")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.destroy()
+        return False
+
+    @property
+    def closed(self):
+        return self._ptr.value is None
+
+    def _handle(self):
+        if self._ptr.value is None:
+            raise ValueError("server is destroyed")
+        return self._ptr
+
+    # -- per connection; any thread, including callbacks --
+
+    def send(self, id, data):
+        """Queues a copy of `data` (bytes-like) for connection `id`.
+        Raises IocpError: ENOTFOUND, ESHUTDOWN, ECLOSED, EQUEUEFULL (nothing
+        queued: wait for on_sent), ENOMEM."""
+        buf = bytes(data) if not isinstance(data, bytes) else data
+        _check(self._lib.iocp_send(self._handle(), id, buf, len(buf)), "iocp_send")
+
+    def shutdown(self, id):
+        """Graceful half-close: queued bytes go out, then FIN."""
+        _check(self._lib.iocp_shutdown(self._handle(), id), "iocp_shutdown")
+
+    def queued(self, id):
+        """Bytes queued for `id` and not yet handed to the system."""
+        n = ctypes.c_uint64()
+        _check(self._lib.iocp_queued(self._handle(), id, ctypes.byref(n)), "iocp_queued")
+        return n.value
+
+    @property
+    def port(self):
+        """The port listened on (useful after port=0)."""
+        return self._lib.iocp_port(self._handle())
+
+    @property
+    def connection_count(self):
+        """Connections currently open."""
+        return self._lib.iocp_connection_count(self._handle())
+
+    def _report(self, where, exc):
+        try:
+            self._on_error(self, where, exc)
+        except BaseException as e2:  # the hook itself must not escape either
+            _default_on_error(self, where + " on_error", e2)
+
+
+# ---- Trampolines: native -> Python, never letting an exception through ------
+
+_tls = threading.local()
+
+
+def _running_callbacks():
+    """The Servers whose callbacks are running on this thread (innermost last)."""
+    stack = getattr(_tls, "servers", None)
+    if stack is None:
+        stack = _tls.servers = []
+    return stack
+
+
+def _invoke(ref, where, fn, args, failed):
+    """Calls fn(server, *args) on a worker thread; returns `failed` when the
+    Server is gone or fn raised (the exception goes to on_error)."""
+    server = ref()
+    if server is None:
+        return failed
+    stack = _running_callbacks()
+    stack.append(server)
+    try:
+        return fn(server, *args)
+    except BaseException as e:
+        server._report(where, e)
+        return failed
+    finally:
+        stack.pop()
+
+
+def _connect_trampoline(ref, fn):
+    def call(server, id, address, port):
+        addr = ctypes.string_at(address).decode("ascii") if address else ""
+        keep = fn(server, id, addr, port)
+        return 0 if keep is None or keep else 1
+
+    def on_connect(_server, _user, id, address, port):
+        # A failing on_connect refuses: it never decided to keep the peer.
+        return _invoke(ref, "on_connect", call, (id, address, port), 1)
+    return on_connect
+
+
+def _data_trampoline(ref, fn):
+    def call(server, id, data, length):
+        # The buffer is valid only during the call: copy it into bytes.
+        fn(server, id, ctypes.string_at(data, length) if length else b"")
+
+    def on_data(_server, _user, id, data, length):
+        _invoke(ref, "on_data", call, (id, data, length), None)
+    return on_data
+
+
+def _simple_trampoline(ref, fn, where):
+    def callback(_server, _user, id, *args):
+        _invoke(ref, where, fn, (id,) + args, None)
+    return callback
