@@ -198,7 +198,6 @@ static void test_queue_limit_against_a_peer_that_never_reads(void **state) {
   c.max_send_queue = LIMIT;
   r = rec_start(0, &c, NULL);
   a = ts_connect(r->port);
-  ts_set_rcvbuf(a, 4096);
   id = rec_wait_connect(r, 1);
 
   /* Keep sending until the library says the queue is full: the kernel's
