@@ -6,6 +6,7 @@
 #include "tsupport.h"
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 

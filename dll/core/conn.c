@@ -19,9 +19,9 @@
  * queue, so one busy connection cannot hold a worker against all others. */
 #define IOCP__RUN_ROUNDS 16
 
-static atomic_uint_least64_t next_id = 1; /* process-wide: ids are never reused */
+static iocp__seq next_id = 1; /* process-wide: ids are never reused */
 
-void iocp__conn_ref(iocp__conn *c) { atomic_fetch_add(&c->refs, 1); }
+void iocp__conn_ref(iocp__conn *c) { iocp__ref_add(&c->refs, 1); }
 
 static void conn_free(iocp__conn *c) {
   iocp_server *s = c->server;
@@ -36,11 +36,11 @@ static void conn_free(iocp__conn *c) {
 }
 
 void iocp__conn_unref(iocp__conn *c) {
-  if (atomic_fetch_sub(&c->refs, 1) == 1) conn_free(c);
+  if (iocp__ref_add(&c->refs, -1) == 1) conn_free(c);
 }
 
 /* Drops a reference that is known not to be the last (the caller has one). */
-static void unref_not_last(iocp__conn *c) { atomic_fetch_sub(&c->refs, 1); }
+static void unref_not_last(iocp__conn *c) { iocp__ref_add(&c->refs, -1); }
 
 iocp__conn *iocp__conn_alloc(iocp_server *s) {
   iocp__conn *c = iocp__calloc(1, sizeof(*c));
@@ -52,8 +52,8 @@ iocp__conn *iocp__conn_alloc(iocp_server *s) {
   }
   c->rbuf_cap = s->cfg.recv_buffer_size;
   c->server = s;
-  c->id = atomic_fetch_add(&next_id, 1);
-  atomic_init(&c->refs, 1);
+  c->id = iocp__seq_next(&next_id);
+  c->refs = 1; /* not yet shared with any other thread */
   iocp__mutex_init(&c->lock);
   iocp__mutex_lock(&s->lock);
   s->alive++;

@@ -36,7 +36,7 @@ void iocp__sendq_clear(iocp__sendq *q);
 struct iocp__conn {
   iocp_server *server;
   iocp_conn_id id;
-  atomic_int refs;
+  iocp__refcount refs;
   struct iocp__conn *table_next; /* hash chain, under the table shard lock */
 
   iocp__mutex lock;

@@ -1,9 +1,8 @@
-/* Locks, condition variables, atomics and thread-locals for the platform-free
- * core. Each OS supplies the same small set of inline wrappers. */
+/* Locks, condition variables, atomic counters and thread-locals for the
+ * platform-free core. Each OS supplies the same small set of inline wrappers
+ * (Interlocked* on Windows, so MSVC needs no C11 atomics). */
 #ifndef IOCP_CORE_SYS_H
 #define IOCP_CORE_SYS_H
-
-#include <stdatomic.h>
 
 #if defined(_WIN32)
 #  include "../win/sys_win.h"
@@ -11,6 +10,10 @@
 #  include "../linux/sys_posix.h"
 #endif
 
-#define IOCP__TLS _Thread_local
+#if defined(_MSC_VER)
+#  define IOCP__TLS __declspec(thread)
+#else
+#  define IOCP__TLS _Thread_local
+#endif
 
 #endif

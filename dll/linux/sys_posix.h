@@ -3,6 +3,7 @@
 #define IOCP_LINUX_SYS_POSIX_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 typedef pthread_mutex_t iocp__mutex;
 typedef pthread_cond_t iocp__cond;
@@ -16,5 +17,17 @@ static inline void iocp__cond_init(iocp__cond *c) { pthread_cond_init(c, NULL); 
 static inline void iocp__cond_destroy(iocp__cond *c) { pthread_cond_destroy(c); }
 static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) { pthread_cond_wait(c, m); }
 static inline void iocp__cond_broadcast(iocp__cond *c) { pthread_cond_broadcast(c); }
+
+/* A reference count; iocp__ref_add returns the value before adding. */
+typedef int iocp__refcount;
+static inline long iocp__ref_add(iocp__refcount *r, long d) {
+  return __atomic_fetch_add(r, (int)d, __ATOMIC_ACQ_REL);
+}
+
+/* A process-wide 64-bit sequence; iocp__seq_next returns the value before. */
+typedef uint64_t iocp__seq;
+static inline uint64_t iocp__seq_next(iocp__seq *q) {
+  return __atomic_fetch_add(q, 1, __ATOMIC_RELAXED);
+}
 
 #endif

@@ -5,10 +5,21 @@
 
 #ifndef WIN32_LEAN_AND_MEAN
 #  define WIN32_LEAN_AND_MEAN
+/* A reference count; iocp__ref_add returns the value before adding. */
+typedef volatile LONG iocp__refcount;
+static inline long iocp__ref_add(iocp__refcount *r, long d) { return InterlockedExchangeAdd(r, d); }
+
+/* A process-wide 64-bit sequence; iocp__seq_next returns the value before. */
+typedef volatile LONG64 iocp__seq;
+static inline uint64_t iocp__seq_next(iocp__seq *q) {
+  return (uint64_t)InterlockedIncrement64(q) - 1;
+}
+
 #endif
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <windows.h>
+#include <stdint.h>
 
 typedef SRWLOCK iocp__mutex;
 typedef CONDITION_VARIABLE iocp__cond;
@@ -24,5 +35,15 @@ static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) {
   SleepConditionVariableSRW(c, m, INFINITE, 0);
 }
 static inline void iocp__cond_broadcast(iocp__cond *c) { WakeAllConditionVariable(c); }
+
+/* A reference count; iocp__ref_add returns the value before adding. */
+typedef volatile LONG iocp__refcount;
+static inline long iocp__ref_add(iocp__refcount *r, long d) { return InterlockedExchangeAdd(r, d); }
+
+/* A process-wide 64-bit sequence; iocp__seq_next returns the value before. */
+typedef volatile LONG64 iocp__seq;
+static inline uint64_t iocp__seq_next(iocp__seq *q) {
+  return (uint64_t)InterlockedIncrement64(q) - 1;
+}
 
 #endif
