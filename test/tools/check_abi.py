@@ -74,6 +74,8 @@ def main():
     ap.add_argument("--so")
     ap.add_argument("--implib", help="import library to check for cdecl names")
     ap.add_argument("--nm", default="nm")
+    ap.add_argument("--csharp", help="C# wrapper: every import and delegate is Cdecl")
+    ap.add_argument("--python", help="ctypes module: CDLL and CFUNCTYPE only")
     a = ap.parse_args()
 
     exports = read_def(a.deffile)
@@ -109,6 +111,24 @@ def main():
         names = so_exports(a.so)
         check("the shared object exports exactly the .def names", names == set(exports),
               f"extra {sorted(names - set(exports))}, missing {sorted(set(exports) - names)}")
+
+    if a.csharp:
+        cs = open(a.csharp, encoding="utf-8").read()
+        imports = re.findall(r"\[DllImport\(([^)]*)\)\]", cs)
+        imported = set(re.findall(r"static extern [^(]*?\b(iocp_\w+)\s*\(", cs))
+        check("C#: every DllImport says CallingConvention.Cdecl",
+              imports and all("CallingConvention.Cdecl" in i for i in imports))
+        check("C#: every delegate type is UnmanagedFunctionPointer(Cdecl)",
+              cs.count("delegate ") > 0 and
+              len(re.findall(r"\[UnmanagedFunctionPointer\(CallingConvention\.Cdecl\)\]\s*(?:internal |public )?delegate", cs))
+              == len(re.findall(r"\]\s*(?:internal |public )?delegate", cs)))
+        check("C#: imports only exported names", imported <= set(exports),
+              f"{sorted(imported - set(exports))}")
+    if a.python:
+        py = open(a.python, encoding="utf-8").read()
+        check("Python: CDLL and CFUNCTYPE (cdecl), never WinDLL/WINFUNCTYPE",
+              "ctypes.CDLL" in py and "CFUNCTYPE" in py and "WinDLL" not in py
+              and "WINFUNCTYPE" not in py)
 
     passed = sum(RESULTS)
     failed = len(RESULTS) - passed
