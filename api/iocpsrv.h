@@ -333,8 +333,9 @@ IOCP_API int IOCP_CALL iocp_queued(iocp_server *server, iocp_conn_id id,
  * is NULL. */
 IOCP_API uint16_t IOCP_CALL iocp_port(iocp_server *server);
 
-/* Connections currently open (kept by on_connect, on_disconnect not yet
- * delivered); 0 if server is NULL. */
+/* Connections currently open: accepted (including one whose on_connect is
+ * still running) and whose on_disconnect has not started; a refused one
+ * leaves the count before its peer sees the reset. 0 if server is NULL. */
 IOCP_API uint64_t IOCP_CALL iocp_connection_count(iocp_server *server);
 
 /*
