@@ -3,6 +3,7 @@
  * calling it from a callback is refused instead of deadlocking. */
 #include "tsupport.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,13 +151,13 @@ static void test_destroy_inside_on_disconnect_during_destroy(void **state) {
 
 typedef struct churn {
   uint16_t port;
-  volatile int stop;
+  atomic_int stop;
   int connected;
 } churn;
 
 static void churn_main(void *arg) {
   churn *c = arg;
-  while (!c->stop) {
+  while (!atomic_load(&c->stop)) {
     ts_sock s = ts_connect(c->port);
     if (s == TS_BAD_SOCK) break; /* the listener is gone */
     c->connected++;
@@ -176,7 +177,7 @@ static void test_destroy_while_clients_keep_connecting(void **state) {
     t = ts_thread_start(churn_main, &c);
     assert_int_equal(ts_counter_wait(r->connects, 20, TS_TIMEOUT_MS), 0);
     rec_stop(r); /* asserts one disconnect per connect, nothing late */
-    c.stop = 1;
+    atomic_store(&c.stop, 1);
     ts_thread_join(t);
     assert_true(c.connected >= 20);
   }

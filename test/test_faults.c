@@ -39,10 +39,11 @@ static void test_create_survives_out_of_memory_at_every_allocation(void **state)
     int rc;
     atomic_store(&alloc_countdown, n);
     atomic_store(&alloc_failures, 0);
-    iocp__hooks.malloc = failing_malloc;
+    iocp__hooks.malloc = failing_malloc; /* no server runs: safe to change */
     iocp__hooks.calloc = failing_calloc;
     rc = iocp_create(NULL, &cb, NULL, &s);
-    iocp__hooks_reset();
+    atomic_store(&alloc_countdown, -1); /* disarmed; the table stays as is
+                                         * while a server's workers read it */
     if (atomic_load(&alloc_failures) == 0) {
       /* Every allocation of iocp_create succeeded: done. */
       assert_int_equal(rc, IOCP_OK);
@@ -60,6 +61,7 @@ static void test_create_survives_out_of_memory_at_every_allocation(void **state)
     }
     assert_int_equal(iocp_destroy(s), IOCP_OK);
   }
+  iocp__hooks_reset();
   assert_true(ok);
   after = ts_handle_count();
   assert_true(after <= before + 8);
@@ -68,14 +70,18 @@ static void test_create_survives_out_of_memory_at_every_allocation(void **state)
 /* Allocation failures while serving: a connection that cannot be set up is
  * dropped, the next one is served. */
 static void test_out_of_memory_on_accept_drops_only_that_connection(void **state) {
-  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  rec_server *r;
   char buf[4];
   ts_sock a, b;
   (void)state;
-  atomic_store(&alloc_countdown, 0); /* the very next allocation fails */
-  atomic_store(&alloc_failures, 0);
+  /* Hooks go in before the server starts and out after it is destroyed:
+   * never changed under running workers. Faults are armed by the counter. */
+  atomic_store(&alloc_countdown, -1);
   iocp__hooks.malloc = failing_malloc;
   iocp__hooks.calloc = failing_calloc;
+  r = rec_start(REC_ECHO, NULL, NULL);
+  atomic_store(&alloc_failures, 0);
+  atomic_store(&alloc_countdown, 0); /* the very next allocation fails */
   a = ts_connect(r->port); /* accepted by the system, dropped by the library */
   assert_true(a != TS_BAD_SOCK);
   {
@@ -85,7 +91,7 @@ static void test_out_of_memory_on_accept_drops_only_that_connection(void **state
     assert_int_equal(got, 0);
   }
   ts_close(a);
-  iocp__hooks_reset();
+  atomic_store(&alloc_countdown, -1);
   assert_int_equal(atomic_load(&alloc_failures), 1);
   b = ts_connect(r->port);
   assert_int_equal(ts_send_all(b, "next", 4), TS_OK);
@@ -94,6 +100,7 @@ static void test_out_of_memory_on_accept_drops_only_that_connection(void **state
   ts_close(b);
   assert_int_equal(ts_counter_wait(r->disconnects, ts_counter_get(r->connects), TS_TIMEOUT_MS), 0);
   rec_stop(r);
+  iocp__hooks_reset();
 }
 
 /* ---- Socket faults on accepted connections ----------------------------------- */
@@ -167,13 +174,15 @@ static void fail_socket_creation(void) { iocp__hooks.accept4 = accept4_out_of_fi
 /* The 1.1 bug: failures on freshly accepted sockets must never break the
  * accept chain. 100 of them in a row, then a normal client. */
 static void test_failed_accept_setup_drops_one_socket_and_keeps_accepting(void **state) {
-  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  rec_server *r;
   char buf[5];
   ts_sock a;
   int i;
   (void)state;
+  atomic_store(&sock_faults_left, 0);
+  fail_accept_setup(); /* installed before the server runs, armed below */
+  r = rec_start(REC_ECHO, NULL, NULL);
   atomic_store(&sock_faults_left, 100);
-  fail_accept_setup();
   for (i = 0; i < 100; i++) {
     ts_sock s = ts_connect(r->port);
     size_t got = 0;
@@ -188,24 +197,26 @@ static void test_failed_accept_setup_drops_one_socket_and_keeps_accepting(void *
   assert_int_equal(ts_recv_exact(a, buf, 5), TS_OK);
   assert_memory_equal(buf, "alive", 5);
   ts_close(a);
-  iocp__hooks_reset();
   assert_int_equal(ts_counter_wait(r->disconnects, ts_counter_get(r->connects), TS_TIMEOUT_MS), 0);
   assert_int_equal(ts_counter_get(r->connects), 1); /* only the good one was seen */
   rec_stop(r);
+  iocp__hooks_reset();
 }
 
 static void test_receive_failure_ends_connection_as_reset(void **state) {
-  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  rec_server *r;
   ts_sock a;
   (void)state;
-  atomic_store(&sock_faults_left, 1);
+  atomic_store(&sock_faults_left, 0);
   fail_first_receive();
+  r = rec_start(REC_ECHO, NULL, NULL);
+  atomic_store(&sock_faults_left, 1);
   a = ts_connect(r->port);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
-  iocp__hooks_reset();
   assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_RESET]), 1);
   ts_close(a);
   rec_stop(r);
+  iocp__hooks_reset();
 }
 
 /* Out of sockets for a while: every posted accept fails to re-arm, and the
@@ -218,9 +229,10 @@ static void test_accepts_recover_after_running_out_of_sockets(void **state) {
   (void)state;
   iocp_config_init(&c, sizeof(c));
   c.accepts_posted = 2;
+  atomic_store(&sock_faults_left, 0);
+  fail_socket_creation();
   r = rec_start(REC_ECHO, &c, NULL);
   atomic_store(&sock_faults_left, 1 << 30);
-  fail_socket_creation();
   /* Two clients use up both posted accepts (on Windows); their re-posts fail.
    * On Linux accept() itself fails with EMFILE until the hook is reset. */
   a = ts_connect(r->port);
@@ -232,7 +244,7 @@ static void test_accepts_recover_after_running_out_of_sockets(void **state) {
   assert_int_equal(ts_send_all(b, "1", 1), TS_OK);
   assert_int_equal(ts_recv_exact(b, buf, 1), TS_OK);
 #endif
-  iocp__hooks_reset();
+  atomic_store(&sock_faults_left, 0); /* sockets are back */
   /* The library retries on its own: this one is accepted and served. */
   {
     ts_sock d = ts_connect(r->port);
@@ -247,6 +259,7 @@ static void test_accepts_recover_after_running_out_of_sockets(void **state) {
   ts_close(b);
   assert_int_equal(ts_counter_wait(r->disconnects, 3, TS_TIMEOUT_MS), 0);
   rec_stop(r);
+  iocp__hooks_reset();
 }
 
 int main(void) {

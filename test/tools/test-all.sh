@@ -7,6 +7,7 @@
 #   build/win32  iocpsrv.dll for Windows x86: builds everything, ABI checks
 #   build/linux  libiocpsrv.so; tests natively
 #   build/asan   libiocpsrv.so with AddressSanitizer + UBSan; tests natively
+#   build/tsan   libiocpsrv.so with ThreadSanitizer; tests natively
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -34,6 +35,7 @@ setup build/win32 --cross-file test/cross/mingw-w64-i686.txt && builds+=(build/w
 if [ -f dll/linux/engine_linux.c ]; then
   setup build/linux && builds+=(build/linux) || status=1
   setup build/asan -Db_sanitize=address,undefined -Db_lundef=false && builds+=(build/asan) || status=1
+  setup build/tsan -Db_sanitize=thread -Db_lundef=false && builds+=(build/tsan) || status=1
 fi
 
 ran=()
@@ -53,6 +55,9 @@ for b in "${builds[@]}"; do
   echo "== $b: meson test"
   if [ "$b" = build/asan ]; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      meson test -C "$b" --print-errorlogs --no-rebuild || status=1
+  elif [ "$b" = build/tsan ]; then
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
       meson test -C "$b" --print-errorlogs --no-rebuild || status=1
   else
     meson test -C "$b" --print-errorlogs --no-rebuild || status=1
