@@ -262,6 +262,11 @@ typedef struct iocp_config {
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
    * returns IOCP_EQUEUEFULL rather than exceed it. Default 8 MiB. */
   uint64_t max_send_queue;
+  /* 1 (default): TCP_NODELAY on accepted connections, so small writes go
+   * out at once instead of waiting for Nagle's algorithm; 0: leave Nagle on.
+   * (Added in 1.0; a caller whose struct ends before it gets the default.) */
+  uint32_t nodelay;
+  uint32_t reserved2_; /* set to 0 */
 } iocp_config;
 
 /*

@@ -61,6 +61,22 @@ static iocp_callbacks no_callbacks(void) {
   return cb;
 }
 
+/* A caller built against the first layout (the struct ended after
+ * max_send_queue) still works: the fields it does not know get defaults. */
+static void test_config_of_an_older_caller(void **state) {
+  iocp_callbacks cb = no_callbacks();
+  iocp_config c;
+  iocp_server *s = NULL;
+  const uint32_t v1_size = (uint32_t)(offsetof(iocp_config, max_send_queue) + sizeof(uint64_t));
+  (void)state;
+  assert_int_equal(iocp_config_init(&c, v1_size), IOCP_OK);
+  assert_int_equal(c.size, v1_size);
+  c.nodelay = 12345; /* beyond its size: must be ignored */
+  assert_int_equal(iocp_create(&c, &cb, NULL, &s), IOCP_OK);
+  assert_non_null(s);
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+}
+
 static void test_create_rejects_bad_arguments(void **state) {
   iocp_callbacks cb = no_callbacks();
   iocp_config c;
@@ -227,6 +243,7 @@ int main(void) {
       cmocka_unit_test(test_version),
       cmocka_unit_test(test_strerror_covers_every_code),
       cmocka_unit_test(test_config_init),
+      cmocka_unit_test(test_config_of_an_older_caller),
       cmocka_unit_test(test_create_rejects_bad_arguments),
       cmocka_unit_test(test_null_config_means_defaults),
       cmocka_unit_test(test_null_handles_and_unknown_ids),

@@ -139,6 +139,8 @@ static void fail_first_receive(void) { iocp__hooks.wsarecv = failing_wsarecv; }
 static void fail_socket_creation(void) { iocp__hooks.wsasocket = failing_wsasocket; }
 #else
 #  include <errno.h>
+#  include <netinet/in.h>
+#  include <netinet/tcp.h>
 #  include <sys/socket.h>
 static int failing_accept4(int fd, struct sockaddr *a, socklen_t *len, int flags) {
   int s = accept4(fd, a, len, flags);
@@ -170,6 +172,54 @@ static void fail_accept_setup(void) { iocp__hooks.accept4 = failing_accept4; }
 static void fail_first_receive(void) { iocp__hooks.recv = failing_recv; }
 static void fail_socket_creation(void) { iocp__hooks.accept4 = accept4_out_of_files; }
 #endif
+
+/* ---- Options applied to accepted sockets ------------------------------------ */
+
+static atomic_int nodelay_set;
+
+#if defined(_WIN32)
+static int WSAAPI recording_setsockopt(SOCKET s, int level, int name, const char *v, int len) {
+  if (level == IPPROTO_TCP && name == TCP_NODELAY && len >= (int)sizeof(BOOL) && *(const BOOL *)v)
+    atomic_fetch_add(&nodelay_set, 1);
+  return setsockopt(s, level, name, v, len);
+}
+static void record_setsockopt(void) { iocp__hooks.setsockopt = recording_setsockopt; }
+#else
+static int recording_setsockopt(int fd, int level, int name, const void *v, socklen_t len) {
+  if (level == IPPROTO_TCP && name == TCP_NODELAY && len >= sizeof(int) && *(const int *)v)
+    atomic_fetch_add(&nodelay_set, 1);
+  return setsockopt(fd, level, name, v, len);
+}
+static void record_setsockopt(void) { iocp__hooks.setsockopt = recording_setsockopt; }
+#endif
+
+/* TCP_NODELAY is set on every accepted socket by default, and not when the
+ * config says nodelay = 0. */
+static void nodelay_round(int nodelay, int expect) {
+  iocp_config c;
+  rec_server *r;
+  ts_sock socks[3];
+  int i;
+  iocp_config_init(&c, sizeof(c));
+  assert_int_equal(c.nodelay, 1);
+  c.nodelay = (uint32_t)nodelay;
+  atomic_store(&nodelay_set, 0);
+  record_setsockopt();
+  r = rec_start(REC_ECHO, &c, NULL);
+  for (i = 0; i < 3; i++) socks[i] = ts_connect(r->port);
+  assert_int_equal(ts_counter_wait(r->connects, 3, TS_TIMEOUT_MS), 0);
+  assert_int_equal(atomic_load(&nodelay_set), expect);
+  for (i = 0; i < 3; i++) ts_close(socks[i]);
+  assert_int_equal(ts_counter_wait(r->disconnects, 3, TS_TIMEOUT_MS), 0);
+  rec_stop(r);
+  iocp__hooks_reset();
+}
+
+static void test_nodelay_on_accepted_sockets(void **state) {
+  (void)state;
+  nodelay_round(1, 3);
+  nodelay_round(0, 0);
+}
 
 /* The 1.1 bug: failures on freshly accepted sockets must never break the
  * accept chain. 100 of them in a row, then a normal client. */
@@ -266,6 +316,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_survives_out_of_memory_at_every_allocation),
       cmocka_unit_test(test_out_of_memory_on_accept_drops_only_that_connection),
+      cmocka_unit_test(test_nodelay_on_accepted_sockets),
       cmocka_unit_test(test_failed_accept_setup_drops_one_socket_and_keeps_accepting),
       cmocka_unit_test(test_receive_failure_ends_connection_as_reset),
       cmocka_unit_test(test_accepts_recover_after_running_out_of_sockets),

@@ -20,6 +20,7 @@ static void config_defaults(iocp_config *c) {
   c->accepts_posted = 16;
   c->recv_buffer_size = 16384;
   c->max_send_queue = 8u << 20;
+  c->nodelay = 1;
 }
 
 int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size) {

@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
@@ -364,6 +365,11 @@ static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *pe
   if (c == NULL) {
     iocp__hooks.close(fd);
     return;
+  }
+  if (s->cfg.nodelay) {
+    /* Best effort: without it the connection still works, only slower. */
+    int on = 1;
+    iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   }
   c->eng.fd = fd;
   c->eng.recv_task.kind = IOCP__TASK_RECV;

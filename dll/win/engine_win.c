@@ -112,6 +112,11 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
       err = WSAGetLastError() ? WSAGetLastError() : WSAENOTSOCK;
     iocp__mutex_unlock(&e->accept_lock);
   }
+  if (err == 0 && s->cfg.nodelay) {
+    /* Best effort: without it the connection still works, only slower. */
+    BOOL on = TRUE;
+    iocp__hooks.setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof(on));
+  }
   if (err == 0) {
     struct sockaddr *local = NULL, *remote = NULL;
     int llen = 0, rlen = 0;

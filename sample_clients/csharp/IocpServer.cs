@@ -111,7 +111,7 @@ namespace IocpSrv
             public IntPtr OnDisconnect;
         }
 
-        // struct iocp_config: 40 bytes on 64-bit (and on Windows x86, where
+        // struct iocp_config: 48 bytes on 64-bit (and on Windows x86, where
         // uint64_t is 8-aligned inside structs). BindAddress is an IntPtr to
         // an ANSI string we allocate, not a marshaled string: iocp_config_init
         // writes a pointer to the library's own static text into it, which
@@ -128,6 +128,8 @@ namespace IocpSrv
             public uint AcceptsPosted;
             public uint RecvBufferSize;
             public ulong MaxSendQueue;
+            public uint NoDelay;
+            public uint Reserved2;
         }
 
         // Functions returning `const char *` to static storage are declared
@@ -266,10 +268,11 @@ namespace IocpSrv
         private static void CheckLayout()
         {
             int p = IntPtr.Size;
-            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 40);
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 48);
             Expect("iocp_config.bind_address", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "BindAddress"), 8);
             Expect("iocp_config.threads", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Threads"), 8 + p);
             Expect("iocp_config.max_send_queue", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "MaxSendQueue"), 32);
+            Expect("iocp_config.nodelay", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "NoDelay"), 40);
             Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 5 * p);
             Expect("iocp_callbacks.on_connect", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnConnect"), 8);
         }
@@ -298,6 +301,7 @@ namespace IocpSrv
         public uint AcceptsPosted;
         public uint RecvBufferSize;
         public ulong MaxSendQueue;
+        public bool NoDelay = true;           // TCP_NODELAY on accepted connections
 
         /// <summary>Return false (or throw) to refuse the connection.</summary>
         public ConnectHandler OnConnect;
@@ -387,6 +391,7 @@ namespace IocpSrv
             if (options.AcceptsPosted != 0) config.AcceptsPosted = options.AcceptsPosted;
             if (options.RecvBufferSize != 0) config.RecvBufferSize = options.RecvBufferSize;
             if (options.MaxSendQueue != 0) config.MaxSendQueue = options.MaxSendQueue;
+            config.NoDelay = options.NoDelay ? 1u : 0u;
 
             var callbacks = new NativeMethods.Callbacks();
             callbacks.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Callbacks));

@@ -112,7 +112,7 @@ class _Callbacks(ctypes.Structure):
 
 
 class _Config(ctypes.Structure):
-    """struct iocp_config (40 bytes on 64-bit; the uint64 is 8-aligned)."""
+    """struct iocp_config (48 bytes on 64-bit; the uint64 is 8-aligned)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("port", ctypes.c_uint16),
@@ -123,6 +123,8 @@ class _Config(ctypes.Structure):
         ("accepts_posted", ctypes.c_uint32),
         ("recv_buffer_size", ctypes.c_uint32),
         ("max_send_queue", ctypes.c_uint64),
+        ("nodelay", ctypes.c_uint32),
+        ("reserved2_", ctypes.c_uint32),
     ]
 
 
@@ -280,7 +282,7 @@ class Server:
     Keyword arguments (all optional):
       port=50000 (0 picks a free port; read it back from .port),
       bind="127.0.0.1", threads=0 (one per processor), backlog=0,
-      accepts_posted=0, recv_buffer_size=0, max_send_queue=0
+      accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True
       (0 keeps the library default), and the callbacks:
 
       on_connect(server, id, address: str, port: int) -> bool | None
@@ -306,7 +308,7 @@ class Server:
     """
 
     def __init__(self, *, port=50000, bind="127.0.0.1", threads=0, backlog=0,
-                 accepts_posted=0, recv_buffer_size=0, max_send_queue=0,
+                 accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True,
                  on_connect=None, on_data=None, on_sent=None, on_peer_closed=None,
                  on_disconnect=None, on_error=None):
         lib = load()
@@ -330,6 +332,7 @@ class Server:
             config.recv_buffer_size = recv_buffer_size
         if max_send_queue:
             config.max_send_queue = max_send_queue
+        config.nodelay = 1 if nodelay else 0
 
         # The trampolines refer to this object only weakly, so an abandoned
         # Server can still be collected (and then destroyed by the finalizer).
