@@ -98,9 +98,9 @@ extern "C" {
 /* ---- Version ------------------------------------------------------------ */
 
 #define IOCP_VERSION_MAJOR 1
-#define IOCP_VERSION_MINOR 0
+#define IOCP_VERSION_MINOR 1
 #define IOCP_VERSION_PATCH 0
-/* 0xMMmmpp: 1.0.0 is 0x010000. */
+/* 0xMMmmpp: 1.1.0 is 0x010100. */
 #define IOCP_VERSION_NUMBER \
   ((IOCP_VERSION_MAJOR << 16) | (IOCP_VERSION_MINOR << 8) | IOCP_VERSION_PATCH)
 
@@ -111,7 +111,7 @@ extern "C" {
  */
 IOCP_API uint32_t IOCP_CALL iocp_version(void);
 
-/* Returns the loaded library's version as text, e.g. "1.0.0". Static storage. */
+/* Returns the loaded library's version as text, e.g. "1.1.0". Static storage. */
 IOCP_API const char *IOCP_CALL iocp_version_string(void);
 
 #define IOCP_VERSION_COMPATIBLE(loaded)                \

@@ -10,9 +10,9 @@
 #include <stdint.h>
 
 #if defined(_WIN32)
-#  include "../win/eng_win.h"
+#  include "../win/eng.h"
 #else
-#  include "../linux/eng_linux.h"
+#  include "../linux/eng.h"
 #endif
 
 typedef struct iocp_server iocp_server;

@@ -2,7 +2,7 @@
  * socket layer (SQLite's aSyscall[] idea). Tests linked against the static
  * build replace entries to make any of these calls fail; the shipped library
  * never changes it. The engine lists its own socket calls in
- * IOCP__ENGINE_HOOKS (see win/eng_win.h, linux/eng_linux.h). */
+ * IOCP__ENGINE_HOOKS (see win/eng.h, linux/eng.h). */
 #ifndef IOCP_CORE_HOOKS_H
 #define IOCP_CORE_HOOKS_H
 

@@ -5,9 +5,9 @@
 #define IOCP_CORE_SYS_H
 
 #if defined(_WIN32)
-#  include "../win/sys_win.h"
+#  include "../win/sys.h"
 #else
-#  include "../linux/sys_posix.h"
+#  include "../linux/sys.h"
 #endif
 
 #if defined(_MSC_VER)

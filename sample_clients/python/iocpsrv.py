@@ -49,7 +49,7 @@ __all__ = [
 
 # The header version this module was written against (IOCP_VERSION_*).
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 VERSION_PATCH = 0
 VERSION_NUMBER = (VERSION_MAJOR << 16) | (VERSION_MINOR << 8) | VERSION_PATCH
 
@@ -227,12 +227,12 @@ def load():
 
 
 def version():
-    """iocp_version() of the loaded library, e.g. 0x010000."""
+    """iocp_version() of the loaded library, e.g. 0x010100."""
     return load().iocp_version()
 
 
 def version_string():
-    """iocp_version_string() of the loaded library, e.g. "1.0.0"."""
+    """iocp_version_string() of the loaded library, e.g. "1.1.0"."""
     return load().iocp_version_string().decode()
 
 

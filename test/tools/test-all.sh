@@ -32,7 +32,7 @@ setup() { # dir, extra meson args...
 builds=()
 setup build/win64 --cross-file test/cross/mingw-w64-x86_64.txt && builds+=(build/win64) || status=1
 setup build/win32 --cross-file test/cross/mingw-w64-i686.txt && builds+=(build/win32) || status=1
-if [ -f dll/linux/engine_linux.c ]; then
+if [ -f dll/linux/engine.c ]; then
   setup build/linux && builds+=(build/linux) || status=1
   setup build/asan -Db_sanitize=address,undefined -Db_lundef=false && builds+=(build/asan) || status=1
   setup build/tsan -Db_sanitize=thread -Db_lundef=false && builds+=(build/tsan) || status=1

@@ -1,20 +1,14 @@
 /* Windows primitives for the core: slim reader/writer locks and condition
  * variables (no destruction needed, no allocation). */
-#ifndef IOCP_WIN_SYS_WIN_H
-#define IOCP_WIN_SYS_WIN_H
+#ifndef IOCP_WIN_SYS_H
+#define IOCP_WIN_SYS_H
 
+/* Defaults only: a build may choose others. */
 #ifndef WIN32_LEAN_AND_MEAN
 #  define WIN32_LEAN_AND_MEAN
-/* A reference count; iocp__ref_add returns the value before adding. */
-typedef volatile LONG iocp__refcount;
-static inline long iocp__ref_add(iocp__refcount *r, long d) { return InterlockedExchangeAdd(r, d); }
-
-/* A process-wide 64-bit sequence; iocp__seq_next returns the value before. */
-typedef volatile LONG64 iocp__seq;
-static inline uint64_t iocp__seq_next(iocp__seq *q) {
-  return (uint64_t)InterlockedIncrement64(q) - 1;
-}
-
+#endif
+#ifndef _WIN32_WINNT
+#  define _WIN32_WINNT 0x0601 /* Windows 7: SRW locks, CancelIoEx */
 #endif
 #include <winsock2.h>
 #include <ws2tcpip.h>

@@ -1,9 +1,9 @@
 /* The I/O completion port engine's part of the server and connection structs,
  * and its entries in the call table (core/hooks.h). */
-#ifndef IOCP_WIN_ENG_WIN_H
-#define IOCP_WIN_ENG_WIN_H
+#ifndef IOCP_WIN_ENG_H
+#define IOCP_WIN_ENG_H
 
-#include "sys_win.h"
+#include "sys.h"
 #include <mswsock.h>
 #include <stdint.h>
 

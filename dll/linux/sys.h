@@ -1,6 +1,6 @@
 /* POSIX primitives for the core: pthread mutexes and condition variables. */
-#ifndef IOCP_LINUX_SYS_POSIX_H
-#define IOCP_LINUX_SYS_POSIX_H
+#ifndef IOCP_LINUX_SYS_H
+#define IOCP_LINUX_SYS_H
 
 #include <pthread.h>
 #include <stdint.h>

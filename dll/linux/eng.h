@@ -8,10 +8,10 @@
  * connection's lock is held (an immediate send, an operation aborted by a
  * close) travel through the server's task queue, so the core is never
  * entered from inside an engine call. */
-#ifndef IOCP_LINUX_ENG_LINUX_H
-#define IOCP_LINUX_ENG_LINUX_H
+#ifndef IOCP_LINUX_ENG_H
+#define IOCP_LINUX_ENG_H
 
-#include "sys_posix.h"
+#include "sys.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -26,7 +26,7 @@
 typedef struct iocp_server iocp_server;
 
 /* Buffers one send copies; core/engine.h's IOCP__MAX_IOV must fit (checked
- * in engine_linux.c: this header is read before that constant exists). */
+ * in engine.c: this header is read before that constant exists). */
 #define IOCP__LINUX_MAX_IOV 16
 
 enum iocp__task_kind {
@@ -104,7 +104,7 @@ struct iocp__eng_server {
 /* The one translation of errno values to IOCP_ codes. */
 int iocp__linux_error(int err);
 
-/* How the engine reacts to a failed call's errno (syserr_linux.c). */
+/* How the engine reacts to a failed call's errno (syserr.c). */
 enum iocp__linux_errclass {
   IOCP__ERR_AGAIN = 1, /* not ready yet (or interrupted): wait and retry */
   IOCP__ERR_RESOURCE,  /* out of descriptors or memory: back off */

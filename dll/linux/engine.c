@@ -1,4 +1,4 @@
-/* The epoll engine: the Linux twin of dll/win/engine_win.c.
+/* The epoll engine: the Linux twin of dll/win/engine.c.
  *
  * One epoll set and one task queue per server, and a pool of workers that
  * take queued tasks and readiness events in turn. The core sees the same
@@ -43,7 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
-_Static_assert(IOCP__MAX_IOV <= IOCP__LINUX_MAX_IOV, "eng_linux.h: iov array too small");
+_Static_assert(IOCP__MAX_IOV <= IOCP__LINUX_MAX_IOV, "eng.h: iov array too small");
 
 #define IOCP__KEY_LISTENER UINT64_C(0) /* connection ids start at 1 */
 #define IOCP__KEY_WAKE UINT64_MAX      /* never reached by the id counter */
