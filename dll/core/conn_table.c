@@ -51,7 +51,7 @@ static void shard_grow(iocp__table_shard *sh) {
   sh->nbuckets = n;
 }
 
-int iocp__table_insert(iocp__table *t, iocp__conn *c) {
+int iocp__table_insert(iocp__table *t, iocp__conn *c, uint32_t limit) {
   iocp__table_shard *sh = &t->shards[shard_of(c->id)];
   int rc = IOCP_OK;
   size_t j;
@@ -63,6 +63,12 @@ int iocp__table_insert(iocp__table *t, iocp__conn *c) {
   if (sh->count >= sh->nbuckets) shard_grow(sh);
   if (sh->nbuckets == 0) {
     rc = IOCP_ENOMEM;
+    goto out;
+  }
+  /* A slot under the limit, taken atomically across shards. */
+  if (iocp__ref_add(&t->total, 1) >= (long)limit && limit != 0) {
+    iocp__ref_add(&t->total, -1);
+    rc = IOCP__EFULL;
     goto out;
   }
   j = bucket_of(sh, c->id);
@@ -86,6 +92,7 @@ iocp__conn *iocp__table_remove(iocp__table *t, iocp_conn_id id) {
       *pp = c->table_next;
       c->table_next = NULL;
       sh->count--;
+      iocp__ref_add(&t->total, -1);
       break;
     }
   }
@@ -109,11 +116,15 @@ iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id) {
 
 void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg) {
   int i;
-  size_t j;
   for (i = 0; i < IOCP__TABLE_SHARDS; i++) iocp__mutex_lock(&t->shards[i].lock);
   t->closed = 1;
   for (i = 0; i < IOCP__TABLE_SHARDS; i++) iocp__mutex_unlock(&t->shards[i].lock);
+  iocp__table_each(t, fn, arg);
+}
 
+void iocp__table_each(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg) {
+  int i;
+  size_t j;
   for (i = 0; i < IOCP__TABLE_SHARDS; i++) {
     iocp__table_shard *sh = &t->shards[i];
     iocp__mutex_lock(&sh->lock);

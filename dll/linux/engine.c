@@ -357,6 +357,22 @@ static void resume_accepting(struct iocp__eng_server *e) {
   iocp__mutex_unlock(&e->accept_lock);
 }
 
+/* TCP keep-alive as configured; best effort, like TCP_NODELAY. Linux
+ * counts whole seconds: round up, so a probe is never early. */
+static void set_keepalive(iocp_server *s, int fd) {
+  int on = 1, secs;
+  if (!s->cfg.keepalive) return;
+  iocp__hooks.setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  if (s->cfg.keepalive_idle_ms != 0) {
+    secs = (int)((s->cfg.keepalive_idle_ms + 999) / 1000);
+    iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof(secs));
+  }
+  if (s->cfg.keepalive_interval_ms != 0) {
+    secs = (int)((s->cfg.keepalive_interval_ms + 999) / 1000);
+    iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &secs, sizeof(secs));
+  }
+}
+
 /* Turns one accepted socket into a connection; a failure drops this socket
  * only. on_connect runs inline, on this worker. */
 static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *peer) {
@@ -371,6 +387,7 @@ static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *pe
     int on = 1;
     iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   }
+  set_keepalive(s, fd);
   c->eng.fd = fd;
   c->eng.recv_task.kind = IOCP__TASK_RECV;
   c->eng.send_task.kind = IOCP__TASK_SEND;

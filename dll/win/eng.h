@@ -72,11 +72,14 @@ BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
   BOOL (*acceptex)(iocp_server * s, SOCKET listener, SOCKET sock, void *buf,        \
                    OVERLAPPED *ol);                                                 \
   HANDLE(WINAPI *create_io_completion_port)(HANDLE file, HANDLE port, ULONG_PTR key, \
-                                            DWORD threads);
+                                            DWORD threads);                         \
+  int(WSAAPI *wsaioctl)(SOCKET s, DWORD code, void *in, DWORD inlen, void *out,     \
+                        DWORD outlen, LPDWORD got, LPWSAOVERLAPPED ol,               \
+                        LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                     \
   WSASocketW, bind, listen, setsockopt, closesocket, shutdown, WSARecv, WSASend,       \
-      iocp__win_acceptex, CreateIoCompletionPort
+      iocp__win_acceptex, CreateIoCompletionPort, WSAIoctl
 
 /* The one translation of Win32 and Winsock error codes to IOCP_ codes. */
 int iocp__win_error(DWORD err);

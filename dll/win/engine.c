@@ -7,6 +7,7 @@
  * accepts and the stop sentinel). */
 #include "../core/internal.h"
 
+#include <mstcpip.h>
 #include <string.h>
 
 #define IOCP__KEY_STOP ((ULONG_PTR)1)
@@ -92,6 +93,22 @@ static void retry_parked(iocp_server *s) {
   }
 }
 
+/* TCP keep-alive as configured; best effort, like TCP_NODELAY. Windows
+ * takes both times at once (SIO_KEEPALIVE_VALS): a 0 gets its default. */
+static void set_keepalive(iocp_server *s, SOCKET sock) {
+  BOOL on = TRUE;
+  if (!s->cfg.keepalive) return;
+  iocp__hooks.setsockopt(sock, SOL_SOCKET, SO_KEEPALIVE, (const char *)&on, sizeof(on));
+  if (s->cfg.keepalive_idle_ms != 0 || s->cfg.keepalive_interval_ms != 0) {
+    struct tcp_keepalive ka;
+    DWORD got = 0;
+    ka.onoff = 1;
+    ka.keepalivetime = s->cfg.keepalive_idle_ms ? s->cfg.keepalive_idle_ms : 7200000;
+    ka.keepaliveinterval = s->cfg.keepalive_interval_ms ? s->cfg.keepalive_interval_ms : 1000;
+    iocp__hooks.wsaioctl(sock, SIO_KEEPALIVE_VALS, &ka, sizeof(ka), NULL, 0, &got, NULL, NULL);
+  }
+}
+
 /* Turns a completed AcceptEx into a connection. A failure here (the peer
  * already gone, SO_UPDATE_ACCEPT_CONTEXT refused, out of memory) drops this
  * one socket only; the accept is posted again first in every case. */
@@ -117,6 +134,7 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
     BOOL on = TRUE;
     iocp__hooks.setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof(on));
   }
+  if (err == 0) set_keepalive(s, sock);
   if (err == 0) {
     struct sockaddr *local = NULL, *remote = NULL;
     int llen = 0, rlen = 0;
