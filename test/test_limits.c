@@ -103,10 +103,14 @@ static void test_cap_refuses_the_next_and_accepts_after_one_leaves(void **state)
   b = ts_connect(r->port);
   assert_int_equal(ts_counter_wait(r->connects, 2, TS_TIMEOUT_MS), 0);
   assert_int_equal(iocp_refused_count(r->srv), 0);
-  x = ts_connect(r->port); /* the kernel accepts it; the library refuses it */
-  end = ts_recv_to_end(x, buf, sizeof(buf), &got);
-  assert_true(end == TS_EOF || end == TS_RESET);
-  assert_int_equal(got, 0);
+  /* The kernel accepts it, the library resets it (maybe before connect
+   * returns). */
+  x = ts_connect(r->port);
+  if (x != TS_BAD_SOCK) {
+    end = ts_recv_to_end(x, buf, sizeof(buf), &got);
+    assert_true(end == TS_EOF || end == TS_RESET);
+    assert_int_equal(got, 0);
+  }
   assert_int_equal(iocp_refused_count(r->srv), 1);
   assert_int_equal(ts_counter_get(r->connects), 2); /* no callback for it */
   assert_int_equal(iocp_connection_count(r->srv), 2);

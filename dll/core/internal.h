@@ -55,6 +55,11 @@ struct iocp__conn {
   unsigned ev_data : 1;
   unsigned ev_peer_closed : 1;
   unsigned ev_disconnect : 1;
+  /* Outbound connections (connect.c): made by iocp_connect(); the attempt
+   * was handed to the engine; the error that ended it before on_connect. */
+  unsigned outbound : 1;
+  unsigned connect_started : 1;
+  int connect_error;
   unsigned paused : 1;      /* iocp_pause_recv(): no receive is posted */
   unsigned in_data : 1;     /* on_data runs: rbuf is the callback's */
   unsigned drain_armed : 1; /* the queue went above drain_mark */
@@ -134,6 +139,7 @@ struct iocp_server {
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
   void *user;
   uint16_t port;         /* bound port */
+  struct sockaddr_storage bound; /* the listener's address, set by the engine */
   iocp__table table;
 
   iocp__mutex lock;
@@ -167,6 +173,15 @@ static inline uint32_t iocp__timer_tick(iocp_server *s) { return iocp__load32(&s
 
 /* Teardown of every connection by iocp_destroy(). */
 void iocp__conn_destroy_one(iocp__conn *c, void *arg);
+
+/* ---- Log messages (log.c) ------------------------------------------------------
+ * Formats one line and hands it to on_log, if set. Call with no lock held:
+ * on_log may call back into the library. */
+void iocp__log(iocp_server *s, int level, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 /* ---- Config (config.c), addresses (address.c) -------------------------------- */
 

@@ -64,6 +64,16 @@ public static class ControlsTest
         catch (SocketException) { return true; }
     }
 
+    // True when a connection is ended at once with no bytes; the reset may
+    // come before Connect returns.
+    private static bool Refused(ushort port)
+    {
+        Socket s;
+        try { s = Connect(port); }
+        catch (SocketException) { return true; }
+        using (s) return Ended(s);
+    }
+
     private sealed class Obj { public ulong Id; }
 
     private static void ContextAndPause()
@@ -234,11 +244,9 @@ public static class ControlsTest
         {
             var b = Connect(server.Port);
             Check(WaitFor(() => server.ConnectionCount == 1), "first accepted");
-            var c = Connect(server.Port);
-            Check(Ended(c), "second refused");
+            Check(Refused(server.Port), "second refused");
             Check(WaitFor(() => server.RefusedCount == 1), "refusal counted");
             Expect(IocpErrors.EInval, () => server.SetDrainMark((ulong)Interlocked.Read(ref first), ulong.MaxValue), "drain mark too high");
-            c.Close();
             b.Close();
             Check(WaitFor(() => server.ConnectionCount == 0), "first left");
             var d = Connect(server.Port);
