@@ -617,7 +617,10 @@ IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
  * at once. Afterwards the server accepts nothing more; call iocp_destroy()
  * to release it (iocp_port() and the getters keep working until then).
  *
- * Blocks the calling thread. Returns the number of connections closed at
+ * Blocks the calling thread; like every call, it must not overlap the
+ * server's iocp_destroy() (which may follow it on the same thread). A
+ * connection still inside a long callback at the deadline ends when the
+ * callback returns. Returns the number of connections closed at
  * the deadline (0: all ended gracefully), or: IOCP_EINVAL (server NULL, or
  * timeout_ms greater than IOCP_MAX_TIMEOUT_MS), IOCP_EINCALLBACK (called
  * from inside a callback of this server: it would wait for itself),
