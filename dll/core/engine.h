@@ -65,6 +65,15 @@ int iocp__eng_shutdown_send(iocp__conn *c);                /* FIN after queued b
 void iocp__eng_close(iocp__conn *c, int abortive);
 /* Releases the engine part of a connection whose socket is closed. */
 void iocp__eng_conn_free(iocp__conn *c);
+/* Marks a connection as having no socket yet (an outbound one before
+ * iocp__eng_connect): iocp__eng_close and iocp__eng_conn_free then do nothing. */
+void iocp__eng_conn_init(iocp__conn *c);
+/* Opens a socket and starts connecting it to addr. On 0 the engine reports
+ * the attempt exactly once through iocp__conn_connected (the core adds the
+ * reference it holds), also when the system fails it at once; a closed
+ * socket reports it as IOCP_ECLOSED. Any other return: nothing was started
+ * and nothing is left behind. */
+int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen);
 
 /* ---- Connections, implemented by the core ----------------------------------
  * The engine's part of a connection (struct iocp__eng_conn, eng.h) and of
@@ -91,6 +100,10 @@ void iocp__conn_unlock(iocp__conn *c);
 iocp__conn *iocp__conn_alloc(iocp_server *s);
 /* The connection of an id with a new reference, or NULL when it is gone. */
 iocp__conn *iocp__conn_lookup(iocp_server *s, iocp_conn_id id);
+/* An outbound connection's attempt ended: error is IOCP_OK (connected; the
+ * engine has made the socket ready for receives and sends) or the negative
+ * IOCP_ code that failed it. Drops the attempt's reference. */
+void iocp__conn_connected(iocp__conn *c, int error);
 /* Drops one reference (each completed operation drops the one it held). */
 void iocp__conn_unref(iocp__conn *c);
 
@@ -109,8 +122,8 @@ void iocp__conn_run(iocp__conn *c);
 /* ---- The server, its workers, buffers and statistics (core) ------------------ */
 
 const iocp_config *iocp__server_config(const iocp_server *s);
-/* The engine bound its listener to this port. */
-void iocp__server_bound(iocp_server *s, uint16_t port);
+/* The engine bound its listener to this address (port included). */
+void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr);
 
 /* The number of workers to start (config, or one per processor). */
 uint32_t iocp__worker_count(const iocp_server *s);
@@ -138,5 +151,14 @@ enum iocp__stat {
 };
 /* Adds to a counter in the calling thread's slot (no shared write on a worker). */
 void iocp__stat_add(iocp_server *s, int which, int64_t n);
+
+/* ---- Log messages (log.c) ------------------------------------------------------
+ * Formats one line and hands it to on_log, if set. Call with no lock held:
+ * on_log may call back into the library. */
+void iocp__log(iocp_server *s, int level, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 #endif

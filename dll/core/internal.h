@@ -57,6 +57,11 @@ struct iocp__conn {
   unsigned ev_data : 1;
   unsigned ev_peer_closed : 1;
   unsigned ev_disconnect : 1;
+  /* Outbound connections (connect.c): made by iocp_connect(); the attempt
+   * was handed to the engine; the error that ended it before on_connect. */
+  unsigned outbound : 1;
+  unsigned connect_started : 1;
+  int connect_error;
   int reason;               /* enum iocp_reason once closing */
   size_t ev_data_len;
   uint64_t ev_sent;
@@ -132,6 +137,7 @@ struct iocp_server {
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
   void *user;
   uint16_t port;         /* bound port */
+  struct sockaddr_storage bound; /* the listener's address, set by the engine */
   iocp__table table;
   iocp__workers workers;
 

@@ -23,6 +23,10 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   if (rc != IOCP_OK) goto fail_free;
   rc = iocp__address_parse(s->cfg.bind_address, s->cfg.port, &addr, &addrlen);
   if (rc != IOCP_OK) goto fail_free;
+  if (s->cfg.dual_stack && addr.ss_family != AF_INET6) {
+    rc = IOCP_EINVAL; /* dual stack is a property of IPv6 sockets */
+    goto fail_free;
+  }
   s->user = user;
   line = iocp__sys_cache_line();
   rc = iocp__table_init(&s->table, line);
@@ -85,7 +89,11 @@ uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
 
 const iocp_config *iocp__server_config(const iocp_server *s) { return &s->cfg; }
 
-void iocp__server_bound(iocp_server *s, uint16_t port) { s->port = port; }
+void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr) {
+  char text[IOCP_ADDRSTRLEN];
+  memcpy(&s->bound, addr, sizeof(s->bound));
+  iocp__address_format((const struct sockaddr *)addr, text, sizeof(text), &s->port);
+}
 
 /* The size of the first released layout: anything smaller is not ours. */
 #define IOCP__STATS_SIZE_V1 (offsetof(iocp_statistics, system_errors) + sizeof(uint64_t))
@@ -115,5 +123,13 @@ int IOCP_CALL iocp_stats(iocp_server *s, iocp_statistics *stats) {
   }
   d.size = size;
   memcpy(stats, &d, size);
+  return IOCP_OK;
+}
+
+int IOCP_CALL iocp_listen_address(iocp_server *s, char *text, size_t cap, uint16_t *port) {
+  uint16_t p;
+  if (s == NULL || text == NULL || cap < IOCP_ADDRSTRLEN) return IOCP_EINVAL;
+  iocp__address_format((const struct sockaddr *)&s->bound, text, cap, &p);
+  if (port != NULL) *port = p;
   return IOCP_OK;
 }
