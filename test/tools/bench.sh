@@ -60,7 +60,7 @@ while [ $# -gt 0 ]; do
     --http-threads) http_threads=$2; shift 2 ;;
     --wrk-threads) wrk_threads=$2; shift 2 ;;
     --extra) extra=1; shift ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
