@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "hooks.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -34,10 +35,12 @@ void iocp__sendq_clear(iocp__sendq *q);
 /* ---- Connections (conn.c) -------------------------------------------------- */
 
 struct iocp__conn {
+  struct iocp__eng_conn eng; /* first: see iocp__conn_eng() in engine.h */
   iocp_server *server;
   iocp_conn_id id;
   iocp__refcount refs;
   struct iocp__conn *table_next; /* hash chain, under the table shard lock */
+  uint8_t capped;           /* under the shard lock: counted in table.capped */
 
   iocp__mutex lock;
   /* Everything below is under `lock`. */
@@ -59,11 +62,11 @@ struct iocp__conn {
    * was handed to the engine; the error that ended it before on_connect. */
   unsigned outbound : 1;
   unsigned connect_started : 1;
-  int connect_error;
   unsigned paused : 1;      /* iocp_pause_recv(): no receive is posted */
   unsigned in_data : 1;     /* on_data runs: rbuf is the callback's */
   unsigned drain_armed : 1; /* the queue went above drain_mark */
   unsigned ev_drain : 1;    /* on_drain is due */
+  int connect_error;
   int reason;               /* enum iocp_reason once closing */
   size_t ev_data_len;
   uint64_t ev_sent;
@@ -75,10 +78,7 @@ struct iocp__conn {
 
   uint16_t peer_port;
   char peer_addr[64];
-  uint8_t *rbuf;
-  size_t rbuf_cap;
-
-  struct iocp__eng_conn eng;
+  uint8_t *rbuf;            /* lent by the pool while received bytes wait for on_data */
 };
 
 void iocp__conn_ref(iocp__conn *c);
@@ -103,17 +103,21 @@ iocp__conn *iocp__conn_current(void);
 typedef struct iocp__table_shard {
   iocp__mutex lock;
   iocp__conn **buckets;
-  size_t nbuckets; /* power of two, or 0 */
-  size_t count;
+  size_t nbuckets;     /* power of two, or 0 */
+  iocp__counter count; /* changed under the lock, read without it */
+  int closed;          /* under the lock: inserts refused */
 } iocp__table_shard;
 
+/* The shards sit `stride` bytes apart (a multiple of the cache line), so two
+ * threads on two shards never write to one line. */
 typedef struct iocp__table {
-  iocp__table_shard shards[IOCP__TABLE_SHARDS];
-  int closed; /* under every shard lock: inserts refused */
-  iocp__refcount total; /* connections in the table, all shards */
+  void *mem;
+  uint8_t *base;
+  size_t stride;
+  iocp__refcount capped; /* connections counted against a limit (insert) */
 } iocp__table;
 
-void iocp__table_init(iocp__table *t);
+int iocp__table_init(iocp__table *t, size_t line); /* IOCP_ENOMEM */
 void iocp__table_free(iocp__table *t);
 /* Adds c (the table holds a reference). IOCP_ECLOSED once the table is
  * closed, IOCP__EFULL when `limit` (0: none) connections are in it. */
@@ -127,13 +131,34 @@ iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id);
 /* Refuses further inserts and calls fn on every connection, shard by shard,
  * with that shard's lock held. */
 void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
-uint64_t iocp__table_count(iocp__table *t);
+uint64_t iocp__table_count(const iocp__table *t);
 /* Calls fn on every connection, with its shard's lock held. */
 void iocp__table_each(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
+
+/* ---- Workers, buffers and statistics (worker.c) ------------------------------
+ * The per-worker slots are private to worker.c; engine.h declares the rest. */
+
+typedef struct iocp__worker iocp__worker;
+
+typedef struct iocp__workers {
+  uint32_t count;      /* worker threads */
+  size_t line;         /* the cache line size detected at start */
+  void *mem;           /* count + 1 slots (the last for other threads) */
+  uint8_t *base;       /* mem, aligned to the line */
+  size_t stride;       /* bytes between slots, a multiple of the line */
+  iocp__mutex pool_lock;
+  uint8_t **pool;      /* under pool_lock: spare receive buffers */
+  uint32_t pool_n, pool_cap;
+} iocp__workers;
+
+int iocp__workers_init(iocp__workers *w, uint32_t threads, size_t line);
+void iocp__workers_free(iocp__workers *w);
+int64_t iocp__stat_sum(iocp_server *s, int which);
 
 /* ---- Server ------------------------------------------------------------------ */
 
 struct iocp_server {
+  struct iocp__eng_server eng; /* first: see iocp__server_eng() in engine.h */
   iocp_config cfg;       /* complete copy; bind_address points at bind_text */
   char bind_text[64];
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
@@ -141,10 +166,13 @@ struct iocp_server {
   uint16_t port;         /* bound port */
   struct sockaddr_storage bound; /* the listener's address, set by the engine */
   iocp__table table;
+  iocp__workers workers;
 
+  /* Connections allocated and not yet freed: counted without the lock; the
+   * last one freed wakes iocp_destroy() under it. */
+  iocp__refcount alive;
   iocp__mutex lock;
   iocp__cond cond;
-  uint64_t alive;        /* connections allocated and not yet freed, under lock */
   int destroying;        /* under lock */
   int stopping;          /* under lock: iocp_stop_graceful() ran */
   uint64_t refused;      /* under lock: refused at max_connections */
@@ -157,8 +185,6 @@ struct iocp_server {
   uint32_t sweep_ms;     /* under lock: the sweep period */
   uint64_t t0;           /* iocp__now_ms() at creation */
   iocp__atomic32 tick;   /* ms since t0 as of the last sweep */
-
-  struct iocp__eng_server eng;
 };
 
 /* ---- Idle timer (timer.c) ------------------------------------------------------ */
@@ -173,15 +199,6 @@ static inline uint32_t iocp__timer_tick(iocp_server *s) { return iocp__load32(&s
 
 /* Teardown of every connection by iocp_destroy(). */
 void iocp__conn_destroy_one(iocp__conn *c, void *arg);
-
-/* ---- Log messages (log.c) ------------------------------------------------------
- * Formats one line and hands it to on_log, if set. Call with no lock held:
- * on_log may call back into the library. */
-void iocp__log(iocp_server *s, int level, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
 
 /* ---- Config (config.c), addresses (address.c) -------------------------------- */
 

@@ -32,7 +32,7 @@ int IOCP_CALL iocp_stop_graceful(iocp_server *s, uint32_t timeout_ms) {
   int aborted = 0;
 
   if (s == NULL || timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
-  if (iocp__eng_on_worker(s)) return IOCP_EINCALLBACK;
+  if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
   iocp__mutex_lock(&s->lock);
   if (s->stopping || s->destroying) {
     iocp__mutex_unlock(&s->lock);
@@ -49,14 +49,14 @@ int IOCP_CALL iocp_stop_graceful(iocp_server *s, uint32_t timeout_ms) {
   iocp__mutex_lock(&s->lock);
   for (;;) {
     uint64_t now = iocp__now_ms();
-    if (s->alive == 0 || now >= deadline) break;
+    if (iocp__ref_add(&s->alive, 0) == 0 || now >= deadline) break;
     iocp__cond_wait_ms(&s->cond, &s->lock, (uint32_t)(deadline - now));
   }
   iocp__mutex_unlock(&s->lock);
 
   iocp__table_each(&s->table, abort_one, &aborted);
   iocp__mutex_lock(&s->lock);
-  while (s->alive != 0) iocp__cond_wait(&s->cond, &s->lock);
+  while (iocp__ref_add(&s->alive, 0) != 0) iocp__cond_wait(&s->cond, &s->lock);
   iocp__mutex_unlock(&s->lock);
   return aborted;
 }
