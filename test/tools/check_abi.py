@@ -54,8 +54,8 @@ def dll_exports(path, objdump):
     return names, imports
 
 
-def so_exports(path):
-    out = subprocess.run(["nm", "-D", "--defined-only", path], check=True, capture_output=True,
+def so_exports(path, nm):
+    out = subprocess.run([nm, "-D", "--defined-only", path], check=True, capture_output=True,
                          text=True).stdout
     names = set()
     for line in out.splitlines():
@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--objdump", default="objdump")
     ap.add_argument("--so")
     ap.add_argument("--implib", help="import library to check for cdecl names")
-    ap.add_argument("--nm", default="nm")
+    ap.add_argument("--nm", default="nm", help="nm of the build's binutils (import library, shared object)")
     ap.add_argument("--csharp", help="C# wrapper: every import and delegate is Cdecl")
     ap.add_argument("--python", help="ctypes module: CDLL and CFUNCTYPE only")
     a = ap.parse_args()
@@ -108,7 +108,7 @@ def main():
         check("the import library has every .def name",
               all(any(s.endswith(n) for s in syms) for n in exports))
     if a.so:
-        names = so_exports(a.so)
+        names = so_exports(a.so, a.nm)
         check("the shared object exports exactly the .def names", names == set(exports),
               f"extra {sorted(names - set(exports))}, missing {sorted(set(exports) - names)}")
 
