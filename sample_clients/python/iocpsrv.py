@@ -9,10 +9,13 @@
         print("listening on port", server.port)
         input()
 
-The library is ``iocpsrv.dll`` on Windows and ``libiocpsrv.so`` elsewhere,
-found by the platform's normal search (the program's folder and PATH on
-Windows, LD_LIBRARY_PATH on Linux), unless the environment variable
-``IOCPSRV_LIBRARY`` names the file to load. It is loaded on first use (or by
+The library is ``iocpsrv.dll`` on Windows and ``libiocpsrv.so`` elsewhere.
+The environment variable ``IOCPSRV_LIBRARY``, when set, names the file to
+load; otherwise the module's own folder comes first (the wheel ships the
+library there), then the platform's normal search (the program's folder and
+PATH on Windows; LD_LIBRARY_PATH and the system's folders on Linux, where
+the installed ``libiocpsrv.so.1`` is tried before the development link
+``libiocpsrv.so``). It is loaded on first use (or by
 calling :func:`load`), and refused with :class:`LibraryError` unless its
 ``iocp_version()`` is compatible with the header this module mirrors: same
 major version, equal or newer minor (the header's IOCP_VERSION_COMPATIBLE).
@@ -172,11 +175,15 @@ _lib = None
 _lib_lock = threading.Lock()
 
 
-def _library_name():
+def _library_names():
+    """The files to try, in order: IOCPSRV_LIBRARY alone when it is set, else
+    the library in this module's folder, else the platform's search."""
     override = os.environ.get("IOCPSRV_LIBRARY")
     if override:
-        return override
-    return "iocpsrv.dll" if sys.platform == "win32" else "libiocpsrv.so"
+        return [override]
+    names = ["iocpsrv.dll"] if sys.platform == "win32" else ["libiocpsrv.so.1", "libiocpsrv.so"]
+    here = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.join(here, n) for n in names if os.path.isfile(os.path.join(here, n))] + names
 
 
 def load():
@@ -189,12 +196,18 @@ def load():
     with _lib_lock:
         if _lib is not None:
             return _lib
-        name = _library_name()
-        try:
-            # CDLL: cdecl (IOCP_CALL), and the GIL is released during calls,
-            # which iocp_destroy() needs to join workers that are calling back.
-            lib = ctypes.CDLL(name)
-        except OSError as e:
+        names = _library_names()
+        lib, e = None, None
+        for name in names:
+            try:
+                # CDLL: cdecl (IOCP_CALL), and the GIL is released during calls,
+                # which iocp_destroy() needs to join workers that are calling back.
+                lib = ctypes.CDLL(name)
+                break
+            except OSError as err:
+                e = err
+        if lib is None:
+            name = " or ".join(names)
             if os.environ.get("IOCPSRV_LIBRARY"):
                 hint = "IOCPSRV_LIBRARY names it"
             elif sys.platform == "win32":
