@@ -26,6 +26,8 @@ import re
 import subprocess
 import sys
 
+from checks import check, finish
+
 # ---- Reading the header ----------------------------------------------------
 
 
@@ -183,14 +185,8 @@ def csharp_side(cmd):
 
 # ---- Comparing -------------------------------------------------------------
 
-RESULTS = []
-
-
-def check(name, problems):
-    RESULTS.append(not problems)
-    print(f"{'ok' if not problems else 'FAIL'}: {name}")
-    for p in problems:
-        print("    " + p)
+def report(name, problems):
+    check(name, not problems, f"{len(problems)} to fix:" + "".join("\n    " + p for p in problems))
 
 
 def camel(words):
@@ -237,7 +233,7 @@ def compare(lang, where, c_consts, kinds, c_structs, w_consts, w_structs):
             shown = ", ".join(f"{n} = {v}" for n, v in found)
             problems.append(f"{name} is {value} in the header but {shown} in {where}: "
                             "codes are never renumbered, fix the wrapper")
-    check(f"{lang}: every constant of the header, same value ({len(c_consts)} checked)", problems)
+    report(f"{lang}: every constant of the header, same value ({len(c_consts)} checked)", problems)
 
     problems = []
     for tag, cs in c_structs.items():
@@ -270,7 +266,7 @@ def compare(lang, where, c_consts, kinds, c_structs, w_consts, w_structs):
                             "than the header")
         if wsize != cs["size"]:
             problems.append(f"struct {tag} is {cs['size']} bytes in C but {wname} is {wsize} in {where}")
-    check(f"{lang}: every public struct of the header, same size and field offsets "
+    report(f"{lang}: every public struct of the header, same size and field offsets "
           f"({len(c_structs)} checked)", problems)
 
 
@@ -293,12 +289,12 @@ def main():
     header_consts, _ = parse_header(a.header)
     kinds = dict(header_consts)
     c_consts, c_structs = c_side(([a.wrapper] if a.wrapper else []) + [a.c_dump])
-    check("the C program prints every constant the header declares",
+    report("the C program prints every constant the header declares",
           [f"{n} not printed" for n in kinds if n not in c_consts])
     if a.version:
         mine = [c_consts.get("IOCP_VERSION_" + p) for p in ("MAJOR", "MINOR", "PATCH")]
         want = [int(x) for x in a.version.split(".")]
-        check(f"the header's IOCP_VERSION_MAJOR/MINOR/PATCH are meson.build's {a.version}",
+        report(f"the header's IOCP_VERSION_MAJOR/MINOR/PATCH are meson.build's {a.version}",
               [] if mine == want else
               [f"the header says {'.'.join(map(str, mine))}: set IOCP_VERSION_* in "
                "api/iocpsrv.h to meson.build's project version"])
@@ -309,9 +305,7 @@ def main():
         cc, cstr = csharp_side(([a.mono] if a.mono else []) + [a.csharp_dump])
         compare("C#", a.csharp_source, c_consts, kinds, c_structs, cc, cstr)
 
-    passed = sum(RESULTS)
-    print(f"{passed} passed, {len(RESULTS) - passed} failed")
-    return 0 if passed == len(RESULTS) else 1
+    return finish()
 
 
 if __name__ == "__main__":

@@ -16,13 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from def_to_map import export_lines  # noqa: E402  (one .def parser for both tools)
+from checks import check, finish  # noqa: E402  (test/tools/checks.py)
 
-RESULTS = []
-
-
-def check(name, ok, detail=""):
-    RESULTS.append(ok)
-    print(f"{'ok' if ok else 'FAIL'}: {name}{'' if ok or not detail else ' -- ' + detail}")
 
 
 def read_def(path):
@@ -130,10 +125,7 @@ def main():
               "ctypes.CDLL" in py and "CFUNCTYPE" in py and "WinDLL" not in py
               and "WINFUNCTYPE" not in py)
 
-    passed = sum(RESULTS)
-    failed = len(RESULTS) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -21,13 +21,8 @@ import shutil
 import subprocess
 import sys
 
-RESULTS = []
+from checks import check, finish
 
-
-def check(name, ok, detail=""):
-    RESULTS.append(bool(ok))
-    print(f"{'ok' if ok else 'FAIL'}: {name}{'' if ok or not detail else ' -- ' + detail}")
-    return ok
 
 
 def run(cmd, env=None, cwd=None):
@@ -166,9 +161,7 @@ def main():
     if a.header_modes:
         header_modes(a.source, a.header_modes[0], a.header_modes[1], tmp)
 
-    passed = sum(RESULTS)
-    print(f"{passed} passed, {len(RESULTS) - passed} failed")
-    return 0 if passed == len(RESULTS) else 1
+    return finish()
 
 
 if __name__ == "__main__":

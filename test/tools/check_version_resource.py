@@ -12,13 +12,8 @@ import sys
 
 import pefile
 
-RESULTS = []
+from checks import check, finish
 
-
-def check(name, ok, detail=""):
-    RESULTS.append(bool(ok))
-    print(f"{'ok' if ok else 'FAIL'}: {name}{'' if ok or not detail else ' -- ' + detail}")
-    return ok
 
 
 def main():
@@ -47,9 +42,7 @@ def main():
     check(f"License is {license_id} and LegalCopyright names the Boost license",
           strings.get("License") == license_id and "Boost Software License" in strings.get("LegalCopyright", ""),
           f"{strings}")
-    passed = sum(RESULTS)
-    print(f"{passed} passed, {len(RESULTS) - passed} failed")
-    return 0 if passed == len(RESULTS) else 1
+    return finish()
 
 
 if __name__ == "__main__":

@@ -19,13 +19,7 @@ import subprocess
 import sys
 import zipfile
 
-RESULTS = []
-
-
-def check(name, ok, detail=""):
-    RESULTS.append(bool(ok))
-    print(f"{'ok' if ok else 'FAIL'}: {name}{'' if ok or not detail else ' -- ' + detail}")
-    return ok
+from checks import check, finish
 
 
 # Runs inside the virtual environment; prints what it found.
@@ -120,9 +114,7 @@ def main():
             check("IOCPSRV_LIBRARY still wins (a 2.0.0 library named there is refused)",
                   out.startswith("refused") and "2.0.0" in out, out)
 
-    passed = sum(RESULTS)
-    print(f"{passed} passed, {len(RESULTS) - passed} failed")
-    return 0 if passed == len(RESULTS) else 1
+    return finish()
 
 
 if __name__ == "__main__":
