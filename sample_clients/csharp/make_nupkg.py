@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the IocpSrv NuGet package with Debian's `nuget pack` (2.8, on Mono).
 
-  make_nupkg.py --nuget NUGET --version X.Y.Z --assembly IocpSrv.dll [--doc IocpSrv.xml]
+  make_nupkg.py --nuget NUGET --version X.Y.Z --assembly IocpSrv.Net.dll [--doc IocpSrv.Net.xml]
                 --native RID=PATH [--native RID=PATH ...] [--license LICENSE_1_0.txt]
                 --out IocpSrv.X.Y.Z.nupkg
 
@@ -59,9 +59,9 @@ def main():
         shutil.copyfile(src, dst)
         placed.append(rel)
 
-    place(a.assembly, "lib/net45/IocpSrv.dll")
+    place(a.assembly, "lib/net45/IocpSrv.Net.dll")
     if a.doc:
-        place(a.doc, "lib/net45/IocpSrv.xml")
+        place(a.doc, "lib/net45/IocpSrv.Net.xml")
     if a.license:
         place(a.license, "LICENSE_1_0.txt")
     for spec in a.native:

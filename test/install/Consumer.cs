@@ -1,5 +1,5 @@
 // A .NET program as a user of the IocpSrv NuGet package writes it: built
-// against lib/net45/IocpSrv.dll only, run with the package's native library
+// against lib/net45/IocpSrv.Net.dll only, run with the package's native library
 // beside it. Echoes a few bytes through a server on port 0; exits 0 and
 // prints "ok" on success.
 using System;
@@ -20,7 +20,7 @@ public static class Consumer
         Version managed = typeof(IocpServer).Assembly.GetName().Version;
         if (managed.ToString() != expected + ".0")
         {
-            Console.WriteLine("IocpSrv.dll is version " + managed + ", package is " + expected);
+            Console.WriteLine("IocpSrv.Net.dll is version " + managed + ", package is " + expected);
             return 3;
         }
         var options = new IocpServerOptions { Port = 0 };
