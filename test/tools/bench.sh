@@ -9,8 +9,8 @@
 # A configuration CxM is C connections each keeping one M-byte message in
 # flight. For each one the servers run in turn, R rounds, the order reversed
 # every round (A B, B A, ...) so drift hits both alike; each run is a fresh
-# server process. Under Wine absolute numbers mean little (see "Under Wine"
-# in test/bench/README.md): read the ratio, a median over rounds.
+# server process. Under Wine absolute numbers mean little (see "How to read
+# it" in test/bench/README.md): read the ratio, a median over rounds.
 #
 # --extra adds variants of both servers: baseline with
 # GetQueuedCompletionStatusEx (64 per call), and both with one worker thread.
