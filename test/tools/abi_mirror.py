@@ -20,13 +20,12 @@
 import argparse
 import ctypes
 import enum
-import importlib.util
 import os
 import re
 import subprocess
 import sys
 
-from checks import check, finish
+from checks import check, finish, import_file
 
 # ---- Reading the header ----------------------------------------------------
 
@@ -154,9 +153,7 @@ def python_side(path):
     """Integer constants (module level and IntEnum members) and the
     ctypes.Structure classes of the module, imported without loading the
     library."""
-    spec = importlib.util.spec_from_file_location("iocpsrv_abi_mirror", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = import_file(path, "iocpsrv_abi_mirror")
     consts = {}  # normalised key -> list of (display name, value)
     structs = {}
     for name, val in vars(mod).items():

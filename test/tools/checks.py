@@ -1,6 +1,7 @@
-"""The one reporting style of the check scripts in test/tools: one line per
-check ('ok: ...' or 'FAIL: ... -- detail'), then 'N passed, M failed', which
-test/tools/summarize.py counts."""
+"""What the check scripts in test/tools share: one reporting style (one line
+per check, 'ok: ...' or 'FAIL: ... -- detail', then 'N passed, M failed',
+which test/tools/summarize.py counts) and importing a module from its file."""
+import importlib.util
 
 RESULTS = []
 
@@ -18,3 +19,12 @@ def finish():
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")
     return 0 if RESULTS and passed == len(RESULTS) else 1
+
+
+def import_file(path, name):
+    """Imports the Python file `path` as module `name` (the wrapper is only
+    imported: it loads the native library on first use, not here)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
