@@ -187,7 +187,7 @@ static void test_table_finds_every_id_and_only_those(void **state) {
   size_t i;
   (void)state;
   assert_non_null(c);
-  iocp__table_init(&t);
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
   for (i = 0; i < CONNS; i++) {
     /* Ids of one shard and spread ones alike: the table grows on the way. */
     c[i].id = i % 2 ? (i + 1) * IOCP__TABLE_SHARDS : i + 1;
@@ -219,10 +219,10 @@ static void count_visit(iocp__conn *c, void *arg) {
 
 static void test_table_close_visits_each_and_refuses_more(void **state) {
   iocp__table t;
-  iocp__conn c[40] = {{0}}, late = {0};
+  static iocp__conn c[40], late;
   int visited = 0, i;
   (void)state;
-  iocp__table_init(&t);
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
   for (i = 0; i < 40; i++) {
     c[i].id = (iocp_conn_id)i + 1;
     assert_int_equal(iocp__table_insert(&t, &c[i]), IOCP_OK);
@@ -238,10 +238,13 @@ static void test_table_close_visits_each_and_refuses_more(void **state) {
 
 static void test_table_out_of_memory(void **state) {
   iocp__table t;
-  iocp__conn c[200] = {{0}};
+  static iocp__conn c[200];
   int i;
   (void)state;
-  iocp__table_init(&t);
+  fail_allocations = 1;
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_ENOMEM);
+  fail_allocations = 0;
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
   c[0].id = 1;
   fail_allocations = 1;
   assert_int_equal(iocp__table_insert(&t, &c[0]), IOCP_ENOMEM); /* no buckets at all */
