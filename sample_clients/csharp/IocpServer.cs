@@ -332,6 +332,10 @@ namespace IocpSrv
         public const int VersionPatch = 0;
         public const uint VersionNumber = (VersionMajor << 16) | (VersionMinor << 8) | VersionPatch;
 
+        // Limits of the 1.1 controls (IOCP_MAX_TIMEOUT_MS, IOCP_MAX_KEEPALIVE_MS).
+        public const int MaxTimeoutMs = 2147483647;
+        public const int MaxKeepaliveMs = 32767000;
+
         /// <summary>IOCP_VERSION_COMPATIBLE: same major, equal or newer minor.</summary>
         public static bool IsCompatible(uint loaded)
         {
