@@ -74,6 +74,30 @@ public static class ControlsTest
         using (s) return Ended(s);
     }
 
+    // Keep-alive options reach iocp_create: out of range is refused, valid
+    // ones give a working server (test_keepalive.c checks the sockets).
+    private static void KeepAliveOptions()
+    {
+        try
+        {
+            using (new IocpServer(new IocpServerOptions { Port = 0, KeepAlive = true, KeepAliveIdleMs = uint.MaxValue }))
+                Check(false, "keep-alive idle of years accepted");
+        }
+        catch (IocpException e)
+        {
+            Check(e.Code == IocpErrors.EInval, "keep-alive idle of years: " + e.Code);
+        }
+        var opts = new IocpServerOptions { Port = 0, KeepAlive = true, KeepAliveIdleMs = 2000, KeepAliveIntervalMs = 1000 };
+        opts.OnData = (srv, id, data) => srv.Send(id, data);
+        using (var server = new IocpServer(opts))
+        using (var c = Connect(server.Port))
+        {
+            c.Send(new byte[] { 9 });
+            var one = new byte[1];
+            Check(c.Receive(one) == 1 && one[0] == 9, "keep-alive server echoes");
+        }
+    }
+
     private sealed class Obj { public ulong Id; }
 
     private static void ContextAndPause()
@@ -296,6 +320,7 @@ public static class ControlsTest
     public static int Main()
     {
         IocpLibrary.EnsureCompatible();
+        KeepAliveOptions();
         ContextAndPause();
         Drain();
         IdleTimeout();

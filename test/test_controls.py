@@ -170,9 +170,21 @@ class Controls(unittest.TestCase):
             with self.assertRaises(iocpsrv.IocpError) as e:
                 srv.set_idle_timeout(1, iocpsrv.MAX_TIMEOUT_MS + 1)
             self.assertEqual(e.exception.code, iocpsrv.EINVAL)
-        with self.assertRaises(iocpsrv.IocpError) as e:
-            iocpsrv.Server(port=0, idle_timeout_ms=iocpsrv.MAX_TIMEOUT_MS + 1)
-        self.assertEqual(e.exception.code, iocpsrv.EINVAL)
+        for bad in ({"idle_timeout_ms": iocpsrv.MAX_TIMEOUT_MS + 1},
+                    {"keepalive": True, "keepalive_idle_ms": iocpsrv.MAX_KEEPALIVE_MS + 1},
+                    {"keepalive": True, "keepalive_interval_ms": iocpsrv.MAX_KEEPALIVE_MS + 1},
+                    {"drain_mark": 8 << 20}):
+            with self.assertRaises(iocpsrv.IocpError) as e:
+                iocpsrv.Server(port=0, **bad)
+            self.assertEqual(e.exception.code, iocpsrv.EINVAL)
+        # Keep-alive on: a working server (the options reach the socket:
+        # see test_keepalive.c).
+        with iocpsrv.Server(port=0, keepalive=True, keepalive_idle_ms=2000,
+                            keepalive_interval_ms=1000,
+                            on_data=lambda srv, id, d: srv.send(id, d)) as srv:
+            with connect(srv.port) as k:
+                k.sendall(b"ka")
+                self.assertEqual(k.recv(2), b"ka")
 
     def test_graceful_stop(self):
         reasons, errors = [], []

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #if !defined(_WIN32)
+#  include <netinet/in.h>
 #  include <netinet/tcp.h>
 #endif
 
