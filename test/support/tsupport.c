@@ -404,3 +404,16 @@ size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off) {
     if (buf[i] != ts_pattern(stream, off + i)) return i;
   return len;
 }
+
+void ts_echo_check(uint16_t port, const char *msg, int timeout_ms) {
+  size_t len = strlen(msg);
+  char buf[256];
+  ts_sock a = ts_connect(port);
+  assert_true(a != TS_BAD_SOCK);
+  assert_true(len <= sizeof(buf));
+  ts_set_timeout(a, timeout_ms);
+  assert_int_equal(ts_send_all(a, msg, len), TS_OK);
+  assert_int_equal(ts_recv_exact(a, buf, len), TS_OK);
+  assert_memory_equal(buf, msg, len);
+  ts_close(a);
+}

@@ -69,6 +69,9 @@ void ts_shutdown_send(ts_sock s);
 void ts_close(ts_sock s);
 void ts_close_reset(ts_sock s); /* RST instead of FIN */
 uint16_t ts_local_port(ts_sock s);
+/* Connects to 127.0.0.1:port, sends `msg`, asserts that the same bytes come
+ * back within `timeout_ms`, and closes: "this echo server still serves". */
+void ts_echo_check(uint16_t port, const char *msg, int timeout_ms);
 /* A listening socket on 127.0.0.1:0, to make a port busy. */
 ts_sock ts_listen_any(uint16_t *port);
 
