@@ -294,15 +294,21 @@ typedef int (*conn_op_fn)(iocp__conn *c, void *arg);
  * sure a worker delivers whatever the op made due. */
 static int with_conn(iocp_server *s, iocp_conn_id id, conn_op_fn op, void *arg) {
   iocp__conn *c;
-  int rc;
+  int rc, gate;
   if (s == NULL) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
   c = iocp__table_get(&s->table, id);
-  if (c == NULL) return IOCP_ENOTFOUND;
-  iocp__mutex_lock(&c->lock);
-  rc = op(c, arg);
-  kick_locked(c);
-  iocp__mutex_unlock(&c->lock);
-  iocp__conn_unref(c);
+  if (c == NULL) {
+    rc = IOCP_ENOTFOUND;
+  } else {
+    iocp__mutex_lock(&c->lock);
+    rc = op(c, arg);
+    kick_locked(c);
+    iocp__mutex_unlock(&c->lock);
+    iocp__conn_unref(c);
+  }
+  if (gate) iocp__server_leave(s);
   return rc;
 }
 

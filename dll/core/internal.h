@@ -103,6 +103,12 @@ uint64_t iocp__table_count(iocp__table *t);
 /* ---- Server ------------------------------------------------------------------ */
 
 struct iocp_server {
+  /* The gate (server.c): calls in progress in the low bits, IOCP__GATE_CLOSED
+   * once iocp_destroy() has begun. Kept valid after destroy (the struct goes
+   * to a pool, never back to the allocator), so a late call fails cleanly. */
+  iocp__refcount gate;
+  struct iocp_server *pool_next; /* while in the pool, under its lock */
+
   iocp_config cfg;       /* complete copy; bind_address points at bind_text */
   char bind_text[64];
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
@@ -117,6 +123,19 @@ struct iocp_server {
 
   struct iocp__eng_server eng;
 };
+
+#define IOCP__GATE_CLOSED 0x40000000L
+
+/* Every exported function that takes a server enters its gate first.
+ * iocp__server_enter returns 1 when the caller entered and must call
+ * iocp__server_leave before it returns; 0 on one of the server's own workers
+ * (inside a callback: destroy joins the workers, so nothing to count or
+ * leave); IOCP_ECLOSED once iocp_destroy() has begun (not entered). Destroy
+ * waits until no other thread is inside. One atomic add on entry and one on
+ * exit, no lock, and none at all inside callbacks. A call that can block for
+ * long must not stay inside the gate while it does. */
+int iocp__server_enter(iocp_server *s);
+void iocp__server_leave(iocp_server *s);
 
 /* Teardown of every connection by iocp_destroy(). */
 void iocp__conn_destroy_one(iocp__conn *c, void *arg);

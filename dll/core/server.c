@@ -1,7 +1,79 @@
-/* The server's life: iocp_create() and iocp_destroy(), and the small getters. */
+/* The server's life: iocp_create() and iocp_destroy(), the gate that lets
+ * destroy wait for calls in progress on other threads, and the small getters.
+ *
+ * Server structs are never given back to the allocator: destroy puts them in
+ * a process-wide pool that later iocp_create() calls reuse. So a call that
+ * races iocp_destroy(), or comes after it, still finds a valid gate, closed,
+ * and returns IOCP_ECLOSED instead of touching freed memory; the pool never
+ * holds more structs than the most servers that were alive at once. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <string.h>
+
+static iocp__mutex pool_lock = IOCP__MUTEX_INIT; /* also orders gate closing */
+static iocp_server *pool_head;
+
+/* A server struct from the pool or the allocator, its gate closed, every
+ * other field zero. The gate is left as it is: a late call of the previous
+ * owner may be entering and leaving it right now. */
+static iocp_server *server_get(void) {
+  iocp_server *s;
+  iocp__mutex_lock(&pool_lock);
+  s = pool_head;
+  if (s != NULL) pool_head = s->pool_next;
+  iocp__mutex_unlock(&pool_lock);
+  if (s == NULL) {
+    s = iocp__calloc(1, sizeof(*s));
+    if (s != NULL) s->gate = IOCP__GATE_CLOSED;
+    return s;
+  }
+  memset((char *)s + offsetof(iocp_server, pool_next), 0,
+         sizeof(*s) - offsetof(iocp_server, pool_next));
+  return s;
+}
+
+static void server_put(iocp_server *s) {
+  iocp__mutex_lock(&pool_lock);
+  s->pool_next = pool_head;
+  pool_head = s;
+  iocp__mutex_unlock(&pool_lock);
+}
+
+int iocp__server_enter(iocp_server *s) {
+  if (iocp__eng_on_worker(s)) return 0;
+  if (iocp__ref_add(&s->gate, 1) & IOCP__GATE_CLOSED) {
+    iocp__ref_add(&s->gate, -1);
+    return IOCP_ECLOSED;
+  }
+  return 1;
+}
+
+void iocp__server_leave(iocp_server *s) { iocp__ref_add(&s->gate, -1); }
+
+static void gate_open(iocp_server *s) {
+  iocp__mutex_lock(&pool_lock);
+  iocp__ref_add(&s->gate, -IOCP__GATE_CLOSED);
+  iocp__mutex_unlock(&pool_lock);
+}
+
+/* Closes the gate once: nonzero for the caller that closed it. */
+static int gate_close(iocp_server *s) {
+  int closed = 0;
+  iocp__mutex_lock(&pool_lock);
+  if (!(iocp__ref_add(&s->gate, 0) & IOCP__GATE_CLOSED)) {
+    iocp__ref_add(&s->gate, IOCP__GATE_CLOSED);
+    closed = 1;
+  }
+  iocp__mutex_unlock(&pool_lock);
+  return closed;
+}
+
+/* Calls inside the gate hold no lock destroy needs and never wait for it:
+ * they finish in moments, so yielding until they are out is enough. */
+static void gate_wait_idle(iocp_server *s) {
+  while ((iocp__ref_add(&s->gate, 0) & ~IOCP__GATE_CLOSED) != 0) iocp__yield();
+}
 
 int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callbacks,
                           void *user, iocp_server **server) {
@@ -14,7 +86,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   *server = NULL;
   if (callbacks == NULL) return IOCP_EINVAL;
 
-  s = iocp__calloc(1, sizeof(*s));
+  s = server_get();
   if (s == NULL) return IOCP_ENOMEM;
   rc = iocp__config_copy(&s->cfg, s->bind_text, sizeof(s->bind_text), config);
   if (rc != IOCP_OK) goto fail_free;
@@ -27,11 +99,15 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   iocp__mutex_init(&s->lock);
   iocp__cond_init(&s->cond);
 
-  /* The handle is the caller's before the first accept can complete. */
+  /* The handle is the caller's, and open, before the first accept can
+   * complete: callbacks may call in at once. */
   *server = s;
+  gate_open(s);
   rc = iocp__eng_start(s, (const struct sockaddr *)&addr, addrlen);
   if (rc != IOCP_OK) {
     *server = NULL;
+    gate_close(s);
+    gate_wait_idle(s);
     goto fail_sync;
   }
   return IOCP_OK;
@@ -41,13 +117,16 @@ fail_sync:
   iocp__mutex_destroy(&s->lock);
   iocp__table_free(&s->table);
 fail_free:
-  iocp__free(s);
+  server_put(s);
   return rc;
 }
 
 int IOCP_CALL iocp_destroy(iocp_server *s) {
   if (s == NULL) return IOCP_OK;
   if (iocp__eng_on_worker(s)) return IOCP_EINCALLBACK;
+  /* Later calls are turned away; the ones inside are waited for. */
+  if (!gate_close(s)) return IOCP_ECLOSED;
+  gate_wait_idle(s);
 
   iocp__mutex_lock(&s->lock);
   s->destroying = 1;
@@ -66,12 +145,24 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
   iocp__table_free(&s->table);
-  iocp__free(s);
+  server_put(s);
   return IOCP_OK;
 }
 
-uint16_t IOCP_CALL iocp_port(iocp_server *s) { return s != NULL ? s->port : 0; }
+uint16_t IOCP_CALL iocp_port(iocp_server *s) {
+  uint16_t port;
+  int gate;
+  if (s == NULL || (gate = iocp__server_enter(s)) < 0) return 0;
+  port = s->port;
+  if (gate) iocp__server_leave(s);
+  return port;
+}
 
 uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
-  return s != NULL ? iocp__table_count(&s->table) : 0;
+  uint64_t n;
+  int gate;
+  if (s == NULL || (gate = iocp__server_enter(s)) < 0) return 0;
+  n = iocp__table_count(&s->table);
+  if (gate) iocp__server_leave(s);
+  return n;
 }
