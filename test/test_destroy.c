@@ -218,12 +218,16 @@ static void racer_main(void *arg) {
     int rc2 = iocp_queued(k->srv, id, &q);
     uint16_t port = iocp_port(k->srv);
     uint64_t n = iocp_connection_count(k->srv);
+    char text[IOCP_ADDRSTRLEN];
+    int rc3 = iocp_listen_address(k->srv, text, sizeof(text), NULL);
     if (late) {
-      if (rc1 != IOCP_ECLOSED || rc2 != IOCP_ECLOSED || port != 0 || n != 0) k->bad++;
+      if (rc1 != IOCP_ECLOSED || rc2 != IOCP_ECLOSED || rc3 != IOCP_ECLOSED || port != 0 ||
+          n != 0)
+        k->bad++;
       if (iocp_shutdown(k->srv, id) != IOCP_ECLOSED || iocp_close(k->srv, id) != IOCP_ECLOSED)
         k->bad++;
       k->after++;
-    } else if (!allowed_before(rc1) || !allowed_before(rc2)) {
+    } else if (!allowed_before(rc1) || !allowed_before(rc2) || !allowed_before(rc3)) {
       k->bad++;
     }
     atomic_fetch_add(&k->calls, 1);

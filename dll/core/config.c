@@ -58,6 +58,7 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
   if (dst->recv_buffer_size < 64 || dst->recv_buffer_size > (64u << 20)) return IOCP_EINVAL;
   if (dst->max_send_queue == 0) return IOCP_EINVAL;
   if (dst->threads > 1024) return IOCP_EINVAL;
+  if (dst->dual_stack > 1) return IOCP_EINVAL; /* an IPv4 address: see iocp_create */
   return IOCP_OK;
 }
 

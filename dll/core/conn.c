@@ -180,12 +180,16 @@ static void run_locked(iocp__conn *c) {
       }
     } else {
       int deliver = c->kept && !c->refused && cb->on_disconnect != NULL;
+      /* An outbound attempt that never reached on_connect ends here too. */
+      int failed = c->connect_started && !c->kept && !c->refused;
+      int error = c->connect_error != IOCP_OK ? c->connect_error : IOCP_ECLOSED;
       iocp__conn *t;
       c->ev_disconnect = 0;
       iocp__mutex_unlock(&c->lock);
       t = iocp__table_remove(&s->table, c->id); /* the id is stale from here on */
       if (t != NULL) unref_not_last(t);
       if (deliver) cb->on_disconnect(s, s->user, c->id, c->reason);
+      if (failed && cb->on_connect_failed != NULL) cb->on_connect_failed(s, s->user, c->id, error);
       iocp__mutex_lock(&c->lock);
     }
   }
@@ -232,6 +236,20 @@ void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
     return;
   }
   iocp__mutex_lock(&c->lock);
+  deliver_locked(c);
+  iocp__conn_unref(c);
+}
+
+void iocp__conn_connected(iocp__conn *c, int error) {
+  iocp__mutex_lock(&c->lock);
+  if (c->closing) {
+    /* closed or destroyed meanwhile: on_connect_failed(IOCP_ECLOSED) is due */
+  } else if (error != IOCP_OK) {
+    c->connect_error = error;
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+  } else {
+    c->ev_connect = 1; /* then as for an accepted connection */
+  }
   deliver_locked(c);
   iocp__conn_unref(c);
 }

@@ -43,6 +43,7 @@ __all__ = [
     "version_compatible", "load", "version", "version_string", "strerror", "err_name",
     "IocpError", "LibraryError", "Server",
     "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
+    "LOG_ERROR", "LOG_WARN", "LOG_INFO", "ADDRSTRLEN",
 ]
 
 # ---- Mirror of the header --------------------------------------------------
@@ -68,12 +69,24 @@ ESYSTEM = -10
 EACCES = -11
 EAFNOSUPPORT = -12
 ECLOSED = -13
+ECONNREFUSED = -16
+ETIMEDOUT = -17
+EUNREACH = -18
+EMFILE = -19
 
 # enum iocp_reason, passed to on_disconnect.
 REASON_PEER_CLOSED = 1
 REASON_RESET = 2
 REASON_LOCAL_CLOSE = 3
 REASON_DESTROY = 4
+
+# enum iocp_log_level, passed to on_log (lower is more severe).
+LOG_ERROR = 1
+LOG_WARN = 2
+LOG_INFO = 3
+
+# IOCP_ADDRSTRLEN: room for any address iocp_listen_address() writes.
+ADDRSTRLEN = 64
 
 
 def version_compatible(loaded):
@@ -96,10 +109,13 @@ ON_DATA = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id,
 ON_SENT = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_uint64)
 ON_PEER_CLOSED = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id)
 ON_DISCONNECT = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_int)
+ON_LOG = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_void_p)
+ON_CONNECT_FAILED = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_int)
 
 
 class _Callbacks(ctypes.Structure):
-    """struct iocp_callbacks (48 bytes on 64-bit, 28 on 32-bit)."""
+    """struct iocp_callbacks (64 bytes on 64-bit, 36 on 32-bit)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("reserved_", ctypes.c_uint32),
@@ -108,11 +124,13 @@ class _Callbacks(ctypes.Structure):
         ("on_sent", ON_SENT),
         ("on_peer_closed", ON_PEER_CLOSED),
         ("on_disconnect", ON_DISCONNECT),
+        ("on_log", ON_LOG),                        # 1.1
+        ("on_connect_failed", ON_CONNECT_FAILED),  # 1.1
     ]
 
 
 class _Config(ctypes.Structure):
-    """struct iocp_config (48 bytes on 64-bit; the uint64 is 8-aligned)."""
+    """struct iocp_config (56 bytes on 64-bit; the uint64 is 8-aligned)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("port", ctypes.c_uint16),
@@ -125,6 +143,8 @@ class _Config(ctypes.Structure):
         ("max_send_queue", ctypes.c_uint64),
         ("nodelay", ctypes.c_uint32),
         ("reserved2_", ctypes.c_uint32),
+        ("dual_stack", ctypes.c_uint32),           # 1.1
+        ("reserved3_", ctypes.c_uint32),
     ]
 
 
@@ -166,6 +186,10 @@ _SIGNATURES = {
     "iocp_port": (ctypes.c_uint16, [_server_p]),
     "iocp_connection_count": (ctypes.c_uint64, [_server_p]),
     "iocp_destroy": (ctypes.c_int, [_server_p]),
+    "iocp_listen_address": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_size_t,
+                                           ctypes.POINTER(ctypes.c_uint16)]),
+    "iocp_connect": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
+                                    ctypes.POINTER(_conn_id)]),
 }
 
 _lib = None
@@ -283,7 +307,8 @@ class Server:
       port=50000 (0 picks a free port; read it back from .port),
       bind="127.0.0.1", threads=0 (one per processor), backlog=0,
       accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True
-      (0 keeps the library default), and the callbacks:
+      (0 keeps the library default), dual_stack=False (True: an IPv6 bind
+      address such as "::" takes IPv4 connections too), and the callbacks:
 
       on_connect(server, id, address: str, port: int) -> bool | None
           Return False (or raise) to refuse the connection; None or a true
@@ -294,6 +319,14 @@ class Server:
           Left out: the library finishes the connection itself (sends what is
           queued, then closes).
       on_disconnect(server, id, reason: int)   # a REASON_* constant
+      on_connect_failed(server, id, error: int)
+          An outbound connection from connect() could not be established
+          (ECONNREFUSED, ETIMEDOUT, EUNREACH, ECLOSED, ...): its only callback.
+      on_log(server, level: int, code: int, text: str)
+          What the library worked around or could not do (LOG_* levels):
+          failed accepts, running out of descriptors, a worker leaving. May
+          run on several threads at once, and on the creating thread during
+          the constructor (then `server` is not usable yet).
       on_error(server, where: str, exc: BaseException)
           Called when a callback raised; default prints to stderr.
 
@@ -310,7 +343,8 @@ class Server:
     def __init__(self, *, port=50000, bind="127.0.0.1", threads=0, backlog=0,
                  accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True,
                  on_connect=None, on_data=None, on_sent=None, on_peer_closed=None,
-                 on_disconnect=None, on_error=None):
+                 on_disconnect=None, on_error=None, dual_stack=False,
+                 on_connect_failed=None, on_log=None):
         lib = load()
         self._lib = lib
         self._on_error = on_error or _default_on_error
@@ -333,6 +367,7 @@ class Server:
         if max_send_queue:
             config.max_send_queue = max_send_queue
         config.nodelay = 1 if nodelay else 0
+        config.dual_stack = 1 if dual_stack else 0
 
         # The trampolines refer to this object only weakly, so an abandoned
         # Server can still be collected (and then destroyed by the finalizer).
@@ -358,6 +393,13 @@ class Server:
             keepalive.append(ON_DISCONNECT(
                 _simple_trampoline(ref, on_disconnect, "on_disconnect")))
             callbacks.on_disconnect = keepalive[-1]
+        if on_connect_failed is not None:
+            keepalive.append(ON_CONNECT_FAILED(
+                _simple_trampoline(ref, on_connect_failed, "on_connect_failed")))
+            callbacks.on_connect_failed = keepalive[-1]
+        if on_log is not None:
+            keepalive.append(ON_LOG(_log_trampoline(ref, on_log)))
+            callbacks.on_log = keepalive[-1]
         self._keepalive = keepalive
 
         # The library stores the handle here before any callback can run, so
@@ -442,6 +484,34 @@ class Server:
         """The port listened on (useful after port=0)."""
         return self._lib.iocp_port(self._handle())
 
+    def connect(self, host, port):
+        """Opens an outbound connection (iocp_connect) and returns its id.
+
+        `host` is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1"): the
+        library does no DNS; resolve names first, e.g. with
+        socket.getaddrinfo(). The id gets the same callbacks as an accepted
+        connection (on_connect once established, ...), or on_connect_failed
+        as its only one. The id is returned before any callback for it can
+        run in the sense that the library stores it first; take your own lock
+        around connect() if callbacks look it up in your tables. Raises
+        ValueError for a port outside 1..65535 and IocpError: EINVAL (not a
+        numeric address), ECLOSED, EMFILE, ENOMEM, ESYSTEM."""
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is not 1..65535")
+        cid = _conn_id()
+        _check(self._lib.iocp_connect(self._handle(), host.encode("ascii"), port,
+                                      ctypes.byref(cid)), f"iocp_connect {host} port {port}")
+        return cid.value
+
+    @property
+    def listen_address(self):
+        """(address, port) the server listens on, e.g. ("::", 50000)."""
+        buf = ctypes.create_string_buffer(ADDRSTRLEN)
+        port = ctypes.c_uint16()
+        _check(self._lib.iocp_listen_address(self._handle(), buf, ADDRSTRLEN,
+                                             ctypes.byref(port)), "iocp_listen_address")
+        return buf.value.decode("ascii"), port.value
+
     @property
     def connection_count(self):
         """Connections currently open."""
@@ -510,3 +580,12 @@ def _simple_trampoline(ref, fn, where):
     def callback(_server, _user, id, *args):
         _invoke(ref, where, fn, (id,) + args, None)
     return callback
+
+
+def _log_trampoline(ref, fn):
+    def call(server, level, code, text):
+        fn(server, level, code, ctypes.string_at(text).decode("utf-8", "replace") if text else "")
+
+    def on_log(_server, _user, level, code, text):
+        _invoke(ref, "on_log", call, (level, code, text), None)
+    return on_log
