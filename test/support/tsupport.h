@@ -127,6 +127,10 @@ struct rec_server {
 
 /* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
 rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks);
+/* The same, for a create that may fail: *create_rc gets iocp_create's code,
+ * and the result is NULL (nothing left behind) when it failed. */
+rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks *hooks,
+                          int *create_rc);
 /* iocp_destroy and the checks that must hold after it; frees r. Asserts that
  * every connect was matched by exactly one disconnect and no violation. */
 void rec_stop(rec_server *r);
