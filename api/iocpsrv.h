@@ -61,6 +61,13 @@
  * - An IPv6 address ("::", "::1") listens on IPv6 only on both, unless
  *   config.dual_stack asks for IPv4 too; if IPV6_V6ONLY cannot be set as
  *   asked, iocp_create() fails.
+ * - A client that resets before its accept completes never reaches the
+ *   server on Windows: AcceptEx fails for it (ERROR_NETNAME_DELETED; under
+ *   Wine ERROR_UNEXP_NET_ERR, the same outcome), the library posts the
+ *   accept again and no callback runs. Linux's accept() hands such a
+ *   connection over, so there it gets on_connect, then
+ *   on_disconnect(IOCP_REASON_RESET). (Under Wine most of a storm of such
+ *   clients is dropped that way; that is the platform, not a lost event.)
  * - Under Wine (not Windows) a peer's reset can reach the library as an
  *   orderly end of stream, so on_disconnect may say IOCP_REASON_PEER_CLOSED
  *   where Windows says IOCP_REASON_RESET.

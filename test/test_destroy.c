@@ -149,37 +149,15 @@ static void test_destroy_inside_on_disconnect_during_destroy(void **state) {
 
 /* ---- Destroy while clients keep connecting ----------------------------------- */
 
-typedef struct churn {
-  uint16_t port;
-  atomic_int stop;
-  int connected;
-} churn;
-
-static void churn_main(void *arg) {
-  churn *c = arg;
-  while (!atomic_load(&c->stop)) {
-    ts_sock s = ts_connect(c->port);
-    if (s == TS_BAD_SOCK) break; /* the listener is gone */
-    c->connected++;
-    ts_send_all(s, "abc", 3);
-    ts_close(s);
-  }
-}
-
 static void test_destroy_while_clients_keep_connecting(void **state) {
   int round;
   (void)state;
   for (round = 0; round < 5; round++) {
     rec_server *r = rec_start(REC_ECHO, NULL, NULL);
-    churn c = {0};
-    ts_thread *t;
-    c.port = r->port;
-    t = ts_thread_start(churn_main, &c);
+    ts_churn *k = ts_churn_start(r->port);
     assert_int_equal(ts_counter_wait(r->connects, 20, TS_TIMEOUT_MS), 0);
     rec_stop(r); /* asserts one disconnect per connect, nothing late */
-    atomic_store(&c.stop, 1);
-    ts_thread_join(t);
-    assert_true(c.connected >= 20);
+    assert_true(ts_churn_stop(k) >= 20);
   }
 }
 

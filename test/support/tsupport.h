@@ -40,6 +40,8 @@ int ts_on_wine(void);
 
 /* Open handles (Windows) or file descriptors (Linux) of this process. */
 long ts_handle_count(void);
+/* Threads of this process. */
+long ts_thread_count(void);
 
 /* ---- A blocking loopback client ------------------------------------------ */
 
@@ -69,6 +71,12 @@ void ts_shutdown_send(ts_sock s);
 void ts_close(ts_sock s);
 void ts_close_reset(ts_sock s); /* RST instead of FIN */
 uint16_t ts_local_port(ts_sock s);
+/* A thread that connects to 127.0.0.1:port over and over (sending 3 bytes,
+ * then closing) until stopped or until connecting fails (the listener is
+ * gone). ts_churn_stop joins it and returns how many connections it made. */
+typedef struct ts_churn ts_churn;
+ts_churn *ts_churn_start(uint16_t port);
+long ts_churn_stop(ts_churn *k);
 /* Connects to 127.0.0.1:port, sends `msg`, asserts that the same bytes come
  * back within `timeout_ms`, and closes: "this echo server still serves". */
 void ts_echo_check(uint16_t port, const char *msg, int timeout_ms);
