@@ -62,7 +62,7 @@ static void fault_free(void *p) { /* cannot fail: only counted */
 #if defined(_WIN32)
 enum {
   H_WSASOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_CLOSESOCKET, H_SHUTDOWN,
-  H_WSARECV, H_WSASEND, H_ACCEPTEX, H_CONNECTEX, H_CIOCP, H_COUNT
+  H_RECV, H_IOCTLSOCKET, H_WSARECV, H_WSASEND, H_ACCEPTEX, H_CONNECTEX, H_CIOCP, H_COUNT
 };
 static SOCKET WSAAPI fault_wsasocket(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,
                                      GROUP g, DWORD flags) {
@@ -90,6 +90,14 @@ static int WSAAPI fault_shutdown(SOCKET s, int how) {
   if (hit(H_SHUTDOWN)) return WSASetLastError(WSAENOTCONN), SOCKET_ERROR;
   return shutdown(s, how);
 }
+static int WSAAPI fault_recv(SOCKET s, char *buf, int len, int flags) {
+  if (hit(H_RECV)) return WSASetLastError(WSAECONNRESET), SOCKET_ERROR;
+  return recv(s, buf, len, flags);
+}
+static int WSAAPI fault_ioctlsocket(SOCKET s, long cmd, u_long *arg) {
+  if (hit(H_IOCTLSOCKET)) return WSASetLastError(WSAENOBUFS), SOCKET_ERROR;
+  return ioctlsocket(s, cmd, arg);
+}
 static int WSAAPI fault_wsarecv(SOCKET s, LPWSABUF b, DWORD n, LPDWORD got, LPDWORD flags,
                                 LPWSAOVERLAPPED ol, LPWSAOVERLAPPED_COMPLETION_ROUTINE fn) {
   if (hit(H_WSARECV)) return WSASetLastError(WSAECONNRESET), SOCKET_ERROR;
@@ -116,7 +124,8 @@ static HANDLE WINAPI fault_ciocp(HANDLE file, HANDLE port, ULONG_PTR key, DWORD 
 }
 #  define ENGINE_FAULTS                                                                    \
   FAULT(wsasocket), FAULT(bind), FAULT(listen), FAULT(setsockopt), FAULT(closesocket),   \
-      FAULT(shutdown), FAULT(wsarecv), FAULT(wsasend), FAULT(acceptex), FAULT(connectex), \
+      FAULT(shutdown), FAULT(recv), FAULT(ioctlsocket), FAULT(wsarecv), FAULT(wsasend),  \
+      FAULT(acceptex), FAULT(connectex),                                                  \
       {"create_io_completion_port", offsetof(struct iocp__hooks, create_io_completion_port), \
        (any_fn)fault_ciocp}
 #else

@@ -28,6 +28,7 @@ static iocp_server *server_get(void) {
     if (s != NULL) s->gate = IOCP__GATE_CLOSED;
     return s;
   }
+  memset(s, 0, offsetof(iocp_server, gate));
   memset((char *)s + offsetof(iocp_server, pool_next), 0,
          sizeof(*s) - offsetof(iocp_server, pool_next));
   return s;
@@ -41,7 +42,7 @@ static void server_put(iocp_server *s) {
 }
 
 int iocp__server_enter(iocp_server *s) {
-  if (iocp__eng_on_worker(s)) return 0;
+  if (iocp__on_worker(s)) return 0;
   if (iocp__ref_add(&s->gate, 1) & IOCP__GATE_CLOSED) {
     iocp__ref_add(&s->gate, -1);
     return IOCP_ECLOSED;
@@ -79,6 +80,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
                           void *user, iocp_server **server) {
   struct sockaddr_storage addr;
   int addrlen = 0;
+  size_t line;
   iocp_server *s = NULL;
   int rc;
 
@@ -99,7 +101,10 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
     goto fail_free;
   }
   s->user = user;
-  iocp__table_init(&s->table);
+  line = iocp__sys_cache_line();
+  rc = iocp__table_init(&s->table, line);
+  if (rc == IOCP_OK) rc = iocp__workers_init(&s->workers, s->cfg.threads, line);
+  if (rc != IOCP_OK) goto fail_tables;
   iocp__mutex_init(&s->lock);
   iocp__cond_init(&s->cond);
 
@@ -119,6 +124,8 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
 fail_sync:
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
+fail_tables:
+  iocp__workers_free(&s->workers);
   iocp__table_free(&s->table);
 fail_free:
   server_put(s);
@@ -127,7 +134,7 @@ fail_free:
 
 int IOCP_CALL iocp_destroy(iocp_server *s) {
   if (s == NULL) return IOCP_OK;
-  if (iocp__eng_on_worker(s)) return IOCP_EINCALLBACK;
+  if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
   /* Later calls are turned away; the ones inside are waited for. */
   if (!gate_close(s)) return IOCP_ECLOSED;
   gate_wait_idle(s);
@@ -141,13 +148,14 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
   iocp__table_close(&s->table, iocp__conn_destroy_one, NULL);
 
   iocp__mutex_lock(&s->lock);
-  while (s->alive != 0) iocp__cond_wait(&s->cond, &s->lock);
+  while (iocp__ref_add(&s->alive, 0) != 0) iocp__cond_wait(&s->cond, &s->lock);
   iocp__mutex_unlock(&s->lock);
 
   iocp__eng_finish(s);
 
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
+  iocp__workers_free(&s->workers);
   iocp__table_free(&s->table);
   server_put(s);
   return IOCP_OK;
@@ -169,6 +177,49 @@ uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
   n = iocp__table_count(&s->table);
   if (gate) iocp__server_leave(s);
   return n;
+}
+
+const iocp_config *iocp__server_config(const iocp_server *s) { return &s->cfg; }
+
+void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr) {
+  char text[IOCP_ADDRSTRLEN];
+  memcpy(&s->bound, addr, sizeof(s->bound));
+  iocp__address_format((const struct sockaddr *)addr, text, sizeof(text), &s->port);
+}
+
+/* The size of the first released layout: anything smaller is not ours. */
+#define IOCP__STATS_SIZE_V1 (offsetof(iocp_statistics, system_errors) + sizeof(uint64_t))
+
+static uint64_t nonnegative(int64_t v) { return v > 0 ? (uint64_t)v : 0; }
+
+int IOCP_CALL iocp_stats(iocp_server *s, iocp_statistics *stats) {
+  iocp_statistics d;
+  uint32_t size;
+  int gate;
+  if (s == NULL || stats == NULL) return IOCP_EINVAL;
+  size = stats->size;
+  if (size < IOCP__STATS_SIZE_V1) return IOCP_EVERSION;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  memset(&d, 0, sizeof(d));
+  d.connections_accepted = nonnegative(iocp__stat_sum(s, IOCP__STAT_ACCEPTED));
+  d.connections_refused = nonnegative(iocp__stat_sum(s, IOCP__STAT_REFUSED));
+  d.connections_open = iocp__table_count(&s->table);
+  d.bytes_received = nonnegative(iocp__stat_sum(s, IOCP__STAT_BYTES_IN));
+  d.bytes_sent = nonnegative(iocp__stat_sum(s, IOCP__STAT_BYTES_OUT));
+  /* Slots are read one by one while workers run: a sum can dip below 0. */
+  d.bytes_queued = nonnegative(iocp__stat_sum(s, IOCP__STAT_QUEUED));
+  d.accept_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_ACCEPT_ERRORS));
+  d.system_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_SYSTEM_ERRORS));
+  if (gate) iocp__server_leave(s);
+  /* A newer caller's struct may be larger: zero what we do not know. */
+  if (size > sizeof(d)) {
+    memset((char *)stats + sizeof(d), 0, size - sizeof(d));
+    size = sizeof(d);
+  }
+  d.size = size;
+  memcpy(stats, &d, size);
+  return IOCP_OK;
 }
 
 int IOCP_CALL iocp_listen_address(iocp_server *s, char *text, size_t cap, uint16_t *port) {
