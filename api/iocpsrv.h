@@ -542,8 +542,8 @@ IOCP_API int IOCP_CALL iocp_stats(iocp_server *server, iocp_statistics *stats);
  * callbacks (which run during destroy, e.g. on_disconnect) every function
  * keeps working as documented. This holds because the library never gives
  * a server's memory back to the allocator: it keeps destroyed servers' small
- * structs in a pool (never more than the most servers alive at once) and a
- * later iocp_create() reuses one. The one exception follows from that: once
+ * structs in a pool (never more than the most servers alive at once; freed
+ * when the library is unloaded) and a later iocp_create() reuses one. The one exception follows from that: once
  * a later iocp_create() has returned the same handle, calls with the old
  * handle reach the new server (connection ids are never reused, so a stale
  * id still gets IOCP_ENOTFOUND there, but a second destroy would destroy

@@ -41,6 +41,26 @@ static void server_put(iocp_server *s) {
   iocp__mutex_unlock(&pool_lock);
 }
 
+/* When the library is unloaded (dlclose, FreeLibrary) or the process ends,
+ * the pool goes back to the allocator: no handle can be used after that. */
+#if defined(__GNUC__)
+__attribute__((destructor))
+#endif
+static void pool_release(void) {
+  iocp_server *s;
+  iocp__mutex_lock(&pool_lock);
+  while ((s = pool_head) != NULL) {
+    pool_head = s->pool_next;
+    iocp__free(s);
+  }
+  iocp__mutex_unlock(&pool_lock);
+}
+#if defined(_MSC_VER)
+/* MSVC has no destructor attribute: a CRT terminator does the same. */
+#  pragma section(".CRT$XTU", read)
+__declspec(allocate(".CRT$XTU")) static void (*pool_release_at_exit)(void) = pool_release;
+#endif
+
 int iocp__server_enter(iocp_server *s) {
   if (iocp__on_worker(s)) return 0;
   if (iocp__ref_add(&s->gate, 1) & IOCP__GATE_CLOSED) {
