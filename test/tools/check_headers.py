@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Every header compiles on its own: each header of api/ and dll/ is included
 first in a file of its own and compiled with the host compiler, with no -D
-from the build (only -I for the two include roots), warnings as errors.
+from the build (only -I for the two include roots) and in the compiler's
+default language (GNU C for gcc, as another build would use it), warnings
+as errors.
 
     check_headers.py --cc CC [CC ARGS...] -- --root SRC --host windows|linux
 
@@ -48,7 +50,7 @@ def main():
             with open(src, 'w') as f:
                 f.write('#include "%s"\n' % os.path.abspath(h))
                 f.write('int header_alone_check_(void);\n')
-            cmd = cc + ['-std=c11', '-Wall', '-Wextra', '-Werror', '-fsyntax-only',
+            cmd = cc + ['-Wall', '-Wextra', '-Werror', '-fsyntax-only',
                         '-I', os.path.join(args.root, 'api'), src]
             r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                universal_newlines=True)
