@@ -31,6 +31,7 @@ stderr). An exception in ``on_connect`` refuses that connection.
 Only the standard library is used (Python 3.11).
 """
 
+import collections
 import ctypes
 import os
 import sys
@@ -148,6 +149,27 @@ class _Config(ctypes.Structure):
     ]
 
 
+class _Statistics(ctypes.Structure):
+    """struct iocp_statistics (72 bytes everywhere)."""
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("reserved_", ctypes.c_uint32),
+        ("connections_accepted", ctypes.c_uint64),
+        ("connections_refused", ctypes.c_uint64),
+        ("connections_open", ctypes.c_uint64),
+        ("bytes_received", ctypes.c_uint64),
+        ("bytes_sent", ctypes.c_uint64),
+        ("bytes_queued", ctypes.c_uint64),
+        ("accept_errors", ctypes.c_uint64),
+        ("system_errors", ctypes.c_uint64),
+    ]
+
+
+Statistics = collections.namedtuple(
+    "Statistics", [name for name, _ in _Statistics._fields_[2:]])
+Statistics.__doc__ = """A server's counters since it started (iocp_stats), a snapshot."""
+
+
 # ---- Loading ---------------------------------------------------------------
 
 class LibraryError(RuntimeError):
@@ -186,6 +208,7 @@ _SIGNATURES = {
     "iocp_port": (ctypes.c_uint16, [_server_p]),
     "iocp_connection_count": (ctypes.c_uint64, [_server_p]),
     "iocp_destroy": (ctypes.c_int, [_server_p]),
+    "iocp_stats": (ctypes.c_int, [_server_p, ctypes.POINTER(_Statistics)]),
     "iocp_listen_address": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_size_t,
                                            ctypes.POINTER(ctypes.c_uint16)]),
     "iocp_connect": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
@@ -516,6 +539,13 @@ class Server:
     def connection_count(self):
         """Connections currently open."""
         return self._lib.iocp_connection_count(self._handle())
+
+    def stats(self):
+        """The server's counters (a Statistics named tuple)."""
+        st = _Statistics()
+        st.size = ctypes.sizeof(st)
+        _check(self._lib.iocp_stats(self._handle(), ctypes.byref(st)), "iocp_stats")
+        return Statistics(*(getattr(st, name) for name in Statistics._fields))
 
     def _report(self, where, exc):
         try:
