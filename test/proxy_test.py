@@ -4,8 +4,8 @@
     proxy_test.py [options] --echo ECHO_PROGRAM -- PROXY_PROGRAM [ARGS...]
 
 Both programs follow the samples' command-line contract (see samples_test.py,
-whose process handling this reuses); under Wine, pass `wine` as the first
-word of both (--echo-wrapper). Checks:
+whose process handling this reuses); the echo sample runs with the same
+leading words as the proxy (e.g. `-- wine proxy.exe`). Checks:
 
   1. the echo sample and a proxy in front of it start
   2. 20 connections at once through the proxy, each echoing 64 KiB
@@ -193,15 +193,14 @@ def check_refused_target(proxy_argv, args, res):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--echo", required=True, help="the echo sample")
-    ap.add_argument("--wrapper", default=None, help="runs both programs (e.g. wine)")
     ap.add_argument("--start-timeout", type=float, default=30)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--size", type=int, default=16, help="MiB each way in the slow check")
     ap.add_argument("--max-growth", type=float, default=8.0, help="MiB")
     ap.add_argument("program", nargs="+")
     args = ap.parse_args()
-    wrap = [args.wrapper] if args.wrapper else []
-    proxy_argv = wrap + args.program
+    wrap = args.program[:-1]  # e.g. wine, for both programs
+    proxy_argv = args.program
     res = Results("proxy")
 
     echo, eport = start(wrap + [args.echo], ["--port", "0"], args, res, "echo sample")
