@@ -321,7 +321,9 @@ typedef struct iocp_config {
   uint32_t backlog;
   /* Accepts kept posted at all times (AcceptEx on Windows); default 16. */
   uint32_t accepts_posted;
-  /* Receive buffer per connection in bytes; default 16384. */
+  /* Size in bytes of the buffer one receive reads into; default 65536. A
+   * buffer is lent from a small per-worker pool only while received bytes
+   * wait for on_data, so an idle connection holds none (since 1.1). */
   uint32_t recv_buffer_size;
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
    * returns IOCP_EQUEUEFULL rather than exceed it. Default 8 MiB. */
