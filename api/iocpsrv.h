@@ -36,8 +36,9 @@
  * - iocp_send(), iocp_shutdown(), iocp_close(), iocp_port() and the other
  *   per-connection functions may be called from any thread, including from
  *   inside any callback (of any connection).
- * - iocp_destroy() must not be called from inside a callback: it returns
- *   IOCP_EINCALLBACK at once there instead of deadlocking.
+ * - iocp_destroy() and iocp_stop_graceful() must not be called from inside
+ *   a callback: they return IOCP_EINCALLBACK at once there instead of
+ *   deadlocking.
  * - A callback should not block for long: it holds one worker thread.
  *
  * Platforms
@@ -148,14 +149,15 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
   X(ECONNREFUSED, -16, "connection refused")                                     \
   X(ETIMEDOUT,    -17, "connection timed out")                                   \
   X(EUNREACH,     -18, "network or host unreachable")                            \
-  X(EMFILE,       -19, "out of sockets or file descriptors")
+  X(EMFILE,       -19, "out of sockets or file descriptors")                     \
+  X(ESTOPPED,     -20, "server is stopping")
 
 enum iocp_errno {
   IOCP_OK = 0,
 #define IOCP_ERRNO_ENUM_(name, code, text) IOCP_##name = (code),
   IOCP_ERRNO_MAP(IOCP_ERRNO_ENUM_)
 #undef IOCP_ERRNO_ENUM_
-  IOCP_ERRNO_LAST_ = -19
+  IOCP_ERRNO_LAST_ = -20
 };
 
 /* A short English description of an error code ("unknown error" otherwise).
@@ -182,7 +184,13 @@ enum iocp_reason {
   /* iocp_close() was called (abortive close; queued data dropped). */
   IOCP_REASON_LOCAL_CLOSE = 3,
   /* iocp_destroy() closed it (abortive close; queued data dropped). */
-  IOCP_REASON_DESTROY = 4
+  IOCP_REASON_DESTROY = 4,
+  /* No traffic for its idle timeout (abortive close; queued data dropped).
+   * See iocp_config.idle_timeout_ms and iocp_set_idle_timeout(). (1.1) */
+  IOCP_REASON_IDLE_TIMEOUT = 5,
+  /* iocp_stop_graceful() reached its deadline with the connection still
+   * open (abortive close; queued data dropped). (1.1) */
+  IOCP_REASON_STOP_DEADLINE = 6
 };
 
 /* ---- Callbacks ----------------------------------------------------------- */
@@ -284,6 +292,18 @@ typedef void(IOCP_CALL *iocp_on_connect_failed_fn)(iocp_server *server, void *us
                                                    iocp_conn_id id, int error);
 
 /*
+ * (1.1) The connection's send queue fell to its drain mark (see
+ * iocp_set_drain_mark(); 0, "empty", unless set): `queued` bytes are still
+ * queued. It fires once each time the queue falls from above the mark to at
+ * or below it, so a producer that stopped (because the queue grew past the
+ * mark, or iocp_send() returned IOCP_EQUEUEFULL) resumes from here instead
+ * of polling. It follows the on_sent of the same bytes, never runs after
+ * on_disconnect, and is skipped once the connection is being torn down.
+ */
+typedef void(IOCP_CALL *iocp_on_drain_fn)(iocp_server *server, void *user,
+                                          iocp_conn_id id, uint64_t queued);
+
+/*
  * The callbacks. Set `size` to sizeof(iocp_callbacks) (fields may be appended
  * in later minor versions; the library reads only the fields `size` covers).
  * Any callback may be NULL.
@@ -299,6 +319,8 @@ typedef struct iocp_callbacks {
   /* Added in 1.1 (a caller whose struct ends before them gets NULL): */
   iocp_on_log_fn on_log;
   iocp_on_connect_failed_fn on_connect_failed;
+  /* Added in 1.1; a caller whose struct ends before it gets NULL. */
+  iocp_on_drain_fn on_drain;
 } iocp_callbacks;
 
 /* ---- Configuration ------------------------------------------------------- */
@@ -344,7 +366,38 @@ typedef struct iocp_config {
    * second server bound to "0.0.0.0" on the same port would fail. */
   uint32_t dual_stack;
   uint32_t reserved3_; /* set to 0 */
+  /* ---- Added in 1.1 with the controls: a caller whose struct ends before a
+   * field gets its default, so a 1.0 caller keeps 1.0's behaviour. ---- */
+  /* A connection with no traffic (no byte received, no byte of its queue
+   * handed to the system) for this many milliseconds ends with
+   * IOCP_REASON_IDLE_TIMEOUT. 0 (default): never. At most
+   * IOCP_MAX_TIMEOUT_MS. Checked by a coarse sweep: a connection ends
+   * between the timeout and a quarter of it later. Per connection:
+   * iocp_set_idle_timeout(). */
+  uint32_t idle_timeout_ms;
+  /* The most connections open at once (iocp_connection_count(), outbound
+   * ones included); past it a newly accepted connection is closed at once
+   * with a reset, runs no callback, and is counted (iocp_refused_count()).
+   * iocp_connect() is not refused by it. 0 (default): no limit. */
+  uint32_t max_connections;
+  /* 1: TCP keep-alive on accepted connections (SO_KEEPALIVE), probing an
+   * idle peer after keepalive_idle_ms, then every keepalive_interval_ms
+   * (0 = the system's value for either). 0 (default): the system default
+   * (off). Linux counts in whole seconds (rounded up); both at most
+   * IOCP_MAX_KEEPALIVE_MS. */
+  uint32_t keepalive;
+  uint32_t keepalive_idle_ms;
+  uint32_t keepalive_interval_ms;
+  uint32_t reserved4_; /* set to 0 */
+  /* The drain mark each new connection starts with (see on_drain and
+   * iocp_set_drain_mark()); default 0: on_drain when the queue is empty. */
+  uint64_t drain_mark;
 } iocp_config;
+
+/* The longest idle timeout, in milliseconds (24 days: 2^31 - 1). */
+#define IOCP_MAX_TIMEOUT_MS 2147483647u
+/* The longest keep-alive idle time or interval, in milliseconds (32767 s). */
+#define IOCP_MAX_KEEPALIVE_MS 32767000u
 
 /*
  * Fills `config` with defaults. `size` must be sizeof(*config) as the caller
@@ -414,6 +467,77 @@ IOCP_API int IOCP_CALL iocp_close(iocp_server *server, iocp_conn_id id);
 IOCP_API int IOCP_CALL iocp_queued(iocp_server *server, iocp_conn_id id,
                                    uint64_t *queued);
 
+/* ---- Per-connection controls (1.1) ----------------------------------------
+ * Like iocp_send(), these may be called from any thread, including from
+ * inside any callback. Each returns 0 or a negative code; IOCP_EINVAL when
+ * server is NULL, IOCP_ENOTFOUND for an unknown or stale id (also once
+ * on_disconnect has started, except iocp_get_context, see there). */
+
+/*
+ * Attaches the caller's pointer `context` to connection `id` (NULL clears
+ * it). The library never looks at it; it is handed back by
+ * iocp_get_context() until the connection's last callback (on_disconnect)
+ * has returned, after which the caller may free what it points to. Set it
+ * in on_connect to have it from the first event on. Returns 0,
+ * IOCP_EINVAL or IOCP_ENOTFOUND (a closing but not yet ended connection
+ * still takes it).
+ */
+IOCP_API int IOCP_CALL iocp_set_context(iocp_server *server, iocp_conn_id id,
+                                        void *context);
+
+/*
+ * Stores connection `id`'s context in *context (NULL if never set). Inside
+ * any callback of that connection, on_disconnect included, it is read
+ * straight from the connection being delivered, without a table lookup;
+ * elsewhere the id is looked up. Returns 0, IOCP_EINVAL (server or context
+ * NULL) or IOCP_ENOTFOUND (*context is then set to NULL).
+ */
+IOCP_API int IOCP_CALL iocp_get_context(iocp_server *server, iocp_conn_id id,
+                                        void **context);
+
+/*
+ * Stops receiving on connection `id`: no receive is posted until
+ * iocp_resume_recv(), so the peer's bytes stay in the kernel and TCP flow
+ * control slows the peer down. Called inside this connection's on_data (or
+ * any of its callbacks before the first on_data), no more bytes arrive;
+ * called from elsewhere, one receive already posted may still complete, so
+ * at most one more on_data (up to recv_buffer_size bytes) can follow. The
+ * peer's FIN is not seen while paused either. A paused connection does not
+ * time out for idleness (its clock restarts at resume). Pausing twice is a
+ * successful no-op. Returns 0, IOCP_EINVAL, IOCP_ENOTFOUND or IOCP_ECLOSED.
+ */
+IOCP_API int IOCP_CALL iocp_pause_recv(iocp_server *server, iocp_conn_id id);
+
+/*
+ * Receives again after iocp_pause_recv(): the bytes that waited in the
+ * kernel arrive through on_data, in order. Resuming a connection that is
+ * not paused is a successful no-op. Returns 0, IOCP_EINVAL,
+ * IOCP_ENOTFOUND or IOCP_ECLOSED.
+ */
+IOCP_API int IOCP_CALL iocp_resume_recv(iocp_server *server, iocp_conn_id id);
+
+/*
+ * Sets connection `id`'s drain mark: on_drain fires when its send queue
+ * falls from above `mark` bytes to at or below it (0: when it is empty).
+ * If the queue is above the new mark now, on_drain follows once it falls
+ * to it. Without an on_drain callback the mark is kept but nothing fires.
+ * Returns 0, IOCP_EINVAL (mark >= max_send_queue, which the queue can
+ * never exceed), IOCP_ENOTFOUND or IOCP_ECLOSED.
+ */
+IOCP_API int IOCP_CALL iocp_set_drain_mark(iocp_server *server, iocp_conn_id id,
+                                           uint64_t mark);
+
+/*
+ * Sets connection `id`'s idle timeout in milliseconds, replacing the
+ * server's idle_timeout_ms for it; 0 turns it off for this connection. The
+ * clock restarts now. Returns 0, IOCP_EINVAL (timeout_ms greater than
+ * IOCP_MAX_TIMEOUT_MS), IOCP_ENOTFOUND, IOCP_ECLOSED, IOCP_ESTOPPED (the
+ * server is being destroyed), or IOCP_ESYSTEM / IOCP_ENOMEM when the
+ * server's timer thread, started by the first timeout, cannot start.
+ */
+IOCP_API int IOCP_CALL iocp_set_idle_timeout(iocp_server *server, iocp_conn_id id,
+                                             uint32_t timeout_ms);
+
 /* The port the server listens on (useful after binding port 0); 0 if server
  * is NULL. */
 IOCP_API uint16_t IOCP_CALL iocp_port(iocp_server *server);
@@ -473,6 +597,38 @@ IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size
  */
 IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, uint16_t port,
                                     iocp_conn_id *id);
+/* (1.1) Connections closed at once because max_connections was reached,
+ * since the server started. 0 if server is NULL. */
+IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
+
+/*
+ * (1.1) Stops the server gracefully, waiting at most `timeout_ms`
+ * milliseconds:
+ *   1. stops accepting (the listening socket is closed);
+ *   2. half-closes every open connection: its queued bytes go out, then FIN
+ *      (an automatic iocp_shutdown(); iocp_send() returns IOCP_ESHUTDOWN
+ *      from here on), while bytes from the peer still arrive through
+ *      on_data until the peer closes, which ends the connection with
+ *      IOCP_REASON_PEER_CLOSED as usual;
+ *   3. waits until every connection has ended, or the deadline;
+ *   4. closes the connections still open at the deadline abortively, with
+ *      IOCP_REASON_STOP_DEADLINE, and waits for their on_disconnect.
+ * Every connection still gets exactly one on_disconnect, all before this
+ * returns. A paused connection (iocp_pause_recv()) does not see its peer's
+ * FIN: resume it, or it lasts until the deadline. timeout_ms 0 means step 4
+ * at once. Afterwards the server accepts nothing more; call iocp_destroy()
+ * to release it (iocp_port() and the getters keep working until then).
+ *
+ * Blocks the calling thread; like every call, it must not overlap the
+ * server's iocp_destroy() (which may follow it on the same thread). A
+ * connection still inside a long callback at the deadline ends when the
+ * callback returns. Returns the number of connections closed at
+ * the deadline (0: all ended gracefully), or: IOCP_EINVAL (server NULL, or
+ * timeout_ms greater than IOCP_MAX_TIMEOUT_MS), IOCP_EINCALLBACK (called
+ * from inside a callback of this server: it would wait for itself),
+ * IOCP_ESTOPPED (a stop already ran or is running).
+ */
+IOCP_API int IOCP_CALL iocp_stop_graceful(iocp_server *server, uint32_t timeout_ms);
 
 /*
  * Counters of a server since iocp_create(). Set `size` to

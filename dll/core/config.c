@@ -23,6 +23,11 @@ static void config_defaults(iocp_config *c) {
   c->recv_buffer_size = 65536;
   c->max_send_queue = 8u << 20;
   c->nodelay = 1;
+  /* 1.1: all off, as in 1.0. */
+  c->idle_timeout_ms = 0;
+  c->max_connections = 0;
+  c->keepalive = 0;
+  c->drain_mark = 0;
 }
 
 int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size) {
@@ -61,6 +66,12 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
   if (dst->max_send_queue == 0) return IOCP_EINVAL;
   if (dst->threads > 1024) return IOCP_EINVAL;
   if (dst->dual_stack > 1) return IOCP_EINVAL; /* an IPv4 address: see iocp_create */
+  if (dst->idle_timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
+  if (dst->max_connections > INT32_MAX) return IOCP_EINVAL;
+  if (dst->keepalive > 1 || dst->keepalive_idle_ms > IOCP_MAX_KEEPALIVE_MS ||
+      dst->keepalive_interval_ms > IOCP_MAX_KEEPALIVE_MS)
+    return IOCP_EINVAL;
+  if (dst->drain_mark >= dst->max_send_queue) return IOCP_EINVAL;
   return IOCP_OK;
 }
 

@@ -21,6 +21,11 @@
 
 static iocp__seq next_id = 1; /* process-wide: ids are never reused */
 
+/* The connection whose callback runs on this thread (iocp_get_context). */
+static IOCP__TLS iocp__conn *current;
+
+iocp__conn *iocp__conn_current(void) { return current; }
+
 void iocp__conn_ref(iocp__conn *c) { iocp__ref_add(&c->refs, 1); }
 
 /* Drops the send queue, and its bytes from the queued statistic. */
@@ -64,6 +69,9 @@ iocp__conn *iocp__conn_alloc(iocp_server *s) {
   c->server = s;
   c->id = iocp__seq_next(&next_id);
   c->refs = 1; /* not yet shared with any other thread */
+  c->drain_mark = s->cfg.drain_mark;
+  c->idle_ms = s->cfg.idle_timeout_ms;
+  c->active_tick = iocp__timer_tick(s);
   iocp__mutex_init(&c->lock);
   iocp__ref_add(&s->alive, 1);
   return c;
@@ -79,12 +87,13 @@ void iocp__conn_lock(iocp__conn *c) { iocp__mutex_lock(&c->lock); }
 void iocp__conn_unlock(iocp__conn *c) { iocp__mutex_unlock(&c->lock); }
 
 static int has_events(const iocp__conn *c) {
-  return c->ev_connect || c->ev_data || c->ev_sent || c->ev_peer_closed || c->ev_disconnect;
+  return c->ev_connect || c->ev_data || c->ev_sent || c->ev_drain || c->ev_peer_closed ||
+         c->ev_disconnect;
 }
 
 /* Starts the teardown once: no more I/O, the socket is closed (pending
  * operations complete as aborted) and on_disconnect becomes due. */
-static void teardown_locked(iocp__conn *c, int reason, int abortive) {
+void iocp__conn_teardown_locked(iocp__conn *c, int reason, int abortive) {
   if (c->closing) return;
   c->closing = 1;
   c->reason = reason;
@@ -94,8 +103,13 @@ static void teardown_locked(iocp__conn *c, int reason, int abortive) {
   c->ev_disconnect = 1;
 }
 
-static void start_recv_locked(iocp__conn *c) {
+static void teardown_locked(iocp__conn *c, int reason, int abortive) {
+  iocp__conn_teardown_locked(c, reason, abortive);
+}
+
+void iocp__conn_start_recv_locked(iocp__conn *c) {
   if (c->closing || c->peer_fin || c->recv_busy || c->ev_data || !c->kept) return;
+  if (c->paused || c->in_data) return; /* resumed later; on_data still holds rbuf */
   assert(c->rbuf == NULL); /* on_data is over: its buffer went back */
   iocp__conn_ref(c);
   c->recv_busy = 1;
@@ -107,9 +121,11 @@ static void start_recv_locked(iocp__conn *c) {
   }
 }
 
+static void start_recv_locked(iocp__conn *c) { iocp__conn_start_recv_locked(c); }
+
 /* Posts the next gathered send; with an empty queue after iocp_shutdown(),
  * sends FIN instead, which ends the connection if the peer's FIN is in. */
-static void start_send_locked(iocp__conn *c) {
+void iocp__conn_start_send_locked(iocp__conn *c) {
   iocp__iov iov[IOCP__MAX_IOV];
   int n;
   if (c->closing || c->send_busy || !c->kept) return;
@@ -135,18 +151,23 @@ static void start_send_locked(iocp__conn *c) {
   }
 }
 
+static void start_send_locked(iocp__conn *c) { iocp__conn_start_send_locked(c); }
+
 /* Delivers pending events; entered with the lock held and `running` set by
  * the caller, returns with the lock released. */
 static void run_locked(iocp__conn *c) {
   iocp_server *s = c->server;
   const iocp_callbacks *cb = &s->cb;
+  iocp__conn *outer = current;
   int rounds = 0;
 
+  current = c;
   while (has_events(c)) {
     if (++rounds > IOCP__RUN_ROUNDS) {
       iocp__conn_ref(c);
       if (iocp__eng_post_run(c) == IOCP_OK) {
         iocp__mutex_unlock(&c->lock); /* `running` stays set for that worker */
+        current = outer;
         return;
       }
       unref_not_last(c);
@@ -180,11 +201,13 @@ static void run_locked(iocp__conn *c) {
       uint8_t *buf = c->rbuf;
       assert(buf != NULL && n > 0 && !c->recv_busy);
       c->ev_data = 0;
+      c->in_data = 1;
       iocp__mutex_unlock(&c->lock);
       if (cb->on_data != NULL) cb->on_data(s, s->user, c->id, buf, n);
       iocp__mutex_lock(&c->lock);
       /* Only now is the buffer free again: back to the pool, so an idle
        * connection holds none. */
+      c->in_data = 0;
       c->rbuf = NULL;
       iocp__buf_put(s, buf);
       start_recv_locked(c);
@@ -193,6 +216,17 @@ static void run_locked(iocp__conn *c) {
       c->ev_sent = 0;
       iocp__mutex_unlock(&c->lock);
       cb->on_sent(s, s->user, c->id, n);
+      iocp__mutex_lock(&c->lock);
+    } else if (c->ev_drain) {
+      uint64_t q = c->sendq.queued;
+      c->ev_drain = 0;
+      if (c->closing) continue;
+      if (q > c->drain_mark) { /* refilled since (by a callback): not drained */
+        c->drain_armed = 1;
+        continue;
+      }
+      iocp__mutex_unlock(&c->lock);
+      cb->on_drain(s, s->user, c->id, q);
       iocp__mutex_lock(&c->lock);
     } else if (c->ev_peer_closed) {
       c->ev_peer_closed = 0;
@@ -222,6 +256,7 @@ static void run_locked(iocp__conn *c) {
   }
   c->running = 0;
   iocp__mutex_unlock(&c->lock);
+  current = outer;
 }
 
 /* On a worker, lock held: deliver here unless another worker already is. */
@@ -236,7 +271,7 @@ static void deliver_locked(iocp__conn *c) {
 
 /* On any thread, lock held: make sure a worker will deliver what is pending
  * (API calls never run callbacks on the caller's thread). */
-static void kick_locked(iocp__conn *c) {
+void iocp__conn_kick_locked(iocp__conn *c) {
   if (c->running || !has_events(c)) return;
   iocp__conn_ref(c);
   if (iocp__eng_post_run(c) == IOCP_OK)
@@ -245,15 +280,26 @@ static void kick_locked(iocp__conn *c) {
     unref_not_last(c); /* the next completion on this connection delivers */
 }
 
+static void kick_locked(iocp__conn *c) { iocp__conn_kick_locked(c); }
+
 /* ---- Called by the engine's workers ---------------------------------------- */
 
 void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
-  iocp__stat_add(c->server, IOCP__STAT_ACCEPTED, 1);
+  iocp_server *s = c->server;
+  int rc;
+  iocp__stat_add(s, IOCP__STAT_ACCEPTED, 1);
   iocp__address_format(peer, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
   /* Due before anyone can find the id, so on_connect is always first. */
   c->ev_connect = 1;
-  if (iocp__table_insert(&c->server->table, c) != IOCP_OK) {
-    /* The server is being destroyed: drop it before anyone saw it. */
+  rc = iocp__table_insert(&s->table, c, s->cfg.max_connections);
+  if (rc != IOCP_OK) {
+    /* The server is stopping, or at max_connections: drop it before anyone
+     * saw it (a reset for the peer). */
+    if (rc == IOCP__EFULL) {
+      iocp__mutex_lock(&s->lock);
+      s->refused++;
+      iocp__mutex_unlock(&s->lock);
+    }
     iocp__mutex_lock(&c->lock);
     c->ev_connect = 0;
     c->refused = 1;
@@ -293,10 +339,12 @@ void iocp__conn_recv_done(iocp__conn *c, int result, uint8_t *buf, size_t bytes)
   } else if (result != IOCP__IO_OK) {
     teardown_locked(c, IOCP_REASON_RESET, 1);
   } else if (bytes == 0) {
+    c->active_tick = iocp__timer_tick(c->server);
     c->peer_fin = 1;
     c->ev_peer_closed = 1;
     if (c->fin_sent) teardown_locked(c, IOCP_REASON_PEER_CLOSED, 0);
   } else {
+    c->active_tick = iocp__timer_tick(c->server);
     c->rbuf = buf; /* the event holds it until on_data returns */
     c->ev_data = 1;
     c->ev_data_len = bytes;
@@ -317,9 +365,14 @@ void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes) {
     assert(bytes <= c->sendq.queued); /* an engine never reports more than it was given */
     if (bytes > c->sendq.queued) bytes = (size_t)c->sendq.queued;
     iocp__sendq_consume(&c->sendq, bytes);
+    if (bytes > 0) c->active_tick = iocp__timer_tick(c->server);
     iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, (int64_t)bytes);
     iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)bytes);
     if (c->server->cb.on_sent != NULL) c->ev_sent += bytes;
+    if (c->drain_armed && c->sendq.queued <= c->drain_mark) {
+      c->drain_armed = 0;
+      c->ev_drain = 1;
+    }
     start_send_locked(c);
   }
   deliver_locked(c);
@@ -342,11 +395,10 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg) {
 
 /* ---- The per-connection API ----------------------------------------------------- */
 
-typedef int (*conn_op_fn)(iocp__conn *c, void *arg);
 
 /* Looks the id up and runs op with the connection's lock held; then makes
  * sure a worker delivers whatever the op made due. */
-static int with_conn(iocp_server *s, iocp_conn_id id, conn_op_fn op, void *arg) {
+int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
   iocp__conn *c;
   int rc;
   if (s == NULL) return IOCP_EINVAL;
@@ -358,6 +410,10 @@ static int with_conn(iocp_server *s, iocp_conn_id id, conn_op_fn op, void *arg) 
   iocp__mutex_unlock(&c->lock);
   iocp__conn_unref(c);
   return rc;
+}
+
+static int with_conn(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
+  return iocp__conn_with(s, id, op, arg);
 }
 
 typedef struct send_args {
@@ -372,12 +428,16 @@ static int send_locked(iocp__conn *c, void *arg) {
    * connection has ended meanwhile: that is the caller's own doing. */
   if (c->shut_req) return IOCP_ESHUTDOWN;
   if (c->closing) return IOCP_ECLOSED;
-  if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) return IOCP_EQUEUEFULL;
-  rc = iocp__sendq_push(&c->sendq, a->data, a->len);
-  if (rc == IOCP_OK) {
-    iocp__stat_add(c->server, IOCP__STAT_QUEUED, (int64_t)a->len);
-    start_send_locked(c);
+  if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) {
+    /* on_drain tells when to try again (once bytes are queued to go out). */
+    if (c->server->cb.on_drain != NULL && c->sendq.queued > 0) c->drain_armed = 1;
+    return IOCP_EQUEUEFULL;
   }
+  rc = iocp__sendq_push(&c->sendq, a->data, a->len);
+  if (rc != IOCP_OK) return rc;
+  iocp__stat_add(c->server, IOCP__STAT_QUEUED, (int64_t)a->len);
+  if (c->server->cb.on_drain != NULL && c->sendq.queued > c->drain_mark) c->drain_armed = 1;
+  start_send_locked(c);
   return rc;
 }
 

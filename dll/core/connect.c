@@ -38,7 +38,7 @@ int IOCP_CALL iocp_connect(iocp_server *s, const char *address, uint16_t port,
   iocp__eng_conn_init(c);
   iocp__address_format((const struct sockaddr *)&addr, c->peer_addr, sizeof(c->peer_addr),
                        &c->peer_port);
-  rc = iocp__table_insert(&s->table, c);
+  rc = iocp__table_insert(&s->table, c, 0); /* max_connections is for accepts */
   if (rc != IOCP_OK) {
     iocp__conn_unref(c); /* nobody saw it */
     return rc;

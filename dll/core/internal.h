@@ -40,6 +40,7 @@ struct iocp__conn {
   iocp_conn_id id;
   iocp__refcount refs;
   struct iocp__conn *table_next; /* hash chain, under the table shard lock */
+  uint8_t capped;           /* under the shard lock: counted in table.capped */
 
   iocp__mutex lock;
   /* Everything below is under `lock`. */
@@ -61,11 +62,19 @@ struct iocp__conn {
    * was handed to the engine; the error that ended it before on_connect. */
   unsigned outbound : 1;
   unsigned connect_started : 1;
+  unsigned paused : 1;      /* iocp_pause_recv(): no receive is posted */
+  unsigned in_data : 1;     /* on_data runs: rbuf is the callback's */
+  unsigned drain_armed : 1; /* the queue went above drain_mark */
+  unsigned ev_drain : 1;    /* on_drain is due */
   int connect_error;
   int reason;               /* enum iocp_reason once closing */
   size_t ev_data_len;
   uint64_t ev_sent;
   iocp__sendq sendq;
+  uint64_t drain_mark;
+  void *context;            /* iocp_set_context() */
+  uint32_t idle_ms;         /* idle timeout, 0: none */
+  uint32_t active_tick;     /* server tick of the last traffic (timer.c) */
 
   uint16_t peer_port;
   char peer_addr[64];
@@ -73,6 +82,19 @@ struct iocp__conn {
 };
 
 void iocp__conn_ref(iocp__conn *c);
+
+/* For the controls (controls.c, timer.c, stop.c): the state machine's
+ * steps, each with the connection's lock held. */
+typedef int (*iocp__conn_op)(iocp__conn *c, void *arg);
+/* Looks id up, runs op under the connection's lock, then makes sure a
+ * worker delivers what op made due. IOCP_EINVAL / IOCP_ENOTFOUND / op's. */
+int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg);
+void iocp__conn_teardown_locked(iocp__conn *c, int reason, int abortive);
+void iocp__conn_start_recv_locked(iocp__conn *c);
+void iocp__conn_start_send_locked(iocp__conn *c);
+void iocp__conn_kick_locked(iocp__conn *c);
+/* The connection whose callback runs on this thread, or NULL. */
+iocp__conn *iocp__conn_current(void);
 
 /* ---- Connection table (conn_table.c) ----------------------------------------- */
 
@@ -92,12 +114,15 @@ typedef struct iocp__table {
   void *mem;
   uint8_t *base;
   size_t stride;
+  iocp__refcount capped; /* connections counted against a limit (insert) */
 } iocp__table;
 
 int iocp__table_init(iocp__table *t, size_t line); /* IOCP_ENOMEM */
 void iocp__table_free(iocp__table *t);
-/* Adds c (the table holds a reference). IOCP_ECLOSED once the table is closed. */
-int iocp__table_insert(iocp__table *t, iocp__conn *c);
+/* Adds c (the table holds a reference). IOCP_ECLOSED once the table is
+ * closed, IOCP__EFULL when `limit` (0: none) connections are in it. */
+#define IOCP__EFULL (-1000)
+int iocp__table_insert(iocp__table *t, iocp__conn *c, uint32_t limit);
 /* Removes the id; returns the connection whose table reference passes to the
  * caller, or NULL. */
 iocp__conn *iocp__table_remove(iocp__table *t, iocp_conn_id id);
@@ -107,6 +132,8 @@ iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id);
  * with that shard's lock held. */
 void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
 uint64_t iocp__table_count(const iocp__table *t);
+/* Calls fn on every connection, with its shard's lock held. */
+void iocp__table_each(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
 
 /* ---- Workers, buffers and statistics (worker.c) ------------------------------
  * The per-worker slots are private to worker.c; engine.h declares the rest. */
@@ -147,7 +174,28 @@ struct iocp_server {
   iocp__mutex lock;
   iocp__cond cond;
   int destroying;        /* under lock */
+  int stopping;          /* under lock: iocp_stop_graceful() ran */
+  uint64_t refused;      /* under lock: refused at max_connections */
+
+  /* The idle timer (timer.c), started by the first idle timeout. */
+  iocp__cond timer_cond;
+  iocp__thread timer_thread;
+  int timer_running;     /* under lock */
+  int timer_quit;        /* under lock */
+  uint32_t sweep_ms;     /* under lock: the sweep period */
+  uint64_t t0;           /* iocp__now_ms() at creation */
+  iocp__atomic32 tick;   /* ms since t0 as of the last sweep */
 };
+
+/* ---- Idle timer (timer.c) ------------------------------------------------------ */
+
+/* Starts the timer thread if needed and makes its period fit timeout_ms.
+ * Takes s->lock. 0, IOCP_ESTOPPED (destroying) or IOCP_ESYSTEM. */
+int iocp__timer_need(iocp_server *s, uint32_t timeout_ms);
+/* Stops and joins the timer thread (iocp_destroy). */
+void iocp__timer_stop(iocp_server *s);
+/* The server's coarse clock, for a connection's active_tick. */
+static inline uint32_t iocp__timer_tick(iocp_server *s) { return iocp__load32(&s->tick); }
 
 /* Teardown of every connection by iocp_destroy(). */
 void iocp__conn_destroy_one(iocp__conn *c, void *arg);

@@ -34,6 +34,12 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   if (rc != IOCP_OK) goto fail_tables;
   iocp__mutex_init(&s->lock);
   iocp__cond_init(&s->cond);
+  iocp__cond_init(&s->timer_cond);
+  s->t0 = iocp__now_ms();
+  if (s->cfg.idle_timeout_ms != 0) {
+    rc = iocp__timer_need(s, s->cfg.idle_timeout_ms);
+    if (rc != IOCP_OK) goto fail_sync;
+  }
 
   /* The handle is the caller's before the first accept can complete. */
   *server = s;
@@ -45,6 +51,8 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   return IOCP_OK;
 
 fail_sync:
+  iocp__timer_stop(s);
+  iocp__cond_destroy(&s->timer_cond);
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
 fail_tables:
@@ -62,6 +70,7 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
   iocp__mutex_lock(&s->lock);
   s->destroying = 1;
   iocp__mutex_unlock(&s->lock);
+  iocp__timer_stop(s);
 
   iocp__eng_stop_accepting(s);
   /* From here no connection can join the table; every one in it ends. */
@@ -73,6 +82,7 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
 
   iocp__eng_finish(s);
 
+  iocp__cond_destroy(&s->timer_cond);
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
   iocp__workers_free(&s->workers);

@@ -402,6 +402,23 @@ static void resume_accepting(struct iocp__eng_server *e) {
   iocp__mutex_unlock(&e->accept_lock);
 }
 
+/* TCP keep-alive as configured; best effort, like TCP_NODELAY. Linux
+ * counts whole seconds: round up, so a probe is never early. */
+static void set_keepalive(iocp_server *s, int fd) {
+  const iocp_config *cfg = iocp__server_config(s);
+  int on = 1, secs;
+  if (!cfg->keepalive) return;
+  iocp__hooks.setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  if (cfg->keepalive_idle_ms != 0) {
+    secs = (int)((cfg->keepalive_idle_ms + 999) / 1000);
+    iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof(secs));
+  }
+  if (cfg->keepalive_interval_ms != 0) {
+    secs = (int)((cfg->keepalive_interval_ms + 999) / 1000);
+    iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &secs, sizeof(secs));
+  }
+}
+
 /* Turns one accepted socket into a connection; a failure drops this socket
  * only. on_connect runs inline, on this worker. */
 static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *peer) {
@@ -418,6 +435,7 @@ static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *pe
     int on = 1;
     iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   }
+  set_keepalive(s, fd);
   iocp__eng_conn_init(c);
   rc = iocp__linux_register(c, fd);
   if (rc != IOCP_OK) {

@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <mstcpip.h>
 #include <string.h>
 
 #define IOCP__KEY_STOP ((ULONG_PTR)1)
@@ -111,6 +112,23 @@ static void retry_parked(iocp_server *s) {
   }
 }
 
+/* TCP keep-alive as configured; best effort, like TCP_NODELAY. Windows
+ * takes both times at once (SIO_KEEPALIVE_VALS): a 0 gets its default. */
+static void set_keepalive(iocp_server *s, SOCKET sock) {
+  const iocp_config *cfg = iocp__server_config(s);
+  BOOL on = TRUE;
+  if (!cfg->keepalive) return;
+  iocp__hooks.setsockopt(sock, SOL_SOCKET, SO_KEEPALIVE, (const char *)&on, sizeof(on));
+  if (cfg->keepalive_idle_ms != 0 || cfg->keepalive_interval_ms != 0) {
+    struct tcp_keepalive ka;
+    DWORD got = 0;
+    ka.onoff = 1;
+    ka.keepalivetime = cfg->keepalive_idle_ms ? cfg->keepalive_idle_ms : 7200000;
+    ka.keepaliveinterval = cfg->keepalive_interval_ms ? cfg->keepalive_interval_ms : 1000;
+    iocp__hooks.wsaioctl(sock, SIO_KEEPALIVE_VALS, &ka, sizeof(ka), NULL, 0, &got, NULL, NULL);
+  }
+}
+
 /* Turns a completed AcceptEx into a connection. A failure here (the peer
  * already gone, SO_UPDATE_ACCEPT_CONTEXT refused, out of memory) drops this
  * one socket only; the accept is posted again first in every case. */
@@ -137,6 +155,7 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
     BOOL on = TRUE;
     iocp__hooks.setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof(on));
   }
+  if (err == 0) set_keepalive(s, sock);
   if (err == 0) {
     struct sockaddr *local = NULL, *remote = NULL;
     int llen = 0, rlen = 0;

@@ -31,6 +31,34 @@ static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) {
 }
 static inline void iocp__cond_broadcast(iocp__cond *c) { WakeAllConditionVariable(c); }
 
+/* Waits at most ms milliseconds (or until woken); spurious wake-ups happen. */
+static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
+  SleepConditionVariableSRW(c, m, ms, 0);
+}
+
+/* Monotonic milliseconds. */
+static inline uint64_t iocp__now_ms(void) { return GetTickCount64(); }
+
+/* A thread of the core's own (the idle timer); 0 or an IOCP_ code. */
+typedef HANDLE iocp__thread;
+static inline int iocp__thread_start(iocp__thread *t, DWORD(WINAPI *fn)(void *), void *arg) {
+  *t = CreateThread(NULL, 0, fn, arg, 0, NULL);
+  return *t != NULL ? 0 : -10 /* IOCP_ESYSTEM */;
+}
+static inline void iocp__thread_join(iocp__thread t) {
+  WaitForSingleObject(t, INFINITE);
+  CloseHandle(t);
+}
+#define IOCP__THREAD_FN(name, arg) DWORD WINAPI name(void *arg)
+#define IOCP__THREAD_RETURN return 0
+
+/* A 32-bit value written by one thread and read by others, untorn. */
+typedef volatile LONG iocp__atomic32;
+static inline uint32_t iocp__load32(const iocp__atomic32 *p) { return (uint32_t)*p; }
+static inline void iocp__store32(iocp__atomic32 *p, uint32_t v) {
+  InterlockedExchange((LONG *)p, (LONG)v);
+}
+
 /* A reference count; iocp__ref_add returns the value before adding. */
 typedef volatile LONG iocp__refcount;
 static inline long iocp__ref_add(iocp__refcount *r, long d) { return InterlockedExchangeAdd(r, d); }

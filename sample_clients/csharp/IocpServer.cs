@@ -35,6 +35,10 @@ namespace IocpSrv
         Reset = 2,
         LocalClose = 3,
         Destroy = 4,
+        /// <summary>No traffic for its idle timeout (1.1).</summary>
+        IdleTimeout = 5,
+        /// <summary>StopGracefully reached its deadline (1.1).</summary>
+        StopDeadline = 6,
     }
 
     /// <summary>The library's error codes (enum iocp_errno); never renumbered.</summary>
@@ -58,6 +62,7 @@ namespace IocpSrv
         public const int ETimedOut = -17;
         public const int EUnreach = -18;
         public const int EMFile = -19;
+        public const int EStopped = -20;
     }
 
     /// <summary>Levels of OnLog messages (enum iocp_log_level); lower is more severe.</summary>
@@ -139,7 +144,10 @@ namespace IocpSrv
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void OnConnectFailedFn(IntPtr server, IntPtr user, ulong id, int error);
 
-        // struct iocp_callbacks: 64 bytes on 64-bit, 36 on 32-bit. Function
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnDrainFn(IntPtr server, IntPtr user, ulong id, ulong queued);
+
+        // struct iocp_callbacks: 72 bytes on 64-bit, 40 on 32-bit. Function
         // pointers are kept as IntPtr (from GetFunctionPointerForDelegate) so
         // the struct stays blittable and no marshaling copies are involved.
         [StructLayout(LayoutKind.Sequential)]
@@ -154,9 +162,10 @@ namespace IocpSrv
             public IntPtr OnDisconnect;
             public IntPtr OnLog;            // 1.1
             public IntPtr OnConnectFailed;  // 1.1
+            public IntPtr OnDrain;          // 1.1
         }
 
-        // struct iocp_config: 56 bytes on 64-bit (and on Windows x86, where
+        // struct iocp_config: 88 bytes on 64-bit (and on Windows x86, where
         // uint64_t is 8-aligned inside structs). BindAddress is an IntPtr to
         // an ANSI string we allocate, not a marshaled string: iocp_config_init
         // writes a pointer to the library's own static text into it, which
@@ -177,6 +186,14 @@ namespace IocpSrv
             public uint Reserved2;
             public uint DualStack;          // 1.1
             public uint Reserved3;
+            // 1.1
+            public uint IdleTimeoutMs;
+            public uint MaxConnections;
+            public uint KeepAlive;
+            public uint KeepAliveIdleMs;
+            public uint KeepAliveIntervalMs;
+            public uint Reserved4;
+            public ulong DrainMark;
         }
 
         // struct iocp_statistics: 72 bytes everywhere (all fields 8-aligned).
@@ -246,6 +263,38 @@ namespace IocpSrv
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_connect(ServerHandle server, byte[] address, ushort port, out ulong id);
+        // 1.1
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_context(ServerHandle server, ulong id, IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_get_context(ServerHandle server, ulong id, out IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_pause_recv(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_resume_recv(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_drain_mark(ServerHandle server, ulong id, ulong mark);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_idle_timeout(ServerHandle server, ulong id, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stop_graceful(ServerHandle server, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong iocp_refused_count(ServerHandle server);
+
+        // The same two on the raw handle a callback receives: valid there
+        // even while Dispose (iocp_destroy) runs and the SafeHandle is closed.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_get_context")]
+        internal static extern int GetContextRaw(IntPtr server, ulong id, out IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_set_context")]
+        internal static extern int SetContextRaw(IntPtr server, ulong id, IntPtr context);
     }
 
     /// <summary>
@@ -282,6 +331,10 @@ namespace IocpSrv
         public const int VersionMinor = 1;
         public const int VersionPatch = 0;
         public const uint VersionNumber = (VersionMajor << 16) | (VersionMinor << 8) | VersionPatch;
+
+        // Limits of the 1.1 controls (IOCP_MAX_TIMEOUT_MS, IOCP_MAX_KEEPALIVE_MS).
+        public const int MaxTimeoutMs = 2147483647;
+        public const int MaxKeepaliveMs = 32767000;
 
         /// <summary>IOCP_VERSION_COMPATIBLE: same major, equal or newer minor.</summary>
         public static bool IsCompatible(uint loaded)
@@ -341,14 +394,17 @@ namespace IocpSrv
         private static void CheckLayout()
         {
             int p = IntPtr.Size;
-            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 56);
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 88);
             Expect("iocp_config.bind_address", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "BindAddress"), 8);
             Expect("iocp_config.threads", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Threads"), 8 + p);
             Expect("iocp_config.max_send_queue", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "MaxSendQueue"), 32);
             Expect("iocp_config.nodelay", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "NoDelay"), 40);
             Expect("iocp_config.dual_stack", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "DualStack"), 48);
-            Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 7 * p);
+            Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 8 * p);
             Expect("iocp_callbacks.on_log", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnLog"), 8 + 5 * p);
+            Expect("iocp_config.idle_timeout_ms", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "IdleTimeoutMs"), 56);
+            Expect("iocp_config.drain_mark", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "DrainMark"), 80);
+            Expect("iocp_callbacks.on_drain", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnDrain"), 8 + 7 * p);
             Expect("iocp_callbacks.on_connect", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnConnect"), 8);
         }
 
@@ -364,6 +420,7 @@ namespace IocpSrv
     public delegate void SentHandler(IocpServer server, ulong id, ulong bytes);
     public delegate void PeerClosedHandler(IocpServer server, ulong id);
     public delegate void DisconnectHandler(IocpServer server, ulong id, IocpReason reason);
+    public delegate void DrainHandler(IocpServer server, ulong id, ulong queued);
     public delegate void ErrorHandler(IocpServer server, string callback, Exception error);
     public delegate void LogHandler(IocpServer server, IocpLogLevel level, int code, string text);
     public delegate void ConnectFailedHandler(IocpServer server, ulong id, int error);
@@ -381,6 +438,17 @@ namespace IocpSrv
         public bool NoDelay = true;           // TCP_NODELAY on accepted connections
         /// <summary>With an IPv6 Bind such as "::", take IPv4 connections too (IPV6_V6ONLY off).</summary>
         public bool DualStack;
+        // 1.1 controls, all off by default (see api/iocpsrv.h).
+        /// <summary>End a connection silent this long (IocpReason.IdleTimeout); 0 = never.</summary>
+        public uint IdleTimeoutMs;
+        /// <summary>Refuse connections past this many (counted in RefusedCount); 0 = no limit.</summary>
+        public uint MaxConnections;
+        /// <summary>TCP keep-alive; the times in ms, 0 = the system's value.</summary>
+        public bool KeepAlive;
+        public uint KeepAliveIdleMs;
+        public uint KeepAliveIntervalMs;
+        /// <summary>OnDrain fires when a queue falls to this many bytes (0 = empty).</summary>
+        public ulong DrainMark;
 
         /// <summary>Return false (or throw) to refuse the connection.</summary>
         public ConnectHandler OnConnect;
@@ -390,6 +458,8 @@ namespace IocpSrv
         /// <summary>When null the library sends what is queued, then closes.</summary>
         public PeerClosedHandler OnPeerClosed;
         public DisconnectHandler OnDisconnect;
+        /// <summary>The queue fell to the drain mark: produce again (1.1).</summary>
+        public DrainHandler OnDrain;
         /// <summary>A callback threw; default: print to standard error.</summary>
         public ErrorHandler OnError;
         /// <summary>
@@ -434,6 +504,7 @@ namespace IocpSrv
         private readonly NativeMethods.OnDisconnectFn onDisconnect;
         private readonly NativeMethods.OnLogFn onLog;
         private readonly NativeMethods.OnConnectFailedFn onConnectFailed;
+        private readonly NativeMethods.OnDrainFn onDrain;
 
         // The servers whose callbacks run on this thread (for Dispose).
         [ThreadStatic] private static List<IocpServer> running;
@@ -486,14 +557,19 @@ namespace IocpSrv
             if (options.MaxSendQueue != 0) config.MaxSendQueue = options.MaxSendQueue;
             config.NoDelay = options.NoDelay ? 1u : 0u;
             config.DualStack = options.DualStack ? 1u : 0u;
+            config.IdleTimeoutMs = options.IdleTimeoutMs;
+            config.MaxConnections = options.MaxConnections;
+            config.KeepAlive = options.KeepAlive ? 1u : 0u;
+            config.KeepAliveIdleMs = options.KeepAliveIdleMs;
+            config.KeepAliveIntervalMs = options.KeepAliveIntervalMs;
+            config.DrainMark = options.DrainMark;
 
             var callbacks = new NativeMethods.Callbacks();
             callbacks.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Callbacks));
-            if (options.OnConnect != null)
-            {
-                onConnect = ConnectTrampoline;
-                callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
-            }
+            // OnConnect and OnDisconnect are always set: they free the
+            // context of a refused or ended connection.
+            onConnect = ConnectTrampoline;
+            callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
             if (options.OnData != null)
             {
                 onData = DataTrampoline;
@@ -509,10 +585,12 @@ namespace IocpSrv
                 onPeerClosed = PeerClosedTrampoline;
                 callbacks.OnPeerClosed = Marshal.GetFunctionPointerForDelegate(onPeerClosed);
             }
-            if (options.OnDisconnect != null)
+            onDisconnect = DisconnectTrampoline;
+            callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
+            if (options.OnDrain != null)
             {
-                onDisconnect = DisconnectTrampoline;
-                callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
+                onDrain = DrainTrampoline;
+                callbacks.OnDrain = Marshal.GetFunctionPointerForDelegate(onDrain);
             }
             if (options.OnLog != null)
             {
@@ -525,7 +603,7 @@ namespace IocpSrv
                 callbacks.OnConnectFailed = Marshal.GetFunctionPointerForDelegate(onConnectFailed);
             }
             handle.KeepAlive = new object[] { onConnect, onData, onSent, onPeerClosed, onDisconnect,
-                                              onLog, onConnectFailed };
+                                              onLog, onConnectFailed, onDrain };
 
             IntPtr bind = Marshal.StringToHGlobalAnsi(options.Bind ?? "127.0.0.1");
             int rc;
@@ -642,6 +720,77 @@ namespace IocpSrv
             return n;
         }
 
+        // ---- 1.1 controls; any thread, callbacks included ----
+
+        /// <summary>
+        /// Attaches any object to the connection (null clears it); GetContext
+        /// returns it until OnDisconnect has returned (there included). The
+        /// library holds a GCHandle, freed when the connection ends.
+        /// </summary>
+        public void SetContext(ulong id, object context)
+        {
+            IntPtr old;
+            bool hadOld = NativeMethods.iocp_get_context(handle, id, out old) == 0 && old != IntPtr.Zero;
+            IntPtr p = context != null ? GCHandle.ToIntPtr(GCHandle.Alloc(context)) : IntPtr.Zero;
+            int rc = NativeMethods.iocp_set_context(handle, id, p);
+            if (rc != 0)
+            {
+                if (p != IntPtr.Zero) GCHandle.FromIntPtr(p).Free();
+                throw new IocpException(rc, "iocp_set_context");
+            }
+            if (hadOld && old != p) GCHandle.FromIntPtr(old).Free();
+        }
+
+        /// <summary>The object set with SetContext, or null.</summary>
+        public object GetContext(ulong id)
+        {
+            IntPtr p;
+            Check(NativeMethods.iocp_get_context(handle, id, out p), "iocp_get_context");
+            return p != IntPtr.Zero ? GCHandle.FromIntPtr(p).Target : null;
+        }
+
+        /// <summary>Stops receiving (iocp_pause_recv): the peer's bytes wait in the kernel.</summary>
+        public void PauseReceive(ulong id) { Check(NativeMethods.iocp_pause_recv(handle, id), "iocp_pause_recv"); }
+
+        /// <summary>Receives again after PauseReceive (iocp_resume_recv).</summary>
+        public void ResumeReceive(ulong id) { Check(NativeMethods.iocp_resume_recv(handle, id), "iocp_resume_recv"); }
+
+        /// <summary>OnDrain fires when this connection's queue falls to mark bytes (0 = empty).</summary>
+        public void SetDrainMark(ulong id, ulong mark) { Check(NativeMethods.iocp_set_drain_mark(handle, id, mark), "iocp_set_drain_mark"); }
+
+        /// <summary>This connection's idle timeout in ms (0 = none); its clock restarts.</summary>
+        public void SetIdleTimeout(ulong id, uint timeoutMs) { Check(NativeMethods.iocp_set_idle_timeout(handle, id, timeoutMs), "iocp_set_idle_timeout"); }
+
+        /// <summary>
+        /// Graceful stop (iocp_stop_graceful): stops accepting, half-closes
+        /// every connection after its queued bytes, waits up to timeoutMs for
+        /// the peers to finish, then closes the rest (IocpReason.StopDeadline).
+        /// Returns how many were closed at the deadline. Blocks; not from
+        /// inside a callback (EInCallback). Dispose afterwards.
+        /// </summary>
+        public int StopGracefully(uint timeoutMs)
+        {
+            int rc = NativeMethods.iocp_stop_graceful(handle, timeoutMs);
+            Check(rc, "iocp_stop_graceful");
+            return rc;
+        }
+
+        /// <summary>Connections refused because MaxConnections was reached.</summary>
+        public ulong RefusedCount { get { return NativeMethods.iocp_refused_count(handle); } }
+
+        // In the connection's last callback: the library hands the pointer
+        // back without a lookup; nobody can reach it afterwards.
+        private static void ReleaseContext(IntPtr server, ulong id)
+        {
+            IntPtr p;
+            if (NativeMethods.GetContextRaw(server, id, out p) == 0 && p != IntPtr.Zero)
+            {
+                // Cleared where the id still resolves (a refusal); stale otherwise.
+                NativeMethods.SetContextRaw(server, id, IntPtr.Zero);
+                GCHandle.FromIntPtr(p).Free();
+            }
+        }
+
         /// <summary>
         /// Destroys the server (iocp_destroy). From inside one of this
         /// server's callbacks it throws IocpException(EInCallback) and
@@ -706,19 +855,24 @@ namespace IocpSrv
             try
             {
                 Enter();
+                int refuse = 1;   // it never decided to keep the peer: refuse
                 try
                 {
-                    return options.OnConnect(this, id, Marshal.PtrToStringAnsi(address), port) ? 0 : 1;
+                    refuse = options.OnConnect == null ||
+                             options.OnConnect(this, id, Marshal.PtrToStringAnsi(address), port) ? 0 : 1;
+                    return refuse;
                 }
                 finally
                 {
+                    // No OnDisconnect follows a refusal: free a context here.
+                    if (refuse != 0) ReleaseContext(server, id);
                     Leave();
                 }
             }
             catch (Exception e)
             {
                 Report("OnConnect", e);
-                return 1;   // it never decided to keep the peer: refuse
+                return 1;
             }
         }
 
@@ -809,12 +963,30 @@ namespace IocpSrv
             try
             {
                 Enter();
-                try { options.OnDisconnect(this, id, (IocpReason)reason); }
-                finally { Leave(); }
+                try { if (options.OnDisconnect != null) options.OnDisconnect(this, id, (IocpReason)reason); }
+                finally
+                {
+                    ReleaseContext(server, id);
+                    Leave();
+                }
             }
             catch (Exception e)
             {
                 Report("OnDisconnect", e);
+            }
+        }
+
+        private void DrainTrampoline(IntPtr server, IntPtr user, ulong id, ulong queued)
+        {
+            try
+            {
+                Enter();
+                try { options.OnDrain(this, id, queued); }
+                finally { Leave(); }
+            }
+            catch (Exception e)
+            {
+                Report("OnDrain", e);
             }
         }
     }

@@ -43,7 +43,7 @@ import sys
 import threading
 import traceback
 import weakref
-from typing import Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 __all__ = [
     "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "VERSION_NUMBER",
@@ -51,6 +51,7 @@ __all__ = [
     "IocpError", "LibraryError", "Server",
     "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
     "LOG_ERROR", "LOG_WARN", "LOG_INFO", "ADDRSTRLEN",
+    "REASON_IDLE_TIMEOUT", "REASON_STOP_DEADLINE", "MAX_TIMEOUT_MS", "MAX_KEEPALIVE_MS",
 ]
 
 # ---- Mirror of the header --------------------------------------------------
@@ -80,12 +81,19 @@ ECONNREFUSED = -16
 ETIMEDOUT = -17
 EUNREACH = -18
 EMFILE = -19
+ESTOPPED = -20
 
 # enum iocp_reason, passed to on_disconnect.
 REASON_PEER_CLOSED = 1
 REASON_RESET = 2
 REASON_LOCAL_CLOSE = 3
 REASON_DESTROY = 4
+REASON_IDLE_TIMEOUT = 5
+REASON_STOP_DEADLINE = 6
+
+# Limits of the 1.1 controls (IOCP_MAX_TIMEOUT_MS, IOCP_MAX_KEEPALIVE_MS).
+MAX_TIMEOUT_MS = 2147483647
+MAX_KEEPALIVE_MS = 32767000
 
 # enum iocp_log_level, passed to on_log (lower is more severe).
 LOG_ERROR = 1
@@ -110,6 +118,7 @@ PeerClosedHandler = Callable[["Server", int], None]
 DisconnectHandler = Callable[["Server", int, int], None]
 ConnectFailedHandler = Callable[["Server", int, int], None]
 LogHandler = Callable[["Server", int, int, str], None]
+DrainHandler = Callable[["Server", int, int], None]
 ErrorHandler = Callable[["Server", str, BaseException], None]
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -132,8 +141,11 @@ ON_LOG = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, ctypes.c_int, ctypes
 ON_CONNECT_FAILED = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_int)
 
 
+ON_DRAIN = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_uint64)
+
+
 class _Callbacks(ctypes.Structure):
-    """struct iocp_callbacks (64 bytes on 64-bit, 36 on 32-bit)."""
+    """struct iocp_callbacks (72 bytes on 64-bit, 40 on 32-bit)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("reserved_", ctypes.c_uint32),
@@ -144,11 +156,12 @@ class _Callbacks(ctypes.Structure):
         ("on_disconnect", ON_DISCONNECT),
         ("on_log", ON_LOG),                        # 1.1
         ("on_connect_failed", ON_CONNECT_FAILED),  # 1.1
+        ("on_drain", ON_DRAIN),                    # 1.1
     ]
 
 
 class _Config(ctypes.Structure):
-    """struct iocp_config (56 bytes on 64-bit; the uint64 is 8-aligned)."""
+    """struct iocp_config (88 bytes on 64-bit; the uint64s are 8-aligned)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("port", ctypes.c_uint16),
@@ -163,6 +176,14 @@ class _Config(ctypes.Structure):
         ("reserved2_", ctypes.c_uint32),
         ("dual_stack", ctypes.c_uint32),           # 1.1
         ("reserved3_", ctypes.c_uint32),
+        # 1.1
+        ("idle_timeout_ms", ctypes.c_uint32),
+        ("max_connections", ctypes.c_uint32),
+        ("keepalive", ctypes.c_uint32),
+        ("keepalive_idle_ms", ctypes.c_uint32),
+        ("keepalive_interval_ms", ctypes.c_uint32),
+        ("reserved4_", ctypes.c_uint32),
+        ("drain_mark", ctypes.c_uint64),
     ]
 
 
@@ -230,6 +251,15 @@ _SIGNATURES = {
                                            ctypes.POINTER(ctypes.c_uint16)]),
     "iocp_connect": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
                                     ctypes.POINTER(_conn_id)]),
+    # 1.1
+    "iocp_set_context": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_void_p]),
+    "iocp_get_context": (ctypes.c_int, [_server_p, _conn_id, ctypes.POINTER(ctypes.c_void_p)]),
+    "iocp_pause_recv": (ctypes.c_int, [_server_p, _conn_id]),
+    "iocp_resume_recv": (ctypes.c_int, [_server_p, _conn_id]),
+    "iocp_set_drain_mark": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_uint64]),
+    "iocp_set_idle_timeout": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_uint32]),
+    "iocp_stop_graceful": (ctypes.c_int, [_server_p, ctypes.c_uint32]),
+    "iocp_refused_count": (ctypes.c_uint64, [_server_p]),
 }
 
 _lib = None
@@ -358,7 +388,14 @@ class Server:
       bind="127.0.0.1", threads=0 (one per processor), backlog=0,
       accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True
       (0 keeps the library default), dual_stack=False (True: an IPv6 bind
-      address such as "::" takes IPv4 connections too), and the callbacks:
+      address such as "::" takes IPv4 connections too), the 1.1 controls,
+      all off by default:
+      idle_timeout_ms=0 (end a connection silent that long with
+      REASON_IDLE_TIMEOUT), max_connections=0 (refuse past it, counted in
+      refused_count), keepalive=False, keepalive_idle_ms=0,
+      keepalive_interval_ms=0 (TCP keep-alive; 0 = system value),
+      drain_mark=0 (on_drain fires when a queue falls to it); and the
+      callbacks:
 
       on_connect(server, id, address: str, port: int) -> bool | None
           Return False (or raise) to refuse the connection; None or a true
@@ -377,13 +414,18 @@ class Server:
           failed accepts, running out of descriptors, a worker leaving. May
           run on several threads at once, and on the creating thread during
           the constructor (then `server` is not usable yet).
+      on_drain(server, id, queued: int)
+          The queue fell from above the connection's drain mark to at or
+          below it (also after send() raised EQUEUEFULL): produce again.
       on_error(server, where: str, exc: BaseException)
           Called when a callback raised; default prints to stderr.
 
     Every callback runs on a library worker thread with the GIL held (ctypes
     takes it), receives this Server object, and may call send(), shutdown(),
-    close(), queued(), port and connection_count. It must not call
-    destroy()/close() of the server itself: the library returns
+    close(), queued(), the per-connection controls (set_context(),
+    context(), pause_reading(), resume_reading(), set_drain_mark(),
+    set_idle_timeout()), port and connection_count. It must not call
+    destroy()/close()/stop() of the server itself: the library returns
     IOCP_EINCALLBACK there, raised as IocpError.
 
     Use it as a context manager, or call destroy() when done; the ctypes
@@ -393,6 +435,9 @@ class Server:
     def __init__(self, *, port: int = 50000, bind: str = "127.0.0.1", threads: int = 0,
                  backlog: int = 0, accepts_posted: int = 0, recv_buffer_size: int = 0,
                  max_send_queue: int = 0, nodelay: bool = True,
+                 idle_timeout_ms: int = 0, max_connections: int = 0, keepalive: bool = False,
+                 keepalive_idle_ms: int = 0, keepalive_interval_ms: int = 0,
+                 drain_mark: int = 0,
                  on_connect: Optional[ConnectHandler] = None,
                  on_data: Optional[DataHandler] = None,
                  on_sent: Optional[SentHandler] = None,
@@ -400,7 +445,8 @@ class Server:
                  on_disconnect: Optional[DisconnectHandler] = None,
                  on_error: Optional[ErrorHandler] = None, dual_stack: bool = False,
                  on_connect_failed: Optional[ConnectFailedHandler] = None,
-                 on_log: Optional[LogHandler] = None) -> None:
+                 on_log: Optional[LogHandler] = None,
+                 on_drain: Optional[DrainHandler] = None) -> None:
         lib = load()
         self._lib = lib
         self._on_error = on_error or _default_on_error
@@ -424,6 +470,22 @@ class Server:
             config.max_send_queue = max_send_queue
         config.nodelay = 1 if nodelay else 0
         config.dual_stack = 1 if dual_stack else 0
+        # Out-of-range values are left to iocp_create (IOCP_EINVAL); ctypes
+        # would silently truncate them, so range-check the widths here.
+        for name, value, top in (("idle_timeout_ms", idle_timeout_ms, 0xFFFFFFFF),
+                                 ("max_connections", max_connections, 0xFFFFFFFF),
+                                 ("keepalive_idle_ms", keepalive_idle_ms, 0xFFFFFFFF),
+                                 ("keepalive_interval_ms", keepalive_interval_ms, 0xFFFFFFFF),
+                                 ("drain_mark", drain_mark, 0xFFFFFFFFFFFFFFFF)):
+            if not 0 <= value <= top:
+                raise ValueError(f"{name} {value} is out of range")
+            setattr(config, name, value)
+        config.keepalive = 1 if keepalive else 0
+
+        # Contexts: a token (the native context pointer) -> the Python object.
+        self._contexts = {}
+        self._context_seq = 0
+        self._context_lock = threading.Lock()
 
         # The trampolines refer to this object only weakly, so an abandoned
         # Server can still be collected (and then destroyed by the finalizer).
@@ -432,9 +494,10 @@ class Server:
         callbacks.size = ctypes.sizeof(callbacks)
         callbacks.reserved_ = 0
         keepalive = []
-        if on_connect is not None:
-            keepalive.append(ON_CONNECT(_connect_trampoline(ref, on_connect)))
-            callbacks.on_connect = keepalive[-1]
+        # on_connect and on_disconnect are always set: they release the
+        # context of a refused or ended connection.
+        keepalive.append(ON_CONNECT(_connect_trampoline(ref, on_connect)))
+        callbacks.on_connect = keepalive[-1]
         if on_data is not None:
             keepalive.append(ON_DATA(_data_trampoline(ref, on_data)))
             callbacks.on_data = keepalive[-1]
@@ -456,6 +519,11 @@ class Server:
         if on_log is not None:
             keepalive.append(ON_LOG(_log_trampoline(ref, on_log)))
             callbacks.on_log = keepalive[-1]
+        keepalive.append(ON_DISCONNECT(_disconnect_trampoline(ref, on_disconnect)))
+        callbacks.on_disconnect = keepalive[-1]
+        if on_drain is not None:
+            keepalive.append(ON_DRAIN(_simple_trampoline(ref, on_drain, "on_drain")))
+            callbacks.on_drain = keepalive[-1]
         self._keepalive = keepalive
 
         # The library stores the handle here before any callback can run, so
@@ -538,6 +606,96 @@ class Server:
         n = ctypes.c_uint64()
         _check(self._lib.iocp_queued(self._handle(), id, ctypes.byref(n)), "iocp_queued")
         return n.value
+
+    # -- 1.1 controls; any thread, including callbacks --
+
+    def set_context(self, id: int, obj: Any) -> None:
+        """Attaches any object to connection `id` (None clears it); context(id)
+        returns it until the connection's on_disconnect has returned (there
+        included). Raises IocpError(ENOTFOUND) for an unknown or stale id."""
+        token = None
+        if obj is not None:
+            with self._context_lock:
+                self._context_seq += 1
+                token = self._context_seq
+                self._contexts[token] = obj
+        old = self._context_token(id, missing_ok=True)
+        rc = self._lib.iocp_set_context(self._handle(), id, token)
+        if rc < 0:
+            self._release_token(token)
+            raise IocpError(rc, "iocp_set_context")
+        if old != token:
+            self._release_token(old)
+
+    def context(self, id: int) -> Any:
+        """The object set with set_context(), or None."""
+        token = self._context_token(id)
+        with self._context_lock:
+            return self._contexts.get(token)
+
+    def pause_reading(self, id: int) -> None:
+        """Stops receiving on `id` (iocp_pause_recv): the peer's bytes stay in
+        the kernel and TCP flow control slows it down. Inside this
+        connection's on_data, no more data arrives until resume_reading()."""
+        _check(self._lib.iocp_pause_recv(self._handle(), id), "iocp_pause_recv")
+
+    def resume_reading(self, id: int) -> None:
+        """Receives again after pause_reading() (iocp_resume_recv)."""
+        _check(self._lib.iocp_resume_recv(self._handle(), id), "iocp_resume_recv")
+
+    def set_drain_mark(self, id: int, mark: int) -> None:
+        """on_drain fires when `id`'s queue falls to `mark` bytes (0: empty).
+        Raises IocpError(EINVAL) when mark >= max_send_queue."""
+        if not 0 <= mark <= 0xFFFFFFFFFFFFFFFF:
+            raise ValueError(f"mark {mark} is out of range")
+        _check(self._lib.iocp_set_drain_mark(self._handle(), id, mark), "iocp_set_drain_mark")
+
+    def set_idle_timeout(self, id: int, timeout_ms: int) -> None:
+        """Idle timeout of this connection in ms (0: none); its clock restarts.
+        Raises IocpError(EINVAL) above MAX_TIMEOUT_MS."""
+        if not 0 <= timeout_ms <= 0xFFFFFFFF:
+            raise IocpError(EINVAL, "iocp_set_idle_timeout")
+        _check(self._lib.iocp_set_idle_timeout(self._handle(), id, timeout_ms),
+               "iocp_set_idle_timeout")
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """Graceful stop (iocp_stop_graceful): stops accepting, half-closes
+        every connection after its queued bytes, waits up to `timeout`
+        seconds for the peers to finish, then closes the rest
+        (REASON_STOP_DEADLINE). Returns how many were closed at the
+        deadline. Not from inside a callback (IocpError EINCALLBACK); call
+        destroy() afterwards (or leave the with block)."""
+        ms = int(timeout * 1000)
+        if not 0 <= ms <= MAX_TIMEOUT_MS:
+            raise IocpError(EINVAL, "iocp_stop_graceful")
+        return _check(self._lib.iocp_stop_graceful(self._handle(), ms), "iocp_stop_graceful")
+
+    @property
+    def refused_count(self) -> int:
+        """Connections refused because max_connections was reached."""
+        return self._lib.iocp_refused_count(self._handle())
+
+    def _context_token(self, id, missing_ok=False):
+        p = ctypes.c_void_p()
+        rc = self._lib.iocp_get_context(self._handle(), id, ctypes.byref(p))
+        if rc < 0:
+            if missing_ok:
+                return None
+            raise IocpError(rc, "iocp_get_context")
+        return p.value
+
+    def _release_token(self, token):
+        if token is not None:
+            with self._context_lock:
+                self._contexts.pop(token, None)
+
+    def _release_context(self, id):
+        # In the connection's last callback: the library hands the token back
+        # without a lookup; afterwards nobody can reach it.
+        try:
+            self._release_token(self._context_token(id, missing_ok=True))
+        except BaseException as e:  # never into native code
+            self._report("context release", e)
 
     @property
     def port(self) -> int:
@@ -623,14 +781,32 @@ def _invoke(ref, where, fn, args, failed):
 
 def _connect_trampoline(ref, fn):
     def call(server, id, address, port):
+        if fn is None:
+            return 0
         addr = ctypes.string_at(address).decode("ascii") if address else ""
         keep = fn(server, id, addr, port)
         return 0 if keep is None or keep else 1
 
     def on_connect(_server, _user, id, address, port):
         # A failing on_connect refuses: it never decided to keep the peer.
-        return _invoke(ref, "on_connect", call, (id, address, port), 1)
+        refuse = _invoke(ref, "on_connect", call, (id, address, port), 1)
+        if refuse:
+            # No on_disconnect follows a refusal: release a context here.
+            server = ref()
+            if server is not None:
+                server._release_context(id)
+        return refuse
     return on_connect
+
+
+def _disconnect_trampoline(ref, fn):
+    def on_disconnect(_server, _user, id, reason):
+        if fn is not None:
+            _invoke(ref, "on_disconnect", fn, (id, reason), None)
+        server = ref()
+        if server is not None:
+            server._release_context(id)
+    return on_disconnect
 
 
 def _data_trampoline(ref, fn):

@@ -126,6 +126,14 @@ static void IOCP_CALL cb_sent(iocp_server *srv, void *user, iocp_conn_id id, uin
   leave(r, c);
 }
 
+static void IOCP_CALL cb_drain(iocp_server *srv, void *user, iocp_conn_id id, uint64_t queued) {
+  rec_server *r = user;
+  rec_conn *c = enter(r, srv, id, 0);
+  if (r->hooks.on_drain != NULL) r->hooks.on_drain(r, id, queued);
+  ts_counter_add(r->drains, 1);
+  leave(r, c);
+}
+
 static void IOCP_CALL cb_peer_closed(iocp_server *srv, void *user, iocp_conn_id id) {
   rec_server *r = user;
   rec_conn *c = enter(r, srv, id, 0);
@@ -140,10 +148,11 @@ static void IOCP_CALL cb_peer_closed(iocp_server *srv, void *user, iocp_conn_id 
 static void IOCP_CALL cb_disconnect(iocp_server *srv, void *user, iocp_conn_id id, int reason) {
   rec_server *r = user;
   rec_conn *c = enter(r, srv, id, 0);
-  if (reason < IOCP_REASON_PEER_CLOSED || reason > IOCP_REASON_DESTROY) {
+  if (reason < IOCP_REASON_PEER_CLOSED || reason >= REC_REASONS) {
     violation(r);
     reason = 0;
   }
+  if (r->hooks.on_disconnect != NULL) r->hooks.on_disconnect(r, id, reason);
   /* The id is stale once on_disconnect starts. */
   if (iocp_send(srv, id, "x", 1) != IOCP_ENOTFOUND) violation(r);
   if (c != NULL) {
@@ -181,9 +190,10 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
   r->peer_closed = ts_counter_new();
   r->bytes_in = ts_counter_new();
   r->bytes_sent = ts_counter_new();
+  r->drains = ts_counter_new();
   r->violations = ts_counter_new();
   r->late = ts_counter_new();
-  for (i = 0; i < 5; i++) r->reasons[i] = ts_counter_new();
+  for (i = 0; i < REC_REASONS; i++) r->reasons[i] = ts_counter_new();
 
   memset(&cb, 0, sizeof(cb));
   cb.size = sizeof(cb);
@@ -192,6 +202,7 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
   cb.on_sent = cb_sent;
   cb.on_peer_closed = (flags & REC_HANDLE_PEER_CLOSE) ? cb_peer_closed : NULL;
   cb.on_disconnect = cb_disconnect;
+  cb.on_drain = (flags & REC_DRAIN) ? cb_drain : NULL;
   if (config != NULL) {
     cfg = *config;
   } else {
@@ -255,8 +266,9 @@ void rec_free(rec_server *r) {
   ts_counter_free(r->peer_closed);
   ts_counter_free(r->bytes_in);
   ts_counter_free(r->bytes_sent);
+  ts_counter_free(r->drains);
   ts_counter_free(r->violations);
   ts_counter_free(r->late);
-  for (i = 0; i < 5; i++) ts_counter_free(r->reasons[i]);
+  for (i = 0; i < REC_REASONS; i++) ts_counter_free(r->reasons[i]);
   free(r);
 }

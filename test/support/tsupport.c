@@ -14,14 +14,17 @@ typedef SOCKET os_sock;
 static int last_net_error(void) { return WSAGetLastError(); }
 #  define IS_TIMEOUT(e) ((e) == WSAETIMEDOUT)
 #  define IS_RESET(e) ((e) == WSAECONNRESET || (e) == WSAECONNABORTED)
+#  define IS_WOULDBLOCK(e) ((e) == WSAEWOULDBLOCK)
 #else
 #  include <arpa/inet.h>
 #  include <dirent.h>
 #  include <errno.h>
+#  include <fcntl.h>
 #  include <netinet/in.h>
 #  include <netinet/tcp.h>
 #  include <pthread.h>
 #  include <signal.h>
+#  include <sys/select.h>
 #  include <sys/socket.h>
 #  include <sys/time.h>
 #  include <time.h>
@@ -32,6 +35,7 @@ typedef int os_sock;
 static int last_net_error(void) { return errno; }
 #  define IS_TIMEOUT(e) ((e) == EAGAIN || (e) == EWOULDBLOCK)
 #  define IS_RESET(e) ((e) == ECONNRESET || (e) == EPIPE)
+#  define IS_WOULDBLOCK(e) ((e) == EAGAIN || (e) == EWOULDBLOCK)
 #endif
 
 /* ---- Time and threads ------------------------------------------------------------ */
@@ -403,4 +407,52 @@ size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off) {
   for (i = 0; i < len; i++)
     if (buf[i] != ts_pattern(stream, off + i)) return i;
   return len;
+}
+
+/* ---- Filling the kernel's buffers ---------------------------------------------- */
+
+static void set_nonblocking(os_sock s, int on) {
+#if defined(_WIN32)
+  u_long v = on ? 1 : 0;
+  ioctlsocket(s, FIONBIO, &v);
+#else
+  int fl = fcntl(s, F_GETFL);
+  fcntl(s, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
+#endif
+}
+
+/* Nonzero when s becomes writable within ms. */
+static int wait_writable(os_sock s, int ms) {
+  fd_set w;
+  struct timeval tv;
+  FD_ZERO(&w);
+  FD_SET(s, &w);
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  return select((int)s + 1, NULL, &w, NULL, &tv) > 0;
+}
+
+size_t ts_send_until_stalled(ts_sock ts, uint32_t stream, uint64_t off, int stall_ms) {
+  os_sock s = (os_sock)ts;
+  uint8_t buf[16384];
+  size_t total = 0;
+  set_nonblocking(s, 1);
+  for (;;) {
+    int n;
+    ts_fill(buf, sizeof(buf), stream, off + total);
+#if defined(_WIN32)
+    n = send(s, (const char *)buf, (int)sizeof(buf), 0);
+#else
+    n = (int)send(s, buf, sizeof(buf), MSG_NOSIGNAL);
+#endif
+    if (n > 0) {
+      total += (size_t)n;
+      if (total >= ((size_t)256 << 20)) break; /* never held back */
+      continue;
+    }
+    if (n < 0 && !IS_WOULDBLOCK(last_net_error())) break;
+    if (!wait_writable(s, stall_ms)) break;
+  }
+  set_nonblocking(s, 0);
+  return total;
 }

@@ -69,6 +69,12 @@ void ts_shutdown_send(ts_sock s);
 void ts_close(ts_sock s);
 void ts_close_reset(ts_sock s); /* RST instead of FIN */
 uint16_t ts_local_port(ts_sock s);
+/* Sends pattern bytes of `stream` from offset `off` without blocking until
+ * the socket stays unwritable for stall_ms (the peer's and our kernel
+ * buffers are full: TCP flow control holds us back); returns the bytes
+ * sent (it gives up at 256 MiB: nothing held it back). Leaves the socket
+ * blocking again. */
+size_t ts_send_until_stalled(ts_sock s, uint32_t stream, uint64_t off, int stall_ms);
 /* A listening socket on 127.0.0.1:0, to make a port busy. */
 ts_sock ts_listen_any(uint16_t *port);
 
@@ -85,8 +91,12 @@ size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 enum {
   REC_ECHO = 1,              /* echo every byte back */
   REC_HANDLE_PEER_CLOSE = 2, /* set on_peer_closed (records it, then iocp_shutdown) */
-  REC_REFUSE = 4             /* on_connect refuses every connection */
+  REC_REFUSE = 4,            /* on_connect refuses every connection */
+  REC_DRAIN = 8              /* set on_drain (counts `drains`, calls the hook) */
 };
+
+/* Slots of rec_server.reasons: every enum iocp_reason value, and 0. */
+#define REC_REASONS (IOCP_REASON_STOP_DEADLINE + 1)
 
 typedef struct rec_server rec_server;
 
@@ -95,6 +105,9 @@ typedef struct rec_hooks {
   void (*on_connect)(rec_server *r, iocp_conn_id id);
   void (*on_data)(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len);
   void (*on_peer_closed)(rec_server *r, iocp_conn_id id);
+  void (*on_drain)(rec_server *r, iocp_conn_id id, uint64_t queued);
+  /* Runs first in on_disconnect (the id is already stale). */
+  void (*on_disconnect)(rec_server *r, iocp_conn_id id, int reason);
 } rec_hooks;
 
 struct rec_server {
@@ -109,7 +122,8 @@ struct rec_server {
   ts_counter *peer_closed;
   ts_counter *bytes_in;
   ts_counter *bytes_sent; /* from on_sent */
-  ts_counter *reasons[5]; /* disconnects by enum iocp_reason */
+  ts_counter *drains;     /* on_drain calls (REC_DRAIN) */
+  ts_counter *reasons[REC_REASONS]; /* disconnects by enum iocp_reason */
   ts_counter *violations; /* overlap, order, unknown id, wrong handle, late
                            * (tests add theirs with rec_violation) */
   ts_counter *late;       /* callbacks after iocp_destroy returned */
