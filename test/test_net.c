@@ -32,6 +32,9 @@ typedef struct net_srv {
   iocp_server *srv;
   int refuse;           /* on_connect refuses */
   const char *greeting; /* sent from on_connect */
+  uint16_t connect_port; /* the first on_connect connects there, from inside */
+  atomic_int connect_rc;
+  iocp_conn_id connected_id;
   ts_counter *connects, *failures, *disconnects, *bytes_in, *violations;
   ts_counter *logs, *log_warn_emfile, *log_info, *log_error;
   atomic_int last_error, last_reason, last_log_code;
@@ -87,6 +90,11 @@ static int IOCP_CALL n_connect(iocp_server *s, void *user, iocp_conn_id id, cons
   if (n->greeting != NULL && !n->refuse)
     if (iocp_send(s, id, n->greeting, strlen(n->greeting)) != IOCP_OK)
       ts_counter_add(n->violations, 1);
+  if (n->connect_port != 0) {
+    uint16_t port = n->connect_port;
+    n->connect_port = 0; /* only the first, the one accepted */
+    atomic_store(&n->connect_rc, iocp_connect(s, "127.0.0.1", port, &n->connected_id));
+  }
   ts_counter_add(n->connects, 1);
   return n->refuse;
 }
@@ -605,6 +613,28 @@ static void test_close_and_destroy_while_connecting(void **state) {
   ts_close(l);
 }
 
+/* iocp_connect from inside a callback (as a proxy does in on_connect): the
+ * new connection's callbacks follow on a worker, never inside the call. */
+static void test_connect_from_inside_a_callback(void **state) {
+  rec_server *target = rec_start(REC_ECHO, NULL, NULL);
+  net_srv *n = net_new();
+  ts_sock a;
+  (void)state;
+  n->connect_port = target->port;
+  assert_int_equal(net_start(n, NULL), IOCP_OK);
+  a = ts_connect(iocp_port(n->srv));
+  assert_int_equal(ts_counter_wait(n->connects, 2, TS_TIMEOUT_MS), 0);
+  assert_int_equal(atomic_load(&n->connect_rc), IOCP_OK);
+  assert_int_not_equal(n->connected_id, 0);
+  assert_int_equal(iocp_send(n->srv, n->connected_id, "in", 2), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->bytes_in, 2, TS_TIMEOUT_MS), 0);
+  ts_close(a);
+  assert_int_equal(ts_counter_wait(n->disconnects, 1, TS_TIMEOUT_MS), 0);
+  net_stop(n); /* ends the outbound one too */
+  assert_int_equal(ts_counter_wait(target->disconnects, 1, TS_TIMEOUT_MS), 0);
+  rec_stop(target);
+}
+
 /* on_connect may refuse an outbound connection like an accepted one: no
  * on_disconnect follows, the remote end sees the connection end. */
 static void test_connect_refused_by_on_connect(void **state) {
@@ -684,6 +714,7 @@ int main(void) {
       cmocka_unit_test(test_connect_sends_what_was_queued_before),
       cmocka_unit_test(test_connect_refused),
       cmocka_unit_test(test_close_and_destroy_while_connecting),
+      cmocka_unit_test(test_connect_from_inside_a_callback),
       cmocka_unit_test(test_connect_refused_by_on_connect),
       cmocka_unit_test(test_connect_rejects_bad_arguments),
       cmocka_unit_test(test_connect_out_of_sockets),
