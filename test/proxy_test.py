@@ -215,8 +215,7 @@ def main():
         stop(echo, eport, res, "echo sample", args.timeout)
 
     proxy_argv_port = proxy_argv + ["--port", "0"]
-    # Until pause/resume exists the proxy holds a worker per stalled direction.
-    check_slow_readers(proxy_argv_port + ["--threads", "4"], args, res)
+    check_slow_readers(proxy_argv_port, args, res)
     check_refused_target(proxy_argv_port, args, res)
     return res.finish()
 

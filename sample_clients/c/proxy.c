@@ -14,12 +14,10 @@
  * other side at once.
  *
  * Backpressure: a relay never queues much more than HIGH_MARK bytes for a
- * slow receiver. Past it, on_data of the connection feeding that queue does
- * not return until the queue is down to LOW_MARK: the library posts that
- * connection's next receive only then, so its bytes stay in the kernel and
- * TCP flow control slows its sender. That holds one worker per stalled
- * direction (use --threads above twice the connections that may stall at
- * once); iocp_pause_recv, where the library has it, holds none. */
+ * slow receiver. Past it, the connection feeding that queue is paused
+ * (iocp_pause_recv: its bytes stay in the kernel and TCP flow control slows
+ * its sender) until on_drain says the queue is down to LOW_MARK; then it is
+ * resumed. No worker ever waits. */
 #include "iocpsrv.h"
 
 #include <stdio.h>
@@ -35,27 +33,19 @@ typedef SRWLOCK lock_t;
 #  define LOCK(l) AcquireSRWLockExclusive(l)
 #  define UNLOCK(l) ReleaseSRWLockExclusive(l)
 #  define LOCK_FREE(l) ((void)(l))
-static void pause_ms(int ms) { Sleep((DWORD)ms); }
 #else
 #  include <netdb.h>
 #  include <pthread.h>
 #  include <sys/socket.h>
-#  include <time.h>
 typedef pthread_mutex_t lock_t;
 #  define LOCK_INIT(l) pthread_mutex_init(l, NULL)
 #  define LOCK(l) pthread_mutex_lock(l)
 #  define UNLOCK(l) pthread_mutex_unlock(l)
 #  define LOCK_FREE(l) pthread_mutex_destroy(l)
-static void pause_ms(int ms) {
-  struct timespec ts;
-  ts.tv_sec = 0;
-  ts.tv_nsec = (long)ms * 1000000L;
-  nanosleep(&ts, NULL);
-}
 #endif
 
-#define HIGH_MARK (256u << 10) /* stop reading the other side above this */
-#define LOW_MARK (64u << 10)   /* read it again below this */
+#define HIGH_MARK (256u << 10) /* pause the side that feeds a queue this long */
+#define LOW_MARK (64u << 10)   /* and resume it when the queue is down to this */
 
 /* ---- Pairs: the two connections of one relay -------------------------------- */
 
@@ -167,12 +157,20 @@ static void IOCP_CALL on_data(iocp_server *s, void *user, iocp_conn_id id, const
     iocp_close(s, id);
     return;
   }
-  /* Backpressure with what 1.1 has: this connection's next receive is only
-   * posted when on_data returns, so returning late keeps its bytes in the
-   * kernel. The queue drains without any callback of ours, so polling it
-   * cannot deadlock; it does hold this worker meanwhile. */
-  if (iocp_queued(s, other, &queued) == IOCP_OK && queued >= HIGH_MARK)
-    while (iocp_queued(s, other, &queued) == IOCP_OK && queued > LOW_MARK) pause_ms(1);
+  if (iocp_queued(s, other, &queued) == IOCP_OK && queued >= HIGH_MARK) {
+    iocp_pause_recv(s, id);
+    /* If the queue drained between the two calls, on_drain came before the
+     * pause and will not come again: look once more. */
+    if (iocp_queued(s, other, &queued) != IOCP_OK || queued <= LOW_MARK) iocp_resume_recv(s, id);
+  }
+}
+
+/* id's queue is down to LOW_MARK: the side feeding it may send again. */
+static void IOCP_CALL on_drain(iocp_server *s, void *user, iocp_conn_id id, uint64_t queued) {
+  iocp_conn_id other = other_of(id);
+  (void)user;
+  (void)queued;
+  if (other != 0) iocp_resume_recv(s, other);
 }
 
 /* A FIN from one side: passed on after what is queued for the other. */
@@ -310,6 +308,7 @@ int main(int argc, char **argv) {
   config.port = (uint16_t)port;
   config.bind_address = bind;
   config.threads = (uint32_t)threads;
+  config.drain_mark = LOW_MARK; /* on_drain when a queue is down to it */
   memset(&callbacks, 0, sizeof(callbacks));
   callbacks.size = sizeof(callbacks);
   callbacks.on_connect = on_connect;
@@ -318,6 +317,7 @@ int main(int argc, char **argv) {
   callbacks.on_disconnect = on_disconnect;
   callbacks.on_connect_failed = on_connect_failed;
   callbacks.on_log = on_log;
+  callbacks.on_drain = on_drain;
 
   rc = iocp_create(&config, &callbacks, NULL, &server);
   if (rc != IOCP_OK) {
