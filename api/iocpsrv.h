@@ -39,6 +39,13 @@
  * - iocp_destroy() and iocp_stop_graceful() must not be called from inside
  *   a callback: they return IOCP_EINCALLBACK at once there instead of
  *   deadlocking.
+ * - iocp_destroy() may race calls on other threads: it waits for the calls
+ *   to that server already in progress, and every call that begins while it
+ *   runs, or after it returned, fails cleanly: IOCP_ECLOSED from the
+ *   per-connection functions, 0 from iocp_port() and
+ *   iocp_connection_count() (see iocp_destroy() for the one exception).
+ *   So a sender thread may be stopped after destroy, not necessarily
+ *   before.
  * - A callback should not block for long: it holds one worker thread.
  *
  * Platforms
@@ -55,6 +62,13 @@
  * - An IPv6 address ("::", "::1") listens on IPv6 only on both, unless
  *   config.dual_stack asks for IPv4 too; if IPV6_V6ONLY cannot be set as
  *   asked, iocp_create() fails.
+ * - A client that resets before its accept completes never reaches the
+ *   server on Windows: AcceptEx fails for it (ERROR_NETNAME_DELETED; under
+ *   Wine ERROR_UNEXP_NET_ERR, the same outcome), the library posts the
+ *   accept again and no callback runs. Linux's accept() hands such a
+ *   connection over, so there it gets on_connect, then
+ *   on_disconnect(IOCP_REASON_RESET). (Under Wine most of a storm of such
+ *   clients is dropped that way; that is the platform, not a lost event.)
  * - Under Wine (not Windows) a peer's reset can reach the library as an
  *   orderly end of stream, so on_disconnect may say IOCP_REASON_PEER_CLOSED
  *   where Windows says IOCP_REASON_RESET.
@@ -337,18 +351,22 @@ typedef struct iocp_config {
   /* IPv4 or IPv6 address as text to bind to: "127.0.0.1" (default), "::1",
    * "0.0.0.0" (all IPv4), "::" (all IPv6). Copied by iocp_create(). */
   const char *bind_address;
-  /* Worker threads; 0 (default) = one per processor. */
+  /* Worker threads; 0 (default) = one per processor; at most 1024. */
   uint32_t threads;
   /* listen() backlog; 0 (default) = the system maximum. */
   uint32_t backlog;
-  /* Accepts kept posted at all times (AcceptEx on Windows); default 16. */
+  /* Accepts kept posted at all times (AcceptEx on Windows; on Linux the most
+   * connections one wake-up accepts, capped at 64); 1 to 4096, default 16. */
   uint32_t accepts_posted;
-  /* Size in bytes of the buffer one receive reads into; default 65536. A
-   * buffer is lent from a small per-worker pool only while received bytes
-   * wait for on_data, so an idle connection holds none (since 1.1). */
+  /* Size in bytes of the buffer one receive reads into; 64 to 64 MiB
+   * (67108864), default 65536. A buffer is lent from a small per-worker pool
+   * only while received bytes wait for on_data, so an idle connection holds
+   * none (since 1.1). */
   uint32_t recv_buffer_size;
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
-   * returns IOCP_EQUEUEFULL rather than exceed it. Default 8 MiB. */
+   * returns IOCP_EQUEUEFULL rather than exceed it. At least 1, no upper
+   * limit (queues past 4 GiB work: the library sends at most 1 GiB per
+   * operation). Default 8 MiB. */
   uint64_t max_send_queue;
   /* 1 (default): TCP_NODELAY on accepted connections, so small writes go
    * out at once instead of waiting for Nagle's algorithm; 0: leave Nagle on.
@@ -415,7 +433,7 @@ IOCP_API int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size);
  * passed to every callback untouched. `config` may be NULL for all defaults.
  *
  * Returns 0, or: IOCP_EINVAL (server or callbacks NULL, bad address text,
- * zero-sized field), IOCP_EVERSION (a struct's size is not one this library
+ * a config field outside the limits written beside it), IOCP_EVERSION (a struct's size is not one this library
  * knows), IOCP_EADDRINUSE (port taken), IOCP_EADDRNOTAVAIL (address not on
  * this machine), IOCP_EACCES, IOCP_EAFNOSUPPORT, IOCP_EMFILE, IOCP_ENOMEM,
  * IOCP_ESYSTEM. When a socket option the server depends on cannot be set
@@ -435,7 +453,8 @@ IOCP_API int IOCP_CALL iocp_create(const iocp_config *config,
  * Returns 0, or: IOCP_EINVAL (server NULL, or data NULL with len > 0),
  * IOCP_ENOTFOUND (unknown or stale id), IOCP_ESHUTDOWN (iocp_shutdown() was
  * called, or the library is finishing after the peer closed),
- * IOCP_ECLOSED (the connection is being torn down), IOCP_EQUEUEFULL (the
+ * IOCP_ECLOSED (the connection is being torn down, or the server: see
+ * iocp_destroy()), IOCP_EQUEUEFULL (the
  * queued bytes would exceed max_send_queue; nothing was queued: wait for
  * on_sent and try again), IOCP_ENOMEM. A failed call queues nothing.
  * len == 0 is a successful no-op.
@@ -462,7 +481,8 @@ IOCP_API int IOCP_CALL iocp_close(iocp_server *server, iocp_conn_id id);
 
 /*
  * Bytes queued for `id` and not yet handed to the operating system, in
- * *queued. Returns 0, IOCP_EINVAL or IOCP_ENOTFOUND.
+ * *queued. Returns 0, IOCP_EINVAL, IOCP_ENOTFOUND or IOCP_ECLOSED (the server
+ * is destroyed).
  */
 IOCP_API int IOCP_CALL iocp_queued(iocp_server *server, iocp_conn_id id,
                                    uint64_t *queued);
@@ -539,12 +559,13 @@ IOCP_API int IOCP_CALL iocp_set_idle_timeout(iocp_server *server, iocp_conn_id i
                                              uint32_t timeout_ms);
 
 /* The port the server listens on (useful after binding port 0); 0 if server
- * is NULL. */
+ * is NULL or destroyed. */
 IOCP_API uint16_t IOCP_CALL iocp_port(iocp_server *server);
 
 /* Connections currently open: accepted (including one whose on_connect is
  * still running) and whose on_disconnect has not started; a refused one
- * leaves the count before its peer sees the reset. 0 if server is NULL. */
+ * leaves the count before its peer sees the reset. 0 if server is NULL or
+ * destroyed. */
 IOCP_API uint64_t IOCP_CALL iocp_connection_count(iocp_server *server);
 
 /* Room for any address iocp_listen_address() writes, terminator included. */
@@ -559,8 +580,8 @@ IOCP_API uint64_t IOCP_CALL iocp_connection_count(iocp_server *server);
  * "::"; it accepts IPv4 on the same port.
  *
  * Returns 0, or IOCP_EINVAL (server or text NULL, or cap smaller than
- * IOCP_ADDRSTRLEN; nothing is written then). Any thread, including inside
- * callbacks.
+ * IOCP_ADDRSTRLEN; nothing is written then), IOCP_ECLOSED (the server is
+ * destroyed). Any thread, including inside callbacks.
  */
 IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size_t cap,
                                            uint16_t *port);
@@ -589,7 +610,7 @@ IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size
  *
  * Returns 0, or: IOCP_EINVAL (server, address or id NULL, address not a
  * numeric IP address, port 0), IOCP_ECLOSED (the server is being
- * destroyed), IOCP_EAFNOSUPPORT (no IPv6 on this machine), IOCP_EMFILE (out
+ * destroyed or is destroyed), IOCP_EAFNOSUPPORT (no IPv6 on this machine), IOCP_EMFILE (out
  * of sockets), IOCP_ENOMEM, IOCP_ESYSTEM. On failure *id is 0 and no
  * callback runs for the attempt; errors of the connection itself (refused,
  * unreachable) arrive through on_connect_failed even when the system knows
@@ -667,11 +688,33 @@ IOCP_API int IOCP_CALL iocp_stats(iocp_server *server, iocp_statistics *stats);
  * accepting, closes every connection at once (abortive; queued bytes are
  * dropped), cancels pending I/O and joins the workers. Every open connection
  * gets its on_disconnect(IOCP_REASON_DESTROY) before iocp_destroy() returns,
- * and no callback runs after it returns. The handle is invalid afterwards.
+ * and no callback runs after it returns.
+ *
+ * Calls on other threads: destroy first waits for every call to this server
+ * already in progress on another thread (they take moments: no call blocks).
+ * Calls that begin once destroy has started, and calls made with the handle
+ * after destroy returned, fail cleanly: IOCP_ECLOSED from iocp_send(),
+ * iocp_shutdown(), iocp_close(), iocp_queued(), iocp_connect(),
+ * iocp_listen_address() and a second iocp_destroy();
+ * 0 from iocp_port() and iocp_connection_count(). Inside this server's own
+ * callbacks (which run during destroy, e.g. on_disconnect) every function
+ * keeps working as documented. This holds because the library never gives
+ * a server's memory back to the allocator: it keeps destroyed servers' small
+ * structs in a pool (never more than the most servers alive at once; freed
+ * when the library is unloaded) and a later iocp_create() reuses one. The one exception follows from that: once
+ * a later iocp_create() has returned the same handle, calls with the old
+ * handle reach the new server (connection ids are never reused, so a stale
+ * id still gets IOCP_ENOTFOUND there, but a second destroy would destroy
+ * the new server). Stop using a handle once its destroy has returned.
+ *
+ * Cost: a call from outside the server's workers adds one atomic increment
+ * and one decrement of a per-server counter; calls from inside callbacks
+ * add nothing. (No lock is shared between calls.)
  *
  * Returns 0; IOCP_OK for NULL (a no-op); IOCP_EINCALLBACK at once when called
  * from inside a callback of this server (nothing is destroyed: call it from
- * another thread).
+ * another thread); IOCP_ECLOSED when the server is already destroyed or being
+ * destroyed by another thread (this call waits for nothing).
  */
 IOCP_API int IOCP_CALL iocp_destroy(iocp_server *server);
 

@@ -400,15 +400,21 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg) {
  * sure a worker delivers whatever the op made due. */
 int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
   iocp__conn *c;
-  int rc;
+  int rc, gate;
   if (s == NULL) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
   c = iocp__table_get(&s->table, id);
-  if (c == NULL) return IOCP_ENOTFOUND;
-  iocp__mutex_lock(&c->lock);
-  rc = op(c, arg);
-  kick_locked(c);
-  iocp__mutex_unlock(&c->lock);
-  iocp__conn_unref(c);
+  if (c == NULL) {
+    rc = IOCP_ENOTFOUND;
+  } else {
+    iocp__mutex_lock(&c->lock);
+    rc = op(c, arg);
+    kick_locked(c);
+    iocp__mutex_unlock(&c->lock);
+    iocp__conn_unref(c);
+  }
+  if (gate) iocp__server_leave(s);
   return rc;
 }
 

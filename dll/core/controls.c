@@ -101,9 +101,11 @@ int IOCP_CALL iocp_set_idle_timeout(iocp_server *s, iocp_conn_id id, uint32_t ti
 
 uint64_t IOCP_CALL iocp_refused_count(iocp_server *s) {
   uint64_t n;
-  if (s == NULL) return 0;
+  int gate;
+  if (s == NULL || (gate = iocp__server_enter(s)) < 0) return 0;
   iocp__mutex_lock(&s->lock);
   n = s->refused;
   iocp__mutex_unlock(&s->lock);
+  if (gate) iocp__server_leave(s);
   return n;
 }

@@ -159,6 +159,13 @@ int64_t iocp__stat_sum(iocp_server *s, int which);
 
 struct iocp_server {
   struct iocp__eng_server eng; /* first: see iocp__server_eng() in engine.h */
+  /* The gate (server.c): calls in progress in the low bits, IOCP__GATE_CLOSED
+   * once iocp_destroy() has begun. Kept valid after destroy (the struct goes
+   * to a pool, never back to the allocator), so a late call fails cleanly.
+   * Only the gate survives reuse: pool_next must follow it. */
+  iocp__refcount gate;
+  struct iocp_server *pool_next; /* while in the pool, under its lock */
+
   iocp_config cfg;       /* complete copy; bind_address points at bind_text */
   char bind_text[64];
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
@@ -186,6 +193,19 @@ struct iocp_server {
   uint64_t t0;           /* iocp__now_ms() at creation */
   iocp__atomic32 tick;   /* ms since t0 as of the last sweep */
 };
+
+#define IOCP__GATE_CLOSED 0x40000000L
+
+/* Every exported function that takes a server enters its gate first.
+ * iocp__server_enter returns 1 when the caller entered and must call
+ * iocp__server_leave before it returns; 0 on one of the server's own workers
+ * (inside a callback: destroy joins the workers, so nothing to count or
+ * leave); IOCP_ECLOSED once iocp_destroy() has begun (not entered). Destroy
+ * waits until no other thread is inside. One atomic add on entry and one on
+ * exit, no lock, and none at all inside callbacks. A call that can block for
+ * long must not stay inside the gate while it does. */
+int iocp__server_enter(iocp_server *s);
+void iocp__server_leave(iocp_server *s);
 
 /* ---- Idle timer (timer.c) ------------------------------------------------------ */
 

@@ -27,12 +27,12 @@ static void abort_one(iocp__conn *c, void *arg) {
   iocp__mutex_unlock(&c->lock);
 }
 
-int IOCP_CALL iocp_stop_graceful(iocp_server *s, uint32_t timeout_ms) {
+/* Inside the destroy gate: a destroy racing it waits for its deadline at
+ * most (bounded: timeout_ms), and a call after destroy gets IOCP_ECLOSED. */
+static int stop_inside(iocp_server *s, uint32_t timeout_ms) {
   uint64_t deadline;
   int aborted = 0;
 
-  if (s == NULL || timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
-  if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
   iocp__mutex_lock(&s->lock);
   if (s->stopping || s->destroying) {
     iocp__mutex_unlock(&s->lock);
@@ -59,4 +59,15 @@ int IOCP_CALL iocp_stop_graceful(iocp_server *s, uint32_t timeout_ms) {
   while (iocp__ref_add(&s->alive, 0) != 0) iocp__cond_wait(&s->cond, &s->lock);
   iocp__mutex_unlock(&s->lock);
   return aborted;
+}
+
+int IOCP_CALL iocp_stop_graceful(iocp_server *s, uint32_t timeout_ms) {
+  int rc, gate;
+  if (s == NULL || timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
+  if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  rc = stop_inside(s, timeout_ms);
+  if (gate) iocp__server_leave(s);
+  return rc;
 }

@@ -3,6 +3,7 @@
 #define IOCP_LINUX_SYS_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -14,6 +15,10 @@ static inline void iocp__mutex_init(iocp__mutex *m) { pthread_mutex_init(m, NULL
 static inline void iocp__mutex_destroy(iocp__mutex *m) { pthread_mutex_destroy(m); }
 static inline void iocp__mutex_lock(iocp__mutex *m) { pthread_mutex_lock(m); }
 static inline void iocp__mutex_unlock(iocp__mutex *m) { pthread_mutex_unlock(m); }
+/* For a mutex with static storage duration (never destroyed). */
+#define IOCP__MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+/* Lets another thread run (a short wait on a rare path). */
+static inline void iocp__yield(void) { sched_yield(); }
 
 static inline void iocp__cond_init(iocp__cond *c) { pthread_cond_init(c, NULL); }
 static inline void iocp__cond_destroy(iocp__cond *c) { pthread_cond_destroy(c); }

@@ -23,6 +23,10 @@ static inline void iocp__mutex_init(iocp__mutex *m) { InitializeSRWLock(m); }
 static inline void iocp__mutex_destroy(iocp__mutex *m) { (void)m; }
 static inline void iocp__mutex_lock(iocp__mutex *m) { AcquireSRWLockExclusive(m); }
 static inline void iocp__mutex_unlock(iocp__mutex *m) { ReleaseSRWLockExclusive(m); }
+/* For a mutex with static storage duration (never destroyed). */
+#define IOCP__MUTEX_INIT SRWLOCK_INIT
+/* Lets another thread run (a short wait on a rare path). */
+static inline void iocp__yield(void) { SwitchToThread(); }
 
 static inline void iocp__cond_init(iocp__cond *c) { InitializeConditionVariable(c); }
 static inline void iocp__cond_destroy(iocp__cond *c) { (void)c; }

@@ -172,7 +172,8 @@ void rec_violation_at(rec_server *r, const char *file, int line) {
   violation_at(r, where);
 }
 
-rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks) {
+rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks *hooks,
+                          int *create_rc) {
   rec_server *r = calloc(1, sizeof(*r));
   iocp_callbacks cb;
   iocp_config cfg;
@@ -209,11 +210,23 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
     assert_int_equal(iocp_config_init(&cfg, sizeof(cfg)), IOCP_OK);
   }
   rc = iocp_create(&cfg, &cb, r, &r->srv);
+  if (create_rc != NULL) {
+    *create_rc = rc;
+    if (rc != IOCP_OK) {
+      assert_null(r->srv);
+      rec_free(r);
+      return NULL;
+    }
+  }
   assert_int_equal(rc, IOCP_OK);
   assert_non_null(r->srv);
   r->port = iocp_port(r->srv);
   assert_true(r->port != 0);
   return r;
+}
+
+rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks) {
+  return rec_try_start(flags, config, hooks, NULL);
 }
 
 iocp_conn_id rec_wait_connect(rec_server *r, int64_t n) {

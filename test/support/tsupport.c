@@ -8,6 +8,7 @@
 #  include <winsock2.h>
 #  include <ws2tcpip.h>
 #  include <windows.h>
+#  include <tlhelp32.h>
 typedef SOCKET os_sock;
 #  define OS_BAD INVALID_SOCKET
 #  define os_close closesocket
@@ -198,6 +199,19 @@ int ts_on_wine(void) {
 #endif
 }
 
+#if !defined(_WIN32)
+static long count_entries(const char *dir) {
+  long n = 0;
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  if (d == NULL) return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+#endif
+
 long ts_handle_count(void) {
 #if defined(_WIN32)
   /* Wine answers GetProcessHandleCount with 0: count the handle values that
@@ -215,15 +229,67 @@ long ts_handle_count(void) {
   }
   return (long)n;
 #else
-  long n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  struct dirent *e;
-  if (d == NULL) return -1;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
+  return count_entries("/proc/self/fd");
 #endif
+}
+
+long ts_thread_count(void) {
+#if defined(_WIN32)
+  THREADENTRY32 te;
+  DWORD pid = GetCurrentProcessId();
+  long n = 0;
+  HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+  if (snap == INVALID_HANDLE_VALUE) return -1;
+  te.dwSize = sizeof(te);
+  if (Thread32First(snap, &te)) {
+    do {
+      if (te.th32OwnerProcessID == pid) n++;
+    } while (Thread32Next(snap, &te));
+  }
+  CloseHandle(snap);
+  return n;
+#else
+  return count_entries("/proc/self/task");
+#endif
+}
+
+/* ---- A client that keeps connecting -------------------------------------------------- */
+
+struct ts_churn {
+  uint16_t port;
+  ts_counter *stop; /* nonzero: stop */
+  long connected;
+  ts_thread *t;
+};
+
+static void churn_main(void *arg) {
+  ts_churn *k = arg;
+  while (ts_counter_get(k->stop) == 0) {
+    ts_sock s = ts_connect(k->port);
+    if (s == TS_BAD_SOCK) break; /* the listener is gone */
+    k->connected++;
+    ts_send_all(s, "abc", 3);
+    ts_close(s);
+  }
+}
+
+ts_churn *ts_churn_start(uint16_t port) {
+  ts_churn *k = calloc(1, sizeof(*k));
+  assert_non_null(k);
+  k->port = port;
+  k->stop = ts_counter_new();
+  k->t = ts_thread_start(churn_main, k);
+  return k;
+}
+
+long ts_churn_stop(ts_churn *k) {
+  long n;
+  ts_counter_add(k->stop, 1);
+  ts_thread_join(k->t);
+  n = k->connected;
+  ts_counter_free(k->stop);
+  free(k);
+  return n;
 }
 
 /* ---- Sockets ------------------------------------------------------------------------ */
@@ -407,6 +473,19 @@ size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off) {
   for (i = 0; i < len; i++)
     if (buf[i] != ts_pattern(stream, off + i)) return i;
   return len;
+}
+
+void ts_echo_check(uint16_t port, const char *msg, int timeout_ms) {
+  size_t len = strlen(msg);
+  char buf[256];
+  ts_sock a = ts_connect(port);
+  assert_true(a != TS_BAD_SOCK);
+  assert_true(len <= sizeof(buf));
+  ts_set_timeout(a, timeout_ms);
+  assert_int_equal(ts_send_all(a, msg, len), TS_OK);
+  assert_int_equal(ts_recv_exact(a, buf, len), TS_OK);
+  assert_memory_equal(buf, msg, len);
+  ts_close(a);
 }
 
 /* ---- Filling the kernel's buffers ---------------------------------------------- */

@@ -40,6 +40,8 @@ int ts_on_wine(void);
 
 /* Open handles (Windows) or file descriptors (Linux) of this process. */
 long ts_handle_count(void);
+/* Threads of this process. */
+long ts_thread_count(void);
 
 /* ---- A blocking loopback client ------------------------------------------ */
 
@@ -69,6 +71,15 @@ void ts_shutdown_send(ts_sock s);
 void ts_close(ts_sock s);
 void ts_close_reset(ts_sock s); /* RST instead of FIN */
 uint16_t ts_local_port(ts_sock s);
+/* A thread that connects to 127.0.0.1:port over and over (sending 3 bytes,
+ * then closing) until stopped or until connecting fails (the listener is
+ * gone). ts_churn_stop joins it and returns how many connections it made. */
+typedef struct ts_churn ts_churn;
+ts_churn *ts_churn_start(uint16_t port);
+long ts_churn_stop(ts_churn *k);
+/* Connects to 127.0.0.1:port, sends `msg`, asserts that the same bytes come
+ * back within `timeout_ms`, and closes: "this echo server still serves". */
+void ts_echo_check(uint16_t port, const char *msg, int timeout_ms);
 /* Sends pattern bytes of `stream` from offset `off` without blocking until
  * the socket stays unwritable for stall_ms (the peer's and our kernel
  * buffers are full: TCP flow control holds us back); returns the bytes
@@ -138,6 +149,10 @@ struct rec_server {
 
 /* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
 rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks);
+/* The same, for a create that may fail: *create_rc gets iocp_create's code,
+ * and the result is NULL (nothing left behind) when it failed. */
+rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks *hooks,
+                          int *create_rc);
 /* iocp_destroy and the checks that must hold after it; frees r. Asserts that
  * every connect was matched by exactly one disconnect and no violation. */
 void rec_stop(rec_server *r);
