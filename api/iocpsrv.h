@@ -358,8 +358,10 @@ typedef struct iocp_config {
   /* Accepts kept posted at all times (AcceptEx on Windows; on Linux the most
    * connections one wake-up accepts, capped at 64); 1 to 4096, default 16. */
   uint32_t accepts_posted;
-  /* Receive buffer per connection in bytes; 64 to 64 MiB (67108864),
-   * default 16384. */
+  /* Size in bytes of the buffer one receive reads into; 64 to 64 MiB
+   * (67108864), default 65536. A buffer is lent from a small per-worker pool
+   * only while received bytes wait for on_data, so an idle connection holds
+   * none (since 1.1). */
   uint32_t recv_buffer_size;
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
    * returns IOCP_EQUEUEFULL rather than exceed it. At least 1, no upper

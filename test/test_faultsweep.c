@@ -62,7 +62,8 @@ static void fault_free(void *p) { /* cannot fail: only counted */
 #if defined(_WIN32)
 enum {
   H_WSASOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_CLOSESOCKET, H_SHUTDOWN,
-  H_RECV, H_IOCTLSOCKET, H_WSARECV, H_WSASEND, H_ACCEPTEX, H_CONNECTEX, H_CIOCP, H_COUNT
+  H_RECV, H_IOCTLSOCKET, H_WSARECV, H_WSASEND, H_ACCEPTEX, H_CONNECTEX, H_CIOCP, H_WSAIOCTL,
+  H_COUNT
 };
 static SOCKET WSAAPI fault_wsasocket(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,
                                      GROUP g, DWORD flags) {
@@ -122,12 +123,19 @@ static HANDLE WINAPI fault_ciocp(HANDLE file, HANDLE port, ULONG_PTR key, DWORD 
   if (hit(H_CIOCP)) return SetLastError(ERROR_NO_SYSTEM_RESOURCES), (HANDLE)NULL;
   return CreateIoCompletionPort(file, port, key, threads);
 }
+static int WSAAPI fault_wsaioctl(SOCKET s, DWORD code, void *in, DWORD inlen, void *out,
+                                 DWORD outlen, LPDWORD got, LPWSAOVERLAPPED ol,
+                                 LPWSAOVERLAPPED_COMPLETION_ROUTINE fn) {
+  if (hit(H_WSAIOCTL)) return WSASetLastError(WSAENOBUFS), SOCKET_ERROR;
+  return WSAIoctl(s, code, in, inlen, out, outlen, got, ol, fn);
+}
 #  define ENGINE_FAULTS                                                                    \
   FAULT(wsasocket), FAULT(bind), FAULT(listen), FAULT(setsockopt), FAULT(closesocket),   \
       FAULT(shutdown), FAULT(recv), FAULT(ioctlsocket), FAULT(wsarecv), FAULT(wsasend),  \
       FAULT(acceptex), FAULT(connectex),                                                  \
       {"create_io_completion_port", offsetof(struct iocp__hooks, create_io_completion_port), \
-       (any_fn)fault_ciocp}
+       (any_fn)fault_ciocp},                                                              \
+      FAULT(wsaioctl)
 #else
 enum {
   H_SOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_GETSOCKNAME, H_GETSOCKOPT, H_CONNECT,

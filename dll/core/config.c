@@ -20,7 +20,7 @@ static void config_defaults(iocp_config *c) {
   c->threads = 0;
   c->backlog = 0;
   c->accepts_posted = 16;
-  c->recv_buffer_size = 16384;
+  c->recv_buffer_size = 65536;
   c->max_send_queue = 8u << 20;
   c->nodelay = 1;
   /* 1.1: all off, as in 1.0. */
