@@ -144,7 +144,8 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
  * codes. Codes are never renumbered; retired ones stay reserved. Codes added
  * in 1.1: IOCP_ECONNREFUSED, IOCP_ETIMEDOUT and IOCP_EUNREACH (outbound
  * connections), IOCP_EMFILE (the process ran out of sockets or descriptors;
- * 1.0 said IOCP_ENOMEM there).
+ * 1.0 said IOCP_ENOMEM there), IOCP_ESTOPPED (iocp_stop_graceful). -14 and
+ * -15 are reserved for the batched event API of a later release.
  */
 #define IOCP_ERRNO_MAP(X)                                                        \
   X(EINVAL,       -1,  "invalid argument")                                       \
