@@ -313,12 +313,45 @@ namespace IocpSrv
 
         internal void Set(IntPtr server) { SetHandle(server); }
 
+        private readonly object destroyLock = new object();
+        private bool destroyed;
+
+        /// <summary>
+        /// iocp_destroy, once. IocpServer.Dispose calls it on its own thread
+        /// before it closes the SafeHandle: SafeHandle.Dispose only releases
+        /// when no P/Invoke holds the handle, and otherwise the release runs
+        /// later on the thread of the last such call, which may be a library
+        /// worker (an iocp_send inside OnData), where iocp_destroy refuses.
+        /// Calls still running or made later with the handle fail cleanly
+        /// (the library's destroy contract).
+        /// </summary>
+        internal int Destroy()
+        {
+            lock (destroyLock)
+            {
+                if (destroyed) return 0;
+                int rc = NativeMethods.iocp_destroy(handle);
+                if (rc == 0)
+                {
+                    destroyed = true;
+                    KeepAlive = null;
+                }
+                return rc;
+            }
+        }
+
         protected override bool ReleaseHandle()
         {
-            // Never runs inside a callback: IocpServer.Dispose refuses there,
-            // and the finalizer thread is not a library worker.
-            int rc = NativeMethods.iocp_destroy(handle);
-            if (rc == 0) KeepAlive = null;
+            int rc = Destroy();
+            if (rc == IocpErrors.EInCallback)
+            {
+                // The last reference went away on a library worker: destroy
+                // from a thread of our own, which the library accepts.
+                var t = new System.Threading.Thread(() => Destroy());
+                t.IsBackground = true;
+                t.Start();
+                return true;
+            }
             return rc == 0;
         }
     }
@@ -531,7 +564,11 @@ namespace IocpSrv
                 try
                 {
                     var h = entry.Target as ServerHandle;
-                    if (h != null) h.Dispose();
+                    if (h != null)
+                    {
+                        if (!h.IsClosed) h.Destroy();
+                        h.Dispose();
+                    }
                 }
                 catch (Exception)
                 {
@@ -802,6 +839,11 @@ namespace IocpSrv
             {
                 // The library refuses at once; ask it so the error is its own.
                 int rc = NativeMethods.iocp_destroy(handle.DangerousGetHandle());
+                if (rc != 0) throw new IocpException(rc, "iocp_destroy");
+            }
+            if (!handle.IsClosed)
+            {
+                int rc = handle.Destroy();
                 if (rc != 0) throw new IocpException(rc, "iocp_destroy");
             }
             handle.Dispose();
