@@ -22,9 +22,6 @@ enum iocp__op_kind {
 typedef struct iocp__op {
   OVERLAPPED ol;
   int kind;
-  /* In a worker's list of operations that completed at once (engine.c,
-   * FILE_SKIP_COMPLETION_PORT_ON_SUCCESS); the byte count is in ol.InternalHigh. */
-  struct iocp__op *next;
 } iocp__op;
 
 /* A pre-posted AcceptEx: its socket and the address buffer it fills. */
@@ -46,6 +43,9 @@ struct iocp__eng_conn {
   uint8_t *rbuf; /* a buffered receive's buffer while it is posted, or NULL */
   iocp__op recv_op;
   iocp__op send_op;
+  /* In a worker's list while send_op's report is owed: it completed at once
+   * and skipped the port (engine.c); its byte count is in ol.InternalHigh. */
+  struct iocp__eng_conn *next_sent;
   iocp__op run_op;
   iocp__op connect_op;
   DWORD connect_err; /* ConnectEx failed at once: the error its packet carries */
@@ -60,14 +60,15 @@ struct iocp__eng_conn {
  * buffer of the pool that it holds until bytes arrive. Read when a
  * connection is set up.
  *
- * skip_on_success 1 sets FILE_SKIP_COMPLETION_PORT_ON_SUCCESS on each
- * connected socket (where its provider has IFS handles): a receive or send
- * that succeeds at once queues no packet, and the engine reports it from
- * the worker's own list, at most IOCP__LOCAL_BUDGET of them per packet
- * taken from the port, the rest through the port (fairness); 0 lets every
- * completion go through the port.
+ * skip_on_success 1 (0 by default) sets FILE_SKIP_COMPLETION_PORT_ON_SUCCESS on each
+ * connected socket (where its provider has IFS handles): a send that
+ * succeeds at once queues no packet, and the engine reports it from the
+ * worker's own list, at most IOCP__LOCAL_BUDGET of them per packet taken
+ * from the port, the rest through the port (fairness); a receive that
+ * succeeds at once is posted to the port, to wait its turn (engine.c says
+ * why); 0 lets every completion go through the port.
  *
- * dequeue_batch 1 makes workers take one packet per
+ * dequeue_batch 1 (default) makes workers take one packet per
  * GetQueuedCompletionStatus; N > 1 up to N per GetQueuedCompletionStatusEx
  * (at most IOCP__DEQUEUE_MAX).
  *

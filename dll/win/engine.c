@@ -8,13 +8,13 @@
  * accepts and the stop sentinel).
  *
  * Connected sockets skip the port when an operation succeeds at once
- * (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, where the provider allows it): no
- * packet, no trip through the port. Such an operation waits in the worker's
- * own list and is reported right after the packet the worker is handling;
- * a budget bounds how many per packet, past which they go through the port
- * like any completion (to the back of the line), so a connection whose peer
- * keeps its socket full cannot hold a worker against the others. The same
- * design as the epoll engine's own list (dll/linux/engine.c). */
+ * (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, where the provider allows it). A
+ * send that did waits in the worker's own list and is reported right after
+ * the packet the worker is handling, with no trip through the port; a budget
+ * bounds how many per packet, past which they go through the port like any
+ * completion (to the back of the line), as in the epoll engine's own list
+ * (dll/linux/engine.c). A receive that did is posted to the port: new work
+ * waits its turn behind the other connections'. */
 #include "../core/engine.h"
 
 #include <assert.h>
@@ -36,7 +36,10 @@
  * the 4 GiB the completion's DWORD byte count can report. */
 #define IOCP__SEND_MAX ((size_t)1 << 30)
 
-struct iocp__win_tuning iocp__win_tuning = {1, 1, 1};
+/* Both completion tools off by default: measured under Wine against the
+ * engine without them, neither won with many connections (README,
+ * "Performance"); tests and the benchmark turn them on. */
+struct iocp__win_tuning iocp__win_tuning = {1, 0, 1};
 
 BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol) {
@@ -226,15 +229,24 @@ static void on_recv(iocp__conn *c, DWORD err, DWORD bytes);
 
 /* ---- Operations that completed at once ------------------------------------------
  * A receive or send on a socket that skips the port (skip_port) and
- * succeeded at once queues no packet: the engine owes its report. On a
- * worker of this server it waits in the worker's own list and is reported
- * right after the packet being handled (no trip through the port, no other
- * thread). The budget bounds such reports per packet taken from the port:
- * past it they are posted to the port, behind everything already queued,
- * so one connection whose operations keep completing at once (a peer that
- * keeps its socket full) cannot hold a worker against all others. */
+ * succeeded at once queues no packet: the engine owes its report.
+ *
+ * A send's report is the rest of the work at hand (on_sent, the next send of
+ * the queue): on a worker of this server it waits in the worker's own list
+ * and is reported right after the packet being handled, with no trip through
+ * the port. The budget bounds those reports per packet taken from the port;
+ * past it they are posted to the port, behind everything already queued, so
+ * a connection whose sends keep completing at once (a producer in on_sent)
+ * cannot hold a worker against all others.
+ *
+ * A receive that succeeded at once brings new work (the peer's next
+ * request): it is posted to the port, to wait its turn behind the other
+ * connections' completions as it would without skipping. Handled at once,
+ * a connection whose peer answers quickly would get several requests served
+ * per turn while the others wait, which under load shows as a tail latency
+ * several times the port's (measured under Wine: see the README). */
 #define IOCP__LOCAL_BUDGET 8
-static IOCP__TLS iocp__op *local_head, *local_tail;
+static IOCP__TLS struct iocp__eng_conn *local_head, *local_tail;
 static IOCP__TLS int local_budget;
 
 /* Lock held. The operation succeeded with `bytes`; 0 or an IOCP_ code (the
@@ -242,16 +254,17 @@ static IOCP__TLS int local_budget;
  * every connection is gone). */
 static int completed_at_once(iocp__conn *c, iocp__op *op, DWORD bytes) {
   iocp_server *s = iocp__conn_server(c);
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
   op->ol.Internal = 0; /* STATUS_SUCCESS, as a packet from the port would carry */
   op->ol.InternalHigh = bytes;
-  if (iocp__on_worker(s) && local_budget > 0) {
+  if (op == &e->send_op && iocp__on_worker(s) && local_budget > 0) {
     local_budget--;
-    op->next = NULL;
+    e->next_sent = NULL;
     if (local_tail != NULL)
-      local_tail->next = op;
+      local_tail->next_sent = e;
     else
-      local_head = op;
-    local_tail = op;
+      local_head = e;
+    local_tail = e;
     return IOCP_OK;
   }
   if (!PostQueuedCompletionStatus(iocp__server_eng(s)->port, bytes, (ULONG_PTR)c, &op->ol))
@@ -287,21 +300,16 @@ static void complete(ULONG_PTR key, OVERLAPPED *ol, DWORD err, DWORD bytes) {
   }
 }
 
-/* Ends the handling of one packet: reports what completed at once meanwhile
- * (which may add more, within the budget), then renews the budget. */
+/* Ends the handling of one packet: reports the sends that completed at once
+ * meanwhile (which may add more, within the budget), then renews the budget. */
 static void run_local(void) {
   while (local_head != NULL) {
-    iocp__op *op = local_head;
-    struct iocp__eng_conn *e;
-    local_head = op->next;
+    struct iocp__eng_conn *e = local_head;
+    local_head = e->next_sent;
     if (local_head == NULL) local_tail = NULL;
-    op->next = NULL;
-    /* Only receives and sends complete at once (accepted and connected
-     * sockets skip the port; listeners and connecting sockets do not). */
-    assert(op->kind == IOCP__OP_RECV || op->kind == IOCP__OP_SEND);
-    e = op->kind == IOCP__OP_RECV ? CONTAINING_RECORD(op, struct iocp__eng_conn, recv_op)
-                                  : CONTAINING_RECORD(op, struct iocp__eng_conn, send_op);
-    complete((ULONG_PTR)iocp__eng_conn_owner(e), &op->ol, 0, (DWORD)op->ol.InternalHigh);
+    e->next_sent = NULL;
+    complete((ULONG_PTR)iocp__eng_conn_owner(e), &e->send_op.ol, 0,
+             (DWORD)e->send_op.ol.InternalHigh);
   }
   local_budget = IOCP__LOCAL_BUDGET;
 }
