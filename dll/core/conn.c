@@ -396,15 +396,26 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg) {
 /* ---- The per-connection API ----------------------------------------------------- */
 
 
+/* Inside a callback of connection `id` (an iocp_send() from on_data, say),
+ * the connection being delivered: no table lookup, and no reference to take,
+ * as the delivering worker holds one until the callback returns. NULL
+ * elsewhere, and once the id has left the table (it is stale then). Only
+ * the delivering thread removes the id, so `delisted` needs no lock here. */
+static iocp__conn *own_conn(const iocp_server *s, iocp_conn_id id) {
+  iocp__conn *c = current;
+  return c != NULL && c->server == s && c->id == id && !c->delisted ? c : NULL;
+}
+
 /* Looks the id up and runs op with the connection's lock held; then makes
  * sure a worker delivers whatever the op made due. */
 int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
-  iocp__conn *c;
+  iocp__conn *c, *own;
   int rc, gate;
   if (s == NULL) return IOCP_EINVAL;
   gate = iocp__server_enter(s);
   if (gate < 0) return gate;
-  c = iocp__table_get(&s->table, id);
+  own = own_conn(s, id);
+  c = own != NULL ? own : iocp__table_get(&s->table, id);
   if (c == NULL) {
     rc = IOCP_ENOTFOUND;
   } else {
@@ -412,7 +423,7 @@ int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg
     rc = op(c, arg);
     kick_locked(c);
     iocp__mutex_unlock(&c->lock);
-    iocp__conn_unref(c);
+    if (own == NULL) iocp__conn_unref(c);
   }
   if (gate) iocp__server_leave(s);
   return rc;
