@@ -438,8 +438,30 @@ typedef struct send_args {
   size_t len;
 } send_args;
 
+/* With nothing queued or in flight, the bytes go to the socket at once, as
+ * uv_try_write does: no copy and no completion for what it takes. Advances
+ * *a past those bytes; the rest is queued by the caller. */
+static int try_send_locked(iocp__conn *c, send_args *a) {
+  long long n = iocp__eng_try_send(c, a->data, a->len);
+  if (n < 0) {
+    /* As a failed send operation would end it: the bytes are taken, the
+     * connection ends with on_disconnect(RESET). */
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+    a->len = 0;
+    return IOCP_OK;
+  }
+  if (n == 0) return IOCP_OK;
+  assert((unsigned long long)n <= a->len);
+  a->data = (const uint8_t *)a->data + n;
+  a->len -= (size_t)n;
+  c->active_tick = iocp__timer_tick(c->server);
+  iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, n);
+  if (c->server->cb.on_sent != NULL) c->ev_sent += (uint64_t)n;
+  return IOCP_OK;
+}
+
 static int send_locked(iocp__conn *c, void *arg) {
-  const send_args *a = arg;
+  send_args *a = arg;
   int rc;
   /* After iocp_shutdown() the answer stays ESHUTDOWN, even once the
    * connection has ended meanwhile: that is the caller's own doing. */
@@ -449,6 +471,10 @@ static int send_locked(iocp__conn *c, void *arg) {
     /* on_drain tells when to try again (once bytes are queued to go out). */
     if (c->server->cb.on_drain != NULL && c->sendq.queued > 0) c->drain_armed = 1;
     return IOCP_EQUEUEFULL;
+  }
+  if (c->sendq.queued == 0 && !c->send_busy && c->kept && a->len > 0) {
+    rc = try_send_locked(c, a);
+    if (rc != IOCP_OK || a->len == 0) return rc;
   }
   rc = iocp__sendq_push(&c->sendq, a->data, a->len);
   if (rc != IOCP_OK) return rc;

@@ -309,6 +309,28 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
   return IOCP_OK;
 }
 
+long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len) {
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
+  struct msghdr m;
+  struct iovec v;
+  ssize_t n;
+  if (e->fd < 0 || !e->writable || e->connect_posted) return 0;
+  assert(!e->send_posted);
+  v.iov_base = (void *)data;
+  v.iov_len = len < IOCP__SEND_MAX ? len : IOCP__SEND_MAX;
+  memset(&m, 0, sizeof(m));
+  m.msg_iov = &v;
+  m.msg_iovlen = 1;
+  n = iocp__hooks.sendmsg(e->fd, &m, MSG_NOSIGNAL);
+  if (n < 0) {
+    if (iocp__linux_errclass(errno) != IOCP__ERR_AGAIN) return -1;
+    e->writable = 0; /* the rest waits for the next EPOLLOUT edge */
+    return 0;
+  }
+  if ((size_t)n < v.iov_len) e->writable = 0; /* the socket is full */
+  return n;
+}
+
 int iocp__eng_post_run(iocp__conn *c) {
   task_push(iocp__server_eng(iocp__conn_server(c)), &iocp__conn_eng(c)->run_task);
   return IOCP_OK;
