@@ -284,8 +284,12 @@ static void test_drain_mark_per_connection(void **state) {
   assert_int_equal(ts_counter_wait(r->bytes_sent, (int64_t)sent, TS_TIMEOUT_MS), 0);
   ts_close(a);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
-  /* One drain: the queue fell to the mark once. */
-  assert_int_equal(ts_counter_get(r->drains), 1);
+  /* A drain each time the queue fell to this connection's mark (0; the
+   * hook checks): once after the reads, and once more for each chunk that
+   * drained before the loop looked (on Windows every send is queued, and
+   * the socket may take a chunk whole before iocp_queued runs). */
+  assert_true(ts_counter_get(r->drains) >= 1);
+  assert_true(ts_counter_get(r->drains) <= (int64_t)(sent / MARK_CHUNK));
   free(big);
   free(buf);
   rec_stop(r);
