@@ -26,6 +26,15 @@
  * [UnmanagedFunctionPointer(CallingConvention.Cdecl)] on callback delegates;
  * from Python use ctypes.CDLL and ctypes.CFUNCTYPE.
  *
+ * Two delivery modes
+ * ------------------
+ * A server reports events either by calling back (the default, described
+ * below) or, when created with config.delivery = IOCP_DELIVERY_QUEUE, by
+ * queueing them for the caller's own thread to take in batches with
+ * iocp_wait() (see "Batched events"; meant for .NET, Python and other
+ * callers for whom each call from a foreign thread is costly). The worker
+ * pool does all the I/O in both modes, with the same ordering guarantees.
+ *
  * Threads
  * -------
  * - Callbacks run on the library's own worker threads, never on the thread
@@ -137,14 +146,16 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
   X(ESYSTEM,      -10, "operating system error")                                 \
   X(EACCES,       -11, "permission denied")                                      \
   X(EAFNOSUPPORT, -12, "address family not supported")                           \
-  X(ECLOSED,      -13, "connection is closing")
+  X(ECLOSED,      -13, "connection is closing")                                 \
+  X(EMODE,        -14, "not available in this server's delivery mode")          \
+  X(EBUSY,        -15, "another thread is waiting on this server's events")
 
 enum iocp_errno {
   IOCP_OK = 0,
 #define IOCP_ERRNO_ENUM_(name, code, text) IOCP_##name = (code),
   IOCP_ERRNO_MAP(IOCP_ERRNO_ENUM_)
 #undef IOCP_ERRNO_ENUM_
-  IOCP_ERRNO_LAST_ = -13
+  IOCP_ERRNO_LAST_ = -15
 };
 
 /* A short English description of an error code ("unknown error" otherwise).
@@ -267,7 +278,24 @@ typedef struct iocp_config {
    * (Added in 1.0; a caller whose struct ends before it gets the default.) */
   uint32_t nodelay;
   uint32_t reserved2_; /* set to 0 */
+  /* How events reach the caller (added in 1.1): IOCP_DELIVERY_CALLBACKS (0,
+   * the default: the callbacks of iocp_callbacks, on worker threads) or
+   * IOCP_DELIVERY_QUEUE (iocp_wait(): batches on the caller's own thread).
+   * See "Batched events" below. */
+  uint32_t delivery;
+  /* IOCP_DELIVERY_QUEUE only: the optional events to queue, a bit mask of
+   * IOCP_EVENT_BIT(IOCP_EVENT_SENT) and IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED)
+   * (default 0: neither; without PEER_CLOSED the library finishes a
+   * connection whose peer closed, as a NULL on_peer_closed does). ACCEPTED,
+   * DATA and DISCONNECTED are always queued. Must be 0 in callback mode. */
+  uint32_t queue_events;
 } iocp_config;
+
+/* Values of iocp_config.delivery. */
+enum iocp_delivery {
+  IOCP_DELIVERY_CALLBACKS = 0,
+  IOCP_DELIVERY_QUEUE = 1
+};
 
 /*
  * Fills `config` with defaults. `size` must be sizeof(*config) as the caller
@@ -290,6 +318,11 @@ IOCP_API int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size);
  * this machine), IOCP_EACCES, IOCP_EAFNOSUPPORT, IOCP_ENOMEM, IOCP_ESYSTEM.
  * On failure *server is set to NULL and nothing is left behind.
  * Any thread may call it, including a callback of another server.
+ *
+ * With config->delivery == IOCP_DELIVERY_QUEUE, `callbacks` may be NULL (or
+ * have every function NULL); a callback given as well is IOCP_EMODE: a server
+ * delivers in one mode only. An unknown delivery value is IOCP_EINVAL, and
+ * so are queue_events bits in callback mode.
  */
 IOCP_API int IOCP_CALL iocp_create(const iocp_config *config,
                                    const iocp_callbacks *callbacks, void *user,
@@ -353,8 +386,136 @@ IOCP_API uint64_t IOCP_CALL iocp_connection_count(iocp_server *server);
  * Returns 0; IOCP_OK for NULL (a no-op); IOCP_EINCALLBACK at once when called
  * from inside a callback of this server (nothing is destroyed: call it from
  * another thread).
+ *
+ * Queue mode: there are no callbacks, so the disconnects cannot run inside
+ * iocp_destroy(); see "Batched events" for what it does instead (and for
+ * iocp_stop(), which delivers every disconnect before the destroy).
  */
 IOCP_API int IOCP_CALL iocp_destroy(iocp_server *server);
+
+/*
+ * Begins what iocp_destroy() does, without waiting and without invalidating
+ * the handle (added in 1.1): stops accepting and closes every connection
+ * (abortive; IOCP_REASON_DESTROY). The disconnects follow as usual (on
+ * workers in callback mode; in the queue in queue mode, where iocp_wait()
+ * returns IOCP_ECLOSED once the last one has been taken and released). Call
+ * iocp_destroy() afterwards all the same. Any thread, also inside a
+ * callback, but never concurrently with iocp_destroy(). A second call is a
+ * successful no-op. Returns 0 or IOCP_EINVAL (server NULL).
+ */
+IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
+
+/* ---- Batched events (queue mode, added in 1.1) ---------------------------
+ *
+ * IOCP's own model is a queue that the program drains; iocp_wait() offers
+ * that to callers for whom a callback per event is costly (Python, .NET):
+ * the worker pool still does all the I/O, but instead of calling back it
+ * appends each event to the server's queue, and the caller's own thread
+ * takes a batch of events with one call. Create the server with
+ * config.delivery = IOCP_DELIVERY_QUEUE.
+ *
+ * The guarantees are the callbacks' ones, in queue order:
+ * - Per connection: ACCEPTED first, then DATA / SENT / PEER_CLOSED in order,
+ *   DISCONNECTED last and exactly once for every kept connection. A
+ *   connection has at most one event in the queue or in the current batch:
+ *   its next event is queued only after the batch holding the previous one
+ *   is released, so a slow drainer slows its peers (TCP flow control), as a
+ *   slow callback does. Different connections' events interleave.
+ * - A batch is released by the next iocp_wait() call on the server (from
+ *   any thread) or by iocp_destroy(). Until then the batch's event data
+ *   (DATA bytes, ACCEPTED address text) stay valid and unchanged, and the
+ *   connections in it wait: its receive buffer is not reused, its next
+ *   receive is not posted. Copy what you keep beyond the next iocp_wait().
+ * - Refusal: ACCEPTED stands for on_connect. Calling iocp_close() on that id
+ *   before the batch is released refuses the connection: the peer sees a
+ *   reset and no other event comes for the id (not even DISCONNECTED).
+ *   Doing nothing keeps it. iocp_send() and iocp_shutdown() before the
+ *   release queue bytes that go out once the connection is kept.
+ * - Ids: the id of a DISCONNECTED event is already stale (functions given it
+ *   return IOCP_ENOTFOUND), as in on_disconnect.
+ * - One draining thread at a time: iocp_wait() called while another thread
+ *   is inside iocp_wait() on the same server returns IOCP_EBUSY at once and
+ *   releases nothing. Successive calls from different threads are fine (a
+ *   thread pool can take turns), and iocp_send() and the other functions
+ *   may be called from any thread at any time.
+ * - No event after iocp_destroy(): it wakes a thread waiting in iocp_wait()
+ *   (that call returns IOCP_ECLOSED), releases the current batch and
+ *   discards every event not yet taken. Connections still open end with
+ *   IOCP_REASON_DESTROY without a DISCONNECTED event. To receive every
+ *   DISCONNECTED, call iocp_stop() first and keep calling iocp_wait() until
+ *   it returns IOCP_ECLOSED, then iocp_destroy().
+ */
+
+/* Event types (iocp_event.type); values are never renumbered. */
+enum iocp_event_type {
+  /* A connection was accepted (on_connect): data = address of the peer's IP
+   * address as NUL-terminated text, len = its length, value = peer port. */
+  IOCP_EVENT_ACCEPTED = 1,
+  /* Bytes arrived (on_data): data = their address, len = their count (> 0). */
+  IOCP_EVENT_DATA = 2,
+  /* len more queued bytes went to the system (on_sent); only when
+   * queue_events has IOCP_EVENT_BIT(IOCP_EVENT_SENT). */
+  IOCP_EVENT_SENT = 3,
+  /* The peer sent FIN (on_peer_closed); only when queue_events has
+   * IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED): then finish with iocp_shutdown()
+   * or iocp_close(), as after on_peer_closed. */
+  IOCP_EVENT_PEER_CLOSED = 4,
+  /* The connection ended (on_disconnect): value = enum iocp_reason. */
+  IOCP_EVENT_DISCONNECTED = 5
+};
+
+/* The bit of event type t in iocp_config.queue_events. */
+#define IOCP_EVENT_BIT(t) (1u << (t))
+
+/*
+ * One event. 32 bytes with the same layout on every platform (x86 and x64,
+ * Windows and Linux; no padding, every field at its natural alignment):
+ *
+ *   offset 0  uint32_t type     IOCP_EVENT_*
+ *   offset 4  int32_t  value    ACCEPTED: peer port; DISCONNECTED: reason
+ *   offset 8  uint64_t id       the connection
+ *   offset 16 uint64_t data     an address as an integer (see the types), 0
+ *                               when unused; in C: (const uint8_t *)(uintptr_t)
+ *   offset 24 uint64_t len      a byte count (see the types)
+ *
+ * The size never changes: events added later carry what they need in these
+ * fields. A caller must skip types it does not know (later minor versions
+ * queue new types only when asked to, through queue_events bits).
+ * .NET: [StructLayout(LayoutKind.Sequential)] uint, int, ulong, ulong,
+ * ulong; ctypes/struct: "<IiQQQ" (little-endian on Windows and x86 Linux).
+ */
+typedef struct iocp_event {
+  uint32_t type;
+  int32_t value;
+  iocp_conn_id id;
+  uint64_t data;
+  uint64_t len;
+} iocp_event;
+
+/*
+ * Releases the previous batch (see above) and takes up to `max` events into
+ * `events`, oldest first. Waits while none are queued: at most timeout_ms
+ * milliseconds (0 = do not wait, negative = no limit), and returns early,
+ * perhaps with 0 events, after iocp_wake().
+ *
+ * Returns the number of events (0 after a time-out or a wake-up), or:
+ * IOCP_EINVAL (server or events NULL, max 0), IOCP_EMODE (a callback-mode
+ * server), IOCP_EBUSY (another thread is inside iocp_wait() on this server;
+ * nothing released), IOCP_ECLOSED (after iocp_stop(), when every connection
+ * has ended and its events were taken and released; or when iocp_destroy()
+ * began). Call it from any thread but a worker (there are no callbacks in
+ * queue mode); the GIL-free, one-call-per-batch use is the point.
+ */
+IOCP_API int IOCP_CALL iocp_wait(iocp_server *server, iocp_event *events, uint32_t max,
+                                 int32_t timeout_ms);
+
+/*
+ * Makes the iocp_wait() in progress on `server`, or else the next one,
+ * return at once (with the events already queued, perhaps none). Wake-ups do
+ * not add up: several calls before one iocp_wait() end one wait. Any thread.
+ * Returns 0, IOCP_EINVAL (server NULL) or IOCP_EMODE (callback mode).
+ */
+IOCP_API int IOCP_CALL iocp_wake(iocp_server *server);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,10 @@
 #define IOCP__CALLBACKS_SIZE_V1 \
   (offsetof(iocp_callbacks, on_disconnect) + sizeof(iocp_on_disconnect_fn))
 
+/* The optional events a caller may ask to be queued. */
+#define IOCP__QUEUE_EVENTS_KNOWN \
+  (IOCP_EVENT_BIT(IOCP_EVENT_SENT) | IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED))
+
 static void config_defaults(iocp_config *c) {
   memset(c, 0, sizeof(*c));
   c->size = sizeof(*c);
@@ -58,15 +62,23 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
   if (dst->recv_buffer_size < 64 || dst->recv_buffer_size > (64u << 20)) return IOCP_EINVAL;
   if (dst->max_send_queue == 0) return IOCP_EINVAL;
   if (dst->threads > 1024) return IOCP_EINVAL;
+  if (dst->delivery != IOCP_DELIVERY_CALLBACKS && dst->delivery != IOCP_DELIVERY_QUEUE)
+    return IOCP_EINVAL;
+  if (dst->queue_events & ~IOCP__QUEUE_EVENTS_KNOWN) return IOCP_EINVAL;
+  if (dst->delivery == IOCP_DELIVERY_CALLBACKS && dst->queue_events != 0) return IOCP_EINVAL;
   return IOCP_OK;
 }
 
-int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src) {
+int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src, int queue_mode) {
   size_t n;
   memset(dst, 0, sizeof(*dst));
+  if (src == NULL) return queue_mode ? IOCP_OK : IOCP_EINVAL;
   if (src->size < IOCP__CALLBACKS_SIZE_V1) return IOCP_EVERSION;
   n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
   memcpy(dst, src, n);
   dst->size = sizeof(*dst);
+  if (queue_mode && (dst->on_connect != NULL || dst->on_data != NULL || dst->on_sent != NULL ||
+                     dst->on_peer_closed != NULL || dst->on_disconnect != NULL))
+    return IOCP_EMODE; /* one delivery mode per server */
   return IOCP_OK;
 }

@@ -13,6 +13,7 @@
  * so does every caller between lookup and return. The last one frees. */
 #include "internal.h"
 
+#include <assert.h>
 #include <string.h>
 
 /* After this many events in a row a worker hands the connection back to the
@@ -115,14 +116,101 @@ static void start_send_locked(iocp__conn *c) {
   }
 }
 
-/* Delivers pending events; entered with the lock held and `running` set by
- * the caller, returns with the lock released. */
-static void run_locked(iocp__conn *c) {
+/* Takes the next due event into c->ev; lock held. Returns 0 when the event
+ * needs no delivery (the library's own handling of a peer's FIN). */
+static int take_event_locked(iocp__conn *c) {
+  iocp__event_rec *e = &c->ev;
+  memset(e, 0, sizeof(*e));
+  if (c->ev_connect) {
+    c->ev_connect = 0;
+    e->type = IOCP_EVENT_ACCEPTED;
+    e->value = c->peer_port;
+    e->data = c->peer_addr;
+    e->len = strlen(c->peer_addr);
+  } else if (c->ev_data) {
+    c->ev_data = 0;
+    e->type = IOCP_EVENT_DATA;
+    e->data = c->rbuf;
+    e->len = c->ev_data_len;
+  } else if (c->ev_sent) {
+    e->type = IOCP_EVENT_SENT;
+    e->len = c->ev_sent;
+    c->ev_sent = 0;
+  } else if (c->ev_peer_closed) {
+    c->ev_peer_closed = 0;
+    if (c->closing) return 0;
+    if (!c->server->want_peer_closed) {
+      c->shut_req = 1; /* the default: finish the queue, then FIN */
+      start_send_locked(c);
+      return 0;
+    }
+    e->type = IOCP_EVENT_PEER_CLOSED;
+  } else {
+    c->ev_disconnect = 0;
+    e->type = IOCP_EVENT_DISCONNECTED;
+    e->value = c->reason;
+  }
+  return 1;
+}
+
+/* Calls the event's callback (callback mode); returns on_connect's verdict. */
+static int call_back(iocp__conn *c) {
   iocp_server *s = c->server;
   const iocp_callbacks *cb = &s->cb;
+  const iocp__event_rec *e = &c->ev;
+  switch (e->type) {
+  case IOCP_EVENT_ACCEPTED:
+    return cb->on_connect == NULL ||
+           cb->on_connect(s, s->user, c->id, c->peer_addr, c->peer_port) == 0;
+  case IOCP_EVENT_DATA:
+    if (cb->on_data != NULL) cb->on_data(s, s->user, c->id, c->rbuf, (size_t)e->len);
+    break;
+  case IOCP_EVENT_SENT: cb->on_sent(s, s->user, c->id, e->len); break;
+  case IOCP_EVENT_PEER_CLOSED: cb->on_peer_closed(s, s->user, c->id); break;
+  case IOCP_EVENT_DISCONNECTED:
+    if (cb->on_disconnect != NULL) cb->on_disconnect(s, s->user, c->id, e->value);
+    break;
+  default: assert(!"unknown event"); break;
+  }
+  return 1;
+}
+
+/* After the event was delivered (its callback returned, or its batch was
+ * released); entered without the lock, returns with it held. */
+static void finish_event(iocp__conn *c, int keep) {
+  iocp_server *s = c->server;
+  if (c->ev.type == IOCP_EVENT_ACCEPTED && !keep) {
+    /* Out of the table before the socket closes: once the peer sees the
+     * reset, the id is stale and no longer counted. (The lock is not held
+     * here: table locks are taken before connection locks.) */
+    iocp__conn *t = iocp__table_remove(&s->table, c->id);
+    if (t != NULL) unref_not_last(t);
+  }
+  iocp__mutex_lock(&c->lock);
+  if (c->ev.type == IOCP_EVENT_ACCEPTED) {
+    if (!keep) {
+      c->refused = 1;
+      teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
+    } else {
+      c->kept = 1;
+      start_recv_locked(c);
+      start_send_locked(c); /* bytes (and a shutdown) queued before the keep */
+    }
+  } else if (c->ev.type == IOCP_EVENT_DATA) {
+    start_recv_locked(c); /* only now is rbuf free again */
+  }
+}
+
+/* Delivers pending events; entered with the lock held and `running` set by
+ * the caller, returns with the lock released. In queue mode the first event
+ * goes to the queue, and `running` stays set until its batch is released
+ * (iocp__conn_released picks up from there). */
+static void run_locked(iocp__conn *c) {
+  iocp_server *s = c->server;
   int rounds = 0;
 
   while (has_events(c)) {
+    int keep, deliver;
     if (++rounds > IOCP__RUN_ROUNDS) {
       iocp__conn_ref(c);
       if (iocp__eng_post_run(c) == IOCP_OK) {
@@ -132,65 +220,40 @@ static void run_locked(iocp__conn *c) {
       unref_not_last(c);
       rounds = 0;
     }
-    if (c->ev_connect) {
-      int keep = 1;
-      c->ev_connect = 0;
-      iocp__mutex_unlock(&c->lock);
-      if (cb->on_connect != NULL)
-        keep = cb->on_connect(s, s->user, c->id, c->peer_addr, c->peer_port) == 0;
-      if (!keep) {
-        /* Out of the table before the socket closes: once the peer sees the
-         * reset, the id is stale and no longer counted. (The lock is not
-         * held here: table locks are taken before connection locks.) */
-        iocp__conn *t = iocp__table_remove(&s->table, c->id);
-        if (t != NULL) unref_not_last(t);
-      }
-      iocp__mutex_lock(&c->lock);
-      if (!keep) {
-        c->refused = 1;
-        teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
-      } else {
-        c->kept = 1;
-        start_recv_locked(c);
-        start_send_locked(c); /* bytes (and a shutdown) queued inside on_connect */
-      }
-    } else if (c->ev_data) {
-      size_t n = c->ev_data_len;
-      c->ev_data = 0;
-      iocp__mutex_unlock(&c->lock);
-      if (cb->on_data != NULL) cb->on_data(s, s->user, c->id, c->rbuf, n);
-      iocp__mutex_lock(&c->lock);
-      start_recv_locked(c); /* only now is rbuf free again */
-    } else if (c->ev_sent) {
-      uint64_t n = c->ev_sent;
-      c->ev_sent = 0;
-      iocp__mutex_unlock(&c->lock);
-      cb->on_sent(s, s->user, c->id, n);
-      iocp__mutex_lock(&c->lock);
-    } else if (c->ev_peer_closed) {
-      c->ev_peer_closed = 0;
-      if (c->closing) continue;
-      if (cb->on_peer_closed != NULL) {
-        iocp__mutex_unlock(&c->lock);
-        cb->on_peer_closed(s, s->user, c->id);
-        iocp__mutex_lock(&c->lock);
-      } else {
-        c->shut_req = 1; /* the default: finish the queue, then FIN */
-        start_send_locked(c);
-      }
-    } else {
-      int deliver = c->kept && !c->refused && cb->on_disconnect != NULL;
-      iocp__conn *t;
-      c->ev_disconnect = 0;
-      iocp__mutex_unlock(&c->lock);
-      t = iocp__table_remove(&s->table, c->id); /* the id is stale from here on */
+    if (!take_event_locked(c)) continue;
+    /* A refused connection has no disconnect to deliver. */
+    deliver = c->ev.type != IOCP_EVENT_DISCONNECTED || (c->kept && !c->refused);
+    iocp__mutex_unlock(&c->lock);
+    if (c->ev.type == IOCP_EVENT_DISCONNECTED) {
+      iocp__conn *t = iocp__table_remove(&s->table, c->id); /* stale from here on */
       if (t != NULL) unref_not_last(t);
-      if (deliver) cb->on_disconnect(s, s->user, c->id, c->reason);
-      iocp__mutex_lock(&c->lock);
     }
+    if (!deliver) {
+      iocp__mutex_lock(&c->lock);
+      continue;
+    }
+    if (s->queue_mode) {
+      iocp__conn_ref(c); /* the queue's */
+      iocp__evq_push(c);
+      return;
+    }
+    keep = call_back(c);
+    finish_event(c, keep);
   }
   c->running = 0;
   iocp__mutex_unlock(&c->lock);
+}
+
+void iocp__conn_released(iocp__conn *c) {
+  int keep = 1;
+  if (c->ev.type == IOCP_EVENT_ACCEPTED) {
+    iocp__mutex_lock(&c->lock);
+    keep = !c->refuse_req;
+    iocp__mutex_unlock(&c->lock);
+  }
+  finish_event(c, keep);
+  run_locked(c);
+  iocp__conn_unref(c);
 }
 
 /* On a worker, lock held: deliver here unless another worker already is. */
@@ -265,7 +328,7 @@ void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes) {
   } else {
     if (bytes > c->sendq.queued) bytes = (size_t)c->sendq.queued;
     iocp__sendq_consume(&c->sendq, bytes);
-    if (c->server->cb.on_sent != NULL) c->ev_sent += bytes;
+    if (c->server->want_sent) c->ev_sent += bytes;
     start_send_locked(c);
   }
   deliver_locked(c);
@@ -337,6 +400,7 @@ static int shutdown_locked(iocp__conn *c, void *arg) {
 static int close_locked(iocp__conn *c, void *arg) {
   (void)arg;
   if (c->closing) return IOCP_ECLOSED;
+  if (!c->kept) c->refuse_req = 1; /* queue mode: refuses at the release */
   teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
   return IOCP_OK;
 }

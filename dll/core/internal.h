@@ -33,6 +33,14 @@ void iocp__sendq_clear(iocp__sendq *q);
 
 /* ---- Connections (conn.c) -------------------------------------------------- */
 
+/* One event as conn.c hands it to a callback or to the queue. */
+typedef struct iocp__event_rec {
+  uint32_t type;  /* IOCP_EVENT_* */
+  int32_t value;
+  uint64_t len;
+  const void *data;
+} iocp__event_rec;
+
 struct iocp__conn {
   iocp_server *server;
   iocp_conn_id id;
@@ -55,6 +63,7 @@ struct iocp__conn {
   unsigned ev_data : 1;
   unsigned ev_peer_closed : 1;
   unsigned ev_disconnect : 1;
+  unsigned refuse_req : 1;  /* queue mode: iocp_close() before ACCEPTED was released */
   int reason;               /* enum iocp_reason once closing */
   size_t ev_data_len;
   uint64_t ev_sent;
@@ -65,10 +74,18 @@ struct iocp__conn {
   uint8_t *rbuf;
   size_t rbuf_cap;
 
+  /* The event being delivered (in the queue or in a batch in queue mode). */
+  iocp__event_rec ev;
+  struct iocp__conn *evq_next; /* under the server's lock (evq.c) */
+
   struct iocp__eng_conn eng;
 };
 
 void iocp__conn_ref(iocp__conn *c);
+/* Queue mode: the caller released the batch holding c's event (evq.c). Ends
+ * that event as a returning callback would and delivers what is due next;
+ * drops the reference the queue held. No lock held. */
+void iocp__conn_released(iocp__conn *c);
 
 /* ---- Connection table (conn_table.c) ----------------------------------------- */
 
@@ -100,6 +117,23 @@ iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id);
 void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
 uint64_t iocp__table_count(iocp__table *t);
 
+/* ---- Event queue (evq.c) ------------------------------------------------------- */
+
+typedef struct iocp__evq {
+  iocp__conn *head, *tail; /* connections with an event queued, oldest first */
+  iocp__conn *batch;       /* taken by the last iocp_wait(), not yet released */
+  unsigned busy : 1;       /* a thread is inside iocp_wait() */
+  unsigned wake : 1;       /* iocp_wake() not yet consumed */
+  unsigned discard : 1;    /* iocp_destroy() began: deliver nothing more */
+  uint32_t sleepers;       /* threads waiting on the server's cond for the queue */
+} iocp__evq;
+
+/* Appends c, whose c->ev is filled, and takes over a reference. */
+void iocp__evq_push(iocp__conn *c);
+/* iocp_destroy(): ends a wait in progress and releases every batch and
+ * queued event until no connection is left. Server lock not held. */
+void iocp__evq_drain_all(iocp_server *s);
+
 /* ---- Server ------------------------------------------------------------------ */
 
 struct iocp_server {
@@ -114,6 +148,11 @@ struct iocp_server {
   iocp__cond cond;
   uint64_t alive;        /* connections allocated and not yet freed, under lock */
   int destroying;        /* under lock */
+  int stopped;           /* under lock: iocp_stop() (or iocp_destroy()) began */
+  unsigned queue_mode : 1;       /* IOCP_DELIVERY_QUEUE (fixed at creation) */
+  unsigned want_sent : 1;        /* SENT events / on_sent wanted */
+  unsigned want_peer_closed : 1; /* PEER_CLOSED events / on_peer_closed wanted */
+  iocp__evq evq;         /* queue mode: under lock */
 
   struct iocp__eng_server eng;
 };
@@ -125,7 +164,7 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg);
 
 int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
                       const iocp_config *src);
-int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src);
+int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src, int queue_mode);
 int iocp__address_parse(const char *text, uint16_t port,
                         struct sockaddr_storage *ss, int *len);
 void iocp__address_format(const struct sockaddr *sa, char *text, size_t cap,

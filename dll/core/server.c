@@ -12,14 +12,21 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
 
   if (server == NULL) return IOCP_EINVAL;
   *server = NULL;
-  if (callbacks == NULL) return IOCP_EINVAL;
 
   s = iocp__calloc(1, sizeof(*s));
   if (s == NULL) return IOCP_ENOMEM;
   rc = iocp__config_copy(&s->cfg, s->bind_text, sizeof(s->bind_text), config);
   if (rc != IOCP_OK) goto fail_free;
-  rc = iocp__callbacks_copy(&s->cb, callbacks);
+  rc = iocp__callbacks_copy(&s->cb, callbacks, s->cfg.delivery == IOCP_DELIVERY_QUEUE);
   if (rc != IOCP_OK) goto fail_free;
+  s->queue_mode = s->cfg.delivery == IOCP_DELIVERY_QUEUE;
+  if (s->queue_mode) {
+    s->want_sent = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_SENT)) != 0;
+    s->want_peer_closed = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED)) != 0;
+  } else {
+    s->want_sent = s->cb.on_sent != NULL;
+    s->want_peer_closed = s->cb.on_peer_closed != NULL;
+  }
   rc = iocp__address_parse(s->cfg.bind_address, s->cfg.port, &addr, &addrlen);
   if (rc != IOCP_OK) goto fail_free;
   s->user = user;
@@ -45,6 +52,25 @@ fail_free:
   return rc;
 }
 
+int IOCP_CALL iocp_stop(iocp_server *s) {
+  int first;
+  if (s == NULL) return IOCP_EINVAL;
+  iocp__mutex_lock(&s->lock);
+  first = !s->stopped;
+  s->stopped = 1;
+  iocp__mutex_unlock(&s->lock);
+  if (!first) return IOCP_OK;
+
+  iocp__eng_stop_accepting(s);
+  /* From here no connection can join the table; every one in it ends. */
+  iocp__table_close(&s->table, iocp__conn_destroy_one, NULL);
+  /* A waiter may now be finished (nothing was open). */
+  iocp__mutex_lock(&s->lock);
+  iocp__cond_broadcast(&s->cond);
+  iocp__mutex_unlock(&s->lock);
+  return IOCP_OK;
+}
+
 int IOCP_CALL iocp_destroy(iocp_server *s) {
   if (s == NULL) return IOCP_OK;
   if (iocp__eng_on_worker(s)) return IOCP_EINCALLBACK;
@@ -53,13 +79,10 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
   s->destroying = 1;
   iocp__mutex_unlock(&s->lock);
 
-  iocp__eng_stop_accepting(s);
-  /* From here no connection can join the table; every one in it ends. */
-  iocp__table_close(&s->table, iocp__conn_destroy_one, NULL);
-
-  iocp__mutex_lock(&s->lock);
-  while (s->alive != 0) iocp__cond_wait(&s->cond, &s->lock);
-  iocp__mutex_unlock(&s->lock);
+  iocp_stop(s);
+  /* Waits for every connection to end; in queue mode, ends a wait in
+   * progress and releases what was queued without delivering it. */
+  iocp__evq_drain_all(s);
 
   iocp__eng_finish(s);
 

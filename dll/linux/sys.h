@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef pthread_mutex_t iocp__mutex;
 typedef pthread_cond_t iocp__cond;
@@ -13,10 +14,35 @@ static inline void iocp__mutex_destroy(iocp__mutex *m) { pthread_mutex_destroy(m
 static inline void iocp__mutex_lock(iocp__mutex *m) { pthread_mutex_lock(m); }
 static inline void iocp__mutex_unlock(iocp__mutex *m) { pthread_mutex_unlock(m); }
 
-static inline void iocp__cond_init(iocp__cond *c) { pthread_cond_init(c, NULL); }
+/* Timed waits measure on the monotonic clock (immune to clock changes). */
+static inline void iocp__cond_init(iocp__cond *c) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(c, &a);
+  pthread_condattr_destroy(&a);
+}
 static inline void iocp__cond_destroy(iocp__cond *c) { pthread_cond_destroy(c); }
 static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) { pthread_cond_wait(c, m); }
 static inline void iocp__cond_broadcast(iocp__cond *c) { pthread_cond_broadcast(c); }
+/* Waits at most ms milliseconds (spurious wake-ups possible). */
+static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
+  }
+  pthread_cond_timedwait(c, m, &t);
+}
+/* A monotonic clock in milliseconds. */
+static inline uint64_t iocp__now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
 
 /* A reference count; iocp__ref_add returns the value before adding. */
 typedef int iocp__refcount;

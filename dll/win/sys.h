@@ -29,6 +29,12 @@ static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) {
   SleepConditionVariableSRW(c, m, INFINITE, 0);
 }
 static inline void iocp__cond_broadcast(iocp__cond *c) { WakeAllConditionVariable(c); }
+/* Waits at most ms milliseconds (spurious wake-ups possible). */
+static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
+  SleepConditionVariableSRW(c, m, ms, 0);
+}
+/* A monotonic clock in milliseconds. */
+static inline uint64_t iocp__now_ms(void) { return GetTickCount64(); }
 
 /* A reference count; iocp__ref_add returns the value before adding. */
 typedef volatile LONG iocp__refcount;

@@ -112,7 +112,7 @@ class _Callbacks(ctypes.Structure):
 
 
 class _Config(ctypes.Structure):
-    """struct iocp_config (48 bytes on 64-bit; the uint64 is 8-aligned)."""
+    """struct iocp_config (56 bytes on 64-bit; the uint64 is 8-aligned)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("port", ctypes.c_uint16),
@@ -125,6 +125,8 @@ class _Config(ctypes.Structure):
         ("max_send_queue", ctypes.c_uint64),
         ("nodelay", ctypes.c_uint32),
         ("reserved2_", ctypes.c_uint32),
+        ("delivery", ctypes.c_uint32),
+        ("queue_events", ctypes.c_uint32),
     ]
 
 

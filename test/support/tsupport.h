@@ -85,7 +85,11 @@ size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 enum {
   REC_ECHO = 1,              /* echo every byte back */
   REC_HANDLE_PEER_CLOSE = 2, /* set on_peer_closed (records it, then iocp_shutdown) */
-  REC_REFUSE = 4             /* on_connect refuses every connection */
+  REC_REFUSE = 4,            /* on_connect refuses every connection */
+  REC_QUEUE = 8              /* queue mode: a drainer thread takes the events
+                              * with iocp_wait() and calls the same recording
+                              * functions (set for every server when the
+                              * environment has IOCP_TEST_DELIVERY=queue) */
 };
 
 typedef struct rec_server rec_server;
@@ -120,6 +124,8 @@ struct rec_server {
   uint16_t last_peer_port;
   int destroyed;
   struct rec_table *table;
+  ts_thread *drainer;     /* REC_QUEUE */
+  ts_counter *batches;    /* REC_QUEUE: iocp_wait() calls that returned events */
 };
 
 /* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
