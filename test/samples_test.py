@@ -297,6 +297,20 @@ def run_missing_library_check(args, res):
             child.kill()
 
 
+def parse_with_program(ap):
+    """Parses the options of `ap` followed by `-- PROGRAM [ARGS...]` (args.program)."""
+    ap.add_argument("program", nargs=argparse.REMAINDER, help="the server's command line")
+    args = ap.parse_args()
+    if args.program and args.program[0] == "--":
+        args.program = args.program[1:]
+    if not args.program:
+        ap.error("no program given")
+    # Meson passes build paths relative to its working folder; the
+    # no-library check runs the program from elsewhere.
+    args.program = [os.path.abspath(a) if os.path.isfile(a) else a for a in args.program]
+    return args
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--label", default=None, help="name printed with each check")
@@ -311,15 +325,7 @@ def main():
                     help="with --expect-no-library: the only library folder (default: an empty one)")
     ap.add_argument("--expect-message", default="iocpsrv",
                     help="with --expect-no-library: text stderr must contain")
-    ap.add_argument("program", nargs=argparse.REMAINDER, help="the server's command line")
-    args = ap.parse_args()
-    if args.program and args.program[0] == "--":
-        args.program = args.program[1:]
-    if not args.program:
-        ap.error("no program given")
-    # Meson passes build paths relative to its working folder; the
-    # no-library check runs the program from elsewhere.
-    args.program = [os.path.abspath(a) if os.path.isfile(a) else a for a in args.program]
+    args = parse_with_program(ap)
 
     label = args.label or os.path.basename(args.program[-1])
     res = Results(label)
