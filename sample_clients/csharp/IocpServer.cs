@@ -11,13 +11,19 @@
 // PATH), libiocpsrv.so under Mono/.NET on Linux (LD_LIBRARY_PATH). Every entry
 // point and callback is cdecl (the header's IOCP_CALL).
 //
-// Threads: the callbacks (OnConnect, OnData, ...) run on the library's worker
-// threads, never on the thread that created the server. Callbacks of one
-// connection never overlap and arrive in order; different connections run in
-// parallel, so shared state needs locking. Send/Shutdown/Close(id)/Queued are
-// fine from any thread, callbacks included; Dispose() is not allowed inside a
-// callback of the same server (the library refuses with IOCP_EINCALLBACK,
-// thrown as IocpException).
+// Two delivery modes (IocpServerOptions.Mode):
+// - IocpDelivery.Queue (the default): the library queues events and one
+//   thread of this wrapper takes them in batches (iocp_wait: one P/Invoke per
+//   batch, no calls from native code into managed code, no delegates for the
+//   library to keep alive) and runs the handlers there, one at a time.
+//   OnDataSegment receives the bytes without a copy it did not ask for: an
+//   ArraySegment over a buffer reused for the next event (OnData gets a copy).
+// - IocpDelivery.Callbacks: the handlers run on the library's worker threads
+//   through reverse P/Invoke; different connections run in parallel.
+// In both, handlers of one connection never overlap and arrive in order.
+// Send/Shutdown/Close(id)/Queued are fine from any thread, handlers included;
+// Dispose() is not allowed inside a handler of the same server (it throws
+// IocpException with IOCP_EINCALLBACK).
 //
 // Plain C# 5 and only System / System.Runtime.InteropServices, so that it
 // builds with Mono's mcs and with the .NET SDK on Windows alike.
@@ -54,6 +60,15 @@ namespace IocpSrv
         public const int EAcces = -11;
         public const int EAfNoSupport = -12;
         public const int EClosed = -13;
+        public const int EMode = -14;
+        public const int EBusy = -15;
+    }
+
+    /// <summary>How events reach the handlers (enum iocp_delivery).</summary>
+    public enum IocpDelivery
+    {
+        Callbacks = 0,
+        Queue = 1,
     }
 
     /// <summary>A negative return code of the library.</summary>
@@ -130,6 +145,27 @@ namespace IocpSrv
             public ulong MaxSendQueue;
             public uint NoDelay;
             public uint Reserved2;
+            public uint Delivery;
+            public uint QueueEvents;
+        }
+
+        // enum iocp_event_type
+        internal const uint EventAccepted = 1;
+        internal const uint EventData = 2;
+        internal const uint EventSent = 3;
+        internal const uint EventPeerClosed = 4;
+        internal const uint EventDisconnected = 5;
+
+        // struct iocp_event: 32 bytes, the same on every platform; blittable,
+        // so an array of it is passed pinned, never copied.
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Event
+        {
+            public uint Type;
+            public int Value;
+            public ulong Id;
+            public ulong Data;   // an address (IntPtr) widened to 64 bits
+            public ulong Len;
         }
 
         // Functions returning `const char *` to static storage are declared
@@ -152,6 +188,24 @@ namespace IocpSrv
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_create(ref Config config, ref Callbacks callbacks, IntPtr user,
                                                out IntPtr server);
+
+        // Queue mode: callbacks NULL.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_create(ref Config config, IntPtr callbacks, IntPtr user,
+                                                     out IntPtr server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_wait(ServerHandle server, [Out] Event[] events, uint max, int timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_wake(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stop(ServerHandle server);
+
+        // A byte[] is pinned by the marshaler for the call (no copy).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_send(ServerHandle server, ulong id, byte[] data, UIntPtr len);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_send(ServerHandle server, ulong id, IntPtr data, UIntPtr len);
@@ -184,6 +238,7 @@ namespace IocpSrv
     internal sealed class ServerHandle : SafeHandle
     {
         internal object KeepAlive;
+        internal Thread Drainer;   // queue mode: the thread that drains events
 
         internal ServerHandle() : base(IntPtr.Zero, true) { }
 
@@ -268,7 +323,11 @@ namespace IocpSrv
         private static void CheckLayout()
         {
             int p = IntPtr.Size;
-            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 48);
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 56);
+            Expect("iocp_config.delivery", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Delivery"), 48);
+            Expect("iocp_event", Marshal.SizeOf(typeof(NativeMethods.Event)), 32);
+            Expect("iocp_event.id", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Id"), 8);
+            Expect("iocp_event.len", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Len"), 24);
             Expect("iocp_config.bind_address", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "BindAddress"), 8);
             Expect("iocp_config.threads", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Threads"), 8 + p);
             Expect("iocp_config.max_send_queue", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "MaxSendQueue"), 32);
@@ -286,6 +345,7 @@ namespace IocpSrv
 
     public delegate bool ConnectHandler(IocpServer server, ulong id, string address, ushort port);
     public delegate void DataHandler(IocpServer server, ulong id, byte[] data);
+    public delegate void DataSegmentHandler(IocpServer server, ulong id, ArraySegment<byte> data);
     public delegate void SentHandler(IocpServer server, ulong id, ulong bytes);
     public delegate void PeerClosedHandler(IocpServer server, ulong id);
     public delegate void DisconnectHandler(IocpServer server, ulong id, IocpReason reason);
@@ -302,11 +362,19 @@ namespace IocpSrv
         public uint RecvBufferSize;
         public ulong MaxSendQueue;
         public bool NoDelay = true;           // TCP_NODELAY on accepted connections
+        public IocpDelivery Mode = IocpDelivery.Queue;
+        public int Batch = 256;               // queue mode: events per iocp_wait
 
         /// <summary>Return false (or throw) to refuse the connection.</summary>
         public ConnectHandler OnConnect;
         /// <summary>The array is a copy: keep it as long as you like.</summary>
         public DataHandler OnData;
+        /// <summary>
+        /// Queue mode, instead of OnData: the bytes without a copy of their
+        /// own, in a buffer reused after the handler returns (copy what you
+        /// keep). Send(id, segment) sends straight from it.
+        /// </summary>
+        public DataSegmentHandler OnDataSegment;
         public SentHandler OnSent;
         /// <summary>When null the library sends what is queued, then closes.</summary>
         public PeerClosedHandler OnPeerClosed;
@@ -367,7 +435,12 @@ namespace IocpSrv
                 try
                 {
                     var h = entry.Target as ServerHandle;
-                    if (h != null) h.Dispose();
+                    if (h == null) continue;
+                    // Queue mode: let the drainer see the end before the
+                    // handle goes (it holds the handle inside iocp_wait).
+                    if (h.Drainer != null && !h.IsClosed && NativeMethods.iocp_stop(h) == 0)
+                        h.Drainer.Join(10000);
+                    h.Dispose();
                 }
                 catch (Exception)
                 {
@@ -392,30 +465,44 @@ namespace IocpSrv
             if (options.RecvBufferSize != 0) config.RecvBufferSize = options.RecvBufferSize;
             if (options.MaxSendQueue != 0) config.MaxSendQueue = options.MaxSendQueue;
             config.NoDelay = options.NoDelay ? 1u : 0u;
+            if (options.Mode != IocpDelivery.Queue && options.Mode != IocpDelivery.Callbacks)
+                throw new ArgumentException("unknown delivery mode", "options");
+            if (options.Mode == IocpDelivery.Queue)
+            {
+                if (options.Batch < 1) throw new ArgumentOutOfRangeException("options", "Batch must be at least 1");
+                config.Delivery = (uint)IocpDelivery.Queue;
+                if (options.OnSent != null) config.QueueEvents |= 1u << (int)NativeMethods.EventSent;
+                if (options.OnPeerClosed != null) config.QueueEvents |= 1u << (int)NativeMethods.EventPeerClosed;
+            }
+            else if (options.OnDataSegment != null)
+            {
+                throw new ArgumentException("OnDataSegment needs IocpDelivery.Queue", "options");
+            }
 
             var callbacks = new NativeMethods.Callbacks();
             callbacks.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Callbacks));
-            if (options.OnConnect != null)
+            bool queue = options.Mode == IocpDelivery.Queue;
+            if (options.OnConnect != null && !queue)
             {
                 onConnect = ConnectTrampoline;
                 callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
             }
-            if (options.OnData != null)
+            if (options.OnData != null && !queue)
             {
                 onData = DataTrampoline;
                 callbacks.OnData = Marshal.GetFunctionPointerForDelegate(onData);
             }
-            if (options.OnSent != null)
+            if (options.OnSent != null && !queue)
             {
                 onSent = SentTrampoline;
                 callbacks.OnSent = Marshal.GetFunctionPointerForDelegate(onSent);
             }
-            if (options.OnPeerClosed != null)
+            if (options.OnPeerClosed != null && !queue)
             {
                 onPeerClosed = PeerClosedTrampoline;
                 callbacks.OnPeerClosed = Marshal.GetFunctionPointerForDelegate(onPeerClosed);
             }
-            if (options.OnDisconnect != null)
+            if (options.OnDisconnect != null && !queue)
             {
                 onDisconnect = DisconnectTrampoline;
                 callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
@@ -428,7 +515,8 @@ namespace IocpSrv
             {
                 config.BindAddress = bind;   // copied by iocp_create
                 IntPtr server;
-                rc = NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
+                rc = queue ? NativeMethods.iocp_create(ref config, IntPtr.Zero, IntPtr.Zero, out server)
+                           : NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
                 if (rc == 0) handle.Set(server);
             }
             finally
@@ -444,6 +532,16 @@ namespace IocpSrv
                 throw new IocpException(rc, "cannot listen on " + options.Bind + " port " + options.Port);
             liveEntry = new WeakReference(handle, true);
             lock (live) live.Add(liveEntry);
+            if (queue)
+            {
+                events = new NativeMethods.Event[options.Batch];
+                dataBuffer = new byte[Math.Max(config.RecvBufferSize, 64u)];
+                drainer = new Thread(Drain);
+                drainer.IsBackground = true;
+                drainer.Name = "iocpsrv:" + Port;
+                handle.Drainer = drainer;
+                drainer.Start();
+            }
         }
 
         /// <summary>The port listened on (useful after Port = 0).</summary>
@@ -459,10 +557,21 @@ namespace IocpSrv
             Send(id, data, 0, data.Length);
         }
 
+        public void Send(ulong id, ArraySegment<byte> data)
+        {
+            Send(id, data.Array, data.Offset, data.Count);
+        }
+
         public void Send(ulong id, byte[] data, int offset, int count)
         {
             if (data == null) throw new ArgumentNullException("data");
             if (offset < 0 || count < 0 || offset > data.Length - count) throw new ArgumentOutOfRangeException("count");
+            if (offset == 0)
+            {
+                // Pinned by the marshaler for the call: no GCHandle needed.
+                Check(NativeMethods.iocp_send(handle, id, data, new UIntPtr((uint)count)), "iocp_send");
+                return;
+            }
             GCHandle pin = GCHandle.Alloc(data, GCHandleType.Pinned);
             try
             {
@@ -496,7 +605,16 @@ namespace IocpSrv
         /// </summary>
         public void Dispose()
         {
-            if (running != null && running.Contains(this) && !handle.IsClosed)
+            if (drainer != null)
+            {
+                if (Thread.CurrentThread == drainer)
+                    throw new IocpException(IocpErrors.EInCallback, "iocp_destroy");
+                // Every OnDisconnect is delivered: stop, and let the drainer
+                // take the rest until iocp_wait says the server is finished.
+                if (!handle.IsClosed) NativeMethods.iocp_stop(handle);
+                drainer.Join();
+            }
+            else if (running != null && running.Contains(this) && !handle.IsClosed)
             {
                 // The library refuses at once; ask it so the error is its own.
                 int rc = NativeMethods.iocp_destroy(handle.DangerousGetHandle());
@@ -512,6 +630,96 @@ namespace IocpSrv
         private static void Check(int rc, string what)
         {
             if (rc < 0) throw new IocpException(rc, what);
+        }
+
+        // ---- Queue mode: the drain loop, on this wrapper's own thread ----
+
+        private readonly Thread drainer;
+        private readonly NativeMethods.Event[] events;
+        private byte[] dataBuffer;
+
+        private void Drain()
+        {
+            try
+            {
+                for (;;)
+                {
+                    // One P/Invoke per batch; it also releases the last one.
+                    int n = NativeMethods.iocp_wait(handle, events, (uint)events.Length, -1);
+                    if (n == IocpErrors.EClosed) return;
+                    if (n < 0) throw new IocpException(n, "iocp_wait");
+                    for (int i = 0; i < n; i++) Dispatch(ref events[i]);
+                }
+            }
+            catch (Exception e)
+            {
+                Report("iocp_wait", e);   // the server cannot be drained any more
+            }
+        }
+
+        private void Dispatch(ref NativeMethods.Event e)
+        {
+            string where = "OnData";
+            try
+            {
+                switch (e.Type)
+                {
+                    case NativeMethods.EventData:
+                        OnQueuedData(e.Id, new IntPtr((long)e.Data), (int)e.Len);
+                        break;
+                    case NativeMethods.EventAccepted:
+                        where = "OnConnect";
+                        bool keep = true;
+                        try
+                        {
+                            if (options.OnConnect != null)
+                                keep = options.OnConnect(this, e.Id, Marshal.PtrToStringAnsi(new IntPtr((long)e.Data)),
+                                                         (ushort)e.Value);
+                        }
+                        finally
+                        {
+                            // Closed before the batch is released: refused, and
+                            // no other event comes for this id.
+                            if (!keep) NativeMethods.iocp_close(handle, e.Id);
+                        }
+                        break;
+                    case NativeMethods.EventSent:
+                        where = "OnSent";
+                        options.OnSent(this, e.Id, e.Len);
+                        break;
+                    case NativeMethods.EventPeerClosed:
+                        where = "OnPeerClosed";
+                        options.OnPeerClosed(this, e.Id);
+                        break;
+                    case NativeMethods.EventDisconnected:
+                        where = "OnDisconnect";
+                        if (options.OnDisconnect != null) options.OnDisconnect(this, e.Id, (IocpReason)e.Value);
+                        break;
+                    default:
+                        break;   // a type this binding does not know: skipped, as the header asks
+                }
+            }
+            catch (Exception ex)
+            {
+                if (where == "OnConnect") NativeMethods.iocp_close(handle, e.Id);   // never decided to keep it
+                Report(where, ex);
+            }
+        }
+
+        private void OnQueuedData(ulong id, IntPtr data, int len)
+        {
+            if (options.OnDataSegment != null)
+            {
+                if (dataBuffer.Length < len) dataBuffer = new byte[len];
+                Marshal.Copy(data, dataBuffer, 0, len);
+                options.OnDataSegment(this, id, new ArraySegment<byte>(dataBuffer, 0, len));
+            }
+            else if (options.OnData != null)
+            {
+                var bytes = new byte[len];
+                Marshal.Copy(data, bytes, 0, len);
+                options.OnData(this, id, bytes);
+            }
         }
 
         // ---- Trampolines: native -> managed; no exception gets through ----
