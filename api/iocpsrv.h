@@ -57,8 +57,12 @@
  * - Binding: Windows binds with SO_EXCLUSIVEADDRUSE, Linux with SO_REUSEADDR;
  *   both fail with IOCP_EADDRINUSE while another socket listens on the port,
  *   but Windows may also refuse a port whose old connections are still in
- *   TIME_WAIT, where Linux accepts it.
- * - An IPv6 address ("::", "::1") listens on IPv6 only on both.
+ *   TIME_WAIT, where Linux accepts it. If SO_EXCLUSIVEADDRUSE cannot be set,
+ *   iocp_create() fails (and on_log says so) rather than listen on a port
+ *   another process could take over.
+ * - An IPv6 address ("::", "::1") listens on IPv6 only on both, unless
+ *   config.dual_stack asks for IPv4 too; if IPV6_V6ONLY cannot be set as
+ *   asked, iocp_create() fails.
  * - Under Wine (not Windows) a peer's reset can reach the library as an
  *   orderly end of stream, so on_disconnect may say IOCP_REASON_PEER_CLOSED
  *   where Windows says IOCP_REASON_RESET.
@@ -131,7 +135,10 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
 
 /*
  * Every function that can fail returns 0 on success or one of these negative
- * codes. Codes are never renumbered; retired ones stay reserved.
+ * codes. Codes are never renumbered; retired ones stay reserved. Codes added
+ * in 1.1: IOCP_ECONNREFUSED, IOCP_ETIMEDOUT and IOCP_EUNREACH (outbound
+ * connections), IOCP_EMFILE (the process ran out of sockets or descriptors;
+ * 1.0 said IOCP_ENOMEM there).
  */
 #define IOCP_ERRNO_MAP(X)                                                        \
   X(EINVAL,       -1,  "invalid argument")                                       \
@@ -148,14 +155,18 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
   X(EAFNOSUPPORT, -12, "address family not supported")                           \
   X(ECLOSED,      -13, "connection is closing")                                 \
   X(EMODE,        -14, "not available in this server's delivery mode")          \
-  X(EBUSY,        -15, "another thread is waiting on this server's events")
+  X(EBUSY,        -15, "another thread is waiting on this server's events")     \
+  X(ECONNREFUSED, -16, "connection refused")                                     \
+  X(ETIMEDOUT,    -17, "connection timed out")                                   \
+  X(EUNREACH,     -18, "network or host unreachable")                            \
+  X(EMFILE,       -19, "out of sockets or file descriptors")
 
 enum iocp_errno {
   IOCP_OK = 0,
 #define IOCP_ERRNO_ENUM_(name, code, text) IOCP_##name = (code),
   IOCP_ERRNO_MAP(IOCP_ERRNO_ENUM_)
 #undef IOCP_ERRNO_ENUM_
-  IOCP_ERRNO_LAST_ = -15
+  IOCP_ERRNO_LAST_ = -19
 };
 
 /* A short English description of an error code ("unknown error" otherwise).
@@ -233,6 +244,56 @@ typedef void(IOCP_CALL *iocp_on_peer_closed_fn)(iocp_server *server, void *user,
 typedef void(IOCP_CALL *iocp_on_disconnect_fn)(iocp_server *server, void *user,
                                                iocp_conn_id id, int reason);
 
+/* Levels of on_log messages: lower is more severe. */
+enum iocp_log_level {
+  /* Something failed that the library cannot work around: a worker thread
+   * ended because its completion port or epoll set broke, or iocp_create()
+   * fails (e.g. SO_EXCLUSIVEADDRUSE could not be set). */
+  IOCP_LOG_ERROR = 1,
+  /* Service is degraded and the library works around it: accepting paused
+   * because the process ran out of sockets or descriptors (retried every
+   * 50 ms), or one incoming connection was dropped before on_connect. */
+  IOCP_LOG_WARN = 2,
+  /* Back to normal: accepting again after a pause. */
+  IOCP_LOG_INFO = 3
+};
+
+/*
+ * (Added in 1.1.) The library reports what it worked around or could not do,
+ * things that 1.0 let pass in silence; the library itself never prints.
+ * `level` is an enum iocp_log_level; `code` the negative IOCP_ code of the
+ * cause (IOCP_EMFILE for descriptor exhaustion, 0 for IOCP_LOG_INFO); `text`
+ * a short English line without a trailing newline, valid only during the
+ * call. Messages about one condition are not repeated while it lasts: a pause
+ * in accepting is reported once when it starts (IOCP_LOG_WARN) and once when
+ * it ends (IOCP_LOG_INFO).
+ *
+ * Threads: usually a worker thread, and possibly several at once (calls are
+ * not serialised, unlike a connection's callbacks). Messages that arise
+ * inside iocp_create() run on its caller's thread before it returns; when
+ * iocp_create() then fails, `server` is only an identity (the handle is
+ * discarded) and must not be passed to any function. From a worker, on_log
+ * may call the per-connection functions, iocp_connect() and the getters,
+ * but not iocp_destroy() (IOCP_EINCALLBACK). Keep it short: it holds the
+ * worker (or the accept path) that reports.
+ */
+typedef void(IOCP_CALL *iocp_on_log_fn)(iocp_server *server, void *user, int level,
+                                        int code, const char *text);
+
+/*
+ * (Added in 1.1.) An outbound connection started by iocp_connect() ended
+ * before on_connect: `error` says why: IOCP_ECONNREFUSED, IOCP_ETIMEDOUT,
+ * IOCP_EUNREACH, IOCP_ECLOSED (iocp_close() or iocp_destroy() ended it
+ * first), or the code of another failure (IOCP_EADDRNOTAVAIL: no local port
+ * left; IOCP_ESYSTEM). It is that
+ * id's first and last callback: no on_connect or on_disconnect follows. For
+ * every id that iocp_connect() returned, exactly one of on_connect_failed or
+ * on_connect (then, if kept, on_disconnect) runs. On a worker thread; may
+ * call everything on_data may.
+ */
+typedef void(IOCP_CALL *iocp_on_connect_failed_fn)(iocp_server *server, void *user,
+                                                   iocp_conn_id id, int error);
+
 /*
  * The callbacks. Set `size` to sizeof(iocp_callbacks) (fields may be appended
  * in later minor versions; the library reads only the fields `size` covers).
@@ -246,6 +307,9 @@ typedef struct iocp_callbacks {
   iocp_on_sent_fn on_sent;
   iocp_on_peer_closed_fn on_peer_closed;
   iocp_on_disconnect_fn on_disconnect;
+  /* Added in 1.1 (a caller whose struct ends before them gets NULL): */
+  iocp_on_log_fn on_log;
+  iocp_on_connect_failed_fn on_connect_failed;
 } iocp_callbacks;
 
 /* ---- Configuration ------------------------------------------------------- */
@@ -278,6 +342,17 @@ typedef struct iocp_config {
    * (Added in 1.0; a caller whose struct ends before it gets the default.) */
   uint32_t nodelay;
   uint32_t reserved2_; /* set to 0 */
+  /* (Added in 1.1.) 0 (default): an IPv6 bind address listens on IPv6 only.
+   * 1: it also takes IPv4 connections (IPV6_V6ONLY off): "::" then serves
+   * every IPv4 and IPv6 address with one server and one worker pool, and an
+   * IPv4 peer reaches on_connect as plain IPv4 text ("127.0.0.1", never
+   * "::ffff:127.0.0.1"). Only for IPv6 bind addresses: with an IPv4 one,
+   * or any value but 0 and 1, iocp_create() returns IOCP_EINVAL. v6-only
+   * stays the default because it is what 1.0 did on both systems, and
+   * because a dual-stack socket would take the IPv4 port too, so that a
+   * second server bound to "0.0.0.0" on the same port would fail. */
+  uint32_t dual_stack;
+  uint32_t reserved3_; /* set to 0 */
   /* How events reach the caller (added in 1.1): IOCP_DELIVERY_CALLBACKS (0,
    * the default: the callbacks of iocp_callbacks, on worker threads) or
    * IOCP_DELIVERY_QUEUE (iocp_wait(): batches on the caller's own thread).
@@ -315,13 +390,16 @@ IOCP_API int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size);
  * Returns 0, or: IOCP_EINVAL (server or callbacks NULL, bad address text,
  * zero-sized field), IOCP_EVERSION (a struct's size is not one this library
  * knows), IOCP_EADDRINUSE (port taken), IOCP_EADDRNOTAVAIL (address not on
- * this machine), IOCP_EACCES, IOCP_EAFNOSUPPORT, IOCP_ENOMEM, IOCP_ESYSTEM.
+ * this machine), IOCP_EACCES, IOCP_EAFNOSUPPORT, IOCP_EMFILE, IOCP_ENOMEM,
+ * IOCP_ESYSTEM. When a socket option the server depends on cannot be set
+ * (SO_EXCLUSIVEADDRUSE on Windows, IPV6_V6ONLY for an IPv6 address), on_log
+ * hears why (IOCP_LOG_ERROR) on this thread before iocp_create() returns.
  * On failure *server is set to NULL and nothing is left behind.
  * Any thread may call it, including a callback of another server.
  *
  * With config->delivery == IOCP_DELIVERY_QUEUE, `callbacks` may be NULL (or
- * have every function NULL); a callback given as well is IOCP_EMODE: a server
- * delivers in one mode only. An unknown delivery value is IOCP_EINVAL, and
+ * have every function NULL but on_log, which stays a callback); any other
+ * callback given as well is IOCP_EMODE: a server delivers in one mode only. An unknown delivery value is IOCP_EINVAL, and
  * so are queue_events bits in callback mode.
  */
 IOCP_API int IOCP_CALL iocp_create(const iocp_config *config,
@@ -375,6 +453,57 @@ IOCP_API uint16_t IOCP_CALL iocp_port(iocp_server *server);
  * still running) and whose on_disconnect has not started; a refused one
  * leaves the count before its peer sees the reset. 0 if server is NULL. */
 IOCP_API uint64_t IOCP_CALL iocp_connection_count(iocp_server *server);
+
+/* Room for any address iocp_listen_address() writes, terminator included. */
+#define IOCP_ADDRSTRLEN 64
+
+/*
+ * (Added in 1.1.) The address the server listens on, as the system reports
+ * it after binding: `text` receives the IP address as text ("127.0.0.1",
+ * "::", "::1"; NUL-terminated) and *port the port (also after binding port
+ * 0). `port` may be NULL. The answer stays the same for the server's life.
+ * A dual-stack server (config.dual_stack) reports its IPv6 address, e.g.
+ * "::"; it accepts IPv4 on the same port.
+ *
+ * Returns 0, or IOCP_EINVAL (server or text NULL, or cap smaller than
+ * IOCP_ADDRSTRLEN; nothing is written then). Any thread, including inside
+ * callbacks.
+ */
+IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size_t cap,
+                                           uint16_t *port);
+
+/*
+ * (Added in 1.1.) Opens an outbound TCP connection to `address` (a numeric
+ * IPv4 or IPv6 address as text, like bind_address: host names are not
+ * resolved, so the call never blocks on DNS; resolve them yourself, e.g.
+ * with getaddrinfo() before the call) and `port` (1-65535). The connection
+ * belongs to `server` and gets the same callbacks as an accepted one, on the
+ * same workers: on_connect once it is established (`address` and `port` are
+ * then the remote end's; returning nonzero closes it, as for a refused
+ * peer), then on_data, on_sent, on_peer_closed and on_disconnect. If it
+ * cannot be established, on_connect_failed(id, error) is its only callback.
+ *
+ * *id receives the new connection's id before any callback for it can run,
+ * so a callback may look it up in a table the caller fills while holding
+ * its own lock across this call. Until on_connect, the id is valid for
+ * iocp_send() (bytes are queued and go out once connected, after
+ * on_connect returns), iocp_shutdown(), iocp_close() (abandons the attempt:
+ * on_connect_failed(IOCP_ECLOSED)) and iocp_queued(); iocp_connection_count()
+ * includes it. The attempt takes as long as the system allows (about 21 s
+ * on Windows, longer on Linux, then IOCP_ETIMEDOUT); close the id to give up
+ * sooner. Windows uses ConnectEx on a socket bound to the wildcard address
+ * of the target's family; Linux a non-blocking connect().
+ *
+ * Returns 0, or: IOCP_EINVAL (server, address or id NULL, address not a
+ * numeric IP address, port 0), IOCP_ECLOSED (the server is being
+ * destroyed), IOCP_EAFNOSUPPORT (no IPv6 on this machine), IOCP_EMFILE (out
+ * of sockets), IOCP_ENOMEM, IOCP_ESYSTEM. On failure *id is 0 and no
+ * callback runs for the attempt; errors of the connection itself (refused,
+ * unreachable) arrive through on_connect_failed even when the system knows
+ * them at once. Any thread, including inside any callback.
+ */
+IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, uint16_t port,
+                                    iocp_conn_id *id);
 
 /*
  * Destroys the server, the original library's "lenient destructor": stops
@@ -448,7 +577,8 @@ IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
 
 /* Event types (iocp_event.type); values are never renumbered. */
 enum iocp_event_type {
-  /* A connection was accepted (on_connect): data = address of the peer's IP
+  /* A connection was accepted, or one made by iocp_connect() is connected
+   * (on_connect): data = address of the peer's IP
    * address as NUL-terminated text, len = its length, value = peer port. */
   IOCP_EVENT_ACCEPTED = 1,
   /* Bytes arrived (on_data): data = their address, len = their count (> 0). */
@@ -461,7 +591,10 @@ enum iocp_event_type {
    * or iocp_close(), as after on_peer_closed. */
   IOCP_EVENT_PEER_CLOSED = 4,
   /* The connection ended (on_disconnect): value = enum iocp_reason. */
-  IOCP_EVENT_DISCONNECTED = 5
+  IOCP_EVENT_DISCONNECTED = 5,
+  /* An iocp_connect() attempt ended before ACCEPTED (on_connect_failed):
+   * value = the IOCP_ error. The id's first and last event. */
+  IOCP_EVENT_CONNECT_FAILED = 6
 };
 
 /* The bit of event type t in iocp_config.queue_events. */

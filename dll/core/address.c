@@ -29,6 +29,12 @@ int iocp__address_parse(const char *text, uint16_t port, struct sockaddr_storage
   return IOCP_EINVAL;
 }
 
+/* ::ffff:a.b.c.d, how a dual-stack socket sees an IPv4 peer. */
+static int is_v4_mapped(const uint8_t *b) {
+  static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return memcmp(b, prefix, sizeof(prefix)) == 0;
+}
+
 void iocp__address_format(const struct sockaddr *sa, char *text, size_t cap, uint16_t *port) {
   text[0] = '\0';
   *port = 0;
@@ -39,7 +45,11 @@ void iocp__address_format(const struct sockaddr *sa, char *text, size_t cap, uin
     *port = ntohs(v4->sin_port);
   } else if (sa->sa_family == AF_INET6) {
     const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
-    inet_ntop(AF_INET6, (void *)&v6->sin6_addr, text, (socklen_t)cap);
+    const uint8_t *b = (const uint8_t *)&v6->sin6_addr;
+    if (is_v4_mapped(b))
+      inet_ntop(AF_INET, (void *)(b + 12), text, (socklen_t)cap); /* a dual-stack peer */
+    else
+      inet_ntop(AF_INET6, (void *)&v6->sin6_addr, text, (socklen_t)cap);
     *port = ntohs(v6->sin6_port);
   }
 }

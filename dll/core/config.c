@@ -66,6 +66,7 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
     return IOCP_EINVAL;
   if (dst->queue_events & ~IOCP__QUEUE_EVENTS_KNOWN) return IOCP_EINVAL;
   if (dst->delivery == IOCP_DELIVERY_CALLBACKS && dst->queue_events != 0) return IOCP_EINVAL;
+  if (dst->dual_stack > 1) return IOCP_EINVAL; /* an IPv4 address: see iocp_create */
   return IOCP_OK;
 }
 
@@ -77,8 +78,11 @@ int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src, int que
   n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
   memcpy(dst, src, n);
   dst->size = sizeof(*dst);
+  /* One delivery mode per server (on_log, not an event of a connection,
+   * is allowed in both). */
   if (queue_mode && (dst->on_connect != NULL || dst->on_data != NULL || dst->on_sent != NULL ||
-                     dst->on_peer_closed != NULL || dst->on_disconnect != NULL))
-    return IOCP_EMODE; /* one delivery mode per server */
+                     dst->on_peer_closed != NULL || dst->on_disconnect != NULL ||
+                     dst->on_connect_failed != NULL))
+    return IOCP_EMODE;
   return IOCP_OK;
 }

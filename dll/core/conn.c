@@ -145,6 +145,11 @@ static int take_event_locked(iocp__conn *c) {
       return 0;
     }
     e->type = IOCP_EVENT_PEER_CLOSED;
+  } else if (c->connect_started && !c->kept && !c->refused) {
+    /* An outbound attempt that never reached on_connect ends here. */
+    c->ev_disconnect = 0;
+    e->type = IOCP_EVENT_CONNECT_FAILED;
+    e->value = c->connect_error != IOCP_OK ? c->connect_error : IOCP_ECLOSED;
   } else {
     c->ev_disconnect = 0;
     e->type = IOCP_EVENT_DISCONNECTED;
@@ -169,6 +174,9 @@ static int call_back(iocp__conn *c) {
   case IOCP_EVENT_PEER_CLOSED: cb->on_peer_closed(s, s->user, c->id); break;
   case IOCP_EVENT_DISCONNECTED:
     if (cb->on_disconnect != NULL) cb->on_disconnect(s, s->user, c->id, e->value);
+    break;
+  case IOCP_EVENT_CONNECT_FAILED:
+    if (cb->on_connect_failed != NULL) cb->on_connect_failed(s, s->user, c->id, e->value);
     break;
   default: assert(!"unknown event"); break;
   }
@@ -224,7 +232,7 @@ static void run_locked(iocp__conn *c) {
     /* A refused connection has no disconnect to deliver. */
     deliver = c->ev.type != IOCP_EVENT_DISCONNECTED || (c->kept && !c->refused);
     iocp__mutex_unlock(&c->lock);
-    if (c->ev.type == IOCP_EVENT_DISCONNECTED) {
+    if (c->ev.type == IOCP_EVENT_DISCONNECTED || c->ev.type == IOCP_EVENT_CONNECT_FAILED) {
       iocp__conn *t = iocp__table_remove(&s->table, c->id); /* stale from here on */
       if (t != NULL) unref_not_last(t);
     }
@@ -295,6 +303,20 @@ void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
     return;
   }
   iocp__mutex_lock(&c->lock);
+  deliver_locked(c);
+  iocp__conn_unref(c);
+}
+
+void iocp__conn_connected(iocp__conn *c, int error) {
+  iocp__mutex_lock(&c->lock);
+  if (c->closing) {
+    /* closed or destroyed meanwhile: on_connect_failed(IOCP_ECLOSED) is due */
+  } else if (error != IOCP_OK) {
+    c->connect_error = error;
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+  } else {
+    c->ev_connect = 1; /* then as for an accepted connection */
+  }
   deliver_locked(c);
   iocp__conn_unref(c);
 }

@@ -64,6 +64,15 @@ int iocp__eng_shutdown_send(iocp__conn *c);                /* FIN after queued b
 void iocp__eng_close(iocp__conn *c, int abortive);
 /* Releases the engine part of a connection whose socket is closed. */
 void iocp__eng_conn_free(iocp__conn *c);
+/* Marks a connection as having no socket yet (an outbound one before
+ * iocp__eng_connect): iocp__eng_close and iocp__eng_conn_free then do nothing. */
+void iocp__eng_conn_init(iocp__conn *c);
+/* Opens a socket and starts connecting it to addr. On 0 the engine reports
+ * the attempt exactly once through iocp__conn_connected (the core adds the
+ * reference it holds), also when the system fails it at once; a closed
+ * socket reports it as IOCP_ECLOSED. Any other return: nothing was started
+ * and nothing is left behind. */
+int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen);
 
 /* ---- Implemented by the core, called by the engine's workers ------------ */
 
@@ -73,6 +82,10 @@ void iocp__eng_conn_free(iocp__conn *c);
 void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer);
 iocp__conn *iocp__conn_alloc(iocp_server *s);  /* NULL when out of memory */
 
+/* An outbound connection's attempt ended: error is IOCP_OK (connected; the
+ * engine has made the socket ready for receives and sends) or the negative
+ * IOCP_ code that failed it. Drops the attempt's reference. */
+void iocp__conn_connected(iocp__conn *c, int error);
 void iocp__conn_recv_done(iocp__conn *c, int result, size_t bytes);
 void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes);
 void iocp__conn_run(iocp__conn *c);

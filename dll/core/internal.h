@@ -64,6 +64,11 @@ struct iocp__conn {
   unsigned ev_peer_closed : 1;
   unsigned ev_disconnect : 1;
   unsigned refuse_req : 1;  /* queue mode: iocp_close() before ACCEPTED was released */
+  /* Outbound connections (connect.c): made by iocp_connect(); the attempt
+   * was handed to the engine; the error that ended it before on_connect. */
+  unsigned outbound : 1;
+  unsigned connect_started : 1;
+  int connect_error;
   int reason;               /* enum iocp_reason once closing */
   size_t ev_data_len;
   uint64_t ev_sent;
@@ -142,6 +147,7 @@ struct iocp_server {
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
   void *user;
   uint16_t port;         /* bound port */
+  struct sockaddr_storage bound; /* the listener's address, set by the engine */
   iocp__table table;
 
   iocp__mutex lock;
@@ -159,6 +165,15 @@ struct iocp_server {
 
 /* Teardown of every connection by iocp_destroy(). */
 void iocp__conn_destroy_one(iocp__conn *c, void *arg);
+
+/* ---- Log messages (log.c) ------------------------------------------------------
+ * Formats one line and hands it to on_log, if set. Call with no lock held:
+ * on_log may call back into the library. */
+void iocp__log(iocp_server *s, int level, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 /* ---- Config (config.c), addresses (address.c) -------------------------------- */
 

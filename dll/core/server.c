@@ -29,6 +29,10 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   }
   rc = iocp__address_parse(s->cfg.bind_address, s->cfg.port, &addr, &addrlen);
   if (rc != IOCP_OK) goto fail_free;
+  if (s->cfg.dual_stack && addr.ss_family != AF_INET6) {
+    rc = IOCP_EINVAL; /* dual stack is a property of IPv6 sockets */
+    goto fail_free;
+  }
   s->user = user;
   iocp__table_init(&s->table);
   iocp__mutex_init(&s->lock);
@@ -97,4 +101,12 @@ uint16_t IOCP_CALL iocp_port(iocp_server *s) { return s != NULL ? s->port : 0; }
 
 uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
   return s != NULL ? iocp__table_count(&s->table) : 0;
+}
+
+int IOCP_CALL iocp_listen_address(iocp_server *s, char *text, size_t cap, uint16_t *port) {
+  uint16_t p;
+  if (s == NULL || text == NULL || cap < IOCP_ADDRSTRLEN) return IOCP_EINVAL;
+  iocp__address_format((const struct sockaddr *)&s->bound, text, cap, &p);
+  if (port != NULL) *port = p;
+  return IOCP_OK;
 }

@@ -33,6 +33,7 @@ enum iocp__task_kind {
   IOCP__TASK_RUN = 1, /* iocp__conn_run */
   IOCP__TASK_RECV,    /* iocp__conn_recv_done(result, bytes) */
   IOCP__TASK_SEND,    /* iocp__conn_send_done(result, bytes) */
+  IOCP__TASK_CONNECT, /* iocp__conn_connected(result: an IOCP_ code) */
   IOCP__TASK_STOP     /* the worker that takes it exits */
 };
 
@@ -52,11 +53,13 @@ struct iocp__eng_conn {
   int fd;                  /* -1 once closed */
   unsigned recv_posted : 1; /* a receive waits for readability */
   unsigned send_posted : 1; /* iov[0..niov) waits for writability */
+  unsigned connect_posted : 1; /* a connect() waits for writability */
   int niov;
   struct iovec iov[IOCP__LINUX_MAX_IOV];
   iocp__task recv_task;
   iocp__task send_task;
   iocp__task run_task;
+  iocp__task connect_task;
 };
 
 struct iocp__eng_server {
@@ -76,6 +79,7 @@ struct iocp__eng_server {
   uint32_t accept_batch;   /* connections taken per wake-up */
   int64_t backoff_until;   /* under accept_lock: monotonic ms */
   atomic_int backoff;      /* out of descriptors: accepting paused */
+  int pause_logged;        /* under accept_lock: on_log heard of the pause */
 };
 
 /* Socket and system calls of this engine, replaceable by tests. */
@@ -85,6 +89,8 @@ struct iocp__eng_server {
   int (*listen)(int fd, int backlog);                                             \
   int (*setsockopt)(int fd, int level, int name, const void *val, socklen_t len); \
   int (*getsockname)(int fd, struct sockaddr *addr, socklen_t *len);              \
+  int (*getsockopt)(int fd, int level, int name, void *val, socklen_t *len);      \
+  int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);             \
   int (*close)(int fd);                                                           \
   int (*shutdown)(int fd, int how);                                               \
   ssize_t (*recv)(int fd, void *buf, size_t len, int flags);                      \
@@ -98,8 +104,20 @@ struct iocp__eng_server {
                         void *(*fn)(void *), void *arg);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                 \
-  socket, bind, listen, setsockopt, getsockname, close, shutdown, recv, sendmsg,   \
+  socket, bind, listen, setsockopt, getsockname, getsockopt, connect, close,      \
+      shutdown, recv, sendmsg,                                                     \
       accept4, epoll_create1, epoll_ctl, epoll_wait, eventfd, pthread_create
+
+/* Shared by engine.c and connect.c (connection lock held). */
+typedef struct iocp__conn iocp__conn;
+/* Reports a task's result: on this worker right after its current work, or
+ * through the queue. */
+void iocp__linux_task_done(iocp__conn *c, iocp__task *t, int result, size_t bytes);
+/* Registers a new connection's socket with epoll, disarmed. */
+int iocp__linux_register(iocp__conn *c, int fd);
+/* A readiness event while a connect is posted: takes its result. Returns 1
+ * and sets *error when the attempt is over. */
+int iocp__linux_connect_ready(iocp__conn *c, int *error);
 
 /* The one translation of errno values to IOCP_ codes. */
 int iocp__linux_error(int err);

@@ -157,8 +157,17 @@ static void task_run(iocp__task *t) {
   case IOCP__TASK_RUN: iocp__conn_run(CONN_OF(t, run_task)); break;
   case IOCP__TASK_RECV: iocp__conn_recv_done(CONN_OF(t, recv_task), result, bytes); break;
   case IOCP__TASK_SEND: iocp__conn_send_done(CONN_OF(t, send_task), result, bytes); break;
+  case IOCP__TASK_CONNECT: iocp__conn_connected(CONN_OF(t, connect_task), result); break;
   default: assert(0); break;
   }
+}
+
+void iocp__linux_task_done(iocp__conn *c, iocp__task *t, int result, size_t bytes) {
+  io_done d;
+  d.done = 1;
+  d.result = result;
+  d.bytes = bytes;
+  task_done(&c->server->eng, t, &d);
 }
 
 /* ---- Connection I/O (connection lock held) ------------------------------------ */
@@ -168,7 +177,7 @@ static int arm_locked(iocp__conn *c) {
   struct epoll_event ev;
   uint32_t want = 0;
   if (c->eng.recv_posted) want |= EPOLLIN;
-  if (c->eng.send_posted) want |= EPOLLOUT;
+  if (c->eng.send_posted || c->eng.connect_posted) want |= EPOLLOUT;
   if (want == 0) return IOCP_OK;
   memset(&ev, 0, sizeof(ev));
   ev.events = want | EPOLLONESHOT;
@@ -202,7 +211,12 @@ static void try_send_locked(iocp__conn *c, io_done *d) {
 }
 
 /* Takes every posted operation as failed (the socket cannot be armed). */
-static void fail_posted_locked(iocp__conn *c, io_done *r, io_done *w) {
+static void fail_posted_locked(iocp__conn *c, io_done *r, io_done *w, io_done *k) {
+  if (c->eng.connect_posted) {
+    c->eng.connect_posted = 0;
+    k->done = 1;
+    k->result = IOCP_ESYSTEM;
+  }
   if (c->eng.recv_posted) {
     c->eng.recv_posted = 0;
     r->done = 1;
@@ -228,17 +242,20 @@ static void close_fd(iocp__conn *c) {
 
 /* A readiness event for connection `id`, on a worker, no lock held. */
 static void on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
-  io_done r = {0, 0, 0}, w = {0, 0, 0};
+  io_done r = {0, 0, 0}, w = {0, 0, 0}, k = {0, 0, 0};
   iocp__conn *c = iocp__table_get(&s->table, id);
   if (c == NULL) return; /* stale: the connection is gone */
   iocp__mutex_lock(&c->lock);
   if (c->eng.fd >= 0) {
+    if (c->eng.connect_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+      k.done = iocp__linux_connect_ready(c, &k.result);
     if (c->eng.recv_posted && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) try_recv_locked(c, &r);
     if (c->eng.send_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) try_send_locked(c, &w);
-    if (arm_locked(c) != IOCP_OK) fail_posted_locked(c, &r, &w);
+    if (arm_locked(c) != IOCP_OK) fail_posted_locked(c, &r, &w, &k);
   }
   iocp__mutex_unlock(&c->lock);
   /* Each report drops the reference of its operation; ours stays until the end. */
+  if (k.done) iocp__conn_connected(c, k.result);
   if (r.done) iocp__conn_recv_done(c, r.result, r.bytes);
   if (w.done) iocp__conn_send_done(c, w.result, w.bytes);
   iocp__conn_unref(c);
@@ -318,10 +335,33 @@ void iocp__eng_close(iocp__conn *c, int abortive) {
     c->eng.send_posted = 0;
     task_done(e, &c->eng.send_task, &aborted);
   }
+  if (c->eng.connect_posted) {
+    c->eng.connect_posted = 0;
+    iocp__linux_task_done(c, &c->eng.connect_task, IOCP_ECLOSED, 0);
+  }
 }
 
 void iocp__eng_conn_free(iocp__conn *c) {
   if (c->eng.fd >= 0) close_fd(c);
+}
+
+void iocp__eng_conn_init(iocp__conn *c) {
+  c->eng.fd = -1;
+  c->eng.recv_task.kind = IOCP__TASK_RECV;
+  c->eng.send_task.kind = IOCP__TASK_SEND;
+  c->eng.run_task.kind = IOCP__TASK_RUN;
+  c->eng.connect_task.kind = IOCP__TASK_CONNECT;
+}
+
+int iocp__linux_register(iocp__conn *c, int fd) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLONESHOT; /* the first posted operation arms it */
+  ev.data.u64 = c->id;
+  if (iocp__hooks.epoll_ctl(c->server->eng.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+    return iocp__linux_error(errno);
+  c->eng.fd = fd;
+  return IOCP_OK;
 }
 
 /* ---- Accepting ------------------------------------------------------------------ */
@@ -360,10 +400,11 @@ static void resume_accepting(struct iocp__eng_server *e) {
 /* Turns one accepted socket into a connection; a failure drops this socket
  * only. on_connect runs inline, on this worker. */
 static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *peer) {
-  struct epoll_event ev;
   iocp__conn *c = iocp__conn_alloc(s);
+  int rc;
   if (c == NULL) {
     iocp__hooks.close(fd);
+    iocp__log(s, IOCP_LOG_WARN, IOCP_ENOMEM, "accepted connection dropped: out of memory");
     return;
   }
   if (s->cfg.nodelay) {
@@ -371,19 +412,35 @@ static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *pe
     int on = 1;
     iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   }
-  c->eng.fd = fd;
-  c->eng.recv_task.kind = IOCP__TASK_RECV;
-  c->eng.send_task.kind = IOCP__TASK_SEND;
-  c->eng.run_task.kind = IOCP__TASK_RUN;
-  /* Registered disarmed: the first posted operation arms it. */
-  memset(&ev, 0, sizeof(ev));
-  ev.events = EPOLLONESHOT;
-  ev.data.u64 = c->id;
-  if (iocp__hooks.epoll_ctl(s->eng.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    iocp__conn_unref(c); /* closes the socket */
+  iocp__eng_conn_init(c);
+  rc = iocp__linux_register(c, fd);
+  if (rc != IOCP_OK) {
+    iocp__hooks.close(fd);
+    iocp__conn_unref(c);
+    iocp__log(s, IOCP_LOG_WARN, rc, "accepted connection dropped: cannot add it to epoll");
     return;
   }
   iocp__conn_accepted(c, (const struct sockaddr *)peer);
+}
+
+/* What on_listener tells on_log, once the accept lock is released. */
+typedef struct accept_news {
+  int peer_err;  /* errno of a pending connection that died, or 0 */
+  int pause_err; /* errno that paused accepting, or 0 */
+  int resumed;   /* accepting works again after a logged pause */
+} accept_news;
+
+static void log_news(iocp_server *s, const accept_news *n) {
+  if (n->resumed) iocp__log(s, IOCP_LOG_INFO, 0, "accepting connections again");
+  if (n->peer_err)
+    iocp__log(s, IOCP_LOG_WARN, iocp__linux_error(n->peer_err),
+              "accept failed: the pending connection died (errno %d)", n->peer_err);
+  if (n->pause_err)
+    iocp__log(s, IOCP_LOG_WARN, iocp__linux_error(n->pause_err),
+              "accept failed (errno %d%s): accepting paused, retried every %d ms",
+              n->pause_err, n->pause_err == EMFILE || n->pause_err == ENFILE
+                                ? ", out of file descriptors" : "",
+              IOCP__BACKOFF_MS);
 }
 
 /* The listener is readable: take a bounded batch, re-arm it (so another
@@ -392,6 +449,7 @@ static void on_listener(iocp_server *s) {
   struct iocp__eng_server *e = &s->eng;
   struct sockaddr_storage peers[IOCP__ACCEPT_BATCH_MAX];
   int fds[IOCP__ACCEPT_BATCH_MAX];
+  accept_news news = {0, 0, 0};
   uint32_t i, n = 0, tries;
   int rearm = 1;
 
@@ -404,22 +462,33 @@ static void on_listener(iocp_server *s) {
     socklen_t len = sizeof(peers[n]);
     int fd = iocp__hooks.accept4(e->listener, (struct sockaddr *)&peers[n], &len,
                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
-    int cls;
+    int err, cls;
     if (fd >= 0) {
       fds[n++] = fd;
       continue;
     }
-    cls = iocp__linux_errclass(errno);
-    if (cls == IOCP__ERR_PEER) continue; /* that connection died in the backlog */
-    if (cls != IOCP__ERR_AGAIN) {        /* out of descriptors, or worse: pause */
+    err = errno;
+    cls = iocp__linux_errclass(err);
+    if (cls == IOCP__ERR_PEER) { /* that connection died in the backlog */
+      news.peer_err = err;
+      continue;
+    }
+    if (cls != IOCP__ERR_AGAIN) { /* out of descriptors, or worse: pause */
       backoff_locked(e);
       rearm = 0;
+      if (!e->pause_logged) news.pause_err = err;
+      e->pause_logged = 1;
     }
     break;
+  }
+  if (n > 0 && e->pause_logged) {
+    e->pause_logged = 0;
+    news.resumed = 1;
   }
   if (rearm && arm_listener_locked(e, EPOLL_CTL_MOD) != IOCP_OK) backoff_locked(e);
   iocp__mutex_unlock(&e->accept_lock);
 
+  log_news(s, &news);
   for (i = 0; i < n; i++) accept_one(s, fds[i], &peers[i]);
 }
 
@@ -443,8 +512,12 @@ static void *worker_main(void *arg) {
     timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
     n = iocp__hooks.epoll_wait(e->epfd, evs, IOCP__EVENTS, timeout);
     if (n < 0) {
-      if (iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) continue;
-      break; /* only when the set is closed under us */
+      int err = errno;
+      if (iocp__linux_errclass(err) == IOCP__ERR_AGAIN) continue;
+      /* Only when the set is broken under us: this worker is lost. */
+      iocp__log(s, IOCP_LOG_ERROR, iocp__linux_error(err),
+                "worker thread stopped: epoll_wait failed (errno %d)", err);
+      break;
     }
     if (atomic_load(&e->backoff)) resume_accepting(e);
     for (i = 0; i < n; i++) {
@@ -524,13 +597,24 @@ static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrle
   /* Lets a restarted server bind beside its TIME_WAIT leftovers; on Linux
    * binding still fails with EADDRINUSE while another socket listens. */
   iocp__hooks.setsockopt(e->listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-  /* "::" means all IPv6 addresses, as on Windows: no IPv4-mapped ones. */
-  if (e->family == AF_INET6)
-    iocp__hooks.setsockopt(e->listener, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+  /* "::" means all IPv6 addresses, as on Windows: no IPv4-mapped ones,
+   * unless dual stack was asked for. Not left to the system's default
+   * (net.ipv6.bindv6only), and a failure fails the server. */
+  if (e->family == AF_INET6) {
+    int v6only = s->cfg.dual_stack ? 0 : 1;
+    if (iocp__hooks.setsockopt(e->listener, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
+                               sizeof(v6only)) != 0) {
+      int err = errno;
+      iocp__log(s, IOCP_LOG_ERROR, iocp__linux_error(err),
+                "cannot set IPV6_V6ONLY to %d (errno %d)", v6only, err);
+      return iocp__linux_error(err);
+    }
+  }
   if (iocp__hooks.bind(e->listener, addr, (socklen_t)addrlen) != 0 ||
       iocp__hooks.listen(e->listener, backlog) != 0 ||
       iocp__hooks.getsockname(e->listener, (struct sockaddr *)&bound, &boundlen) != 0)
     return iocp__linux_error(errno);
+  memcpy(&s->bound, &bound, sizeof(bound));
   if (bound.ss_family == AF_INET6)
     s->port = ntohs(((const struct sockaddr_in6 *)&bound)->sin6_port);
   else

@@ -15,12 +15,18 @@ int iocp__linux_error(int err) {
   case EAFNOSUPPORT:
   case EPFNOSUPPORT:
   case EPROTONOSUPPORT: return IOCP_EAFNOSUPPORT;
+  case EMFILE:
+  case ENFILE: return IOCP_EMFILE;
   case ENOMEM:
   case ENOBUFS:
-  case EMFILE:
-  case ENFILE:
   case EAGAIN: /* pthread_create: out of threads or memory */
     return IOCP_ENOMEM;
+  case ECONNREFUSED: return IOCP_ECONNREFUSED;
+  case ETIMEDOUT: return IOCP_ETIMEDOUT;
+  case ENETUNREACH:
+  case EHOSTUNREACH:
+  case ENETDOWN:
+  case EHOSTDOWN: return IOCP_EUNREACH;
   case ECANCELED: return IOCP_ECLOSED;
   case EINVAL: return IOCP_EINVAL;
   default: return IOCP_ESYSTEM;

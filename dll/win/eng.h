@@ -9,7 +9,13 @@
 
 typedef struct iocp_server iocp_server;
 
-enum iocp__op_kind { IOCP__OP_ACCEPT = 1, IOCP__OP_RECV, IOCP__OP_SEND, IOCP__OP_RUN };
+enum iocp__op_kind {
+  IOCP__OP_ACCEPT = 1,
+  IOCP__OP_RECV,
+  IOCP__OP_SEND,
+  IOCP__OP_RUN,
+  IOCP__OP_CONNECT
+};
 
 /* One overlapped operation; recovered from its OVERLAPPED with
  * CONTAINING_RECORD. */
@@ -32,6 +38,8 @@ struct iocp__eng_conn {
   iocp__op recv_op;
   iocp__op send_op;
   iocp__op run_op;
+  iocp__op connect_op;
+  DWORD connect_err; /* ConnectEx failed at once: the error its packet carries */
 };
 
 struct iocp__eng_server {
@@ -51,11 +59,22 @@ struct iocp__eng_server {
   int accepting;            /* under accept_lock */
   uint32_t accepts_pending; /* under accept_lock: posted and not yet handled */
   volatile LONG parked;     /* accepts waiting to be posted again */
+  int pause_logged;         /* under accept_lock: on_log heard of the parking */
+  LPFN_CONNECTEX connectex[2]; /* fetched once per family: [0] IPv4, [1] IPv6 */
 };
 
 /* Socket calls of this engine, replaceable by tests. */
 BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol);
+BOOL iocp__win_connectex(iocp_server *s, SOCKET sock, const struct sockaddr *addr, int len,
+                         OVERLAPPED *ol);
+
+/* Shared by engine.c and connect.c. */
+typedef struct iocp__conn iocp__conn;
+int iocp__win_extension(SOCKET sock, GUID guid, void *fn, DWORD size);
+SOCKET iocp__win_socket(int family);
+/* A ConnectEx completion (err: the operation's Win32 error, 0 on success). */
+void iocp__win_connect_done(iocp__conn *c, DWORD err);
 
 #define IOCP__ENGINE_HOOKS                                                          \
   SOCKET(WSAAPI *wsasocket)(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,  \
@@ -71,12 +90,14 @@ BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                        LPWSAOVERLAPPED ol, LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);  \
   BOOL (*acceptex)(iocp_server * s, SOCKET listener, SOCKET sock, void *buf,        \
                    OVERLAPPED *ol);                                                 \
+  BOOL (*connectex)(iocp_server * s, SOCKET sock, const struct sockaddr *addr,      \
+                    int len, OVERLAPPED *ol);                                       \
   HANDLE(WINAPI *create_io_completion_port)(HANDLE file, HANDLE port, ULONG_PTR key, \
                                             DWORD threads);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                     \
   WSASocketW, bind, listen, setsockopt, closesocket, shutdown, WSARecv, WSASend,       \
-      iocp__win_acceptex, CreateIoCompletionPort
+      iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort
 
 /* The one translation of Win32 and Winsock error codes to IOCP_ codes. */
 int iocp__win_error(DWORD err);

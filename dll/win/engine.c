@@ -28,18 +28,21 @@ static int io_result(DWORD err) {
   return iocp__win_error(err) == IOCP_ECLOSED ? IOCP__IO_ABORTED : IOCP__IO_RESET;
 }
 
-static SOCKET new_socket(int family) {
+SOCKET iocp__win_socket(int family) {
   return iocp__hooks.wsasocket(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
                                WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
 }
 
 /* ---- Accepting ---------------------------------------------------------------- */
 
-/* Posts one AcceptEx. On failure the op is parked and a worker retries it. */
+/* Posts one AcceptEx. On failure the op is parked and a worker retries it;
+ * on_log hears when parking starts and when every accept is posted again. */
 static int post_accept(iocp_server *s, iocp__accept_op *a) {
   struct iocp__eng_server *e = &s->eng;
-  int rc = IOCP_OK;
-  SOCKET sock = new_socket(e->family);
+  int rc = IOCP_OK, resumed = 0;
+  DWORD pause_err = 0;
+  SOCKET sock = iocp__win_socket(e->family);
+  DWORD sock_err = sock == INVALID_SOCKET ? WSAGetLastError() : 0;
 
   iocp__mutex_lock(&e->accept_lock);
   if (!e->accepting) {
@@ -47,7 +50,8 @@ static int post_accept(iocp_server *s, iocp__accept_op *a) {
     goto out;
   }
   if (sock == INVALID_SOCKET) {
-    rc = iocp__win_error(WSAGetLastError());
+    pause_err = sock_err;
+    rc = iocp__win_error(sock_err);
     goto park;
   }
   a->sock = sock;
@@ -56,6 +60,7 @@ static int post_accept(iocp_server *s, iocp__accept_op *a) {
   if (!iocp__hooks.acceptex(s, e->listener, a->sock, a->buf, &a->op.ol)) {
     DWORD err = WSAGetLastError();
     if (err != ERROR_IO_PENDING) {
+      pause_err = err;
       rc = iocp__win_error(err);
       iocp__hooks.closesocket(a->sock);
       a->sock = INVALID_SOCKET;
@@ -63,15 +68,27 @@ static int post_accept(iocp_server *s, iocp__accept_op *a) {
     }
   }
   e->accepts_pending++;
+  if (e->pause_logged && e->parked == 0) {
+    e->pause_logged = 0;
+    resumed = 1;
+  }
   goto out;
 park:
   if (!a->parked) {
     a->parked = 1;
     InterlockedIncrement(&e->parked);
   }
+  if (e->pause_logged) pause_err = 0; /* told already */
+  e->pause_logged = 1;
 out:
   iocp__mutex_unlock(&e->accept_lock);
   if (sock != INVALID_SOCKET) iocp__hooks.closesocket(sock);
+  if (pause_err != 0)
+    iocp__log(s, IOCP_LOG_WARN, rc,
+              "cannot post AcceptEx (error %lu%s): accepts parked, retried every %d ms",
+              (unsigned long)pause_err, pause_err == WSAEMFILE ? ", out of sockets" : "",
+              IOCP__PARKED_RETRY_MS);
+  if (resumed) iocp__log(s, IOCP_LOG_INFO, 0, "accepting connections again");
   return rc;
 }
 
@@ -101,6 +118,7 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
   struct sockaddr_storage peer;
   SOCKET sock = a->sock;
   iocp__conn *c;
+  int stopping;
 
   a->sock = INVALID_SOCKET;
   memset(&peer, 0, sizeof(peer));
@@ -125,17 +143,27 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
     if (remote != NULL && rlen > 0 && (size_t)rlen <= sizeof(peer)) memcpy(&peer, remote, rlen);
   }
 
-  post_accept(s, a); /* keep the chain whole before anything else */
+  /* keep the chain whole before anything else; ECLOSED: we are stopping */
+  stopping = post_accept(s, a) == IOCP_ECLOSED;
 
   if (err != 0) {
     iocp__hooks.closesocket(sock);
+    if (!stopping && err != ERROR_OPERATION_ABORTED)
+      iocp__log(s, IOCP_LOG_WARN, iocp__win_error(err),
+                "accepted connection dropped: AcceptEx or SO_UPDATE_ACCEPT_CONTEXT failed "
+                "(error %lu)", (unsigned long)err);
   } else if ((c = iocp__conn_alloc(s)) == NULL) {
     iocp__hooks.closesocket(sock);
+    iocp__log(s, IOCP_LOG_WARN, IOCP_ENOMEM, "accepted connection dropped: out of memory");
   } else {
     c->eng.sock = sock;
     if (iocp__hooks.create_io_completion_port((HANDLE)sock, e->port, (ULONG_PTR)c, 0) ==
         NULL) {
+      DWORD perr = GetLastError();
       iocp__conn_unref(c); /* closes the socket */
+      iocp__log(s, IOCP_LOG_WARN, iocp__win_error(perr),
+                "accepted connection dropped: cannot add it to the port (error %lu)",
+                (unsigned long)perr);
     } else {
       iocp__conn_accepted(c, (const struct sockaddr *)&peer);
     }
@@ -164,7 +192,13 @@ static DWORD WINAPI worker_main(void *arg) {
       /* No packet: a time-out (retry parked accepts), our stop sentinel, or a
        * broken port (only when it is closed under us). */
       if (ok && key == IOCP__KEY_STOP) break;
-      if (!ok && GetLastError() != WAIT_TIMEOUT) break;
+      if (!ok && GetLastError() != WAIT_TIMEOUT) {
+        DWORD perr = GetLastError();
+        iocp__log(s, IOCP_LOG_ERROR, iocp__win_error(perr),
+                  "worker thread stopped: GetQueuedCompletionStatus failed (error %lu)",
+                  (unsigned long)perr);
+        break;
+      }
       if (e->parked) retry_parked(s);
       continue;
     }
@@ -182,6 +216,9 @@ static DWORD WINAPI worker_main(void *arg) {
       break;
     case IOCP__OP_RUN:
       iocp__conn_run((iocp__conn *)key);
+      break;
+    case IOCP__OP_CONNECT:
+      iocp__win_connect_done((iocp__conn *)key, err);
       break;
     default:
       break;
@@ -206,7 +243,7 @@ int iocp__eng_on_worker(const iocp_server *s) { return worker_of == s; }
 
 /* ---- Start and stop ------------------------------------------------------------ */
 
-static int get_extension(SOCKET sock, GUID guid, void *fn, DWORD size) {
+int iocp__win_extension(SOCKET sock, GUID guid, void *fn, DWORD size) {
   DWORD got = 0;
   if (WSAIoctl(sock, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof(guid), fn, size, &got,
                NULL, NULL) != 0)
@@ -227,22 +264,41 @@ static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrle
   BOOL on = TRUE;
   int backlog = s->cfg.backlog ? (int)s->cfg.backlog : SOMAXCONN;
 
-  e->listener = new_socket(e->family);
+  e->listener = iocp__win_socket(e->family);
   if (e->listener == INVALID_SOCKET) return iocp__win_error(WSAGetLastError());
-  /* Without it Windows lets another socket bind the same port. */
-  iocp__hooks.setsockopt(e->listener, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&on,
-                         sizeof(on));
+  /* Without it Windows lets another process bind the same port and take
+   * our connections: no server rather than a port that can be hijacked. */
+  if (iocp__hooks.setsockopt(e->listener, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, (const char *)&on,
+                             sizeof(on)) != 0) {
+    DWORD err = WSAGetLastError();
+    iocp__log(s, IOCP_LOG_ERROR, iocp__win_error(err),
+              "cannot set SO_EXCLUSIVEADDRUSE (error %lu): not listening", (unsigned long)err);
+    return iocp__win_error(err);
+  }
+  /* Explicit either way: v6-only unless dual stack was asked for. */
+  if (e->family == AF_INET6) {
+    DWORD v6only = s->cfg.dual_stack ? 0 : 1;
+    if (iocp__hooks.setsockopt(e->listener, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&v6only,
+                               sizeof(v6only)) != 0) {
+      DWORD err = WSAGetLastError();
+      iocp__log(s, IOCP_LOG_ERROR, iocp__win_error(err), "cannot set IPV6_V6ONLY to %lu (error %lu)",
+                (unsigned long)v6only, (unsigned long)err);
+      return iocp__win_error(err);
+    }
+  }
   if (iocp__hooks.bind(e->listener, addr, addrlen) != 0 ||
       iocp__hooks.listen(e->listener, backlog) != 0 ||
       getsockname(e->listener, (struct sockaddr *)&bound, &boundlen) != 0)
     return iocp__win_error(WSAGetLastError());
+  memcpy(&s->bound, &bound, sizeof(bound));
   s->port = ntohs(((const struct sockaddr_in *)&bound)->sin_port);
   if (iocp__hooks.create_io_completion_port((HANDLE)e->listener, e->port, 0, 0) == NULL)
     return iocp__win_error(GetLastError());
   {
     GUID g1 = WSAID_ACCEPTEX, g2 = WSAID_GETACCEPTEXSOCKADDRS;
-    int rc = get_extension(e->listener, g1, &e->acceptex, sizeof(e->acceptex));
-    if (rc == IOCP_OK) rc = get_extension(e->listener, g2, &e->get_sockaddrs, sizeof(e->get_sockaddrs));
+    int rc = iocp__win_extension(e->listener, g1, &e->acceptex, sizeof(e->acceptex));
+    if (rc == IOCP_OK)
+      rc = iocp__win_extension(e->listener, g2, &e->get_sockaddrs, sizeof(e->get_sockaddrs));
     return rc;
   }
 }
@@ -405,6 +461,8 @@ void iocp__eng_close(iocp__conn *c, int abortive) {
   iocp__hooks.closesocket(sock);
   c->eng.sock = INVALID_SOCKET;
 }
+
+void iocp__eng_conn_init(iocp__conn *c) { c->eng.sock = INVALID_SOCKET; }
 
 void iocp__eng_conn_free(iocp__conn *c) {
   if (c->eng.sock != INVALID_SOCKET) iocp__hooks.closesocket(c->eng.sock);

@@ -62,6 +62,10 @@ namespace IocpSrv
         public const int EClosed = -13;
         public const int EMode = -14;
         public const int EBusy = -15;
+        public const int EConnRefused = -16;
+        public const int ETimedOut = -17;
+        public const int EUnreach = -18;
+        public const int EMFile = -19;
     }
 
     /// <summary>How events reach the handlers (enum iocp_delivery).</summary>
@@ -69,6 +73,14 @@ namespace IocpSrv
     {
         Callbacks = 0,
         Queue = 1,
+    }
+
+    /// <summary>Levels of OnLog messages (enum iocp_log_level); lower is more severe.</summary>
+    public enum IocpLogLevel
+    {
+        Error = 1,
+        Warn = 2,
+        Info = 3,
     }
 
     /// <summary>A negative return code of the library.</summary>
@@ -111,7 +123,13 @@ namespace IocpSrv
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void OnDisconnectFn(IntPtr server, IntPtr user, ulong id, int reason);
 
-        // struct iocp_callbacks: 48 bytes on 64-bit, 28 on 32-bit. Function
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnLogFn(IntPtr server, IntPtr user, int level, int code, IntPtr text);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnConnectFailedFn(IntPtr server, IntPtr user, ulong id, int error);
+
+        // struct iocp_callbacks: 64 bytes on 64-bit, 36 on 32-bit. Function
         // pointers are kept as IntPtr (from GetFunctionPointerForDelegate) so
         // the struct stays blittable and no marshaling copies are involved.
         [StructLayout(LayoutKind.Sequential)]
@@ -124,9 +142,11 @@ namespace IocpSrv
             public IntPtr OnSent;
             public IntPtr OnPeerClosed;
             public IntPtr OnDisconnect;
+            public IntPtr OnLog;            // 1.1
+            public IntPtr OnConnectFailed;  // 1.1
         }
 
-        // struct iocp_config: 48 bytes on 64-bit (and on Windows x86, where
+        // struct iocp_config: 56 bytes on 64-bit (and on Windows x86, where
         // uint64_t is 8-aligned inside structs). BindAddress is an IntPtr to
         // an ANSI string we allocate, not a marshaled string: iocp_config_init
         // writes a pointer to the library's own static text into it, which
@@ -145,6 +165,8 @@ namespace IocpSrv
             public ulong MaxSendQueue;
             public uint NoDelay;
             public uint Reserved2;
+            public uint DualStack;          // 1.1
+            public uint Reserved3;
             public uint Delivery;
             public uint QueueEvents;
         }
@@ -155,6 +177,7 @@ namespace IocpSrv
         internal const uint EventSent = 3;
         internal const uint EventPeerClosed = 4;
         internal const uint EventDisconnected = 5;
+        internal const uint EventConnectFailed = 6;
 
         // struct iocp_event: 32 bytes, the same on every platform; blittable,
         // so an array of it is passed pinned, never copied.
@@ -227,6 +250,13 @@ namespace IocpSrv
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_destroy(IntPtr server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_listen_address(ServerHandle server, byte[] text, UIntPtr cap,
+                                                       out ushort port);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_connect(ServerHandle server, byte[] address, ushort port, out ulong id);
     }
 
     /// <summary>
@@ -323,8 +353,8 @@ namespace IocpSrv
         private static void CheckLayout()
         {
             int p = IntPtr.Size;
-            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 56);
-            Expect("iocp_config.delivery", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Delivery"), 48);
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 64);
+            Expect("iocp_config.delivery", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Delivery"), 56);
             Expect("iocp_event", Marshal.SizeOf(typeof(NativeMethods.Event)), 32);
             Expect("iocp_event.id", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Id"), 8);
             Expect("iocp_event.len", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Len"), 24);
@@ -332,7 +362,9 @@ namespace IocpSrv
             Expect("iocp_config.threads", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Threads"), 8 + p);
             Expect("iocp_config.max_send_queue", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "MaxSendQueue"), 32);
             Expect("iocp_config.nodelay", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "NoDelay"), 40);
-            Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 5 * p);
+            Expect("iocp_config.dual_stack", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "DualStack"), 48);
+            Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 7 * p);
+            Expect("iocp_callbacks.on_log", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnLog"), 8 + 5 * p);
             Expect("iocp_callbacks.on_connect", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnConnect"), 8);
         }
 
@@ -350,6 +382,8 @@ namespace IocpSrv
     public delegate void PeerClosedHandler(IocpServer server, ulong id);
     public delegate void DisconnectHandler(IocpServer server, ulong id, IocpReason reason);
     public delegate void ErrorHandler(IocpServer server, string callback, Exception error);
+    public delegate void LogHandler(IocpServer server, IocpLogLevel level, int code, string text);
+    public delegate void ConnectFailedHandler(IocpServer server, ulong id, int error);
 
     /// <summary>Configuration and callbacks; 0 / null keeps the library default.</summary>
     public class IocpServerOptions
@@ -364,6 +398,8 @@ namespace IocpSrv
         public bool NoDelay = true;           // TCP_NODELAY on accepted connections
         public IocpDelivery Mode = IocpDelivery.Queue;
         public int Batch = 256;               // queue mode: events per iocp_wait
+        /// <summary>With an IPv6 Bind such as "::", take IPv4 connections too (IPV6_V6ONLY off).</summary>
+        public bool DualStack;
 
         /// <summary>Return false (or throw) to refuse the connection.</summary>
         public ConnectHandler OnConnect;
@@ -381,6 +417,18 @@ namespace IocpSrv
         public DisconnectHandler OnDisconnect;
         /// <summary>A callback threw; default: print to standard error.</summary>
         public ErrorHandler OnError;
+        /// <summary>
+        /// An outbound connection from Connect could not be established: its
+        /// only callback (error: IocpErrors.EConnRefused, ETimedOut, EUnreach, EClosed, ...).
+        /// </summary>
+        public ConnectFailedHandler OnConnectFailed;
+        /// <summary>
+        /// What the library worked around or could not do: failed accepts,
+        /// running out of descriptors, a worker leaving. May run on several
+        /// threads at once, and on the constructing thread while the
+        /// constructor runs (do not use the server there).
+        /// </summary>
+        public LogHandler OnLog;
     }
 
     /// <summary>
@@ -409,6 +457,8 @@ namespace IocpSrv
         private readonly NativeMethods.OnSentFn onSent;
         private readonly NativeMethods.OnPeerClosedFn onPeerClosed;
         private readonly NativeMethods.OnDisconnectFn onDisconnect;
+        private readonly NativeMethods.OnLogFn onLog;
+        private readonly NativeMethods.OnConnectFailedFn onConnectFailed;
 
         // The servers whose callbacks run on this thread (for Dispose).
         [ThreadStatic] private static List<IocpServer> running;
@@ -478,6 +528,7 @@ namespace IocpSrv
             {
                 throw new ArgumentException("OnDataSegment needs IocpDelivery.Queue", "options");
             }
+            config.DualStack = options.DualStack ? 1u : 0u;
 
             var callbacks = new NativeMethods.Callbacks();
             callbacks.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Callbacks));
@@ -507,7 +558,18 @@ namespace IocpSrv
                 onDisconnect = DisconnectTrampoline;
                 callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
             }
-            handle.KeepAlive = new object[] { onConnect, onData, onSent, onPeerClosed, onDisconnect };
+            if (options.OnLog != null)
+            {
+                onLog = LogTrampoline;
+                callbacks.OnLog = Marshal.GetFunctionPointerForDelegate(onLog);
+            }
+            if (options.OnConnectFailed != null && !queue)
+            {
+                onConnectFailed = ConnectFailedTrampoline;
+                callbacks.OnConnectFailed = Marshal.GetFunctionPointerForDelegate(onConnectFailed);
+            }
+            handle.KeepAlive = new object[] { onConnect, onData, onSent, onPeerClosed, onDisconnect,
+                                              onLog, onConnectFailed };
 
             IntPtr bind = Marshal.StringToHGlobalAnsi(options.Bind ?? "127.0.0.1");
             int rc;
@@ -515,8 +577,10 @@ namespace IocpSrv
             {
                 config.BindAddress = bind;   // copied by iocp_create
                 IntPtr server;
-                rc = queue ? NativeMethods.iocp_create(ref config, IntPtr.Zero, IntPtr.Zero, out server)
-                           : NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
+                // Queue mode passes callbacks only for OnLog (it stays a callback).
+                rc = queue && options.OnLog == null
+                    ? NativeMethods.iocp_create(ref config, IntPtr.Zero, IntPtr.Zero, out server)
+                    : NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
                 if (rc == 0) handle.Set(server);
             }
             finally
@@ -549,6 +613,41 @@ namespace IocpSrv
 
         /// <summary>Connections currently open.</summary>
         public ulong ConnectionCount { get { return NativeMethods.iocp_connection_count(handle); } }
+
+        /// <summary>The address listened on as the system reports it, e.g. "::" or "127.0.0.1".</summary>
+        public string ListenAddress
+        {
+            get
+            {
+                var text = new byte[IocpAddrStrLen];
+                ushort port;
+                Check(NativeMethods.iocp_listen_address(handle, text, new UIntPtr((uint)text.Length), out port),
+                      "iocp_listen_address");
+                int n = Array.IndexOf(text, (byte)0);
+                return System.Text.Encoding.ASCII.GetString(text, 0, n < 0 ? text.Length : n);
+            }
+        }
+
+        private const int IocpAddrStrLen = 64; // IOCP_ADDRSTRLEN
+
+        /// <summary>
+        /// Opens an outbound connection (iocp_connect) and returns its id. The
+        /// host is a numeric IPv4 or IPv6 address: the library does no DNS
+        /// (resolve names first, e.g. with System.Net.Dns). The id gets the
+        /// same callbacks as an accepted connection (OnConnect once
+        /// established), or OnConnectFailed as its only one. Throws
+        /// ArgumentException for a null host or port 0, IocpException
+        /// (EInval: not a numeric address; EClosed, EMFile, ENoMem, ESystem).
+        /// </summary>
+        public ulong Connect(string host, ushort port)
+        {
+            if (host == null) throw new ArgumentNullException("host");
+            if (port == 0) throw new ArgumentOutOfRangeException("port");
+            byte[] text = System.Text.Encoding.ASCII.GetBytes(host + "\0");
+            ulong id;
+            Check(NativeMethods.iocp_connect(handle, text, port, out id), "iocp_connect " + host + " port " + port);
+            return id;
+        }
 
         /// <summary>Queues a copy of the bytes. Throws IocpException (e.g. EQueueFull: nothing queued).</summary>
         public void Send(ulong id, byte[] data)
@@ -695,6 +794,10 @@ namespace IocpSrv
                         where = "OnDisconnect";
                         if (options.OnDisconnect != null) options.OnDisconnect(this, e.Id, (IocpReason)e.Value);
                         break;
+                    case NativeMethods.EventConnectFailed:
+                        where = "OnConnectFailed";
+                        if (options.OnConnectFailed != null) options.OnConnectFailed(this, e.Id, e.Value);
+                        break;
                     default:
                         break;   // a type this binding does not know: skipped, as the header asks
                 }
@@ -825,6 +928,37 @@ namespace IocpSrv
             catch (Exception e)
             {
                 Report("OnPeerClosed", e);
+            }
+        }
+
+        private void ConnectFailedTrampoline(IntPtr server, IntPtr user, ulong id, int error)
+        {
+            try
+            {
+                Enter();
+                try { options.OnConnectFailed(this, id, error); }
+                finally { Leave(); }
+            }
+            catch (Exception e)
+            {
+                Report("OnConnectFailed", e);
+            }
+        }
+
+        // Not Enter(): OnLog may run on the constructing thread inside
+        // iocp_create, where waiting for `created` would never end.
+        private void LogTrampoline(IntPtr server, IntPtr user, int level, int code, IntPtr text)
+        {
+            try
+            {
+                if (running == null) running = new List<IocpServer>();
+                running.Add(this);
+                try { options.OnLog(this, (IocpLogLevel)level, code, Marshal.PtrToStringAnsi(text)); }
+                finally { Leave(); }
+            }
+            catch (Exception e)
+            {
+                Report("OnLog", e);
             }
         }
 

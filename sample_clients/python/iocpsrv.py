@@ -58,6 +58,8 @@ __all__ = [
     "IocpError", "LibraryError", "Server",
     "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
     "EVENT_ACCEPTED", "EVENT_DATA", "EVENT_SENT", "EVENT_PEER_CLOSED", "EVENT_DISCONNECTED",
+    "EVENT_CONNECT_FAILED",
+    "LOG_ERROR", "LOG_WARN", "LOG_INFO", "ADDRSTRLEN",
 ]
 
 # ---- Mirror of the header --------------------------------------------------
@@ -85,6 +87,10 @@ EAFNOSUPPORT = -12
 ECLOSED = -13
 EMODE = -14
 EBUSY = -15
+ECONNREFUSED = -16
+ETIMEDOUT = -17
+EUNREACH = -18
+EMFILE = -19
 
 # enum iocp_reason, passed to on_disconnect.
 REASON_PEER_CLOSED = 1
@@ -102,6 +108,7 @@ EVENT_DATA = 2
 EVENT_SENT = 3
 EVENT_PEER_CLOSED = 4
 EVENT_DISCONNECTED = 5
+EVENT_CONNECT_FAILED = 6
 
 # struct iocp_event: 32 bytes, the same layout on every platform
 # (uint32 type, int32 value, uint64 id, uint64 data, uint64 len), native byte
@@ -110,6 +117,13 @@ EVENT_DISCONNECTED = 5
 EVENT_FORMAT = "=IiQQQ"
 EVENT_SIZE = struct.calcsize(EVENT_FORMAT)
 assert EVENT_SIZE == 32
+# enum iocp_log_level, passed to on_log (lower is more severe).
+LOG_ERROR = 1
+LOG_WARN = 2
+LOG_INFO = 3
+
+# IOCP_ADDRSTRLEN: room for any address iocp_listen_address() writes.
+ADDRSTRLEN = 64
 
 
 def version_compatible(loaded):
@@ -132,10 +146,13 @@ ON_DATA = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id,
 ON_SENT = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_uint64)
 ON_PEER_CLOSED = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id)
 ON_DISCONNECT = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_int)
+ON_LOG = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_void_p)
+ON_CONNECT_FAILED = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_int)
 
 
 class _Callbacks(ctypes.Structure):
-    """struct iocp_callbacks (48 bytes on 64-bit, 28 on 32-bit)."""
+    """struct iocp_callbacks (64 bytes on 64-bit, 36 on 32-bit)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("reserved_", ctypes.c_uint32),
@@ -144,6 +161,8 @@ class _Callbacks(ctypes.Structure):
         ("on_sent", ON_SENT),
         ("on_peer_closed", ON_PEER_CLOSED),
         ("on_disconnect", ON_DISCONNECT),
+        ("on_log", ON_LOG),                        # 1.1
+        ("on_connect_failed", ON_CONNECT_FAILED),  # 1.1
     ]
 
 
@@ -161,6 +180,8 @@ class _Config(ctypes.Structure):
         ("max_send_queue", ctypes.c_uint64),
         ("nodelay", ctypes.c_uint32),
         ("reserved2_", ctypes.c_uint32),
+        ("dual_stack", ctypes.c_uint32),           # 1.1
+        ("reserved3_", ctypes.c_uint32),
         ("delivery", ctypes.c_uint32),
         ("queue_events", ctypes.c_uint32),
     ]
@@ -207,6 +228,10 @@ _SIGNATURES = {
     "iocp_wait": (ctypes.c_int, [_server_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int32]),
     "iocp_wake": (ctypes.c_int, [_server_p]),
     "iocp_stop": (ctypes.c_int, [_server_p]),
+    "iocp_listen_address": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_size_t,
+                                           ctypes.POINTER(ctypes.c_uint16)]),
+    "iocp_connect": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
+                                    ctypes.POINTER(_conn_id)]),
 }
 
 _lib = None
@@ -329,7 +354,8 @@ class Server:
       port=50000 (0 picks a free port; read it back from .port),
       bind="127.0.0.1", threads=0 (one per processor), backlog=0,
       accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True
-      (0 keeps the library default),
+      (0 keeps the library default), dual_stack=False (True: an IPv6 bind
+      address such as "::" takes IPv4 connections too),
       mode="queue" or "callbacks" (see the module's documentation),
       thread=True (queue mode: drain on a thread of this module; False: call
       serve_forever() or serve_async() yourself), batch=256 (events per
@@ -344,6 +370,14 @@ class Server:
           Left out: the library finishes the connection itself (sends what is
           queued, then closes).
       on_disconnect(server, id, reason: int)   # a REASON_* constant
+      on_connect_failed(server, id, error: int)
+          An outbound connection from connect() could not be established
+          (ECONNREFUSED, ETIMEDOUT, EUNREACH, ECLOSED, ...): its only callback.
+      on_log(server, level: int, code: int, text: str)
+          What the library worked around or could not do (LOG_* levels):
+          failed accepts, running out of descriptors, a worker leaving. May
+          run on several threads at once, and on the creating thread during
+          the constructor (then `server` is not usable yet).
       on_error(server, where: str, exc: BaseException)
           Called when a handler raised; default prints to stderr.
 
@@ -360,7 +394,8 @@ class Server:
                  accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True,
                  mode="queue", thread=True, batch=256,
                  on_connect=None, on_data=None, on_sent=None, on_peer_closed=None,
-                 on_disconnect=None, on_error=None):
+                 on_disconnect=None, on_error=None, dual_stack=False,
+                 on_connect_failed=None, on_log=None):
         lib = load()
         self._lib = lib
         self._on_error = on_error or _default_on_error
@@ -388,6 +423,7 @@ class Server:
         if max_send_queue:
             config.max_send_queue = max_send_queue
         config.nodelay = 1 if nodelay else 0
+        config.dual_stack = 1 if dual_stack else 0
 
         keepalive = []
         callbacks = None
@@ -395,12 +431,15 @@ class Server:
             config.delivery = DELIVERY_QUEUE
             config.queue_events = ((1 << EVENT_SENT if on_sent else 0)
                                    | (1 << EVENT_PEER_CLOSED if on_peer_closed else 0))
-            self._handlers = (on_connect, on_data, on_sent, on_peer_closed, on_disconnect)
+            self._handlers = (on_connect, on_data, on_sent, on_peer_closed, on_disconnect,
+                              on_connect_failed)
             self._events = ctypes.create_string_buffer(EVENT_SIZE * batch)
             self._batch = batch
+            if on_log is not None:   # on_log stays a callback in queue mode
+                callbacks = self._callbacks(keepalive, on_log=on_log)
         else:
             callbacks = self._callbacks(keepalive, on_connect, on_data, on_sent,
-                                        on_peer_closed, on_disconnect)
+                                        on_peer_closed, on_disconnect, on_connect_failed, on_log)
         self._keepalive = keepalive
 
         # The library stores the handle here before any callback can run, so
@@ -427,8 +466,8 @@ class Server:
             self._serving.clear()
             self._thread.start()
 
-    def _callbacks(self, keepalive, on_connect, on_data, on_sent, on_peer_closed,
-                   on_disconnect):
+    def _callbacks(self, keepalive, on_connect=None, on_data=None, on_sent=None,
+                   on_peer_closed=None, on_disconnect=None, on_connect_failed=None, on_log=None):
         # The trampolines refer to this object only weakly, so an abandoned
         # Server can still be collected (and then destroyed by the finalizer).
         ref = weakref.ref(self)
@@ -452,6 +491,13 @@ class Server:
             keepalive.append(ON_DISCONNECT(
                 _simple_trampoline(ref, on_disconnect, "on_disconnect")))
             callbacks.on_disconnect = keepalive[-1]
+        if on_connect_failed is not None:
+            keepalive.append(ON_CONNECT_FAILED(
+                _simple_trampoline(ref, on_connect_failed, "on_connect_failed")))
+            callbacks.on_connect_failed = keepalive[-1]
+        if on_log is not None:
+            keepalive.append(ON_LOG(_log_trampoline(ref, on_log)))
+            callbacks.on_log = keepalive[-1]
         return callbacks
 
     # -- queue mode: the drain loop --
@@ -569,7 +615,8 @@ class Server:
         return t, id, value
 
     def _dispatch_batch(self, events):
-        on_connect, on_data, on_sent, on_peer_closed, on_disconnect = self._handlers
+        on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed = \
+            self._handlers
         string_at = ctypes.string_at
         for t, value, id, data, length in events:
             try:
@@ -585,6 +632,9 @@ class Server:
                     on_sent(self, id, length)
                 elif t == EVENT_PEER_CLOSED:
                     on_peer_closed(self, id)
+                elif t == EVENT_CONNECT_FAILED:
+                    if on_connect_failed is not None:
+                        on_connect_failed(self, id, value)
                 # Unknown types are skipped, as the header asks.
             except BaseException as e:
                 self._report(_EVENT_NAMES.get(t, "event"), e)
@@ -608,7 +658,8 @@ class Server:
 
     def _dispatch_events(self, batch, tails):
         # serve_async, in the loop: decoded events, coroutines chained per id.
-        on_connect, on_data, on_sent, on_peer_closed, on_disconnect = self._handlers
+        on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed = \
+            self._handlers
         for t, id, arg in batch:
             if t == EVENT_ACCEPTED:
                 # on_connect decides at once (the batch is released next).
@@ -622,6 +673,8 @@ class Server:
                 fn, args = on_peer_closed, ()
             elif t == EVENT_DISCONNECTED:
                 fn, args = on_disconnect, (arg,)
+            elif t == EVENT_CONNECT_FAILED:
+                fn, args = on_connect_failed, (arg,)
             else:
                 continue
             if fn is None:
@@ -756,6 +809,34 @@ class Server:
         """The port listened on (useful after port=0)."""
         return self._lib.iocp_port(self._handle())
 
+    def connect(self, host, port):
+        """Opens an outbound connection (iocp_connect) and returns its id.
+
+        `host` is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1"): the
+        library does no DNS; resolve names first, e.g. with
+        socket.getaddrinfo(). The id gets the same callbacks as an accepted
+        connection (on_connect once established, ...), or on_connect_failed
+        as its only one. The id is returned before any callback for it can
+        run in the sense that the library stores it first; take your own lock
+        around connect() if callbacks look it up in your tables. Raises
+        ValueError for a port outside 1..65535 and IocpError: EINVAL (not a
+        numeric address), ECLOSED, EMFILE, ENOMEM, ESYSTEM."""
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} is not 1..65535")
+        cid = _conn_id()
+        _check(self._lib.iocp_connect(self._handle(), host.encode("ascii"), port,
+                                      ctypes.byref(cid)), f"iocp_connect {host} port {port}")
+        return cid.value
+
+    @property
+    def listen_address(self):
+        """(address, port) the server listens on, e.g. ("::", 50000)."""
+        buf = ctypes.create_string_buffer(ADDRSTRLEN)
+        port = ctypes.c_uint16()
+        _check(self._lib.iocp_listen_address(self._handle(), buf, ADDRSTRLEN,
+                                             ctypes.byref(port)), "iocp_listen_address")
+        return buf.value.decode("ascii"), port.value
+
     @property
     def connection_count(self):
         """Connections currently open."""
@@ -769,7 +850,8 @@ class Server:
 
 
 _EVENT_NAMES = {EVENT_ACCEPTED: "on_connect", EVENT_DATA: "on_data", EVENT_SENT: "on_sent",
-                EVENT_PEER_CLOSED: "on_peer_closed", EVENT_DISCONNECTED: "on_disconnect"}
+                EVENT_PEER_CLOSED: "on_peer_closed", EVENT_DISCONNECTED: "on_disconnect",
+                EVENT_CONNECT_FAILED: "on_connect_failed"}
 
 
 def _serve_weakly(ref):
@@ -841,3 +923,12 @@ def _simple_trampoline(ref, fn, where):
     def callback(_server, _user, id, *args):
         _invoke(ref, where, fn, (id,) + args, None)
     return callback
+
+
+def _log_trampoline(ref, fn):
+    def call(server, level, code, text):
+        fn(server, level, code, ctypes.string_at(text).decode("utf-8", "replace") if text else "")
+
+    def on_log(_server, _user, level, code, text):
+        _invoke(ref, "on_log", call, (level, code, text), None)
+    return on_log

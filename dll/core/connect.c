@@ -1,0 +1,65 @@
+/* Outbound connections: iocp_connect(). The connection joins the table at
+ * once (so iocp_send, iocp_close and iocp_destroy see it) but stays silent
+ * until the engine reports the attempt through iocp__conn_connected: then
+ * it continues exactly as an accepted one (on_connect first), or ends with
+ * on_connect_failed. */
+#include "internal.h"
+
+#include <string.h>
+
+/* Lock held: hands the attempt to the engine, which reports it once. */
+static int start_locked(iocp__conn *c, const struct sockaddr_storage *addr, int addrlen) {
+  int rc;
+  if (c->closing) return IOCP_ECLOSED; /* iocp_destroy got to it first */
+  iocp__conn_ref(c);                   /* the attempt's reference */
+  rc = iocp__eng_connect(c, (const struct sockaddr *)addr, addrlen);
+  if (rc != IOCP_OK) {
+    iocp__ref_add(&c->refs, -1); /* not the last: the table and we hold one */
+    return rc;
+  }
+  c->connect_started = 1;
+  return IOCP_OK;
+}
+
+int IOCP_CALL iocp_connect(iocp_server *s, const char *address, uint16_t port,
+                           iocp_conn_id *id) {
+  struct sockaddr_storage addr;
+  int addrlen = 0, rc;
+  iocp__conn *c;
+
+  if (id != NULL) *id = 0;
+  if (s == NULL || address == NULL || id == NULL || port == 0) return IOCP_EINVAL;
+  rc = iocp__address_parse(address, port, &addr, &addrlen);
+  if (rc != IOCP_OK) return rc;
+
+  c = iocp__conn_alloc(s);
+  if (c == NULL) return IOCP_ENOMEM;
+  c->outbound = 1;
+  iocp__eng_conn_init(c);
+  iocp__address_format((const struct sockaddr *)&addr, c->peer_addr, sizeof(c->peer_addr),
+                       &c->peer_port);
+  rc = iocp__table_insert(&s->table, c);
+  if (rc != IOCP_OK) {
+    iocp__conn_unref(c); /* nobody saw it */
+    return rc;
+  }
+  /* The caller's before any callback for it can run. */
+  *id = c->id;
+
+  /* The table lock is never taken under a connection lock: insert first. */
+  iocp__mutex_lock(&c->lock);
+  rc = start_locked(c, &addr, addrlen);
+  if (rc != IOCP_OK && !c->closing) {
+    /* Nothing started: the id ends silently (refused: no callback at all). */
+    c->refused = 1;
+    c->closing = 1;
+  }
+  iocp__mutex_unlock(&c->lock);
+  if (rc != IOCP_OK) {
+    iocp__conn *t = iocp__table_remove(&s->table, c->id);
+    if (t != NULL) iocp__conn_unref(t);
+    *id = 0;
+  }
+  iocp__conn_unref(c);
+  return rc;
+}
