@@ -402,7 +402,7 @@ static int send_locked(iocp__conn *c, void *arg) {
   /* After iocp_shutdown() the answer stays ESHUTDOWN, even once the
    * connection has ended meanwhile: that is the caller's own doing. */
   if (c->shut_req) return IOCP_ESHUTDOWN;
-  if (c->closing) return IOCP_ECLOSED;
+  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
   if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) return IOCP_EQUEUEFULL;
   rc = iocp__sendq_push(&c->sendq, a->data, a->len);
   if (rc == IOCP_OK) start_send_locked(c);
@@ -411,7 +411,7 @@ static int send_locked(iocp__conn *c, void *arg) {
 
 static int shutdown_locked(iocp__conn *c, void *arg) {
   (void)arg;
-  if (c->closing) return IOCP_ECLOSED;
+  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
   if (!c->shut_req) {
     c->shut_req = 1;
     start_send_locked(c);
@@ -421,8 +421,13 @@ static int shutdown_locked(iocp__conn *c, void *arg) {
 
 static int close_locked(iocp__conn *c, void *arg) {
   (void)arg;
-  if (c->closing) return IOCP_ECLOSED;
-  if (!c->kept) c->refuse_req = 1; /* queue mode: refuses at the release */
+  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
+  if (!c->kept && c->server->queue_mode) {
+    /* Refused at the release of its ACCEPTED event: out of the table
+     * first, then the reset, as with on_connect's refusal. */
+    c->refuse_req = 1;
+    return IOCP_OK;
+  }
   teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
   return IOCP_OK;
 }
