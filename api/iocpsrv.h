@@ -506,6 +506,38 @@ IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, ui
                                     iocp_conn_id *id);
 
 /*
+ * Counters of a server since iocp_create(). Set `size` to
+ * sizeof(iocp_statistics) before calling iocp_stats() (fields may be appended
+ * in later minor versions; the library fills only the fields `size` covers
+ * and zeroes the rest). Added in 1.1.
+ */
+typedef struct iocp_statistics {
+  uint32_t size;
+  uint32_t reserved_;
+  uint64_t connections_accepted; /* accepted sockets handed to on_connect */
+  uint64_t connections_refused;  /* of those, refused by on_connect */
+  uint64_t connections_open;     /* as iocp_connection_count() */
+  uint64_t bytes_received;       /* passed to on_data */
+  uint64_t bytes_sent;           /* handed to the operating system */
+  uint64_t bytes_queued;         /* queued by iocp_send() and not yet sent */
+  uint64_t accept_errors;        /* failed accepts and accepted sockets dropped
+                                    before on_connect (peer gone, out of
+                                    descriptors or memory) */
+  uint64_t system_errors;        /* other failed system calls (each ends a
+                                    connection or is retried) */
+} iocp_statistics;
+
+/*
+ * Fills *stats with the server's counters. Each counter is kept per worker
+ * thread and summed here, so counting costs the workers no shared write; a
+ * call while connections are busy returns a snapshot whose counters may be
+ * a few operations apart. Any thread, including inside callbacks.
+ * Returns 0, or: IOCP_EINVAL (server or stats NULL), IOCP_EVERSION
+ * (stats->size smaller than this first layout).
+ */
+IOCP_API int IOCP_CALL iocp_stats(iocp_server *server, iocp_statistics *stats);
+
+/*
  * Destroys the server, the original library's "lenient destructor": stops
  * accepting, closes every connection at once (abortive; queued bytes are
  * dropped), cancels pending I/O and joins the workers. Every open connection

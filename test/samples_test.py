@@ -16,6 +16,8 @@ Checks, one output line each:
   3. one 1 MiB transfer echoed byte-exact
   4. with stdin closed it exits with code 0 (within --timeout)
   5. nothing listens on the port any more: a connect is refused
+  6. with --expect-stats: it printed "served N connections, I bytes in, O
+     bytes out" (from iocp_stats) counting every connection and byte above
 
 With --expect-no-library the program is run from an empty folder with
 LD_LIBRARY_PATH / WINEPATH pointing only to an empty folder (or to
@@ -255,6 +257,10 @@ def run_echo_checks(args, res):
                   f"{'still running' if code is None else f'exit code {code}'}"
                   f" after {args.timeout}s, {child.diagnostics()}")
 
+        if args.expect_stats:
+            check_stats_line(child, res, args.connections + 1,
+                             sum(len(p) for p in payloads) + 1024 * 1024, args.timeout)
+
         if code is not None:
             ok, why = connect_refused(port, args.timeout)
             res.check(ok, f"nothing listens on port {port} afterwards", why)
@@ -262,6 +268,20 @@ def run_echo_checks(args, res):
             res.check(False, f"nothing listens on port {port} afterwards", "server did not exit")
     finally:
         child.kill()
+
+
+STATS = re.compile(rb"served (\d+) connections, (\d+) bytes in, (\d+) bytes out")
+
+
+def check_stats_line(child, res, connections, total, timeout):
+    """The sample's statistics line agrees with what this test did."""
+    child.join_output(timeout)
+    found = [STATS.search(line) for line in child.stdout]
+    found = [m for m in found if m]
+    want = (connections, total, total)
+    got = tuple(int(x) for x in found[-1].groups()) if found else None
+    res.check(got == want, "its statistics count every connection and byte",
+              f"printed {got}, expected (connections, in, out) = {want}")
 
 
 def wine_path(path):
@@ -319,6 +339,8 @@ def main():
     ap.add_argument("--start-timeout", type=float, default=60.0,
                     help="seconds allowed until 'listening on port N' (Wine's first start is slow)")
     ap.add_argument("--connections", type=int, default=100)
+    ap.add_argument("--expect-stats", action="store_true",
+                    help="check the 'served N connections, I bytes in, O bytes out' line at exit")
     ap.add_argument("--expect-no-library", action="store_true",
                     help="check the clean refusal to start without the library instead")
     ap.add_argument("--library-dir", default=None,

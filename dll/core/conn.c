@@ -24,43 +24,60 @@ static iocp__seq next_id = 1; /* process-wide: ids are never reused */
 
 void iocp__conn_ref(iocp__conn *c) { iocp__ref_add(&c->refs, 1); }
 
+/* Drops the send queue, and its bytes from the queued statistic. */
+static void sendq_drop(iocp__conn *c) {
+  if (c->sendq.queued != 0) iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)c->sendq.queued);
+  iocp__sendq_clear(&c->sendq);
+}
+
 static void conn_free(iocp__conn *c) {
   iocp_server *s = c->server;
+  assert(!c->recv_busy && !c->send_busy); /* every operation held a reference */
   iocp__eng_conn_free(c);
-  iocp__sendq_clear(&c->sendq);
-  iocp__free(c->rbuf);
+  sendq_drop(c);
+  iocp__buf_put(s, c->rbuf);
   iocp__mutex_destroy(&c->lock);
   iocp__free(c);
-  iocp__mutex_lock(&s->lock);
-  if (--s->alive == 0) iocp__cond_broadcast(&s->cond);
-  iocp__mutex_unlock(&s->lock);
+  /* The last one wakes iocp_destroy(), under the lock it checks under. */
+  if (iocp__ref_add(&s->alive, -1) == 1) {
+    iocp__mutex_lock(&s->lock);
+    iocp__cond_broadcast(&s->cond);
+    iocp__mutex_unlock(&s->lock);
+  }
 }
 
 void iocp__conn_unref(iocp__conn *c) {
-  if (iocp__ref_add(&c->refs, -1) == 1) conn_free(c);
+  long before = iocp__ref_add(&c->refs, -1);
+  assert(before >= 1);
+  if (before == 1) conn_free(c);
 }
 
 /* Drops a reference that is known not to be the last (the caller has one). */
-static void unref_not_last(iocp__conn *c) { iocp__ref_add(&c->refs, -1); }
+static void unref_not_last(iocp__conn *c) {
+  long before = iocp__ref_add(&c->refs, -1);
+  assert(before > 1);
+  (void)before;
+}
 
 iocp__conn *iocp__conn_alloc(iocp_server *s) {
   iocp__conn *c = iocp__calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
-  c->rbuf = iocp__malloc(s->cfg.recv_buffer_size);
-  if (c->rbuf == NULL) {
-    iocp__free(c);
-    return NULL;
-  }
-  c->rbuf_cap = s->cfg.recv_buffer_size;
   c->server = s;
   c->id = iocp__seq_next(&next_id);
   c->refs = 1; /* not yet shared with any other thread */
   iocp__mutex_init(&c->lock);
-  iocp__mutex_lock(&s->lock);
-  s->alive++;
-  iocp__mutex_unlock(&s->lock);
+  iocp__ref_add(&s->alive, 1);
   return c;
 }
+
+iocp__conn *iocp__conn_lookup(iocp_server *s, iocp_conn_id id) {
+  return iocp__table_get(&s->table, id);
+}
+
+iocp_server *iocp__conn_server(const iocp__conn *c) { return c->server; }
+iocp_conn_id iocp__conn_id(const iocp__conn *c) { return c->id; }
+void iocp__conn_lock(iocp__conn *c) { iocp__mutex_lock(&c->lock); }
+void iocp__conn_unlock(iocp__conn *c) { iocp__mutex_unlock(&c->lock); }
 
 static int has_events(const iocp__conn *c) {
   return c->ev_connect || c->ev_data || c->ev_sent || c->ev_peer_closed || c->ev_disconnect;
@@ -74,15 +91,17 @@ static void teardown_locked(iocp__conn *c, int reason, int abortive) {
   c->reason = reason;
   iocp__eng_close(c, abortive);
   /* A send in flight still points into the queue; its completion clears it. */
-  if (!c->send_busy) iocp__sendq_clear(&c->sendq);
+  if (!c->send_busy) sendq_drop(c);
   c->ev_disconnect = 1;
 }
 
 static void start_recv_locked(iocp__conn *c) {
   if (c->closing || c->peer_fin || c->recv_busy || c->ev_data || !c->kept) return;
+  assert(c->rbuf == NULL); /* on_data is over: its buffer went back */
   iocp__conn_ref(c);
   c->recv_busy = 1;
   if (iocp__eng_recv(c) != IOCP_OK) {
+    iocp__stat_add(c->server, IOCP__STAT_SYSTEM_ERRORS, 1);
     c->recv_busy = 0;
     unref_not_last(c);
     teardown_locked(c, IOCP_REASON_RESET, 1);
@@ -110,6 +129,7 @@ static void start_send_locked(iocp__conn *c) {
   iocp__conn_ref(c);
   c->send_busy = 1;
   if (iocp__eng_send(c, iov, n) != IOCP_OK) {
+    iocp__stat_add(c->server, IOCP__STAT_SYSTEM_ERRORS, 1);
     c->send_busy = 0;
     unref_not_last(c);
     teardown_locked(c, IOCP_REASON_RESET, 1);
@@ -128,6 +148,7 @@ static int take_event_locked(iocp__conn *c) {
     e->data = c->peer_addr;
     e->len = strlen(c->peer_addr);
   } else if (c->ev_data) {
+    assert(c->rbuf != NULL && c->ev_data_len > 0 && !c->recv_busy);
     c->ev_data = 0;
     e->type = IOCP_EVENT_DATA;
     e->data = c->rbuf;
@@ -197,6 +218,7 @@ static void finish_event(iocp__conn *c, int keep) {
   iocp__mutex_lock(&c->lock);
   if (c->ev.type == IOCP_EVENT_ACCEPTED) {
     if (!keep) {
+      iocp__stat_add(s, IOCP__STAT_REFUSED, 1);
       c->refused = 1;
       teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
     } else {
@@ -205,7 +227,12 @@ static void finish_event(iocp__conn *c, int keep) {
       start_send_locked(c); /* bytes (and a shutdown) queued before the keep */
     }
   } else if (c->ev.type == IOCP_EVENT_DATA) {
-    start_recv_locked(c); /* only now is rbuf free again */
+    /* Only now is the buffer free again: back to the pool, so an idle
+     * connection holds none. */
+    uint8_t *buf = c->rbuf;
+    c->rbuf = NULL;
+    iocp__buf_put(s, buf);
+    start_recv_locked(c);
   }
 }
 
@@ -288,6 +315,7 @@ static void kick_locked(iocp__conn *c) {
 /* ---- Called by the engine's workers ---------------------------------------- */
 
 void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
+  iocp__stat_add(c->server, IOCP__STAT_ACCEPTED, 1);
   iocp__address_format(peer, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
   /* Due before anyone can find the id, so on_connect is always first. */
   c->ev_connect = 1;
@@ -321,11 +349,14 @@ void iocp__conn_connected(iocp__conn *c, int error) {
   iocp__conn_unref(c);
 }
 
-void iocp__conn_recv_done(iocp__conn *c, int result, size_t bytes) {
+void iocp__conn_recv_done(iocp__conn *c, int result, uint8_t *buf, size_t bytes) {
+  assert((buf != NULL) == (result == IOCP__IO_OK && bytes > 0));
+  if (buf != NULL) iocp__stat_add(c->server, IOCP__STAT_BYTES_IN, (int64_t)bytes);
   iocp__mutex_lock(&c->lock);
+  assert(c->recv_busy && !c->ev_data && c->rbuf == NULL); /* one receive at a time */
   c->recv_busy = 0;
   if (c->closing) {
-    /* torn down meanwhile: whatever arrived is dropped */
+    iocp__buf_put(c->server, buf); /* torn down meanwhile: dropped */
   } else if (result != IOCP__IO_OK) {
     teardown_locked(c, IOCP_REASON_RESET, 1);
   } else if (bytes == 0) {
@@ -333,6 +364,7 @@ void iocp__conn_recv_done(iocp__conn *c, int result, size_t bytes) {
     c->ev_peer_closed = 1;
     if (c->fin_sent) teardown_locked(c, IOCP_REASON_PEER_CLOSED, 0);
   } else {
+    c->rbuf = buf; /* the event holds it until on_data returns */
     c->ev_data = 1;
     c->ev_data_len = bytes;
   }
@@ -342,14 +374,18 @@ void iocp__conn_recv_done(iocp__conn *c, int result, size_t bytes) {
 
 void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes) {
   iocp__mutex_lock(&c->lock);
+  assert(c->send_busy);
   c->send_busy = 0;
   if (c->closing) {
-    iocp__sendq_clear(&c->sendq);
+    sendq_drop(c);
   } else if (result != IOCP__IO_OK) {
     teardown_locked(c, IOCP_REASON_RESET, 1);
   } else {
+    assert(bytes <= c->sendq.queued); /* an engine never reports more than it was given */
     if (bytes > c->sendq.queued) bytes = (size_t)c->sendq.queued;
     iocp__sendq_consume(&c->sendq, bytes);
+    iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, (int64_t)bytes);
+    iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)bytes);
     if (c->server->want_sent) c->ev_sent += bytes;
     start_send_locked(c);
   }
@@ -405,7 +441,10 @@ static int send_locked(iocp__conn *c, void *arg) {
   if (c->closing || c->refuse_req) return IOCP_ECLOSED;
   if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) return IOCP_EQUEUEFULL;
   rc = iocp__sendq_push(&c->sendq, a->data, a->len);
-  if (rc == IOCP_OK) start_send_locked(c);
+  if (rc == IOCP_OK) {
+    iocp__stat_add(c->server, IOCP__STAT_QUEUED, (int64_t)a->len);
+    start_send_locked(c);
+  }
   return rc;
 }
 

@@ -2,20 +2,23 @@
  * (dll/win: I/O completion ports; dll/linux: epoll). Exactly one engine is
  * compiled in. The engine owns sockets, the completion machinery and the
  * worker threads; the core owns connection state, send queues, callbacks and
- * their ordering. */
+ * their ordering, the id table, the workers' identities and data, receive
+ * buffers and statistics.
+ *
+ * This header is everything an engine may use: it includes no other core
+ * header but sys.h (locks, counters, machine facts) and hooks.h (the
+ * replaceable call table), and it sees the core's structs only through the
+ * functions below. */
 #ifndef IOCP_CORE_ENGINE_H
 #define IOCP_CORE_ENGINE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#if defined(_WIN32)
-#  include "../win/eng.h"
-#else
-#  include "../linux/eng.h"
-#endif
+#include "iocpsrv.h"
+#include "sys.h"
+#include "hooks.h"
 
-typedef struct iocp_server iocp_server;
 typedef struct iocp__conn iocp__conn;
 
 /* A buffer of the send queue, handed to the engine for one gathered send. */
@@ -37,8 +40,9 @@ enum iocp__io_result {
 /* ---- Implemented by the engine -------------------------------------------
  * Unless noted, an engine function returns 0 or a negative IOCP_ code. */
 
-/* Starts networking, binds and listens on the parsed address, starts the
- * workers and posts the accepts. On failure everything is undone. */
+/* Starts networking, binds and listens on the parsed address, starts
+ * iocp__worker_count(s) workers and posts the accepts. On failure
+ * everything is undone. */
 int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen);
 
 /* Stops accepting: closes the listening socket; accepts in flight are
@@ -49,14 +53,11 @@ void iocp__eng_stop_accepting(iocp_server *s);
  * joins the workers, releases everything iocp__eng_start made. */
 void iocp__eng_finish(iocp_server *s);
 
-/* Nonzero when the calling thread is one of s's workers. */
-int iocp__eng_on_worker(const iocp_server *s);
-
 /* Per-connection operations. Called with the connection's lock held; the
  * core adds one reference per operation it gets a 0 for and the engine
  * reports each such operation exactly once, through iocp__conn_recv_done,
  * iocp__conn_send_done or iocp__conn_run. */
-int iocp__eng_recv(iocp__conn *c);                         /* into c->rbuf */
+int iocp__eng_recv(iocp__conn *c); /* bytes into a buffer of iocp__buf_get */
 int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n);
 int iocp__eng_post_run(iocp__conn *c);                     /* iocp__conn_run on a worker */
 int iocp__eng_shutdown_send(iocp__conn *c);                /* FIN after queued bytes */
@@ -74,22 +75,90 @@ void iocp__eng_conn_init(iocp__conn *c);
  * and nothing is left behind. */
 int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen);
 
-/* ---- Implemented by the core, called by the engine's workers ------------ */
+/* ---- Connections, implemented by the core ----------------------------------
+ * The engine's part of a connection (struct iocp__eng_conn, eng.h) and of
+ * the server (struct iocp__eng_server) are the first members of the core's
+ * structs, so each converts to the other without a call. */
 
-/* A new socket was accepted: the engine filled c->eng; address and port are
- * the peer's. The core inserts c into the table and runs on_connect. Takes
- * over the engine's single reference to c. */
-void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer);
-iocp__conn *iocp__conn_alloc(iocp_server *s);  /* NULL when out of memory */
+static inline struct iocp__eng_conn *iocp__conn_eng(iocp__conn *c) {
+  return (struct iocp__eng_conn *)(void *)c;
+}
+static inline iocp__conn *iocp__eng_conn_owner(struct iocp__eng_conn *e) {
+  return (iocp__conn *)(void *)e;
+}
+static inline struct iocp__eng_server *iocp__server_eng(iocp_server *s) {
+  return (struct iocp__eng_server *)(void *)s;
+}
 
+iocp_server *iocp__conn_server(const iocp__conn *c);
+iocp_conn_id iocp__conn_id(const iocp__conn *c);
+void iocp__conn_lock(iocp__conn *c);
+void iocp__conn_unlock(iocp__conn *c);
+
+/* A new connection, with one reference (the engine's), or NULL when out of
+ * memory. */
+iocp__conn *iocp__conn_alloc(iocp_server *s);
+/* The connection of an id with a new reference, or NULL when it is gone. */
+iocp__conn *iocp__conn_lookup(iocp_server *s, iocp_conn_id id);
 /* An outbound connection's attempt ended: error is IOCP_OK (connected; the
  * engine has made the socket ready for receives and sends) or the negative
  * IOCP_ code that failed it. Drops the attempt's reference. */
 void iocp__conn_connected(iocp__conn *c, int error);
-void iocp__conn_recv_done(iocp__conn *c, int result, size_t bytes);
-void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes);
-void iocp__conn_run(iocp__conn *c);
 /* Drops one reference (each completed operation drops the one it held). */
 void iocp__conn_unref(iocp__conn *c);
+
+/* A new socket was accepted: the engine filled its part of c; `peer` is the
+ * peer's address. The core inserts c into the table and runs on_connect.
+ * Takes over the engine's single reference to c. */
+void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer);
+
+/* A receive completed. With IOCP__IO_OK and bytes > 0, `buf` (from
+ * iocp__buf_get) holds them and passes to the core, which gives it back
+ * when the bytes are consumed; otherwise buf must be NULL. */
+void iocp__conn_recv_done(iocp__conn *c, int result, uint8_t *buf, size_t bytes);
+void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes);
+void iocp__conn_run(iocp__conn *c);
+
+/* ---- The server, its workers, buffers and statistics (core) ------------------ */
+
+const iocp_config *iocp__server_config(const iocp_server *s);
+/* The engine bound its listener to this address (port included). */
+void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr);
+
+/* The number of workers to start (config, or one per processor). */
+uint32_t iocp__worker_count(const iocp_server *s);
+/* Called by each worker thread first (index < iocp__worker_count) and last. */
+void iocp__worker_enter(iocp_server *s, uint32_t index);
+void iocp__worker_leave(iocp_server *s);
+/* Nonzero when the calling thread is one of s's workers. */
+int iocp__on_worker(const iocp_server *s);
+
+/* A receive buffer of iocp__buf_size(s) bytes, or NULL when out of memory;
+ * take one only when bytes are there to read. */
+uint8_t *iocp__buf_get(iocp_server *s);
+void iocp__buf_put(iocp_server *s, uint8_t *buf);
+size_t iocp__buf_size(const iocp_server *s);
+
+enum iocp__stat {
+  IOCP__STAT_ACCEPTED = 0,
+  IOCP__STAT_REFUSED,
+  IOCP__STAT_BYTES_IN,
+  IOCP__STAT_BYTES_OUT,
+  IOCP__STAT_QUEUED,
+  IOCP__STAT_ACCEPT_ERRORS, /* an accept failed or its socket was dropped */
+  IOCP__STAT_SYSTEM_ERRORS, /* any other failed system call */
+  IOCP__STAT_COUNT
+};
+/* Adds to a counter in the calling thread's slot (no shared write on a worker). */
+void iocp__stat_add(iocp_server *s, int which, int64_t n);
+
+/* ---- Log messages (log.c) ------------------------------------------------------
+ * Formats one line and hands it to on_log, if set. Call with no lock held:
+ * on_log may call back into the library. */
+void iocp__log(iocp_server *s, int level, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
 
 #endif

@@ -11,8 +11,8 @@
  * and may queue the connection's next event. Releases run with no lock held.
  *
  * Everything here is under the server's lock; the waiter sleeps on the
- * server's condition variable, which conn.c also broadcasts when the last
- * connection is freed. */
+ * server's condition variable, which conn.c also broadcasts (under the lock)
+ * when the last connection is freed. */
 #include "internal.h"
 
 #include <string.h>
@@ -48,8 +48,9 @@ static void release_list(iocp__conn *c) {
 }
 
 /* Nothing more will ever be queued: stopped, and every connection freed. */
-static int finished_locked(const iocp_server *s) {
-  return s->evq.discard || (s->stopped && s->alive == 0 && s->evq.head == NULL);
+static int finished_locked(iocp_server *s) {
+  return s->evq.discard ||
+         (s->stopped && iocp__ref_add(&s->alive, 0) == 0 && s->evq.head == NULL);
 }
 
 static void fill(iocp_event *ev, const iocp__conn *c) {
@@ -146,7 +147,7 @@ void iocp__evq_drain_all(iocp_server *s) {
     iocp__cond_wait(&s->cond, &s->lock);
     q->sleepers--;
   }
-  while (s->alive != 0) {
+  while (iocp__ref_add(&s->alive, 0) != 0) {
     iocp__conn *list = q->batch;
     if (list != NULL) {
       q->batch = NULL;

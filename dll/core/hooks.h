@@ -7,7 +7,11 @@
 #define IOCP_CORE_HOOKS_H
 
 #include <stddef.h>
-#include "engine.h"
+#if defined(_WIN32)
+#  include "../win/eng.h"
+#else
+#  include "../linux/eng.h"
+#endif
 
 struct iocp__hooks {
   void *(*malloc)(size_t size);

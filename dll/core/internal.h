@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "hooks.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <stddef.h>
 
@@ -42,6 +43,7 @@ typedef struct iocp__event_rec {
 } iocp__event_rec;
 
 struct iocp__conn {
+  struct iocp__eng_conn eng; /* first: see iocp__conn_eng() in engine.h */
   iocp_server *server;
   iocp_conn_id id;
   iocp__refcount refs;
@@ -76,14 +78,11 @@ struct iocp__conn {
 
   uint16_t peer_port;
   char peer_addr[64];
-  uint8_t *rbuf;
-  size_t rbuf_cap;
+  uint8_t *rbuf;            /* lent by the pool while received bytes wait for on_data */
 
   /* The event being delivered (in the queue or in a batch in queue mode). */
   iocp__event_rec ev;
   struct iocp__conn *evq_next; /* under the server's lock (evq.c) */
-
-  struct iocp__eng_conn eng;
 };
 
 void iocp__conn_ref(iocp__conn *c);
@@ -99,16 +98,20 @@ void iocp__conn_released(iocp__conn *c);
 typedef struct iocp__table_shard {
   iocp__mutex lock;
   iocp__conn **buckets;
-  size_t nbuckets; /* power of two, or 0 */
-  size_t count;
+  size_t nbuckets;     /* power of two, or 0 */
+  iocp__counter count; /* changed under the lock, read without it */
+  int closed;          /* under the lock: inserts refused */
 } iocp__table_shard;
 
+/* The shards sit `stride` bytes apart (a multiple of the cache line), so two
+ * threads on two shards never write to one line. */
 typedef struct iocp__table {
-  iocp__table_shard shards[IOCP__TABLE_SHARDS];
-  int closed; /* under every shard lock: inserts refused */
+  void *mem;
+  uint8_t *base;
+  size_t stride;
 } iocp__table;
 
-void iocp__table_init(iocp__table *t);
+int iocp__table_init(iocp__table *t, size_t line); /* IOCP_ENOMEM */
 void iocp__table_free(iocp__table *t);
 /* Adds c (the table holds a reference). IOCP_ECLOSED once the table is closed. */
 int iocp__table_insert(iocp__table *t, iocp__conn *c);
@@ -120,7 +123,27 @@ iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id);
 /* Refuses further inserts and calls fn on every connection, shard by shard,
  * with that shard's lock held. */
 void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
-uint64_t iocp__table_count(iocp__table *t);
+uint64_t iocp__table_count(const iocp__table *t);
+
+/* ---- Workers, buffers and statistics (worker.c) ------------------------------
+ * The per-worker slots are private to worker.c; engine.h declares the rest. */
+
+typedef struct iocp__worker iocp__worker;
+
+typedef struct iocp__workers {
+  uint32_t count;      /* worker threads */
+  size_t line;         /* the cache line size detected at start */
+  void *mem;           /* count + 1 slots (the last for other threads) */
+  uint8_t *base;       /* mem, aligned to the line */
+  size_t stride;       /* bytes between slots, a multiple of the line */
+  iocp__mutex pool_lock;
+  uint8_t **pool;      /* under pool_lock: spare receive buffers */
+  uint32_t pool_n, pool_cap;
+} iocp__workers;
+
+int iocp__workers_init(iocp__workers *w, uint32_t threads, size_t line);
+void iocp__workers_free(iocp__workers *w);
+int64_t iocp__stat_sum(iocp_server *s, int which);
 
 /* ---- Event queue (evq.c) ------------------------------------------------------- */
 
@@ -142,6 +165,7 @@ void iocp__evq_drain_all(iocp_server *s);
 /* ---- Server ------------------------------------------------------------------ */
 
 struct iocp_server {
+  struct iocp__eng_server eng; /* first: see iocp__server_eng() in engine.h */
   iocp_config cfg;       /* complete copy; bind_address points at bind_text */
   char bind_text[64];
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
@@ -149,31 +173,23 @@ struct iocp_server {
   uint16_t port;         /* bound port */
   struct sockaddr_storage bound; /* the listener's address, set by the engine */
   iocp__table table;
+  iocp__workers workers;
 
+  /* Connections allocated and not yet freed: counted without the lock; the
+   * last one freed wakes iocp_destroy() under it. */
+  iocp__refcount alive;
   iocp__mutex lock;
   iocp__cond cond;
-  uint64_t alive;        /* connections allocated and not yet freed, under lock */
   int destroying;        /* under lock */
   int stopped;           /* under lock: iocp_stop() (or iocp_destroy()) began */
   unsigned queue_mode : 1;       /* IOCP_DELIVERY_QUEUE (fixed at creation) */
   unsigned want_sent : 1;        /* SENT events / on_sent wanted */
   unsigned want_peer_closed : 1; /* PEER_CLOSED events / on_peer_closed wanted */
   iocp__evq evq;         /* queue mode: under lock */
-
-  struct iocp__eng_server eng;
 };
 
 /* Teardown of every connection by iocp_destroy(). */
 void iocp__conn_destroy_one(iocp__conn *c, void *arg);
-
-/* ---- Log messages (log.c) ------------------------------------------------------
- * Formats one line and hands it to on_log, if set. Call with no lock held:
- * on_log may call back into the library. */
-void iocp__log(iocp_server *s, int level, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
 
 /* ---- Config (config.c), addresses (address.c) -------------------------------- */
 

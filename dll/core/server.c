@@ -7,6 +7,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
                           void *user, iocp_server **server) {
   struct sockaddr_storage addr;
   int addrlen = 0;
+  size_t line;
   iocp_server *s = NULL;
   int rc;
 
@@ -34,7 +35,10 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
     goto fail_free;
   }
   s->user = user;
-  iocp__table_init(&s->table);
+  line = iocp__sys_cache_line();
+  rc = iocp__table_init(&s->table, line);
+  if (rc == IOCP_OK) rc = iocp__workers_init(&s->workers, s->cfg.threads, line);
+  if (rc != IOCP_OK) goto fail_tables;
   iocp__mutex_init(&s->lock);
   iocp__cond_init(&s->cond);
 
@@ -50,6 +54,8 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
 fail_sync:
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
+fail_tables:
+  iocp__workers_free(&s->workers);
   iocp__table_free(&s->table);
 fail_free:
   iocp__free(s);
@@ -77,7 +83,7 @@ int IOCP_CALL iocp_stop(iocp_server *s) {
 
 int IOCP_CALL iocp_destroy(iocp_server *s) {
   if (s == NULL) return IOCP_OK;
-  if (iocp__eng_on_worker(s)) return IOCP_EINCALLBACK;
+  if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
 
   iocp__mutex_lock(&s->lock);
   s->destroying = 1;
@@ -92,6 +98,7 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
 
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
+  iocp__workers_free(&s->workers);
   iocp__table_free(&s->table);
   iocp__free(s);
   return IOCP_OK;
@@ -101,6 +108,45 @@ uint16_t IOCP_CALL iocp_port(iocp_server *s) { return s != NULL ? s->port : 0; }
 
 uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
   return s != NULL ? iocp__table_count(&s->table) : 0;
+}
+
+const iocp_config *iocp__server_config(const iocp_server *s) { return &s->cfg; }
+
+void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr) {
+  char text[IOCP_ADDRSTRLEN];
+  memcpy(&s->bound, addr, sizeof(s->bound));
+  iocp__address_format((const struct sockaddr *)addr, text, sizeof(text), &s->port);
+}
+
+/* The size of the first released layout: anything smaller is not ours. */
+#define IOCP__STATS_SIZE_V1 (offsetof(iocp_statistics, system_errors) + sizeof(uint64_t))
+
+static uint64_t nonnegative(int64_t v) { return v > 0 ? (uint64_t)v : 0; }
+
+int IOCP_CALL iocp_stats(iocp_server *s, iocp_statistics *stats) {
+  iocp_statistics d;
+  uint32_t size;
+  if (s == NULL || stats == NULL) return IOCP_EINVAL;
+  size = stats->size;
+  if (size < IOCP__STATS_SIZE_V1) return IOCP_EVERSION;
+  memset(&d, 0, sizeof(d));
+  d.connections_accepted = nonnegative(iocp__stat_sum(s, IOCP__STAT_ACCEPTED));
+  d.connections_refused = nonnegative(iocp__stat_sum(s, IOCP__STAT_REFUSED));
+  d.connections_open = iocp__table_count(&s->table);
+  d.bytes_received = nonnegative(iocp__stat_sum(s, IOCP__STAT_BYTES_IN));
+  d.bytes_sent = nonnegative(iocp__stat_sum(s, IOCP__STAT_BYTES_OUT));
+  /* Slots are read one by one while workers run: a sum can dip below 0. */
+  d.bytes_queued = nonnegative(iocp__stat_sum(s, IOCP__STAT_QUEUED));
+  d.accept_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_ACCEPT_ERRORS));
+  d.system_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_SYSTEM_ERRORS));
+  /* A newer caller's struct may be larger: zero what we do not know. */
+  if (size > sizeof(d)) {
+    memset((char *)stats + sizeof(d), 0, size - sizeof(d));
+    size = sizeof(d);
+  }
+  d.size = size;
+  memcpy(stats, &d, size);
+  return IOCP_OK;
 }
 
 int IOCP_CALL iocp_listen_address(iocp_server *s, char *text, size_t cap, uint16_t *port) {

@@ -3,7 +3,7 @@
  * attempt is a posted operation like a receive or a send (connect_posted,
  * armed for EPOLLOUT), so a close aborts it and the core hears of it once.
  * The Linux twin of dll/win/connect.c. */
-#include "../core/internal.h"
+#include "../core/engine.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -13,9 +13,9 @@
 int iocp__linux_connect_ready(iocp__conn *c, int *error) {
   int err = 0;
   socklen_t len = sizeof(err);
-  if (iocp__hooks.getsockopt(c->eng.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (iocp__hooks.getsockopt(iocp__conn_eng(c)->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
   if (err != 0 && iocp__linux_errclass(err) == IOCP__ERR_AGAIN) return 0; /* still going */
-  c->eng.connect_posted = 0;
+  iocp__conn_eng(c)->connect_posted = 0;
   *error = iocp__linux_error(err);
   if (err != 0 && *error == IOCP_OK) *error = IOCP_ESYSTEM;
   return 1;
@@ -26,7 +26,7 @@ int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
   fd = iocp__hooks.socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           IPPROTO_TCP);
   if (fd < 0) return iocp__linux_error(errno);
-  if (c->server->cfg.nodelay) {
+  if (iocp__server_config(iocp__conn_server(c))->nodelay) {
     int on = 1; /* best effort, as on accepted sockets */
     iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   }
@@ -41,19 +41,19 @@ int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLOUT | EPOLLONESHOT;
-    ev.data.u64 = c->id;
-    if (iocp__hooks.epoll_ctl(c->server->eng.epfd, EPOLL_CTL_MOD, fd, &ev) != 0) {
+    ev.data.u64 = iocp__conn_id(c);
+    if (iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) {
       rc = iocp__linux_error(errno);
       iocp__eng_close(c, 1);
       return rc;
     }
-    c->eng.connect_posted = 1;
+    iocp__conn_eng(c)->connect_posted = 1;
     return IOCP_OK;
   }
   /* Known at once (loopback may connect or refuse inside the call): the
    * result still reaches the core from a worker, as every other. */
   rc = iocp__linux_error(err);
   if (err != 0 && rc == IOCP_OK) rc = IOCP_ESYSTEM;
-  iocp__linux_task_done(c, &c->eng.connect_task, rc, 0);
+  iocp__linux_task_done(c, &iocp__conn_eng(c)->connect_task, rc, 0);
   return IOCP_OK;
 }

@@ -46,9 +46,11 @@ typedef struct iocp__task {
   int queued; /* under the queue lock; a node is never queued twice */
   int result; /* enum iocp__io_result, for RECV and SEND */
   size_t bytes;
+  uint8_t *buf; /* RECV: the pool's buffer holding the bytes */
 } iocp__task;
 
-/* Everything below is under the connection's lock. */
+/* The first member of the core's connection (core/engine.h). Everything
+ * below is under the connection's lock. */
 struct iocp__eng_conn {
   int fd;                  /* -1 once closed */
   unsigned recv_posted : 1; /* a receive waits for readability */
@@ -68,6 +70,7 @@ struct iocp__eng_server {
   int family;
   pthread_t *threads;
   uint32_t nthreads;
+  atomic_uint next_index;  /* each worker takes its index from it */
   iocp__task *stops;       /* one stop token per worker */
 
   iocp__mutex qlock;

@@ -30,7 +30,7 @@
  * goes to the back of the line after each receive. A re-arm from another
  * thread (a send posted by iocp_send) may let a second worker in early; both
  * serialise on the lock and the flags keep that harmless. */
-#include "../core/internal.h"
+#include "../core/engine.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -59,16 +59,16 @@ _Static_assert(IOCP__MAX_IOV <= IOCP__LINUX_MAX_IOV, "eng.h: iov array too small
 /* The most bytes one send hands to the kernel (fits ssize_t everywhere). */
 #define IOCP__SEND_MAX ((size_t)1 << 30)
 
-#define CONN_OF(task, member) \
-  ((iocp__conn *)((char *)(task) - offsetof(iocp__conn, eng.member)))
-
-static IOCP__TLS const iocp_server *worker_of; /* the server whose worker this is */
+#define CONN_OF(task, member)                                                              \
+  iocp__eng_conn_owner(                                                                     \
+      (struct iocp__eng_conn *)((char *)(task) - offsetof(struct iocp__eng_conn, member)))
 
 /* A result taken under the lock and reported after it is released. */
 typedef struct io_done {
   int done;
   int result;
   size_t bytes;
+  uint8_t *buf; /* a receive's bytes */
 } io_done;
 
 /* ---- Task queue ---------------------------------------------------------------
@@ -120,10 +120,11 @@ static iocp__task *task_pop(struct iocp__eng_server *e) {
 static IOCP__TLS iocp__task *local_head, *local_tail;
 static IOCP__TLS int local_budget;
 
-static void task_done(struct iocp__eng_server *e, iocp__task *t, const io_done *d) {
+static void task_done(iocp_server *s, iocp__task *t, const io_done *d) {
   t->result = d->result;
   t->bytes = d->bytes;
-  if (worker_of != NULL && &worker_of->eng == e && local_budget > 0) {
+  t->buf = d->buf;
+  if (iocp__on_worker(s) && local_budget > 0) {
     local_budget--;
     t->next = NULL;
     if (local_tail != NULL)
@@ -133,7 +134,7 @@ static void task_done(struct iocp__eng_server *e, iocp__task *t, const io_done *
     local_tail = t;
     return;
   }
-  task_push(e, t);
+  task_push(iocp__server_eng(s), t);
 }
 
 static void task_run(iocp__task *t);
@@ -151,11 +152,14 @@ static void run_local(void) {
 }
 
 static void task_run(iocp__task *t) {
+  /* Taken out first: the node may be queued again inside the call. */
   int result = t->result;
   size_t bytes = t->bytes;
+  uint8_t *buf = t->buf;
+  t->buf = NULL;
   switch (t->kind) {
   case IOCP__TASK_RUN: iocp__conn_run(CONN_OF(t, run_task)); break;
-  case IOCP__TASK_RECV: iocp__conn_recv_done(CONN_OF(t, recv_task), result, bytes); break;
+  case IOCP__TASK_RECV: iocp__conn_recv_done(CONN_OF(t, recv_task), result, buf, bytes); break;
   case IOCP__TASK_SEND: iocp__conn_send_done(CONN_OF(t, send_task), result, bytes); break;
   case IOCP__TASK_CONNECT: iocp__conn_connected(CONN_OF(t, connect_task), result); break;
   default: assert(0); break;
@@ -167,7 +171,8 @@ void iocp__linux_task_done(iocp__conn *c, iocp__task *t, int result, size_t byte
   d.done = 1;
   d.result = result;
   d.bytes = bytes;
-  task_done(&c->server->eng, t, &d);
+  d.buf = NULL;
+  task_done(iocp__conn_server(c), t, &d);
 }
 
 /* ---- Connection I/O (connection lock held) ------------------------------------ */
@@ -176,35 +181,48 @@ void iocp__linux_task_done(iocp__conn *c, iocp__task *t, int result, size_t byte
 static int arm_locked(iocp__conn *c) {
   struct epoll_event ev;
   uint32_t want = 0;
-  if (c->eng.recv_posted) want |= EPOLLIN;
-  if (c->eng.send_posted || c->eng.connect_posted) want |= EPOLLOUT;
+  if (iocp__conn_eng(c)->recv_posted) want |= EPOLLIN;
+  if (iocp__conn_eng(c)->send_posted || iocp__conn_eng(c)->connect_posted) want |= EPOLLOUT;
   if (want == 0) return IOCP_OK;
   memset(&ev, 0, sizeof(ev));
   ev.events = want | EPOLLONESHOT;
-  ev.data.u64 = c->id;
-  if (iocp__hooks.epoll_ctl(c->server->eng.epfd, EPOLL_CTL_MOD, c->eng.fd, &ev) != 0)
+  ev.data.u64 = iocp__conn_id(c);
+  if (iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_MOD, iocp__conn_eng(c)->fd, &ev) != 0)
     return iocp__linux_error(errno);
   return IOCP_OK;
 }
 
+/* Reads into a buffer lent by the core's pool (the worker's own, as a
+ * rule): a connection holds one only while its bytes wait for on_data. */
 static void try_recv_locked(iocp__conn *c, io_done *d) {
-  ssize_t n = iocp__hooks.recv(c->eng.fd, c->rbuf, c->rbuf_cap, 0);
-  if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) return; /* still posted */
-  c->eng.recv_posted = 0;
+  iocp_server *s = iocp__conn_server(c);
+  uint8_t *buf = iocp__buf_get(s);
+  ssize_t n = -1;
+  if (buf != NULL) {
+    n = iocp__hooks.recv(iocp__conn_eng(c)->fd, buf, iocp__buf_size(s), 0);
+    if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) {
+      iocp__buf_put(s, buf);
+      return; /* still posted */
+    }
+    if (n < 0) iocp__stat_add(s, IOCP__STAT_SYSTEM_ERRORS, 1);
+  }
+  iocp__conn_eng(c)->recv_posted = 0;
   d->done = 1;
   d->result = n < 0 ? IOCP__IO_RESET : IOCP__IO_OK;
   d->bytes = n < 0 ? 0 : (size_t)n;
+  d->buf = n > 0 ? buf : NULL;
+  if (n <= 0) iocp__buf_put(s, buf);
 }
 
 static void try_send_locked(iocp__conn *c, io_done *d) {
   struct msghdr m;
   ssize_t n;
   memset(&m, 0, sizeof(m));
-  m.msg_iov = c->eng.iov;
-  m.msg_iovlen = (size_t)c->eng.niov;
-  n = iocp__hooks.sendmsg(c->eng.fd, &m, MSG_NOSIGNAL);
+  m.msg_iov = iocp__conn_eng(c)->iov;
+  m.msg_iovlen = (size_t)iocp__conn_eng(c)->niov;
+  n = iocp__hooks.sendmsg(iocp__conn_eng(c)->fd, &m, MSG_NOSIGNAL);
   if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) return; /* still posted */
-  c->eng.send_posted = 0;
+  iocp__conn_eng(c)->send_posted = 0;
   d->done = 1;
   d->result = n < 0 ? IOCP__IO_RESET : IOCP__IO_OK;
   d->bytes = n < 0 ? 0 : (size_t)n;
@@ -212,19 +230,19 @@ static void try_send_locked(iocp__conn *c, io_done *d) {
 
 /* Takes every posted operation as failed (the socket cannot be armed). */
 static void fail_posted_locked(iocp__conn *c, io_done *r, io_done *w, io_done *k) {
-  if (c->eng.connect_posted) {
-    c->eng.connect_posted = 0;
+  if (iocp__conn_eng(c)->connect_posted) {
+    iocp__conn_eng(c)->connect_posted = 0;
     k->done = 1;
     k->result = IOCP_ESYSTEM;
   }
-  if (c->eng.recv_posted) {
-    c->eng.recv_posted = 0;
+  if (iocp__conn_eng(c)->recv_posted) {
+    iocp__conn_eng(c)->recv_posted = 0;
     r->done = 1;
     r->result = IOCP__IO_RESET;
     r->bytes = 0;
   }
-  if (c->eng.send_posted) {
-    c->eng.send_posted = 0;
+  if (iocp__conn_eng(c)->send_posted) {
+    iocp__conn_eng(c)->send_posted = 0;
     w->done = 1;
     w->result = IOCP__IO_RESET;
     w->bytes = 0;
@@ -235,132 +253,134 @@ static void close_fd(iocp__conn *c) {
   struct epoll_event ev; /* ignored by EPOLL_CTL_DEL; old kernels want one */
   memset(&ev, 0, sizeof(ev));
   /* Explicit, so a descriptor copied by fork() cannot keep it registered. */
-  iocp__hooks.epoll_ctl(c->server->eng.epfd, EPOLL_CTL_DEL, c->eng.fd, &ev);
-  iocp__hooks.close(c->eng.fd);
-  c->eng.fd = -1;
+  iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_DEL, iocp__conn_eng(c)->fd, &ev);
+  iocp__hooks.close(iocp__conn_eng(c)->fd);
+  iocp__conn_eng(c)->fd = -1;
 }
 
 /* A readiness event for connection `id`, on a worker, no lock held. */
 static void on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
-  io_done r = {0, 0, 0}, w = {0, 0, 0}, k = {0, 0, 0};
-  iocp__conn *c = iocp__table_get(&s->table, id);
+  io_done r = {0, 0, 0, NULL}, w = {0, 0, 0, NULL}, k = {0, 0, 0, NULL};
+  iocp__conn *c = iocp__conn_lookup(s, id);
   if (c == NULL) return; /* stale: the connection is gone */
-  iocp__mutex_lock(&c->lock);
-  if (c->eng.fd >= 0) {
-    if (c->eng.connect_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+  iocp__conn_lock(c);
+  if (iocp__conn_eng(c)->fd >= 0) {
+    if (iocp__conn_eng(c)->connect_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
       k.done = iocp__linux_connect_ready(c, &k.result);
-    if (c->eng.recv_posted && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) try_recv_locked(c, &r);
-    if (c->eng.send_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) try_send_locked(c, &w);
-    if (arm_locked(c) != IOCP_OK) fail_posted_locked(c, &r, &w, &k);
+    if (iocp__conn_eng(c)->recv_posted && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) try_recv_locked(c, &r);
+    if (iocp__conn_eng(c)->send_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) try_send_locked(c, &w);
+    if (arm_locked(c) != IOCP_OK) {
+      iocp__stat_add(s, IOCP__STAT_SYSTEM_ERRORS, 1);
+      fail_posted_locked(c, &r, &w, &k);
+    }
   }
-  iocp__mutex_unlock(&c->lock);
+  iocp__conn_unlock(c);
   /* Each report drops the reference of its operation; ours stays until the end. */
   if (k.done) iocp__conn_connected(c, k.result);
-  if (r.done) iocp__conn_recv_done(c, r.result, r.bytes);
+  if (r.done) iocp__conn_recv_done(c, r.result, r.buf, r.bytes);
   if (w.done) iocp__conn_send_done(c, w.result, w.bytes);
   iocp__conn_unref(c);
 }
 
 int iocp__eng_recv(iocp__conn *c) {
-  io_done d = {0, 0, 0};
+  io_done d = {0, 0, 0, NULL};
   int rc;
-  if (c->eng.fd < 0) return IOCP_ECLOSED;
-  assert(!c->eng.recv_posted);
-  c->eng.recv_posted = 1;
+  if (iocp__conn_eng(c)->fd < 0) return IOCP_ECLOSED;
+  assert(!iocp__conn_eng(c)->recv_posted);
+  iocp__conn_eng(c)->recv_posted = 1;
   /* As WSARecv does: take what is already there at once and report it
    * through the queue (the back of the line: fair to other connections). */
   try_recv_locked(c, &d);
   if (d.done) {
-    task_done(&c->server->eng, &c->eng.recv_task, &d);
+    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->recv_task, &d);
     return IOCP_OK;
   }
   rc = arm_locked(c);
-  if (rc != IOCP_OK) c->eng.recv_posted = 0;
+  if (rc != IOCP_OK) iocp__conn_eng(c)->recv_posted = 0;
   return rc;
 }
 
 int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
-  io_done d = {0, 0, 0};
+  io_done d = {0, 0, 0, NULL};
   size_t total = 0;
   int i, rc;
-  if (c->eng.fd < 0) return IOCP_ECLOSED;
-  assert(!c->eng.send_posted && n > 0 && n <= IOCP__LINUX_MAX_IOV);
-  c->eng.niov = 0;
+  if (iocp__conn_eng(c)->fd < 0) return IOCP_ECLOSED;
+  assert(!iocp__conn_eng(c)->send_posted && n > 0 && n <= IOCP__LINUX_MAX_IOV);
+  iocp__conn_eng(c)->niov = 0;
   for (i = 0; i < n && total < IOCP__SEND_MAX; i++) {
     size_t len = iov[i].len < IOCP__SEND_MAX - total ? iov[i].len : IOCP__SEND_MAX - total;
-    c->eng.iov[i].iov_base = (void *)iov[i].base;
-    c->eng.iov[i].iov_len = len;
+    iocp__conn_eng(c)->iov[i].iov_base = (void *)iov[i].base;
+    iocp__conn_eng(c)->iov[i].iov_len = len;
     total += len;
-    c->eng.niov++;
+    iocp__conn_eng(c)->niov++;
   }
-  c->eng.send_posted = 1;
+  iocp__conn_eng(c)->send_posted = 1;
   /* Usually the socket has room: write now, report through the queue. */
   try_send_locked(c, &d);
   if (d.done) {
-    task_done(&c->server->eng, &c->eng.send_task, &d);
+    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->send_task, &d);
     return IOCP_OK;
   }
   rc = arm_locked(c);
-  if (rc != IOCP_OK) c->eng.send_posted = 0;
+  if (rc != IOCP_OK) iocp__conn_eng(c)->send_posted = 0;
   return rc;
 }
 
 int iocp__eng_post_run(iocp__conn *c) {
-  task_push(&c->server->eng, &c->eng.run_task);
+  task_push(iocp__server_eng(iocp__conn_server(c)), &iocp__conn_eng(c)->run_task);
   return IOCP_OK;
 }
 
 int iocp__eng_shutdown_send(iocp__conn *c) {
-  if (c->eng.fd < 0) return IOCP_ECLOSED;
-  if (iocp__hooks.shutdown(c->eng.fd, SHUT_WR) != 0) return iocp__linux_error(errno);
+  if (iocp__conn_eng(c)->fd < 0) return IOCP_ECLOSED;
+  if (iocp__hooks.shutdown(iocp__conn_eng(c)->fd, SHUT_WR) != 0) return iocp__linux_error(errno);
   return IOCP_OK;
 }
 
 void iocp__eng_close(iocp__conn *c, int abortive) {
-  struct iocp__eng_server *e = &c->server->eng;
-  static const io_done aborted = {1, IOCP__IO_ABORTED, 0};
-  if (c->eng.fd < 0) return;
+  static const io_done aborted = {1, IOCP__IO_ABORTED, 0, NULL};
+  if (iocp__conn_eng(c)->fd < 0) return;
   if (abortive) {
     struct linger l;
     l.l_onoff = 1;
     l.l_linger = 0; /* RST, queued bytes dropped */
-    iocp__hooks.setsockopt(c->eng.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    iocp__hooks.setsockopt(iocp__conn_eng(c)->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
   }
   close_fd(c);
-  if (c->eng.recv_posted) {
-    c->eng.recv_posted = 0;
-    task_done(e, &c->eng.recv_task, &aborted);
+  if (iocp__conn_eng(c)->recv_posted) {
+    iocp__conn_eng(c)->recv_posted = 0;
+    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->recv_task, &aborted);
   }
-  if (c->eng.send_posted) {
-    c->eng.send_posted = 0;
-    task_done(e, &c->eng.send_task, &aborted);
+  if (iocp__conn_eng(c)->send_posted) {
+    iocp__conn_eng(c)->send_posted = 0;
+    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->send_task, &aborted);
   }
-  if (c->eng.connect_posted) {
-    c->eng.connect_posted = 0;
-    iocp__linux_task_done(c, &c->eng.connect_task, IOCP_ECLOSED, 0);
+  if (iocp__conn_eng(c)->connect_posted) {
+    iocp__conn_eng(c)->connect_posted = 0;
+    iocp__linux_task_done(c, &iocp__conn_eng(c)->connect_task, IOCP_ECLOSED, 0);
   }
 }
 
 void iocp__eng_conn_free(iocp__conn *c) {
-  if (c->eng.fd >= 0) close_fd(c);
+  if (iocp__conn_eng(c)->fd >= 0) close_fd(c);
 }
 
 void iocp__eng_conn_init(iocp__conn *c) {
-  c->eng.fd = -1;
-  c->eng.recv_task.kind = IOCP__TASK_RECV;
-  c->eng.send_task.kind = IOCP__TASK_SEND;
-  c->eng.run_task.kind = IOCP__TASK_RUN;
-  c->eng.connect_task.kind = IOCP__TASK_CONNECT;
+  iocp__conn_eng(c)->fd = -1;
+  iocp__conn_eng(c)->recv_task.kind = IOCP__TASK_RECV;
+  iocp__conn_eng(c)->send_task.kind = IOCP__TASK_SEND;
+  iocp__conn_eng(c)->run_task.kind = IOCP__TASK_RUN;
+  iocp__conn_eng(c)->connect_task.kind = IOCP__TASK_CONNECT;
 }
 
 int iocp__linux_register(iocp__conn *c, int fd) {
   struct epoll_event ev;
   memset(&ev, 0, sizeof(ev));
   ev.events = EPOLLONESHOT; /* the first posted operation arms it */
-  ev.data.u64 = c->id;
-  if (iocp__hooks.epoll_ctl(c->server->eng.epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+  ev.data.u64 = iocp__conn_id(c);
+  if (iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
     return iocp__linux_error(errno);
-  c->eng.fd = fd;
+  iocp__conn_eng(c)->fd = fd;
   return IOCP_OK;
 }
 
@@ -403,11 +423,12 @@ static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *pe
   iocp__conn *c = iocp__conn_alloc(s);
   int rc;
   if (c == NULL) {
+    iocp__stat_add(s, IOCP__STAT_ACCEPT_ERRORS, 1);
     iocp__hooks.close(fd);
     iocp__log(s, IOCP_LOG_WARN, IOCP_ENOMEM, "accepted connection dropped: out of memory");
     return;
   }
-  if (s->cfg.nodelay) {
+  if (iocp__server_config(s)->nodelay) {
     /* Best effort: without it the connection still works, only slower. */
     int on = 1;
     iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -415,6 +436,7 @@ static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *pe
   iocp__eng_conn_init(c);
   rc = iocp__linux_register(c, fd);
   if (rc != IOCP_OK) {
+    iocp__stat_add(s, IOCP__STAT_ACCEPT_ERRORS, 1);
     iocp__hooks.close(fd);
     iocp__conn_unref(c);
     iocp__log(s, IOCP_LOG_WARN, rc, "accepted connection dropped: cannot add it to epoll");
@@ -446,7 +468,7 @@ static void log_news(iocp_server *s, const accept_news *n) {
 /* The listener is readable: take a bounded batch, re-arm it (so another
  * worker can take the next batch), then set the batch up. */
 static void on_listener(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   struct sockaddr_storage peers[IOCP__ACCEPT_BATCH_MAX];
   int fds[IOCP__ACCEPT_BATCH_MAX];
   accept_news news = {0, 0, 0};
@@ -469,6 +491,7 @@ static void on_listener(iocp_server *s) {
     }
     err = errno;
     cls = iocp__linux_errclass(err);
+    if (cls != IOCP__ERR_AGAIN) iocp__stat_add(s, IOCP__STAT_ACCEPT_ERRORS, 1);
     if (cls == IOCP__ERR_PEER) { /* that connection died in the backlog */
       news.peer_err = err;
       continue;
@@ -496,9 +519,9 @@ static void on_listener(iocp_server *s) {
 
 static void *worker_main(void *arg) {
   iocp_server *s = arg;
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   struct epoll_event evs[IOCP__EVENTS];
-  worker_of = s;
+  iocp__worker_enter(s, atomic_fetch_add(&e->next_index, 1));
   local_budget = IOCP__LOCAL_BUDGET;
   for (;;) {
     int i, n, timeout;
@@ -531,7 +554,7 @@ static void *worker_main(void *arg) {
     }
   }
 out:
-  worker_of = NULL;
+  iocp__worker_leave(s);
   return NULL;
 }
 
@@ -545,7 +568,7 @@ static int start_workers(iocp_server *s, uint32_t want) {
                                         SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGTSTP,
                                         SIGTTIN, SIGTTOU, SIGWINCH, SIGURG, SIGVTALRM,
                                         SIGPROF};
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   sigset_t block, old;
   int rc = IOCP_OK;
   uint32_t i;
@@ -567,29 +590,22 @@ static int start_workers(iocp_server *s, uint32_t want) {
 
 /* One stop token per worker: each worker exits on the first it takes. */
 static void stop_workers(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   uint32_t i;
   for (i = 0; i < e->nthreads; i++) task_push(e, &e->stops[i]);
   for (i = 0; i < e->nthreads; i++) pthread_join(e->threads[i], NULL);
   e->nthreads = 0;
 }
 
-int iocp__eng_on_worker(const iocp_server *s) { return worker_of == s; }
-
 /* ---- Start and stop ---------------------------------------------------------------- */
 
-static uint32_t processor_count(void) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (uint32_t)n : 1;
-}
-
 static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrlen) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   struct sockaddr_storage bound;
   socklen_t boundlen = sizeof(bound);
   int on = 1;
   /* 0 = the system maximum: the kernel caps it at net.core.somaxconn. */
-  int backlog = s->cfg.backlog == 0 || s->cfg.backlog > INT_MAX ? INT_MAX : (int)s->cfg.backlog;
+  int backlog = iocp__server_config(s)->backlog == 0 || iocp__server_config(s)->backlog > INT_MAX ? INT_MAX : (int)iocp__server_config(s)->backlog;
 
   e->listener = iocp__hooks.socket(e->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                                    IPPROTO_TCP);
@@ -601,7 +617,7 @@ static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrle
    * unless dual stack was asked for. Not left to the system's default
    * (net.ipv6.bindv6only), and a failure fails the server. */
   if (e->family == AF_INET6) {
-    int v6only = s->cfg.dual_stack ? 0 : 1;
+    int v6only = iocp__server_config(s)->dual_stack ? 0 : 1;
     if (iocp__hooks.setsockopt(e->listener, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
                                sizeof(v6only)) != 0) {
       int err = errno;
@@ -614,16 +630,12 @@ static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrle
       iocp__hooks.listen(e->listener, backlog) != 0 ||
       iocp__hooks.getsockname(e->listener, (struct sockaddr *)&bound, &boundlen) != 0)
     return iocp__linux_error(errno);
-  memcpy(&s->bound, &bound, sizeof(bound));
-  if (bound.ss_family == AF_INET6)
-    s->port = ntohs(((const struct sockaddr_in6 *)&bound)->sin6_port);
-  else
-    s->port = ntohs(((const struct sockaddr_in *)&bound)->sin_port);
+  iocp__server_bound(s, &bound);
   return IOCP_OK;
 }
 
 static void release(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   if (e->listener >= 0) iocp__hooks.close(e->listener);
   e->listener = -1;
   if (e->evfd >= 0) iocp__hooks.close(e->evfd);
@@ -639,7 +651,7 @@ static void release(iocp_server *s) {
 }
 
 int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   struct epoll_event ev;
   uint32_t i, want;
   int rc;
@@ -648,7 +660,7 @@ int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
   e->epfd = e->evfd = e->listener = -1;
   e->family = addr->sa_family;
   atomic_init(&e->backoff, 0);
-  e->accept_batch = s->cfg.accepts_posted < IOCP__ACCEPT_BATCH_MAX ? s->cfg.accepts_posted
+  e->accept_batch = iocp__server_config(s)->accepts_posted < IOCP__ACCEPT_BATCH_MAX ? iocp__server_config(s)->accepts_posted
                                                                    : IOCP__ACCEPT_BATCH_MAX;
   iocp__mutex_init(&e->qlock);
   iocp__mutex_init(&e->accept_lock);
@@ -673,7 +685,7 @@ int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
   rc = open_listener(s, addr, addrlen);
   if (rc != IOCP_OK) goto fail;
 
-  want = s->cfg.threads ? s->cfg.threads : processor_count();
+  want = iocp__worker_count(s);
   e->threads = iocp__calloc(want, sizeof(*e->threads));
   e->stops = iocp__calloc(want, sizeof(*e->stops));
   if (e->threads == NULL || e->stops == NULL) {
@@ -699,7 +711,7 @@ fail:
 }
 
 void iocp__eng_stop_accepting(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   iocp__mutex_lock(&e->accept_lock);
   if (e->listener >= 0) {
     struct epoll_event ev;

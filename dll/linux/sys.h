@@ -3,6 +3,7 @@
 #define IOCP_LINUX_SYS_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -55,5 +56,20 @@ typedef uint64_t iocp__seq;
 static inline uint64_t iocp__seq_next(iocp__seq *q) {
   return __atomic_fetch_add(q, 1, __ATOMIC_RELAXED);
 }
+
+/* A statistics counter: added to by one thread at a time as a rule (a
+ * worker's own slot), read by any thread without a lock. Relaxed: a sum read
+ * while workers run is a snapshot, not a fence. */
+typedef int64_t iocp__counter;
+static inline void iocp__counter_add(iocp__counter *c, int64_t d) {
+  __atomic_fetch_add(c, d, __ATOMIC_RELAXED);
+}
+static inline int64_t iocp__counter_read(const iocp__counter *c) {
+  return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* Facts about the machine, asked once per server (sys.c). */
+uint32_t iocp__sys_cpu_count(void);
+size_t iocp__sys_cache_line(void); /* L1 data cache line in bytes, a power of two */
 
 #endif

@@ -4,20 +4,20 @@
  * with WSAIoctl. The completion sets SO_UPDATE_CONNECT_CONTEXT, so that
  * shutdown() and getpeername() work, and hands the result to the core. The
  * Windows twin of dll/linux/connect.c. */
-#include "../core/internal.h"
+#include "../core/engine.h"
 
 #include <string.h>
 
 BOOL iocp__win_connectex(iocp_server *s, SOCKET sock, const struct sockaddr *addr, int len,
                          OVERLAPPED *ol) {
-  LPFN_CONNECTEX fn = s->eng.connectex[addr->sa_family == AF_INET6];
+  LPFN_CONNECTEX fn = iocp__server_eng(s)->connectex[addr->sa_family == AF_INET6];
   return fn(sock, addr, len, NULL, 0, NULL, ol);
 }
 
 /* The extension pointer for this family; written once, racing writers store
  * the same value. */
 static int fetch_connectex(iocp_server *s, SOCKET sock, int family) {
-  LPFN_CONNECTEX *slot = &s->eng.connectex[family == AF_INET6];
+  LPFN_CONNECTEX *slot = &iocp__server_eng(s)->connectex[family == AF_INET6];
   LPFN_CONNECTEX fn = NULL;
   GUID g = WSAID_CONNECTEX;
   int rc;
@@ -40,30 +40,30 @@ static int bind_wildcard(SOCKET sock, int family) {
 }
 
 int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
-  iocp_server *s = c->server;
+  iocp_server *s = iocp__conn_server(c);
   SOCKET sock = iocp__win_socket(addr->sa_family);
   int rc;
   if (sock == INVALID_SOCKET) return iocp__win_error(WSAGetLastError());
   rc = bind_wildcard(sock, addr->sa_family);
   if (rc == IOCP_OK) rc = fetch_connectex(s, sock, addr->sa_family);
   if (rc == IOCP_OK &&
-      iocp__hooks.create_io_completion_port((HANDLE)sock, s->eng.port, (ULONG_PTR)c, 0) == NULL)
+      iocp__hooks.create_io_completion_port((HANDLE)sock, iocp__server_eng(s)->port, (ULONG_PTR)c, 0) == NULL)
     rc = iocp__win_error(GetLastError());
   if (rc != IOCP_OK) {
     iocp__hooks.closesocket(sock);
     return rc;
   }
-  c->eng.sock = sock;
-  c->eng.connect_err = 0;
-  memset(&c->eng.connect_op.ol, 0, sizeof(c->eng.connect_op.ol));
-  c->eng.connect_op.kind = IOCP__OP_CONNECT;
-  if (!iocp__hooks.connectex(s, sock, addr, addrlen, &c->eng.connect_op.ol)) {
+  iocp__conn_eng(c)->sock = sock;
+  iocp__conn_eng(c)->connect_err = 0;
+  memset(&iocp__conn_eng(c)->connect_op.ol, 0, sizeof(iocp__conn_eng(c)->connect_op.ol));
+  iocp__conn_eng(c)->connect_op.kind = IOCP__OP_CONNECT;
+  if (!iocp__hooks.connectex(s, sock, addr, addrlen, &iocp__conn_eng(c)->connect_op.ol)) {
     DWORD err = WSAGetLastError();
     if (err != ERROR_IO_PENDING) {
       /* Failed at once (no packet will come): report it from a worker all
        * the same, as the connection's own error. */
-      c->eng.connect_err = err != 0 ? err : WSAEINVAL;
-      if (!PostQueuedCompletionStatus(s->eng.port, 0, (ULONG_PTR)c, &c->eng.connect_op.ol)) {
+      iocp__conn_eng(c)->connect_err = err != 0 ? err : WSAEINVAL;
+      if (!PostQueuedCompletionStatus(iocp__server_eng(s)->port, 0, (ULONG_PTR)c, &iocp__conn_eng(c)->connect_op.ol)) {
         rc = iocp__win_error(GetLastError());
         iocp__eng_close(c, 1);
         return rc;
@@ -75,19 +75,20 @@ int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
 
 void iocp__win_connect_done(iocp__conn *c, DWORD err) {
   int rc;
-  iocp__mutex_lock(&c->lock);
-  if (err == 0) err = c->eng.connect_err;
-  if (c->eng.sock == INVALID_SOCKET) {
+  iocp__conn_lock(c);
+  if (err == 0) err = iocp__conn_eng(c)->connect_err;
+  if (iocp__conn_eng(c)->sock == INVALID_SOCKET) {
     err = ERROR_OPERATION_ABORTED; /* closed meanwhile */
   } else if (err == 0) {
-    if (iocp__hooks.setsockopt(c->eng.sock, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0) != 0)
+    if (iocp__hooks.setsockopt(iocp__conn_eng(c)->sock, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0) != 0)
       err = WSAGetLastError() ? WSAGetLastError() : WSAENOTCONN;
-    if (err == 0 && c->server->cfg.nodelay) {
+    if (err == 0) iocp__win_receive_mode(c);
+    if (err == 0 && iocp__server_config(iocp__conn_server(c))->nodelay) {
       BOOL on = TRUE; /* best effort, as on accepted sockets */
-      iocp__hooks.setsockopt(c->eng.sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof(on));
+      iocp__hooks.setsockopt(iocp__conn_eng(c)->sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof(on));
     }
   }
-  iocp__mutex_unlock(&c->lock);
+  iocp__conn_unlock(c);
   rc = iocp__win_error(err);
   if (err != 0 && rc == IOCP_OK) rc = IOCP_ESYSTEM;
   iocp__conn_connected(c, rc);

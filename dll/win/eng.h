@@ -33,14 +33,29 @@ typedef struct iocp__accept_op {
   char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
 } iocp__accept_op;
 
+/* The first member of the core's connection (core/engine.h); under the
+ * connection's lock. */
 struct iocp__eng_conn {
   SOCKET sock;
+  unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (iocp__win_tuning) */
+  uint8_t *rbuf; /* a buffered receive's buffer while it is posted, or NULL */
   iocp__op recv_op;
   iocp__op send_op;
   iocp__op run_op;
   iocp__op connect_op;
   DWORD connect_err; /* ConnectEx failed at once: the error its packet carries */
 };
+
+/* How the engine receives (an internal switch, so tests run each path):
+ * zero_byte_recv 1 (default) posts a WSARecv of 0 bytes, which holds no
+ * buffer while nothing arrives, then reads what is there with a
+ * non-blocking recv into a buffer of the pool; 0 posts a WSARecv into a
+ * buffer of the pool that it holds until bytes arrive. Read when a
+ * connection is set up. */
+struct iocp__win_tuning {
+  int zero_byte_recv;
+};
+extern struct iocp__win_tuning iocp__win_tuning;
 
 struct iocp__eng_server {
   HANDLE port;
@@ -50,6 +65,7 @@ struct iocp__eng_server {
   LPFN_GETACCEPTEXSOCKADDRS get_sockaddrs;
   HANDLE *threads;
   uint32_t nthreads;
+  volatile LONG next_index; /* each worker takes its index from it */
   iocp__accept_op *accepts;
   uint32_t naccepts;
 
@@ -84,6 +100,8 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
   int(WSAAPI *setsockopt)(SOCKET s, int level, int name, const char *val, int len); \
   int(WSAAPI *closesocket)(SOCKET s);                                               \
   int(WSAAPI *shutdown)(SOCKET s, int how);                                         \
+  int(WSAAPI *recv)(SOCKET s, char *buf, int len, int flags);                       \
+  int(WSAAPI *ioctlsocket)(SOCKET s, long cmd, u_long *arg);                        \
   int(WSAAPI *wsarecv)(SOCKET s, LPWSABUF bufs, DWORD n, LPDWORD got, LPDWORD flags, \
                        LPWSAOVERLAPPED ol, LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);  \
   int(WSAAPI *wsasend)(SOCKET s, LPWSABUF bufs, DWORD n, LPDWORD sent, DWORD flags, \
@@ -96,8 +114,13 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
                                             DWORD threads);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                     \
-  WSASocketW, bind, listen, setsockopt, closesocket, shutdown, WSARecv, WSASend,       \
+  WSASocketW, bind, listen, setsockopt, closesocket, shutdown, recv, ioctlsocket,      \
+      WSARecv, WSASend,                                                                \
       iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort
+
+/* A connected socket (accepted, or outbound once ConnectEx succeeded) is
+ * set up for the receive path iocp__win_tuning selects. Lock held. */
+void iocp__win_receive_mode(iocp__conn *c);
 
 /* The one translation of Win32 and Winsock error codes to IOCP_ codes. */
 int iocp__win_error(DWORD err);

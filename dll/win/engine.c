@@ -5,8 +5,10 @@
  * one (gathered) WSASend per connection. Each operation embeds its
  * OVERLAPPED; completion keys are pointer-sized (the connection, or 0 for
  * accepts and the stop sentinel). */
-#include "../core/internal.h"
+#include "../core/engine.h"
 
+#include <assert.h>
+#include <limits.h>
 #include <string.h>
 
 #define IOCP__KEY_STOP ((ULONG_PTR)1)
@@ -14,13 +16,13 @@
  * process was out of sockets for a moment). */
 #define IOCP__PARKED_RETRY_MS 50
 
-static IOCP__TLS const iocp_server *worker_of; /* the server whose worker this is */
+struct iocp__win_tuning iocp__win_tuning = {1};
 
 BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol) {
   DWORD got = 0;
   DWORD addrlen = sizeof(struct sockaddr_storage) + 16;
-  return s->eng.acceptex(listener, sock, buf, 0, addrlen, addrlen, &got, ol);
+  return iocp__server_eng(s)->acceptex(listener, sock, buf, 0, addrlen, addrlen, &got, ol);
 }
 
 static int io_result(DWORD err) {
@@ -38,7 +40,7 @@ SOCKET iocp__win_socket(int family) {
 /* Posts one AcceptEx. On failure the op is parked and a worker retries it;
  * on_log hears when parking starts and when every accept is posted again. */
 static int post_accept(iocp_server *s, iocp__accept_op *a) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   int rc = IOCP_OK, resumed = 0;
   DWORD pause_err = 0;
   SOCKET sock = iocp__win_socket(e->family);
@@ -93,7 +95,7 @@ out:
 }
 
 static void retry_parked(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   uint32_t i;
   for (i = 0; i < e->naccepts; i++) {
     iocp__accept_op *a = &e->accepts[i];
@@ -114,7 +116,7 @@ static void retry_parked(iocp_server *s) {
  * one socket only; the accept is posted again first in every case. */
 static void on_accept(iocp__accept_op *a, DWORD err) {
   iocp_server *s = a->server;
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   struct sockaddr_storage peer;
   SOCKET sock = a->sock;
   iocp__conn *c;
@@ -130,7 +132,7 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
       err = WSAGetLastError() ? WSAGetLastError() : WSAENOTSOCK;
     iocp__mutex_unlock(&e->accept_lock);
   }
-  if (err == 0 && s->cfg.nodelay) {
+  if (err == 0 && iocp__server_config(s)->nodelay) {
     /* Best effort: without it the connection still works, only slower. */
     BOOL on = TRUE;
     iocp__hooks.setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof(on));
@@ -148,18 +150,22 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
 
   if (err != 0) {
     iocp__hooks.closesocket(sock);
+    if (!stopping && err != ERROR_OPERATION_ABORTED) iocp__stat_add(s, IOCP__STAT_ACCEPT_ERRORS, 1);
     if (!stopping && err != ERROR_OPERATION_ABORTED)
       iocp__log(s, IOCP_LOG_WARN, iocp__win_error(err),
                 "accepted connection dropped: AcceptEx or SO_UPDATE_ACCEPT_CONTEXT failed "
                 "(error %lu)", (unsigned long)err);
   } else if ((c = iocp__conn_alloc(s)) == NULL) {
+    iocp__stat_add(s, IOCP__STAT_ACCEPT_ERRORS, 1);
     iocp__hooks.closesocket(sock);
     iocp__log(s, IOCP_LOG_WARN, IOCP_ENOMEM, "accepted connection dropped: out of memory");
   } else {
-    c->eng.sock = sock;
+    iocp__conn_eng(c)->sock = sock;
+    iocp__win_receive_mode(c); /* not shared yet: no lock needed */
     if (iocp__hooks.create_io_completion_port((HANDLE)sock, e->port, (ULONG_PTR)c, 0) ==
         NULL) {
       DWORD perr = GetLastError();
+      iocp__stat_add(s, IOCP__STAT_ACCEPT_ERRORS, 1);
       iocp__conn_unref(c); /* closes the socket */
       iocp__log(s, IOCP_LOG_WARN, iocp__win_error(perr),
                 "accepted connection dropped: cannot add it to the port (error %lu)",
@@ -174,12 +180,14 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
   iocp__mutex_unlock(&e->accept_lock);
 }
 
+static void on_recv(iocp__conn *c, DWORD err, DWORD bytes);
+
 /* ---- Workers --------------------------------------------------------------------- */
 
 static DWORD WINAPI worker_main(void *arg) {
   iocp_server *s = arg;
-  struct iocp__eng_server *e = &s->eng;
-  worker_of = s;
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  iocp__worker_enter(s, (uint32_t)InterlockedIncrement(&e->next_index) - 1);
   for (;;) {
     DWORD bytes = 0, err = 0;
     ULONG_PTR key = 0;
@@ -209,7 +217,7 @@ static DWORD WINAPI worker_main(void *arg) {
       on_accept(CONTAINING_RECORD(op, iocp__accept_op, op), err);
       break;
     case IOCP__OP_RECV:
-      iocp__conn_recv_done((iocp__conn *)key, io_result(err), bytes);
+      on_recv((iocp__conn *)key, err, bytes);
       break;
     case IOCP__OP_SEND:
       iocp__conn_send_done((iocp__conn *)key, io_result(err), bytes);
@@ -224,12 +232,12 @@ static DWORD WINAPI worker_main(void *arg) {
       break;
     }
   }
-  worker_of = NULL;
+  iocp__worker_leave(s);
   return 0;
 }
 
 static void stop_workers(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   uint32_t i;
   for (i = 0; i < e->nthreads; i++) PostQueuedCompletionStatus(e->port, 0, IOCP__KEY_STOP, NULL);
   for (i = 0; i < e->nthreads; i++) {
@@ -238,8 +246,6 @@ static void stop_workers(iocp_server *s) {
   }
   e->nthreads = 0;
 }
-
-int iocp__eng_on_worker(const iocp_server *s) { return worker_of == s; }
 
 /* ---- Start and stop ------------------------------------------------------------ */
 
@@ -251,18 +257,12 @@ int iocp__win_extension(SOCKET sock, GUID guid, void *fn, DWORD size) {
   return IOCP_OK;
 }
 
-static uint32_t processor_count(void) {
-  SYSTEM_INFO si;
-  GetSystemInfo(&si);
-  return si.dwNumberOfProcessors ? si.dwNumberOfProcessors : 1;
-}
-
 static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrlen) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   struct sockaddr_storage bound;
   int boundlen = sizeof(bound);
   BOOL on = TRUE;
-  int backlog = s->cfg.backlog ? (int)s->cfg.backlog : SOMAXCONN;
+  int backlog = iocp__server_config(s)->backlog ? (int)iocp__server_config(s)->backlog : SOMAXCONN;
 
   e->listener = iocp__win_socket(e->family);
   if (e->listener == INVALID_SOCKET) return iocp__win_error(WSAGetLastError());
@@ -277,7 +277,7 @@ static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrle
   }
   /* Explicit either way: v6-only unless dual stack was asked for. */
   if (e->family == AF_INET6) {
-    DWORD v6only = s->cfg.dual_stack ? 0 : 1;
+    DWORD v6only = iocp__server_config(s)->dual_stack ? 0 : 1;
     if (iocp__hooks.setsockopt(e->listener, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&v6only,
                                sizeof(v6only)) != 0) {
       DWORD err = WSAGetLastError();
@@ -290,8 +290,7 @@ static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrle
       iocp__hooks.listen(e->listener, backlog) != 0 ||
       getsockname(e->listener, (struct sockaddr *)&bound, &boundlen) != 0)
     return iocp__win_error(WSAGetLastError());
-  memcpy(&s->bound, &bound, sizeof(bound));
-  s->port = ntohs(((const struct sockaddr_in *)&bound)->sin_port);
+  iocp__server_bound(s, &bound);
   if (iocp__hooks.create_io_completion_port((HANDLE)e->listener, e->port, 0, 0) == NULL)
     return iocp__win_error(GetLastError());
   {
@@ -304,7 +303,7 @@ static int open_listener(iocp_server *s, const struct sockaddr *addr, int addrle
 }
 
 static void release(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   uint32_t i;
   if (e->listener != INVALID_SOCKET) iocp__hooks.closesocket(e->listener);
   e->listener = INVALID_SOCKET;
@@ -323,7 +322,7 @@ static void release(iocp_server *s) {
 }
 
 int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   WSADATA wsa;
   uint32_t i, want;
   int rc;
@@ -339,7 +338,7 @@ int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
   }
   e->wsa_started = 1;
 
-  want = s->cfg.threads ? s->cfg.threads : processor_count();
+  want = iocp__worker_count(s);
   e->port = iocp__hooks.create_io_completion_port(INVALID_HANDLE_VALUE, NULL, 0, want);
   if (e->port == NULL) {
     rc = iocp__win_error(GetLastError());
@@ -348,7 +347,7 @@ int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
   rc = open_listener(s, addr, addrlen);
   if (rc != IOCP_OK) goto fail;
 
-  e->naccepts = s->cfg.accepts_posted;
+  e->naccepts = iocp__server_config(s)->accepts_posted;
   e->accepts = iocp__calloc(e->naccepts, sizeof(*e->accepts));
   e->threads = iocp__calloc(want, sizeof(*e->threads));
   if (e->accepts == NULL || e->threads == NULL) {
@@ -383,7 +382,7 @@ fail:
 }
 
 void iocp__eng_stop_accepting(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   iocp__mutex_lock(&e->accept_lock);
   e->accepting = 0;
   if (e->listener != INVALID_SOCKET) {
@@ -395,7 +394,7 @@ void iocp__eng_stop_accepting(iocp_server *s) {
 }
 
 void iocp__eng_finish(iocp_server *s) {
-  struct iocp__eng_server *e = &s->eng;
+  struct iocp__eng_server *e = iocp__server_eng(s);
   iocp__mutex_lock(&e->accept_lock);
   while (e->accepts_pending != 0) iocp__cond_wait(&e->accept_cond, &e->accept_lock);
   iocp__mutex_unlock(&e->accept_lock);
@@ -405,18 +404,102 @@ void iocp__eng_finish(iocp_server *s) {
 
 /* ---- Connection operations (connection lock held) --------------------------- */
 
-int iocp__eng_recv(iocp__conn *c) {
+void iocp__win_receive_mode(iocp__conn *c) {
+  u_long nonblocking = 1;
+  /* The zero-byte receive reads with a non-blocking recv afterwards;
+   * without non-blocking mode the connection keeps a buffer posted. */
+  iocp__conn_eng(c)->zero_byte =
+      iocp__win_tuning.zero_byte_recv &&
+      iocp__hooks.ioctlsocket(iocp__conn_eng(c)->sock, FIONBIO, &nonblocking) == 0;
+}
+
+static int post_recv_locked(iocp__conn *c) {
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
   WSABUF b;
   DWORD flags = 0;
-  b.buf = (char *)c->rbuf;
-  b.len = (ULONG)c->rbuf_cap;
-  memset(&c->eng.recv_op.ol, 0, sizeof(c->eng.recv_op.ol));
-  c->eng.recv_op.kind = IOCP__OP_RECV;
-  if (iocp__hooks.wsarecv(c->eng.sock, &b, 1, NULL, &flags, &c->eng.recv_op.ol, NULL) != 0) {
+  b.buf = NULL;
+  b.len = 0;
+  if (!e->zero_byte) {
+    iocp_server *s = iocp__conn_server(c);
+    assert(e->rbuf == NULL);
+    e->rbuf = iocp__buf_get(s);
+    if (e->rbuf == NULL) return IOCP_ENOMEM;
+    b.buf = (char *)e->rbuf;
+    b.len = (ULONG)iocp__buf_size(s);
+  }
+  memset(&e->recv_op.ol, 0, sizeof(e->recv_op.ol));
+  e->recv_op.kind = IOCP__OP_RECV;
+  if (iocp__hooks.wsarecv(e->sock, &b, 1, NULL, &flags, &e->recv_op.ol, NULL) != 0) {
     DWORD err = WSAGetLastError();
-    if (err != WSA_IO_PENDING) return iocp__win_error(err);
+    if (err != WSA_IO_PENDING) {
+      iocp__buf_put(iocp__conn_server(c), e->rbuf);
+      e->rbuf = NULL;
+      return iocp__win_error(err);
+    }
   }
   return IOCP_OK;
+}
+
+int iocp__eng_recv(iocp__conn *c) {
+  if (iocp__conn_eng(c)->sock == INVALID_SOCKET) return IOCP_ECLOSED;
+  return post_recv_locked(c);
+}
+
+/* After a zero-byte WSARecv completed: reads what is there into a buffer of
+ * the pool, or posts the zero-byte receive again when nothing is (the bytes
+ * that woke it may have been taken by an earlier read). Returns 1 when the
+ * receive is reported in *buf / *n / *result, 0 when it is posted again. */
+static int read_now_locked(iocp__conn *c, uint8_t **buf, size_t *n, int *result) {
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
+  iocp_server *s = iocp__conn_server(c);
+  size_t cap = iocp__buf_size(s);
+  int got;
+  *buf = NULL;
+  *n = 0;
+  *result = IOCP__IO_ABORTED;
+  if (e->sock == INVALID_SOCKET) return 1; /* closed meanwhile */
+  *buf = iocp__buf_get(s);
+  if (*buf == NULL) {
+    *result = IOCP__IO_RESET;
+    return 1;
+  }
+  got = iocp__hooks.recv(e->sock, (char *)*buf, cap > INT_MAX ? INT_MAX : (int)cap, 0);
+  if (got > 0) {
+    *n = (size_t)got;
+    *result = IOCP__IO_OK;
+    return 1;
+  }
+  iocp__buf_put(s, *buf);
+  *buf = NULL;
+  if (got == 0) {
+    *result = IOCP__IO_OK; /* the peer's FIN */
+    return 1;
+  }
+  if (WSAGetLastError() == WSAEWOULDBLOCK && post_recv_locked(c) == IOCP_OK) return 0;
+  iocp__stat_add(s, IOCP__STAT_SYSTEM_ERRORS, 1);
+  *result = IOCP__IO_RESET;
+  return 1;
+}
+
+/* A receive completed (no lock held). */
+static void on_recv(iocp__conn *c, DWORD err, DWORD bytes) {
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
+  uint8_t *buf;
+  size_t n = bytes;
+  int result = io_result(err);
+  iocp__conn_lock(c);
+  buf = e->rbuf; /* set while a buffered receive was posted */
+  e->rbuf = NULL;
+  if (buf == NULL && result == IOCP__IO_OK && !read_now_locked(c, &buf, &n, &result)) {
+    iocp__conn_unlock(c);
+    return; /* posted again: still owed a report */
+  }
+  iocp__conn_unlock(c);
+  if (result != IOCP__IO_OK || n == 0) {
+    iocp__buf_put(iocp__conn_server(c), buf);
+    buf = NULL;
+  }
+  iocp__conn_recv_done(c, result, buf, n);
 }
 
 int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
@@ -426,9 +509,9 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
     b[i].buf = (char *)iov[i].base;
     b[i].len = iov[i].len > (1u << 30) ? (1u << 30) : (ULONG)iov[i].len;
   }
-  memset(&c->eng.send_op.ol, 0, sizeof(c->eng.send_op.ol));
-  c->eng.send_op.kind = IOCP__OP_SEND;
-  if (iocp__hooks.wsasend(c->eng.sock, b, (DWORD)n, NULL, 0, &c->eng.send_op.ol, NULL) != 0) {
+  memset(&iocp__conn_eng(c)->send_op.ol, 0, sizeof(iocp__conn_eng(c)->send_op.ol));
+  iocp__conn_eng(c)->send_op.kind = IOCP__OP_SEND;
+  if (iocp__hooks.wsasend(iocp__conn_eng(c)->sock, b, (DWORD)n, NULL, 0, &iocp__conn_eng(c)->send_op.ol, NULL) != 0) {
     DWORD err = WSAGetLastError();
     if (err != WSA_IO_PENDING) return iocp__win_error(err);
   }
@@ -436,20 +519,20 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
 }
 
 int iocp__eng_post_run(iocp__conn *c) {
-  memset(&c->eng.run_op.ol, 0, sizeof(c->eng.run_op.ol));
-  c->eng.run_op.kind = IOCP__OP_RUN;
-  if (!PostQueuedCompletionStatus(c->server->eng.port, 0, (ULONG_PTR)c, &c->eng.run_op.ol))
+  memset(&iocp__conn_eng(c)->run_op.ol, 0, sizeof(iocp__conn_eng(c)->run_op.ol));
+  iocp__conn_eng(c)->run_op.kind = IOCP__OP_RUN;
+  if (!PostQueuedCompletionStatus(iocp__server_eng(iocp__conn_server(c))->port, 0, (ULONG_PTR)c, &iocp__conn_eng(c)->run_op.ol))
     return iocp__win_error(GetLastError());
   return IOCP_OK;
 }
 
 int iocp__eng_shutdown_send(iocp__conn *c) {
-  if (iocp__hooks.shutdown(c->eng.sock, SD_SEND) != 0) return iocp__win_error(WSAGetLastError());
+  if (iocp__hooks.shutdown(iocp__conn_eng(c)->sock, SD_SEND) != 0) return iocp__win_error(WSAGetLastError());
   return IOCP_OK;
 }
 
 void iocp__eng_close(iocp__conn *c, int abortive) {
-  SOCKET sock = c->eng.sock;
+  SOCKET sock = iocp__conn_eng(c)->sock;
   if (sock == INVALID_SOCKET) return;
   if (abortive) {
     struct linger l;
@@ -459,12 +542,12 @@ void iocp__eng_close(iocp__conn *c, int abortive) {
   }
   CancelIoEx((HANDLE)sock, NULL);
   iocp__hooks.closesocket(sock);
-  c->eng.sock = INVALID_SOCKET;
+  iocp__conn_eng(c)->sock = INVALID_SOCKET;
 }
 
-void iocp__eng_conn_init(iocp__conn *c) { c->eng.sock = INVALID_SOCKET; }
+void iocp__eng_conn_init(iocp__conn *c) { iocp__conn_eng(c)->sock = INVALID_SOCKET; }
 
 void iocp__eng_conn_free(iocp__conn *c) {
-  if (c->eng.sock != INVALID_SOCKET) iocp__hooks.closesocket(c->eng.sock);
-  c->eng.sock = INVALID_SOCKET;
+  if (iocp__conn_eng(c)->sock != INVALID_SOCKET) iocp__hooks.closesocket(iocp__conn_eng(c)->sock);
+  iocp__conn_eng(c)->sock = INVALID_SOCKET;
 }

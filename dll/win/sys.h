@@ -13,6 +13,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <windows.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef SRWLOCK iocp__mutex;
@@ -45,5 +46,17 @@ typedef volatile LONG64 iocp__seq;
 static inline uint64_t iocp__seq_next(iocp__seq *q) {
   return (uint64_t)InterlockedIncrement64(q) - 1;
 }
+
+/* A statistics counter: added to by one thread at a time as a rule (a
+ * worker's own slot), read by any thread without a lock. */
+typedef volatile LONG64 iocp__counter;
+static inline void iocp__counter_add(iocp__counter *c, int64_t d) { InterlockedExchangeAdd64(c, d); }
+static inline int64_t iocp__counter_read(iocp__counter *c) {
+  return InterlockedCompareExchange64(c, 0, 0); /* whole even on x86 */
+}
+
+/* Facts about the machine, asked once per server (sys.c). */
+uint32_t iocp__sys_cpu_count(void);
+size_t iocp__sys_cache_line(void); /* L1 data cache line in bytes, a power of two */
 
 #endif

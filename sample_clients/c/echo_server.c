@@ -38,6 +38,7 @@ int main(int argc, char **argv) {
   iocp_config config;
   iocp_callbacks callbacks;
   iocp_server *server = NULL;
+  iocp_statistics stats;
   unsigned long port = 50000, threads = 0;
   const char *bind = "127.0.0.1";
   int i, rc, ch;
@@ -80,6 +81,13 @@ int main(int argc, char **argv) {
 
   do ch = getchar(); while (ch != EOF && ch != '\n');
 
+  stats.size = sizeof(stats);
+  if (iocp_stats(server, &stats) == IOCP_OK) {
+    printf("served %llu connections, %llu bytes in, %llu bytes out\n",
+           (unsigned long long)stats.connections_accepted,
+           (unsigned long long)stats.bytes_received, (unsigned long long)stats.bytes_sent);
+    fflush(stdout);
+  }
   iocp_destroy(server);
   return 0;
 }

@@ -146,36 +146,53 @@ static void out_add(out_buf *o, const char *text, size_t len) {
   o->len += len;
 }
 
-/* "Date: Wed, 25 Nov 2026 21:00:00 GMT\r\n", remade once a second per thread. */
-static const char *date_line(void) {
-  static THREAD_LOCAL time_t when = -1;
-  static THREAD_LOCAL char line[64];
+/* Answers carry the time, to the second; each worker thread keeps its own
+ * copy of the current second's text, so no lock is needed. */
+static THREAD_LOCAL time_t date_when = -1;
+static THREAD_LOCAL char date_text[64]; /* "Date: Wed, 25 Nov 2026 21:00:00 GMT\r\n" */
+
+static void date_update(void) {
   time_t now = time(NULL);
-  if (now != when) {
+  if (now != date_when) {
     struct tm tm;
 #ifdef _WIN32
     gmtime_s(&tm, &now);
 #else
     gmtime_r(&now, &tm);
 #endif
-    strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    when = now;
+    strftime(date_text, sizeof(date_text), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    date_when = now;
   }
-  return line;
 }
 
-/* status: 200, 400 or 501; conn_header: NULL or "close" / "keep-alive". */
+/* status: 200, 400 or 501; conn_header: NULL or "close" / "keep-alive".
+ * The usual answer (200, with its body, connection kept) is formatted once
+ * a second per thread and copied from then on. */
 static void answer(out_buf *o, int status, int with_body, const char *conn_header) {
+  static THREAD_LOCAL time_t usual_when = -1;
+  static THREAD_LOCAL char usual[256];
+  static THREAD_LOCAL size_t usual_len;
   char text[512];
   const char *status_line = status == 200 ? "200 OK" : status == 400 ? "400 Bad Request"
                                                                      : "501 Not Implemented";
   const char *body = status == 200 ? BODY : status == 400 ? "Bad Request" : "Not Implemented";
-  int n = snprintf(text, sizeof(text),
-                   "HTTP/1.1 %s\r\nServer: iocpsrv\r\n%sContent-Type: text/plain\r\n"
-                   "Content-Length: %u\r\n%s%s%s\r\n%s",
-                   status_line, date_line(), (unsigned)strlen(body),
-                   conn_header ? "Connection: " : "", conn_header ? conn_header : "",
-                   conn_header ? "\r\n" : "", with_body ? body : "");
+  int usual_case = status == 200 && with_body && conn_header == NULL, n;
+  date_update();
+  if (usual_case && usual_when == date_when) {
+    out_add(o, usual, usual_len);
+    return;
+  }
+  n = snprintf(text, sizeof(text),
+               "HTTP/1.1 %s\r\nServer: iocpsrv\r\n%sContent-Type: text/plain\r\n"
+               "Content-Length: %u\r\n%s%s%s\r\n%s",
+               status_line, date_text, (unsigned)strlen(body),
+               conn_header ? "Connection: " : "", conn_header ? conn_header : "",
+               conn_header ? "\r\n" : "", with_body ? body : "");
+  if (usual_case && (size_t)n < sizeof(usual)) {
+    memcpy(usual, text, (size_t)n);
+    usual_len = (size_t)n;
+    usual_when = date_when;
+  }
   out_add(o, text, (size_t)n);
 }
 

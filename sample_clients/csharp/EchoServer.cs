@@ -106,6 +106,9 @@ public static class EchoServer
             Console.Out.WriteLine("listening on port " + server.Port);
             Console.Out.Flush();
             Console.In.ReadLine();   // Enter, or null at end of input
+            IocpStatistics st = server.Statistics;
+            Console.Out.WriteLine("served " + st.ConnectionsAccepted + " connections, " +
+                                  st.BytesReceived + " bytes in, " + st.BytesSent + " bytes out");
         }
         return 0;
     }

@@ -98,6 +98,31 @@ namespace IocpSrv
     }
 
     /// <summary>The library is missing, lacks a function, or is incompatible.</summary>
+    /// <summary>A server's counters (iocp_statistics), read by IocpServer.Statistics.</summary>
+    public sealed class IocpStatistics
+    {
+        public ulong ConnectionsAccepted { get; private set; }
+        public ulong ConnectionsRefused { get; private set; }
+        public ulong ConnectionsOpen { get; private set; }
+        public ulong BytesReceived { get; private set; }
+        public ulong BytesSent { get; private set; }
+        public ulong BytesQueued { get; private set; }
+        public ulong AcceptErrors { get; private set; }
+        public ulong SystemErrors { get; private set; }
+
+        internal IocpStatistics(NativeMethods.Statistics st)
+        {
+            ConnectionsAccepted = st.ConnectionsAccepted;
+            ConnectionsRefused = st.ConnectionsRefused;
+            ConnectionsOpen = st.ConnectionsOpen;
+            BytesReceived = st.BytesReceived;
+            BytesSent = st.BytesSent;
+            BytesQueued = st.BytesQueued;
+            AcceptErrors = st.AcceptErrors;
+            SystemErrors = st.SystemErrors;
+        }
+    }
+
     public class IocpLibraryException : Exception
     {
         public IocpLibraryException(string message, Exception inner) : base(message, inner) { }
@@ -191,6 +216,22 @@ namespace IocpSrv
             public ulong Len;
         }
 
+        // struct iocp_statistics: 72 bytes everywhere (all fields 8-aligned).
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Statistics
+        {
+            public uint Size;
+            public uint Reserved;
+            public ulong ConnectionsAccepted;
+            public ulong ConnectionsRefused;
+            public ulong ConnectionsOpen;
+            public ulong BytesReceived;
+            public ulong BytesSent;
+            public ulong BytesQueued;
+            public ulong AcceptErrors;
+            public ulong SystemErrors;
+        }
+
         // Functions returning `const char *` to static storage are declared
         // IntPtr: a string return type would make the marshaler free it.
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
@@ -250,6 +291,9 @@ namespace IocpSrv
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_destroy(IntPtr server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stats(ServerHandle server, ref Statistics stats);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_listen_address(ServerHandle server, byte[] text, UIntPtr cap,
@@ -613,6 +657,19 @@ namespace IocpSrv
 
         /// <summary>Connections currently open.</summary>
         public ulong ConnectionCount { get { return NativeMethods.iocp_connection_count(handle); } }
+
+        /// <summary>The server's counters since it started (iocp_stats), a snapshot.</summary>
+        public IocpStatistics Statistics
+        {
+            get
+            {
+                NativeMethods.Statistics st = new NativeMethods.Statistics();
+                st.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Statistics));
+                int rc = NativeMethods.iocp_stats(handle, ref st);
+                if (rc != 0) throw new IocpException(rc, "iocp_stats");
+                return new IocpStatistics(st);
+            }
+        }
 
         /// <summary>The address listened on as the system reports it, e.g. "::" or "127.0.0.1".</summary>
         public string ListenAddress

@@ -83,6 +83,9 @@ def main(argv):
             sys.stdin.readline()  # Enter, or "" at end of input
         except KeyboardInterrupt:
             pass
+        st = server.stats()
+        print(f"served {st.connections_accepted} connections, {st.bytes_received} bytes in, "
+              f"{st.bytes_sent} bytes out", flush=True)
     return 0
 
 

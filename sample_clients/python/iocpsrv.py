@@ -44,6 +44,7 @@ Only the standard library is used (Python 3.11).
 """
 
 import asyncio
+import collections
 import ctypes
 import os
 import struct
@@ -187,6 +188,27 @@ class _Config(ctypes.Structure):
     ]
 
 
+class _Statistics(ctypes.Structure):
+    """struct iocp_statistics (72 bytes everywhere)."""
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("reserved_", ctypes.c_uint32),
+        ("connections_accepted", ctypes.c_uint64),
+        ("connections_refused", ctypes.c_uint64),
+        ("connections_open", ctypes.c_uint64),
+        ("bytes_received", ctypes.c_uint64),
+        ("bytes_sent", ctypes.c_uint64),
+        ("bytes_queued", ctypes.c_uint64),
+        ("accept_errors", ctypes.c_uint64),
+        ("system_errors", ctypes.c_uint64),
+    ]
+
+
+Statistics = collections.namedtuple(
+    "Statistics", [name for name, _ in _Statistics._fields_[2:]])
+Statistics.__doc__ = """A server's counters since it started (iocp_stats), a snapshot."""
+
+
 # ---- Loading ---------------------------------------------------------------
 
 class LibraryError(RuntimeError):
@@ -228,6 +250,7 @@ _SIGNATURES = {
     "iocp_wait": (ctypes.c_int, [_server_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int32]),
     "iocp_wake": (ctypes.c_int, [_server_p]),
     "iocp_stop": (ctypes.c_int, [_server_p]),
+    "iocp_stats": (ctypes.c_int, [_server_p, ctypes.POINTER(_Statistics)]),
     "iocp_listen_address": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_size_t,
                                            ctypes.POINTER(ctypes.c_uint16)]),
     "iocp_connect": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
@@ -841,6 +864,13 @@ class Server:
     def connection_count(self):
         """Connections currently open."""
         return self._lib.iocp_connection_count(self._handle())
+
+    def stats(self):
+        """The server's counters (a Statistics named tuple)."""
+        st = _Statistics()
+        st.size = ctypes.sizeof(st)
+        _check(self._lib.iocp_stats(self._handle(), ctypes.byref(st)), "iocp_stats")
+        return Statistics(*(getattr(st, name) for name in Statistics._fields))
 
     def _report(self, where, exc):
         try:

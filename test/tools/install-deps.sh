@@ -13,6 +13,9 @@ pkgs=(
   mono-mcs mono-runtime
   python3 python3-pytest python3-uvloop
   dpkg-dev
+  # Benchmark peers and load tools (test/tools/bench.sh); the library never
+  # needs them, and test/bench builds baseline_uv only where libuv is found.
+  libuv1-dev nginx-light wrk curl
 )
 
 missing=()

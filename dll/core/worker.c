@@ -1,0 +1,147 @@
+/* Per-worker data, the worker threads' identity, the receive buffer pool and
+ * the statistics.
+ *
+ * Each worker owns one slot, and the slots sit a detected cache line apart,
+ * so what a worker writes on its hot path (its counters, its cached
+ * buffers) shares no line with another worker's. One more slot takes what
+ * threads that are not workers add (a counter of bytes queued by iocp_send()
+ * from an application thread, say); those add atomically.
+ *
+ * Receive buffers are lent, not owned: an engine takes one when bytes are
+ * there to read and the core gives it back once on_data has returned, so an
+ * idle connection holds none. A worker keeps a few freed buffers for itself
+ * (taken again at once by the next read, still in its cache); past that they
+ * go to a small shared pool, and past that back to the allocator. */
+#include "internal.h"
+
+#include <string.h>
+
+/* Buffers a worker keeps for itself, and the shared pool's size per worker. */
+#define IOCP__WORKER_BUFS 4
+#define IOCP__POOL_PER_WORKER 4
+
+struct iocp__worker {
+  iocp__counter stats[IOCP__STAT_COUNT];
+  int nbufs;
+  uint8_t *bufs[IOCP__WORKER_BUFS];
+};
+
+static IOCP__TLS const iocp_server *tls_server; /* the server this thread works for */
+static IOCP__TLS iocp__worker *tls_worker;
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+static iocp__worker *slot(const iocp__workers *w, uint32_t i) {
+  return (iocp__worker *)(w->base + (size_t)i * w->stride);
+}
+
+int iocp__workers_init(iocp__workers *w, uint32_t threads, size_t line) {
+  uint32_t i;
+  memset(w, 0, sizeof(*w));
+  w->count = threads ? threads : iocp__sys_cpu_count();
+  w->line = line;
+  w->stride = round_up(sizeof(iocp__worker), line);
+  /* One extra line to align the first slot by hand. */
+  w->mem = iocp__calloc(1, (size_t)(w->count + 1) * w->stride + line);
+  if (w->mem == NULL) return IOCP_ENOMEM;
+  w->base = (uint8_t *)round_up((size_t)(uintptr_t)w->mem, line);
+  w->pool_cap = IOCP__POOL_PER_WORKER * w->count;
+  w->pool = iocp__calloc(w->pool_cap, sizeof(*w->pool));
+  if (w->pool == NULL) {
+    iocp__free(w->mem);
+    w->mem = NULL;
+    return IOCP_ENOMEM;
+  }
+  iocp__mutex_init(&w->pool_lock);
+  for (i = 0; i <= w->count; i++) slot(w, i)->nbufs = 0;
+  return IOCP_OK;
+}
+
+void iocp__workers_free(iocp__workers *w) {
+  uint32_t i;
+  int j;
+  if (w->mem == NULL) return;
+  for (i = 0; i <= w->count; i++) {
+    iocp__worker *k = slot(w, i);
+    for (j = 0; j < k->nbufs; j++) iocp__free(k->bufs[j]);
+    k->nbufs = 0;
+  }
+  while (w->pool_n > 0) iocp__free(w->pool[--w->pool_n]);
+  iocp__free(w->pool);
+  iocp__free(w->mem);
+  iocp__mutex_destroy(&w->pool_lock);
+  w->mem = NULL;
+}
+
+uint32_t iocp__worker_count(const iocp_server *s) { return s->workers.count; }
+
+void iocp__worker_enter(iocp_server *s, uint32_t index) {
+  assert(index < s->workers.count);
+  assert(tls_server == NULL); /* a thread works for one server at a time */
+  tls_server = s;
+  tls_worker = slot(&s->workers, index);
+}
+
+void iocp__worker_leave(iocp_server *s) {
+  assert(tls_server == s);
+  (void)s;
+  tls_server = NULL;
+  tls_worker = NULL;
+}
+
+int iocp__on_worker(const iocp_server *s) { return s != NULL && tls_server == s; }
+
+/* This thread's slot of s: its own as a worker, the shared one otherwise. */
+static iocp__worker *mine(iocp_server *s, int *own) {
+  *own = tls_server == s;
+  return *own ? tls_worker : slot(&s->workers, s->workers.count);
+}
+
+/* ---- Receive buffers -------------------------------------------------------- */
+
+uint8_t *iocp__buf_get(iocp_server *s) {
+  int own;
+  iocp__worker *k = mine(s, &own);
+  uint8_t *b = NULL;
+  if (own && k->nbufs > 0) return k->bufs[--k->nbufs];
+  iocp__mutex_lock(&s->workers.pool_lock);
+  if (s->workers.pool_n > 0) b = s->workers.pool[--s->workers.pool_n];
+  iocp__mutex_unlock(&s->workers.pool_lock);
+  return b != NULL ? b : iocp__malloc(s->cfg.recv_buffer_size);
+}
+
+void iocp__buf_put(iocp_server *s, uint8_t *b) {
+  int own;
+  iocp__worker *k;
+  if (b == NULL) return;
+  k = mine(s, &own);
+  if (own && k->nbufs < IOCP__WORKER_BUFS) {
+    k->bufs[k->nbufs++] = b;
+    return;
+  }
+  iocp__mutex_lock(&s->workers.pool_lock);
+  if (s->workers.pool_n < s->workers.pool_cap) {
+    s->workers.pool[s->workers.pool_n++] = b;
+    b = NULL;
+  }
+  iocp__mutex_unlock(&s->workers.pool_lock);
+  iocp__free(b);
+}
+
+size_t iocp__buf_size(const iocp_server *s) { return s->cfg.recv_buffer_size; }
+
+/* ---- Statistics ------------------------------------------------------------------ */
+
+void iocp__stat_add(iocp_server *s, int which, int64_t n) {
+  int own;
+  assert(which >= 0 && which < IOCP__STAT_COUNT);
+  iocp__counter_add(&mine(s, &own)->stats[which], n);
+}
+
+int64_t iocp__stat_sum(iocp_server *s, int which) {
+  int64_t sum = 0;
+  uint32_t i;
+  for (i = 0; i <= s->workers.count; i++)
+    sum += iocp__counter_read(&slot(&s->workers, i)->stats[which]);
+  return sum;
+}
