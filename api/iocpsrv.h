@@ -339,7 +339,7 @@ typedef struct iocp_config {
   uint64_t max_send_queue;
   /* 1 (default): TCP_NODELAY on accepted connections, so small writes go
    * out at once instead of waiting for Nagle's algorithm; 0: leave Nagle on.
-   * (Added in 1.0; a caller whose struct ends before it gets the default.) */
+   * (Part of the first release's layout, 1.0.0, which ends at reserved2_.) */
   uint32_t nodelay;
   uint32_t reserved2_; /* set to 0 */
   /* (Added in 1.1.) 0 (default): an IPv6 bind address listens on IPv6 only.
@@ -375,7 +375,7 @@ enum iocp_delivery {
 /*
  * Fills `config` with defaults. `size` must be sizeof(*config) as the caller
  * sees it. Returns IOCP_EINVAL when config is NULL, IOCP_EVERSION when size
- * is smaller than the first library release's struct.
+ * is smaller than the first release's struct (1.0.0: up to reserved2_).
  */
 IOCP_API int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size);
 

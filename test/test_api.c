@@ -69,20 +69,28 @@ static iocp_callbacks no_callbacks(void) {
   return cb;
 }
 
-/* A caller built against the first layout (the struct ended after
- * max_send_queue) still works: the fields it does not know get defaults. */
+/* A caller built against the first release's header (1.0.0: iocp_config
+ * ends with nodelay and reserved2_) still works: fields appended later get
+ * their defaults. A shorter struct was never released: IOCP_EVERSION. */
 static void test_config_of_an_older_caller(void **state) {
   iocp_callbacks cb = no_callbacks();
   iocp_config c;
   iocp_server *s = NULL;
-  const uint32_t v1_size = (uint32_t)(offsetof(iocp_config, max_send_queue) + sizeof(uint64_t));
+  const uint32_t size_1_0 = (uint32_t)(offsetof(iocp_config, reserved2_) + sizeof(uint32_t));
+  const uint32_t unreleased = (uint32_t)(offsetof(iocp_config, max_send_queue) + sizeof(uint64_t));
   (void)state;
-  assert_int_equal(iocp_config_init(&c, v1_size), IOCP_OK);
-  assert_int_equal(c.size, v1_size);
-  c.nodelay = 12345; /* beyond its size: must be ignored */
+  assert_int_equal(iocp_config_init(&c, size_1_0), IOCP_OK);
+  assert_int_equal(c.size, size_1_0);
+  assert_int_equal(c.nodelay, 1);
   assert_int_equal(iocp_create(&c, &cb, NULL, &s), IOCP_OK);
   assert_non_null(s);
   assert_int_equal(iocp_destroy(s), IOCP_OK);
+
+  assert_int_equal(iocp_config_init(&c, unreleased), IOCP_EVERSION);
+  iocp_config_init(&c, sizeof(c));
+  c.size = unreleased;
+  assert_int_equal(iocp_create(&c, &cb, NULL, &s), IOCP_EVERSION);
+  assert_null(s);
 }
 
 static void test_create_rejects_bad_arguments(void **state) {

@@ -5,9 +5,11 @@
 
 #include <string.h>
 
-/* The sizes of the first released layouts: anything smaller is not ours. */
-#define IOCP__CONFIG_SIZE_V1 (offsetof(iocp_config, max_send_queue) + sizeof(uint64_t))
-#define IOCP__CALLBACKS_SIZE_V1 \
+/* The layouts of the first release, 1.0.0 (iocp_config ended with nodelay
+ * and reserved2_): no caller has a smaller struct, so a smaller size is not
+ * ours. Fields appended since then are read only when `size` covers them. */
+#define IOCP__CONFIG_SIZE_1_0 (offsetof(iocp_config, reserved2_) + sizeof(uint32_t))
+#define IOCP__CALLBACKS_SIZE_1_0 \
   (offsetof(iocp_callbacks, on_disconnect) + sizeof(iocp_on_disconnect_fn))
 
 /* The optional events a caller may ask to be queued. */
@@ -30,7 +32,7 @@ static void config_defaults(iocp_config *c) {
 int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size) {
   iocp_config d;
   if (config == NULL) return IOCP_EINVAL;
-  if (size < IOCP__CONFIG_SIZE_V1) return IOCP_EVERSION;
+  if (size < IOCP__CONFIG_SIZE_1_0) return IOCP_EVERSION;
   config_defaults(&d);
   /* A newer caller's struct may be larger: zero what we do not know. */
   if (size > sizeof(d)) {
@@ -48,7 +50,7 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
   size_t n, len;
   config_defaults(dst);
   if (src != NULL) {
-    if (src->size < IOCP__CONFIG_SIZE_V1) return IOCP_EVERSION;
+    if (src->size < IOCP__CONFIG_SIZE_1_0) return IOCP_EVERSION;
     n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
     memcpy(dst, src, n);
     dst->size = sizeof(*dst);
@@ -74,7 +76,7 @@ int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src, int que
   size_t n;
   memset(dst, 0, sizeof(*dst));
   if (src == NULL) return queue_mode ? IOCP_OK : IOCP_EINVAL;
-  if (src->size < IOCP__CALLBACKS_SIZE_V1) return IOCP_EVERSION;
+  if (src->size < IOCP__CALLBACKS_SIZE_1_0) return IOCP_EVERSION;
   n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
   memcpy(dst, src, n);
   dst->size = sizeof(*dst);

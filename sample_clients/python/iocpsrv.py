@@ -9,10 +9,13 @@
         print("listening on port", server.port)
         input()
 
-The library is ``iocpsrv.dll`` on Windows and ``libiocpsrv.so`` elsewhere,
-found by the platform's normal search (the program's folder and PATH on
-Windows, LD_LIBRARY_PATH on Linux), unless the environment variable
-``IOCPSRV_LIBRARY`` names the file to load. It is loaded on first use (or by
+The library is ``iocpsrv.dll`` on Windows and ``libiocpsrv.so`` elsewhere.
+The environment variable ``IOCPSRV_LIBRARY``, when set, names the file to
+load; otherwise the module's own folder comes first (the wheel ships the
+library there), then the platform's normal search (the program's folder and
+PATH on Windows; LD_LIBRARY_PATH and the system's folders on Linux, where
+the installed ``libiocpsrv.so.1`` is tried before the development link
+``libiocpsrv.so``). It is loaded on first use (or by
 calling :func:`load`), and refused with :class:`LibraryError` unless its
 ``iocp_version()`` is compatible with the header this module mirrors: same
 major version, equal or newer minor (the header's IOCP_VERSION_COMPATIBLE).
@@ -43,6 +46,8 @@ stderr). An exception in ``on_connect`` refuses that connection.
 Only the standard library is used (Python 3.11).
 """
 
+from __future__ import annotations
+
 import asyncio
 import collections
 import ctypes
@@ -52,6 +57,7 @@ import sys
 import threading
 import traceback
 import weakref
+from typing import Callable, Optional, Tuple, Union
 
 __all__ = [
     "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "VERSION_NUMBER",
@@ -127,11 +133,22 @@ LOG_INFO = 3
 ADDRSTRLEN = 64
 
 
-def version_compatible(loaded):
+def version_compatible(loaded: int) -> bool:
     """IOCP_VERSION_COMPATIBLE(loaded): same major, equal or newer minor."""
     return (((loaded >> 16) & 0xFF) == VERSION_MAJOR
             and (loaded & 0xFFFF00) >= (VERSION_NUMBER & 0xFFFF00))
 
+
+# The callbacks Server takes (connection ids are ints); see Server.
+ConnectHandler = Callable[["Server", int, str, int], Optional[bool]]
+DataHandler = Callable[["Server", int, bytes], None]
+SentHandler = Callable[["Server", int, int], None]
+PeerClosedHandler = Callable[["Server", int], None]
+DisconnectHandler = Callable[["Server", int, int], None]
+ConnectFailedHandler = Callable[["Server", int, int], None]
+LogHandler = Callable[["Server", int, int, str], None]
+ErrorHandler = Callable[["Server", str, BaseException], None]
+Buffer = Union[bytes, bytearray, memoryview]
 
 # iocp_server * is opaque: a c_void_p. iocp_conn_id is uint64_t.
 _server_p = ctypes.c_void_p
@@ -165,6 +182,21 @@ class _Callbacks(ctypes.Structure):
         ("on_log", ON_LOG),                        # 1.1
         ("on_connect_failed", ON_CONNECT_FAILED),  # 1.1
     ]
+
+
+class _Event(ctypes.Structure):
+    """struct iocp_event (32 bytes everywhere). The layout's record: the
+    drain loop reads the array with EVENT_FORMAT, which must agree."""
+    _fields_ = [
+        ("type", ctypes.c_uint32),
+        ("value", ctypes.c_int32),
+        ("id", ctypes.c_uint64),
+        ("data", ctypes.c_uint64),
+        ("len", ctypes.c_uint64),
+    ]
+
+
+assert ctypes.sizeof(_Event) == EVENT_SIZE
 
 
 class _Config(ctypes.Structure):
@@ -222,7 +254,7 @@ class IocpError(Exception):
     ``text`` the library's iocp_strerror() description.
     """
 
-    def __init__(self, code, what=None):
+    def __init__(self, code: int, what: Optional[str] = None) -> None:
         self.code = code
         self.name = err_name(code)
         self.text = strerror(code)
@@ -261,14 +293,18 @@ _lib = None
 _lib_lock = threading.Lock()
 
 
-def _library_name():
+def _library_names():
+    """The files to try, in order: IOCPSRV_LIBRARY alone when it is set, else
+    the library in this module's folder, else the platform's search."""
     override = os.environ.get("IOCPSRV_LIBRARY")
     if override:
-        return override
-    return "iocpsrv.dll" if sys.platform == "win32" else "libiocpsrv.so"
+        return [override]
+    names = ["iocpsrv.dll"] if sys.platform == "win32" else ["libiocpsrv.so.1", "libiocpsrv.so"]
+    here = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.join(here, n) for n in names if os.path.isfile(os.path.join(here, n))] + names
 
 
-def load():
+def load() -> ctypes.CDLL:
     """Loads the library once and returns the ctypes.CDLL.
 
     Raises LibraryError when it cannot be found, lacks a function, or its
@@ -278,12 +314,18 @@ def load():
     with _lib_lock:
         if _lib is not None:
             return _lib
-        name = _library_name()
-        try:
-            # CDLL: cdecl (IOCP_CALL), and the GIL is released during calls,
-            # which iocp_destroy() needs to join workers that are calling back.
-            lib = ctypes.CDLL(name)
-        except OSError as e:
+        names = _library_names()
+        lib, e = None, None
+        for name in names:
+            try:
+                # CDLL: cdecl (IOCP_CALL), and the GIL is released during calls,
+                # which iocp_destroy() needs to join workers that are calling back.
+                lib = ctypes.CDLL(name)
+                break
+            except OSError as err:
+                e = err
+        if lib is None:
+            name = " or ".join(names)
             if os.environ.get("IOCPSRV_LIBRARY"):
                 hint = "IOCPSRV_LIBRARY names it"
             elif sys.platform == "win32":
@@ -315,22 +357,22 @@ def load():
         return lib
 
 
-def version():
+def version() -> int:
     """iocp_version() of the loaded library, e.g. 0x010100."""
     return load().iocp_version()
 
 
-def version_string():
+def version_string() -> str:
     """iocp_version_string() of the loaded library, e.g. "1.1.0"."""
     return load().iocp_version_string().decode()
 
 
-def strerror(code):
+def strerror(code: int) -> str:
     """iocp_strerror(code) as str."""
     return load().iocp_strerror(code).decode()
 
 
-def err_name(code):
+def err_name(code: int) -> str:
     """iocp_err_name(code) as str, e.g. "IOCP_ENOTFOUND"."""
     return load().iocp_err_name(code).decode()
 
@@ -413,12 +455,18 @@ class Server:
     before it returns, in both modes.
     """
 
-    def __init__(self, *, port=50000, bind="127.0.0.1", threads=0, backlog=0,
-                 accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True,
-                 mode="queue", thread=True, batch=256,
-                 on_connect=None, on_data=None, on_sent=None, on_peer_closed=None,
-                 on_disconnect=None, on_error=None, dual_stack=False,
-                 on_connect_failed=None, on_log=None):
+    def __init__(self, *, port: int = 50000, bind: str = "127.0.0.1", threads: int = 0,
+                 backlog: int = 0, accepts_posted: int = 0, recv_buffer_size: int = 0,
+                 max_send_queue: int = 0, nodelay: bool = True,
+                 mode: str = "queue", thread: bool = True, batch: int = 256,
+                 on_connect: Optional[ConnectHandler] = None,
+                 on_data: Optional[DataHandler] = None,
+                 on_sent: Optional[SentHandler] = None,
+                 on_peer_closed: Optional[PeerClosedHandler] = None,
+                 on_disconnect: Optional[DisconnectHandler] = None,
+                 on_error: Optional[ErrorHandler] = None, dual_stack: bool = False,
+                 on_connect_failed: Optional[ConnectFailedHandler] = None,
+                 on_log: Optional[LogHandler] = None) -> None:
         lib = load()
         self._lib = lib
         self._on_error = on_error or _default_on_error
@@ -537,7 +585,7 @@ class Server:
             self._serving.clear()
         self._drainer = threading.get_ident()
 
-    def serve_forever(self):
+    def serve_forever(self) -> None:
         """Queue mode with thread=False: drains events on the calling thread
         and calls the handlers until the server is destroyed (from another
         thread, or stopped with stop()); every on_disconnect has run when it
@@ -549,7 +597,7 @@ class Server:
             self._drainer = None
             self._serving.set()
 
-    async def serve_async(self):
+    async def serve_async(self) -> None:
         """Queue mode with thread=False, for asyncio: takes batches on a
         helper thread and runs the handlers in the running event loop. A
         handler may be a coroutine function: its coroutine runs as a task,
@@ -599,7 +647,7 @@ class Server:
             self._drainer = None
             self._serving.set()
 
-    async def aclose(self):
+    async def aclose(self) -> None:
         """For serve_async: stops the server, waits (without blocking the
         loop) until every on_disconnect ran and serve_async ended, then
         destroys it."""
@@ -735,13 +783,13 @@ class Server:
 
     # -- lifetime --
 
-    def stop(self):
+    def stop(self) -> None:
         """iocp_stop(): stops accepting and ends every connection; in queue
         mode the drain loop delivers every on_disconnect, then returns. The
         handle stays valid until destroy()."""
         _check(self._lib.iocp_stop(self._handle()), "iocp_stop")
 
-    def destroy(self):
+    def destroy(self) -> None:
         """Closes every connection (on_disconnect with REASON_DESTROY runs
         for each before this returns) and joins the workers; in queue mode
         it first lets the drain loop deliver every disconnect and waits for
@@ -780,7 +828,7 @@ class Server:
             self._ptr.value = None
             self._finalizer.detach()
 
-    def close(self, id=None):
+    def close(self, id: Optional[int] = None) -> None:
         """close(id): abortive close of one connection (iocp_close).
         close() with no id: destroy the server (same as destroy())."""
         if id is None:
@@ -788,15 +836,19 @@ class Server:
         else:
             _check(self._lib.iocp_close(self._handle(), id), "iocp_close")
 
-    def __enter__(self):
+    def __enter__(self) -> Server:
+        """The server itself: `with Server(...) as server:`."""
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException],
+                 tb: object) -> bool:
+        """Destroys the server (see destroy()); exceptions propagate."""
         self.destroy()
         return False
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
+        """True once the server is destroyed."""
         return self._ptr.value is None
 
     def _handle(self):
@@ -806,7 +858,7 @@ class Server:
 
     # -- per connection; any thread, including handlers --
 
-    def send(self, id, data):
+    def send(self, id: int, data: Buffer) -> None:
         """Queues a copy of `data` (bytes-like) for connection `id`.
         Raises IocpError: ENOTFOUND, ESHUTDOWN, ECLOSED, EQUEUEFULL (nothing
         queued: wait for on_sent), ENOMEM."""
@@ -817,22 +869,22 @@ class Server:
             self._handle()  # a destroyed server: ValueError
             raise IocpError(rc, "iocp_send")
 
-    def shutdown(self, id):
+    def shutdown(self, id: int) -> None:
         """Graceful half-close: queued bytes go out, then FIN."""
         _check(self._lib.iocp_shutdown(self._handle(), id), "iocp_shutdown")
 
-    def queued(self, id):
+    def queued(self, id: int) -> int:
         """Bytes queued for `id` and not yet handed to the system."""
         n = ctypes.c_uint64()
         _check(self._lib.iocp_queued(self._handle(), id, ctypes.byref(n)), "iocp_queued")
         return n.value
 
     @property
-    def port(self):
+    def port(self) -> int:
         """The port listened on (useful after port=0)."""
         return self._lib.iocp_port(self._handle())
 
-    def connect(self, host, port):
+    def connect(self, host: str, port: int) -> int:
         """Opens an outbound connection (iocp_connect) and returns its id.
 
         `host` is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1"): the
@@ -852,7 +904,7 @@ class Server:
         return cid.value
 
     @property
-    def listen_address(self):
+    def listen_address(self) -> Tuple[str, int]:
         """(address, port) the server listens on, e.g. ("::", 50000)."""
         buf = ctypes.create_string_buffer(ADDRSTRLEN)
         port = ctypes.c_uint16()
@@ -861,11 +913,11 @@ class Server:
         return buf.value.decode("ascii"), port.value
 
     @property
-    def connection_count(self):
+    def connection_count(self) -> int:
         """Connections currently open."""
         return self._lib.iocp_connection_count(self._handle())
 
-    def stats(self):
+    def stats(self) -> Statistics:
         """The server's counters (a Statistics named tuple)."""
         st = _Statistics()
         st.size = ctypes.sizeof(st)

@@ -32,9 +32,10 @@
 # servers run in turn, R rounds, the order reversed every round (A B, B A,
 # ...) so drift hits all alike; each run is a fresh server process, warmed up
 # for W seconds, measured for D. Under Wine absolute numbers mean little
-# (see /work/shared/NOTES.md): read the ratio, a median over rounds. CPU per
-# echo or request is the server's user + system time (all its threads and
-# processes, from /proc/PID/stat) over the measured seconds.
+# (see "How to read it" in test/bench/README.md): read the ratio, a median
+# over rounds. CPU per echo or request is the server's user + system time
+# (all its threads and processes, from /proc/PID/stat) over the measured
+# seconds.
 #
 # --extra adds variants to the echo section: baseline with
 # GetQueuedCompletionStatusEx (64 per call), and both with one worker thread.

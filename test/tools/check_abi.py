@@ -9,6 +9,7 @@ header's IOCP_API functions are the same set; the library exports exactly the
 .def names (undecorated: no _name or name@N), and a DLL with the .def's
 ordinals. Prints one line per check and 'N passed, M failed'."""
 import argparse
+import inspect
 import re
 import os
 import subprocess
@@ -16,13 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from def_to_map import export_lines  # noqa: E402  (one .def parser for both tools)
+from checks import check, finish, import_file  # noqa: E402  (test/tools/checks.py)
 
-RESULTS = []
-
-
-def check(name, ok, detail=""):
-    RESULTS.append(ok)
-    print(f"{'ok' if ok else 'FAIL'}: {name}{'' if ok or not detail else ' -- ' + detail}")
 
 
 def read_def(path):
@@ -54,8 +50,8 @@ def dll_exports(path, objdump):
     return names, imports
 
 
-def so_exports(path):
-    out = subprocess.run(["nm", "-D", "--defined-only", path], check=True, capture_output=True,
+def so_exports(path, nm):
+    out = subprocess.run([nm, "-D", "--defined-only", path], check=True, capture_output=True,
                          text=True).stdout
     names = set()
     for line in out.splitlines():
@@ -63,6 +59,39 @@ def so_exports(path):
         if len(parts) >= 3 and parts[1] in "TtWwDdBbRrVvi":
             names.add(parts[2].split("@")[0])
     return names
+
+
+def python_api_gaps(mod):
+    """What the public API (the names in __all__, and the public methods and
+    properties of its classes) lacks: docstrings and type hints."""
+    gaps = []
+
+    def function(name, fn, method=False):
+        params = list(inspect.signature(fn).parameters.values())[1 if method else 0:]
+        missing = [p.name for p in params if p.annotation is inspect.Parameter.empty]
+        if "return" not in fn.__annotations__:
+            missing.append("return")
+        # A constructor is documented by its class's docstring.
+        if not name.endswith(".__init__") and not (fn.__doc__ or "").strip():
+            gaps.append(f"{name}: add a docstring")
+        if missing:
+            gaps.append(f"{name}: add type hints for {', '.join(missing)}")
+
+    for name in getattr(mod, "__all__", []):
+        obj = getattr(mod, name)
+        if inspect.isfunction(obj):
+            function(name, obj)
+        elif inspect.isclass(obj):
+            if not (obj.__doc__ or "").strip():
+                gaps.append(f"{name}: add a docstring")
+            for attr, val in vars(obj).items():
+                if attr.startswith("_") and attr not in ("__init__", "__enter__", "__exit__"):
+                    continue
+                if isinstance(val, property):
+                    function(f"{name}.{attr}", val.fget, method=True)
+                elif inspect.isfunction(val):
+                    function(f"{name}.{attr}", val, method=True)
+    return gaps
 
 
 def main():
@@ -73,7 +102,7 @@ def main():
     ap.add_argument("--objdump", default="objdump")
     ap.add_argument("--so")
     ap.add_argument("--implib", help="import library to check for cdecl names")
-    ap.add_argument("--nm", default="nm")
+    ap.add_argument("--nm", default="nm", help="nm of the build's binutils (import library, shared object)")
     ap.add_argument("--csharp", help="C# wrapper: every import and delegate is Cdecl")
     ap.add_argument("--python", help="ctypes module: CDLL and CFUNCTYPE only")
     a = ap.parse_args()
@@ -108,7 +137,7 @@ def main():
         check("the import library has every .def name",
               all(any(s.endswith(n) for s in syms) for n in exports))
     if a.so:
-        names = so_exports(a.so)
+        names = so_exports(a.so, a.nm)
         check("the shared object exports exactly the .def names", names == set(exports),
               f"extra {sorted(names - set(exports))}, missing {sorted(set(exports) - names)}")
 
@@ -129,11 +158,12 @@ def main():
         check("Python: CDLL and CFUNCTYPE (cdecl), never WinDLL/WINFUNCTYPE",
               "ctypes.CDLL" in py and "CFUNCTYPE" in py and "WinDLL" not in py
               and "WINFUNCTYPE" not in py)
+        lacking = python_api_gaps(import_file(a.python, "iocpsrv_check_abi"))
+        check("Python: every public function, class, method and property has a docstring "
+              "and type hints", not lacking,
+              f"in {a.python}: " + "; ".join(lacking))
 
-    passed = sum(RESULTS)
-    failed = len(RESULTS) - passed
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,13 @@ pkgs=(
   mono-mcs mono-runtime
   python3 python3-pytest python3-uvloop
   dpkg-dev
+  # Packaging and its tests: the MSVC import library (llvm-dlltool), a
+  # clang + lld-link consumer, the header as C++, the version resource
+  # (pefile), the wheel (Debian's python3 + setuptools + wheel, a venv) and
+  # the NuGet package.
+  llvm lld clang g++ binutils
+  python3-pefile python3-setuptools python3-wheel python3-venv
+  nuget
   # Benchmark peers and load tools (test/tools/bench.sh); the library never
   # needs them, and test/bench builds baseline_uv only where libuv is found.
   libuv1-dev nginx-light wrk curl

@@ -21,6 +21,11 @@ ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 status=0
 setup() { # dir, extra meson args...
   local dir=$1; shift
+  # Since 1.1 libiocpsrv.so is a link meson makes at setup (to .so.1, the
+  # SONAME). A build folder from before still lists it in .ninja_log as a
+  # built file, so the `ninja -t cleandead` of every regeneration would
+  # delete the link: forget that entry.
+  [ -f "$dir/.ninja_log" ] && sed -i '/\tlibiocpsrv\.so\t/d' "$dir/.ninja_log"
   if [ -f "$dir/build.ninja" ]; then
     meson setup --reconfigure "$dir" "$@" >"$dir.setup.log" 2>&1
   else

@@ -1,0 +1,280 @@
+/* Unit tests of the platform-free core pieces that need no socket: the send
+ * queue (dll/core/sendq.c) and the id -> connection table
+ * (dll/core/conn_table.c), linked against the static build so that the
+ * allocator can be made to fail (dll/core/hooks.h). */
+#include "tsupport.h"
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- A failing allocator ------------------------------------------------------ */
+
+static int fail_allocations; /* these tests are single-threaded */
+static void *maybe_malloc(size_t n) { return fail_allocations ? NULL : malloc(n); }
+static void *maybe_calloc(size_t n, size_t s) { return fail_allocations ? NULL : calloc(n, s); }
+
+static int use_failing_allocator(void **state) {
+  (void)state;
+  fail_allocations = 0;
+  iocp__hooks.malloc = maybe_malloc;
+  iocp__hooks.calloc = maybe_calloc;
+  return 0;
+}
+
+static int restore_hooks(void **state) {
+  (void)state;
+  iocp__hooks_reset();
+  return 0;
+}
+
+/* ---- Send queue ---------------------------------------------------------------- */
+
+/* The bytes gather() offers, concatenated (at most `cap`). */
+static size_t gathered(const iocp__sendq *q, uint8_t *out, size_t cap, int *n_iov) {
+  iocp__iov iov[IOCP__MAX_IOV];
+  size_t total = 0;
+  int i, n = iocp__sendq_gather(q, iov, IOCP__MAX_IOV);
+  for (i = 0; i < n; i++) {
+    assert_true(iov[i].len > 0);
+    assert_true(total + iov[i].len <= cap);
+    memcpy(out + total, iov[i].base, iov[i].len);
+    total += iov[i].len;
+  }
+  if (n_iov != NULL) *n_iov = n;
+  return total;
+}
+
+static void test_sendq_small_sends_share_a_chunk_in_order(void **state) {
+  iocp__sendq q = {0};
+  uint8_t out[64];
+  int n;
+  (void)state;
+  assert_int_equal(iocp__sendq_push(&q, "abc", 3), IOCP_OK);
+  assert_int_equal(iocp__sendq_push(&q, "", 0), IOCP_OK);
+  assert_int_equal(iocp__sendq_push(&q, "defg", 4), IOCP_OK);
+  assert_int_equal(q.queued, 7);
+  assert_int_equal(gathered(&q, out, sizeof(out), &n), 7);
+  assert_int_equal(n, 1);
+  assert_memory_equal(out, "abcdefg", 7);
+  iocp__sendq_clear(&q);
+  assert_null(q.head);
+  assert_int_equal(q.queued, 0);
+}
+
+static void test_sendq_partial_sends_consume_exactly_what_went_out(void **state) {
+  iocp__sendq q = {0};
+  static uint8_t big[10000], out[20000];
+  size_t i;
+  int n;
+  (void)state;
+  for (i = 0; i < sizeof(big); i++) big[i] = (uint8_t)(i * 7);
+  assert_int_equal(iocp__sendq_push(&q, "hello", 5), IOCP_OK);
+  assert_int_equal(iocp__sendq_push(&q, big, sizeof(big)), IOCP_OK); /* its own chunk */
+  assert_int_equal(gathered(&q, out, sizeof(out), &n), 5 + sizeof(big));
+  assert_int_equal(n, 2);
+
+  iocp__sendq_consume(&q, 3); /* a short send: "he" went, then "l" */
+  assert_int_equal(q.queued, 2 + sizeof(big));
+  assert_int_equal(gathered(&q, out, sizeof(out), NULL), 2 + sizeof(big));
+  assert_memory_equal(out, "lo", 2);
+  assert_memory_equal(out + 2, big, sizeof(big));
+
+  iocp__sendq_consume(&q, 2 + 100); /* across the chunk boundary */
+  assert_int_equal(q.queued, sizeof(big) - 100);
+  assert_int_equal(gathered(&q, out, sizeof(out), &n), sizeof(big) - 100);
+  assert_int_equal(n, 1);
+  assert_memory_equal(out, big + 100, sizeof(big) - 100);
+
+  iocp__sendq_consume(&q, sizeof(big) - 100);
+  assert_int_equal(q.queued, 0);
+  assert_int_equal(iocp__sendq_gather(&q, (iocp__iov[1]){{0}}, 1), 0);
+  iocp__sendq_clear(&q);
+}
+
+static void test_sendq_gather_stops_at_max_and_keeps_order(void **state) {
+  iocp__sendq q = {0};
+  static uint8_t block[5000];
+  iocp__iov iov[3];
+  int i;
+  (void)state;
+  for (i = 0; i < 5; i++) {
+    memset(block, 'a' + i, sizeof(block));
+    assert_int_equal(iocp__sendq_push(&q, block, sizeof(block)), IOCP_OK);
+  }
+  assert_int_equal(iocp__sendq_gather(&q, iov, 3), 3);
+  for (i = 0; i < 3; i++) {
+    assert_int_equal(iov[i].len, sizeof(block));
+    assert_int_equal(((const uint8_t *)iov[i].base)[0], 'a' + i);
+  }
+  iocp__sendq_clear(&q);
+}
+
+static void test_sendq_reuses_its_emptied_tail_chunk(void **state) {
+  iocp__sendq q = {0};
+  iocp__chunk *tail;
+  uint8_t out[16];
+  (void)state;
+  assert_int_equal(iocp__sendq_push(&q, "one", 3), IOCP_OK);
+  tail = q.tail;
+  iocp__sendq_consume(&q, 3);
+  assert_ptr_equal(q.tail, tail); /* kept for the next small sends */
+  assert_int_equal(gathered(&q, out, sizeof(out), NULL), 0);
+  assert_int_equal(iocp__sendq_push(&q, "two", 3), IOCP_OK);
+  assert_ptr_equal(q.tail, tail);
+  assert_int_equal(gathered(&q, out, sizeof(out), NULL), 3);
+  assert_memory_equal(out, "two", 3);
+  iocp__sendq_clear(&q);
+}
+
+static void test_sendq_out_of_memory_queues_nothing(void **state) {
+  iocp__sendq q = {0};
+  static uint8_t big[8192];
+  uint8_t out[16];
+  (void)state;
+  assert_int_equal(iocp__sendq_push(&q, "keep", 4), IOCP_OK);
+  fail_allocations = 1;
+  assert_int_equal(iocp__sendq_push(&q, big, sizeof(big)), IOCP_ENOMEM);
+  assert_int_equal(iocp__sendq_push(&q, "fits", 4), IOCP_OK); /* room in the tail */
+  fail_allocations = 0;
+  assert_int_equal(q.queued, 8);
+  assert_int_equal(gathered(&q, out, sizeof(out), NULL), 8);
+  assert_memory_equal(out, "keepfits", 8);
+  iocp__sendq_clear(&q);
+}
+
+/* Many pushes and short sends of assorted sizes: what goes out is exactly
+ * the pushed stream, in order, with `queued` right at every step. */
+static void test_sendq_stream_is_byte_exact(void **state) {
+  iocp__sendq q = {0};
+  static uint8_t in[1 << 20], out[1 << 20];
+  size_t pushed = 0, sent = 0;
+  uint32_t rng = 12345;
+  (void)state;
+  for (size_t i = 0; i < sizeof(in); i++) in[i] = (uint8_t)(i ^ (i >> 8));
+  while (sent < sizeof(in)) {
+    rng = rng * 1103515245u + 12345u;
+    if (pushed < sizeof(in) && (rng >> 16) % 3 != 0) {
+      size_t len = (rng >> 8) % 9000;
+      if (len > sizeof(in) - pushed) len = sizeof(in) - pushed;
+      assert_int_equal(iocp__sendq_push(&q, in + pushed, len), IOCP_OK);
+      pushed += len;
+    } else {
+      iocp__iov iov[IOCP__MAX_IOV];
+      size_t avail = 0, take;
+      int n = iocp__sendq_gather(&q, iov, IOCP__MAX_IOV);
+      for (int i = 0; i < n; i++) {
+        memcpy(out + sent + avail, iov[i].base, iov[i].len);
+        avail += iov[i].len;
+      }
+      take = avail == 0 ? 0 : 1 + (rng >> 4) % avail; /* the system took some */
+      iocp__sendq_consume(&q, take);
+      sent += take;
+    }
+    assert_int_equal(q.queued, pushed - sent);
+  }
+  assert_memory_equal(out, in, sizeof(in));
+  iocp__sendq_clear(&q);
+}
+
+/* ---- Connection table ----------------------------------------------------------- */
+
+#define CONNS 5000
+
+static void test_table_finds_every_id_and_only_those(void **state) {
+  iocp__table t;
+  iocp__conn *c = calloc(CONNS, sizeof(*c));
+  size_t i;
+  (void)state;
+  assert_non_null(c);
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
+  for (i = 0; i < CONNS; i++) {
+    /* Ids of one shard and spread ones alike: the table grows on the way. */
+    c[i].id = i % 2 ? (i + 1) * IOCP__TABLE_SHARDS : i + 1;
+    assert_int_equal(iocp__table_insert(&t, &c[i]), IOCP_OK);
+  }
+  assert_int_equal(iocp__table_count(&t), CONNS);
+  for (i = 0; i < CONNS; i++) assert_ptr_equal(iocp__table_get(&t, c[i].id), &c[i]);
+  assert_null(iocp__table_get(&t, 0));
+  assert_null(iocp__table_get(&t, UINT64_MAX));
+  assert_null(iocp__table_get(&t, (CONNS + 2) * IOCP__TABLE_SHARDS));
+
+  for (i = 0; i < CONNS; i += 3) assert_ptr_equal(iocp__table_remove(&t, c[i].id), &c[i]);
+  assert_null(iocp__table_remove(&t, c[0].id)); /* gone already */
+  for (i = 0; i < CONNS; i++) {
+    if (i % 3 == 0)
+      assert_null(iocp__table_get(&t, c[i].id));
+    else
+      assert_ptr_equal(iocp__table_get(&t, c[i].id), &c[i]);
+  }
+  assert_int_equal(iocp__table_count(&t), CONNS - (CONNS + 2) / 3);
+  iocp__table_free(&t);
+  free(c);
+}
+
+static void count_visit(iocp__conn *c, void *arg) {
+  (void)c;
+  (*(int *)arg)++;
+}
+
+static void test_table_close_visits_each_and_refuses_more(void **state) {
+  iocp__table t;
+  static iocp__conn c[40], late;
+  int visited = 0, i;
+  (void)state;
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
+  for (i = 0; i < 40; i++) {
+    c[i].id = (iocp_conn_id)i + 1;
+    assert_int_equal(iocp__table_insert(&t, &c[i]), IOCP_OK);
+  }
+  iocp__table_close(&t, count_visit, &visited);
+  assert_int_equal(visited, 40);
+  late.id = 1000;
+  assert_int_equal(iocp__table_insert(&t, &late), IOCP_ECLOSED);
+  assert_null(iocp__table_get(&t, 1000));
+  assert_ptr_equal(iocp__table_get(&t, 7), &c[6]); /* still found until removed */
+  iocp__table_free(&t);
+}
+
+static void test_table_out_of_memory(void **state) {
+  iocp__table t;
+  static iocp__conn c[200];
+  int i;
+  (void)state;
+  fail_allocations = 1;
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_ENOMEM);
+  fail_allocations = 0;
+  assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
+  c[0].id = 1;
+  fail_allocations = 1;
+  assert_int_equal(iocp__table_insert(&t, &c[0]), IOCP_ENOMEM); /* no buckets at all */
+  assert_null(iocp__table_get(&t, 1));
+  fail_allocations = 0;
+  assert_int_equal(iocp__table_insert(&t, &c[0]), IOCP_OK);
+  /* Growth fails from here on: chains get longer, nothing is lost. */
+  fail_allocations = 1;
+  for (i = 1; i < 200; i++) {
+    c[i].id = (iocp_conn_id)i * IOCP__TABLE_SHARDS + 1; /* the same shard as id 1 */
+    assert_int_equal(iocp__table_insert(&t, &c[i]), IOCP_OK);
+  }
+  fail_allocations = 0;
+  for (i = 0; i < 200; i++) assert_ptr_equal(iocp__table_get(&t, c[i].id), &c[i]);
+  assert_int_equal(iocp__table_count(&t), 200);
+  iocp__table_free(&t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sendq_small_sends_share_a_chunk_in_order),
+      cmocka_unit_test(test_sendq_partial_sends_consume_exactly_what_went_out),
+      cmocka_unit_test(test_sendq_gather_stops_at_max_and_keeps_order),
+      cmocka_unit_test(test_sendq_reuses_its_emptied_tail_chunk),
+      cmocka_unit_test(test_sendq_stream_is_byte_exact),
+      cmocka_unit_test_setup_teardown(test_sendq_out_of_memory_queues_nothing,
+                                      use_failing_allocator, restore_hooks),
+      cmocka_unit_test(test_table_finds_every_id_and_only_those),
+      cmocka_unit_test(test_table_close_visits_each_and_refuses_more),
+      cmocka_unit_test_setup_teardown(test_table_out_of_memory, use_failing_allocator, restore_hooks),
+  };
+  return cmocka_run_group_tests_name("units", tests, NULL, NULL);
+}
