@@ -45,8 +45,16 @@
  * - iocp_send(), iocp_shutdown(), iocp_close(), iocp_port() and the other
  *   per-connection functions may be called from any thread, including from
  *   inside any callback (of any connection).
- * - iocp_destroy() must not be called from inside a callback: it returns
- *   IOCP_EINCALLBACK at once there instead of deadlocking.
+ * - iocp_destroy() and iocp_stop_graceful() must not be called from inside
+ *   a callback: they return IOCP_EINCALLBACK at once there instead of
+ *   deadlocking.
+ * - iocp_destroy() may race calls on other threads: it waits for the calls
+ *   to that server already in progress, and every call that begins while it
+ *   runs, or after it returned, fails cleanly: IOCP_ECLOSED from the
+ *   per-connection functions, 0 from iocp_port() and
+ *   iocp_connection_count() (see iocp_destroy() for the one exception).
+ *   So a sender thread may be stopped after destroy, not necessarily
+ *   before.
  * - A callback should not block for long: it holds one worker thread.
  *
  * Platforms
@@ -63,6 +71,13 @@
  * - An IPv6 address ("::", "::1") listens on IPv6 only on both, unless
  *   config.dual_stack asks for IPv4 too; if IPV6_V6ONLY cannot be set as
  *   asked, iocp_create() fails.
+ * - A client that resets before its accept completes never reaches the
+ *   server on Windows: AcceptEx fails for it (ERROR_NETNAME_DELETED; under
+ *   Wine ERROR_UNEXP_NET_ERR, the same outcome), the library posts the
+ *   accept again and no callback runs. Linux's accept() hands such a
+ *   connection over, so there it gets on_connect, then
+ *   on_disconnect(IOCP_REASON_RESET). (Under Wine most of a storm of such
+ *   clients is dropped that way; that is the platform, not a lost event.)
  * - Under Wine (not Windows) a peer's reset can reach the library as an
  *   orderly end of stream, so on_disconnect may say IOCP_REASON_PEER_CLOSED
  *   where Windows says IOCP_REASON_RESET.
@@ -138,7 +153,8 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
  * codes. Codes are never renumbered; retired ones stay reserved. Codes added
  * in 1.1: IOCP_ECONNREFUSED, IOCP_ETIMEDOUT and IOCP_EUNREACH (outbound
  * connections), IOCP_EMFILE (the process ran out of sockets or descriptors;
- * 1.0 said IOCP_ENOMEM there).
+ * 1.0 said IOCP_ENOMEM there), IOCP_ESTOPPED (iocp_stop_graceful),
+ * IOCP_EMODE and IOCP_EBUSY (the batched events of queue mode).
  */
 #define IOCP_ERRNO_MAP(X)                                                        \
   X(EINVAL,       -1,  "invalid argument")                                       \
@@ -159,14 +175,15 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
   X(ECONNREFUSED, -16, "connection refused")                                     \
   X(ETIMEDOUT,    -17, "connection timed out")                                   \
   X(EUNREACH,     -18, "network or host unreachable")                            \
-  X(EMFILE,       -19, "out of sockets or file descriptors")
+  X(EMFILE,       -19, "out of sockets or file descriptors")                     \
+  X(ESTOPPED,     -20, "server is stopping")
 
 enum iocp_errno {
   IOCP_OK = 0,
 #define IOCP_ERRNO_ENUM_(name, code, text) IOCP_##name = (code),
   IOCP_ERRNO_MAP(IOCP_ERRNO_ENUM_)
 #undef IOCP_ERRNO_ENUM_
-  IOCP_ERRNO_LAST_ = -19
+  IOCP_ERRNO_LAST_ = -20
 };
 
 /* A short English description of an error code ("unknown error" otherwise).
@@ -193,7 +210,13 @@ enum iocp_reason {
   /* iocp_close() was called (abortive close; queued data dropped). */
   IOCP_REASON_LOCAL_CLOSE = 3,
   /* iocp_destroy() closed it (abortive close; queued data dropped). */
-  IOCP_REASON_DESTROY = 4
+  IOCP_REASON_DESTROY = 4,
+  /* No traffic for its idle timeout (abortive close; queued data dropped).
+   * See iocp_config.idle_timeout_ms and iocp_set_idle_timeout(). (1.1) */
+  IOCP_REASON_IDLE_TIMEOUT = 5,
+  /* iocp_stop_graceful() reached its deadline with the connection still
+   * open (abortive close; queued data dropped). (1.1) */
+  IOCP_REASON_STOP_DEADLINE = 6
 };
 
 /* ---- Callbacks ----------------------------------------------------------- */
@@ -295,6 +318,18 @@ typedef void(IOCP_CALL *iocp_on_connect_failed_fn)(iocp_server *server, void *us
                                                    iocp_conn_id id, int error);
 
 /*
+ * (1.1) The connection's send queue fell to its drain mark (see
+ * iocp_set_drain_mark(); 0, "empty", unless set): `queued` bytes are still
+ * queued. It fires once each time the queue falls from above the mark to at
+ * or below it, so a producer that stopped (because the queue grew past the
+ * mark, or iocp_send() returned IOCP_EQUEUEFULL) resumes from here instead
+ * of polling. It follows the on_sent of the same bytes, never runs after
+ * on_disconnect, and is skipped once the connection is being torn down.
+ */
+typedef void(IOCP_CALL *iocp_on_drain_fn)(iocp_server *server, void *user,
+                                          iocp_conn_id id, uint64_t queued);
+
+/*
  * The callbacks. Set `size` to sizeof(iocp_callbacks) (fields may be appended
  * in later minor versions; the library reads only the fields `size` covers).
  * Any callback may be NULL.
@@ -310,6 +345,8 @@ typedef struct iocp_callbacks {
   /* Added in 1.1 (a caller whose struct ends before them gets NULL): */
   iocp_on_log_fn on_log;
   iocp_on_connect_failed_fn on_connect_failed;
+  /* Added in 1.1; a caller whose struct ends before it gets NULL. */
+  iocp_on_drain_fn on_drain;
 } iocp_callbacks;
 
 /* ---- Configuration ------------------------------------------------------- */
@@ -326,16 +363,22 @@ typedef struct iocp_config {
   /* IPv4 or IPv6 address as text to bind to: "127.0.0.1" (default), "::1",
    * "0.0.0.0" (all IPv4), "::" (all IPv6). Copied by iocp_create(). */
   const char *bind_address;
-  /* Worker threads; 0 (default) = one per processor. */
+  /* Worker threads; 0 (default) = one per processor; at most 1024. */
   uint32_t threads;
   /* listen() backlog; 0 (default) = the system maximum. */
   uint32_t backlog;
-  /* Accepts kept posted at all times (AcceptEx on Windows); default 16. */
+  /* Accepts kept posted at all times (AcceptEx on Windows; on Linux the most
+   * connections one wake-up accepts, capped at 64); 1 to 4096, default 16. */
   uint32_t accepts_posted;
-  /* Receive buffer per connection in bytes; default 16384. */
+  /* Size in bytes of the buffer one receive reads into; 64 to 64 MiB
+   * (67108864), default 65536. A buffer is lent from a small per-worker pool
+   * only while received bytes wait for on_data, so an idle connection holds
+   * none (since 1.1). */
   uint32_t recv_buffer_size;
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
-   * returns IOCP_EQUEUEFULL rather than exceed it. Default 8 MiB. */
+   * returns IOCP_EQUEUEFULL rather than exceed it. At least 1, no upper
+   * limit (queues past 4 GiB work: the library sends at most 1 GiB per
+   * operation). Default 8 MiB. */
   uint64_t max_send_queue;
   /* 1 (default): TCP_NODELAY on accepted connections, so small writes go
    * out at once instead of waiting for Nagle's algorithm; 0: leave Nagle on.
@@ -353,18 +396,52 @@ typedef struct iocp_config {
    * second server bound to "0.0.0.0" on the same port would fail. */
   uint32_t dual_stack;
   uint32_t reserved3_; /* set to 0 */
-  /* How events reach the caller (added in 1.1): IOCP_DELIVERY_CALLBACKS (0,
+  /* ---- Added in 1.1 with the controls: a caller whose struct ends before a
+   * field gets its default, so a 1.0 caller keeps 1.0's behaviour. ---- */
+  /* A connection with no traffic (no byte received, no byte of its queue
+   * handed to the system) for this many milliseconds ends with
+   * IOCP_REASON_IDLE_TIMEOUT. 0 (default): never. At most
+   * IOCP_MAX_TIMEOUT_MS. Checked by a coarse sweep: a connection ends
+   * between the timeout and a quarter of it later. Per connection:
+   * iocp_set_idle_timeout(). */
+  uint32_t idle_timeout_ms;
+  /* The most connections open at once (iocp_connection_count(), outbound
+   * ones included); past it a newly accepted connection is closed at once
+   * with a reset, runs no callback, and is counted (iocp_refused_count()).
+   * iocp_connect() is not refused by it. 0 (default): no limit. */
+  uint32_t max_connections;
+  /* 1: TCP keep-alive on accepted connections (SO_KEEPALIVE), probing an
+   * idle peer after keepalive_idle_ms, then every keepalive_interval_ms
+   * (0 = the system's value for either). 0 (default): the system default
+   * (off). Linux counts in whole seconds (rounded up); both at most
+   * IOCP_MAX_KEEPALIVE_MS. */
+  uint32_t keepalive;
+  uint32_t keepalive_idle_ms;
+  uint32_t keepalive_interval_ms;
+  uint32_t reserved4_; /* set to 0 */
+  /* The drain mark each new connection starts with (see on_drain and
+   * iocp_set_drain_mark()); default 0: on_drain when the queue is empty. */
+  uint64_t drain_mark;
+  /* ---- Added in 1.1 with the batched events. ---- */
+  /* How events reach the caller: IOCP_DELIVERY_CALLBACKS (0,
    * the default: the callbacks of iocp_callbacks, on worker threads) or
    * IOCP_DELIVERY_QUEUE (iocp_wait(): batches on the caller's own thread).
    * See "Batched events" below. */
   uint32_t delivery;
   /* IOCP_DELIVERY_QUEUE only: the optional events to queue, a bit mask of
-   * IOCP_EVENT_BIT(IOCP_EVENT_SENT) and IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED)
-   * (default 0: neither; without PEER_CLOSED the library finishes a
-   * connection whose peer closed, as a NULL on_peer_closed does). ACCEPTED,
-   * DATA and DISCONNECTED are always queued. Must be 0 in callback mode. */
+   * IOCP_EVENT_BIT(t) for t = IOCP_EVENT_SENT, IOCP_EVENT_PEER_CLOSED,
+   * IOCP_EVENT_DRAIN and IOCP_EVENT_LOG (default 0: none; without
+   * PEER_CLOSED the library finishes a connection whose peer closed, as a
+   * NULL on_peer_closed does; each bit stands for the callback of the same
+   * name being set). ACCEPTED, DATA, DISCONNECTED and CONNECT_FAILED are
+   * always queued. Must be 0 in callback mode. */
   uint32_t queue_events;
 } iocp_config;
+
+/* The longest idle timeout, in milliseconds (24 days: 2^31 - 1). */
+#define IOCP_MAX_TIMEOUT_MS 2147483647u
+/* The longest keep-alive idle time or interval, in milliseconds (32767 s). */
+#define IOCP_MAX_KEEPALIVE_MS 32767000u
 
 /* Values of iocp_config.delivery. */
 enum iocp_delivery {
@@ -388,7 +465,7 @@ IOCP_API int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size);
  * passed to every callback untouched. `config` may be NULL for all defaults.
  *
  * Returns 0, or: IOCP_EINVAL (server or callbacks NULL, bad address text,
- * zero-sized field), IOCP_EVERSION (a struct's size is not one this library
+ * a config field outside the limits written beside it), IOCP_EVERSION (a struct's size is not one this library
  * knows), IOCP_EADDRINUSE (port taken), IOCP_EADDRNOTAVAIL (address not on
  * this machine), IOCP_EACCES, IOCP_EAFNOSUPPORT, IOCP_EMFILE, IOCP_ENOMEM,
  * IOCP_ESYSTEM. When a socket option the server depends on cannot be set
@@ -413,7 +490,8 @@ IOCP_API int IOCP_CALL iocp_create(const iocp_config *config,
  * Returns 0, or: IOCP_EINVAL (server NULL, or data NULL with len > 0),
  * IOCP_ENOTFOUND (unknown or stale id), IOCP_ESHUTDOWN (iocp_shutdown() was
  * called, or the library is finishing after the peer closed),
- * IOCP_ECLOSED (the connection is being torn down), IOCP_EQUEUEFULL (the
+ * IOCP_ECLOSED (the connection is being torn down, or the server: see
+ * iocp_destroy()), IOCP_EQUEUEFULL (the
  * queued bytes would exceed max_send_queue; nothing was queued: wait for
  * on_sent and try again), IOCP_ENOMEM. A failed call queues nothing.
  * len == 0 is a successful no-op.
@@ -440,18 +518,91 @@ IOCP_API int IOCP_CALL iocp_close(iocp_server *server, iocp_conn_id id);
 
 /*
  * Bytes queued for `id` and not yet handed to the operating system, in
- * *queued. Returns 0, IOCP_EINVAL or IOCP_ENOTFOUND.
+ * *queued. Returns 0, IOCP_EINVAL, IOCP_ENOTFOUND or IOCP_ECLOSED (the server
+ * is destroyed).
  */
 IOCP_API int IOCP_CALL iocp_queued(iocp_server *server, iocp_conn_id id,
                                    uint64_t *queued);
 
+/* ---- Per-connection controls (1.1) ----------------------------------------
+ * Like iocp_send(), these may be called from any thread, including from
+ * inside any callback. Each returns 0 or a negative code; IOCP_EINVAL when
+ * server is NULL, IOCP_ENOTFOUND for an unknown or stale id (also once
+ * on_disconnect has started, except iocp_get_context, see there). */
+
+/*
+ * Attaches the caller's pointer `context` to connection `id` (NULL clears
+ * it). The library never looks at it; it is handed back by
+ * iocp_get_context() until the connection's last callback (on_disconnect)
+ * has returned, after which the caller may free what it points to. Set it
+ * in on_connect to have it from the first event on. Returns 0,
+ * IOCP_EINVAL or IOCP_ENOTFOUND (a closing but not yet ended connection
+ * still takes it).
+ */
+IOCP_API int IOCP_CALL iocp_set_context(iocp_server *server, iocp_conn_id id,
+                                        void *context);
+
+/*
+ * Stores connection `id`'s context in *context (NULL if never set). Inside
+ * any callback of that connection, on_disconnect included, it is read
+ * straight from the connection being delivered, without a table lookup;
+ * elsewhere the id is looked up. Returns 0, IOCP_EINVAL (server or context
+ * NULL) or IOCP_ENOTFOUND (*context is then set to NULL).
+ */
+IOCP_API int IOCP_CALL iocp_get_context(iocp_server *server, iocp_conn_id id,
+                                        void **context);
+
+/*
+ * Stops receiving on connection `id`: no receive is posted until
+ * iocp_resume_recv(), so the peer's bytes stay in the kernel and TCP flow
+ * control slows the peer down. Called inside this connection's on_data (or
+ * any of its callbacks before the first on_data), no more bytes arrive;
+ * called from elsewhere, one receive already posted may still complete, so
+ * at most one more on_data (up to recv_buffer_size bytes) can follow. The
+ * peer's FIN is not seen while paused either. A paused connection does not
+ * time out for idleness (its clock restarts at resume). Pausing twice is a
+ * successful no-op. Returns 0, IOCP_EINVAL, IOCP_ENOTFOUND or IOCP_ECLOSED.
+ */
+IOCP_API int IOCP_CALL iocp_pause_recv(iocp_server *server, iocp_conn_id id);
+
+/*
+ * Receives again after iocp_pause_recv(): the bytes that waited in the
+ * kernel arrive through on_data, in order. Resuming a connection that is
+ * not paused is a successful no-op. Returns 0, IOCP_EINVAL,
+ * IOCP_ENOTFOUND or IOCP_ECLOSED.
+ */
+IOCP_API int IOCP_CALL iocp_resume_recv(iocp_server *server, iocp_conn_id id);
+
+/*
+ * Sets connection `id`'s drain mark: on_drain fires when its send queue
+ * falls from above `mark` bytes to at or below it (0: when it is empty).
+ * If the queue is above the new mark now, on_drain follows once it falls
+ * to it. Without an on_drain callback the mark is kept but nothing fires.
+ * Returns 0, IOCP_EINVAL (mark >= max_send_queue, which the queue can
+ * never exceed), IOCP_ENOTFOUND or IOCP_ECLOSED.
+ */
+IOCP_API int IOCP_CALL iocp_set_drain_mark(iocp_server *server, iocp_conn_id id,
+                                           uint64_t mark);
+
+/*
+ * Sets connection `id`'s idle timeout in milliseconds, replacing the
+ * server's idle_timeout_ms for it; 0 turns it off for this connection. The
+ * clock restarts now. Returns 0, IOCP_EINVAL (timeout_ms greater than
+ * IOCP_MAX_TIMEOUT_MS), IOCP_ENOTFOUND, IOCP_ECLOSED, IOCP_ESTOPPED (the
+ * server is being destroyed), or IOCP_ESYSTEM / IOCP_ENOMEM when the
+ * server's timer thread, started by the first timeout, cannot start.
+ */
+IOCP_API int IOCP_CALL iocp_set_idle_timeout(iocp_server *server, iocp_conn_id id,
+                                             uint32_t timeout_ms);
+
 /* The port the server listens on (useful after binding port 0); 0 if server
- * is NULL. */
+ * is NULL or destroyed. */
 IOCP_API uint16_t IOCP_CALL iocp_port(iocp_server *server);
 
 /* Connections currently open: accepted (including one whose on_connect is
  * still running) and whose on_disconnect has not started; a refused one
- * leaves the count before its peer sees the reset. 0 if server is NULL. */
+ * leaves the count before its peer sees the reset. 0 if server is NULL or
+ * destroyed. */
 IOCP_API uint64_t IOCP_CALL iocp_connection_count(iocp_server *server);
 
 /* Room for any address iocp_listen_address() writes, terminator included. */
@@ -466,8 +617,8 @@ IOCP_API uint64_t IOCP_CALL iocp_connection_count(iocp_server *server);
  * "::"; it accepts IPv4 on the same port.
  *
  * Returns 0, or IOCP_EINVAL (server or text NULL, or cap smaller than
- * IOCP_ADDRSTRLEN; nothing is written then). Any thread, including inside
- * callbacks.
+ * IOCP_ADDRSTRLEN; nothing is written then), IOCP_ECLOSED (the server is
+ * destroyed). Any thread, including inside callbacks.
  */
 IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size_t cap,
                                            uint16_t *port);
@@ -496,7 +647,7 @@ IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size
  *
  * Returns 0, or: IOCP_EINVAL (server, address or id NULL, address not a
  * numeric IP address, port 0), IOCP_ECLOSED (the server is being
- * destroyed), IOCP_EAFNOSUPPORT (no IPv6 on this machine), IOCP_EMFILE (out
+ * destroyed or is destroyed), IOCP_EAFNOSUPPORT (no IPv6 on this machine), IOCP_EMFILE (out
  * of sockets), IOCP_ENOMEM, IOCP_ESYSTEM. On failure *id is 0 and no
  * callback runs for the attempt; errors of the connection itself (refused,
  * unreachable) arrive through on_connect_failed even when the system knows
@@ -504,6 +655,40 @@ IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size
  */
 IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, uint16_t port,
                                     iocp_conn_id *id);
+/* (1.1) Connections closed at once because max_connections was reached,
+ * since the server started. 0 if server is NULL. */
+IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
+
+/*
+ * (1.1) Stops the server gracefully, waiting at most `timeout_ms`
+ * milliseconds:
+ *   1. stops accepting (the listening socket is closed);
+ *   2. half-closes every open connection: its queued bytes go out, then FIN
+ *      (an automatic iocp_shutdown(); iocp_send() returns IOCP_ESHUTDOWN
+ *      from here on), while bytes from the peer still arrive through
+ *      on_data until the peer closes, which ends the connection with
+ *      IOCP_REASON_PEER_CLOSED as usual;
+ *   3. waits until every connection has ended, or the deadline;
+ *   4. closes the connections still open at the deadline abortively, with
+ *      IOCP_REASON_STOP_DEADLINE, and waits for their on_disconnect.
+ * Every connection still gets exactly one on_disconnect, all before this
+ * returns. A paused connection (iocp_pause_recv()) does not see its peer's
+ * FIN: resume it, or it lasts until the deadline. timeout_ms 0 means step 4
+ * at once. Afterwards the server accepts nothing more; call iocp_destroy()
+ * to release it (iocp_port() and the getters keep working until then).
+ * Queue mode: see "Batched events" (another thread must keep draining).
+ *
+ * Blocks the calling thread; like every call, it must not overlap the
+ * server's iocp_destroy() (which may follow it on the same thread). A
+ * connection still inside a long callback at the deadline ends when the
+ * callback returns. Returns the number of connections closed at
+ * the deadline (0: all ended gracefully), or: IOCP_EINVAL (server NULL, or
+ * timeout_ms greater than IOCP_MAX_TIMEOUT_MS), IOCP_EINCALLBACK (called
+ * from inside a callback of this server, or in queue mode from the thread
+ * that made the last iocp_wait() call: it would wait for itself),
+ * IOCP_ESTOPPED (a stop already ran or is running).
+ */
+IOCP_API int IOCP_CALL iocp_stop_graceful(iocp_server *server, uint32_t timeout_ms);
 
 /*
  * Counters of a server since iocp_create(). Set `size` to
@@ -542,15 +727,38 @@ IOCP_API int IOCP_CALL iocp_stats(iocp_server *server, iocp_statistics *stats);
  * accepting, closes every connection at once (abortive; queued bytes are
  * dropped), cancels pending I/O and joins the workers. Every open connection
  * gets its on_disconnect(IOCP_REASON_DESTROY) before iocp_destroy() returns,
- * and no callback runs after it returns. The handle is invalid afterwards.
+ * and no callback runs after it returns.
+ *
+ * Calls on other threads: destroy first waits for every call to this server
+ * already in progress on another thread (they take moments: no call blocks).
+ * Calls that begin once destroy has started, and calls made with the handle
+ * after destroy returned, fail cleanly: IOCP_ECLOSED from iocp_send(),
+ * iocp_shutdown(), iocp_close(), iocp_queued(), iocp_connect(),
+ * iocp_listen_address() and a second iocp_destroy();
+ * 0 from iocp_port() and iocp_connection_count(). Inside this server's own
+ * callbacks (which run during destroy, e.g. on_disconnect) every function
+ * keeps working as documented. This holds because the library never gives
+ * a server's memory back to the allocator: it keeps destroyed servers' small
+ * structs in a pool (never more than the most servers alive at once; freed
+ * when the library is unloaded) and a later iocp_create() reuses one. The one exception follows from that: once
+ * a later iocp_create() has returned the same handle, calls with the old
+ * handle reach the new server (connection ids are never reused, so a stale
+ * id still gets IOCP_ENOTFOUND there, but a second destroy would destroy
+ * the new server). Stop using a handle once its destroy has returned.
+ *
+ * Cost: a call from outside the server's workers adds one atomic increment
+ * and one decrement of a per-server counter; calls from inside callbacks
+ * add nothing. (No lock is shared between calls.)
  *
  * Returns 0; IOCP_OK for NULL (a no-op); IOCP_EINCALLBACK at once when called
  * from inside a callback of this server (nothing is destroyed: call it from
- * another thread).
+ * another thread); IOCP_ECLOSED when the server is already destroyed or being
+ * destroyed by another thread (this call waits for nothing).
  *
  * Queue mode: there are no callbacks, so the disconnects cannot run inside
  * iocp_destroy(); see "Batched events" for what it does instead (and for
- * iocp_stop(), which delivers every disconnect before the destroy).
+ * iocp_stop() and iocp_stop_graceful(), which deliver every disconnect
+ * before the destroy).
  */
 IOCP_API int IOCP_CALL iocp_destroy(iocp_server *server);
 
@@ -562,7 +770,8 @@ IOCP_API int IOCP_CALL iocp_destroy(iocp_server *server);
  * returns IOCP_ECLOSED once the last one has been taken and released). Call
  * iocp_destroy() afterwards all the same. Any thread, also inside a
  * callback, but never concurrently with iocp_destroy(). A second call is a
- * successful no-op. Returns 0 or IOCP_EINVAL (server NULL).
+ * successful no-op. Returns 0, IOCP_EINVAL (server NULL) or IOCP_ECLOSED
+ * (destroyed).
  */
 IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
 
@@ -587,13 +796,41 @@ IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
  *   (DATA bytes, ACCEPTED address text) stay valid and unchanged, and the
  *   connections in it wait: its receive buffer is not reused, its next
  *   receive is not posted. Copy what you keep beyond the next iocp_wait().
+ *   (LOG text, too, stays valid until then.)
  * - Refusal: ACCEPTED stands for on_connect. Calling iocp_close() on that id
  *   before the batch is released refuses the connection: the peer sees a
  *   reset and no other event comes for the id (not even DISCONNECTED).
  *   Doing nothing keeps it. iocp_send() and iocp_shutdown() before the
  *   release queue bytes that go out once the connection is kept.
- * - Ids: the id of a DISCONNECTED event is already stale (functions given it
- *   return IOCP_ENOTFOUND), as in on_disconnect.
+ * - Ids: the id of a DISCONNECTED or CONNECT_FAILED event is already stale
+ *   (functions given it return IOCP_ENOTFOUND), as in on_disconnect.
+ * - Contexts: every event of a connection carries the connection's context
+ *   (iocp_set_context()) as it was when the event was queued, so a caller
+ *   needs no lookup; set it while handling ACCEPTED (before the batch is
+ *   released) and every later event of the connection carries it, the
+ *   DISCONNECTED event included, after which the caller may free it.
+ * - The 1.1 controls work as with callbacks, "inside on_data" meaning "while
+ *   the DATA event's batch is not yet released": iocp_pause_recv() then
+ *   stops the next receive exactly; the drain mark queues a DRAIN event
+ *   (when asked for in queue_events) where on_drain would run; an idle
+ *   timeout and max_connections end and refuse connections the same way.
+ * - Outbound connections (iocp_connect()): ACCEPTED when connected (refused
+ *   by iocp_close() before the release, as an accepted one), or one
+ *   CONNECT_FAILED event, its first and last.
+ * - iocp_stop_graceful() works in queue mode when another thread keeps
+ *   calling iocp_wait() while it runs (the peers' last bytes and every
+ *   DISCONNECTED event go through the queue, and it returns once they all
+ *   were taken and released); afterwards iocp_wait() returns IOCP_ECLOSED.
+ *   Called on the thread that made the last iocp_wait() call (the one
+ *   holding the current batch), it would wait for itself: IOCP_EINCALLBACK.
+ * - Log messages: with IOCP_EVENT_BIT(IOCP_EVENT_LOG) in queue_events (and
+ *   on_log NULL) they are queued as LOG events, so a queue-mode caller
+ *   needs no callback at all. Messages about iocp_create() itself can only
+ *   reach on_log (nothing can be waited on yet), so on_log stays allowed in
+ *   queue mode and, when set, gets every message instead. LOG events do not
+ *   wait for the release of the previous ones: at most
+ *   IOCP_LOG_QUEUE_MAX wait at once; past that, messages are counted and
+ *   the next LOG event that fits says how many were lost.
  * - One draining thread at a time: iocp_wait() called while another thread
  *   is inside iocp_wait() on the same server returns IOCP_EBUSY at once and
  *   releases nothing. Successive calls from different threads are fine (a
@@ -626,28 +863,44 @@ enum iocp_event_type {
   IOCP_EVENT_DISCONNECTED = 5,
   /* An iocp_connect() attempt ended before ACCEPTED (on_connect_failed):
    * value = the IOCP_ error. The id's first and last event. */
-  IOCP_EVENT_CONNECT_FAILED = 6
+  IOCP_EVENT_CONNECT_FAILED = 6,
+  /* A message of the library (on_log); only when queue_events has
+   * IOCP_EVENT_BIT(IOCP_EVENT_LOG) and on_log is NULL: id = 0 (no
+   * connection), value = enum iocp_log_level, data = the text
+   * (NUL-terminated), len = its length, context = the IOCP_ code (as a
+   * signed 64-bit number; 0 for IOCP_LOG_INFO). */
+  IOCP_EVENT_LOG = 7,
+  /* The send queue fell to its drain mark (on_drain): len = bytes still
+   * queued; only when queue_events has IOCP_EVENT_BIT(IOCP_EVENT_DRAIN). */
+  IOCP_EVENT_DRAIN = 8
 };
+
+/* The most LOG events waiting at once (queued or in a batch). */
+#define IOCP_LOG_QUEUE_MAX 16
 
 /* The bit of event type t in iocp_config.queue_events. */
 #define IOCP_EVENT_BIT(t) (1u << (t))
 
 /*
- * One event. 32 bytes with the same layout on every platform (x86 and x64,
+ * One event. 40 bytes with the same layout on every platform (x86 and x64,
  * Windows and Linux; no padding, every field at its natural alignment):
  *
  *   offset 0  uint32_t type     IOCP_EVENT_*
- *   offset 4  int32_t  value    ACCEPTED: peer port; DISCONNECTED: reason
+ *   offset 4  int32_t  value    ACCEPTED: peer port; DISCONNECTED: reason;
+ *                               CONNECT_FAILED: error; LOG: level
  *   offset 8  uint64_t id       the connection
  *   offset 16 uint64_t data     an address as an integer (see the types), 0
  *                               when unused; in C: (const uint8_t *)(uintptr_t)
  *   offset 24 uint64_t len      a byte count (see the types)
+ *   offset 32 uint64_t context  the connection's context (iocp_set_context())
+ *                               as an integer; in C: (void *)(uintptr_t)
  *
  * The size never changes: events added later carry what they need in these
  * fields. A caller must skip types it does not know (later minor versions
  * queue new types only when asked to, through queue_events bits).
  * .NET: [StructLayout(LayoutKind.Sequential)] uint, int, ulong, ulong,
- * ulong; ctypes/struct: "<IiQQQ" (little-endian on Windows and x86 Linux).
+ * ulong, ulong; ctypes/struct: "<IiQQQQ" (little-endian on Windows and x86
+ * Linux).
  */
 typedef struct iocp_event {
   uint32_t type;
@@ -655,6 +908,7 @@ typedef struct iocp_event {
   iocp_conn_id id;
   uint64_t data;
   uint64_t len;
+  uint64_t context;
 } iocp_event;
 
 /*
@@ -666,9 +920,9 @@ typedef struct iocp_event {
  * Returns the number of events (0 after a time-out or a wake-up), or:
  * IOCP_EINVAL (server or events NULL, max 0), IOCP_EMODE (a callback-mode
  * server), IOCP_EBUSY (another thread is inside iocp_wait() on this server;
- * nothing released), IOCP_ECLOSED (after iocp_stop(), when every connection
- * has ended and its events were taken and released; or when iocp_destroy()
- * began). Call it from any thread but a worker (there are no callbacks in
+ * nothing released), IOCP_ECLOSED (after iocp_stop() or
+ * iocp_stop_graceful(), when every connection has ended and its events were
+ * taken and released; or when iocp_destroy() began, or has returned). Call it from any thread but a worker (there are no callbacks in
  * queue mode); the GIL-free, one-call-per-batch use is the point.
  */
 IOCP_API int IOCP_CALL iocp_wait(iocp_server *server, iocp_event *events, uint32_t max,

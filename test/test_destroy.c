@@ -149,37 +149,123 @@ static void test_destroy_inside_on_disconnect_during_destroy(void **state) {
 
 /* ---- Destroy while clients keep connecting ----------------------------------- */
 
-typedef struct churn {
-  uint16_t port;
-  atomic_int stop;
-  int connected;
-} churn;
-
-static void churn_main(void *arg) {
-  churn *c = arg;
-  while (!atomic_load(&c->stop)) {
-    ts_sock s = ts_connect(c->port);
-    if (s == TS_BAD_SOCK) break; /* the listener is gone */
-    c->connected++;
-    ts_send_all(s, "abc", 3);
-    ts_close(s);
-  }
-}
-
 static void test_destroy_while_clients_keep_connecting(void **state) {
   int round;
   (void)state;
   for (round = 0; round < 5; round++) {
     rec_server *r = rec_start(REC_ECHO, NULL, NULL);
-    churn c = {0};
-    ts_thread *t;
-    c.port = r->port;
-    t = ts_thread_start(churn_main, &c);
+    ts_churn *k = ts_churn_start(r->port);
     assert_int_equal(ts_counter_wait(r->connects, 20, TS_TIMEOUT_MS), 0);
     rec_stop(r); /* asserts one disconnect per connect, nothing late */
-    atomic_store(&c.stop, 1);
-    ts_thread_join(t);
-    assert_true(c.connected >= 20);
+    assert_true(ts_churn_stop(k) >= 20);
+  }
+}
+
+/* ---- Destroy racing calls on other threads (issue 9, defect 3) -------------------
+ * Sender threads call every per-connection function and the getters in a
+ * loop while the main thread destroys the server, and keep calling after
+ * iocp_destroy() has returned. Destroy waits for the calls in progress; the
+ * ones that begin while it runs or after it returned fail with IOCP_ECLOSED
+ * (the getters return 0), never touching freed memory (ASan, TSan). */
+
+#define RACE_SENDERS 4
+#define RACE_CONNS 8
+
+typedef struct racer {
+  iocp_server *srv;
+  const iocp_conn_id *ids;
+  atomic_int *destroyed; /* set once iocp_destroy() has returned */
+  atomic_int stop;
+  atomic_int calls;
+  int bad;               /* a result the contract does not allow */
+  int after;             /* calls made after destroy returned */
+} racer;
+
+static int allowed_before(int rc) {
+  return rc == IOCP_OK || rc == IOCP_EQUEUEFULL || rc == IOCP_ENOTFOUND || rc == IOCP_ECLOSED;
+}
+
+static void racer_main(void *arg) {
+  racer *k = arg;
+  unsigned i = 0;
+  while (!atomic_load(&k->stop)) {
+    int late = atomic_load(k->destroyed);
+    iocp_conn_id id = k->ids[i++ % RACE_CONNS];
+    uint64_t q = 0;
+    int rc1 = iocp_send(k->srv, id, "0123456789abcdef", 16);
+    int rc2 = iocp_queued(k->srv, id, &q);
+    uint16_t port = iocp_port(k->srv);
+    uint64_t n = iocp_connection_count(k->srv);
+    char text[IOCP_ADDRSTRLEN];
+    int rc3 = iocp_listen_address(k->srv, text, sizeof(text), NULL);
+    if (late) {
+      if (rc1 != IOCP_ECLOSED || rc2 != IOCP_ECLOSED || rc3 != IOCP_ECLOSED || port != 0 ||
+          n != 0)
+        k->bad++;
+      if (iocp_shutdown(k->srv, id) != IOCP_ECLOSED || iocp_close(k->srv, id) != IOCP_ECLOSED)
+        k->bad++;
+      k->after++;
+    } else if (!allowed_before(rc1) || !allowed_before(rc2) || !allowed_before(rc3)) {
+      k->bad++;
+    }
+    atomic_fetch_add(&k->calls, 1);
+  }
+}
+
+static void test_destroy_waits_for_calls_on_other_threads(void **state) {
+  int round;
+  (void)state;
+  for (round = 0; round < 3; round++) {
+    rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+    iocp_conn_id ids[RACE_CONNS];
+    ts_sock socks[RACE_CONNS];
+    racer k[RACE_SENDERS];
+    ts_thread *t[RACE_SENDERS];
+    atomic_int destroyed;
+    int i;
+
+    for (i = 0; i < RACE_CONNS; i++) {
+      socks[i] = ts_connect(r->port);
+      assert_true(socks[i] != TS_BAD_SOCK);
+      ids[i] = rec_wait_connect(r, i + 1);
+      assert_true(ids[i] != 0);
+    }
+    atomic_init(&destroyed, 0);
+    for (i = 0; i < RACE_SENDERS; i++) {
+      memset(&k[i], 0, sizeof(k[i]));
+      k[i].srv = r->srv;
+      k[i].ids = ids;
+      k[i].destroyed = &destroyed;
+      t[i] = ts_thread_start(racer_main, &k[i]);
+    }
+    /* Every sender is calling before destroy starts ... */
+    for (i = 0; i < RACE_SENDERS; i++) {
+      uint64_t until = ts_now_ms() + TS_TIMEOUT_MS;
+      while (atomic_load(&k[i].calls) < 50 && ts_now_ms() < until) continue;
+      assert_true(atomic_load(&k[i].calls) >= 50);
+    }
+    assert_int_equal(iocp_destroy(r->srv), IOCP_OK);
+    r->destroyed = 1;
+    atomic_store(&destroyed, 1);
+    assert_int_equal(ts_counter_get(r->disconnects), RACE_CONNS);
+    /* ... and keeps calling after it returned. */
+    for (i = 0; i < RACE_SENDERS; i++) {
+      int64_t seen = atomic_load(&k[i].calls);
+      uint64_t until = ts_now_ms() + TS_TIMEOUT_MS;
+      while (atomic_load(&k[i].calls) < seen + 50 && ts_now_ms() < until) continue;
+    }
+    for (i = 0; i < RACE_SENDERS; i++) atomic_store(&k[i].stop, 1);
+    for (i = 0; i < RACE_SENDERS; i++) {
+      ts_thread_join(t[i]);
+      assert_int_equal(k[i].bad, 0);
+      assert_true(k[i].after > 0);
+    }
+    /* A second destroy of the same handle is refused, not a crash. */
+    assert_int_equal(iocp_destroy(r->srv), IOCP_ECLOSED);
+    for (i = 0; i < RACE_CONNS; i++) ts_close(socks[i]);
+    assert_int_equal(ts_counter_get(r->late), 0);
+    assert_int_equal(ts_counter_get(r->violations), 0);
+    rec_free(r);
   }
 }
 
@@ -189,6 +275,7 @@ int main(void) {
       cmocka_unit_test(test_destroy_from_inside_a_callback_is_refused),
       cmocka_unit_test(test_destroy_inside_on_disconnect_during_destroy),
       cmocka_unit_test(test_destroy_while_clients_keep_connecting),
+      cmocka_unit_test(test_destroy_waits_for_calls_on_other_threads),
   };
   ts_net_init();
   return cmocka_run_group_tests_name("destroy", tests, NULL, NULL);

@@ -134,8 +134,29 @@ static SOCKET WSAAPI failing_wsasocket(int af, int type, int proto, LPWSAPROTOCO
   return WSASocketW(af, type, proto, info, g, flags);
 }
 
+/* Socket creation fails after the first call (the listener's) while armed:
+ * every accept iocp_create posts fails. */
+static atomic_int sockets_made;
+static atomic_int accept_sockets_fail;
+static SOCKET WSAAPI wsasocket_failing_after_listener(int af, int type, int proto,
+                                                      LPWSAPROTOCOL_INFOW info, GROUP g,
+                                                      DWORD flags) {
+  int n = atomic_fetch_add(&sockets_made, 1);
+  if (n > 0 && atomic_load(&accept_sockets_fail)) {
+    /* Not a synchronisation: the result is checked with waits on events.
+     * This pause only lets the new workers reach their wait first, as
+     * they would on a busy machine, so that the old bug (workers blocked
+     * with no time-out, never retrying) shows every time. */
+    if (n == 1) Sleep(300);
+    WSASetLastError(WSAEMFILE);
+    return INVALID_SOCKET;
+  }
+  return WSASocketW(af, type, proto, info, g, flags);
+}
+
 static void fail_accept_setup(void) { iocp__hooks.setsockopt = failing_setsockopt; }
 static void fail_first_receive(void) { iocp__hooks.wsarecv = failing_wsarecv; }
+static void fail_accepts_at_start(void) { iocp__hooks.wsasocket = wsasocket_failing_after_listener; }
 static void fail_socket_creation(void) { iocp__hooks.wsasocket = failing_wsasocket; }
 #else
 #  include <errno.h>
@@ -168,8 +189,20 @@ static int accept4_out_of_files(int fd, struct sockaddr *a, socklen_t *len, int 
   return accept4(fd, a, len, flags);
 }
 
+/* The epoll engine accepts when a client arrives: the same fault is every
+ * accept4 failing for lack of descriptors while armed. */
+static atomic_int accept_sockets_fail;
+static int accept4_failing_while_armed(int fd, struct sockaddr *a, socklen_t *len, int flags) {
+  if (atomic_load(&accept_sockets_fail)) {
+    errno = EMFILE;
+    return -1;
+  }
+  return accept4(fd, a, len, flags);
+}
+
 static void fail_accept_setup(void) { iocp__hooks.accept4 = failing_accept4; }
 static void fail_first_receive(void) { iocp__hooks.recv = failing_recv; }
+static void fail_accepts_at_start(void) { iocp__hooks.accept4 = accept4_failing_while_armed; }
 static void fail_socket_creation(void) { iocp__hooks.accept4 = accept4_out_of_files; }
 #endif
 
@@ -312,6 +345,30 @@ static void test_accepts_recover_after_running_out_of_sockets(void **state) {
   iocp__hooks_reset();
 }
 
+/* Issue 9, defect 2: every accept iocp_create posts fails (a moment of
+ * socket exhaustion). The server must still start accepting once sockets
+ * are back: the parked accepts were never retried, as every worker was
+ * blocked with no time-out. */
+static void test_accepts_that_all_fail_at_start_are_retried(void **state) {
+  iocp_config c;
+  rec_server *r;
+  (void)state;
+  iocp_config_init(&c, sizeof(c));
+  c.accepts_posted = 4;
+  c.threads = 2;
+#if defined(_WIN32)
+  atomic_store(&sockets_made, 0);
+#endif
+  atomic_store(&accept_sockets_fail, 1);
+  fail_accepts_at_start();
+  r = rec_start(REC_ECHO, &c, NULL);
+  atomic_store(&accept_sockets_fail, 0); /* sockets are back */
+  ts_echo_check(r->port, "hello", 15000);
+  assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
+  rec_stop(r);
+  iocp__hooks_reset();
+}
+
 /* The teardown of every test: the real calls back even when the test failed
  * half-way (cmocka skips the rest of a failed test, its own reset included),
  * so that one failure leaves no fault in place for the tests after it. After
@@ -330,6 +387,7 @@ int main(void) {
       cmocka_unit_test(test_failed_accept_setup_drops_one_socket_and_keeps_accepting),
       cmocka_unit_test(test_receive_failure_ends_connection_as_reset),
       cmocka_unit_test(test_accepts_recover_after_running_out_of_sockets),
+      cmocka_unit_test(test_accepts_that_all_fail_at_start_are_retried),
   };
 
   for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) tests[i].teardown_func = restore_hooks;

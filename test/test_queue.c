@@ -10,34 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static iocp_server *start_queue(uint32_t queue_events) {
-  iocp_config c;
-  iocp_server *s = NULL;
-  ts_net_init();
-  assert_int_equal(iocp_config_init(&c, sizeof(c)), IOCP_OK);
-  c.delivery = IOCP_DELIVERY_QUEUE;
-  c.queue_events = queue_events;
-  assert_int_equal(iocp_create(&c, NULL, NULL, &s), IOCP_OK);
-  assert_non_null(s);
-  return s;
-}
-
-/* Takes events one at a time until one of `type` comes (skipping SENT);
- * fails the test on a time-out or any other event. */
-static iocp_event next_event(iocp_server *s, uint32_t type) {
-  iocp_event ev;
-  uint64_t deadline = ts_now_ms() + TS_TIMEOUT_MS;
-  for (;;) {
-    int n = iocp_wait(s, &ev, 1, 1000);
-    assert_true(n >= 0);
-    if (n == 1 && ev.type == IOCP_EVENT_SENT && type != IOCP_EVENT_SENT) continue;
-    if (n == 1) {
-      assert_int_equal(ev.type, type);
-      return ev;
-    }
-    assert_true(ts_now_ms() < deadline);
-  }
-}
 
 static const uint8_t *bytes_of(const iocp_event *ev) {
   return (const uint8_t *)(uintptr_t)ev->data;
@@ -94,7 +66,7 @@ static void test_one_mode_per_server(void **state) {
 }
 
 static void test_bad_arguments(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   iocp_event ev;
   (void)state;
   assert_int_equal(iocp_wait(NULL, &ev, 1, 0), IOCP_EINVAL);
@@ -115,7 +87,7 @@ static void wake_later(void *arg) {
 }
 
 static void test_timeout_and_wake(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   iocp_event ev;
   uint64_t t0;
   ts_thread *t;
@@ -139,7 +111,7 @@ static void test_timeout_and_wake(void **state) {
 /* ---- An echo, event by event --------------------------------------------- */
 
 static void test_echo_order_and_data_lifetime(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   iocp_event ev;
   iocp_conn_id id;
   uint8_t buf[8];
@@ -147,7 +119,7 @@ static void test_echo_order_and_data_lifetime(void **state) {
   (void)state;
   a = ts_connect(iocp_port(s));
   assert_true(a != TS_BAD_SOCK);
-  ev = next_event(s, IOCP_EVENT_ACCEPTED);
+  ev = ts_queue_next(s, IOCP_EVENT_ACCEPTED);
   id = ev.id;
   assert_true(id != 0);
   assert_string_equal((const char *)bytes_of(&ev), "127.0.0.1");
@@ -155,7 +127,7 @@ static void test_echo_order_and_data_lifetime(void **state) {
   assert_int_equal(ev.value, ts_local_port(a));
 
   assert_int_equal(ts_send_all(a, "abc", 3), TS_OK);
-  ev = next_event(s, IOCP_EVENT_DATA);
+  ev = ts_queue_next(s, IOCP_EVENT_DATA);
   assert_true(ev.id == id);
   assert_int_equal(ev.len, 3);
   /* More bytes arrive while the batch is held; the echo's round trip
@@ -166,13 +138,13 @@ static void test_echo_order_and_data_lifetime(void **state) {
   assert_int_equal(ts_recv_exact(a, buf, 3), TS_OK);
   assert_memory_equal(buf, "abc", 3);
   assert_memory_equal(bytes_of(&ev), "abc", 3);
-  ev = next_event(s, IOCP_EVENT_DATA);
+  ev = ts_queue_next(s, IOCP_EVENT_DATA);
   assert_int_equal(ev.len, 3);
   assert_memory_equal(bytes_of(&ev), "XYZ", 3);
 
   /* No PEER_CLOSED asked for: the library finishes the connection itself. */
   ts_shutdown_send(a);
-  ev = next_event(s, IOCP_EVENT_DISCONNECTED);
+  ev = ts_queue_next(s, IOCP_EVENT_DISCONNECTED);
   assert_true(ev.id == id);
   assert_int_equal(ev.value, IOCP_REASON_PEER_CLOSED);
   assert_int_equal(iocp_send(s, id, "x", 1), IOCP_ENOTFOUND); /* stale */
@@ -183,7 +155,7 @@ static void test_echo_order_and_data_lifetime(void **state) {
 }
 
 static void test_peer_closed_and_sent_events(void **state) {
-  iocp_server *s = start_queue(IOCP_EVENT_BIT(IOCP_EVENT_SENT) |
+  iocp_server *s = ts_queue_start(IOCP_EVENT_BIT(IOCP_EVENT_SENT) |
                                IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED));
   iocp_event ev;
   iocp_conn_id id;
@@ -192,20 +164,20 @@ static void test_peer_closed_and_sent_events(void **state) {
   ts_sock a;
   (void)state;
   a = ts_connect(iocp_port(s));
-  id = next_event(s, IOCP_EVENT_ACCEPTED).id;
+  id = ts_queue_next(s, IOCP_EVENT_ACCEPTED).id;
   assert_int_equal(ts_send_all(a, "ping", 4), TS_OK);
-  ev = next_event(s, IOCP_EVENT_DATA);
+  ev = ts_queue_next(s, IOCP_EVENT_DATA);
   assert_int_equal(iocp_send(s, id, bytes_of(&ev), (size_t)ev.len), IOCP_OK);
-  ev = next_event(s, IOCP_EVENT_SENT);
+  ev = ts_queue_next(s, IOCP_EVENT_SENT);
   assert_true(ev.id == id);
   assert_int_equal(ev.len, 4);
   ts_shutdown_send(a);
-  ev = next_event(s, IOCP_EVENT_PEER_CLOSED);
+  ev = ts_queue_next(s, IOCP_EVENT_PEER_CLOSED);
   assert_true(ev.id == id);
   /* Still open for sending until this side finishes. */
   assert_int_equal(iocp_send(s, id, "bye", 3), IOCP_OK);
   assert_int_equal(iocp_shutdown(s, id), IOCP_OK);
-  ev = next_event(s, IOCP_EVENT_DISCONNECTED);
+  ev = ts_queue_next(s, IOCP_EVENT_DISCONNECTED);
   assert_int_equal(ev.value, IOCP_REASON_PEER_CLOSED);
   assert_int_equal(ts_recv_to_end(a, buf, sizeof(buf), &got), TS_EOF);
   assert_int_equal(got, 7);
@@ -217,7 +189,7 @@ static void test_peer_closed_and_sent_events(void **state) {
 /* ---- Refusal and sends before the keep -------------------------------------- */
 
 static void test_close_on_accepted_refuses(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   iocp_event ev[8];
   iocp_conn_id refused, kept;
   uint8_t buf[4];
@@ -226,7 +198,7 @@ static void test_close_on_accepted_refuses(void **state) {
   int i, n;
   (void)state;
   a = ts_connect(iocp_port(s));
-  refused = next_event(s, IOCP_EVENT_ACCEPTED).id;
+  refused = ts_queue_next(s, IOCP_EVENT_ACCEPTED).id;
   assert_int_equal(iocp_close(s, refused), IOCP_OK);
   assert_int_equal(iocp_close(s, refused), IOCP_ECLOSED);
   /* The release refuses it: the peer sees a reset, the id goes stale. */
@@ -256,14 +228,14 @@ static void test_close_on_accepted_refuses(void **state) {
 }
 
 static void test_sends_before_the_release_go_out(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   iocp_conn_id id;
   uint8_t buf[16];
   size_t got = 0;
   ts_sock a;
   (void)state;
   a = ts_connect(iocp_port(s));
-  id = next_event(s, IOCP_EVENT_ACCEPTED).id;
+  id = ts_queue_next(s, IOCP_EVENT_ACCEPTED).id;
   assert_int_equal(iocp_send(s, id, "hello", 5), IOCP_OK);
   assert_int_equal(iocp_shutdown(s, id), IOCP_OK);
   assert_int_equal(iocp_wait(s, (iocp_event[1]){{0}}, 1, 0) >= 0, 1); /* releases */
@@ -271,7 +243,7 @@ static void test_sends_before_the_release_go_out(void **state) {
   assert_int_equal(got, 5);
   assert_memory_equal(buf, "hello", 5);
   ts_close(a);
-  assert_int_equal(next_event(s, IOCP_EVENT_DISCONNECTED).value, IOCP_REASON_PEER_CLOSED);
+  assert_int_equal(ts_queue_next(s, IOCP_EVENT_DISCONNECTED).value, IOCP_REASON_PEER_CLOSED);
   assert_int_equal(iocp_destroy(s), IOCP_OK);
 }
 
@@ -280,7 +252,7 @@ static void test_sends_before_the_release_go_out(void **state) {
 #define LIMIT_CONNS 20
 
 static void test_batches_respect_max(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   ts_sock a[LIMIT_CONNS];
   iocp_event ev[3];
   int i, n, accepted = 0, data = 0;
@@ -336,7 +308,7 @@ static void test_second_drainer_is_busy(void **state) {
   waiter w;
   ts_thread *t;
   (void)state;
-  w.s = start_queue(0);
+  w.s = ts_queue_start(0);
   atomic_store(&w.rc, 1);
   t = ts_thread_start(wait_forever, &w);
   until_busy(w.s);
@@ -353,7 +325,7 @@ static void test_destroy_while_a_caller_waits(void **state) {
   uint8_t buf[4];
   size_t got = 0;
   (void)state;
-  w.s = start_queue(0);
+  w.s = ts_queue_start(0);
   atomic_store(&w.rc, 1);
   a = ts_connect(iocp_port(w.s));
   assert_int_equal(ts_send_all(a, "abc", 3), TS_OK);
@@ -369,7 +341,7 @@ static void test_destroy_while_a_caller_waits(void **state) {
 /* Destroy with a batch held (its data pointing into a connection) and
  * events still queued: everything is released, nothing leaks. */
 static void test_destroy_with_a_batch_held(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   ts_sock a, b;
   iocp_event ev[4];
   int i, n, accepted = 0;
@@ -393,7 +365,7 @@ static void test_destroy_with_a_batch_held(void **state) {
 #define STOP_CONNS 10
 
 static void test_stop_then_drain_delivers_every_disconnect(void **state) {
-  iocp_server *s = start_queue(0);
+  iocp_server *s = ts_queue_start(0);
   ts_sock a[STOP_CONNS];
   iocp_conn_id ids[STOP_CONNS];
   int seen[STOP_CONNS] = {0};
@@ -432,6 +404,67 @@ static void test_stop_then_drain_delivers_every_disconnect(void **state) {
   for (i = 0; i < STOP_CONNS; i++) ts_close(a[i]);
 }
 
+/* ---- iocp_stop_graceful in queue mode ------------------------------------------- */
+
+typedef struct graceful_stop {
+  iocp_server *s;
+  atomic_int rc;
+} graceful_stop;
+
+static void stop_gracefully(void *arg) {
+  graceful_stop *g = arg;
+  atomic_store(&g->rc, iocp_stop_graceful(g->s, TS_TIMEOUT_MS));
+}
+
+/* The thread holding the batch would wait for itself: refused. From another
+ * thread, while this one drains, the peer's last bytes and the disconnect
+ * come through the queue, then iocp_wait() says the server stopped. */
+static void test_graceful_stop_while_draining(void **state) {
+  iocp_server *s = ts_queue_start(0);
+  graceful_stop g;
+  ts_thread *t;
+  iocp_event ev[4];
+  char buf[8];
+  size_t got = 0;
+  ts_sock a;
+  int i, n, disconnected = 0, data = 0;
+  (void)state;
+  memset(ev, 0, sizeof(ev));
+  a = ts_connect(iocp_port(s));
+  ts_queue_next(s, IOCP_EVENT_ACCEPTED);
+  assert_int_equal(iocp_stop_graceful(s, 1000), IOCP_EINCALLBACK);
+  g.s = s;
+  atomic_store(&g.rc, 1);
+  t = ts_thread_start(stop_gracefully, &g);
+  /* Released: the connection is kept, so the half-close reaches it; the
+   * server's FIN comes, then ours ends it. */
+  assert_true(iocp_wait(s, ev, 4, 0) >= 0);
+  assert_int_equal(ts_recv_to_end(a, (uint8_t *)buf, sizeof(buf), &got), TS_EOF);
+  assert_int_equal(got, 0);
+  assert_int_equal(ts_send_all(a, "bye", 3), TS_OK);
+  ts_close(a);
+  for (;;) {
+    n = iocp_wait(s, ev, 4, TS_TIMEOUT_MS);
+    if (n == IOCP_ECLOSED) break;
+    assert_true(n > 0);
+    for (i = 0; i < n; i++) {
+      if (ev[i].type == IOCP_EVENT_DATA) data += (int)ev[i].len;
+      if (ev[i].type == IOCP_EVENT_DISCONNECTED) {
+        assert_int_equal(ev[i].value, IOCP_REASON_PEER_CLOSED);
+        disconnected++;
+      }
+    }
+  }
+  ts_thread_join(t);
+  assert_int_equal(atomic_load(&g.rc), 0); /* none at the deadline */
+  assert_int_equal(disconnected, 1);
+  assert_int_equal(data, 3);
+  t = ts_thread_start(stop_gracefully, &g); /* a second stop, from elsewhere */
+  ts_thread_join(t);
+  assert_int_equal(atomic_load(&g.rc), IOCP_ESTOPPED);
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_one_mode_per_server),
@@ -446,6 +479,7 @@ int main(void) {
       cmocka_unit_test(test_destroy_while_a_caller_waits),
       cmocka_unit_test(test_destroy_with_a_batch_held),
       cmocka_unit_test(test_stop_then_drain_delivers_every_disconnect),
+      cmocka_unit_test(test_graceful_stop_while_draining),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,10 +96,12 @@ static void hold_back(rec_server *r, iocp_conn_id id) {
 }
 
 static void test_stats_bytes_queued(void **state) {
-  rec_hooks hooks = {hold_back, NULL, NULL};
-  rec_server *r = rec_start(0, NULL, &hooks);
+  rec_hooks hooks = {0};
+  rec_server *r;
   iocp_statistics st;
   ts_sock a;
+  hooks.on_connect = hold_back;
+  r = rec_start(0, NULL, &hooks);
   (void)state;
   a = ts_connect(r->port);
   ts_set_rcvbuf(a, 4096);

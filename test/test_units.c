@@ -191,7 +191,7 @@ static void test_table_finds_every_id_and_only_those(void **state) {
   for (i = 0; i < CONNS; i++) {
     /* Ids of one shard and spread ones alike: the table grows on the way. */
     c[i].id = i % 2 ? (i + 1) * IOCP__TABLE_SHARDS : i + 1;
-    assert_int_equal(iocp__table_insert(&t, &c[i]), IOCP_OK);
+    assert_int_equal(iocp__table_insert(&t, &c[i], 0), IOCP_OK);
   }
   assert_int_equal(iocp__table_count(&t), CONNS);
   for (i = 0; i < CONNS; i++) assert_ptr_equal(iocp__table_get(&t, c[i].id), &c[i]);
@@ -225,12 +225,12 @@ static void test_table_close_visits_each_and_refuses_more(void **state) {
   assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
   for (i = 0; i < 40; i++) {
     c[i].id = (iocp_conn_id)i + 1;
-    assert_int_equal(iocp__table_insert(&t, &c[i]), IOCP_OK);
+    assert_int_equal(iocp__table_insert(&t, &c[i], 0), IOCP_OK);
   }
   iocp__table_close(&t, count_visit, &visited);
   assert_int_equal(visited, 40);
   late.id = 1000;
-  assert_int_equal(iocp__table_insert(&t, &late), IOCP_ECLOSED);
+  assert_int_equal(iocp__table_insert(&t, &late, 0), IOCP_ECLOSED);
   assert_null(iocp__table_get(&t, 1000));
   assert_ptr_equal(iocp__table_get(&t, 7), &c[6]); /* still found until removed */
   iocp__table_free(&t);
@@ -247,15 +247,15 @@ static void test_table_out_of_memory(void **state) {
   assert_int_equal(iocp__table_init(&t, 64), IOCP_OK);
   c[0].id = 1;
   fail_allocations = 1;
-  assert_int_equal(iocp__table_insert(&t, &c[0]), IOCP_ENOMEM); /* no buckets at all */
+  assert_int_equal(iocp__table_insert(&t, &c[0], 0), IOCP_ENOMEM); /* no buckets at all */
   assert_null(iocp__table_get(&t, 1));
   fail_allocations = 0;
-  assert_int_equal(iocp__table_insert(&t, &c[0]), IOCP_OK);
+  assert_int_equal(iocp__table_insert(&t, &c[0], 0), IOCP_OK);
   /* Growth fails from here on: chains get longer, nothing is lost. */
   fail_allocations = 1;
   for (i = 1; i < 200; i++) {
     c[i].id = (iocp_conn_id)i * IOCP__TABLE_SHARDS + 1; /* the same shard as id 1 */
-    assert_int_equal(iocp__table_insert(&t, &c[i]), IOCP_OK);
+    assert_int_equal(iocp__table_insert(&t, &c[i], 0), IOCP_OK);
   }
   fail_allocations = 0;
   for (i = 0; i < 200; i++) assert_ptr_equal(iocp__table_get(&t, c[i].id), &c[i]);

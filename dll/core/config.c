@@ -14,7 +14,8 @@
 
 /* The optional events a caller may ask to be queued. */
 #define IOCP__QUEUE_EVENTS_KNOWN \
-  (IOCP_EVENT_BIT(IOCP_EVENT_SENT) | IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED))
+  (IOCP_EVENT_BIT(IOCP_EVENT_SENT) | IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED) | \
+   IOCP_EVENT_BIT(IOCP_EVENT_DRAIN) | IOCP_EVENT_BIT(IOCP_EVENT_LOG))
 
 static void config_defaults(iocp_config *c) {
   memset(c, 0, sizeof(*c));
@@ -24,9 +25,14 @@ static void config_defaults(iocp_config *c) {
   c->threads = 0;
   c->backlog = 0;
   c->accepts_posted = 16;
-  c->recv_buffer_size = 16384;
+  c->recv_buffer_size = 65536;
   c->max_send_queue = 8u << 20;
   c->nodelay = 1;
+  /* 1.1: all off, as in 1.0. */
+  c->idle_timeout_ms = 0;
+  c->max_connections = 0;
+  c->keepalive = 0;
+  c->drain_mark = 0;
 }
 
 int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size) {
@@ -69,6 +75,12 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
   if (dst->queue_events & ~IOCP__QUEUE_EVENTS_KNOWN) return IOCP_EINVAL;
   if (dst->delivery == IOCP_DELIVERY_CALLBACKS && dst->queue_events != 0) return IOCP_EINVAL;
   if (dst->dual_stack > 1) return IOCP_EINVAL; /* an IPv4 address: see iocp_create */
+  if (dst->idle_timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
+  if (dst->max_connections > INT32_MAX) return IOCP_EINVAL;
+  if (dst->keepalive > 1 || dst->keepalive_idle_ms > IOCP_MAX_KEEPALIVE_MS ||
+      dst->keepalive_interval_ms > IOCP_MAX_KEEPALIVE_MS)
+    return IOCP_EINVAL;
+  if (dst->drain_mark >= dst->max_send_queue) return IOCP_EINVAL;
   return IOCP_OK;
 }
 
@@ -84,7 +96,7 @@ int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src, int que
    * is allowed in both). */
   if (queue_mode && (dst->on_connect != NULL || dst->on_data != NULL || dst->on_sent != NULL ||
                      dst->on_peer_closed != NULL || dst->on_disconnect != NULL ||
-                     dst->on_connect_failed != NULL))
+                     dst->on_connect_failed != NULL || dst->on_drain != NULL))
     return IOCP_EMODE;
   return IOCP_OK;
 }

@@ -22,6 +22,11 @@
 
 static iocp__seq next_id = 1; /* process-wide: ids are never reused */
 
+/* The connection whose callback runs on this thread (iocp_get_context). */
+static IOCP__TLS iocp__conn *current;
+
+iocp__conn *iocp__conn_current(void) { return current; }
+
 void iocp__conn_ref(iocp__conn *c) { iocp__ref_add(&c->refs, 1); }
 
 /* Drops the send queue, and its bytes from the queued statistic. */
@@ -65,6 +70,9 @@ iocp__conn *iocp__conn_alloc(iocp_server *s) {
   c->server = s;
   c->id = iocp__seq_next(&next_id);
   c->refs = 1; /* not yet shared with any other thread */
+  c->drain_mark = s->cfg.drain_mark;
+  c->idle_ms = s->cfg.idle_timeout_ms;
+  c->active_tick = iocp__timer_tick(s);
   iocp__mutex_init(&c->lock);
   iocp__ref_add(&s->alive, 1);
   return c;
@@ -80,12 +88,13 @@ void iocp__conn_lock(iocp__conn *c) { iocp__mutex_lock(&c->lock); }
 void iocp__conn_unlock(iocp__conn *c) { iocp__mutex_unlock(&c->lock); }
 
 static int has_events(const iocp__conn *c) {
-  return c->ev_connect || c->ev_data || c->ev_sent || c->ev_peer_closed || c->ev_disconnect;
+  return c->ev_connect || c->ev_data || c->ev_sent || c->ev_drain || c->ev_peer_closed ||
+         c->ev_disconnect;
 }
 
 /* Starts the teardown once: no more I/O, the socket is closed (pending
  * operations complete as aborted) and on_disconnect becomes due. */
-static void teardown_locked(iocp__conn *c, int reason, int abortive) {
+void iocp__conn_teardown_locked(iocp__conn *c, int reason, int abortive) {
   if (c->closing) return;
   c->closing = 1;
   c->reason = reason;
@@ -95,8 +104,13 @@ static void teardown_locked(iocp__conn *c, int reason, int abortive) {
   c->ev_disconnect = 1;
 }
 
-static void start_recv_locked(iocp__conn *c) {
+static void teardown_locked(iocp__conn *c, int reason, int abortive) {
+  iocp__conn_teardown_locked(c, reason, abortive);
+}
+
+void iocp__conn_start_recv_locked(iocp__conn *c) {
   if (c->closing || c->peer_fin || c->recv_busy || c->ev_data || !c->kept) return;
+  if (c->paused || c->in_data) return; /* resumed later; on_data still holds rbuf */
   assert(c->rbuf == NULL); /* on_data is over: its buffer went back */
   iocp__conn_ref(c);
   c->recv_busy = 1;
@@ -108,9 +122,11 @@ static void start_recv_locked(iocp__conn *c) {
   }
 }
 
+static void start_recv_locked(iocp__conn *c) { iocp__conn_start_recv_locked(c); }
+
 /* Posts the next gathered send; with an empty queue after iocp_shutdown(),
  * sends FIN instead, which ends the connection if the peer's FIN is in. */
-static void start_send_locked(iocp__conn *c) {
+void iocp__conn_start_send_locked(iocp__conn *c) {
   iocp__iov iov[IOCP__MAX_IOV];
   int n;
   if (c->closing || c->send_busy || !c->kept) return;
@@ -136,9 +152,13 @@ static void start_send_locked(iocp__conn *c) {
   }
 }
 
+static void start_send_locked(iocp__conn *c) { iocp__conn_start_send_locked(c); }
+
 /* Takes the next due event into c->ev; lock held. Returns 0 when the event
- * needs no delivery (the library's own handling of a peer's FIN). */
+ * needs no delivery (the library's own handling of a peer's FIN, a drain
+ * that is no longer one). */
 static int take_event_locked(iocp__conn *c) {
+  iocp_server *s = c->server;
   iocp__event_rec *e = &c->ev;
   memset(e, 0, sizeof(*e));
   if (c->ev_connect) {
@@ -147,9 +167,11 @@ static int take_event_locked(iocp__conn *c) {
     e->value = c->peer_port;
     e->data = c->peer_addr;
     e->len = strlen(c->peer_addr);
+    c->accept_out = s->queue_mode; /* iocp_close() refuses it until released */
   } else if (c->ev_data) {
     assert(c->rbuf != NULL && c->ev_data_len > 0 && !c->recv_busy);
     c->ev_data = 0;
+    c->in_data = 1; /* until the callback returns or the batch is released */
     e->type = IOCP_EVENT_DATA;
     e->data = c->rbuf;
     e->len = c->ev_data_len;
@@ -157,10 +179,19 @@ static int take_event_locked(iocp__conn *c) {
     e->type = IOCP_EVENT_SENT;
     e->len = c->ev_sent;
     c->ev_sent = 0;
+  } else if (c->ev_drain) {
+    c->ev_drain = 0;
+    if (c->closing) return 0;
+    if (c->sendq.queued > c->drain_mark) { /* refilled since: not drained */
+      c->drain_armed = 1;
+      return 0;
+    }
+    e->type = IOCP_EVENT_DRAIN;
+    e->len = c->sendq.queued;
   } else if (c->ev_peer_closed) {
     c->ev_peer_closed = 0;
     if (c->closing) return 0;
-    if (!c->server->want_peer_closed) {
+    if (!s->want_peer_closed) {
       c->shut_req = 1; /* the default: finish the queue, then FIN */
       start_send_locked(c);
       return 0;
@@ -176,6 +207,7 @@ static int take_event_locked(iocp__conn *c) {
     e->type = IOCP_EVENT_DISCONNECTED;
     e->value = c->reason;
   }
+  e->context = c->context;
   return 1;
 }
 
@@ -192,6 +224,7 @@ static int call_back(iocp__conn *c) {
     if (cb->on_data != NULL) cb->on_data(s, s->user, c->id, c->rbuf, (size_t)e->len);
     break;
   case IOCP_EVENT_SENT: cb->on_sent(s, s->user, c->id, e->len); break;
+  case IOCP_EVENT_DRAIN: cb->on_drain(s, s->user, c->id, e->len); break;
   case IOCP_EVENT_PEER_CLOSED: cb->on_peer_closed(s, s->user, c->id); break;
   case IOCP_EVENT_DISCONNECTED:
     if (cb->on_disconnect != NULL) cb->on_disconnect(s, s->user, c->id, e->value);
@@ -217,6 +250,7 @@ static void finish_event(iocp__conn *c, int keep) {
   }
   iocp__mutex_lock(&c->lock);
   if (c->ev.type == IOCP_EVENT_ACCEPTED) {
+    c->accept_out = 0;
     if (!keep) {
       iocp__stat_add(s, IOCP__STAT_REFUSED, 1);
       c->refused = 1;
@@ -230,6 +264,7 @@ static void finish_event(iocp__conn *c, int keep) {
     /* Only now is the buffer free again: back to the pool, so an idle
      * connection holds none. */
     uint8_t *buf = c->rbuf;
+    c->in_data = 0;
     c->rbuf = NULL;
     iocp__buf_put(s, buf);
     start_recv_locked(c);
@@ -242,14 +277,17 @@ static void finish_event(iocp__conn *c, int keep) {
  * (iocp__conn_released picks up from there). */
 static void run_locked(iocp__conn *c) {
   iocp_server *s = c->server;
+  iocp__conn *outer = current;
   int rounds = 0;
 
+  current = c;
   while (has_events(c)) {
     int keep, deliver;
     if (++rounds > IOCP__RUN_ROUNDS) {
       iocp__conn_ref(c);
       if (iocp__eng_post_run(c) == IOCP_OK) {
         iocp__mutex_unlock(&c->lock); /* `running` stays set for that worker */
+        current = outer;
         return;
       }
       unref_not_last(c);
@@ -270,6 +308,7 @@ static void run_locked(iocp__conn *c) {
     if (s->queue_mode) {
       iocp__conn_ref(c); /* the queue's */
       iocp__evq_push(c);
+      current = outer;
       return;
     }
     keep = call_back(c);
@@ -277,6 +316,7 @@ static void run_locked(iocp__conn *c) {
   }
   c->running = 0;
   iocp__mutex_unlock(&c->lock);
+  current = outer;
 }
 
 void iocp__conn_released(iocp__conn *c) {
@@ -303,7 +343,7 @@ static void deliver_locked(iocp__conn *c) {
 
 /* On any thread, lock held: make sure a worker will deliver what is pending
  * (API calls never run callbacks on the caller's thread). */
-static void kick_locked(iocp__conn *c) {
+void iocp__conn_kick_locked(iocp__conn *c) {
   if (c->running || !has_events(c)) return;
   iocp__conn_ref(c);
   if (iocp__eng_post_run(c) == IOCP_OK)
@@ -312,15 +352,26 @@ static void kick_locked(iocp__conn *c) {
     unref_not_last(c); /* the next completion on this connection delivers */
 }
 
+static void kick_locked(iocp__conn *c) { iocp__conn_kick_locked(c); }
+
 /* ---- Called by the engine's workers ---------------------------------------- */
 
 void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
-  iocp__stat_add(c->server, IOCP__STAT_ACCEPTED, 1);
+  iocp_server *s = c->server;
+  int rc;
+  iocp__stat_add(s, IOCP__STAT_ACCEPTED, 1);
   iocp__address_format(peer, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
   /* Due before anyone can find the id, so on_connect is always first. */
   c->ev_connect = 1;
-  if (iocp__table_insert(&c->server->table, c) != IOCP_OK) {
-    /* The server is being destroyed: drop it before anyone saw it. */
+  rc = iocp__table_insert(&s->table, c, s->cfg.max_connections);
+  if (rc != IOCP_OK) {
+    /* The server is stopping, or at max_connections: drop it before anyone
+     * saw it (a reset for the peer). */
+    if (rc == IOCP__EFULL) {
+      iocp__mutex_lock(&s->lock);
+      s->refused++;
+      iocp__mutex_unlock(&s->lock);
+    }
     iocp__mutex_lock(&c->lock);
     c->ev_connect = 0;
     c->refused = 1;
@@ -360,10 +411,12 @@ void iocp__conn_recv_done(iocp__conn *c, int result, uint8_t *buf, size_t bytes)
   } else if (result != IOCP__IO_OK) {
     teardown_locked(c, IOCP_REASON_RESET, 1);
   } else if (bytes == 0) {
+    c->active_tick = iocp__timer_tick(c->server);
     c->peer_fin = 1;
     c->ev_peer_closed = 1;
     if (c->fin_sent) teardown_locked(c, IOCP_REASON_PEER_CLOSED, 0);
   } else {
+    c->active_tick = iocp__timer_tick(c->server);
     c->rbuf = buf; /* the event holds it until on_data returns */
     c->ev_data = 1;
     c->ev_data_len = bytes;
@@ -384,9 +437,14 @@ void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes) {
     assert(bytes <= c->sendq.queued); /* an engine never reports more than it was given */
     if (bytes > c->sendq.queued) bytes = (size_t)c->sendq.queued;
     iocp__sendq_consume(&c->sendq, bytes);
+    if (bytes > 0) c->active_tick = iocp__timer_tick(c->server);
     iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, (int64_t)bytes);
     iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)bytes);
     if (c->server->want_sent) c->ev_sent += bytes;
+    if (c->drain_armed && c->sendq.queued <= c->drain_mark) {
+      c->drain_armed = 0;
+      c->ev_drain = 1;
+    }
     start_send_locked(c);
   }
   deliver_locked(c);
@@ -409,22 +467,31 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg) {
 
 /* ---- The per-connection API ----------------------------------------------------- */
 
-typedef int (*conn_op_fn)(iocp__conn *c, void *arg);
 
 /* Looks the id up and runs op with the connection's lock held; then makes
  * sure a worker delivers whatever the op made due. */
-static int with_conn(iocp_server *s, iocp_conn_id id, conn_op_fn op, void *arg) {
+int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
   iocp__conn *c;
-  int rc;
+  int rc, gate;
   if (s == NULL) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
   c = iocp__table_get(&s->table, id);
-  if (c == NULL) return IOCP_ENOTFOUND;
-  iocp__mutex_lock(&c->lock);
-  rc = op(c, arg);
-  kick_locked(c);
-  iocp__mutex_unlock(&c->lock);
-  iocp__conn_unref(c);
+  if (c == NULL) {
+    rc = IOCP_ENOTFOUND;
+  } else {
+    iocp__mutex_lock(&c->lock);
+    rc = op(c, arg);
+    kick_locked(c);
+    iocp__mutex_unlock(&c->lock);
+    iocp__conn_unref(c);
+  }
+  if (gate) iocp__server_leave(s);
   return rc;
+}
+
+static int with_conn(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
+  return iocp__conn_with(s, id, op, arg);
 }
 
 typedef struct send_args {
@@ -438,13 +505,17 @@ static int send_locked(iocp__conn *c, void *arg) {
   /* After iocp_shutdown() the answer stays ESHUTDOWN, even once the
    * connection has ended meanwhile: that is the caller's own doing. */
   if (c->shut_req) return IOCP_ESHUTDOWN;
-  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
-  if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) return IOCP_EQUEUEFULL;
-  rc = iocp__sendq_push(&c->sendq, a->data, a->len);
-  if (rc == IOCP_OK) {
-    iocp__stat_add(c->server, IOCP__STAT_QUEUED, (int64_t)a->len);
-    start_send_locked(c);
+  if (c->closing) return IOCP_ECLOSED;
+  if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) {
+    /* on_drain tells when to try again (once bytes are queued to go out). */
+    if (c->server->want_drain && c->sendq.queued > 0) c->drain_armed = 1;
+    return IOCP_EQUEUEFULL;
   }
+  rc = iocp__sendq_push(&c->sendq, a->data, a->len);
+  if (rc != IOCP_OK) return rc;
+  iocp__stat_add(c->server, IOCP__STAT_QUEUED, (int64_t)a->len);
+  if (c->server->want_drain && c->sendq.queued > c->drain_mark) c->drain_armed = 1;
+  start_send_locked(c);
   return rc;
 }
 
@@ -461,7 +532,7 @@ static int shutdown_locked(iocp__conn *c, void *arg) {
 static int close_locked(iocp__conn *c, void *arg) {
   (void)arg;
   if (c->closing || c->refuse_req) return IOCP_ECLOSED;
-  if (!c->kept && c->server->queue_mode) {
+  if (c->accept_out) {
     /* Refused at the release of its ACCEPTED event: out of the table
      * first, then the reset, as with on_connect's refusal. */
     c->refuse_req = 1;

@@ -65,7 +65,7 @@ static void shard_grow(iocp__table_shard *sh) {
   sh->nbuckets = n;
 }
 
-int iocp__table_insert(iocp__table *t, iocp__conn *c) {
+int iocp__table_insert(iocp__table *t, iocp__conn *c, uint32_t limit) {
   iocp__table_shard *sh = shard(t, shard_of(c->id));
   int rc = IOCP_OK;
   size_t j;
@@ -78,6 +78,16 @@ int iocp__table_insert(iocp__table *t, iocp__conn *c) {
   if (sh->nbuckets == 0) {
     rc = IOCP_ENOMEM;
     goto out;
+  }
+  /* Under a limit, a slot taken atomically across shards (the one shared
+   * write, paid only by servers with max_connections). */
+  if (limit != 0) {
+    if (iocp__ref_add(&t->capped, 1) >= (long)limit) {
+      iocp__ref_add(&t->capped, -1);
+      rc = IOCP__EFULL;
+      goto out;
+    }
+    c->capped = 1;
   }
   j = bucket_of(sh, c->id);
   c->table_next = sh->buckets[j];
@@ -100,6 +110,7 @@ iocp__conn *iocp__table_remove(iocp__table *t, iocp_conn_id id) {
       *pp = c->table_next;
       c->table_next = NULL;
       iocp__counter_add(&sh->count, -1);
+      if (c->capped) iocp__ref_add(&t->capped, -1);
       break;
     }
   }
@@ -122,7 +133,7 @@ iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id) {
 }
 
 void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg) {
-  size_t i, j;
+  size_t i;
   /* Every shard closed first: no insert anywhere once any fn runs. */
   for (i = 0; i < IOCP__TABLE_SHARDS; i++) {
     iocp__table_shard *sh = shard(t, i);
@@ -130,6 +141,11 @@ void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), voi
     sh->closed = 1;
     iocp__mutex_unlock(&sh->lock);
   }
+  iocp__table_each(t, fn, arg);
+}
+
+void iocp__table_each(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg) {
+  size_t i, j;
   for (i = 0; i < IOCP__TABLE_SHARDS; i++) {
     iocp__table_shard *sh = shard(t, i);
     iocp__mutex_lock(&sh->lock);

@@ -21,14 +21,12 @@ static int start_locked(iocp__conn *c, const struct sockaddr_storage *addr, int 
   return IOCP_OK;
 }
 
-int IOCP_CALL iocp_connect(iocp_server *s, const char *address, uint16_t port,
-                           iocp_conn_id *id) {
+static int connect_inside(iocp_server *s, const char *address, uint16_t port,
+                          iocp_conn_id *id) {
   struct sockaddr_storage addr;
   int addrlen = 0, rc;
   iocp__conn *c;
 
-  if (id != NULL) *id = 0;
-  if (s == NULL || address == NULL || id == NULL || port == 0) return IOCP_EINVAL;
   rc = iocp__address_parse(address, port, &addr, &addrlen);
   if (rc != IOCP_OK) return rc;
 
@@ -38,7 +36,7 @@ int IOCP_CALL iocp_connect(iocp_server *s, const char *address, uint16_t port,
   iocp__eng_conn_init(c);
   iocp__address_format((const struct sockaddr *)&addr, c->peer_addr, sizeof(c->peer_addr),
                        &c->peer_port);
-  rc = iocp__table_insert(&s->table, c);
+  rc = iocp__table_insert(&s->table, c, 0); /* max_connections is for accepts */
   if (rc != IOCP_OK) {
     iocp__conn_unref(c); /* nobody saw it */
     return rc;
@@ -61,5 +59,17 @@ int IOCP_CALL iocp_connect(iocp_server *s, const char *address, uint16_t port,
     *id = 0;
   }
   iocp__conn_unref(c);
+  return rc;
+}
+
+int IOCP_CALL iocp_connect(iocp_server *s, const char *address, uint16_t port,
+                           iocp_conn_id *id) {
+  int rc, gate;
+  if (id != NULL) *id = 0;
+  if (s == NULL || address == NULL || id == NULL || port == 0) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  rc = connect_inside(s, address, port, id);
+  if (gate) iocp__server_leave(s);
   return rc;
 }

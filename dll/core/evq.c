@@ -15,12 +15,16 @@
  * when the last connection is freed. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
-_Static_assert(sizeof(iocp_event) == 32, "iocp_event is 32 bytes everywhere");
+_Static_assert(sizeof(iocp_event) == 40, "iocp_event is 40 bytes everywhere");
 _Static_assert(offsetof(iocp_event, id) == 8 && offsetof(iocp_event, data) == 16 &&
-                   offsetof(iocp_event, len) == 24,
+                   offsetof(iocp_event, len) == 24 && offsetof(iocp_event, context) == 32,
                "iocp_event layout");
+
+/* Its address tells threads apart (the holder of the current batch). */
+static IOCP__TLS char thread_marker;
 
 void iocp__evq_push(iocp__conn *c) {
   iocp_server *s = c->server;
@@ -47,10 +51,11 @@ static void release_list(iocp__conn *c) {
   }
 }
 
-/* Nothing more will ever be queued: stopped, and every connection freed. */
+/* Nothing more will ever be queued: stopped (iocp_stop() or
+ * iocp_stop_graceful()), and every connection freed and its events taken. */
 static int finished_locked(iocp_server *s) {
-  return s->evq.discard ||
-         (s->stopped && iocp__ref_add(&s->alive, 0) == 0 && s->evq.head == NULL);
+  return s->evq.discard || ((s->stopped || s->stopping) && iocp__ref_add(&s->alive, 0) == 0 &&
+                            s->evq.head == NULL && s->evq.log_queued == 0);
 }
 
 static void fill(iocp_event *ev, const iocp__conn *c) {
@@ -59,18 +64,99 @@ static void fill(iocp_event *ev, const iocp__conn *c) {
   ev->id = c->id;
   ev->data = (uint64_t)(uintptr_t)c->ev.data;
   ev->len = c->ev.len;
+  ev->context = (uint64_t)(uintptr_t)c->ev.context;
 }
 
-int IOCP_CALL iocp_wait(iocp_server *s, iocp_event *events, uint32_t max, int32_t timeout_ms) {
-  iocp__evq *q;
+/* ---- LOG events ------------------------------------------------------------ */
+
+static void log_put_locked(iocp__evq *q, int level, int code, const char *text) {
+  iocp__logrec *r = &q->logs[(q->log_first + q->log_taken + q->log_queued) % IOCP_LOG_QUEUE_MAX];
+  size_t len = strlen(text);
+  if (len >= sizeof(r->text)) len = sizeof(r->text) - 1;
+  r->level = level;
+  r->code = code;
+  memcpy(r->text, text, len);
+  r->text[len] = '\0';
+  q->log_queued++;
+}
+
+void iocp__evq_log(iocp_server *s, int level, int code, const char *text) {
+  iocp__evq *q = &s->evq;
+  uint32_t room;
+  iocp__mutex_lock(&s->lock);
+  room = IOCP_LOG_QUEUE_MAX - q->log_taken - q->log_queued;
+  if (q->discard) {
+    /* iocp_destroy() runs: nobody will take it */
+  } else if (room < (q->log_lost != 0 ? 2u : 1u)) {
+    q->log_lost++;
+  } else {
+    if (q->log_lost != 0) {
+      char note[64];
+      snprintf(note, sizeof(note), "%llu log messages lost: the queue was full",
+               (unsigned long long)q->log_lost);
+      log_put_locked(q, IOCP_LOG_WARN, 0, note);
+      q->log_lost = 0;
+    }
+    log_put_locked(q, level, code, text);
+    if (q->sleepers != 0) iocp__cond_broadcast(&s->cond);
+  }
+  iocp__mutex_unlock(&s->lock);
+}
+
+/* Moves queued LOG events into the batch, oldest first; lock held. */
+static uint32_t take_logs_locked(iocp__evq *q, iocp_event *events, uint32_t max) {
+  uint32_t n = 0;
+  while (n < max && q->log_queued != 0) {
+    const iocp__logrec *r = &q->logs[(q->log_first + q->log_taken) % IOCP_LOG_QUEUE_MAX];
+    iocp_event *ev = &events[n++];
+    ev->type = IOCP_EVENT_LOG;
+    ev->value = r->level;
+    ev->id = 0;
+    ev->data = (uint64_t)(uintptr_t)r->text;
+    ev->len = strlen(r->text);
+    ev->context = (uint64_t)(int64_t)r->code;
+    q->log_taken++;
+    q->log_queued--;
+  }
+  return n;
+}
+
+int iocp__evq_batch_context(iocp_server *s, iocp_conn_id id, void **context) {
+  const iocp__conn *c;
+  int rc = IOCP_ENOTFOUND, gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  iocp__mutex_lock(&s->lock);
+  /* Only the thread that holds the batch, as only on_disconnect's own
+   * thread skips the lookup: for everyone else the id is already stale. */
+  c = s->evq.holder == &thread_marker ? s->evq.batch : NULL;
+  for (; c != NULL; c = c->evq_next) {
+    if (c->id == id) {
+      *context = c->ev.context; /* written before the push, under this lock since */
+      rc = IOCP_OK;
+      break;
+    }
+  }
+  iocp__mutex_unlock(&s->lock);
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
+int iocp__evq_is_holder(iocp_server *s) {
+  int holder;
+  iocp__mutex_lock(&s->lock);
+  holder = s->evq.holder == &thread_marker;
+  iocp__mutex_unlock(&s->lock);
+  return holder;
+}
+
+/* The gate is held throughout: iocp_destroy() first makes a waiter leave
+ * (iocp__evq_close), then waits for it to be out. */
+static int wait_inside(iocp_server *s, iocp_event *events, uint32_t max, int32_t timeout_ms) {
+  iocp__evq *q = &s->evq;
   iocp__conn *batch, **tailp;
   uint64_t deadline = 0;
   uint32_t n = 0;
   int rc;
-
-  if (s == NULL || events == NULL || max == 0) return IOCP_EINVAL;
-  if (!s->queue_mode) return IOCP_EMODE;
-  q = &s->evq;
 
   iocp__mutex_lock(&s->lock);
   if (q->busy) {
@@ -82,15 +168,20 @@ int IOCP_CALL iocp_wait(iocp_server *s, iocp_event *events, uint32_t max, int32_
     return IOCP_ECLOSED;
   }
   q->busy = 1;
+  q->holder = &thread_marker;
   batch = q->batch;
   q->batch = NULL;
+  /* The previous batch's LOG slots are free again. */
+  q->log_first = (q->log_first + q->log_taken) % IOCP_LOG_QUEUE_MAX;
+  q->log_taken = 0;
   iocp__mutex_unlock(&s->lock);
 
   release_list(batch); /* may queue the next events of these connections */
 
   if (timeout_ms > 0) deadline = iocp__now_ms() + (uint64_t)timeout_ms;
   iocp__mutex_lock(&s->lock);
-  while (q->head == NULL && !q->wake && !finished_locked(s) && timeout_ms != 0) {
+  while (q->head == NULL && q->log_queued == 0 && !q->wake && !finished_locked(s) &&
+         timeout_ms != 0) {
     q->sleepers++;
     if (timeout_ms < 0) {
       iocp__cond_wait(&s->cond, &s->lock);
@@ -108,6 +199,7 @@ int IOCP_CALL iocp_wait(iocp_server *s, iocp_event *events, uint32_t max, int32_
   if (q->discard) {
     rc = IOCP_ECLOSED;
   } else {
+    n = take_logs_locked(q, events, max);
     tailp = &q->batch;
     while (n < max && q->head != NULL) {
       iocp__conn *c = q->head;
@@ -121,32 +213,47 @@ int IOCP_CALL iocp_wait(iocp_server *s, iocp_event *events, uint32_t max, int32_
     rc = n == 0 && finished_locked(s) ? IOCP_ECLOSED : (int)n;
   }
   q->busy = 0;
-  if (q->sleepers != 0) iocp__cond_broadcast(&s->cond); /* iocp_destroy waits for busy */
   iocp__mutex_unlock(&s->lock);
   return rc;
 }
 
+int IOCP_CALL iocp_wait(iocp_server *s, iocp_event *events, uint32_t max, int32_t timeout_ms) {
+  int rc, gate;
+  if (s == NULL || events == NULL || max == 0) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  rc = s->queue_mode ? wait_inside(s, events, max, timeout_ms) : IOCP_EMODE;
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
 int IOCP_CALL iocp_wake(iocp_server *s) {
+  int gate, rc = IOCP_EMODE;
   if (s == NULL) return IOCP_EINVAL;
-  if (!s->queue_mode) return IOCP_EMODE;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  if (s->queue_mode) {
+    iocp__mutex_lock(&s->lock);
+    s->evq.wake = 1;
+    if (s->evq.sleepers != 0) iocp__cond_broadcast(&s->cond);
+    iocp__mutex_unlock(&s->lock);
+    rc = IOCP_OK;
+  }
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
+void iocp__evq_close(iocp_server *s) {
   iocp__mutex_lock(&s->lock);
-  s->evq.wake = 1;
-  if (s->evq.sleepers != 0) iocp__cond_broadcast(&s->cond);
+  s->evq.discard = 1;
+  iocp__cond_broadcast(&s->cond);
   iocp__mutex_unlock(&s->lock);
-  return IOCP_OK;
 }
 
 void iocp__evq_drain_all(iocp_server *s) {
   iocp__evq *q = &s->evq;
   iocp__mutex_lock(&s->lock);
-  q->discard = 1;
-  /* A thread inside iocp_wait() leaves with IOCP_ECLOSED. */
-  while (q->busy) {
-    q->sleepers++;
-    iocp__cond_broadcast(&s->cond);
-    iocp__cond_wait(&s->cond, &s->lock);
-    q->sleepers--;
-  }
+  assert(!s->queue_mode || q->discard); /* iocp__evq_close came first */
   while (iocp__ref_add(&s->alive, 0) != 0) {
     iocp__conn *list = q->batch;
     if (list != NULL) {

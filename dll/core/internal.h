@@ -40,6 +40,7 @@ typedef struct iocp__event_rec {
   int32_t value;
   uint64_t len;
   const void *data;
+  void *context;  /* the connection's, when the event was taken */
 } iocp__event_rec;
 
 struct iocp__conn {
@@ -48,6 +49,7 @@ struct iocp__conn {
   iocp_conn_id id;
   iocp__refcount refs;
   struct iocp__conn *table_next; /* hash chain, under the table shard lock */
+  uint8_t capped;           /* under the shard lock: counted in table.capped */
 
   iocp__mutex lock;
   /* Everything below is under `lock`. */
@@ -66,15 +68,24 @@ struct iocp__conn {
   unsigned ev_peer_closed : 1;
   unsigned ev_disconnect : 1;
   unsigned refuse_req : 1;  /* queue mode: iocp_close() before ACCEPTED was released */
+  unsigned accept_out : 1;  /* queue mode: ACCEPTED is queued or in a batch */
   /* Outbound connections (connect.c): made by iocp_connect(); the attempt
    * was handed to the engine; the error that ended it before on_connect. */
   unsigned outbound : 1;
   unsigned connect_started : 1;
+  unsigned paused : 1;      /* iocp_pause_recv(): no receive is posted */
+  unsigned in_data : 1;     /* on_data runs: rbuf is the callback's */
+  unsigned drain_armed : 1; /* the queue went above drain_mark */
+  unsigned ev_drain : 1;    /* on_drain is due */
   int connect_error;
   int reason;               /* enum iocp_reason once closing */
   size_t ev_data_len;
   uint64_t ev_sent;
   iocp__sendq sendq;
+  uint64_t drain_mark;
+  void *context;            /* iocp_set_context() */
+  uint32_t idle_ms;         /* idle timeout, 0: none */
+  uint32_t active_tick;     /* server tick of the last traffic (timer.c) */
 
   uint16_t peer_port;
   char peer_addr[64];
@@ -90,6 +101,19 @@ void iocp__conn_ref(iocp__conn *c);
  * that event as a returning callback would and delivers what is due next;
  * drops the reference the queue held. No lock held. */
 void iocp__conn_released(iocp__conn *c);
+
+/* For the controls (controls.c, timer.c, stop.c): the state machine's
+ * steps, each with the connection's lock held. */
+typedef int (*iocp__conn_op)(iocp__conn *c, void *arg);
+/* Looks id up, runs op under the connection's lock, then makes sure a
+ * worker delivers what op made due. IOCP_EINVAL / IOCP_ENOTFOUND / op's. */
+int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg);
+void iocp__conn_teardown_locked(iocp__conn *c, int reason, int abortive);
+void iocp__conn_start_recv_locked(iocp__conn *c);
+void iocp__conn_start_send_locked(iocp__conn *c);
+void iocp__conn_kick_locked(iocp__conn *c);
+/* The connection whose callback runs on this thread, or NULL. */
+iocp__conn *iocp__conn_current(void);
 
 /* ---- Connection table (conn_table.c) ----------------------------------------- */
 
@@ -109,12 +133,15 @@ typedef struct iocp__table {
   void *mem;
   uint8_t *base;
   size_t stride;
+  iocp__refcount capped; /* connections counted against a limit (insert) */
 } iocp__table;
 
 int iocp__table_init(iocp__table *t, size_t line); /* IOCP_ENOMEM */
 void iocp__table_free(iocp__table *t);
-/* Adds c (the table holds a reference). IOCP_ECLOSED once the table is closed. */
-int iocp__table_insert(iocp__table *t, iocp__conn *c);
+/* Adds c (the table holds a reference). IOCP_ECLOSED once the table is
+ * closed, IOCP__EFULL when `limit` (0: none) connections are in it. */
+#define IOCP__EFULL (-1000)
+int iocp__table_insert(iocp__table *t, iocp__conn *c, uint32_t limit);
 /* Removes the id; returns the connection whose table reference passes to the
  * caller, or NULL. */
 iocp__conn *iocp__table_remove(iocp__table *t, iocp_conn_id id);
@@ -124,6 +151,8 @@ iocp__conn *iocp__table_get(iocp__table *t, iocp_conn_id id);
  * with that shard's lock held. */
 void iocp__table_close(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
 uint64_t iocp__table_count(const iocp__table *t);
+/* Calls fn on every connection, with its shard's lock held. */
+void iocp__table_each(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void *arg);
 
 /* ---- Workers, buffers and statistics (worker.c) ------------------------------
  * The per-worker slots are private to worker.c; engine.h declares the rest. */
@@ -147,6 +176,14 @@ int64_t iocp__stat_sum(iocp_server *s, int which);
 
 /* ---- Event queue (evq.c) ------------------------------------------------------- */
 
+/* Log messages are one short line; longer ones are cut. */
+#define IOCP__LOG_MAX 160
+
+typedef struct iocp__logrec {
+  int level, code;
+  char text[IOCP__LOG_MAX];
+} iocp__logrec;
+
 typedef struct iocp__evq {
   iocp__conn *head, *tail; /* connections with an event queued, oldest first */
   iocp__conn *batch;       /* taken by the last iocp_wait(), not yet released */
@@ -154,18 +191,40 @@ typedef struct iocp__evq {
   unsigned wake : 1;       /* iocp_wake() not yet consumed */
   unsigned discard : 1;    /* iocp_destroy() began: deliver nothing more */
   uint32_t sleepers;       /* threads waiting on the server's cond for the queue */
+  const void *holder;      /* the thread of the last iocp_wait() (its marker) */
+  /* LOG events: a ring; the batch's slots first, then the queued ones. */
+  iocp__logrec logs[IOCP_LOG_QUEUE_MAX];
+  uint32_t log_first, log_taken, log_queued;
+  uint64_t log_lost;       /* messages that found no slot, not yet reported */
 } iocp__evq;
 
 /* Appends c, whose c->ev is filled, and takes over a reference. */
 void iocp__evq_push(iocp__conn *c);
-/* iocp_destroy(): ends a wait in progress and releases every batch and
- * queued event until no connection is left. Server lock not held. */
+/* Queues a LOG event (or counts it lost when the ring is full). */
+void iocp__evq_log(iocp_server *s, int level, int code, const char *text);
+/* iocp_destroy(), first: a wait in progress (and every later one) returns
+ * IOCP_ECLOSED. */
+void iocp__evq_close(iocp_server *s);
+/* iocp_destroy(): releases every batch and queued event until no
+ * connection is left. Server lock not held. */
 void iocp__evq_drain_all(iocp_server *s);
+/* The context carried by id's event in the current batch: 0, or
+ * IOCP_ENOTFOUND (not in it), IOCP_ECLOSED (destroyed). */
+int iocp__evq_batch_context(iocp_server *s, iocp_conn_id id, void **context);
+/* Nonzero when this thread made the server's last iocp_wait() call. */
+int iocp__evq_is_holder(iocp_server *s);
 
 /* ---- Server ------------------------------------------------------------------ */
 
 struct iocp_server {
   struct iocp__eng_server eng; /* first: see iocp__server_eng() in engine.h */
+  /* The gate (server.c): calls in progress in the low bits, IOCP__GATE_CLOSED
+   * once iocp_destroy() has begun. Kept valid after destroy (the struct goes
+   * to a pool, never back to the allocator), so a late call fails cleanly.
+   * Only the gate survives reuse: pool_next must follow it. */
+  iocp__refcount gate;
+  struct iocp_server *pool_next; /* while in the pool, under its lock */
+
   iocp_config cfg;       /* complete copy; bind_address points at bind_text */
   char bind_text[64];
   iocp_callbacks cb;     /* complete copy, missing fields NULL */
@@ -181,12 +240,48 @@ struct iocp_server {
   iocp__mutex lock;
   iocp__cond cond;
   int destroying;        /* under lock */
+  int stopping;          /* under lock: iocp_stop_graceful() ran */
+  uint64_t refused;      /* under lock: refused at max_connections */
+
+  /* The idle timer (timer.c), started by the first idle timeout. */
+  iocp__cond timer_cond;
+  iocp__thread timer_thread;
+  int timer_running;     /* under lock */
+  int timer_quit;        /* under lock */
+  uint32_t sweep_ms;     /* under lock: the sweep period */
+  uint64_t t0;           /* iocp__now_ms() at creation */
+  iocp__atomic32 tick;   /* ms since t0 as of the last sweep */
   int stopped;           /* under lock: iocp_stop() (or iocp_destroy()) began */
   unsigned queue_mode : 1;       /* IOCP_DELIVERY_QUEUE (fixed at creation) */
   unsigned want_sent : 1;        /* SENT events / on_sent wanted */
   unsigned want_peer_closed : 1; /* PEER_CLOSED events / on_peer_closed wanted */
+  unsigned want_drain : 1;       /* DRAIN events / on_drain wanted */
+  unsigned want_log : 1;         /* queue mode: LOG events (no on_log) */
   iocp__evq evq;         /* queue mode: under lock */
 };
+
+#define IOCP__GATE_CLOSED 0x40000000L
+
+/* Every exported function that takes a server enters its gate first.
+ * iocp__server_enter returns 1 when the caller entered and must call
+ * iocp__server_leave before it returns; 0 on one of the server's own workers
+ * (inside a callback: destroy joins the workers, so nothing to count or
+ * leave); IOCP_ECLOSED once iocp_destroy() has begun (not entered). Destroy
+ * waits until no other thread is inside. One atomic add on entry and one on
+ * exit, no lock, and none at all inside callbacks. A call that can block for
+ * long must not stay inside the gate while it does. */
+int iocp__server_enter(iocp_server *s);
+void iocp__server_leave(iocp_server *s);
+
+/* ---- Idle timer (timer.c) ------------------------------------------------------ */
+
+/* Starts the timer thread if needed and makes its period fit timeout_ms.
+ * Takes s->lock. 0, IOCP_ESTOPPED (destroying) or IOCP_ESYSTEM. */
+int iocp__timer_need(iocp_server *s, uint32_t timeout_ms);
+/* Stops and joins the timer thread (iocp_destroy). */
+void iocp__timer_stop(iocp_server *s);
+/* The server's coarse clock, for a connection's active_tick. */
+static inline uint32_t iocp__timer_tick(iocp_server *s) { return iocp__load32(&s->tick); }
 
 /* Teardown of every connection by iocp_destroy(). */
 void iocp__conn_destroy_one(iocp__conn *c, void *arg);

@@ -1,7 +1,100 @@
-/* The server's life: iocp_create() and iocp_destroy(), and the small getters. */
+/* The server's life: iocp_create() and iocp_destroy(), the gate that lets
+ * destroy wait for calls in progress on other threads, and the small getters.
+ *
+ * Server structs are never given back to the allocator: destroy puts them in
+ * a process-wide pool that later iocp_create() calls reuse. So a call that
+ * races iocp_destroy(), or comes after it, still finds a valid gate, closed,
+ * and returns IOCP_ECLOSED instead of touching freed memory; the pool never
+ * holds more structs than the most servers that were alive at once. */
 #include "internal.h"
 
+#include <stddef.h>
 #include <string.h>
+
+static iocp__mutex pool_lock = IOCP__MUTEX_INIT; /* also orders gate closing */
+static iocp_server *pool_head;
+
+/* A server struct from the pool or the allocator, its gate closed, every
+ * other field zero. The gate is left as it is: a late call of the previous
+ * owner may be entering and leaving it right now. */
+static iocp_server *server_get(void) {
+  iocp_server *s;
+  iocp__mutex_lock(&pool_lock);
+  s = pool_head;
+  if (s != NULL) pool_head = s->pool_next;
+  iocp__mutex_unlock(&pool_lock);
+  if (s == NULL) {
+    s = iocp__calloc(1, sizeof(*s));
+    if (s != NULL) s->gate = IOCP__GATE_CLOSED;
+    return s;
+  }
+  memset(s, 0, offsetof(iocp_server, gate));
+  memset((char *)s + offsetof(iocp_server, pool_next), 0,
+         sizeof(*s) - offsetof(iocp_server, pool_next));
+  return s;
+}
+
+static void server_put(iocp_server *s) {
+  iocp__mutex_lock(&pool_lock);
+  s->pool_next = pool_head;
+  pool_head = s;
+  iocp__mutex_unlock(&pool_lock);
+}
+
+/* When the library is unloaded (dlclose, FreeLibrary) or the process ends,
+ * the pool goes back to the allocator: no handle can be used after that. */
+#if defined(__GNUC__)
+__attribute__((destructor))
+#endif
+static void pool_release(void) {
+  iocp_server *s;
+  iocp__mutex_lock(&pool_lock);
+  while ((s = pool_head) != NULL) {
+    pool_head = s->pool_next;
+    iocp__free(s);
+  }
+  iocp__mutex_unlock(&pool_lock);
+}
+#if defined(_MSC_VER)
+/* MSVC has no destructor attribute: a CRT terminator does the same. */
+#  pragma section(".CRT$XTU", read)
+__declspec(allocate(".CRT$XTU")) static void (*pool_release_at_exit)(void) = pool_release;
+#endif
+
+int iocp__server_enter(iocp_server *s) {
+  if (iocp__on_worker(s)) return 0;
+  if (iocp__ref_add(&s->gate, 1) & IOCP__GATE_CLOSED) {
+    iocp__ref_add(&s->gate, -1);
+    return IOCP_ECLOSED;
+  }
+  return 1;
+}
+
+void iocp__server_leave(iocp_server *s) { iocp__ref_add(&s->gate, -1); }
+
+static void gate_open(iocp_server *s) {
+  iocp__mutex_lock(&pool_lock);
+  iocp__ref_add(&s->gate, -IOCP__GATE_CLOSED);
+  iocp__mutex_unlock(&pool_lock);
+}
+
+/* Closes the gate once: nonzero for the caller that closed it. */
+static int gate_close(iocp_server *s) {
+  int closed = 0;
+  iocp__mutex_lock(&pool_lock);
+  if (!(iocp__ref_add(&s->gate, 0) & IOCP__GATE_CLOSED)) {
+    iocp__ref_add(&s->gate, IOCP__GATE_CLOSED);
+    closed = 1;
+  }
+  iocp__mutex_unlock(&pool_lock);
+  return closed;
+}
+
+/* Calls inside the gate hold no lock destroy needs and never wait for it:
+ * they finish in moments, so yielding until they are out is enough. */
+static void gate_wait_idle(iocp_server *s) {
+  while ((iocp__ref_add(&s->gate, 0) & ~IOCP__GATE_CLOSED) != 0) iocp__yield();
+}
 
 int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callbacks,
                           void *user, iocp_server **server) {
@@ -14,7 +107,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   if (server == NULL) return IOCP_EINVAL;
   *server = NULL;
 
-  s = iocp__calloc(1, sizeof(*s));
+  s = server_get();
   if (s == NULL) return IOCP_ENOMEM;
   rc = iocp__config_copy(&s->cfg, s->bind_text, sizeof(s->bind_text), config);
   if (rc != IOCP_OK) goto fail_free;
@@ -24,9 +117,12 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   if (s->queue_mode) {
     s->want_sent = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_SENT)) != 0;
     s->want_peer_closed = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED)) != 0;
+    s->want_drain = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_DRAIN)) != 0;
+    s->want_log = s->cb.on_log == NULL && (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_LOG)) != 0;
   } else {
     s->want_sent = s->cb.on_sent != NULL;
     s->want_peer_closed = s->cb.on_peer_closed != NULL;
+    s->want_drain = s->cb.on_drain != NULL;
   }
   rc = iocp__address_parse(s->cfg.bind_address, s->cfg.port, &addr, &addrlen);
   if (rc != IOCP_OK) goto fail_free;
@@ -41,35 +137,47 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   if (rc != IOCP_OK) goto fail_tables;
   iocp__mutex_init(&s->lock);
   iocp__cond_init(&s->cond);
+  iocp__cond_init(&s->timer_cond);
+  s->t0 = iocp__now_ms();
+  if (s->cfg.idle_timeout_ms != 0) {
+    rc = iocp__timer_need(s, s->cfg.idle_timeout_ms);
+    if (rc != IOCP_OK) goto fail_sync;
+  }
 
-  /* The handle is the caller's before the first accept can complete. */
+  /* The handle is the caller's, and open, before the first accept can
+   * complete: callbacks may call in at once. */
   *server = s;
+  gate_open(s);
   rc = iocp__eng_start(s, (const struct sockaddr *)&addr, addrlen);
   if (rc != IOCP_OK) {
     *server = NULL;
+    gate_close(s);
+    gate_wait_idle(s);
     goto fail_sync;
   }
   return IOCP_OK;
 
 fail_sync:
+  iocp__timer_stop(s);
+  iocp__cond_destroy(&s->timer_cond);
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
 fail_tables:
   iocp__workers_free(&s->workers);
   iocp__table_free(&s->table);
 fail_free:
-  iocp__free(s);
+  server_put(s);
   return rc;
 }
 
-int IOCP_CALL iocp_stop(iocp_server *s) {
+/* iocp_stop(), also run by iocp_destroy() once its gate is closed. */
+static void stop_inside(iocp_server *s) {
   int first;
-  if (s == NULL) return IOCP_EINVAL;
   iocp__mutex_lock(&s->lock);
   first = !s->stopped;
   s->stopped = 1;
   iocp__mutex_unlock(&s->lock);
-  if (!first) return IOCP_OK;
+  if (!first) return;
 
   iocp__eng_stop_accepting(s);
   /* From here no connection can join the table; every one in it ends. */
@@ -78,36 +186,64 @@ int IOCP_CALL iocp_stop(iocp_server *s) {
   iocp__mutex_lock(&s->lock);
   iocp__cond_broadcast(&s->cond);
   iocp__mutex_unlock(&s->lock);
+}
+
+int IOCP_CALL iocp_stop(iocp_server *s) {
+  int gate;
+  if (s == NULL) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  stop_inside(s);
+  if (gate) iocp__server_leave(s);
   return IOCP_OK;
 }
 
 int IOCP_CALL iocp_destroy(iocp_server *s) {
   if (s == NULL) return IOCP_OK;
   if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
+  /* Later calls are turned away; the ones inside are waited for. */
+  if (!gate_close(s)) return IOCP_ECLOSED;
+  /* A thread inside iocp_wait() leaves it (IOCP_ECLOSED), so the gate empties. */
+  if (s->queue_mode) iocp__evq_close(s);
+  gate_wait_idle(s);
 
   iocp__mutex_lock(&s->lock);
   s->destroying = 1;
   iocp__mutex_unlock(&s->lock);
+  iocp__timer_stop(s);
 
-  iocp_stop(s);
-  /* Waits for every connection to end; in queue mode, ends a wait in
-   * progress and releases what was queued without delivering it. */
+  stop_inside(s);
+  /* Waits for every connection to end; in queue mode, releases what was
+   * queued without delivering it. */
   iocp__evq_drain_all(s);
 
   iocp__eng_finish(s);
 
+  iocp__cond_destroy(&s->timer_cond);
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
   iocp__workers_free(&s->workers);
   iocp__table_free(&s->table);
-  iocp__free(s);
+  server_put(s);
   return IOCP_OK;
 }
 
-uint16_t IOCP_CALL iocp_port(iocp_server *s) { return s != NULL ? s->port : 0; }
+uint16_t IOCP_CALL iocp_port(iocp_server *s) {
+  uint16_t port;
+  int gate;
+  if (s == NULL || (gate = iocp__server_enter(s)) < 0) return 0;
+  port = s->port;
+  if (gate) iocp__server_leave(s);
+  return port;
+}
 
 uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
-  return s != NULL ? iocp__table_count(&s->table) : 0;
+  uint64_t n;
+  int gate;
+  if (s == NULL || (gate = iocp__server_enter(s)) < 0) return 0;
+  n = iocp__table_count(&s->table);
+  if (gate) iocp__server_leave(s);
+  return n;
 }
 
 const iocp_config *iocp__server_config(const iocp_server *s) { return &s->cfg; }
@@ -126,9 +262,12 @@ static uint64_t nonnegative(int64_t v) { return v > 0 ? (uint64_t)v : 0; }
 int IOCP_CALL iocp_stats(iocp_server *s, iocp_statistics *stats) {
   iocp_statistics d;
   uint32_t size;
+  int gate;
   if (s == NULL || stats == NULL) return IOCP_EINVAL;
   size = stats->size;
   if (size < IOCP__STATS_SIZE_V1) return IOCP_EVERSION;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
   memset(&d, 0, sizeof(d));
   d.connections_accepted = nonnegative(iocp__stat_sum(s, IOCP__STAT_ACCEPTED));
   d.connections_refused = nonnegative(iocp__stat_sum(s, IOCP__STAT_REFUSED));
@@ -139,6 +278,7 @@ int IOCP_CALL iocp_stats(iocp_server *s, iocp_statistics *stats) {
   d.bytes_queued = nonnegative(iocp__stat_sum(s, IOCP__STAT_QUEUED));
   d.accept_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_ACCEPT_ERRORS));
   d.system_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_SYSTEM_ERRORS));
+  if (gate) iocp__server_leave(s);
   /* A newer caller's struct may be larger: zero what we do not know. */
   if (size > sizeof(d)) {
     memset((char *)stats + sizeof(d), 0, size - sizeof(d));
@@ -151,8 +291,12 @@ int IOCP_CALL iocp_stats(iocp_server *s, iocp_statistics *stats) {
 
 int IOCP_CALL iocp_listen_address(iocp_server *s, char *text, size_t cap, uint16_t *port) {
   uint16_t p;
+  int gate;
   if (s == NULL || text == NULL || cap < IOCP_ADDRSTRLEN) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
   iocp__address_format((const struct sockaddr *)&s->bound, text, cap, &p);
   if (port != NULL) *port = p;
+  if (gate) iocp__server_leave(s);
   return IOCP_OK;
 }

@@ -1,7 +1,8 @@
 /* Outbound connections on epoll: a non-blocking connect(), then the socket's
  * first writability (or error) ends the attempt and SO_ERROR says how. The
  * attempt is a posted operation like a receive or a send (connect_posted,
- * armed for EPOLLOUT), so a close aborts it and the core hears of it once.
+ * ended by the socket's first EPOLLOUT edge), so a close aborts it and the
+ * core hears of it once.
  * The Linux twin of dll/win/connect.c. */
 #include "../core/engine.h"
 
@@ -37,17 +38,10 @@ int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
     return rc;
   }
   if (err == EINPROGRESS || err == EINTR) {
-    /* The usual case: the result comes with writability. */
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLOUT | EPOLLONESHOT;
-    ev.data.u64 = iocp__conn_id(c);
-    if (iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) {
-      rc = iocp__linux_error(errno);
-      iocp__eng_close(c, 1);
-      return rc;
-    }
+    /* The usual case: the result comes with the first EPOLLOUT edge (the
+     * lock is held, so that event waits for the flags set here). */
     iocp__conn_eng(c)->connect_posted = 1;
+    iocp__conn_eng(c)->writable = 0;
     return IOCP_OK;
   }
   /* Known at once (loopback may connect or refuse inside the call): the

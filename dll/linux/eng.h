@@ -56,6 +56,10 @@ struct iocp__eng_conn {
   unsigned recv_posted : 1; /* a receive waits for readability */
   unsigned send_posted : 1; /* iov[0..niov) waits for writability */
   unsigned connect_posted : 1; /* a connect() waits for writability */
+  unsigned readable : 1;   /* no recv() has met EAGAIN since the last EPOLLIN edge */
+  unsigned writable : 1;   /* no send has met a full socket since the last EPOLLOUT edge */
+  unsigned hup : 1;        /* the peer's FIN (or an error) is in: read until recv says so */
+  unsigned settled : 1;    /* a recv met EAGAIN: every later arrival brings an edge we see */
   int niov;
   struct iovec iov[IOCP__LINUX_MAX_IOV];
   iocp__task recv_task;

@@ -22,14 +22,17 @@
  * call, through the task queue when the result is known inside an engine
  * call (the core holds the connection's lock there).
  *
- * A posted receive or send is tried at once, as WSARecv and WSASend do, and
- * waits for readiness only when the socket is not ready. Sockets are armed
- * EPOLLONESHOT for what is still posted, so a connection's readiness goes to
- * one worker, which does one call per posted operation and re-arms; every
- * result travels through the queue or the next wait, so a busy connection
- * goes to the back of the line after each receive. A re-arm from another
- * thread (a send posted by iocp_send) may let a second worker in early; both
- * serialise on the lock and the flags keep that harmless. */
+ * Readiness is edge-triggered and registered once: no epoll_ctl per
+ * operation. The flags readable / writable remember what the last edge
+ * said until a call meets EAGAIN (or, for a receive, returns less than the
+ * buffer: the socket is drained then, and any later byte brings a new
+ * edge). A posted receive or send is tried at once when its flag is set, as
+ * WSARecv and WSASend do, and otherwise waits for the edge; so an echo costs
+ * the kernel's floor: the wait, one recv, one send. Every result travels
+ * through the queue or the next wait, so a busy connection goes to the back
+ * of the line after each receive. An edge may reach a second worker while a
+ * first one still works on the connection; both serialise on the lock and
+ * the flags keep that harmless. */
 #include "../core/engine.h"
 
 #include <assert.h>
@@ -177,21 +180,6 @@ void iocp__linux_task_done(iocp__conn *c, iocp__task *t, int result, size_t byte
 
 /* ---- Connection I/O (connection lock held) ------------------------------------ */
 
-/* Arms the socket for exactly what is posted. */
-static int arm_locked(iocp__conn *c) {
-  struct epoll_event ev;
-  uint32_t want = 0;
-  if (iocp__conn_eng(c)->recv_posted) want |= EPOLLIN;
-  if (iocp__conn_eng(c)->send_posted || iocp__conn_eng(c)->connect_posted) want |= EPOLLOUT;
-  if (want == 0) return IOCP_OK;
-  memset(&ev, 0, sizeof(ev));
-  ev.events = want | EPOLLONESHOT;
-  ev.data.u64 = iocp__conn_id(c);
-  if (iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_MOD, iocp__conn_eng(c)->fd, &ev) != 0)
-    return iocp__linux_error(errno);
-  return IOCP_OK;
-}
-
 /* Reads into a buffer lent by the core's pool (the worker's own, as a
  * rule): a connection holds one only while its bytes wait for on_data. */
 static void try_recv_locked(iocp__conn *c, io_done *d) {
@@ -201,9 +189,18 @@ static void try_recv_locked(iocp__conn *c, io_done *d) {
   if (buf != NULL) {
     n = iocp__hooks.recv(iocp__conn_eng(c)->fd, buf, iocp__buf_size(s), 0);
     if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) {
+      iocp__conn_eng(c)->readable = 0;
+      iocp__conn_eng(c)->settled = 1;
       iocp__buf_put(s, buf);
-      return; /* still posted */
+      return; /* still posted: the next EPOLLIN edge brings it back */
     }
+    /* A short read drained the socket: the next byte brings an edge. Not so
+     * a FIN that came with the last bytes (the next recv returns it), nor
+     * before a first EAGAIN: an edge that came between the registration and
+     * the table insert found no connection and was dropped. */
+    if (n > 0 && (size_t)n < iocp__buf_size(s) && iocp__conn_eng(c)->settled &&
+        !iocp__conn_eng(c)->hup)
+      iocp__conn_eng(c)->readable = 0;
     if (n < 0) iocp__stat_add(s, IOCP__STAT_SYSTEM_ERRORS, 1);
   }
   iocp__conn_eng(c)->recv_posted = 0;
@@ -214,6 +211,13 @@ static void try_recv_locked(iocp__conn *c, io_done *d) {
   if (n <= 0) iocp__buf_put(s, buf);
 }
 
+static size_t m_total(iocp__conn *c) {
+  size_t total = 0;
+  int i;
+  for (i = 0; i < iocp__conn_eng(c)->niov; i++) total += iocp__conn_eng(c)->iov[i].iov_len;
+  return total;
+}
+
 static void try_send_locked(iocp__conn *c, io_done *d) {
   struct msghdr m;
   ssize_t n;
@@ -221,32 +225,15 @@ static void try_send_locked(iocp__conn *c, io_done *d) {
   m.msg_iov = iocp__conn_eng(c)->iov;
   m.msg_iovlen = (size_t)iocp__conn_eng(c)->niov;
   n = iocp__hooks.sendmsg(iocp__conn_eng(c)->fd, &m, MSG_NOSIGNAL);
-  if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) return; /* still posted */
+  if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) {
+    iocp__conn_eng(c)->writable = 0;
+    return; /* still posted: the next EPOLLOUT edge brings it back */
+  }
+  if (n >= 0 && (size_t)n < m_total(c)) iocp__conn_eng(c)->writable = 0; /* the socket is full */
   iocp__conn_eng(c)->send_posted = 0;
   d->done = 1;
   d->result = n < 0 ? IOCP__IO_RESET : IOCP__IO_OK;
   d->bytes = n < 0 ? 0 : (size_t)n;
-}
-
-/* Takes every posted operation as failed (the socket cannot be armed). */
-static void fail_posted_locked(iocp__conn *c, io_done *r, io_done *w, io_done *k) {
-  if (iocp__conn_eng(c)->connect_posted) {
-    iocp__conn_eng(c)->connect_posted = 0;
-    k->done = 1;
-    k->result = IOCP_ESYSTEM;
-  }
-  if (iocp__conn_eng(c)->recv_posted) {
-    iocp__conn_eng(c)->recv_posted = 0;
-    r->done = 1;
-    r->result = IOCP__IO_RESET;
-    r->bytes = 0;
-  }
-  if (iocp__conn_eng(c)->send_posted) {
-    iocp__conn_eng(c)->send_posted = 0;
-    w->done = 1;
-    w->result = IOCP__IO_RESET;
-    w->bytes = 0;
-  }
 }
 
 static void close_fd(iocp__conn *c) {
@@ -265,14 +252,16 @@ static void on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
   if (c == NULL) return; /* stale: the connection is gone */
   iocp__conn_lock(c);
   if (iocp__conn_eng(c)->fd >= 0) {
-    if (iocp__conn_eng(c)->connect_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+    struct iocp__eng_conn *e = iocp__conn_eng(c);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) e->readable = 1;
+    if (events & (EPOLLRDHUP | EPOLLERR | EPOLLHUP)) e->hup = 1;
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) e->writable = 1;
+    if (e->connect_posted && e->writable) {
       k.done = iocp__linux_connect_ready(c, &k.result);
-    if (iocp__conn_eng(c)->recv_posted && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) try_recv_locked(c, &r);
-    if (iocp__conn_eng(c)->send_posted && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) try_send_locked(c, &w);
-    if (arm_locked(c) != IOCP_OK) {
-      iocp__stat_add(s, IOCP__STAT_SYSTEM_ERRORS, 1);
-      fail_posted_locked(c, &r, &w, &k);
+      if (!k.done) e->writable = 0; /* still connecting */
     }
+    if (e->recv_posted && e->readable) try_recv_locked(c, &r);
+    if (e->send_posted && e->writable) try_send_locked(c, &w);
   }
   iocp__conn_unlock(c);
   /* Each report drops the reference of its operation; ours stays until the end. */
@@ -284,26 +273,21 @@ static void on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
 
 int iocp__eng_recv(iocp__conn *c) {
   io_done d = {0, 0, 0, NULL};
-  int rc;
   if (iocp__conn_eng(c)->fd < 0) return IOCP_ECLOSED;
   assert(!iocp__conn_eng(c)->recv_posted);
   iocp__conn_eng(c)->recv_posted = 1;
   /* As WSARecv does: take what is already there at once and report it
-   * through the queue (the back of the line: fair to other connections). */
-  try_recv_locked(c, &d);
-  if (d.done) {
-    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->recv_task, &d);
-    return IOCP_OK;
-  }
-  rc = arm_locked(c);
-  if (rc != IOCP_OK) iocp__conn_eng(c)->recv_posted = 0;
-  return rc;
+   * through the queue (the back of the line: fair to other connections);
+   * a drained socket waits for its next edge without a call. */
+  if (iocp__conn_eng(c)->readable) try_recv_locked(c, &d);
+  if (d.done) task_done(iocp__conn_server(c), &iocp__conn_eng(c)->recv_task, &d);
+  return IOCP_OK;
 }
 
 int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
   io_done d = {0, 0, 0, NULL};
   size_t total = 0;
-  int i, rc;
+  int i;
   if (iocp__conn_eng(c)->fd < 0) return IOCP_ECLOSED;
   assert(!iocp__conn_eng(c)->send_posted && n > 0 && n <= IOCP__LINUX_MAX_IOV);
   iocp__conn_eng(c)->niov = 0;
@@ -316,14 +300,9 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
   }
   iocp__conn_eng(c)->send_posted = 1;
   /* Usually the socket has room: write now, report through the queue. */
-  try_send_locked(c, &d);
-  if (d.done) {
-    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->send_task, &d);
-    return IOCP_OK;
-  }
-  rc = arm_locked(c);
-  if (rc != IOCP_OK) iocp__conn_eng(c)->send_posted = 0;
-  return rc;
+  if (iocp__conn_eng(c)->writable) try_send_locked(c, &d);
+  if (d.done) task_done(iocp__conn_server(c), &iocp__conn_eng(c)->send_task, &d);
+  return IOCP_OK;
 }
 
 int iocp__eng_post_run(iocp__conn *c) {
@@ -376,8 +355,14 @@ void iocp__eng_conn_init(iocp__conn *c) {
 int iocp__linux_register(iocp__conn *c, int fd) {
   struct epoll_event ev;
   memset(&ev, 0, sizeof(ev));
-  ev.events = EPOLLONESHOT; /* the first posted operation arms it */
+  /* Once, edge-triggered; until the first edge says otherwise, a call is
+   * worth trying. */
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = iocp__conn_id(c);
+  iocp__conn_eng(c)->readable = 1;
+  iocp__conn_eng(c)->writable = 1;
+  iocp__conn_eng(c)->hup = 0;
+  iocp__conn_eng(c)->settled = 0;
   if (iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
     return iocp__linux_error(errno);
   iocp__conn_eng(c)->fd = fd;
@@ -417,6 +402,23 @@ static void resume_accepting(struct iocp__eng_server *e) {
   iocp__mutex_unlock(&e->accept_lock);
 }
 
+/* TCP keep-alive as configured; best effort, like TCP_NODELAY. Linux
+ * counts whole seconds: round up, so a probe is never early. */
+static void set_keepalive(iocp_server *s, int fd) {
+  const iocp_config *cfg = iocp__server_config(s);
+  int on = 1, secs;
+  if (!cfg->keepalive) return;
+  iocp__hooks.setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  if (cfg->keepalive_idle_ms != 0) {
+    secs = (int)((cfg->keepalive_idle_ms + 999) / 1000);
+    iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &secs, sizeof(secs));
+  }
+  if (cfg->keepalive_interval_ms != 0) {
+    secs = (int)((cfg->keepalive_interval_ms + 999) / 1000);
+    iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &secs, sizeof(secs));
+  }
+}
+
 /* Turns one accepted socket into a connection; a failure drops this socket
  * only. on_connect runs inline, on this worker. */
 static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *peer) {
@@ -433,6 +435,7 @@ static void accept_one(iocp_server *s, int fd, const struct sockaddr_storage *pe
     int on = 1;
     iocp__hooks.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   }
+  set_keepalive(s, fd);
   iocp__eng_conn_init(c);
   rc = iocp__linux_register(c, fd);
   if (rc != IOCP_OK) {

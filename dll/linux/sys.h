@@ -3,6 +3,7 @@
 #define IOCP_LINUX_SYS_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -14,6 +15,10 @@ static inline void iocp__mutex_init(iocp__mutex *m) { pthread_mutex_init(m, NULL
 static inline void iocp__mutex_destroy(iocp__mutex *m) { pthread_mutex_destroy(m); }
 static inline void iocp__mutex_lock(iocp__mutex *m) { pthread_mutex_lock(m); }
 static inline void iocp__mutex_unlock(iocp__mutex *m) { pthread_mutex_unlock(m); }
+/* For a mutex with static storage duration (never destroyed). */
+#define IOCP__MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+/* Lets another thread run (a short wait on a rare path). */
+static inline void iocp__yield(void) { sched_yield(); }
 
 /* Timed waits measure on the monotonic clock (immune to clock changes). */
 static inline void iocp__cond_init(iocp__cond *c) {
@@ -26,23 +31,43 @@ static inline void iocp__cond_init(iocp__cond *c) {
 static inline void iocp__cond_destroy(iocp__cond *c) { pthread_cond_destroy(c); }
 static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) { pthread_cond_wait(c, m); }
 static inline void iocp__cond_broadcast(iocp__cond *c) { pthread_cond_broadcast(c); }
-/* Waits at most ms milliseconds (spurious wake-ups possible). */
+
+/* Waits at most ms milliseconds (or until woken); spurious wake-ups happen. */
 static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  t.tv_sec += ms / 1000;
-  t.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (t.tv_nsec >= 1000000000L) {
-    t.tv_sec++;
-    t.tv_nsec -= 1000000000L;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock iocp__cond_init chose */
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
   }
-  pthread_cond_timedwait(c, m, &t);
+  pthread_cond_timedwait(c, m, &ts);
 }
-/* A monotonic clock in milliseconds. */
+
+/* Monotonic milliseconds. */
 static inline uint64_t iocp__now_ms(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A thread of the core's own (the idle timer); 0 or an IOCP_ code. */
+typedef pthread_t iocp__thread;
+static inline int iocp__thread_start(iocp__thread *t, void *(*fn)(void *), void *arg) {
+  return pthread_create(t, NULL, fn, arg) == 0 ? 0 : -10 /* IOCP_ESYSTEM */;
+}
+static inline void iocp__thread_join(iocp__thread t) { pthread_join(t, NULL); }
+#define IOCP__THREAD_FN(name, arg) void *name(void *arg)
+#define IOCP__THREAD_RETURN return NULL
+
+/* A 32-bit value written by one thread and read by others, untorn. */
+typedef uint32_t iocp__atomic32;
+static inline uint32_t iocp__load32(const iocp__atomic32 *p) {
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline void iocp__store32(iocp__atomic32 *p, uint32_t v) {
+  __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
 /* A reference count; iocp__ref_add returns the value before adding. */

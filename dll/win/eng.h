@@ -111,12 +111,15 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
   BOOL (*connectex)(iocp_server * s, SOCKET sock, const struct sockaddr *addr,      \
                     int len, OVERLAPPED *ol);                                       \
   HANDLE(WINAPI *create_io_completion_port)(HANDLE file, HANDLE port, ULONG_PTR key, \
-                                            DWORD threads);
+                                            DWORD threads);                         \
+  int(WSAAPI *wsaioctl)(SOCKET s, DWORD code, void *in, DWORD inlen, void *out,     \
+                        DWORD outlen, LPDWORD got, LPWSAOVERLAPPED ol,               \
+                        LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                     \
   WSASocketW, bind, listen, setsockopt, closesocket, shutdown, recv, ioctlsocket,      \
       WSARecv, WSASend,                                                                \
-      iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort
+      iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort, WSAIoctl
 
 /* A connected socket (accepted, or outbound once ConnectEx succeeded) is
  * set up for the receive path iocp__win_tuning selects. Lock held. */

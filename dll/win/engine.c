@@ -9,12 +9,20 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <mstcpip.h>
 #include <string.h>
 
 #define IOCP__KEY_STOP ((ULONG_PTR)1)
+/* Wakes a worker to retry parked accepts (posted when one is parked by a
+ * thread that is not a worker, e.g. iocp_create: the workers may all be
+ * blocked with no time-out, and would never look at them). */
+#define IOCP__KEY_RETRY ((ULONG_PTR)2)
 /* How often a worker retries accepts that could not be posted (e.g. the
  * process was out of sockets for a moment). */
 #define IOCP__PARKED_RETRY_MS 50
+/* The most bytes one send hands to Winsock (as the epoll engine): far below
+ * the 4 GiB the completion's DWORD byte count can report. */
+#define IOCP__SEND_MAX ((size_t)1 << 30)
 
 struct iocp__win_tuning iocp__win_tuning = {1};
 
@@ -41,7 +49,7 @@ SOCKET iocp__win_socket(int family) {
  * on_log hears when parking starts and when every accept is posted again. */
 static int post_accept(iocp_server *s, iocp__accept_op *a) {
   struct iocp__eng_server *e = iocp__server_eng(s);
-  int rc = IOCP_OK, resumed = 0;
+  int rc = IOCP_OK, resumed = 0, wake = 0;
   DWORD pause_err = 0;
   SOCKET sock = iocp__win_socket(e->family);
   DWORD sock_err = sock == INVALID_SOCKET ? WSAGetLastError() : 0;
@@ -79,12 +87,15 @@ park:
   if (!a->parked) {
     a->parked = 1;
     InterlockedIncrement(&e->parked);
+    wake = !iocp__on_worker(s); /* a worker re-reads `parked` itself */
   }
   if (e->pause_logged) pause_err = 0; /* told already */
   e->pause_logged = 1;
 out:
   iocp__mutex_unlock(&e->accept_lock);
   if (sock != INVALID_SOCKET) iocp__hooks.closesocket(sock);
+  /* Only a closed port refuses a packet, and ours lives until destroy. */
+  if (wake) PostQueuedCompletionStatus(e->port, 0, IOCP__KEY_RETRY, NULL);
   if (pause_err != 0)
     iocp__log(s, IOCP_LOG_WARN, rc,
               "cannot post AcceptEx (error %lu%s): accepts parked, retried every %d ms",
@@ -108,6 +119,23 @@ static void retry_parked(iocp_server *s) {
     }
     iocp__mutex_unlock(&e->accept_lock);
     if (take) post_accept(s, a);
+  }
+}
+
+/* TCP keep-alive as configured; best effort, like TCP_NODELAY. Windows
+ * takes both times at once (SIO_KEEPALIVE_VALS): a 0 gets its default. */
+static void set_keepalive(iocp_server *s, SOCKET sock) {
+  const iocp_config *cfg = iocp__server_config(s);
+  BOOL on = TRUE;
+  if (!cfg->keepalive) return;
+  iocp__hooks.setsockopt(sock, SOL_SOCKET, SO_KEEPALIVE, (const char *)&on, sizeof(on));
+  if (cfg->keepalive_idle_ms != 0 || cfg->keepalive_interval_ms != 0) {
+    struct tcp_keepalive ka;
+    DWORD got = 0;
+    ka.onoff = 1;
+    ka.keepalivetime = cfg->keepalive_idle_ms ? cfg->keepalive_idle_ms : 7200000;
+    ka.keepaliveinterval = cfg->keepalive_interval_ms ? cfg->keepalive_interval_ms : 1000;
+    iocp__hooks.wsaioctl(sock, SIO_KEEPALIVE_VALS, &ka, sizeof(ka), NULL, 0, &got, NULL, NULL);
   }
 }
 
@@ -137,6 +165,7 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
     BOOL on = TRUE;
     iocp__hooks.setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, (const char *)&on, sizeof(on));
   }
+  if (err == 0) set_keepalive(s, sock);
   if (err == 0) {
     struct sockaddr *local = NULL, *remote = NULL;
     int llen = 0, rlen = 0;
@@ -197,8 +226,8 @@ static DWORD WINAPI worker_main(void *arg) {
     iocp__op *op;
 
     if (ol == NULL) {
-      /* No packet: a time-out (retry parked accepts), our stop sentinel, or a
-       * broken port (only when it is closed under us). */
+      /* No packet: a time-out or IOCP__KEY_RETRY (retry parked accepts), our
+       * stop sentinel, or a broken port (only when it is closed under us). */
       if (ok && key == IOCP__KEY_STOP) break;
       if (!ok && GetLastError() != WAIT_TIMEOUT) {
         DWORD perr = GetLastError();
@@ -502,13 +531,24 @@ static void on_recv(iocp__conn *c, DWORD err, DWORD bytes) {
   iocp__conn_recv_done(c, result, buf, n);
 }
 
+/* Gathers the buffers into WSABUFs, at most IOCP__SEND_MAX bytes in all: the
+ * completion reports a 32-bit byte count, and a buffer cut short must be the
+ * last one (bytes after a cut would go out before the rest of that buffer). */
+static int gather_wsabufs(WSABUF *b, const iocp__iov *iov, int n) {
+  size_t total = 0;
+  int i;
+  for (i = 0; i < n && total < IOCP__SEND_MAX; i++) {
+    size_t len = iov[i].len < IOCP__SEND_MAX - total ? iov[i].len : IOCP__SEND_MAX - total;
+    b[i].buf = (char *)iov[i].base;
+    b[i].len = (ULONG)len;
+    total += len;
+  }
+  return i;
+}
+
 int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
   WSABUF b[IOCP__MAX_IOV]; /* Winsock captures the array before returning */
-  int i;
-  for (i = 0; i < n; i++) {
-    b[i].buf = (char *)iov[i].base;
-    b[i].len = iov[i].len > (1u << 30) ? (1u << 30) : (ULONG)iov[i].len;
-  }
+  n = gather_wsabufs(b, iov, n);
   memset(&iocp__conn_eng(c)->send_op.ol, 0, sizeof(iocp__conn_eng(c)->send_op.ol));
   iocp__conn_eng(c)->send_op.kind = IOCP__OP_SEND;
   if (iocp__hooks.wsasend(iocp__conn_eng(c)->sock, b, (DWORD)n, NULL, 0, &iocp__conn_eng(c)->send_op.ol, NULL) != 0) {

@@ -23,6 +23,10 @@ static inline void iocp__mutex_init(iocp__mutex *m) { InitializeSRWLock(m); }
 static inline void iocp__mutex_destroy(iocp__mutex *m) { (void)m; }
 static inline void iocp__mutex_lock(iocp__mutex *m) { AcquireSRWLockExclusive(m); }
 static inline void iocp__mutex_unlock(iocp__mutex *m) { ReleaseSRWLockExclusive(m); }
+/* For a mutex with static storage duration (never destroyed). */
+#define IOCP__MUTEX_INIT SRWLOCK_INIT
+/* Lets another thread run (a short wait on a rare path). */
+static inline void iocp__yield(void) { SwitchToThread(); }
 
 static inline void iocp__cond_init(iocp__cond *c) { InitializeConditionVariable(c); }
 static inline void iocp__cond_destroy(iocp__cond *c) { (void)c; }
@@ -30,12 +34,34 @@ static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) {
   SleepConditionVariableSRW(c, m, INFINITE, 0);
 }
 static inline void iocp__cond_broadcast(iocp__cond *c) { WakeAllConditionVariable(c); }
-/* Waits at most ms milliseconds (spurious wake-ups possible). */
+
+/* Waits at most ms milliseconds (or until woken); spurious wake-ups happen. */
 static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
   SleepConditionVariableSRW(c, m, ms, 0);
 }
-/* A monotonic clock in milliseconds. */
+
+/* Monotonic milliseconds. */
 static inline uint64_t iocp__now_ms(void) { return GetTickCount64(); }
+
+/* A thread of the core's own (the idle timer); 0 or an IOCP_ code. */
+typedef HANDLE iocp__thread;
+static inline int iocp__thread_start(iocp__thread *t, DWORD(WINAPI *fn)(void *), void *arg) {
+  *t = CreateThread(NULL, 0, fn, arg, 0, NULL);
+  return *t != NULL ? 0 : -10 /* IOCP_ESYSTEM */;
+}
+static inline void iocp__thread_join(iocp__thread t) {
+  WaitForSingleObject(t, INFINITE);
+  CloseHandle(t);
+}
+#define IOCP__THREAD_FN(name, arg) DWORD WINAPI name(void *arg)
+#define IOCP__THREAD_RETURN return 0
+
+/* A 32-bit value written by one thread and read by others, untorn. */
+typedef volatile LONG iocp__atomic32;
+static inline uint32_t iocp__load32(const iocp__atomic32 *p) { return (uint32_t)*p; }
+static inline void iocp__store32(iocp__atomic32 *p, uint32_t v) {
+  InterlockedExchange((LONG *)p, (LONG)v);
+}
 
 /* A reference count; iocp__ref_add returns the value before adding. */
 typedef volatile LONG iocp__refcount;

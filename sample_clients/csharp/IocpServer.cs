@@ -41,6 +41,10 @@ namespace IocpSrv
         Reset = 2,
         LocalClose = 3,
         Destroy = 4,
+        /// <summary>No traffic for its idle timeout (1.1).</summary>
+        IdleTimeout = 5,
+        /// <summary>StopGracefully reached its deadline (1.1).</summary>
+        StopDeadline = 6,
     }
 
     /// <summary>The library's error codes (enum iocp_errno); never renumbered.</summary>
@@ -66,6 +70,7 @@ namespace IocpSrv
         public const int ETimedOut = -17;
         public const int EUnreach = -18;
         public const int EMFile = -19;
+        public const int EStopped = -20;
     }
 
     /// <summary>How events reach the handlers (enum iocp_delivery).</summary>
@@ -154,7 +159,10 @@ namespace IocpSrv
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void OnConnectFailedFn(IntPtr server, IntPtr user, ulong id, int error);
 
-        // struct iocp_callbacks: 64 bytes on 64-bit, 36 on 32-bit. Function
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnDrainFn(IntPtr server, IntPtr user, ulong id, ulong queued);
+
+        // struct iocp_callbacks: 72 bytes on 64-bit, 40 on 32-bit. Function
         // pointers are kept as IntPtr (from GetFunctionPointerForDelegate) so
         // the struct stays blittable and no marshaling copies are involved.
         [StructLayout(LayoutKind.Sequential)]
@@ -169,9 +177,10 @@ namespace IocpSrv
             public IntPtr OnDisconnect;
             public IntPtr OnLog;            // 1.1
             public IntPtr OnConnectFailed;  // 1.1
+            public IntPtr OnDrain;          // 1.1
         }
 
-        // struct iocp_config: 56 bytes on 64-bit (and on Windows x86, where
+        // struct iocp_config: 88 bytes on 64-bit (and on Windows x86, where
         // uint64_t is 8-aligned inside structs). BindAddress is an IntPtr to
         // an ANSI string we allocate, not a marshaled string: iocp_config_init
         // writes a pointer to the library's own static text into it, which
@@ -192,6 +201,15 @@ namespace IocpSrv
             public uint Reserved2;
             public uint DualStack;          // 1.1
             public uint Reserved3;
+            // 1.1
+            public uint IdleTimeoutMs;
+            public uint MaxConnections;
+            public uint KeepAlive;
+            public uint KeepAliveIdleMs;
+            public uint KeepAliveIntervalMs;
+            public uint Reserved4;
+            public ulong DrainMark;
+            // 1.1, batched events
             public uint Delivery;
             public uint QueueEvents;
         }
@@ -203,8 +221,10 @@ namespace IocpSrv
         internal const uint EventPeerClosed = 4;
         internal const uint EventDisconnected = 5;
         internal const uint EventConnectFailed = 6;
+        internal const uint EventLog = 7;
+        internal const uint EventDrain = 8;
 
-        // struct iocp_event: 32 bytes, the same on every platform; blittable,
+        // struct iocp_event: 40 bytes, the same on every platform; blittable,
         // so an array of it is passed pinned, never copied.
         [StructLayout(LayoutKind.Sequential)]
         internal struct Event
@@ -214,6 +234,7 @@ namespace IocpSrv
             public ulong Id;
             public ulong Data;   // an address (IntPtr) widened to 64 bits
             public ulong Len;
+            public ulong Context;   // the connection's context (a GCHandle here), widened
         }
 
         // struct iocp_statistics: 72 bytes everywhere (all fields 8-aligned).
@@ -301,6 +322,38 @@ namespace IocpSrv
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_connect(ServerHandle server, byte[] address, ushort port, out ulong id);
+        // 1.1
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_context(ServerHandle server, ulong id, IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_get_context(ServerHandle server, ulong id, out IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_pause_recv(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_resume_recv(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_drain_mark(ServerHandle server, ulong id, ulong mark);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_idle_timeout(ServerHandle server, ulong id, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stop_graceful(ServerHandle server, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong iocp_refused_count(ServerHandle server);
+
+        // The same two on the raw handle a callback receives: valid there
+        // even while Dispose (iocp_destroy) runs and the SafeHandle is closed.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_get_context")]
+        internal static extern int GetContextRaw(IntPtr server, ulong id, out IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_set_context")]
+        internal static extern int SetContextRaw(IntPtr server, ulong id, IntPtr context);
     }
 
     /// <summary>
@@ -320,12 +373,45 @@ namespace IocpSrv
 
         internal void Set(IntPtr server) { SetHandle(server); }
 
+        private readonly object destroyLock = new object();
+        private bool destroyed;
+
+        /// <summary>
+        /// iocp_destroy, once. IocpServer.Dispose calls it on its own thread
+        /// before it closes the SafeHandle: SafeHandle.Dispose only releases
+        /// when no P/Invoke holds the handle, and otherwise the release runs
+        /// later on the thread of the last such call, which may be a library
+        /// worker (an iocp_send inside OnData), where iocp_destroy refuses.
+        /// Calls still running or made later with the handle fail cleanly
+        /// (the library's destroy contract).
+        /// </summary>
+        internal int Destroy()
+        {
+            lock (destroyLock)
+            {
+                if (destroyed) return 0;
+                int rc = NativeMethods.iocp_destroy(handle);
+                if (rc == 0)
+                {
+                    destroyed = true;
+                    KeepAlive = null;
+                }
+                return rc;
+            }
+        }
+
         protected override bool ReleaseHandle()
         {
-            // Never runs inside a callback: IocpServer.Dispose refuses there,
-            // and the finalizer thread is not a library worker.
-            int rc = NativeMethods.iocp_destroy(handle);
-            if (rc == 0) KeepAlive = null;
+            int rc = Destroy();
+            if (rc == IocpErrors.EInCallback)
+            {
+                // The last reference went away on a library worker: destroy
+                // from a thread of our own, which the library accepts.
+                var t = new System.Threading.Thread(() => Destroy());
+                t.IsBackground = true;
+                t.Start();
+                return true;
+            }
             return rc == 0;
         }
     }
@@ -338,6 +424,12 @@ namespace IocpSrv
         public const int VersionMinor = 1;
         public const int VersionPatch = 0;
         public const uint VersionNumber = (VersionMajor << 16) | (VersionMinor << 8) | VersionPatch;
+
+        // Limits of the 1.1 controls (IOCP_MAX_TIMEOUT_MS, IOCP_MAX_KEEPALIVE_MS).
+        public const int MaxTimeoutMs = 2147483647;
+        public const int MaxKeepaliveMs = 32767000;
+        // IOCP_LOG_QUEUE_MAX: queue mode's LOG events waiting at once at most.
+        public const int LogQueueMax = 16;
 
         /// <summary>IOCP_VERSION_COMPATIBLE: same major, equal or newer minor.</summary>
         public static bool IsCompatible(uint loaded)
@@ -397,18 +489,22 @@ namespace IocpSrv
         private static void CheckLayout()
         {
             int p = IntPtr.Size;
-            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 64);
-            Expect("iocp_config.delivery", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Delivery"), 56);
-            Expect("iocp_event", Marshal.SizeOf(typeof(NativeMethods.Event)), 32);
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 96);
+            Expect("iocp_config.delivery", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Delivery"), 88);
+            Expect("iocp_event", Marshal.SizeOf(typeof(NativeMethods.Event)), 40);
             Expect("iocp_event.id", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Id"), 8);
             Expect("iocp_event.len", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Len"), 24);
+            Expect("iocp_event.context", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Context"), 32);
             Expect("iocp_config.bind_address", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "BindAddress"), 8);
             Expect("iocp_config.threads", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Threads"), 8 + p);
             Expect("iocp_config.max_send_queue", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "MaxSendQueue"), 32);
             Expect("iocp_config.nodelay", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "NoDelay"), 40);
             Expect("iocp_config.dual_stack", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "DualStack"), 48);
-            Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 7 * p);
+            Expect("iocp_callbacks", Marshal.SizeOf(typeof(NativeMethods.Callbacks)), 8 + 8 * p);
             Expect("iocp_callbacks.on_log", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnLog"), 8 + 5 * p);
+            Expect("iocp_config.idle_timeout_ms", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "IdleTimeoutMs"), 56);
+            Expect("iocp_config.drain_mark", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "DrainMark"), 80);
+            Expect("iocp_callbacks.on_drain", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnDrain"), 8 + 7 * p);
             Expect("iocp_callbacks.on_connect", (int)Marshal.OffsetOf(typeof(NativeMethods.Callbacks), "OnConnect"), 8);
         }
 
@@ -425,6 +521,7 @@ namespace IocpSrv
     public delegate void SentHandler(IocpServer server, ulong id, ulong bytes);
     public delegate void PeerClosedHandler(IocpServer server, ulong id);
     public delegate void DisconnectHandler(IocpServer server, ulong id, IocpReason reason);
+    public delegate void DrainHandler(IocpServer server, ulong id, ulong queued);
     public delegate void ErrorHandler(IocpServer server, string callback, Exception error);
     public delegate void LogHandler(IocpServer server, IocpLogLevel level, int code, string text);
     public delegate void ConnectFailedHandler(IocpServer server, ulong id, int error);
@@ -444,6 +541,17 @@ namespace IocpSrv
         public int Batch = 256;               // queue mode: events per iocp_wait
         /// <summary>With an IPv6 Bind such as "::", take IPv4 connections too (IPV6_V6ONLY off).</summary>
         public bool DualStack;
+        // 1.1 controls, all off by default (see api/iocpsrv.h).
+        /// <summary>End a connection silent this long (IocpReason.IdleTimeout); 0 = never.</summary>
+        public uint IdleTimeoutMs;
+        /// <summary>Refuse connections past this many (counted in RefusedCount); 0 = no limit.</summary>
+        public uint MaxConnections;
+        /// <summary>TCP keep-alive; the times in ms, 0 = the system's value.</summary>
+        public bool KeepAlive;
+        public uint KeepAliveIdleMs;
+        public uint KeepAliveIntervalMs;
+        /// <summary>OnDrain fires when a queue falls to this many bytes (0 = empty).</summary>
+        public ulong DrainMark;
 
         /// <summary>Return false (or throw) to refuse the connection.</summary>
         public ConnectHandler OnConnect;
@@ -459,6 +567,8 @@ namespace IocpSrv
         /// <summary>When null the library sends what is queued, then closes.</summary>
         public PeerClosedHandler OnPeerClosed;
         public DisconnectHandler OnDisconnect;
+        /// <summary>The queue fell to the drain mark: produce again (1.1).</summary>
+        public DrainHandler OnDrain;
         /// <summary>A callback threw; default: print to standard error.</summary>
         public ErrorHandler OnError;
         /// <summary>
@@ -503,6 +613,7 @@ namespace IocpSrv
         private readonly NativeMethods.OnDisconnectFn onDisconnect;
         private readonly NativeMethods.OnLogFn onLog;
         private readonly NativeMethods.OnConnectFailedFn onConnectFailed;
+        private readonly NativeMethods.OnDrainFn onDrain;
 
         // The servers whose callbacks run on this thread (for Dispose).
         [ThreadStatic] private static List<IocpServer> running;
@@ -534,6 +645,7 @@ namespace IocpSrv
                     // handle goes (it holds the handle inside iocp_wait).
                     if (h.Drainer != null && !h.IsClosed && NativeMethods.iocp_stop(h) == 0)
                         h.Drainer.Join(10000);
+                    if (!h.IsClosed) h.Destroy();
                     h.Dispose();
                 }
                 catch (Exception)
@@ -567,17 +679,29 @@ namespace IocpSrv
                 config.Delivery = (uint)IocpDelivery.Queue;
                 if (options.OnSent != null) config.QueueEvents |= 1u << (int)NativeMethods.EventSent;
                 if (options.OnPeerClosed != null) config.QueueEvents |= 1u << (int)NativeMethods.EventPeerClosed;
+                if (options.OnDrain != null) config.QueueEvents |= 1u << (int)NativeMethods.EventDrain;
+                // Log messages come as events too: no callback at all.
+                if (options.OnLog != null) config.QueueEvents |= 1u << (int)NativeMethods.EventLog;
             }
             else if (options.OnDataSegment != null)
             {
                 throw new ArgumentException("OnDataSegment needs IocpDelivery.Queue", "options");
             }
             config.DualStack = options.DualStack ? 1u : 0u;
+            config.IdleTimeoutMs = options.IdleTimeoutMs;
+            config.MaxConnections = options.MaxConnections;
+            config.KeepAlive = options.KeepAlive ? 1u : 0u;
+            config.KeepAliveIdleMs = options.KeepAliveIdleMs;
+            config.KeepAliveIntervalMs = options.KeepAliveIntervalMs;
+            config.DrainMark = options.DrainMark;
 
             var callbacks = new NativeMethods.Callbacks();
             callbacks.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Callbacks));
             bool queue = options.Mode == IocpDelivery.Queue;
-            if (options.OnConnect != null && !queue)
+            // Callback mode: OnConnect and OnDisconnect (and OnConnectFailed)
+            // are always set: they free the context of a refused or ended
+            // connection. Queue mode sets no callback at all.
+            if (!queue)
             {
                 onConnect = ConnectTrampoline;
                 callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
@@ -597,23 +721,28 @@ namespace IocpSrv
                 onPeerClosed = PeerClosedTrampoline;
                 callbacks.OnPeerClosed = Marshal.GetFunctionPointerForDelegate(onPeerClosed);
             }
-            if (options.OnDisconnect != null && !queue)
+            if (!queue)
             {
                 onDisconnect = DisconnectTrampoline;
                 callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
             }
-            if (options.OnLog != null)
+            if (options.OnDrain != null && !queue)
+            {
+                onDrain = DrainTrampoline;
+                callbacks.OnDrain = Marshal.GetFunctionPointerForDelegate(onDrain);
+            }
+            if (options.OnLog != null && !queue)
             {
                 onLog = LogTrampoline;
                 callbacks.OnLog = Marshal.GetFunctionPointerForDelegate(onLog);
             }
-            if (options.OnConnectFailed != null && !queue)
+            if (!queue)
             {
                 onConnectFailed = ConnectFailedTrampoline;
                 callbacks.OnConnectFailed = Marshal.GetFunctionPointerForDelegate(onConnectFailed);
             }
             handle.KeepAlive = new object[] { onConnect, onData, onSent, onPeerClosed, onDisconnect,
-                                              onLog, onConnectFailed };
+                                              onLog, onConnectFailed, onDrain };
 
             IntPtr bind = Marshal.StringToHGlobalAnsi(options.Bind ?? "127.0.0.1");
             int rc;
@@ -621,8 +750,8 @@ namespace IocpSrv
             {
                 config.BindAddress = bind;   // copied by iocp_create
                 IntPtr server;
-                // Queue mode passes callbacks only for OnLog (it stays a callback).
-                rc = queue && options.OnLog == null
+                // Queue mode passes no callbacks.
+                rc = queue
                     ? NativeMethods.iocp_create(ref config, IntPtr.Zero, IntPtr.Zero, out server)
                     : NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
                 if (rc == 0) handle.Set(server);
@@ -754,6 +883,77 @@ namespace IocpSrv
             return n;
         }
 
+        // ---- 1.1 controls; any thread, callbacks included ----
+
+        /// <summary>
+        /// Attaches any object to the connection (null clears it); GetContext
+        /// returns it until OnDisconnect has returned (there included). The
+        /// library holds a GCHandle, freed when the connection ends.
+        /// </summary>
+        public void SetContext(ulong id, object context)
+        {
+            IntPtr old;
+            bool hadOld = NativeMethods.iocp_get_context(handle, id, out old) == 0 && old != IntPtr.Zero;
+            IntPtr p = context != null ? GCHandle.ToIntPtr(GCHandle.Alloc(context)) : IntPtr.Zero;
+            int rc = NativeMethods.iocp_set_context(handle, id, p);
+            if (rc != 0)
+            {
+                if (p != IntPtr.Zero) GCHandle.FromIntPtr(p).Free();
+                throw new IocpException(rc, "iocp_set_context");
+            }
+            if (hadOld && old != p) GCHandle.FromIntPtr(old).Free();
+        }
+
+        /// <summary>The object set with SetContext, or null.</summary>
+        public object GetContext(ulong id)
+        {
+            IntPtr p;
+            Check(NativeMethods.iocp_get_context(handle, id, out p), "iocp_get_context");
+            return p != IntPtr.Zero ? GCHandle.FromIntPtr(p).Target : null;
+        }
+
+        /// <summary>Stops receiving (iocp_pause_recv): the peer's bytes wait in the kernel.</summary>
+        public void PauseReceive(ulong id) { Check(NativeMethods.iocp_pause_recv(handle, id), "iocp_pause_recv"); }
+
+        /// <summary>Receives again after PauseReceive (iocp_resume_recv).</summary>
+        public void ResumeReceive(ulong id) { Check(NativeMethods.iocp_resume_recv(handle, id), "iocp_resume_recv"); }
+
+        /// <summary>OnDrain fires when this connection's queue falls to mark bytes (0 = empty).</summary>
+        public void SetDrainMark(ulong id, ulong mark) { Check(NativeMethods.iocp_set_drain_mark(handle, id, mark), "iocp_set_drain_mark"); }
+
+        /// <summary>This connection's idle timeout in ms (0 = none); its clock restarts.</summary>
+        public void SetIdleTimeout(ulong id, uint timeoutMs) { Check(NativeMethods.iocp_set_idle_timeout(handle, id, timeoutMs), "iocp_set_idle_timeout"); }
+
+        /// <summary>
+        /// Graceful stop (iocp_stop_graceful): stops accepting, half-closes
+        /// every connection after its queued bytes, waits up to timeoutMs for
+        /// the peers to finish, then closes the rest (IocpReason.StopDeadline).
+        /// Returns how many were closed at the deadline. Blocks; not from
+        /// inside a callback (EInCallback). Dispose afterwards.
+        /// </summary>
+        public int StopGracefully(uint timeoutMs)
+        {
+            int rc = NativeMethods.iocp_stop_graceful(handle, timeoutMs);
+            Check(rc, "iocp_stop_graceful");
+            return rc;
+        }
+
+        /// <summary>Connections refused because MaxConnections was reached.</summary>
+        public ulong RefusedCount { get { return NativeMethods.iocp_refused_count(handle); } }
+
+        // In the connection's last callback: the library hands the pointer
+        // back without a lookup; nobody can reach it afterwards.
+        private static void ReleaseContext(IntPtr server, ulong id)
+        {
+            IntPtr p;
+            if (NativeMethods.GetContextRaw(server, id, out p) == 0 && p != IntPtr.Zero)
+            {
+                // Cleared where the id still resolves (a refusal); stale otherwise.
+                NativeMethods.SetContextRaw(server, id, IntPtr.Zero);
+                GCHandle.FromIntPtr(p).Free();
+            }
+        }
+
         /// <summary>
         /// Destroys the server (iocp_destroy). From inside one of this
         /// server's callbacks it throws IocpException(EInCallback) and
@@ -774,6 +974,11 @@ namespace IocpSrv
             {
                 // The library refuses at once; ask it so the error is its own.
                 int rc = NativeMethods.iocp_destroy(handle.DangerousGetHandle());
+                if (rc != 0) throw new IocpException(rc, "iocp_destroy");
+            }
+            if (!handle.IsClosed)
+            {
+                int rc = handle.Destroy();
                 if (rc != 0) throw new IocpException(rc, "iocp_destroy");
             }
             handle.Dispose();
@@ -835,8 +1040,8 @@ namespace IocpSrv
                         finally
                         {
                             // Closed before the batch is released: refused, and
-                            // no other event comes for this id.
-                            if (!keep) NativeMethods.iocp_close(handle, e.Id);
+                            // no other event comes for this id: its context goes now.
+                            if (!keep) Refuse(e.Id);
                         }
                         break;
                     case NativeMethods.EventSent:
@@ -849,11 +1054,22 @@ namespace IocpSrv
                         break;
                     case NativeMethods.EventDisconnected:
                         where = "OnDisconnect";
-                        if (options.OnDisconnect != null) options.OnDisconnect(this, e.Id, (IocpReason)e.Value);
+                        try { if (options.OnDisconnect != null) options.OnDisconnect(this, e.Id, (IocpReason)e.Value); }
+                        finally { FreeContext(e.Context); }   // the last event carries it
                         break;
                     case NativeMethods.EventConnectFailed:
                         where = "OnConnectFailed";
-                        if (options.OnConnectFailed != null) options.OnConnectFailed(this, e.Id, e.Value);
+                        try { if (options.OnConnectFailed != null) options.OnConnectFailed(this, e.Id, e.Value); }
+                        finally { FreeContext(e.Context); }
+                        break;
+                    case NativeMethods.EventDrain:
+                        where = "OnDrain";
+                        options.OnDrain(this, e.Id, e.Len);
+                        break;
+                    case NativeMethods.EventLog:
+                        where = "OnLog";
+                        options.OnLog(this, (IocpLogLevel)e.Value, (int)(long)e.Context,
+                                      Marshal.PtrToStringAnsi(new IntPtr((long)e.Data)));
                         break;
                     default:
                         break;   // a type this binding does not know: skipped, as the header asks
@@ -861,9 +1077,22 @@ namespace IocpSrv
             }
             catch (Exception ex)
             {
-                if (where == "OnConnect") NativeMethods.iocp_close(handle, e.Id);   // never decided to keep it
+                if (where == "OnConnect") Refuse(e.Id);   // never decided to keep it
                 Report(where, ex);
             }
+        }
+
+        // Queue mode: refuses an ACCEPTED connection (before its batch is
+        // released), freeing a context OnConnect may have set.
+        private void Refuse(ulong id)
+        {
+            ReleaseContext(handle.DangerousGetHandle(), id);
+            NativeMethods.iocp_close(handle, id);
+        }
+
+        private static void FreeContext(ulong context)
+        {
+            if (context != 0) GCHandle.FromIntPtr(new IntPtr((long)context)).Free();
         }
 
         private void OnQueuedData(ulong id, IntPtr data, int len)
@@ -921,19 +1150,24 @@ namespace IocpSrv
             try
             {
                 Enter();
+                int refuse = 1;   // it never decided to keep the peer: refuse
                 try
                 {
-                    return options.OnConnect(this, id, Marshal.PtrToStringAnsi(address), port) ? 0 : 1;
+                    refuse = options.OnConnect == null ||
+                             options.OnConnect(this, id, Marshal.PtrToStringAnsi(address), port) ? 0 : 1;
+                    return refuse;
                 }
                 finally
                 {
+                    // No OnDisconnect follows a refusal: free a context here.
+                    if (refuse != 0) ReleaseContext(server, id);
                     Leave();
                 }
             }
             catch (Exception e)
             {
                 Report("OnConnect", e);
-                return 1;   // it never decided to keep the peer: refuse
+                return 1;
             }
         }
 
@@ -993,8 +1227,12 @@ namespace IocpSrv
             try
             {
                 Enter();
-                try { options.OnConnectFailed(this, id, error); }
-                finally { Leave(); }
+                try { if (options.OnConnectFailed != null) options.OnConnectFailed(this, id, error); }
+                finally
+                {
+                    ReleaseContext(server, id);
+                    Leave();
+                }
             }
             catch (Exception e)
             {
@@ -1024,12 +1262,30 @@ namespace IocpSrv
             try
             {
                 Enter();
-                try { options.OnDisconnect(this, id, (IocpReason)reason); }
-                finally { Leave(); }
+                try { if (options.OnDisconnect != null) options.OnDisconnect(this, id, (IocpReason)reason); }
+                finally
+                {
+                    ReleaseContext(server, id);
+                    Leave();
+                }
             }
             catch (Exception e)
             {
                 Report("OnDisconnect", e);
+            }
+        }
+
+        private void DrainTrampoline(IntPtr server, IntPtr user, ulong id, ulong queued)
+        {
+            try
+            {
+                Enter();
+                try { options.OnDrain(this, id, queued); }
+                finally { Leave(); }
+            }
+            catch (Exception e)
+            {
+                Report("OnDrain", e);
             }
         }
     }

@@ -57,7 +57,7 @@ import sys
 import threading
 import traceback
 import weakref
-from typing import Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 __all__ = [
     "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "VERSION_NUMBER",
@@ -65,8 +65,9 @@ __all__ = [
     "IocpError", "LibraryError", "Server",
     "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
     "EVENT_ACCEPTED", "EVENT_DATA", "EVENT_SENT", "EVENT_PEER_CLOSED", "EVENT_DISCONNECTED",
-    "EVENT_CONNECT_FAILED",
+    "EVENT_CONNECT_FAILED", "EVENT_LOG", "EVENT_DRAIN",
     "LOG_ERROR", "LOG_WARN", "LOG_INFO", "ADDRSTRLEN",
+    "REASON_IDLE_TIMEOUT", "REASON_STOP_DEADLINE", "MAX_TIMEOUT_MS", "MAX_KEEPALIVE_MS",
 ]
 
 # ---- Mirror of the header --------------------------------------------------
@@ -98,12 +99,19 @@ ECONNREFUSED = -16
 ETIMEDOUT = -17
 EUNREACH = -18
 EMFILE = -19
+ESTOPPED = -20
 
 # enum iocp_reason, passed to on_disconnect.
 REASON_PEER_CLOSED = 1
 REASON_RESET = 2
 REASON_LOCAL_CLOSE = 3
 REASON_DESTROY = 4
+REASON_IDLE_TIMEOUT = 5
+REASON_STOP_DEADLINE = 6
+
+# Limits of the 1.1 controls (IOCP_MAX_TIMEOUT_MS, IOCP_MAX_KEEPALIVE_MS).
+MAX_TIMEOUT_MS = 2147483647
+MAX_KEEPALIVE_MS = 32767000
 
 # enum iocp_delivery (iocp_config.delivery).
 DELIVERY_CALLBACKS = 0
@@ -116,14 +124,20 @@ EVENT_SENT = 3
 EVENT_PEER_CLOSED = 4
 EVENT_DISCONNECTED = 5
 EVENT_CONNECT_FAILED = 6
+EVENT_LOG = 7
+EVENT_DRAIN = 8
 
-# struct iocp_event: 32 bytes, the same layout on every platform
-# (uint32 type, int32 value, uint64 id, uint64 data, uint64 len), native byte
-# order, no padding. Decoded with struct rather than a ctypes Structure: one
-# unpack per event instead of one attribute access per field.
-EVENT_FORMAT = "=IiQQQ"
+# IOCP_LOG_QUEUE_MAX: LOG events waiting at once at most.
+LOG_QUEUE_MAX = 16
+
+# struct iocp_event: 40 bytes, the same layout on every platform
+# (uint32 type, int32 value, uint64 id, uint64 data, uint64 len, uint64
+# context), native byte order, no padding. Decoded with struct rather than a
+# ctypes Structure: one unpack per event instead of one attribute access per
+# field.
+EVENT_FORMAT = "=IiQQQQ"
 EVENT_SIZE = struct.calcsize(EVENT_FORMAT)
-assert EVENT_SIZE == 32
+assert EVENT_SIZE == 40
 # enum iocp_log_level, passed to on_log (lower is more severe).
 LOG_ERROR = 1
 LOG_WARN = 2
@@ -147,6 +161,7 @@ PeerClosedHandler = Callable[["Server", int], None]
 DisconnectHandler = Callable[["Server", int, int], None]
 ConnectFailedHandler = Callable[["Server", int, int], None]
 LogHandler = Callable[["Server", int, int, str], None]
+DrainHandler = Callable[["Server", int, int], None]
 ErrorHandler = Callable[["Server", str, BaseException], None]
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -169,8 +184,11 @@ ON_LOG = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, ctypes.c_int, ctypes
 ON_CONNECT_FAILED = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_int)
 
 
+ON_DRAIN = ctypes.CFUNCTYPE(None, _server_p, ctypes.c_void_p, _conn_id, ctypes.c_uint64)
+
+
 class _Callbacks(ctypes.Structure):
-    """struct iocp_callbacks (64 bytes on 64-bit, 36 on 32-bit)."""
+    """struct iocp_callbacks (72 bytes on 64-bit, 40 on 32-bit)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("reserved_", ctypes.c_uint32),
@@ -181,11 +199,12 @@ class _Callbacks(ctypes.Structure):
         ("on_disconnect", ON_DISCONNECT),
         ("on_log", ON_LOG),                        # 1.1
         ("on_connect_failed", ON_CONNECT_FAILED),  # 1.1
+        ("on_drain", ON_DRAIN),                    # 1.1
     ]
 
 
 class _Event(ctypes.Structure):
-    """struct iocp_event (32 bytes everywhere). The layout's record: the
+    """struct iocp_event (40 bytes everywhere). The layout's record: the
     drain loop reads the array with EVENT_FORMAT, which must agree."""
     _fields_ = [
         ("type", ctypes.c_uint32),
@@ -193,6 +212,7 @@ class _Event(ctypes.Structure):
         ("id", ctypes.c_uint64),
         ("data", ctypes.c_uint64),
         ("len", ctypes.c_uint64),
+        ("context", ctypes.c_uint64),
     ]
 
 
@@ -200,7 +220,7 @@ assert ctypes.sizeof(_Event) == EVENT_SIZE
 
 
 class _Config(ctypes.Structure):
-    """struct iocp_config (56 bytes on 64-bit; the uint64 is 8-aligned)."""
+    """struct iocp_config (88 bytes on 64-bit; the uint64s are 8-aligned)."""
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("port", ctypes.c_uint16),
@@ -215,7 +235,15 @@ class _Config(ctypes.Structure):
         ("reserved2_", ctypes.c_uint32),
         ("dual_stack", ctypes.c_uint32),           # 1.1
         ("reserved3_", ctypes.c_uint32),
-        ("delivery", ctypes.c_uint32),
+        # 1.1
+        ("idle_timeout_ms", ctypes.c_uint32),
+        ("max_connections", ctypes.c_uint32),
+        ("keepalive", ctypes.c_uint32),
+        ("keepalive_idle_ms", ctypes.c_uint32),
+        ("keepalive_interval_ms", ctypes.c_uint32),
+        ("reserved4_", ctypes.c_uint32),
+        ("drain_mark", ctypes.c_uint64),
+        ("delivery", ctypes.c_uint32),             # 1.1, batched events
         ("queue_events", ctypes.c_uint32),
     ]
 
@@ -287,6 +315,15 @@ _SIGNATURES = {
                                            ctypes.POINTER(ctypes.c_uint16)]),
     "iocp_connect": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
                                     ctypes.POINTER(_conn_id)]),
+    # 1.1
+    "iocp_set_context": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_void_p]),
+    "iocp_get_context": (ctypes.c_int, [_server_p, _conn_id, ctypes.POINTER(ctypes.c_void_p)]),
+    "iocp_pause_recv": (ctypes.c_int, [_server_p, _conn_id]),
+    "iocp_resume_recv": (ctypes.c_int, [_server_p, _conn_id]),
+    "iocp_set_drain_mark": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_uint64]),
+    "iocp_set_idle_timeout": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_uint32]),
+    "iocp_stop_graceful": (ctypes.c_int, [_server_p, ctypes.c_uint32]),
+    "iocp_refused_count": (ctypes.c_uint64, [_server_p]),
 }
 
 _lib = None
@@ -420,11 +457,17 @@ class Server:
       bind="127.0.0.1", threads=0 (one per processor), backlog=0,
       accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True
       (0 keeps the library default), dual_stack=False (True: an IPv6 bind
-      address such as "::" takes IPv4 connections too),
+      address such as "::" takes IPv4 connections too), the 1.1 controls,
+      all off by default:
+      idle_timeout_ms=0 (end a connection silent that long with
+      REASON_IDLE_TIMEOUT), max_connections=0 (refuse past it, counted in
+      refused_count), keepalive=False, keepalive_idle_ms=0,
+      keepalive_interval_ms=0 (TCP keep-alive; 0 = system value),
+      drain_mark=0 (on_drain fires when a queue falls to it);
       mode="queue" or "callbacks" (see the module's documentation),
       thread=True (queue mode: drain on a thread of this module; False: call
       serve_forever() or serve_async() yourself), batch=256 (events per
-      iocp_wait), and the handlers:
+      iocp_wait); and the handlers:
 
       on_connect(server, id, address: str, port: int) -> bool | None
           Return False (or raise) to refuse the connection; None or a true
@@ -443,12 +486,20 @@ class Server:
           failed accepts, running out of descriptors, a worker leaving. May
           run on several threads at once, and on the creating thread during
           the constructor (then `server` is not usable yet).
+      on_drain(server, id, queued: int)
+          The queue fell from above the connection's drain mark to at or
+          below it (also after send() raised EQUEUEFULL): produce again.
       on_error(server, where: str, exc: BaseException)
           Called when a handler raised; default prints to stderr.
 
     Every handler receives this Server object and may call send(),
-    shutdown(), close(id), queued(), port and connection_count. It must not
-    destroy the server itself: destroy() raises IocpError(EINCALLBACK) there.
+    shutdown(), close(id), queued(), the per-connection controls
+    (set_context(), context(), pause_reading(), resume_reading(),
+    set_drain_mark(), set_idle_timeout()), connect(), port and
+    connection_count. It must not destroy or stop the server itself:
+    destroy() and stop() raise IocpError(EINCALLBACK) there. In callback mode
+    handlers run on library worker threads (ctypes takes the GIL); in queue
+    mode on the one draining thread (or in the asyncio loop).
 
     Use it as a context manager, or call destroy() when done: it ends every
     connection, and on_disconnect(REASON_DESTROY) runs for each open one
@@ -458,6 +509,9 @@ class Server:
     def __init__(self, *, port: int = 50000, bind: str = "127.0.0.1", threads: int = 0,
                  backlog: int = 0, accepts_posted: int = 0, recv_buffer_size: int = 0,
                  max_send_queue: int = 0, nodelay: bool = True,
+                 idle_timeout_ms: int = 0, max_connections: int = 0, keepalive: bool = False,
+                 keepalive_idle_ms: int = 0, keepalive_interval_ms: int = 0,
+                 drain_mark: int = 0,
                  mode: str = "queue", thread: bool = True, batch: int = 256,
                  on_connect: Optional[ConnectHandler] = None,
                  on_data: Optional[DataHandler] = None,
@@ -466,7 +520,8 @@ class Server:
                  on_disconnect: Optional[DisconnectHandler] = None,
                  on_error: Optional[ErrorHandler] = None, dual_stack: bool = False,
                  on_connect_failed: Optional[ConnectFailedHandler] = None,
-                 on_log: Optional[LogHandler] = None) -> None:
+                 on_log: Optional[LogHandler] = None,
+                 on_drain: Optional[DrainHandler] = None) -> None:
         lib = load()
         self._lib = lib
         self._on_error = on_error or _default_on_error
@@ -495,22 +550,43 @@ class Server:
             config.max_send_queue = max_send_queue
         config.nodelay = 1 if nodelay else 0
         config.dual_stack = 1 if dual_stack else 0
+        # Out-of-range values are left to iocp_create (IOCP_EINVAL); ctypes
+        # would silently truncate them, so range-check the widths here.
+        for name, value, top in (("idle_timeout_ms", idle_timeout_ms, 0xFFFFFFFF),
+                                 ("max_connections", max_connections, 0xFFFFFFFF),
+                                 ("keepalive_idle_ms", keepalive_idle_ms, 0xFFFFFFFF),
+                                 ("keepalive_interval_ms", keepalive_interval_ms, 0xFFFFFFFF),
+                                 ("drain_mark", drain_mark, 0xFFFFFFFFFFFFFFFF)):
+            if not 0 <= value <= top:
+                raise ValueError(f"{name} {value} is out of range")
+            setattr(config, name, value)
+        config.keepalive = 1 if keepalive else 0
+
+        # Contexts: a token (the native context pointer) -> the Python object.
+        self._contexts = {}
+        self._context_seq = 0
+        self._context_lock = threading.Lock()
 
         keepalive = []
         callbacks = None
         if mode == "queue":
             config.delivery = DELIVERY_QUEUE
+            # No callback at all: every event, log messages included, comes
+            # through the queue (on_log is then silent about iocp_create's
+            # own failures; the IocpError raised says what failed).
             config.queue_events = ((1 << EVENT_SENT if on_sent else 0)
-                                   | (1 << EVENT_PEER_CLOSED if on_peer_closed else 0))
+                                   | (1 << EVENT_PEER_CLOSED if on_peer_closed else 0)
+                                   | (1 << EVENT_DRAIN if on_drain else 0)
+                                   | (1 << EVENT_LOG if on_log else 0))
             self._handlers = (on_connect, on_data, on_sent, on_peer_closed, on_disconnect,
-                              on_connect_failed)
+                              on_connect_failed, on_log, on_drain)
             self._events = ctypes.create_string_buffer(EVENT_SIZE * batch)
             self._batch = batch
-            if on_log is not None:   # on_log stays a callback in queue mode
-                callbacks = self._callbacks(keepalive, on_log=on_log)
+            self._ending = {}   # id -> context object, during its last handler
         else:
             callbacks = self._callbacks(keepalive, on_connect, on_data, on_sent,
-                                        on_peer_closed, on_disconnect, on_connect_failed, on_log)
+                                        on_peer_closed, on_disconnect, on_connect_failed, on_log,
+                                        on_drain)
         self._keepalive = keepalive
 
         # The library stores the handle here before any callback can run, so
@@ -519,6 +595,7 @@ class Server:
         self._destroy_lock = threading.Lock()
         self._serve_lock = threading.Lock()
         self._drainer = None          # thread ident of the queue's drainer
+        self._loop_thread = None      # serve_async: the event loop's thread
         self._serving = threading.Event()
         self._serving.set()           # set while nobody drains
         self._thread = None
@@ -538,16 +615,19 @@ class Server:
             self._thread.start()
 
     def _callbacks(self, keepalive, on_connect=None, on_data=None, on_sent=None,
-                   on_peer_closed=None, on_disconnect=None, on_connect_failed=None, on_log=None):
-        # The trampolines refer to this object only weakly, so an abandoned
-        # Server can still be collected (and then destroyed by the finalizer).
+                   on_peer_closed=None, on_disconnect=None, on_connect_failed=None,
+                   on_log=None, on_drain=None):
+        # Callback mode. The trampolines refer to this object only weakly, so
+        # an abandoned Server can still be collected (and then destroyed by
+        # the finalizer).
         ref = weakref.ref(self)
         callbacks = _Callbacks()
         callbacks.size = ctypes.sizeof(callbacks)
         callbacks.reserved_ = 0
-        if on_connect is not None:
-            keepalive.append(ON_CONNECT(_connect_trampoline(ref, on_connect)))
-            callbacks.on_connect = keepalive[-1]
+        # on_connect and on_disconnect are always set: they release the
+        # context of a refused or ended connection.
+        keepalive.append(ON_CONNECT(_connect_trampoline(ref, on_connect)))
+        callbacks.on_connect = keepalive[-1]
         if on_data is not None:
             keepalive.append(ON_DATA(_data_trampoline(ref, on_data)))
             callbacks.on_data = keepalive[-1]
@@ -558,17 +638,17 @@ class Server:
             keepalive.append(ON_PEER_CLOSED(
                 _simple_trampoline(ref, on_peer_closed, "on_peer_closed")))
             callbacks.on_peer_closed = keepalive[-1]
-        if on_disconnect is not None:
-            keepalive.append(ON_DISCONNECT(
-                _simple_trampoline(ref, on_disconnect, "on_disconnect")))
-            callbacks.on_disconnect = keepalive[-1]
-        if on_connect_failed is not None:
-            keepalive.append(ON_CONNECT_FAILED(
-                _simple_trampoline(ref, on_connect_failed, "on_connect_failed")))
-            callbacks.on_connect_failed = keepalive[-1]
+        keepalive.append(ON_DISCONNECT(_disconnect_trampoline(ref, on_disconnect)))
+        callbacks.on_disconnect = keepalive[-1]
+        keepalive.append(ON_CONNECT_FAILED(_disconnect_trampoline(ref, on_connect_failed,
+                                                                  "on_connect_failed")))
+        callbacks.on_connect_failed = keepalive[-1]
         if on_log is not None:
             keepalive.append(ON_LOG(_log_trampoline(ref, on_log)))
             callbacks.on_log = keepalive[-1]
+        if on_drain is not None:
+            keepalive.append(ON_DRAIN(_simple_trampoline(ref, on_drain, "on_drain")))
+            callbacks.on_drain = keepalive[-1]
         return callbacks
 
     # -- queue mode: the drain loop --
@@ -609,6 +689,7 @@ class Server:
         finished. From the loop, end it with ``await server.aclose()``."""
         self._begin_serving()
         loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         tails = {}
         done = asyncio.Event()
         ready = threading.Event()
@@ -645,13 +726,14 @@ class Server:
         finally:
             helper.join()
             self._drainer = None
+            self._loop_thread = None
             self._serving.set()
 
     async def aclose(self) -> None:
-        """For serve_async: stops the server, waits (without blocking the
-        loop) until every on_disconnect ran and serve_async ended, then
-        destroys it."""
-        self.stop()
+        """For serve_async: closes every connection (abort()), waits (without
+        blocking the loop) until every on_disconnect ran and serve_async
+        ended, then destroys it."""
+        self.abort()
         while not self._serving.is_set():
             await asyncio.sleep(0.005)  # serve_async ends on its own after stop()
         self.destroy()
@@ -675,21 +757,24 @@ class Server:
                 raise IocpError(n, "iocp_wait")
 
     def _decode(self, event):
-        # For serve_async: turn one event into (type, id, arg) with copies.
-        t, value, id, data, length = event
+        # For serve_async: turn one event into (type, id, arg, context) with
+        # copies, so the batch may be released at once.
+        t, value, id, data, length, ctx = event
         if t == EVENT_DATA:
-            return t, id, ctypes.string_at(data, length)
+            return t, id, ctypes.string_at(data, length), ctx
         if t == EVENT_ACCEPTED:
-            return t, id, (ctypes.string_at(data, length).decode("ascii"), value)
-        if t == EVENT_SENT:
-            return t, id, length
-        return t, id, value
+            return t, id, (ctypes.string_at(data, length), value), ctx
+        if t == EVENT_SENT or t == EVENT_DRAIN:
+            return t, id, length, ctx
+        if t == EVENT_LOG:
+            return t, id, (value, _signed64(ctx), _log_text(data, length)), 0
+        return t, id, value, ctx
 
     def _dispatch_batch(self, events):
-        on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed = \
-            self._handlers
+        (on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed,
+         on_log, on_drain) = self._handlers
         string_at = ctypes.string_at
-        for t, value, id, data, length in events:
+        for t, value, id, data, length, ctx in events:
             try:
                 if t == EVENT_DATA:
                     if on_data is not None:
@@ -697,18 +782,40 @@ class Server:
                 elif t == EVENT_ACCEPTED:
                     self._accepted(on_connect, id, string_at(data, length), value)
                 elif t == EVENT_DISCONNECTED:
-                    if on_disconnect is not None:
-                        on_disconnect(self, id, value)
+                    self._last(on_disconnect, id, value, ctx)
                 elif t == EVENT_SENT:
                     on_sent(self, id, length)
+                elif t == EVENT_DRAIN:
+                    on_drain(self, id, length)
                 elif t == EVENT_PEER_CLOSED:
                     on_peer_closed(self, id)
                 elif t == EVENT_CONNECT_FAILED:
-                    if on_connect_failed is not None:
-                        on_connect_failed(self, id, value)
+                    self._last(on_connect_failed, id, value, ctx)
+                elif t == EVENT_LOG:
+                    on_log(self, value, _signed64(ctx), _log_text(data, length))
                 # Unknown types are skipped, as the header asks.
             except BaseException as e:
                 self._report(_EVENT_NAMES.get(t, "event"), e)
+
+    def _last(self, fn, id, value, ctx):
+        # A connection's last event (DISCONNECTED, CONNECT_FAILED): the event
+        # carries its context token, released once the handler returned.
+        if not ctx:
+            if fn is not None:
+                fn(self, id, value)
+            return
+        with self._context_lock:
+            self._ending[id] = self._contexts.get(ctx)
+        try:
+            if fn is not None:
+                fn(self, id, value)
+        finally:
+            self._end_context(id, ctx)
+
+    def _end_context(self, id, ctx):
+        with self._context_lock:
+            self._ending.pop(id, None)
+            self._contexts.pop(ctx, None)
 
     def _accepted(self, on_connect, id, address, port, tails=None):
         keep = True
@@ -725,27 +832,41 @@ class Server:
         if not keep:
             # Refused: closed before the batch is released, so no other
             # event comes for this id (not even on_disconnect).
+            self._release_context(id)
             self._lib.iocp_close(self._ptr, id)
 
     def _dispatch_events(self, batch, tails):
         # serve_async, in the loop: decoded events, coroutines chained per id.
-        on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed = \
-            self._handlers
-        for t, id, arg in batch:
+        (on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed,
+         on_log, on_drain) = self._handlers
+        for t, id, arg, ctx in batch:
             if t == EVENT_ACCEPTED:
                 # on_connect decides at once (the batch is released next).
-                self._accepted(on_connect, id, arg[0].encode("ascii"), arg[1], tails)
+                self._accepted(on_connect, id, arg[0], arg[1], tails)
                 continue
             if t == EVENT_DATA:
                 fn, args = on_data, (arg,)
             elif t == EVENT_SENT:
                 fn, args = on_sent, (arg,)
+            elif t == EVENT_DRAIN:
+                fn, args = on_drain, (arg,)
             elif t == EVENT_PEER_CLOSED:
                 fn, args = on_peer_closed, ()
-            elif t == EVENT_DISCONNECTED:
-                fn, args = on_disconnect, (arg,)
-            elif t == EVENT_CONNECT_FAILED:
-                fn, args = on_connect_failed, (arg,)
+            elif t == EVENT_DISCONNECTED or t == EVENT_CONNECT_FAILED:
+                fn = on_disconnect if t == EVENT_DISCONNECTED else on_connect_failed
+                if ctx:
+                    with self._context_lock:
+                        self._ending[id] = self._contexts.get(ctx)
+                task = self._schedule(tails, id, _EVENT_NAMES[t], fn, (arg,)) if fn else None
+                if ctx and task is None:
+                    self._end_context(id, ctx)
+                elif ctx:
+                    task.add_done_callback(lambda _f, id=id, ctx=ctx: self._end_context(id, ctx))
+                continue
+            elif t == EVENT_LOG:
+                # Not a connection's: in order among log messages only.
+                fn, args = (lambda srv, _key, *a: on_log(srv, *a)), arg
+                id = "log"
             else:
                 continue
             if fn is None:
@@ -761,12 +882,13 @@ class Server:
                 self._report(where, e)
                 return
             if not asyncio.iscoroutine(result):
-                return
+                return None
             task = asyncio.ensure_future(self._guard(where, None, result))
         else:
             task = asyncio.ensure_future(self._guard(where, prev, (fn, id, args)))
         tails[id] = task
         task.add_done_callback(lambda f, id=id: tails.get(id) is f and tails.pop(id))
+        return task
 
     async def _guard(self, where, prev, work):
         # Runs one handler after the connection's previous one finished.
@@ -783,10 +905,11 @@ class Server:
 
     # -- lifetime --
 
-    def stop(self) -> None:
-        """iocp_stop(): stops accepting and ends every connection; in queue
-        mode the drain loop delivers every on_disconnect, then returns. The
-        handle stays valid until destroy()."""
+    def abort(self) -> None:
+        """iocp_stop(): stops accepting and closes every connection at once
+        (REASON_DESTROY), without waiting; in queue mode the drain loop
+        delivers every on_disconnect, then returns. Any thread, handlers
+        included. The handle stays valid until destroy()."""
         _check(self._lib.iocp_stop(self._handle()), "iocp_stop")
 
     def destroy(self) -> None:
@@ -797,7 +920,7 @@ class Server:
         destroyed. From inside a handler it raises IocpError(EINCALLBACK)
         and destroys nothing: call it from another thread."""
         if self in _running_callbacks() or (
-                self._drainer is not None and self._drainer == threading.get_ident()):
+                threading.get_ident() in (self._drainer, self._loop_thread)):
             if self.mode == "queue":
                 raise IocpError(EINCALLBACK, "iocp_destroy")
             # Inside one of our own callbacks: the library refuses at once
@@ -879,6 +1002,136 @@ class Server:
         _check(self._lib.iocp_queued(self._handle(), id, ctypes.byref(n)), "iocp_queued")
         return n.value
 
+    # -- 1.1 controls; any thread, including callbacks --
+
+    def set_context(self, id: int, obj: Any) -> None:
+        """Attaches any object to connection `id` (None clears it); context(id)
+        returns it until the connection's on_disconnect has returned (there
+        included). Raises IocpError(ENOTFOUND) for an unknown or stale id."""
+        token = None
+        if obj is not None:
+            with self._context_lock:
+                self._context_seq += 1
+                token = self._context_seq
+                self._contexts[token] = obj
+        old = self._context_token(id, missing_ok=True)
+        rc = self._lib.iocp_set_context(self._handle(), id, token)
+        if rc < 0:
+            self._release_token(token)
+            raise IocpError(rc, "iocp_set_context")
+        if old != token:
+            self._release_token(old)
+
+    def context(self, id: int) -> Any:
+        """The object set with set_context(), or None."""
+        try:
+            token = self._context_token(id)
+        except IocpError as e:
+            # Queue mode: inside on_disconnect (or on_connect_failed) the id
+            # is stale for the library, but the event carried the context.
+            with self._context_lock:
+                if e.code == ENOTFOUND and self.mode == "queue" and id in self._ending:
+                    return self._ending[id]
+            raise
+        with self._context_lock:
+            return self._contexts.get(token)
+
+    def pause_reading(self, id: int) -> None:
+        """Stops receiving on `id` (iocp_pause_recv): the peer's bytes stay in
+        the kernel and TCP flow control slows it down. Inside this
+        connection's on_data, no more data arrives until resume_reading()."""
+        _check(self._lib.iocp_pause_recv(self._handle(), id), "iocp_pause_recv")
+
+    def resume_reading(self, id: int) -> None:
+        """Receives again after pause_reading() (iocp_resume_recv)."""
+        _check(self._lib.iocp_resume_recv(self._handle(), id), "iocp_resume_recv")
+
+    def set_drain_mark(self, id: int, mark: int) -> None:
+        """on_drain fires when `id`'s queue falls to `mark` bytes (0: empty).
+        Raises IocpError(EINVAL) when mark >= max_send_queue."""
+        if not 0 <= mark <= 0xFFFFFFFFFFFFFFFF:
+            raise ValueError(f"mark {mark} is out of range")
+        _check(self._lib.iocp_set_drain_mark(self._handle(), id, mark), "iocp_set_drain_mark")
+
+    def set_idle_timeout(self, id: int, timeout_ms: int) -> None:
+        """Idle timeout of this connection in ms (0: none); its clock restarts.
+        Raises IocpError(EINVAL) above MAX_TIMEOUT_MS."""
+        if not 0 <= timeout_ms <= 0xFFFFFFFF:
+            raise IocpError(EINVAL, "iocp_set_idle_timeout")
+        _check(self._lib.iocp_set_idle_timeout(self._handle(), id, timeout_ms),
+               "iocp_set_idle_timeout")
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """Graceful stop (iocp_stop_graceful): stops accepting, half-closes
+        every connection after its queued bytes, waits up to `timeout`
+        seconds for the peers to finish, then closes the rest
+        (REASON_STOP_DEADLINE). Every on_disconnect has run when it returns.
+        Returns how many were closed at the deadline. Not from inside a
+        handler (IocpError EINCALLBACK; from asyncio use astop()); call
+        destroy() afterwards (or leave the with block). In queue mode with
+        nobody draining (thread=False and no serve_forever running), this
+        thread drains while the stop runs."""
+        ms = int(timeout * 1000)
+        if not 0 <= ms <= MAX_TIMEOUT_MS:
+            raise IocpError(EINVAL, "iocp_stop_graceful")
+        ptr = self._handle()
+        if self.mode != "queue":
+            return _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+        me = threading.get_ident()
+        if me in (self._drainer, self._loop_thread):
+            raise IocpError(EINCALLBACK, "iocp_stop_graceful")  # it would wait for itself
+        with self._serve_lock:
+            nobody = self._thread is None and self._serving.is_set()
+            if nobody:
+                self._serving.clear()
+        if not nobody:
+            return _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+        result = []
+        stopper = threading.Thread(
+            target=lambda: result.append(self._lib.iocp_stop_graceful(ptr, ms)),
+            name=f"iocpsrv-stop:{self.port}", daemon=True)
+        self._drainer = me
+        try:
+            stopper.start()
+            self._drain(self._dispatch_batch)   # until IOCP_ECLOSED
+        finally:
+            stopper.join()
+            self._drainer = None
+            self._serving.set()
+        return _check(result[0], "iocp_stop_graceful")
+
+    async def astop(self, timeout: float = 5.0) -> int:
+        """stop() for asyncio (serve_async): runs it on a helper thread so
+        the loop keeps running the handlers meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.stop, timeout)
+
+    @property
+    def refused_count(self) -> int:
+        """Connections refused because max_connections was reached."""
+        return self._lib.iocp_refused_count(self._handle())
+
+    def _context_token(self, id, missing_ok=False):
+        p = ctypes.c_void_p()
+        rc = self._lib.iocp_get_context(self._handle(), id, ctypes.byref(p))
+        if rc < 0:
+            if missing_ok:
+                return None
+            raise IocpError(rc, "iocp_get_context")
+        return p.value
+
+    def _release_token(self, token):
+        if token is not None:
+            with self._context_lock:
+                self._contexts.pop(token, None)
+
+    def _release_context(self, id):
+        # In the connection's last callback: the library hands the token back
+        # without a lookup; afterwards nobody can reach it.
+        try:
+            self._release_token(self._context_token(id, missing_ok=True))
+        except BaseException as e:  # never into native code
+            self._report("context release", e)
+
     @property
     def port(self) -> int:
         """The port listened on (useful after port=0)."""
@@ -933,7 +1186,17 @@ class Server:
 
 _EVENT_NAMES = {EVENT_ACCEPTED: "on_connect", EVENT_DATA: "on_data", EVENT_SENT: "on_sent",
                 EVENT_PEER_CLOSED: "on_peer_closed", EVENT_DISCONNECTED: "on_disconnect",
-                EVENT_CONNECT_FAILED: "on_connect_failed"}
+                EVENT_CONNECT_FAILED: "on_connect_failed", EVENT_LOG: "on_log",
+                EVENT_DRAIN: "on_drain"}
+
+
+def _signed64(v):
+    # A LOG event's code travels as a uint64.
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _log_text(data, length):
+    return ctypes.string_at(data, length).decode("utf-8", "replace")
 
 
 def _serve_weakly(ref):
@@ -981,14 +1244,34 @@ def _invoke(ref, where, fn, args, failed):
 
 def _connect_trampoline(ref, fn):
     def call(server, id, address, port):
+        if fn is None:
+            return 0
         addr = ctypes.string_at(address).decode("ascii") if address else ""
         keep = fn(server, id, addr, port)
         return 0 if keep is None or keep else 1
 
     def on_connect(_server, _user, id, address, port):
         # A failing on_connect refuses: it never decided to keep the peer.
-        return _invoke(ref, "on_connect", call, (id, address, port), 1)
+        refuse = _invoke(ref, "on_connect", call, (id, address, port), 1)
+        if refuse:
+            # No on_disconnect follows a refusal: release a context here.
+            server = ref()
+            if server is not None:
+                server._release_context(id)
+        return refuse
     return on_connect
+
+
+def _disconnect_trampoline(ref, fn, where="on_disconnect"):
+    # The connection's last callback (on_disconnect, on_connect_failed):
+    # its context is released after it.
+    def last(_server, _user, id, value):
+        if fn is not None:
+            _invoke(ref, where, fn, (id, value), None)
+        server = ref()
+        if server is not None:
+            server._release_context(id)
+    return last
 
 
 def _data_trampoline(ref, fn):

@@ -292,6 +292,7 @@ def test_constants_match_the_header():
         assert getattr(iocpsrv, name) == int(code), name
     for name, value in re.findall(r"IOCP_(EVENT_\w+|REASON_\w+|DELIVERY_\w+) = (\d+)", header):
         assert getattr(iocpsrv, name) == int(value), name
-    assert iocpsrv.EVENT_SIZE == 32
+    assert iocpsrv.EVENT_SIZE == 40
+    assert iocpsrv.LOG_QUEUE_MAX == int(re.search(r"IOCP_LOG_QUEUE_MAX (\d+)", header).group(1))
     assert iocpsrv.VERSION_NUMBER == int(
         re.search(r"IOCP_VERSION_MINOR (\d+)", header).group(1)) << 8 | 1 << 16

@@ -126,6 +126,14 @@ static void IOCP_CALL cb_sent(iocp_server *srv, void *user, iocp_conn_id id, uin
   leave(r, c);
 }
 
+static void IOCP_CALL cb_drain(iocp_server *srv, void *user, iocp_conn_id id, uint64_t queued) {
+  rec_server *r = user;
+  rec_conn *c = enter(r, srv, id, 0);
+  if (r->hooks.on_drain != NULL) r->hooks.on_drain(r, id, queued);
+  ts_counter_add(r->drains, 1);
+  leave(r, c);
+}
+
 static void IOCP_CALL cb_peer_closed(iocp_server *srv, void *user, iocp_conn_id id) {
   rec_server *r = user;
   rec_conn *c = enter(r, srv, id, 0);
@@ -140,10 +148,11 @@ static void IOCP_CALL cb_peer_closed(iocp_server *srv, void *user, iocp_conn_id 
 static void IOCP_CALL cb_disconnect(iocp_server *srv, void *user, iocp_conn_id id, int reason) {
   rec_server *r = user;
   rec_conn *c = enter(r, srv, id, 0);
-  if (reason < IOCP_REASON_PEER_CLOSED || reason > IOCP_REASON_DESTROY) {
+  if (reason < IOCP_REASON_PEER_CLOSED || reason >= REC_REASONS) {
     violation(r);
     reason = 0;
   }
+  if (r->hooks.on_disconnect != NULL) r->hooks.on_disconnect(r, id, reason);
   /* The id is stale once on_disconnect starts. */
   if (iocp_send(srv, id, "x", 1) != IOCP_ENOTFOUND) violation(r);
   if (c != NULL) {
@@ -175,6 +184,13 @@ static void drain(void *arg) {
     for (i = 0; i < n; i++) {
       const iocp_event *e = &ev[i];
       const uint8_t *data = (const uint8_t *)(uintptr_t)e->data;
+      void *ctx = (void *)1;
+      /* Every event carries the context its connection has (the tests set
+       * it only from this thread), DISCONNECTED included. */
+      if (e->type != IOCP_EVENT_ACCEPTED &&
+          (iocp_get_context(r->srv, e->id, &ctx) != IOCP_OK ||
+           ctx != (void *)(uintptr_t)e->context))
+        violation(r);
       switch (e->type) {
       case IOCP_EVENT_ACCEPTED:
         if (data == NULL || e->len != strlen((const char *)data)) violation(r);
@@ -186,6 +202,7 @@ static void drain(void *arg) {
       case IOCP_EVENT_SENT: cb_sent(r->srv, r, e->id, e->len); break;
       case IOCP_EVENT_PEER_CLOSED: cb_peer_closed(r->srv, r, e->id); break;
       case IOCP_EVENT_DISCONNECTED: cb_disconnect(r->srv, r, e->id, e->value); break;
+      case IOCP_EVENT_DRAIN: cb_drain(r->srv, r, e->id, e->len); break;
       default: violation(r); break;
       }
     }
@@ -203,7 +220,8 @@ void rec_violation_at(rec_server *r, const char *file, int line) {
   violation_at(r, where);
 }
 
-rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks) {
+rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks *hooks,
+                          int *create_rc) {
   rec_server *r = calloc(1, sizeof(*r));
   iocp_callbacks cb;
   iocp_config cfg;
@@ -222,10 +240,11 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
   r->peer_closed = ts_counter_new();
   r->bytes_in = ts_counter_new();
   r->bytes_sent = ts_counter_new();
+  r->drains = ts_counter_new();
   r->violations = ts_counter_new();
   r->late = ts_counter_new();
   r->batches = ts_counter_new();
-  for (i = 0; i < 5; i++) r->reasons[i] = ts_counter_new();
+  for (i = 0; i < REC_REASONS; i++) r->reasons[i] = ts_counter_new();
 
   memset(&cb, 0, sizeof(cb));
   cb.size = sizeof(cb);
@@ -234,6 +253,7 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
   cb.on_sent = cb_sent;
   cb.on_peer_closed = (flags & REC_HANDLE_PEER_CLOSE) ? cb_peer_closed : NULL;
   cb.on_disconnect = cb_disconnect;
+  cb.on_drain = (flags & REC_DRAIN) ? cb_drain : NULL;
   if (config != NULL) {
     cfg = *config;
   } else {
@@ -243,9 +263,18 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
     cfg.delivery = IOCP_DELIVERY_QUEUE;
     cfg.queue_events = IOCP_EVENT_BIT(IOCP_EVENT_SENT);
     if (flags & REC_HANDLE_PEER_CLOSE) cfg.queue_events |= IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED);
+    if (flags & REC_DRAIN) cfg.queue_events |= IOCP_EVENT_BIT(IOCP_EVENT_DRAIN);
     rc = iocp_create(&cfg, NULL, r, &r->srv);
   } else {
     rc = iocp_create(&cfg, &cb, r, &r->srv);
+  }
+  if (create_rc != NULL) {
+    *create_rc = rc;
+    if (rc != IOCP_OK) {
+      assert_null(r->srv);
+      rec_free(r);
+      return NULL;
+    }
   }
   assert_int_equal(rc, IOCP_OK);
   assert_non_null(r->srv);
@@ -253,6 +282,10 @@ rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hoo
   r->port = iocp_port(r->srv);
   assert_true(r->port != 0);
   return r;
+}
+
+rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks) {
+  return rec_try_start(flags, config, hooks, NULL);
 }
 
 iocp_conn_id rec_wait_connect(rec_server *r, int64_t n) {
@@ -312,9 +345,10 @@ void rec_free(rec_server *r) {
   ts_counter_free(r->peer_closed);
   ts_counter_free(r->bytes_in);
   ts_counter_free(r->bytes_sent);
+  ts_counter_free(r->drains);
   ts_counter_free(r->violations);
   ts_counter_free(r->late);
   ts_counter_free(r->batches);
-  for (i = 0; i < 5; i++) ts_counter_free(r->reasons[i]);
+  for (i = 0; i < REC_REASONS; i++) ts_counter_free(r->reasons[i]);
   free(r);
 }

@@ -8,20 +8,24 @@
 #  include <winsock2.h>
 #  include <ws2tcpip.h>
 #  include <windows.h>
+#  include <tlhelp32.h>
 typedef SOCKET os_sock;
 #  define OS_BAD INVALID_SOCKET
 #  define os_close closesocket
 static int last_net_error(void) { return WSAGetLastError(); }
 #  define IS_TIMEOUT(e) ((e) == WSAETIMEDOUT)
 #  define IS_RESET(e) ((e) == WSAECONNRESET || (e) == WSAECONNABORTED)
+#  define IS_WOULDBLOCK(e) ((e) == WSAEWOULDBLOCK)
 #else
 #  include <arpa/inet.h>
 #  include <dirent.h>
 #  include <errno.h>
+#  include <fcntl.h>
 #  include <netinet/in.h>
 #  include <netinet/tcp.h>
 #  include <pthread.h>
 #  include <signal.h>
+#  include <sys/select.h>
 #  include <sys/socket.h>
 #  include <sys/time.h>
 #  include <time.h>
@@ -32,6 +36,7 @@ typedef int os_sock;
 static int last_net_error(void) { return errno; }
 #  define IS_TIMEOUT(e) ((e) == EAGAIN || (e) == EWOULDBLOCK)
 #  define IS_RESET(e) ((e) == ECONNRESET || (e) == EPIPE)
+#  define IS_WOULDBLOCK(e) ((e) == EAGAIN || (e) == EWOULDBLOCK)
 #endif
 
 /* ---- Time and threads ------------------------------------------------------------ */
@@ -194,6 +199,19 @@ int ts_on_wine(void) {
 #endif
 }
 
+#if !defined(_WIN32)
+static long count_entries(const char *dir) {
+  long n = 0;
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  if (d == NULL) return -1;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+#endif
+
 long ts_handle_count(void) {
 #if defined(_WIN32)
   /* Wine answers GetProcessHandleCount with 0: count the handle values that
@@ -211,15 +229,67 @@ long ts_handle_count(void) {
   }
   return (long)n;
 #else
-  long n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  struct dirent *e;
-  if (d == NULL) return -1;
-  while ((e = readdir(d)) != NULL)
-    if (e->d_name[0] != '.') n++;
-  closedir(d);
-  return n;
+  return count_entries("/proc/self/fd");
 #endif
+}
+
+long ts_thread_count(void) {
+#if defined(_WIN32)
+  THREADENTRY32 te;
+  DWORD pid = GetCurrentProcessId();
+  long n = 0;
+  HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+  if (snap == INVALID_HANDLE_VALUE) return -1;
+  te.dwSize = sizeof(te);
+  if (Thread32First(snap, &te)) {
+    do {
+      if (te.th32OwnerProcessID == pid) n++;
+    } while (Thread32Next(snap, &te));
+  }
+  CloseHandle(snap);
+  return n;
+#else
+  return count_entries("/proc/self/task");
+#endif
+}
+
+/* ---- A client that keeps connecting -------------------------------------------------- */
+
+struct ts_churn {
+  uint16_t port;
+  ts_counter *stop; /* nonzero: stop */
+  long connected;
+  ts_thread *t;
+};
+
+static void churn_main(void *arg) {
+  ts_churn *k = arg;
+  while (ts_counter_get(k->stop) == 0) {
+    ts_sock s = ts_connect(k->port);
+    if (s == TS_BAD_SOCK) break; /* the listener is gone */
+    k->connected++;
+    ts_send_all(s, "abc", 3);
+    ts_close(s);
+  }
+}
+
+ts_churn *ts_churn_start(uint16_t port) {
+  ts_churn *k = calloc(1, sizeof(*k));
+  assert_non_null(k);
+  k->port = port;
+  k->stop = ts_counter_new();
+  k->t = ts_thread_start(churn_main, k);
+  return k;
+}
+
+long ts_churn_stop(ts_churn *k) {
+  long n;
+  ts_counter_add(k->stop, 1);
+  ts_thread_join(k->t);
+  n = k->connected;
+  ts_counter_free(k->stop);
+  free(k);
+  return n;
 }
 
 /* ---- Sockets ------------------------------------------------------------------------ */
@@ -403,4 +473,96 @@ size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off) {
   for (i = 0; i < len; i++)
     if (buf[i] != ts_pattern(stream, off + i)) return i;
   return len;
+}
+
+void ts_echo_check(uint16_t port, const char *msg, int timeout_ms) {
+  size_t len = strlen(msg);
+  char buf[256];
+  ts_sock a = ts_connect(port);
+  assert_true(a != TS_BAD_SOCK);
+  assert_true(len <= sizeof(buf));
+  ts_set_timeout(a, timeout_ms);
+  assert_int_equal(ts_send_all(a, msg, len), TS_OK);
+  assert_int_equal(ts_recv_exact(a, buf, len), TS_OK);
+  assert_memory_equal(buf, msg, len);
+  ts_close(a);
+}
+
+/* ---- Filling the kernel's buffers ---------------------------------------------- */
+
+static void set_nonblocking(os_sock s, int on) {
+#if defined(_WIN32)
+  u_long v = on ? 1 : 0;
+  ioctlsocket(s, FIONBIO, &v);
+#else
+  int fl = fcntl(s, F_GETFL);
+  fcntl(s, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
+#endif
+}
+
+/* Nonzero when s becomes writable within ms. */
+static int wait_writable(os_sock s, int ms) {
+  fd_set w;
+  struct timeval tv;
+  FD_ZERO(&w);
+  FD_SET(s, &w);
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  return select((int)s + 1, NULL, &w, NULL, &tv) > 0;
+}
+
+size_t ts_send_until_stalled(ts_sock ts, uint32_t stream, uint64_t off, int stall_ms) {
+  os_sock s = (os_sock)ts;
+  uint8_t buf[16384];
+  size_t total = 0;
+  set_nonblocking(s, 1);
+  for (;;) {
+    int n;
+    ts_fill(buf, sizeof(buf), stream, off + total);
+#if defined(_WIN32)
+    n = send(s, (const char *)buf, (int)sizeof(buf), 0);
+#else
+    n = (int)send(s, buf, sizeof(buf), MSG_NOSIGNAL);
+#endif
+    if (n > 0) {
+      total += (size_t)n;
+      if (total >= ((size_t)256 << 20)) break; /* never held back */
+      continue;
+    }
+    if (n < 0 && !IS_WOULDBLOCK(last_net_error())) break;
+    if (!wait_writable(s, stall_ms)) break;
+  }
+  set_nonblocking(s, 0);
+  return total;
+}
+
+/* ---- Queue mode ------------------------------------------------------------ */
+
+iocp_server *ts_queue_start(uint32_t queue_events) {
+  iocp_config c;
+  iocp_server *s = NULL;
+  ts_net_init();
+  assert_int_equal(iocp_config_init(&c, sizeof(c)), IOCP_OK);
+  c.delivery = IOCP_DELIVERY_QUEUE;
+  c.queue_events = queue_events;
+  assert_int_equal(iocp_create(&c, NULL, NULL, &s), IOCP_OK);
+  assert_non_null(s);
+  return s;
+}
+
+/* Takes events one at a time until one of `type` comes (skipping SENT);
+ * fails the test on a time-out or any other event. */
+iocp_event ts_queue_next(iocp_server *s, uint32_t type) {
+  iocp_event ev;
+  uint64_t deadline = ts_now_ms() + TS_TIMEOUT_MS;
+  for (;;) {
+    int n = iocp_wait(s, &ev, 1, 1000);
+    assert_true(n >= 0);
+    if (n == 1 && ev.type == IOCP_EVENT_SENT && type != IOCP_EVENT_SENT) continue;
+    if (n == 1) {
+      assert_int_equal(ev.type, type);
+      return ev;
+    }
+    assert_true(ts_now_ms() < deadline);
+  }
 }

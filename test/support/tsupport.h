@@ -40,6 +40,8 @@ int ts_on_wine(void);
 
 /* Open handles (Windows) or file descriptors (Linux) of this process. */
 long ts_handle_count(void);
+/* Threads of this process. */
+long ts_thread_count(void);
 
 /* ---- A blocking loopback client ------------------------------------------ */
 
@@ -69,6 +71,21 @@ void ts_shutdown_send(ts_sock s);
 void ts_close(ts_sock s);
 void ts_close_reset(ts_sock s); /* RST instead of FIN */
 uint16_t ts_local_port(ts_sock s);
+/* A thread that connects to 127.0.0.1:port over and over (sending 3 bytes,
+ * then closing) until stopped or until connecting fails (the listener is
+ * gone). ts_churn_stop joins it and returns how many connections it made. */
+typedef struct ts_churn ts_churn;
+ts_churn *ts_churn_start(uint16_t port);
+long ts_churn_stop(ts_churn *k);
+/* Connects to 127.0.0.1:port, sends `msg`, asserts that the same bytes come
+ * back within `timeout_ms`, and closes: "this echo server still serves". */
+void ts_echo_check(uint16_t port, const char *msg, int timeout_ms);
+/* Sends pattern bytes of `stream` from offset `off` without blocking until
+ * the socket stays unwritable for stall_ms (the peer's and our kernel
+ * buffers are full: TCP flow control holds us back); returns the bytes
+ * sent (it gives up at 256 MiB: nothing held it back). Leaves the socket
+ * blocking again. */
+size_t ts_send_until_stalled(ts_sock s, uint32_t stream, uint64_t off, int stall_ms);
 /* A listening socket on 127.0.0.1:0, to make a port busy. */
 ts_sock ts_listen_any(uint16_t *port);
 
@@ -80,17 +97,30 @@ void ts_fill(uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 /* Index of the first byte not matching the pattern, or len. */
 size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 
+/* ---- Queue mode ------------------------------------------------------------ */
+
+/* A queue-mode server on port 0 with these optional events. */
+iocp_server *ts_queue_start(uint32_t queue_events);
+/* Takes events one at a time until one of `type` comes (skipping SENT);
+ * fails the test on a time-out or any other event. */
+iocp_event ts_queue_next(iocp_server *s, uint32_t type);
+
 /* ---- A recording server ---------------------------------------------------- */
 
 enum {
   REC_ECHO = 1,              /* echo every byte back */
   REC_HANDLE_PEER_CLOSE = 2, /* set on_peer_closed (records it, then iocp_shutdown) */
   REC_REFUSE = 4,            /* on_connect refuses every connection */
-  REC_QUEUE = 8              /* queue mode: a drainer thread takes the events
+  REC_QUEUE = 8,             /* queue mode: a drainer thread takes the events
                               * with iocp_wait() and calls the same recording
                               * functions (set for every server when the
                               * environment has IOCP_TEST_DELIVERY=queue) */
+  REC_DRAIN = 16             /* set on_drain (counts `drains`, calls the hook);
+                              * queue mode: DRAIN events */
 };
+
+/* Slots of rec_server.reasons: every enum iocp_reason value, and 0. */
+#define REC_REASONS (IOCP_REASON_STOP_DEADLINE + 1)
 
 typedef struct rec_server rec_server;
 
@@ -99,6 +129,9 @@ typedef struct rec_hooks {
   void (*on_connect)(rec_server *r, iocp_conn_id id);
   void (*on_data)(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len);
   void (*on_peer_closed)(rec_server *r, iocp_conn_id id);
+  void (*on_drain)(rec_server *r, iocp_conn_id id, uint64_t queued);
+  /* Runs first in on_disconnect (the id is already stale). */
+  void (*on_disconnect)(rec_server *r, iocp_conn_id id, int reason);
 } rec_hooks;
 
 struct rec_server {
@@ -113,7 +146,8 @@ struct rec_server {
   ts_counter *peer_closed;
   ts_counter *bytes_in;
   ts_counter *bytes_sent; /* from on_sent */
-  ts_counter *reasons[5]; /* disconnects by enum iocp_reason */
+  ts_counter *drains;     /* on_drain calls (REC_DRAIN) */
+  ts_counter *reasons[REC_REASONS]; /* disconnects by enum iocp_reason */
   ts_counter *violations; /* overlap, order, unknown id, wrong handle, late
                            * (tests add theirs with rec_violation) */
   ts_counter *late;       /* callbacks after iocp_destroy returned */
@@ -130,6 +164,10 @@ struct rec_server {
 
 /* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
 rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks);
+/* The same, for a create that may fail: *create_rc gets iocp_create's code,
+ * and the result is NULL (nothing left behind) when it failed. */
+rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks *hooks,
+                          int *create_rc);
 /* iocp_destroy and the checks that must hold after it; frees r. Asserts that
  * every connect was matched by exactly one disconnect and no violation. */
 void rec_stop(rec_server *r);
