@@ -798,10 +798,13 @@ IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
  *   receive is not posted. Copy what you keep beyond the next iocp_wait().
  *   (LOG text, too, stays valid until then.)
  * - Refusal: ACCEPTED stands for on_connect. Calling iocp_close() on that id
- *   before the batch is released refuses the connection: the peer sees a
- *   reset and no other event comes for the id (not even DISCONNECTED).
- *   Doing nothing keeps it. iocp_send() and iocp_shutdown() before the
- *   release queue bytes that go out once the connection is kept.
+ *   before the batch is released, on the thread that took the batch,
+ *   refuses the connection: the peer sees a reset and no other event comes
+ *   for the id (not even DISCONNECTED). Doing nothing keeps it. (From
+ *   another thread meanwhile, iocp_close() is an ordinary close, as one
+ *   racing on_connect is: DISCONNECTED(IOCP_REASON_LOCAL_CLOSE) follows.)
+ *   iocp_send() and iocp_shutdown() before the release queue bytes that go
+ *   out once the connection is kept.
  * - Ids: the id of a DISCONNECTED or CONNECT_FAILED event is already stale
  *   (functions given it return IOCP_ENOTFOUND), as in on_disconnect.
  * - Contexts: every event of a connection carries the connection's context

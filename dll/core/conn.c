@@ -532,9 +532,11 @@ static int shutdown_locked(iocp__conn *c, void *arg) {
 static int close_locked(iocp__conn *c, void *arg) {
   (void)arg;
   if (c->closing || c->refuse_req) return IOCP_ECLOSED;
-  if (c->accept_out) {
-    /* Refused at the release of its ACCEPTED event: out of the table
-     * first, then the reset, as with on_connect's refusal. */
+  if (c->accept_out && iocp__evq_is_holder(c->server)) {
+    /* The drainer handling ACCEPTED ("inside on_connect") refuses: at the
+     * release, out of the table first, then the reset, as with
+     * on_connect's refusal. From any other thread it is a close, as a
+     * close racing on_connect is. (Lock order: connection, then server.) */
     c->refuse_req = 1;
     return IOCP_OK;
   }

@@ -694,19 +694,25 @@ class Server:
         done = asyncio.Event()
         ready = threading.Event()
 
+        refusals = []
+
         def deliver(batch):
             try:
-                self._dispatch_events(batch, tails)
+                self._dispatch_events(batch, tails, refusals)
             finally:
                 ready.set()
 
         def take(events):
             # On the helper thread: the handlers get copies (bytes), so the
-            # batch may be released as soon as the loop has taken it.
+            # batch may be released as soon as the loop has taken it. A
+            # refusal is the close of the thread holding the batch: this one.
             batch = [self._decode(e) for e in events]
             ready.clear()
             loop.call_soon_threadsafe(deliver, batch)
             ready.wait()
+            for id in refusals:
+                self._lib.iocp_close(self._ptr, id)
+            refusals.clear()
 
         def run():
             try:
@@ -817,7 +823,7 @@ class Server:
             self._ending.pop(id, None)
             self._contexts.pop(ctx, None)
 
-    def _accepted(self, on_connect, id, address, port, tails=None):
+    def _accepted(self, on_connect, id, address, port, tails=None, refusals=None):
         keep = True
         if on_connect is not None:
             try:
@@ -830,19 +836,23 @@ class Server:
                 self._report("on_connect", e)
                 keep = False
         if not keep:
-            # Refused: closed before the batch is released, so no other
-            # event comes for this id (not even on_disconnect).
+            # Refused: closed before the batch is released by the thread
+            # holding it, so no other event comes for this id (not even
+            # on_disconnect).
             self._release_context(id)
-            self._lib.iocp_close(self._ptr, id)
+            if refusals is not None:
+                refusals.append(id)   # serve_async: the helper thread closes it
+            else:
+                self._lib.iocp_close(self._ptr, id)
 
-    def _dispatch_events(self, batch, tails):
+    def _dispatch_events(self, batch, tails, refusals):
         # serve_async, in the loop: decoded events, coroutines chained per id.
         (on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed,
          on_log, on_drain) = self._handlers
         for t, id, arg, ctx in batch:
             if t == EVENT_ACCEPTED:
                 # on_connect decides at once (the batch is released next).
-                self._accepted(on_connect, id, arg[0], arg[1], tails)
+                self._accepted(on_connect, id, arg[0], arg[1], tails, refusals)
                 continue
             if t == EVENT_DATA:
                 fn, args = on_data, (arg,)

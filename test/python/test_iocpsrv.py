@@ -273,6 +273,57 @@ def test_asyncio_handlers_may_await():
         assert b"".join(chunks) == want
 
 
+def test_asyncio_refusal_context_and_graceful_stop():
+    """serve_async: a refusal gets no other handler; the context set in
+    on_connect is there in an awaiting on_disconnect; astop() ends every
+    connection gracefully while the loop keeps running the handlers."""
+    seen = []
+
+    def on_connect(server, id, address, port):
+        if len(seen) == 0:
+            seen.append(("refused", id))
+            return False
+        server.set_context(id, {"id": id})
+        seen.append(("kept", id))
+        return None
+
+    async def on_disconnect(server, id, reason):
+        await asyncio.sleep(0)
+        seen.append(("end", id, reason, server.context(id)))
+
+    async def main():
+        server = iocpsrv.Server(port=0, thread=False, on_connect=on_connect,
+                                on_disconnect=on_disconnect,
+                                on_data=lambda srv, id, data: srv.send(id, data))
+        serving = asyncio.ensure_future(server.serve_async())
+        loop = asyncio.get_running_loop()
+
+        def refused_then_kept():
+            try:
+                with client(server.port) as s:
+                    assert s.recv(10) == b""
+            except ConnectionError:
+                pass
+            s = client(server.port)
+            s.sendall(b"hi")
+            assert recv_exact(s, 2) == b"hi"
+            return s
+
+        s = await asyncio.wait_for(loop.run_in_executor(None, refused_then_kept), TIMEOUT)
+        # The peer reads to the end (the server's FIN), then closes: graceful.
+        closer = loop.run_in_executor(None, lambda: (s.recv(10), s.close()))
+        assert await asyncio.wait_for(server.astop(TIMEOUT), TIMEOUT) == 0
+        await closer
+        await asyncio.wait_for(serving, TIMEOUT)
+        server.destroy()
+        assert server._contexts == {}
+
+    asyncio.run(main())
+    kept = [e[1] for e in seen if e[0] == "kept"]
+    assert [e[0] for e in seen] == ["refused", "kept", "end"]
+    assert seen[2] == ("end", kept[0], iocpsrv.REASON_PEER_CLOSED, {"id": kept[0]})
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         iocpsrv.Server(port=0, mode="poll")
