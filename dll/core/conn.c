@@ -468,15 +468,26 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg) {
 /* ---- The per-connection API ----------------------------------------------------- */
 
 
+/* Inside a callback of connection `id` (an iocp_send() from on_data, say),
+ * the connection being delivered: no table lookup, and no reference to take,
+ * as the delivering worker holds one until the callback returns. NULL
+ * elsewhere, and once the id has left the table (it is stale then). Only
+ * the delivering thread removes the id, so `delisted` needs no lock here. */
+static iocp__conn *own_conn(const iocp_server *s, iocp_conn_id id) {
+  iocp__conn *c = current;
+  return c != NULL && c->server == s && c->id == id && !c->delisted ? c : NULL;
+}
+
 /* Looks the id up and runs op with the connection's lock held; then makes
  * sure a worker delivers whatever the op made due. */
 int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
-  iocp__conn *c;
+  iocp__conn *c, *own;
   int rc, gate;
   if (s == NULL) return IOCP_EINVAL;
   gate = iocp__server_enter(s);
   if (gate < 0) return gate;
-  c = iocp__table_get(&s->table, id);
+  own = own_conn(s, id);
+  c = own != NULL ? own : iocp__table_get(&s->table, id);
   if (c == NULL) {
     rc = IOCP_ENOTFOUND;
   } else {
@@ -484,7 +495,7 @@ int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg
     rc = op(c, arg);
     kick_locked(c);
     iocp__mutex_unlock(&c->lock);
-    iocp__conn_unref(c);
+    if (own == NULL) iocp__conn_unref(c);
   }
   if (gate) iocp__server_leave(s);
   return rc;
@@ -499,8 +510,30 @@ typedef struct send_args {
   size_t len;
 } send_args;
 
+/* With nothing queued or in flight, the bytes go to the socket at once, as
+ * uv_try_write does: no copy and no completion for what it takes. Advances
+ * *a past those bytes; the rest is queued by the caller. */
+static int try_send_locked(iocp__conn *c, send_args *a) {
+  long long n = iocp__eng_try_send(c, a->data, a->len);
+  if (n < 0) {
+    /* As a failed send operation would end it: the bytes are taken, the
+     * connection ends with on_disconnect(RESET). */
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+    a->len = 0;
+    return IOCP_OK;
+  }
+  if (n == 0) return IOCP_OK;
+  assert((unsigned long long)n <= a->len);
+  a->data = (const uint8_t *)a->data + n;
+  a->len -= (size_t)n;
+  c->active_tick = iocp__timer_tick(c->server);
+  iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, n);
+  if (c->server->cb.on_sent != NULL) c->ev_sent += (uint64_t)n;
+  return IOCP_OK;
+}
+
 static int send_locked(iocp__conn *c, void *arg) {
-  const send_args *a = arg;
+  send_args *a = arg;
   int rc;
   /* After iocp_shutdown() the answer stays ESHUTDOWN, even once the
    * connection has ended meanwhile: that is the caller's own doing. */
@@ -510,6 +543,10 @@ static int send_locked(iocp__conn *c, void *arg) {
     /* on_drain tells when to try again (once bytes are queued to go out). */
     if (c->server->want_drain && c->sendq.queued > 0) c->drain_armed = 1;
     return IOCP_EQUEUEFULL;
+  }
+  if (c->sendq.queued == 0 && !c->send_busy && c->kept && a->len > 0) {
+    rc = try_send_locked(c, a);
+    if (rc != IOCP_OK || a->len == 0) return rc;
   }
   rc = iocp__sendq_push(&c->sendq, a->data, a->len);
   if (rc != IOCP_OK) return rc;

@@ -109,6 +109,7 @@ iocp__conn *iocp__table_remove(iocp__table *t, iocp_conn_id id) {
       c = *pp;
       *pp = c->table_next;
       c->table_next = NULL;
+      c->delisted = 1;
       iocp__counter_add(&sh->count, -1);
       if (c->capped) iocp__ref_add(&t->capped, -1);
       break;

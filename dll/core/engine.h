@@ -60,6 +60,12 @@ void iocp__eng_finish(iocp_server *s);
 int iocp__eng_recv(iocp__conn *c); /* bytes into a buffer of iocp__buf_get */
 int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n);
 int iocp__eng_post_run(iocp__conn *c);                     /* iocp__conn_run on a worker */
+/* An immediate send, as uv_try_write: hands the socket what it takes at once
+ * without blocking and without an operation to report. Called with the lock
+ * held and nothing in flight or queued. Returns the bytes taken (0: none
+ * now, or an engine that has no such path), or -1 when the socket failed
+ * (the core then tears the connection down). */
+long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len);
 int iocp__eng_shutdown_send(iocp__conn *c);                /* FIN after queued bytes */
 /* Closes the socket (abortive: RST); pending operations complete, aborted. */
 void iocp__eng_close(iocp__conn *c, int abortive);

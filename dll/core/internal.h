@@ -50,6 +50,8 @@ struct iocp__conn {
   iocp__refcount refs;
   struct iocp__conn *table_next; /* hash chain, under the table shard lock */
   uint8_t capped;           /* under the shard lock: counted in table.capped */
+  uint8_t delisted;         /* out of the table: written once, by the thread
+                             * that delivers its callbacks (conn.c) */
 
   iocp__mutex lock;
   /* Everything below is under `lock`. */

@@ -50,9 +50,13 @@ _Static_assert(IOCP__MAX_IOV <= IOCP__LINUX_MAX_IOV, "eng.h: iov array too small
 
 #define IOCP__KEY_LISTENER UINT64_C(0) /* connection ids start at 1 */
 #define IOCP__KEY_WAKE UINT64_MAX      /* never reached by the id counter */
-/* Readiness events one worker takes per wait: few, so that work spreads over
- * the pool rather than queueing behind one worker's callbacks. */
-#define IOCP__EVENTS 8
+/* Readiness events one worker takes per wait. With several workers, few, so
+ * that work spreads over the pool rather than queueing behind one worker's
+ * callbacks; a lone worker has no one to share with and takes many, as a
+ * libuv loop does: one wait then serves many connections (fewer system calls
+ * and sleeps per message). */
+#define IOCP__EVENTS_SHARED 8
+#define IOCP__EVENTS_ALONE 64
 /* Tasks a worker runs before it looks at readiness again. */
 #define IOCP__TASKS_PER_ROUND 16
 /* The pause before accepting again after running out of descriptors. */
@@ -305,6 +309,28 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
   return IOCP_OK;
 }
 
+long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len) {
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
+  struct msghdr m;
+  struct iovec v;
+  ssize_t n;
+  if (e->fd < 0 || !e->writable || e->connect_posted) return 0;
+  assert(!e->send_posted);
+  v.iov_base = (void *)data;
+  v.iov_len = len < IOCP__SEND_MAX ? len : IOCP__SEND_MAX;
+  memset(&m, 0, sizeof(m));
+  m.msg_iov = &v;
+  m.msg_iovlen = 1;
+  n = iocp__hooks.sendmsg(e->fd, &m, MSG_NOSIGNAL);
+  if (n < 0) {
+    if (iocp__linux_errclass(errno) != IOCP__ERR_AGAIN) return -1;
+    e->writable = 0; /* the rest waits for the next EPOLLOUT edge */
+    return 0;
+  }
+  if ((size_t)n < v.iov_len) e->writable = 0; /* the socket is full */
+  return n;
+}
+
 int iocp__eng_post_run(iocp__conn *c) {
   task_push(iocp__server_eng(iocp__conn_server(c)), &iocp__conn_eng(c)->run_task);
   return IOCP_OK;
@@ -523,7 +549,8 @@ static void on_listener(iocp_server *s) {
 static void *worker_main(void *arg) {
   iocp_server *s = arg;
   struct iocp__eng_server *e = iocp__server_eng(s);
-  struct epoll_event evs[IOCP__EVENTS];
+  struct epoll_event evs[IOCP__EVENTS_ALONE];
+  int max_events = iocp__worker_count(s) == 1 ? IOCP__EVENTS_ALONE : IOCP__EVENTS_SHARED;
   iocp__worker_enter(s, atomic_fetch_add(&e->next_index, 1));
   local_budget = IOCP__LOCAL_BUDGET;
   for (;;) {
@@ -536,7 +563,7 @@ static void *worker_main(void *arg) {
       run_local();
     }
     timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
-    n = iocp__hooks.epoll_wait(e->epfd, evs, IOCP__EVENTS, timeout);
+    n = iocp__hooks.epoll_wait(e->epfd, evs, max_events, timeout);
     if (n < 0) {
       int err = errno;
       if (iocp__linux_errclass(err) == IOCP__ERR_AGAIN) continue;

@@ -566,6 +566,12 @@ int iocp__eng_post_run(iocp__conn *c) {
   return IOCP_OK;
 }
 
+/* No inline send here: every WSASend reports through the port. */
+long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len) {
+  (void)c, (void)data, (void)len;
+  return 0;
+}
+
 int iocp__eng_shutdown_send(iocp__conn *c) {
   if (iocp__hooks.shutdown(iocp__conn_eng(c)->sock, SD_SEND) != 0) return iocp__win_error(WSAGetLastError());
   return IOCP_OK;

@@ -24,8 +24,9 @@
  *   graceful close (iocp_shutdown: the answer goes out before our FIN, and
  *   whatever the client still sends is read and dropped).
  *
- * The state is found from the connection id through a small locked map,
- * because this version of the API has no per-connection pointer; callbacks
+ * The state hangs on the connection itself (iocp_set_context in on_connect,
+ * iocp_get_context in the later callbacks): read inside the connection's own
+ * callback, that is a field read, no lookup and no lock of ours. Callbacks
  * of one connection never overlap, so the state itself needs no lock. */
 #include "iocpsrv.h"
 
@@ -33,20 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#ifdef _WIN32
-#include <windows.h>
-typedef SRWLOCK map_lock;
-#define MAP_LOCK_INIT SRWLOCK_INIT
-#define map_lock_take(l) AcquireSRWLockExclusive(l)
-#define map_lock_give(l) ReleaseSRWLockExclusive(l)
-#else
-#include <pthread.h>
-typedef pthread_mutex_t map_lock;
-#define MAP_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
-#define map_lock_take(l) pthread_mutex_lock(l)
-#define map_lock_give(l) pthread_mutex_unlock(l)
-#endif
 
 #if defined(_MSC_VER)
 #define THREAD_LOCAL __declspec(thread)
@@ -60,8 +47,6 @@ typedef pthread_mutex_t map_lock;
 /* ---- Per-connection state ------------------------------------------------- */
 
 typedef struct http_conn {
-  struct http_conn *next; /* in its map bucket */
-  iocp_conn_id id;
   char *head;             /* an unfinished request head, or NULL */
   size_t len;             /* bytes in head */
   size_t scanned;         /* of them, searched for the head's end already */
@@ -69,20 +54,10 @@ typedef struct http_conn {
   int closing;            /* answered for the last time: drop further bytes */
 } http_conn;
 
-#define BUCKETS 4096 /* a power of two */
-static http_conn *buckets[BUCKETS];
-static map_lock buckets_lock = MAP_LOCK_INIT;
-
-static http_conn **bucket_of(iocp_conn_id id) {
-  return &buckets[(id * UINT64_C(0x9E3779B97F4A7C15)) >> 52]; /* 12 bits */
-}
-
-static http_conn *conn_find(iocp_conn_id id) {
-  http_conn *c;
-  map_lock_take(&buckets_lock);
-  for (c = *bucket_of(id); c != NULL && c->id != id; c = c->next) {
-  }
-  map_lock_give(&buckets_lock);
+/* The connection's state, as on_connect attached it. */
+static http_conn *conn_state(iocp_server *server, iocp_conn_id id) {
+  void *c = NULL;
+  iocp_get_context(server, id, &c); /* in this connection's callback: cannot fail */
   return c;
 }
 
@@ -90,31 +65,20 @@ static http_conn *conn_find(iocp_conn_id id) {
 static int IOCP_CALL on_connect(iocp_server *server, void *user, iocp_conn_id id,
                                 const char *address, uint16_t port) {
   http_conn *c = calloc(1, sizeof(*c));
-  http_conn **b = bucket_of(id);
-  (void)server, (void)user, (void)address, (void)port;
+  (void)user, (void)address, (void)port;
   if (c == NULL) return 1;
-  c->id = id;
-  map_lock_take(&buckets_lock);
-  c->next = *b;
-  *b = c;
-  map_lock_give(&buckets_lock);
+  if (iocp_set_context(server, id, c) != IOCP_OK) { /* cannot happen: the id is live */
+    free(c);
+    return 1;
+  }
   return 0;
 }
 
 /* The connection's last callback: its state goes. */
 static void IOCP_CALL on_disconnect(iocp_server *server, void *user, iocp_conn_id id,
                                     int reason) {
-  http_conn **p, *c = NULL;
-  (void)server, (void)user, (void)reason;
-  map_lock_take(&buckets_lock);
-  for (p = bucket_of(id); *p != NULL; p = &(*p)->next) {
-    if ((*p)->id == id) {
-      c = *p;
-      *p = c->next;
-      break;
-    }
-  }
-  map_lock_give(&buckets_lock);
+  http_conn *c = conn_state(server, id);
+  (void)user, (void)reason;
   if (c != NULL) free(c->head);
   free(c);
 }
@@ -409,7 +373,7 @@ static void consume(out_buf *o, http_conn *c, const char *p, size_t n) {
 static void IOCP_CALL on_data(iocp_server *server, void *user, iocp_conn_id id,
                               const uint8_t *data, size_t len) {
   out_buf o;
-  http_conn *c = conn_find(id);
+  http_conn *c = conn_state(server, id);
   (void)user;
   if (c == NULL) return; /* cannot happen: on_connect made it */
   o.server = server;
