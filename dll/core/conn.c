@@ -528,7 +528,7 @@ static int try_send_locked(iocp__conn *c, send_args *a) {
   a->len -= (size_t)n;
   c->active_tick = iocp__timer_tick(c->server);
   iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, n);
-  if (c->server->cb.on_sent != NULL) c->ev_sent += (uint64_t)n;
+  if (c->server->want_sent) c->ev_sent += (uint64_t)n;
   return IOCP_OK;
 }
 
