@@ -667,7 +667,9 @@ IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
  *      (an automatic iocp_shutdown(); iocp_send() returns IOCP_ESHUTDOWN
  *      from here on), while bytes from the peer still arrive through
  *      on_data until the peer closes, which ends the connection with
- *      IOCP_REASON_PEER_CLOSED as usual;
+ *      IOCP_REASON_PEER_CLOSED as usual (a connection whose on_connect has
+ *      not returned yet, or whose ACCEPTED event is not released yet, is
+ *      half-closed once kept, after the bytes on_connect sent);
  *   3. waits until every connection has ended, or the deadline;
  *   4. closes the connections still open at the deadline abortively, with
  *      IOCP_REASON_STOP_DEADLINE, and waits for their on_disconnect.

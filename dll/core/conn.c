@@ -257,6 +257,7 @@ static void finish_event(iocp__conn *c, int keep) {
       teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
     } else {
       c->kept = 1;
+      if (c->stop_fin) c->shut_req = 1; /* the graceful stop's half-close */
       start_recv_locked(c);
       start_send_locked(c); /* bytes (and a shutdown) queued before the keep */
     }

@@ -71,6 +71,7 @@ struct iocp__conn {
   unsigned ev_disconnect : 1;
   unsigned refuse_req : 1;  /* queue mode: iocp_close() before ACCEPTED was released */
   unsigned accept_out : 1;  /* queue mode: ACCEPTED is queued or in a batch */
+  unsigned stop_fin : 1;    /* iocp_stop_graceful() came before the keep */
   /* Outbound connections (connect.c): made by iocp_connect(); the attempt
    * was handed to the engine; the error that ended it before on_connect. */
   unsigned outbound : 1;

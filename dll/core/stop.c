@@ -9,8 +9,13 @@
 static void half_close_one(iocp__conn *c, void *arg) {
   (void)arg;
   iocp__mutex_lock(&c->lock);
-  if (!c->closing && !c->shut_req) {
-    /* Not yet kept (on_connect runs): the FIN follows its sends. */
+  if (c->closing || c->shut_req) {
+    /* ending, or ending gracefully already */
+  } else if (!c->kept) {
+    /* on_connect has not returned (or ACCEPTED is not released): what it
+     * sends still goes out, then the FIN, once it keeps the connection. */
+    c->stop_fin = 1;
+  } else {
     c->shut_req = 1;
     iocp__conn_start_send_locked(c);
   }
