@@ -50,6 +50,9 @@ static void ctx_disconnect(rec_server *r, iocp_conn_id id, int reason) {
     return;
   }
   if (iocp_set_context(r->srv, id, NULL) != IOCP_ENOTFOUND) rec_violation(r); /* stale */
+  /* Also for the calls that skip the table inside the connection's callbacks. */
+  if (iocp_send(r->srv, id, "x", 1) != IOCP_ENOTFOUND) rec_violation(r);
+  if (iocp_close(r->srv, id) != IOCP_ENOTFOUND) rec_violation(r);
   o->magic = 0;
   free(o);
 }

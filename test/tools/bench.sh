@@ -358,7 +358,8 @@ if want echo; then
     )
   fi
   for cfg in $configs; do
-    [[ "$cfg" =~ ^[0-9]+x[0-9]+$ ]] || { echo "bench.sh: bad configuration $cfg (want CxM)" >&2; exit 2; }
+    [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
+      { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
     echo "bench.sh: echo $cfg" >&2
     run_rounds run_one "$cfg" "${variants[@]}"
   done
