@@ -26,6 +26,15 @@
  * [UnmanagedFunctionPointer(CallingConvention.Cdecl)] on callback delegates;
  * from Python use ctypes.CDLL and ctypes.CFUNCTYPE.
  *
+ * Two delivery modes
+ * ------------------
+ * A server reports events either by calling back (the default, described
+ * below) or, when created with config.delivery = IOCP_DELIVERY_QUEUE, by
+ * queueing them for the caller's own thread to take in batches with
+ * iocp_wait() (see "Batched events"; meant for .NET, Python and other
+ * callers for whom each call from a foreign thread is costly). The worker
+ * pool does all the I/O in both modes, with the same ordering guarantees.
+ *
  * Threads
  * -------
  * - Callbacks run on the library's own worker threads, never on the thread
@@ -156,8 +165,8 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
  * codes. Codes are never renumbered; retired ones stay reserved. Codes added
  * in 1.1: IOCP_ECONNREFUSED, IOCP_ETIMEDOUT and IOCP_EUNREACH (outbound
  * connections), IOCP_EMFILE (the process ran out of sockets or descriptors;
- * 1.0 said IOCP_ENOMEM there), IOCP_ESTOPPED (iocp_stop_graceful). -14 and
- * -15 are reserved for the batched event API of a later release.
+ * 1.0 said IOCP_ENOMEM there), IOCP_ESTOPPED (iocp_stop_graceful),
+ * IOCP_EMODE and IOCP_EBUSY (the batched events of queue mode).
  */
 #define IOCP_ERRNO_MAP(X)                                                        \
   X(EINVAL,       -1,  "invalid argument")                                       \
@@ -173,6 +182,8 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
   X(EACCES,       -11, "permission denied")                                      \
   X(EAFNOSUPPORT, -12, "address family not supported")                           \
   X(ECLOSED,      -13, "connection is closing")                                 \
+  X(EMODE,        -14, "not available in this server's delivery mode")          \
+  X(EBUSY,        -15, "another thread is waiting on this server's events")     \
   X(ECONNREFUSED, -16, "connection refused")                                     \
   X(ETIMEDOUT,    -17, "connection timed out")                                   \
   X(EUNREACH,     -18, "network or host unreachable")                            \
@@ -423,12 +434,32 @@ typedef struct iocp_config {
   /* The drain mark each new connection starts with (see on_drain and
    * iocp_set_drain_mark()); default 0: on_drain when the queue is empty. */
   uint64_t drain_mark;
+  /* ---- Added in 1.1 with the batched events. ---- */
+  /* How events reach the caller: IOCP_DELIVERY_CALLBACKS (0,
+   * the default: the callbacks of iocp_callbacks, on worker threads) or
+   * IOCP_DELIVERY_QUEUE (iocp_wait(): batches on the caller's own thread).
+   * See "Batched events" below. */
+  uint32_t delivery;
+  /* IOCP_DELIVERY_QUEUE only: the optional events to queue, a bit mask of
+   * IOCP_EVENT_BIT(t) for t = IOCP_EVENT_SENT, IOCP_EVENT_PEER_CLOSED,
+   * IOCP_EVENT_DRAIN and IOCP_EVENT_LOG (default 0: none; without
+   * PEER_CLOSED the library finishes a connection whose peer closed, as a
+   * NULL on_peer_closed does; each bit stands for the callback of the same
+   * name being set). ACCEPTED, DATA, DISCONNECTED and CONNECT_FAILED are
+   * always queued. Must be 0 in callback mode. */
+  uint32_t queue_events;
 } iocp_config;
 
 /* The longest idle timeout, in milliseconds (24 days: 2^31 - 1). */
 #define IOCP_MAX_TIMEOUT_MS 2147483647u
 /* The longest keep-alive idle time or interval, in milliseconds (32767 s). */
 #define IOCP_MAX_KEEPALIVE_MS 32767000u
+
+/* Values of iocp_config.delivery. */
+enum iocp_delivery {
+  IOCP_DELIVERY_CALLBACKS = 0,
+  IOCP_DELIVERY_QUEUE = 1
+};
 
 /*
  * Fills `config` with defaults. `size` must be sizeof(*config) as the caller
@@ -454,6 +485,11 @@ IOCP_API int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size);
  * hears why (IOCP_LOG_ERROR) on this thread before iocp_create() returns.
  * On failure *server is set to NULL and nothing is left behind.
  * Any thread may call it, including a callback of another server.
+ *
+ * With config->delivery == IOCP_DELIVERY_QUEUE, `callbacks` may be NULL (or
+ * have every function NULL but on_log, which stays a callback); any other
+ * callback given as well is IOCP_EMODE: a server delivers in one mode only. An unknown delivery value is IOCP_EINVAL, and
+ * so are queue_events bits in callback mode.
  */
 IOCP_API int IOCP_CALL iocp_create(const iocp_config *config,
                                    const iocp_callbacks *callbacks, void *user,
@@ -643,7 +679,9 @@ IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
  *      (an automatic iocp_shutdown(); iocp_send() returns IOCP_ESHUTDOWN
  *      from here on), while bytes from the peer still arrive through
  *      on_data until the peer closes, which ends the connection with
- *      IOCP_REASON_PEER_CLOSED as usual;
+ *      IOCP_REASON_PEER_CLOSED as usual (a connection whose on_connect has
+ *      not returned yet, or whose ACCEPTED event is not released yet, is
+ *      half-closed once kept, after the bytes on_connect sent);
  *   3. waits until every connection has ended, or the deadline;
  *   4. closes the connections still open at the deadline abortively, with
  *      IOCP_REASON_STOP_DEADLINE, and waits for their on_disconnect.
@@ -652,6 +690,7 @@ IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
  * FIN: resume it, or it lasts until the deadline. timeout_ms 0 means step 4
  * at once. Afterwards the server accepts nothing more; call iocp_destroy()
  * to release it (iocp_port() and the getters keep working until then).
+ * Queue mode: see "Batched events" (another thread must keep draining).
  *
  * Blocks the calling thread; like every call, it must not overlap the
  * server's iocp_destroy() (which may follow it on the same thread). A
@@ -659,7 +698,8 @@ IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
  * callback returns. Returns the number of connections closed at
  * the deadline (0: all ended gracefully), or: IOCP_EINVAL (server NULL, or
  * timeout_ms greater than IOCP_MAX_TIMEOUT_MS), IOCP_EINCALLBACK (called
- * from inside a callback of this server: it would wait for itself),
+ * from inside a callback of this server, or in queue mode from the thread
+ * that made the last iocp_wait() call: it would wait for itself),
  * IOCP_ESTOPPED (a stop already ran or is running).
  */
 IOCP_API int IOCP_CALL iocp_stop_graceful(iocp_server *server, uint32_t timeout_ms);
@@ -728,8 +768,190 @@ IOCP_API int IOCP_CALL iocp_stats(iocp_server *server, iocp_statistics *stats);
  * from inside a callback of this server (nothing is destroyed: call it from
  * another thread); IOCP_ECLOSED when the server is already destroyed or being
  * destroyed by another thread (this call waits for nothing).
+ *
+ * Queue mode: there are no callbacks, so the disconnects cannot run inside
+ * iocp_destroy(); see "Batched events" for what it does instead (and for
+ * iocp_stop() and iocp_stop_graceful(), which deliver every disconnect
+ * before the destroy).
  */
 IOCP_API int IOCP_CALL iocp_destroy(iocp_server *server);
+
+/*
+ * Begins what iocp_destroy() does, without waiting and without invalidating
+ * the handle (added in 1.1): stops accepting and closes every connection
+ * (abortive; IOCP_REASON_DESTROY). The disconnects follow as usual (on
+ * workers in callback mode; in the queue in queue mode, where iocp_wait()
+ * returns IOCP_ECLOSED once the last one has been taken and released). Call
+ * iocp_destroy() afterwards all the same. Any thread, also inside a
+ * callback, but never concurrently with iocp_destroy(). A second call is a
+ * successful no-op. Returns 0, IOCP_EINVAL (server NULL) or IOCP_ECLOSED
+ * (destroyed).
+ */
+IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
+
+/* ---- Batched events (queue mode, added in 1.1) ---------------------------
+ *
+ * IOCP's own model is a queue that the program drains; iocp_wait() offers
+ * that to callers for whom a callback per event is costly (Python, .NET):
+ * the worker pool still does all the I/O, but instead of calling back it
+ * appends each event to the server's queue, and the caller's own thread
+ * takes a batch of events with one call. Create the server with
+ * config.delivery = IOCP_DELIVERY_QUEUE.
+ *
+ * The guarantees are the callbacks' ones, in queue order:
+ * - Per connection: ACCEPTED first, then DATA / SENT / PEER_CLOSED in order,
+ *   DISCONNECTED last and exactly once for every kept connection. A
+ *   connection has at most one event in the queue or in the current batch:
+ *   its next event is queued only after the batch holding the previous one
+ *   is released, so a slow drainer slows its peers (TCP flow control), as a
+ *   slow callback does. Different connections' events interleave.
+ * - A batch is released by the next iocp_wait() call on the server (from
+ *   any thread) or by iocp_destroy(). Until then the batch's event data
+ *   (DATA bytes, ACCEPTED address text) stay valid and unchanged, and the
+ *   connections in it wait: its receive buffer is not reused, its next
+ *   receive is not posted. Copy what you keep beyond the next iocp_wait().
+ *   (LOG text, too, stays valid until then.)
+ * - Refusal: ACCEPTED stands for on_connect. Calling iocp_close() on that id
+ *   before the batch is released, on the thread that took the batch,
+ *   refuses the connection: the peer sees a reset and no other event comes
+ *   for the id (not even DISCONNECTED). Doing nothing keeps it. (From
+ *   another thread meanwhile, iocp_close() is an ordinary close, as one
+ *   racing on_connect is: DISCONNECTED(IOCP_REASON_LOCAL_CLOSE) follows.)
+ *   iocp_send() and iocp_shutdown() before the release queue bytes that go
+ *   out once the connection is kept.
+ * - Ids: the id of a DISCONNECTED or CONNECT_FAILED event is already stale
+ *   (functions given it return IOCP_ENOTFOUND), as in on_disconnect.
+ * - Contexts: every event of a connection carries the connection's context
+ *   (iocp_set_context()) as it was when the event was queued, so a caller
+ *   needs no lookup; set it while handling ACCEPTED (before the batch is
+ *   released) and every later event of the connection carries it, the
+ *   DISCONNECTED event included, after which the caller may free it.
+ * - The 1.1 controls work as with callbacks, "inside on_data" meaning "while
+ *   the DATA event's batch is not yet released": iocp_pause_recv() then
+ *   stops the next receive exactly; the drain mark queues a DRAIN event
+ *   (when asked for in queue_events) where on_drain would run; an idle
+ *   timeout and max_connections end and refuse connections the same way.
+ * - Outbound connections (iocp_connect()): ACCEPTED when connected (refused
+ *   by iocp_close() before the release, as an accepted one), or one
+ *   CONNECT_FAILED event, its first and last.
+ * - iocp_stop_graceful() works in queue mode when another thread keeps
+ *   calling iocp_wait() while it runs (the peers' last bytes and every
+ *   DISCONNECTED event go through the queue, and it returns once they all
+ *   were taken and released); afterwards iocp_wait() returns IOCP_ECLOSED.
+ *   Called on the thread that made the last iocp_wait() call (the one
+ *   holding the current batch), it would wait for itself: IOCP_EINCALLBACK.
+ * - Log messages: with IOCP_EVENT_BIT(IOCP_EVENT_LOG) in queue_events (and
+ *   on_log NULL) they are queued as LOG events, so a queue-mode caller
+ *   needs no callback at all. Messages about iocp_create() itself can only
+ *   reach on_log (nothing can be waited on yet), so on_log stays allowed in
+ *   queue mode and, when set, gets every message instead. LOG events do not
+ *   wait for the release of the previous ones: at most
+ *   IOCP_LOG_QUEUE_MAX wait at once; past that, messages are counted and
+ *   the next LOG event that fits says how many were lost.
+ * - One draining thread at a time: iocp_wait() called while another thread
+ *   is inside iocp_wait() on the same server returns IOCP_EBUSY at once and
+ *   releases nothing. Successive calls from different threads are fine (a
+ *   thread pool can take turns), and iocp_send() and the other functions
+ *   may be called from any thread at any time.
+ * - No event after iocp_destroy(): it wakes a thread waiting in iocp_wait()
+ *   (that call returns IOCP_ECLOSED), releases the current batch and
+ *   discards every event not yet taken. Connections still open end with
+ *   IOCP_REASON_DESTROY without a DISCONNECTED event. To receive every
+ *   DISCONNECTED, call iocp_stop() first and keep calling iocp_wait() until
+ *   it returns IOCP_ECLOSED, then iocp_destroy().
+ */
+
+/* Event types (iocp_event.type); values are never renumbered. */
+enum iocp_event_type {
+  /* A connection was accepted, or one made by iocp_connect() is connected
+   * (on_connect): data = address of the peer's IP
+   * address as NUL-terminated text, len = its length, value = peer port. */
+  IOCP_EVENT_ACCEPTED = 1,
+  /* Bytes arrived (on_data): data = their address, len = their count (> 0). */
+  IOCP_EVENT_DATA = 2,
+  /* len more queued bytes went to the system (on_sent); only when
+   * queue_events has IOCP_EVENT_BIT(IOCP_EVENT_SENT). */
+  IOCP_EVENT_SENT = 3,
+  /* The peer sent FIN (on_peer_closed); only when queue_events has
+   * IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED): then finish with iocp_shutdown()
+   * or iocp_close(), as after on_peer_closed. */
+  IOCP_EVENT_PEER_CLOSED = 4,
+  /* The connection ended (on_disconnect): value = enum iocp_reason. */
+  IOCP_EVENT_DISCONNECTED = 5,
+  /* An iocp_connect() attempt ended before ACCEPTED (on_connect_failed):
+   * value = the IOCP_ error. The id's first and last event. */
+  IOCP_EVENT_CONNECT_FAILED = 6,
+  /* A message of the library (on_log); only when queue_events has
+   * IOCP_EVENT_BIT(IOCP_EVENT_LOG) and on_log is NULL: id = 0 (no
+   * connection), value = enum iocp_log_level, data = the text
+   * (NUL-terminated), len = its length, context = the IOCP_ code (as a
+   * signed 64-bit number; 0 for IOCP_LOG_INFO). */
+  IOCP_EVENT_LOG = 7,
+  /* The send queue fell to its drain mark (on_drain): len = bytes still
+   * queued; only when queue_events has IOCP_EVENT_BIT(IOCP_EVENT_DRAIN). */
+  IOCP_EVENT_DRAIN = 8
+};
+
+/* The most LOG events waiting at once (queued or in a batch). */
+#define IOCP_LOG_QUEUE_MAX 16
+
+/* The bit of event type t in iocp_config.queue_events. */
+#define IOCP_EVENT_BIT(t) (1u << (t))
+
+/*
+ * One event. 40 bytes with the same layout on every platform (x86 and x64,
+ * Windows and Linux; no padding, every field at its natural alignment):
+ *
+ *   offset 0  uint32_t type     IOCP_EVENT_*
+ *   offset 4  int32_t  value    ACCEPTED: peer port; DISCONNECTED: reason;
+ *                               CONNECT_FAILED: error; LOG: level
+ *   offset 8  uint64_t id       the connection
+ *   offset 16 uint64_t data     an address as an integer (see the types), 0
+ *                               when unused; in C: (const uint8_t *)(uintptr_t)
+ *   offset 24 uint64_t len      a byte count (see the types)
+ *   offset 32 uint64_t context  the connection's context (iocp_set_context())
+ *                               as an integer; in C: (void *)(uintptr_t)
+ *
+ * The size never changes: events added later carry what they need in these
+ * fields. A caller must skip types it does not know (later minor versions
+ * queue new types only when asked to, through queue_events bits).
+ * .NET: [StructLayout(LayoutKind.Sequential)] uint, int, ulong, ulong,
+ * ulong, ulong; ctypes/struct: "<IiQQQQ" (little-endian on Windows and x86
+ * Linux).
+ */
+typedef struct iocp_event {
+  uint32_t type;
+  int32_t value;
+  iocp_conn_id id;
+  uint64_t data;
+  uint64_t len;
+  uint64_t context;
+} iocp_event;
+
+/*
+ * Releases the previous batch (see above) and takes up to `max` events into
+ * `events`, oldest first. Waits while none are queued: at most timeout_ms
+ * milliseconds (0 = do not wait, negative = no limit), and returns early,
+ * perhaps with 0 events, after iocp_wake().
+ *
+ * Returns the number of events (0 after a time-out or a wake-up), or:
+ * IOCP_EINVAL (server or events NULL, max 0), IOCP_EMODE (a callback-mode
+ * server), IOCP_EBUSY (another thread is inside iocp_wait() on this server;
+ * nothing released), IOCP_ECLOSED (after iocp_stop() or
+ * iocp_stop_graceful(), when every connection has ended and its events were
+ * taken and released; or when iocp_destroy() began, or has returned). Call it from any thread but a worker (there are no callbacks in
+ * queue mode); the GIL-free, one-call-per-batch use is the point.
+ */
+IOCP_API int IOCP_CALL iocp_wait(iocp_server *server, iocp_event *events, uint32_t max,
+                                 int32_t timeout_ms);
+
+/*
+ * Makes the iocp_wait() in progress on `server`, or else the next one,
+ * return at once (with the events already queued, perhaps none). Wake-ups do
+ * not add up: several calls before one iocp_wait() end one wait. Any thread.
+ * Returns 0, IOCP_EINVAL (server NULL) or IOCP_EMODE (callback mode).
+ */
+IOCP_API int IOCP_CALL iocp_wake(iocp_server *server);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,7 @@
 // Tests of the 1.1 controls through the C# wrapper (IocpServer.cs): context,
 // pause/resume, drain, idle timeout, the connection cap, graceful stop and
-// the errors of bad input. Runs on Mono against libiocpsrv.so (and on .NET
-// against iocpsrv.dll). Exit code 0 when every check passed.
+// the errors of bad input, in both delivery modes. Runs on Mono against
+// libiocpsrv.so (and on .NET against iocpsrv.dll). Exit code 0 when every check passed.
 using System;
 using System.Net;
 using System.Net.Sockets;
@@ -12,6 +12,8 @@ public static class ControlsTest
 {
     private const int TimeoutMs = 60000;
     private static int passed, failed;
+    // Every test runs in both delivery modes (queue, the default, first).
+    private static IocpDelivery Mode = IocpDelivery.Queue;
 
     private static void Check(bool ok, string what)
     {
@@ -80,14 +82,14 @@ public static class ControlsTest
     {
         try
         {
-            using (new IocpServer(new IocpServerOptions { Port = 0, KeepAlive = true, KeepAliveIdleMs = uint.MaxValue }))
+            using (new IocpServer(new IocpServerOptions { Mode = Mode, Port = 0, KeepAlive = true, KeepAliveIdleMs = uint.MaxValue }))
                 Check(false, "keep-alive idle of years accepted");
         }
         catch (IocpException e)
         {
             Check(e.Code == IocpErrors.EInval, "keep-alive idle of years: " + e.Code);
         }
-        var opts = new IocpServerOptions { Port = 0, KeepAlive = true, KeepAliveIdleMs = 2000, KeepAliveIntervalMs = 1000 };
+        var opts = new IocpServerOptions { Mode = Mode, Port = 0, KeepAlive = true, KeepAliveIdleMs = 2000, KeepAliveIntervalMs = 1000 };
         opts.OnData = (srv, id, data) => srv.Send(id, data);
         using (var server = new IocpServer(opts))
         using (var c = Connect(server.Port))
@@ -104,7 +106,7 @@ public static class ControlsTest
     {
         long received = 0, disconnects = 0, contextOk = 0;
         long lastId = 0;
-        var opts = new IocpServerOptions { Port = 0 };
+        var opts = new IocpServerOptions { Mode = Mode, Port = 0 };
         opts.OnConnect = (srv, id, addr, port) =>
         {
             srv.SetContext(id, new Obj { Id = id });
@@ -168,7 +170,7 @@ public static class ControlsTest
     {
         const int total = 4 << 20, chunk = 64 << 10;
         long produced = 0, drains = 0, badMark = 0, stalls = 0;
-        var opts = new IocpServerOptions { Port = 0, MaxSendQueue = 1 << 20, DrainMark = 128 << 10 };
+        var opts = new IocpServerOptions { Mode = Mode, Port = 0, MaxSendQueue = 1 << 20, DrainMark = 128 << 10 };
         Action<IocpServer, ulong> produce = (srv, id) =>
         {
             var buf = new byte[chunk];
@@ -223,7 +225,7 @@ public static class ControlsTest
     private static void IdleTimeout()
     {
         long idle = 0;
-        var opts = new IocpServerOptions { Port = 0, IdleTimeoutMs = 300 };
+        var opts = new IocpServerOptions { Mode = Mode, Port = 0, IdleTimeoutMs = 300 };
         opts.OnDisconnect = (srv, id, reason) =>
         {
             if (reason == IocpReason.IdleTimeout) Interlocked.Increment(ref idle);
@@ -270,12 +272,12 @@ public static class ControlsTest
     private static void Cap()
     {
         long first = 0;
-        var opts = new IocpServerOptions { Port = 0, MaxConnections = 1 };
+        var opts = new IocpServerOptions { Mode = Mode, Port = 0, MaxConnections = 1 };
         opts.OnConnect = (srv, id, a, p) => { Interlocked.CompareExchange(ref first, (long)id, 0L); return true; };
         using (var server = new IocpServer(opts))
         {
             var b = Connect(server.Port);
-            Check(WaitFor(() => server.ConnectionCount == 1), "first accepted");
+            Check(WaitFor(() => server.ConnectionCount == 1 && Interlocked.Read(ref first) != 0), "first accepted");
             Check(Refused(server.Port), "second refused");
             Check(WaitFor(() => server.RefusedCount == 1), "refusal counted");
             Expect(IocpErrors.EInval, () => server.SetDrainMark((ulong)Interlocked.Read(ref first), ulong.MaxValue), "drain mark too high");
@@ -290,7 +292,7 @@ public static class ControlsTest
     private static void Stop()
     {
         long deadline = 0, graceful = 0;
-        var opts = new IocpServerOptions { Port = 0 };
+        var opts = new IocpServerOptions { Mode = Mode, Port = 0 };
         opts.OnDisconnect = (srv, id, reason) =>
         {
             if (reason == IocpReason.StopDeadline) Interlocked.Increment(ref deadline);
@@ -328,12 +330,16 @@ public static class ControlsTest
     public static int Main()
     {
         IocpLibrary.EnsureCompatible();
-        KeepAliveOptions();
-        ContextAndPause();
-        Drain();
-        IdleTimeout();
-        Cap();
-        Stop();
+        foreach (var mode in new[] { IocpDelivery.Queue, IocpDelivery.Callbacks })
+        {
+            Mode = mode;
+            KeepAliveOptions();
+            ContextAndPause();
+            Drain();
+            IdleTimeout();
+            Cap();
+            Stop();
+        }
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;
     }

@@ -15,6 +15,8 @@ internal static class NetTest
 {
     private const int Timeout = 30000;
     private static int passed, failed;
+    // Every test runs in both delivery modes (queue, the default, first).
+    private static IocpDelivery Mode = IocpDelivery.Queue;
 
     private static void Check(bool ok, string what)
     {
@@ -41,11 +43,11 @@ internal static class NetTest
 
     private static void ListenAddressAndDualStack()
     {
-        using (var s = new IocpServer(new IocpServerOptions { Port = 0 }))
+        using (var s = new IocpServer(new IocpServerOptions { Mode = Mode, Port = 0 }))
             Check(s.ListenAddress == "127.0.0.1", "ListenAddress is 127.0.0.1 by default");
         var connected = new ManualResetEvent(false);
         string peer = null;
-        var o = new IocpServerOptions { Port = 0, Bind = "::", DualStack = true };
+        var o = new IocpServerOptions { Mode = Mode, Port = 0, Bind = "::", DualStack = true };
         o.OnConnect = (srv, id, address, port) => { peer = address; connected.Set(); return true; };
         using (var s = new IocpServer(o))
         {
@@ -56,20 +58,20 @@ internal static class NetTest
                 Check(connected.WaitOne(Timeout) && peer == "127.0.0.1", "dual stack: an IPv4 peer as 127.0.0.1");
             }
         }
-        Check(Code(() => new IocpServer(new IocpServerOptions { Port = 0, DualStack = true }).Dispose()) == IocpErrors.EInval,
+        Check(Code(() => new IocpServer(new IocpServerOptions { Mode = Mode, Port = 0, DualStack = true }).Dispose()) == IocpErrors.EInval,
               "DualStack with an IPv4 Bind is EInval");
     }
 
     private static void ConnectEchoAndRefused()
     {
-        var target = new IocpServerOptions { Port = 0 };
+        var target = new IocpServerOptions { Mode = Mode, Port = 0 };
         target.OnData = (srv, id, data) => srv.Send(id, data);
         var got = new List<byte>();
         var echoed = new ManualResetEvent(false);
         var failedEv = new ManualResetEvent(false);
         var ended = new ManualResetEvent(false);
         int failure = 0;
-        var o = new IocpServerOptions { Port = 0 };
+        var o = new IocpServerOptions { Mode = Mode, Port = 0 };
         o.OnData = (srv, id, data) => { lock (got) { got.AddRange(data); if (got.Count >= 5) echoed.Set(); } };
         o.OnConnectFailed = (srv, id, error) => { failure = error; failedEv.Set(); };
         o.OnDisconnect = (srv, id, reason) => ended.Set();
@@ -107,7 +109,7 @@ internal static class NetTest
         var info = new ManualResetEvent(false);
         var connected = new ManualResetEvent(false);
         string text = null;
-        var o = new IocpServerOptions { Port = 0, AcceptsPosted = 1 };
+        var o = new IocpServerOptions { Mode = Mode, Port = 0, AcceptsPosted = 1 };
         o.OnLog = (srv, level, code, t) =>
         {
             if (level == IocpLogLevel.Warn && code == IocpErrors.EMFile) { text = t; warn.Set(); }
@@ -146,9 +148,13 @@ internal static class NetTest
 
     private static int Main()
     {
-        ListenAddressAndDualStack();
-        ConnectEchoAndRefused();
-        if (Environment.OSVersion.Platform == PlatformID.Unix) LogSeesDescriptorExhaustion();
+        foreach (var mode in new[] { IocpDelivery.Queue, IocpDelivery.Callbacks })
+        {
+            Mode = mode;
+            ListenAddressAndDualStack();
+            ConnectEchoAndRefused();
+            if (Environment.OSVersion.Platform == PlatformID.Unix) LogSeesDescriptorExhaustion();
+        }
         Console.WriteLine(passed + " passed, " + failed + " failed");
         return failed == 0 ? 0 : 1;
     }

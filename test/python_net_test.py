@@ -79,27 +79,29 @@ def echo(server, id, data):
 
 
 class NetTest(unittest.TestCase):
+    mode = "queue"  # the default; NetTestCallbacks runs every test in callback mode
+
     def test_listen_address(self):
-        with iocpsrv.Server(port=0) as s:
+        with iocpsrv.Server(mode=self.mode, port=0) as s:
             self.assertEqual(s.listen_address, ("127.0.0.1", s.port))
-        with iocpsrv.Server(port=0, bind="::1") as s:
+        with iocpsrv.Server(mode=self.mode, port=0, bind="::1") as s:
             self.assertEqual(s.listen_address, ("::1", s.port))
 
     def test_dual_stack(self):
         ev = Events()
-        with iocpsrv.Server(port=0, bind="::", dual_stack=True, **ev.kwargs()) as s:
+        with iocpsrv.Server(mode=self.mode, port=0, bind="::", dual_stack=True, **ev.kwargs()) as s:
             self.assertEqual(s.listen_address[0], "::")
             with socket.create_connection(("127.0.0.1", s.port), timeout=TIMEOUT):
                 self.assertTrue(ev.connected.wait(TIMEOUT))
             self.assertEqual(ev.peer[0], "127.0.0.1")
         with self.assertRaises(iocpsrv.IocpError) as e:
-            iocpsrv.Server(port=0, bind="127.0.0.1", dual_stack=True)
+            iocpsrv.Server(mode=self.mode, port=0, bind="127.0.0.1", dual_stack=True)
         self.assertEqual(e.exception.code, iocpsrv.EINVAL)
 
     def test_connect_echo(self):
         ev = Events()
-        with iocpsrv.Server(port=0, on_data=echo) as target, \
-                iocpsrv.Server(port=0, **ev.kwargs()) as client:
+        with iocpsrv.Server(mode=self.mode, port=0, on_data=echo) as target, \
+                iocpsrv.Server(mode=self.mode, port=0, **ev.kwargs()) as client:
             id = client.connect("127.0.0.1", target.port)
             client.send(id, b"queued before on_connect")
             self.assertTrue(ev.connected.wait(TIMEOUT))
@@ -114,7 +116,7 @@ class NetTest(unittest.TestCase):
 
     def test_connect_refused(self):
         ev = Events()
-        with iocpsrv.Server(port=0, **ev.kwargs()) as client:
+        with iocpsrv.Server(mode=self.mode, port=0, **ev.kwargs()) as client:
             id = client.connect("127.0.0.1", free_port())
             self.assertTrue(ev.failed.wait(TIMEOUT))
             self.assertEqual(ev.failure, iocpsrv.ECONNREFUSED)
@@ -124,7 +126,7 @@ class NetTest(unittest.TestCase):
             self.assertEqual(e.exception.code, iocpsrv.ENOTFOUND)
 
     def test_connect_bad_arguments(self):
-        with iocpsrv.Server(port=0) as s:
+        with iocpsrv.Server(mode=self.mode, port=0) as s:
             for host in ("localhost", "", "1.2.3", "127.0.0.1:80"):
                 with self.assertRaises(iocpsrv.IocpError) as e:
                     s.connect(host, 80)
@@ -138,7 +140,7 @@ class NetTest(unittest.TestCase):
 
     def test_log_sees_descriptor_exhaustion(self):
         ev = Events()
-        with iocpsrv.Server(port=0, accepts_posted=1, **ev.kwargs()) as s:
+        with iocpsrv.Server(mode=self.mode, port=0, accepts_posted=1, **ev.kwargs()) as s:
             client = socket.socket()  # made before the limit drops
             old = resource.getrlimit(resource.RLIMIT_NOFILE)
             highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
@@ -165,6 +167,10 @@ class NetTest(unittest.TestCase):
         self.assertEqual(len(warns), 1, ev.log)
         self.assertIn("descriptors", warns[0][2])
 
+
+
+class NetTestCallbacks(NetTest):
+    mode = "callbacks"
 
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result

@@ -48,6 +48,15 @@ static void test_config_init(void **state) {
   assert_true(c.accepts_posted > 0);
   assert_true(c.recv_buffer_size >= 4096);
   assert_true(c.max_send_queue >= 1u << 20);
+  assert_int_equal(c.delivery, IOCP_DELIVERY_CALLBACKS);
+  assert_int_equal(c.queue_events, 0);
+  /* The batched API's event: the same 40 bytes on every platform. */
+  assert_int_equal(sizeof(iocp_event), 40);
+  assert_int_equal(offsetof(iocp_event, value), 4);
+  assert_int_equal(offsetof(iocp_event, id), 8);
+  assert_int_equal(offsetof(iocp_event, data), 16);
+  assert_int_equal(offsetof(iocp_event, len), 24);
+  assert_int_equal(offsetof(iocp_event, context), 32);
   /* A newer caller's larger struct: what the library does not know is zeroed. */
   memset(bigger, 0xAB, sizeof(bigger));
   assert_int_equal(iocp_config_init((iocp_config *)bigger, sizeof(bigger)), IOCP_OK);

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The 1.1 controls through the Python module (sample_clients/python/iocpsrv.py):
 context, pause/resume, drain, idle timeout, the connection cap, graceful stop
-and the errors of bad input. Plain unittest: python3 test/test_controls.py
-(the library is found as the module finds it: LD_LIBRARY_PATH, PATH or
+and the errors of bad input, in both delivery modes. Plain unittest: python3
+test/test_controls.py (the library is found as the module finds it: LD_LIBRARY_PATH, PATH or
 IOCPSRV_LIBRARY)."""
 import os
 import socket
@@ -54,6 +54,8 @@ def ended(s):
 
 
 class Controls(unittest.TestCase):
+    mode = "queue"  # the default; ControlsCallbacks runs every test in callback mode
+
     def test_context_and_pause(self):
         lock = threading.Lock()
         seen = {"ids": [], "received": 0, "ctx_ok": 0, "disconnects": 0}
@@ -80,7 +82,7 @@ class Controls(unittest.TestCase):
                 seen["ctx_ok"] += ok
                 seen["disconnects"] += 1
 
-        with iocpsrv.Server(port=0, on_connect=on_connect, on_data=on_data,
+        with iocpsrv.Server(mode=self.mode, port=0, on_connect=on_connect, on_data=on_data,
                             on_disconnect=on_disconnect) as srv:
             c = connect(srv.port)
             self.assertTrue(wait_for(lambda: seen["ids"]))
@@ -135,7 +137,7 @@ class Controls(unittest.TestCase):
             if state["produced"] < total:
                 produce(srv, id)
 
-        with iocpsrv.Server(port=0, max_send_queue=1 << 20, drain_mark=mark,
+        with iocpsrv.Server(mode=self.mode, port=0, max_send_queue=1 << 20, drain_mark=mark,
                             on_connect=lambda srv, id, a, p: produce(srv, id),
                             on_drain=on_drain, on_peer_closed=lambda srv, id: None) as srv:
             c = connect(srv.port)
@@ -159,7 +161,7 @@ class Controls(unittest.TestCase):
 
     def test_idle_timeout_and_cap(self):
         reasons = []
-        with iocpsrv.Server(port=0, idle_timeout_ms=200, max_connections=1,
+        with iocpsrv.Server(mode=self.mode, port=0, idle_timeout_ms=200, max_connections=1,
                             on_disconnect=lambda srv, id, r: reasons.append(r)) as srv:
             a = connect(srv.port)
             self.assertTrue(wait_for(lambda: srv.connection_count == 1))
@@ -179,11 +181,11 @@ class Controls(unittest.TestCase):
                     {"keepalive": True, "keepalive_interval_ms": iocpsrv.MAX_KEEPALIVE_MS + 1},
                     {"drain_mark": 8 << 20}):
             with self.assertRaises(iocpsrv.IocpError) as e:
-                iocpsrv.Server(port=0, **bad)
+                iocpsrv.Server(mode=self.mode, port=0, **bad)
             self.assertEqual(e.exception.code, iocpsrv.EINVAL)
         # Keep-alive on: a working server (the options reach the socket:
         # see test_keepalive.c).
-        with iocpsrv.Server(port=0, keepalive=True, keepalive_idle_ms=2000,
+        with iocpsrv.Server(mode=self.mode, port=0, keepalive=True, keepalive_idle_ms=2000,
                             keepalive_interval_ms=1000,
                             on_data=lambda srv, id, d: srv.send(id, d)) as srv:
             with connect(srv.port) as k:
@@ -200,7 +202,7 @@ class Controls(unittest.TestCase):
             except iocpsrv.IocpError as e:
                 errors.append(e.code)
 
-        with iocpsrv.Server(port=0, on_connect=on_connect,
+        with iocpsrv.Server(mode=self.mode, port=0, on_connect=on_connect,
                             on_disconnect=lambda srv, id, r: reasons.append(r)) as srv:
             polite, rude = connect(srv.port), connect(srv.port)
             self.assertTrue(wait_for(lambda: srv.connection_count == 2))
@@ -227,6 +229,10 @@ class Controls(unittest.TestCase):
             self.assertEqual(e.exception.code, iocpsrv.ESTOPPED)
             rude.close()
 
+
+
+class ControlsCallbacks(Controls):
+    mode = "callbacks"
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

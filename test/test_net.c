@@ -700,6 +700,130 @@ static void test_connect_out_of_sockets(void **state) {
   iocp__hooks_reset();
 }
 
+/* ---- Queue mode: outbound connections and log messages as events ------------- */
+
+/* iocp_connect in queue mode: ACCEPTED once connected (with the remote end
+ * and, later, the context), or one CONNECT_FAILED: refused, or closed while
+ * connecting. */
+static void test_queue_connect_events(void **state) {
+  rec_server *target = rec_start(REC_ECHO, NULL, NULL);
+  iocp_server *s = ts_queue_start(0);
+  iocp_conn_id id = 0, id2 = 0;
+  iocp_event ev;
+  uint16_t port;
+  ts_sock queued, l;
+  int marker;
+  (void)state;
+  assert_int_equal(iocp_connect(s, "127.0.0.1", target->port, &id), IOCP_OK);
+  ev = ts_queue_next(s, IOCP_EVENT_ACCEPTED);
+  assert_true(ev.id == id);
+  assert_int_equal(ev.value, target->port);
+  assert_string_equal((const char *)(uintptr_t)ev.data, "127.0.0.1");
+  assert_int_equal(iocp_set_context(s, id, &marker), IOCP_OK);
+  assert_int_equal(iocp_send(s, id, "hi", 2), IOCP_OK);
+  ev = ts_queue_next(s, IOCP_EVENT_DATA);
+  assert_true(ev.id == id);
+  assert_int_equal(ev.len, 2);
+  assert_memory_equal((const void *)(uintptr_t)ev.data, "hi", 2);
+  assert_ptr_equal((void *)(uintptr_t)ev.context, &marker);
+  assert_int_equal(iocp_close(s, id), IOCP_OK);
+  ev = ts_queue_next(s, IOCP_EVENT_DISCONNECTED);
+  assert_int_equal(ev.value, IOCP_REASON_LOCAL_CLOSE);
+  assert_ptr_equal((void *)(uintptr_t)ev.context, &marker);
+
+  /* Refused: one CONNECT_FAILED, the id stale. */
+  l = ts_listen_any(&port);
+  ts_close(l);
+  assert_int_equal(iocp_connect(s, "127.0.0.1", port, &id), IOCP_OK);
+  ev = ts_queue_next(s, IOCP_EVENT_CONNECT_FAILED);
+  assert_true(ev.id == id);
+  assert_int_equal(ev.value, IOCP_ECONNREFUSED);
+  assert_int_equal(iocp_close(s, id), IOCP_ENOTFOUND);
+
+  /* Closed while connecting: CONNECT_FAILED(IOCP_ECLOSED), nothing else. */
+  l = full_listener(&port, &queued);
+  assert_int_equal(iocp_connect(s, "127.0.0.1", port, &id2), IOCP_OK);
+  assert_int_equal(iocp_close(s, id2), IOCP_OK);
+  ev = ts_queue_next(s, IOCP_EVENT_CONNECT_FAILED);
+  assert_true(ev.id == id2);
+  assert_int_equal(ev.value, IOCP_ECLOSED);
+  assert_int_equal(iocp_wait(s, &ev, 1, 100), 0);
+  assert_int_equal(iocp_connection_count(s), 0);
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+  ts_close(queued);
+  ts_close(l);
+  assert_int_equal(ts_counter_wait(target->disconnects, 1, TS_TIMEOUT_MS), 0);
+  rec_stop(target);
+}
+
+static atomic_int conn_allocs_to_fail;
+static ts_counter *conn_allocs_failed;
+
+/* Fails the allocation of a connection (and nothing else) while asked to. */
+static void *conn_calloc_fails(size_t n, size_t size) {
+  if (size == sizeof(iocp__conn) && atomic_fetch_sub(&conn_allocs_to_fail, 1) > 0) {
+    ts_counter_add(conn_allocs_failed, 1);
+    return NULL;
+  }
+  return calloc(n, size);
+}
+
+/* Counts LOG events (and the losses their notes report) from one batch. */
+static void count_logs(const iocp_event *ev, int n, int64_t *messages, int64_t *lost) {
+  int i;
+  for (i = 0; i < n; i++) {
+    const char *text = (const char *)(uintptr_t)ev[i].data;
+    assert_int_equal(ev[i].type, IOCP_EVENT_LOG);
+    assert_true(ev[i].id == 0);
+    assert_int_equal(ev[i].value, IOCP_LOG_WARN);
+    assert_int_equal(strlen(text), ev[i].len);
+    if (strstr(text, "lost") != NULL) {
+      assert_true((int64_t)ev[i].context == 0);
+      *lost += atoi(text);
+    } else {
+      assert_true((int64_t)ev[i].context == IOCP_ENOMEM);
+      assert_non_null(strstr(text, "out of memory"));
+      ++*messages;
+    }
+  }
+}
+
+/* LOG events: what on_log would hear, queued; when more wait than the queue
+ * holds, the next one that fits is preceded by a note of how many were lost. */
+static void test_queue_log_events(void **state) {
+  iocp_server *s;
+  iocp_event ev[64];
+  int64_t messages = 0, lost = 0;
+  int n, i;
+  ts_sock a[21];
+  (void)state;
+  conn_allocs_failed = ts_counter_new();
+  iocp__hooks.calloc = conn_calloc_fails;
+  s = ts_queue_start(IOCP_EVENT_BIT(IOCP_EVENT_LOG));
+  /* Nobody drains while 20 connections are dropped: 16 fit. */
+  atomic_store(&conn_allocs_to_fail, 20);
+  for (i = 0; i < 20; i++) a[i] = ts_connect(iocp_port(s));
+  assert_int_equal(ts_counter_wait(conn_allocs_failed, 20, TS_TIMEOUT_MS), 0);
+  n = iocp_wait(s, ev, 64, TS_TIMEOUT_MS);
+  assert_true(n > 0 && n <= IOCP_LOG_QUEUE_MAX);
+  count_logs(ev, n, &messages, &lost);
+  while ((n = iocp_wait(s, ev, 64, 200)) > 0) count_logs(ev, n, &messages, &lost);
+  /* One more: any loss is reported before it. */
+  atomic_store(&conn_allocs_to_fail, 1);
+  a[20] = ts_connect(iocp_port(s));
+  while (messages + lost < 21) {
+    n = iocp_wait(s, ev, 64, TS_TIMEOUT_MS);
+    assert_true(n > 0);
+    count_logs(ev, n, &messages, &lost);
+  }
+  assert_int_equal(messages + lost, 21);
+  assert_true(messages >= IOCP_LOG_QUEUE_MAX - 1);
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+  for (i = 0; i < 21; i++) ts_close(a[i]);
+  iocp__hooks_reset();
+  ts_counter_free(conn_allocs_failed);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_listen_address),
@@ -718,6 +842,8 @@ int main(void) {
       cmocka_unit_test(test_connect_refused_by_on_connect),
       cmocka_unit_test(test_connect_rejects_bad_arguments),
       cmocka_unit_test(test_connect_out_of_sockets),
+      cmocka_unit_test(test_queue_connect_events),
+      cmocka_unit_test(test_queue_log_events),
   };
   ts_net_init();
   return cmocka_run_group_tests_name("net", tests, NULL, NULL);

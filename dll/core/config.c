@@ -12,6 +12,11 @@
 #define IOCP__CALLBACKS_SIZE_1_0 \
   (offsetof(iocp_callbacks, on_disconnect) + sizeof(iocp_on_disconnect_fn))
 
+/* The optional events a caller may ask to be queued. */
+#define IOCP__QUEUE_EVENTS_KNOWN \
+  (IOCP_EVENT_BIT(IOCP_EVENT_SENT) | IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED) | \
+   IOCP_EVENT_BIT(IOCP_EVENT_DRAIN) | IOCP_EVENT_BIT(IOCP_EVENT_LOG))
+
 static void config_defaults(iocp_config *c) {
   memset(c, 0, sizeof(*c));
   c->size = sizeof(*c);
@@ -65,6 +70,10 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
   if (dst->recv_buffer_size < 64 || dst->recv_buffer_size > (64u << 20)) return IOCP_EINVAL;
   if (dst->max_send_queue == 0) return IOCP_EINVAL;
   if (dst->threads > 1024) return IOCP_EINVAL;
+  if (dst->delivery != IOCP_DELIVERY_CALLBACKS && dst->delivery != IOCP_DELIVERY_QUEUE)
+    return IOCP_EINVAL;
+  if (dst->queue_events & ~IOCP__QUEUE_EVENTS_KNOWN) return IOCP_EINVAL;
+  if (dst->delivery == IOCP_DELIVERY_CALLBACKS && dst->queue_events != 0) return IOCP_EINVAL;
   if (dst->dual_stack > 1) return IOCP_EINVAL; /* an IPv4 address: see iocp_create */
   if (dst->idle_timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
   if (dst->max_connections > INT32_MAX) return IOCP_EINVAL;
@@ -75,12 +84,19 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
   return IOCP_OK;
 }
 
-int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src) {
+int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src, int queue_mode) {
   size_t n;
   memset(dst, 0, sizeof(*dst));
+  if (src == NULL) return queue_mode ? IOCP_OK : IOCP_EINVAL;
   if (src->size < IOCP__CALLBACKS_SIZE_1_0) return IOCP_EVERSION;
   n = src->size < sizeof(*dst) ? src->size : sizeof(*dst);
   memcpy(dst, src, n);
   dst->size = sizeof(*dst);
+  /* One delivery mode per server (on_log, not an event of a connection,
+   * is allowed in both). */
+  if (queue_mode && (dst->on_connect != NULL || dst->on_data != NULL || dst->on_sent != NULL ||
+                     dst->on_peer_closed != NULL || dst->on_disconnect != NULL ||
+                     dst->on_connect_failed != NULL || dst->on_drain != NULL))
+    return IOCP_EMODE;
   return IOCP_OK;
 }

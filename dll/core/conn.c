@@ -13,6 +13,7 @@
  * so does every caller between lookup and return. The last one frees. */
 #include "internal.h"
 
+#include <assert.h>
 #include <string.h>
 
 /* After this many events in a row a worker hands the connection back to the
@@ -153,16 +154,136 @@ void iocp__conn_start_send_locked(iocp__conn *c) {
 
 static void start_send_locked(iocp__conn *c) { iocp__conn_start_send_locked(c); }
 
-/* Delivers pending events; entered with the lock held and `running` set by
- * the caller, returns with the lock released. */
-static void run_locked(iocp__conn *c) {
+/* Takes the next due event into c->ev; lock held. Returns 0 when the event
+ * needs no delivery (the library's own handling of a peer's FIN, a drain
+ * that is no longer one). */
+static int take_event_locked(iocp__conn *c) {
+  iocp_server *s = c->server;
+  iocp__event_rec *e = &c->ev;
+  memset(e, 0, sizeof(*e));
+  if (c->ev_connect) {
+    c->ev_connect = 0;
+    e->type = IOCP_EVENT_ACCEPTED;
+    e->value = c->peer_port;
+    e->data = c->peer_addr;
+    e->len = strlen(c->peer_addr);
+    c->accept_out = s->queue_mode; /* iocp_close() refuses it until released */
+  } else if (c->ev_data) {
+    assert(c->rbuf != NULL && c->ev_data_len > 0 && !c->recv_busy);
+    c->ev_data = 0;
+    c->in_data = 1; /* until the callback returns or the batch is released */
+    e->type = IOCP_EVENT_DATA;
+    e->data = c->rbuf;
+    e->len = c->ev_data_len;
+  } else if (c->ev_sent) {
+    e->type = IOCP_EVENT_SENT;
+    e->len = c->ev_sent;
+    c->ev_sent = 0;
+  } else if (c->ev_drain) {
+    c->ev_drain = 0;
+    if (c->closing) return 0;
+    if (c->sendq.queued > c->drain_mark) { /* refilled since: not drained */
+      c->drain_armed = 1;
+      return 0;
+    }
+    e->type = IOCP_EVENT_DRAIN;
+    e->len = c->sendq.queued;
+  } else if (c->ev_peer_closed) {
+    c->ev_peer_closed = 0;
+    if (c->closing) return 0;
+    if (!s->want_peer_closed) {
+      c->shut_req = 1; /* the default: finish the queue, then FIN */
+      start_send_locked(c);
+      return 0;
+    }
+    e->type = IOCP_EVENT_PEER_CLOSED;
+  } else if (c->connect_started && !c->kept && !c->refused) {
+    /* An outbound attempt that never reached on_connect ends here. */
+    c->ev_disconnect = 0;
+    e->type = IOCP_EVENT_CONNECT_FAILED;
+    e->value = c->connect_error != IOCP_OK ? c->connect_error : IOCP_ECLOSED;
+  } else {
+    c->ev_disconnect = 0;
+    e->type = IOCP_EVENT_DISCONNECTED;
+    e->value = c->reason;
+  }
+  e->context = c->context;
+  return 1;
+}
+
+/* Calls the event's callback (callback mode); returns on_connect's verdict. */
+static int call_back(iocp__conn *c) {
   iocp_server *s = c->server;
   const iocp_callbacks *cb = &s->cb;
+  const iocp__event_rec *e = &c->ev;
+  switch (e->type) {
+  case IOCP_EVENT_ACCEPTED:
+    return cb->on_connect == NULL ||
+           cb->on_connect(s, s->user, c->id, c->peer_addr, c->peer_port) == 0;
+  case IOCP_EVENT_DATA:
+    if (cb->on_data != NULL) cb->on_data(s, s->user, c->id, c->rbuf, (size_t)e->len);
+    break;
+  case IOCP_EVENT_SENT: cb->on_sent(s, s->user, c->id, e->len); break;
+  case IOCP_EVENT_DRAIN: cb->on_drain(s, s->user, c->id, e->len); break;
+  case IOCP_EVENT_PEER_CLOSED: cb->on_peer_closed(s, s->user, c->id); break;
+  case IOCP_EVENT_DISCONNECTED:
+    if (cb->on_disconnect != NULL) cb->on_disconnect(s, s->user, c->id, e->value);
+    break;
+  case IOCP_EVENT_CONNECT_FAILED:
+    if (cb->on_connect_failed != NULL) cb->on_connect_failed(s, s->user, c->id, e->value);
+    break;
+  default: assert(!"unknown event"); break;
+  }
+  return 1;
+}
+
+/* After the event was delivered (its callback returned, or its batch was
+ * released); entered without the lock, returns with it held. */
+static void finish_event(iocp__conn *c, int keep) {
+  iocp_server *s = c->server;
+  if (c->ev.type == IOCP_EVENT_ACCEPTED && !keep) {
+    /* Out of the table before the socket closes: once the peer sees the
+     * reset, the id is stale and no longer counted. (The lock is not held
+     * here: table locks are taken before connection locks.) */
+    iocp__conn *t = iocp__table_remove(&s->table, c->id);
+    if (t != NULL) unref_not_last(t);
+  }
+  iocp__mutex_lock(&c->lock);
+  if (c->ev.type == IOCP_EVENT_ACCEPTED) {
+    c->accept_out = 0;
+    if (!keep) {
+      iocp__stat_add(s, IOCP__STAT_REFUSED, 1);
+      c->refused = 1;
+      teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
+    } else {
+      c->kept = 1;
+      if (c->stop_fin) c->shut_req = 1; /* the graceful stop's half-close */
+      start_recv_locked(c);
+      start_send_locked(c); /* bytes (and a shutdown) queued before the keep */
+    }
+  } else if (c->ev.type == IOCP_EVENT_DATA) {
+    /* Only now is the buffer free again: back to the pool, so an idle
+     * connection holds none. */
+    uint8_t *buf = c->rbuf;
+    c->in_data = 0;
+    c->rbuf = NULL;
+    iocp__buf_put(s, buf);
+    start_recv_locked(c);
+  }
+}
+
+/* Delivers pending events; entered with the lock held and `running` set by
+ * the caller, returns with the lock released. In queue mode the first event
+ * goes to the queue, and `running` stays set until its batch is released
+ * (iocp__conn_released picks up from there). */
+static void run_locked(iocp__conn *c) {
+  iocp_server *s = c->server;
   iocp__conn *outer = current;
   int rounds = 0;
 
   current = c;
   while (has_events(c)) {
+    int keep, deliver;
     if (++rounds > IOCP__RUN_ROUNDS) {
       iocp__conn_ref(c);
       if (iocp__eng_post_run(c) == IOCP_OK) {
@@ -173,90 +294,42 @@ static void run_locked(iocp__conn *c) {
       unref_not_last(c);
       rounds = 0;
     }
-    if (c->ev_connect) {
-      int keep = 1;
-      c->ev_connect = 0;
-      iocp__mutex_unlock(&c->lock);
-      if (cb->on_connect != NULL)
-        keep = cb->on_connect(s, s->user, c->id, c->peer_addr, c->peer_port) == 0;
-      if (!keep) {
-        /* Out of the table before the socket closes: once the peer sees the
-         * reset, the id is stale and no longer counted. (The lock is not
-         * held here: table locks are taken before connection locks.) */
-        iocp__conn *t = iocp__table_remove(&s->table, c->id);
-        if (t != NULL) unref_not_last(t);
-      }
-      iocp__mutex_lock(&c->lock);
-      if (!keep) {
-        iocp__stat_add(s, IOCP__STAT_REFUSED, 1);
-        c->refused = 1;
-        teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
-      } else {
-        c->kept = 1;
-        start_recv_locked(c);
-        start_send_locked(c); /* bytes (and a shutdown) queued inside on_connect */
-      }
-    } else if (c->ev_data) {
-      size_t n = c->ev_data_len;
-      uint8_t *buf = c->rbuf;
-      assert(buf != NULL && n > 0 && !c->recv_busy);
-      c->ev_data = 0;
-      c->in_data = 1;
-      iocp__mutex_unlock(&c->lock);
-      if (cb->on_data != NULL) cb->on_data(s, s->user, c->id, buf, n);
-      iocp__mutex_lock(&c->lock);
-      /* Only now is the buffer free again: back to the pool, so an idle
-       * connection holds none. */
-      c->in_data = 0;
-      c->rbuf = NULL;
-      iocp__buf_put(s, buf);
-      start_recv_locked(c);
-    } else if (c->ev_sent) {
-      uint64_t n = c->ev_sent;
-      c->ev_sent = 0;
-      iocp__mutex_unlock(&c->lock);
-      cb->on_sent(s, s->user, c->id, n);
-      iocp__mutex_lock(&c->lock);
-    } else if (c->ev_drain) {
-      uint64_t q = c->sendq.queued;
-      c->ev_drain = 0;
-      if (c->closing) continue;
-      if (q > c->drain_mark) { /* refilled since (by a callback): not drained */
-        c->drain_armed = 1;
-        continue;
-      }
-      iocp__mutex_unlock(&c->lock);
-      cb->on_drain(s, s->user, c->id, q);
-      iocp__mutex_lock(&c->lock);
-    } else if (c->ev_peer_closed) {
-      c->ev_peer_closed = 0;
-      if (c->closing) continue;
-      if (cb->on_peer_closed != NULL) {
-        iocp__mutex_unlock(&c->lock);
-        cb->on_peer_closed(s, s->user, c->id);
-        iocp__mutex_lock(&c->lock);
-      } else {
-        c->shut_req = 1; /* the default: finish the queue, then FIN */
-        start_send_locked(c);
-      }
-    } else {
-      int deliver = c->kept && !c->refused && cb->on_disconnect != NULL;
-      /* An outbound attempt that never reached on_connect ends here too. */
-      int failed = c->connect_started && !c->kept && !c->refused;
-      int error = c->connect_error != IOCP_OK ? c->connect_error : IOCP_ECLOSED;
-      iocp__conn *t;
-      c->ev_disconnect = 0;
-      iocp__mutex_unlock(&c->lock);
-      t = iocp__table_remove(&s->table, c->id); /* the id is stale from here on */
+    if (!take_event_locked(c)) continue;
+    /* A refused connection has no disconnect to deliver. */
+    deliver = c->ev.type != IOCP_EVENT_DISCONNECTED || (c->kept && !c->refused);
+    iocp__mutex_unlock(&c->lock);
+    if (c->ev.type == IOCP_EVENT_DISCONNECTED || c->ev.type == IOCP_EVENT_CONNECT_FAILED) {
+      iocp__conn *t = iocp__table_remove(&s->table, c->id); /* stale from here on */
       if (t != NULL) unref_not_last(t);
-      if (deliver) cb->on_disconnect(s, s->user, c->id, c->reason);
-      if (failed && cb->on_connect_failed != NULL) cb->on_connect_failed(s, s->user, c->id, error);
-      iocp__mutex_lock(&c->lock);
     }
+    if (!deliver) {
+      iocp__mutex_lock(&c->lock);
+      continue;
+    }
+    if (s->queue_mode) {
+      iocp__conn_ref(c); /* the queue's */
+      iocp__evq_push(c);
+      current = outer;
+      return;
+    }
+    keep = call_back(c);
+    finish_event(c, keep);
   }
   c->running = 0;
   iocp__mutex_unlock(&c->lock);
   current = outer;
+}
+
+void iocp__conn_released(iocp__conn *c) {
+  int keep = 1;
+  if (c->ev.type == IOCP_EVENT_ACCEPTED) {
+    iocp__mutex_lock(&c->lock);
+    keep = !c->refuse_req;
+    iocp__mutex_unlock(&c->lock);
+  }
+  finish_event(c, keep);
+  run_locked(c);
+  iocp__conn_unref(c);
 }
 
 /* On a worker, lock held: deliver here unless another worker already is. */
@@ -368,7 +441,7 @@ void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes) {
     if (bytes > 0) c->active_tick = iocp__timer_tick(c->server);
     iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, (int64_t)bytes);
     iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)bytes);
-    if (c->server->cb.on_sent != NULL) c->ev_sent += bytes;
+    if (c->server->want_sent) c->ev_sent += bytes;
     if (c->drain_armed && c->sendq.queued <= c->drain_mark) {
       c->drain_armed = 0;
       c->ev_drain = 1;
@@ -456,7 +529,7 @@ static int try_send_locked(iocp__conn *c, send_args *a) {
   a->len -= (size_t)n;
   c->active_tick = iocp__timer_tick(c->server);
   iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, n);
-  if (c->server->cb.on_sent != NULL) c->ev_sent += (uint64_t)n;
+  if (c->server->want_sent) c->ev_sent += (uint64_t)n;
   return IOCP_OK;
 }
 
@@ -469,7 +542,7 @@ static int send_locked(iocp__conn *c, void *arg) {
   if (c->closing) return IOCP_ECLOSED;
   if (a->len > c->server->cfg.max_send_queue - c->sendq.queued) {
     /* on_drain tells when to try again (once bytes are queued to go out). */
-    if (c->server->cb.on_drain != NULL && c->sendq.queued > 0) c->drain_armed = 1;
+    if (c->server->want_drain && c->sendq.queued > 0) c->drain_armed = 1;
     return IOCP_EQUEUEFULL;
   }
   if (c->sendq.queued == 0 && !c->send_busy && c->kept && a->len > 0) {
@@ -479,14 +552,14 @@ static int send_locked(iocp__conn *c, void *arg) {
   rc = iocp__sendq_push(&c->sendq, a->data, a->len);
   if (rc != IOCP_OK) return rc;
   iocp__stat_add(c->server, IOCP__STAT_QUEUED, (int64_t)a->len);
-  if (c->server->cb.on_drain != NULL && c->sendq.queued > c->drain_mark) c->drain_armed = 1;
+  if (c->server->want_drain && c->sendq.queued > c->drain_mark) c->drain_armed = 1;
   start_send_locked(c);
   return rc;
 }
 
 static int shutdown_locked(iocp__conn *c, void *arg) {
   (void)arg;
-  if (c->closing) return IOCP_ECLOSED;
+  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
   if (!c->shut_req) {
     c->shut_req = 1;
     start_send_locked(c);
@@ -496,7 +569,15 @@ static int shutdown_locked(iocp__conn *c, void *arg) {
 
 static int close_locked(iocp__conn *c, void *arg) {
   (void)arg;
-  if (c->closing) return IOCP_ECLOSED;
+  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
+  if (c->accept_out && iocp__evq_is_holder(c->server)) {
+    /* The drainer handling ACCEPTED ("inside on_connect") refuses: at the
+     * release, out of the table first, then the reset, as with
+     * on_connect's refusal. From any other thread it is a close, as a
+     * close racing on_connect is. (Lock order: connection, then server.) */
+    c->refuse_req = 1;
+    return IOCP_OK;
+  }
   teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
   return IOCP_OK;
 }

@@ -34,7 +34,10 @@ int IOCP_CALL iocp_get_context(iocp_server *s, iocp_conn_id id, void **context) 
     iocp__mutex_unlock(&cur->lock);
     return rc;
   }
-  return iocp__conn_with(s, id, get_context_locked, context);
+  rc = iocp__conn_with(s, id, get_context_locked, context);
+  /* Queue mode: a DISCONNECTED event not yet released is its on_disconnect. */
+  if (rc == IOCP_ENOTFOUND && s->queue_mode) rc = iocp__evq_batch_context(s, id, context);
+  return rc;
 }
 
 /* ---- Pause and resume ---------------------------------------------------------- */
@@ -71,7 +74,7 @@ static int drain_mark_locked(iocp__conn *c, void *arg) {
   if (c->closing) return IOCP_ECLOSED;
   if (mark >= c->server->cfg.max_send_queue) return IOCP_EINVAL;
   c->drain_mark = mark;
-  if (c->server->cb.on_drain != NULL && c->sendq.queued > mark) c->drain_armed = 1;
+  if (c->server->want_drain && c->sendq.queued > mark) c->drain_armed = 1;
   return IOCP_OK;
 }
 

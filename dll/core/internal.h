@@ -34,6 +34,15 @@ void iocp__sendq_clear(iocp__sendq *q);
 
 /* ---- Connections (conn.c) -------------------------------------------------- */
 
+/* One event as conn.c hands it to a callback or to the queue. */
+typedef struct iocp__event_rec {
+  uint32_t type;  /* IOCP_EVENT_* */
+  int32_t value;
+  uint64_t len;
+  const void *data;
+  void *context;  /* the connection's, when the event was taken */
+} iocp__event_rec;
+
 struct iocp__conn {
   struct iocp__eng_conn eng; /* first: see iocp__conn_eng() in engine.h */
   iocp_server *server;
@@ -60,6 +69,9 @@ struct iocp__conn {
   unsigned ev_data : 1;
   unsigned ev_peer_closed : 1;
   unsigned ev_disconnect : 1;
+  unsigned refuse_req : 1;  /* queue mode: iocp_close() before ACCEPTED was released */
+  unsigned accept_out : 1;  /* queue mode: ACCEPTED is queued or in a batch */
+  unsigned stop_fin : 1;    /* iocp_stop_graceful() came before the keep */
   /* Outbound connections (connect.c): made by iocp_connect(); the attempt
    * was handed to the engine; the error that ended it before on_connect. */
   unsigned outbound : 1;
@@ -81,9 +93,17 @@ struct iocp__conn {
   uint16_t peer_port;
   char peer_addr[64];
   uint8_t *rbuf;            /* lent by the pool while received bytes wait for on_data */
+
+  /* The event being delivered (in the queue or in a batch in queue mode). */
+  iocp__event_rec ev;
+  struct iocp__conn *evq_next; /* under the server's lock (evq.c) */
 };
 
 void iocp__conn_ref(iocp__conn *c);
+/* Queue mode: the caller released the batch holding c's event (evq.c). Ends
+ * that event as a returning callback would and delivers what is due next;
+ * drops the reference the queue held. No lock held. */
+void iocp__conn_released(iocp__conn *c);
 
 /* For the controls (controls.c, timer.c, stop.c): the state machine's
  * steps, each with the connection's lock held. */
@@ -157,6 +177,46 @@ int iocp__workers_init(iocp__workers *w, uint32_t threads, size_t line);
 void iocp__workers_free(iocp__workers *w);
 int64_t iocp__stat_sum(iocp_server *s, int which);
 
+/* ---- Event queue (evq.c) ------------------------------------------------------- */
+
+/* Log messages are one short line; longer ones are cut. */
+#define IOCP__LOG_MAX 160
+
+typedef struct iocp__logrec {
+  int level, code;
+  char text[IOCP__LOG_MAX];
+} iocp__logrec;
+
+typedef struct iocp__evq {
+  iocp__conn *head, *tail; /* connections with an event queued, oldest first */
+  iocp__conn *batch;       /* taken by the last iocp_wait(), not yet released */
+  unsigned busy : 1;       /* a thread is inside iocp_wait() */
+  unsigned wake : 1;       /* iocp_wake() not yet consumed */
+  unsigned discard : 1;    /* iocp_destroy() began: deliver nothing more */
+  uint32_t sleepers;       /* threads waiting on the server's cond for the queue */
+  const void *holder;      /* the thread of the last iocp_wait() (its marker) */
+  /* LOG events: a ring; the batch's slots first, then the queued ones. */
+  iocp__logrec logs[IOCP_LOG_QUEUE_MAX];
+  uint32_t log_first, log_taken, log_queued;
+  uint64_t log_lost;       /* messages that found no slot, not yet reported */
+} iocp__evq;
+
+/* Appends c, whose c->ev is filled, and takes over a reference. */
+void iocp__evq_push(iocp__conn *c);
+/* Queues a LOG event (or counts it lost when the ring is full). */
+void iocp__evq_log(iocp_server *s, int level, int code, const char *text);
+/* iocp_destroy(), first: a wait in progress (and every later one) returns
+ * IOCP_ECLOSED. */
+void iocp__evq_close(iocp_server *s);
+/* iocp_destroy(): releases every batch and queued event until no
+ * connection is left. Server lock not held. */
+void iocp__evq_drain_all(iocp_server *s);
+/* The context carried by id's event in the current batch: 0, or
+ * IOCP_ENOTFOUND (not in it), IOCP_ECLOSED (destroyed). */
+int iocp__evq_batch_context(iocp_server *s, iocp_conn_id id, void **context);
+/* Nonzero when this thread made the server's last iocp_wait() call. */
+int iocp__evq_is_holder(iocp_server *s);
+
 /* ---- Server ------------------------------------------------------------------ */
 
 struct iocp_server {
@@ -194,6 +254,13 @@ struct iocp_server {
   uint32_t sweep_ms;     /* under lock: the sweep period */
   uint64_t t0;           /* iocp__now_ms() at creation */
   iocp__atomic32 tick;   /* ms since t0 as of the last sweep */
+  int stopped;           /* under lock: iocp_stop() (or iocp_destroy()) began */
+  unsigned queue_mode : 1;       /* IOCP_DELIVERY_QUEUE (fixed at creation) */
+  unsigned want_sent : 1;        /* SENT events / on_sent wanted */
+  unsigned want_peer_closed : 1; /* PEER_CLOSED events / on_peer_closed wanted */
+  unsigned want_drain : 1;       /* DRAIN events / on_drain wanted */
+  unsigned want_log : 1;         /* queue mode: LOG events (no on_log) */
+  iocp__evq evq;         /* queue mode: under lock */
 };
 
 #define IOCP__GATE_CLOSED 0x40000000L
@@ -226,7 +293,7 @@ void iocp__conn_destroy_one(iocp__conn *c, void *arg);
 
 int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
                       const iocp_config *src);
-int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src);
+int iocp__callbacks_copy(iocp_callbacks *dst, const iocp_callbacks *src, int queue_mode);
 int iocp__address_parse(const char *text, uint16_t port,
                         struct sockaddr_storage *ss, int *len);
 void iocp__address_format(const struct sockaddr *sa, char *text, size_t cap,

@@ -106,14 +106,24 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
 
   if (server == NULL) return IOCP_EINVAL;
   *server = NULL;
-  if (callbacks == NULL) return IOCP_EINVAL;
 
   s = server_get();
   if (s == NULL) return IOCP_ENOMEM;
   rc = iocp__config_copy(&s->cfg, s->bind_text, sizeof(s->bind_text), config);
   if (rc != IOCP_OK) goto fail_free;
-  rc = iocp__callbacks_copy(&s->cb, callbacks);
+  rc = iocp__callbacks_copy(&s->cb, callbacks, s->cfg.delivery == IOCP_DELIVERY_QUEUE);
   if (rc != IOCP_OK) goto fail_free;
+  s->queue_mode = s->cfg.delivery == IOCP_DELIVERY_QUEUE;
+  if (s->queue_mode) {
+    s->want_sent = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_SENT)) != 0;
+    s->want_peer_closed = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED)) != 0;
+    s->want_drain = (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_DRAIN)) != 0;
+    s->want_log = s->cb.on_log == NULL && (s->cfg.queue_events & IOCP_EVENT_BIT(IOCP_EVENT_LOG)) != 0;
+  } else {
+    s->want_sent = s->cb.on_sent != NULL;
+    s->want_peer_closed = s->cb.on_peer_closed != NULL;
+    s->want_drain = s->cb.on_drain != NULL;
+  }
   rc = iocp__address_parse(s->cfg.bind_address, s->cfg.port, &addr, &addrlen);
   if (rc != IOCP_OK) goto fail_free;
   if (s->cfg.dual_stack && addr.ss_family != AF_INET6) {
@@ -160,11 +170,41 @@ fail_free:
   return rc;
 }
 
+/* iocp_stop(), also run by iocp_destroy() once its gate is closed. */
+static void stop_inside(iocp_server *s) {
+  int first;
+  iocp__mutex_lock(&s->lock);
+  first = !s->stopped;
+  s->stopped = 1;
+  iocp__mutex_unlock(&s->lock);
+  if (!first) return;
+
+  iocp__eng_stop_accepting(s);
+  /* From here no connection can join the table; every one in it ends. */
+  iocp__table_close(&s->table, iocp__conn_destroy_one, NULL);
+  /* A waiter may now be finished (nothing was open). */
+  iocp__mutex_lock(&s->lock);
+  iocp__cond_broadcast(&s->cond);
+  iocp__mutex_unlock(&s->lock);
+}
+
+int IOCP_CALL iocp_stop(iocp_server *s) {
+  int gate;
+  if (s == NULL) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  stop_inside(s);
+  if (gate) iocp__server_leave(s);
+  return IOCP_OK;
+}
+
 int IOCP_CALL iocp_destroy(iocp_server *s) {
   if (s == NULL) return IOCP_OK;
   if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
   /* Later calls are turned away; the ones inside are waited for. */
   if (!gate_close(s)) return IOCP_ECLOSED;
+  /* A thread inside iocp_wait() leaves it (IOCP_ECLOSED), so the gate empties. */
+  if (s->queue_mode) iocp__evq_close(s);
   gate_wait_idle(s);
 
   iocp__mutex_lock(&s->lock);
@@ -172,13 +212,10 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
   iocp__mutex_unlock(&s->lock);
   iocp__timer_stop(s);
 
-  iocp__eng_stop_accepting(s);
-  /* From here no connection can join the table; every one in it ends. */
-  iocp__table_close(&s->table, iocp__conn_destroy_one, NULL);
-
-  iocp__mutex_lock(&s->lock);
-  while (iocp__ref_add(&s->alive, 0) != 0) iocp__cond_wait(&s->cond, &s->lock);
-  iocp__mutex_unlock(&s->lock);
+  stop_inside(s);
+  /* Waits for every connection to end; in queue mode, releases what was
+   * queued without delivering it. */
+  iocp__evq_drain_all(s);
 
   iocp__eng_finish(s);
 

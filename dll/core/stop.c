@@ -1,14 +1,21 @@
 /* iocp_stop_graceful(): stop accepting, half-close every connection after
  * its queued bytes, wait for the peers to finish until the deadline, then
  * close the rest abortively. Connections end through the usual state
- * machine, so each still gets exactly one on_disconnect. */
+ * machine, so each still gets exactly one on_disconnect (in queue mode one
+ * DISCONNECTED event, and a connection is freed once its batch is
+ * released, so the wait for `alive` covers the drainer's part too). */
 #include "internal.h"
 
 static void half_close_one(iocp__conn *c, void *arg) {
   (void)arg;
   iocp__mutex_lock(&c->lock);
-  if (!c->closing && !c->shut_req) {
-    /* Not yet kept (on_connect runs): the FIN follows its sends. */
+  if (c->closing || c->shut_req) {
+    /* ending, or ending gracefully already */
+  } else if (!c->kept) {
+    /* on_connect has not returned (or ACCEPTED is not released): what it
+     * sends still goes out, then the FIN, once it keeps the connection. */
+    c->stop_fin = 1;
+  } else {
     c->shut_req = 1;
     iocp__conn_start_send_locked(c);
   }
@@ -39,6 +46,7 @@ static int stop_inside(iocp_server *s, uint32_t timeout_ms) {
     return IOCP_ESTOPPED;
   }
   s->stopping = 1;
+  iocp__cond_broadcast(&s->cond); /* queue mode: a waiter may be finished */
   iocp__mutex_unlock(&s->lock);
 
   iocp__eng_stop_accepting(s);
@@ -67,7 +75,11 @@ int IOCP_CALL iocp_stop_graceful(iocp_server *s, uint32_t timeout_ms) {
   if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
   gate = iocp__server_enter(s);
   if (gate < 0) return gate;
-  rc = stop_inside(s, timeout_ms);
+  /* Queue mode: the events it waits for go through the drainer's hands. */
+  if (s->queue_mode && iocp__evq_is_holder(s))
+    rc = IOCP_EINCALLBACK;
+  else
+    rc = stop_inside(s, timeout_ms);
   if (gate) iocp__server_leave(s);
   return rc;
 }

@@ -20,7 +20,14 @@ static inline void iocp__mutex_unlock(iocp__mutex *m) { pthread_mutex_unlock(m);
 /* Lets another thread run (a short wait on a rare path). */
 static inline void iocp__yield(void) { sched_yield(); }
 
-static inline void iocp__cond_init(iocp__cond *c) { pthread_cond_init(c, NULL); }
+/* Timed waits measure on the monotonic clock (immune to clock changes). */
+static inline void iocp__cond_init(iocp__cond *c) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(c, &a);
+  pthread_condattr_destroy(&a);
+}
 static inline void iocp__cond_destroy(iocp__cond *c) { pthread_cond_destroy(c); }
 static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) { pthread_cond_wait(c, m); }
 static inline void iocp__cond_broadcast(iocp__cond *c) { pthread_cond_broadcast(c); }
@@ -28,7 +35,7 @@ static inline void iocp__cond_broadcast(iocp__cond *c) { pthread_cond_broadcast(
 /* Waits at most ms milliseconds (or until woken); spurious wake-ups happen. */
 static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock iocp__cond_init chose */
   ts.tv_sec += ms / 1000;
   ts.tv_nsec += (long)(ms % 1000) * 1000000L;
   if (ts.tv_nsec >= 1000000000L) {

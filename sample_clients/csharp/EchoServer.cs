@@ -1,9 +1,10 @@
 // The original library's tutorial in C# on the P/Invoke binding: an echo server.
 //
-//   EchoServer.exe [--port N] [--bind ADDR] [--threads N]
+//   EchoServer.exe [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]
 //
 // --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
-// --threads to one per processor. Prints "listening on port N" when ready and
+// --threads to one per processor, --mode to queue (batches drained by one
+// thread of the wrapper; "callbacks" runs the handler on library workers). Prints "listening on port N" when ready and
 // exits cleanly when Enter is pressed or standard input ends.
 //
 // Build: mcs -out:EchoServer.exe EchoServer.cs IocpServer.cs   (Mono)
@@ -16,6 +17,12 @@ public static class EchoServer
     // Echo every byte back. A peer that sends but never reads fills its
     // queue; it is cut off rather than allowed to grow memory without bound.
     private static void OnData(IocpServer server, ulong id, byte[] data)
+    {
+        OnDataSegment(server, id, new ArraySegment<byte>(data));
+    }
+
+    // Queue mode: the bytes in the wrapper's reused buffer, sent straight back.
+    private static void OnDataSegment(IocpServer server, ulong id, ArraySegment<byte> data)
     {
         try
         {
@@ -42,7 +49,7 @@ public static class EchoServer
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: EchoServer [--port N] [--bind ADDR] [--threads N]");
+        Console.Error.WriteLine("usage: EchoServer [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]");
         return 2;
     }
 
@@ -50,6 +57,7 @@ public static class EchoServer
     {
         uint port = 50000, threads = 0;
         string bind = "127.0.0.1";
+        var mode = IocpDelivery.Queue;
 
         for (int i = 0; i < args.Length; i++)
         {
@@ -57,6 +65,8 @@ public static class EchoServer
             if (arg == "--port" && ParseUInt(val, 65535, out port)) i++;
             else if (arg == "--threads" && ParseUInt(val, 1024, out threads)) i++;
             else if (arg == "--bind" && val != null) { bind = val; i++; }
+            else if (arg == "--mode" && val == "queue") { mode = IocpDelivery.Queue; i++; }
+            else if (arg == "--mode" && val == "callbacks") { mode = IocpDelivery.Callbacks; i++; }
             else return Usage();
         }
 
@@ -74,7 +84,11 @@ public static class EchoServer
         options.Port = (ushort)port;
         options.Bind = bind;
         options.Threads = threads;
-        options.OnData = OnData;
+        options.Mode = mode;
+        if (mode == IocpDelivery.Queue)
+            options.OnDataSegment = OnDataSegment;
+        else
+            options.OnData = OnData;
 
         IocpServer server;
         try

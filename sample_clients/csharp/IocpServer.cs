@@ -11,13 +11,19 @@
 // PATH), libiocpsrv.so under Mono/.NET on Linux (LD_LIBRARY_PATH). Every entry
 // point and callback is cdecl (the header's IOCP_CALL).
 //
-// Threads: the callbacks (OnConnect, OnData, ...) run on the library's worker
-// threads, never on the thread that created the server. Callbacks of one
-// connection never overlap and arrive in order; different connections run in
-// parallel, so shared state needs locking. Send/Shutdown/Close(id)/Queued are
-// fine from any thread, callbacks included; Dispose() is not allowed inside a
-// callback of the same server (the library refuses with IOCP_EINCALLBACK,
-// thrown as IocpException).
+// Two delivery modes (IocpServerOptions.Mode):
+// - IocpDelivery.Queue (the default): the library queues events and one
+//   thread of this wrapper takes them in batches (iocp_wait: one P/Invoke per
+//   batch, no calls from native code into managed code, no delegates for the
+//   library to keep alive) and runs the handlers there, one at a time.
+//   OnDataSegment receives the bytes without a copy it did not ask for: an
+//   ArraySegment over a buffer reused for the next event (OnData gets a copy).
+// - IocpDelivery.Callbacks: the handlers run on the library's worker threads
+//   through reverse P/Invoke; different connections run in parallel.
+// In both, handlers of one connection never overlap and arrive in order.
+// Send/Shutdown/Close(id)/Queued are fine from any thread, handlers included;
+// Dispose() is not allowed inside a handler of the same server (it throws
+// IocpException with IOCP_EINCALLBACK).
 //
 // Plain C# 5 and only System / System.Runtime.InteropServices, so that it
 // builds with Mono's mcs and with the .NET SDK on Windows alike.
@@ -58,11 +64,20 @@ namespace IocpSrv
         public const int EAcces = -11;
         public const int EAfNoSupport = -12;
         public const int EClosed = -13;
+        public const int EMode = -14;
+        public const int EBusy = -15;
         public const int EConnRefused = -16;
         public const int ETimedOut = -17;
         public const int EUnreach = -18;
         public const int EMFile = -19;
         public const int EStopped = -20;
+    }
+
+    /// <summary>How events reach the handlers (enum iocp_delivery).</summary>
+    public enum IocpDelivery
+    {
+        Callbacks = 0,
+        Queue = 1,
     }
 
     /// <summary>Levels of OnLog messages (enum iocp_log_level); lower is more severe.</summary>
@@ -194,6 +209,32 @@ namespace IocpSrv
             public uint KeepAliveIntervalMs;
             public uint Reserved4;
             public ulong DrainMark;
+            // 1.1, batched events
+            public uint Delivery;
+            public uint QueueEvents;
+        }
+
+        // enum iocp_event_type
+        internal const uint EventAccepted = 1;
+        internal const uint EventData = 2;
+        internal const uint EventSent = 3;
+        internal const uint EventPeerClosed = 4;
+        internal const uint EventDisconnected = 5;
+        internal const uint EventConnectFailed = 6;
+        internal const uint EventLog = 7;
+        internal const uint EventDrain = 8;
+
+        // struct iocp_event: 40 bytes, the same on every platform; blittable,
+        // so an array of it is passed pinned, never copied.
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Event
+        {
+            public uint Type;
+            public int Value;
+            public ulong Id;
+            public ulong Data;   // an address (IntPtr) widened to 64 bits
+            public ulong Len;
+            public ulong Context;   // the connection's context (a GCHandle here), widened
         }
 
         // struct iocp_statistics: 72 bytes everywhere (all fields 8-aligned).
@@ -232,6 +273,24 @@ namespace IocpSrv
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_create(ref Config config, ref Callbacks callbacks, IntPtr user,
                                                out IntPtr server);
+
+        // Queue mode: callbacks NULL.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_create(ref Config config, IntPtr callbacks, IntPtr user,
+                                                     out IntPtr server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_wait(ServerHandle server, [Out] Event[] events, uint max, int timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_wake(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stop(ServerHandle server);
+
+        // A byte[] is pinned by the marshaler for the call (no copy).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_send(ServerHandle server, ulong id, byte[] data, UIntPtr len);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_send(ServerHandle server, ulong id, IntPtr data, UIntPtr len);
@@ -306,6 +365,7 @@ namespace IocpSrv
     internal sealed class ServerHandle : SafeHandle
     {
         internal object KeepAlive;
+        internal Thread Drainer;   // queue mode: the thread that drains events
 
         internal ServerHandle() : base(IntPtr.Zero, true) { }
 
@@ -368,6 +428,8 @@ namespace IocpSrv
         // Limits of the 1.1 controls (IOCP_MAX_TIMEOUT_MS, IOCP_MAX_KEEPALIVE_MS).
         public const int MaxTimeoutMs = 2147483647;
         public const int MaxKeepaliveMs = 32767000;
+        // IOCP_LOG_QUEUE_MAX: queue mode's LOG events waiting at once at most.
+        public const int LogQueueMax = 16;
 
         /// <summary>IOCP_VERSION_COMPATIBLE: same major, equal or newer minor.</summary>
         public static bool IsCompatible(uint loaded)
@@ -427,7 +489,12 @@ namespace IocpSrv
         private static void CheckLayout()
         {
             int p = IntPtr.Size;
-            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 88);
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 96);
+            Expect("iocp_config.delivery", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Delivery"), 88);
+            Expect("iocp_event", Marshal.SizeOf(typeof(NativeMethods.Event)), 40);
+            Expect("iocp_event.id", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Id"), 8);
+            Expect("iocp_event.len", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Len"), 24);
+            Expect("iocp_event.context", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Context"), 32);
             Expect("iocp_config.bind_address", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "BindAddress"), 8);
             Expect("iocp_config.threads", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Threads"), 8 + p);
             Expect("iocp_config.max_send_queue", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "MaxSendQueue"), 32);
@@ -450,6 +517,7 @@ namespace IocpSrv
 
     public delegate bool ConnectHandler(IocpServer server, ulong id, string address, ushort port);
     public delegate void DataHandler(IocpServer server, ulong id, byte[] data);
+    public delegate void DataSegmentHandler(IocpServer server, ulong id, ArraySegment<byte> data);
     public delegate void SentHandler(IocpServer server, ulong id, ulong bytes);
     public delegate void PeerClosedHandler(IocpServer server, ulong id);
     public delegate void DisconnectHandler(IocpServer server, ulong id, IocpReason reason);
@@ -469,6 +537,8 @@ namespace IocpSrv
         public uint RecvBufferSize;
         public ulong MaxSendQueue;
         public bool NoDelay = true;           // TCP_NODELAY on accepted connections
+        public IocpDelivery Mode = IocpDelivery.Queue;
+        public int Batch = 256;               // queue mode: events per iocp_wait
         /// <summary>With an IPv6 Bind such as "::", take IPv4 connections too (IPV6_V6ONLY off).</summary>
         public bool DualStack;
         // 1.1 controls, all off by default (see api/iocpsrv.h).
@@ -487,6 +557,12 @@ namespace IocpSrv
         public ConnectHandler OnConnect;
         /// <summary>The array is a copy: keep it as long as you like.</summary>
         public DataHandler OnData;
+        /// <summary>
+        /// Queue mode, instead of OnData: the bytes without a copy of their
+        /// own, in a buffer reused after the handler returns (copy what you
+        /// keep). Send(id, segment) sends straight from it.
+        /// </summary>
+        public DataSegmentHandler OnDataSegment;
         public SentHandler OnSent;
         /// <summary>When null the library sends what is queued, then closes.</summary>
         public PeerClosedHandler OnPeerClosed;
@@ -564,11 +640,13 @@ namespace IocpSrv
                 try
                 {
                     var h = entry.Target as ServerHandle;
-                    if (h != null)
-                    {
-                        if (!h.IsClosed) h.Destroy();
-                        h.Dispose();
-                    }
+                    if (h == null) continue;
+                    // Queue mode: let the drainer see the end before the
+                    // handle goes (it holds the handle inside iocp_wait).
+                    if (h.Drainer != null && !h.IsClosed && NativeMethods.iocp_stop(h) == 0)
+                        h.Drainer.Join(10000);
+                    if (!h.IsClosed) h.Destroy();
+                    h.Dispose();
                 }
                 catch (Exception)
                 {
@@ -593,6 +671,22 @@ namespace IocpSrv
             if (options.RecvBufferSize != 0) config.RecvBufferSize = options.RecvBufferSize;
             if (options.MaxSendQueue != 0) config.MaxSendQueue = options.MaxSendQueue;
             config.NoDelay = options.NoDelay ? 1u : 0u;
+            if (options.Mode != IocpDelivery.Queue && options.Mode != IocpDelivery.Callbacks)
+                throw new ArgumentException("unknown delivery mode", "options");
+            if (options.Mode == IocpDelivery.Queue)
+            {
+                if (options.Batch < 1) throw new ArgumentOutOfRangeException("options", "Batch must be at least 1");
+                config.Delivery = (uint)IocpDelivery.Queue;
+                if (options.OnSent != null) config.QueueEvents |= 1u << (int)NativeMethods.EventSent;
+                if (options.OnPeerClosed != null) config.QueueEvents |= 1u << (int)NativeMethods.EventPeerClosed;
+                if (options.OnDrain != null) config.QueueEvents |= 1u << (int)NativeMethods.EventDrain;
+                // Log messages come as events too: no callback at all.
+                if (options.OnLog != null) config.QueueEvents |= 1u << (int)NativeMethods.EventLog;
+            }
+            else if (options.OnDataSegment != null)
+            {
+                throw new ArgumentException("OnDataSegment needs IocpDelivery.Queue", "options");
+            }
             config.DualStack = options.DualStack ? 1u : 0u;
             config.IdleTimeoutMs = options.IdleTimeoutMs;
             config.MaxConnections = options.MaxConnections;
@@ -603,38 +697,46 @@ namespace IocpSrv
 
             var callbacks = new NativeMethods.Callbacks();
             callbacks.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Callbacks));
-            // OnConnect and OnDisconnect are always set: they free the
-            // context of a refused or ended connection.
-            onConnect = ConnectTrampoline;
-            callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
-            if (options.OnData != null)
+            bool queue = options.Mode == IocpDelivery.Queue;
+            // Callback mode: OnConnect and OnDisconnect (and OnConnectFailed)
+            // are always set: they free the context of a refused or ended
+            // connection. Queue mode sets no callback at all.
+            if (!queue)
+            {
+                onConnect = ConnectTrampoline;
+                callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
+            }
+            if (options.OnData != null && !queue)
             {
                 onData = DataTrampoline;
                 callbacks.OnData = Marshal.GetFunctionPointerForDelegate(onData);
             }
-            if (options.OnSent != null)
+            if (options.OnSent != null && !queue)
             {
                 onSent = SentTrampoline;
                 callbacks.OnSent = Marshal.GetFunctionPointerForDelegate(onSent);
             }
-            if (options.OnPeerClosed != null)
+            if (options.OnPeerClosed != null && !queue)
             {
                 onPeerClosed = PeerClosedTrampoline;
                 callbacks.OnPeerClosed = Marshal.GetFunctionPointerForDelegate(onPeerClosed);
             }
-            onDisconnect = DisconnectTrampoline;
-            callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
-            if (options.OnDrain != null)
+            if (!queue)
+            {
+                onDisconnect = DisconnectTrampoline;
+                callbacks.OnDisconnect = Marshal.GetFunctionPointerForDelegate(onDisconnect);
+            }
+            if (options.OnDrain != null && !queue)
             {
                 onDrain = DrainTrampoline;
                 callbacks.OnDrain = Marshal.GetFunctionPointerForDelegate(onDrain);
             }
-            if (options.OnLog != null)
+            if (options.OnLog != null && !queue)
             {
                 onLog = LogTrampoline;
                 callbacks.OnLog = Marshal.GetFunctionPointerForDelegate(onLog);
             }
-            if (options.OnConnectFailed != null)
+            if (!queue)
             {
                 onConnectFailed = ConnectFailedTrampoline;
                 callbacks.OnConnectFailed = Marshal.GetFunctionPointerForDelegate(onConnectFailed);
@@ -648,7 +750,10 @@ namespace IocpSrv
             {
                 config.BindAddress = bind;   // copied by iocp_create
                 IntPtr server;
-                rc = NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
+                // Queue mode passes no callbacks.
+                rc = queue
+                    ? NativeMethods.iocp_create(ref config, IntPtr.Zero, IntPtr.Zero, out server)
+                    : NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
                 if (rc == 0) handle.Set(server);
             }
             finally
@@ -664,6 +769,16 @@ namespace IocpSrv
                 throw new IocpException(rc, "cannot listen on " + options.Bind + " port " + options.Port);
             liveEntry = new WeakReference(handle, true);
             lock (live) live.Add(liveEntry);
+            if (queue)
+            {
+                events = new NativeMethods.Event[options.Batch];
+                dataBuffer = new byte[Math.Max(config.RecvBufferSize, 64u)];
+                drainer = new Thread(Drain);
+                drainer.IsBackground = true;
+                drainer.Name = "iocpsrv:" + Port;
+                handle.Drainer = drainer;
+                drainer.Start();
+            }
         }
 
         /// <summary>The port listened on (useful after Port = 0).</summary>
@@ -727,10 +842,21 @@ namespace IocpSrv
             Send(id, data, 0, data.Length);
         }
 
+        public void Send(ulong id, ArraySegment<byte> data)
+        {
+            Send(id, data.Array, data.Offset, data.Count);
+        }
+
         public void Send(ulong id, byte[] data, int offset, int count)
         {
             if (data == null) throw new ArgumentNullException("data");
             if (offset < 0 || count < 0 || offset > data.Length - count) throw new ArgumentOutOfRangeException("count");
+            if (offset == 0)
+            {
+                // Pinned by the marshaler for the call: no GCHandle needed.
+                Check(NativeMethods.iocp_send(handle, id, data, new UIntPtr((uint)count)), "iocp_send");
+                return;
+            }
             GCHandle pin = GCHandle.Alloc(data, GCHandleType.Pinned);
             try
             {
@@ -835,7 +961,16 @@ namespace IocpSrv
         /// </summary>
         public void Dispose()
         {
-            if (running != null && running.Contains(this) && !handle.IsClosed)
+            if (drainer != null)
+            {
+                if (Thread.CurrentThread == drainer)
+                    throw new IocpException(IocpErrors.EInCallback, "iocp_destroy");
+                // Every OnDisconnect is delivered: stop, and let the drainer
+                // take the rest until iocp_wait says the server is finished.
+                if (!handle.IsClosed) NativeMethods.iocp_stop(handle);
+                drainer.Join();
+            }
+            else if (running != null && running.Contains(this) && !handle.IsClosed)
             {
                 // The library refuses at once; ask it so the error is its own.
                 int rc = NativeMethods.iocp_destroy(handle.DangerousGetHandle());
@@ -856,6 +991,124 @@ namespace IocpSrv
         private static void Check(int rc, string what)
         {
             if (rc < 0) throw new IocpException(rc, what);
+        }
+
+        // ---- Queue mode: the drain loop, on this wrapper's own thread ----
+
+        private readonly Thread drainer;
+        private readonly NativeMethods.Event[] events;
+        private byte[] dataBuffer;
+
+        private void Drain()
+        {
+            try
+            {
+                for (;;)
+                {
+                    // One P/Invoke per batch; it also releases the last one.
+                    int n = NativeMethods.iocp_wait(handle, events, (uint)events.Length, -1);
+                    if (n == IocpErrors.EClosed) return;
+                    if (n < 0) throw new IocpException(n, "iocp_wait");
+                    for (int i = 0; i < n; i++) Dispatch(ref events[i]);
+                }
+            }
+            catch (Exception e)
+            {
+                Report("iocp_wait", e);   // the server cannot be drained any more
+            }
+        }
+
+        private void Dispatch(ref NativeMethods.Event e)
+        {
+            string where = "OnData";
+            try
+            {
+                switch (e.Type)
+                {
+                    case NativeMethods.EventData:
+                        OnQueuedData(e.Id, new IntPtr((long)e.Data), (int)e.Len);
+                        break;
+                    case NativeMethods.EventAccepted:
+                        where = "OnConnect";
+                        bool keep = true;
+                        try
+                        {
+                            if (options.OnConnect != null)
+                                keep = options.OnConnect(this, e.Id, Marshal.PtrToStringAnsi(new IntPtr((long)e.Data)),
+                                                         (ushort)e.Value);
+                        }
+                        finally
+                        {
+                            // Closed before the batch is released: refused, and
+                            // no other event comes for this id: its context goes now.
+                            if (!keep) Refuse(e.Id);
+                        }
+                        break;
+                    case NativeMethods.EventSent:
+                        where = "OnSent";
+                        options.OnSent(this, e.Id, e.Len);
+                        break;
+                    case NativeMethods.EventPeerClosed:
+                        where = "OnPeerClosed";
+                        options.OnPeerClosed(this, e.Id);
+                        break;
+                    case NativeMethods.EventDisconnected:
+                        where = "OnDisconnect";
+                        try { if (options.OnDisconnect != null) options.OnDisconnect(this, e.Id, (IocpReason)e.Value); }
+                        finally { FreeContext(e.Context); }   // the last event carries it
+                        break;
+                    case NativeMethods.EventConnectFailed:
+                        where = "OnConnectFailed";
+                        try { if (options.OnConnectFailed != null) options.OnConnectFailed(this, e.Id, e.Value); }
+                        finally { FreeContext(e.Context); }
+                        break;
+                    case NativeMethods.EventDrain:
+                        where = "OnDrain";
+                        options.OnDrain(this, e.Id, e.Len);
+                        break;
+                    case NativeMethods.EventLog:
+                        where = "OnLog";
+                        options.OnLog(this, (IocpLogLevel)e.Value, (int)(long)e.Context,
+                                      Marshal.PtrToStringAnsi(new IntPtr((long)e.Data)));
+                        break;
+                    default:
+                        break;   // a type this binding does not know: skipped, as the header asks
+                }
+            }
+            catch (Exception ex)
+            {
+                if (where == "OnConnect") Refuse(e.Id);   // never decided to keep it
+                Report(where, ex);
+            }
+        }
+
+        // Queue mode: refuses an ACCEPTED connection (before its batch is
+        // released), freeing a context OnConnect may have set.
+        private void Refuse(ulong id)
+        {
+            ReleaseContext(handle.DangerousGetHandle(), id);
+            NativeMethods.iocp_close(handle, id);
+        }
+
+        private static void FreeContext(ulong context)
+        {
+            if (context != 0) GCHandle.FromIntPtr(new IntPtr((long)context)).Free();
+        }
+
+        private void OnQueuedData(ulong id, IntPtr data, int len)
+        {
+            if (options.OnDataSegment != null)
+            {
+                if (dataBuffer.Length < len) dataBuffer = new byte[len];
+                Marshal.Copy(data, dataBuffer, 0, len);
+                options.OnDataSegment(this, id, new ArraySegment<byte>(dataBuffer, 0, len));
+            }
+            else if (options.OnData != null)
+            {
+                var bytes = new byte[len];
+                Marshal.Copy(data, bytes, 0, len);
+                options.OnData(this, id, bytes);
+            }
         }
 
         // ---- Trampolines: native -> managed; no exception gets through ----
@@ -974,8 +1227,12 @@ namespace IocpSrv
             try
             {
                 Enter();
-                try { options.OnConnectFailed(this, id, error); }
-                finally { Leave(); }
+                try { if (options.OnConnectFailed != null) options.OnConnectFailed(this, id, error); }
+                finally
+                {
+                    ReleaseContext(server, id);
+                    Leave();
+                }
             }
             catch (Exception e)
             {

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """The original library's tutorial on the ctypes binding: an echo server.
 
-    echo_server.py [--port N] [--bind ADDR] [--threads N]
+    echo_server.py [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]
 
 --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
---threads to one per processor. Prints "listening on port N" when ready and
+--threads to one per processor, --mode to queue (events taken in batches by
+one Python thread; "callbacks" calls back from the library's workers). Prints "listening on port N" when ready and
 exits cleanly when Enter is pressed or standard input ends. The library is
 found as iocpsrv.py describes (LD_LIBRARY_PATH / PATH, or IOCPSRV_LIBRARY).
 """
@@ -37,12 +38,13 @@ def parse_uint(text, maximum):
 
 
 def usage(prog):
-    print(f"usage: {prog} [--port N] [--bind ADDR] [--threads N]", file=sys.stderr)
+    print(f"usage: {prog} [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]",
+          file=sys.stderr)
     return 2
 
 
 def main(argv):
-    port, threads, bind = 50000, 0, "127.0.0.1"
+    port, threads, bind, mode = 50000, 0, "127.0.0.1", "queue"
     i = 1
     while i < len(argv):
         arg = argv[i]
@@ -54,6 +56,8 @@ def main(argv):
                 threads = parse_uint(val, 1024)
             elif arg == "--bind" and val is not None:
                 bind = val
+            elif arg == "--mode" and val in ("queue", "callbacks"):
+                mode = val
             else:
                 return usage(argv[0])
         except ValueError:
@@ -67,7 +71,8 @@ def main(argv):
         return 1
 
     try:
-        server = iocpsrv.Server(port=port, bind=bind, threads=threads, on_data=on_data)
+        server = iocpsrv.Server(port=port, bind=bind, threads=threads, mode=mode,
+                                on_data=on_data)
     except (iocpsrv.IocpError, UnicodeError) as e:
         print(f"cannot listen on {bind} port {port}: {e}", file=sys.stderr)
         return 1

@@ -166,6 +166,54 @@ static void IOCP_CALL cb_disconnect(iocp_server *srv, void *user, iocp_conn_id i
   ts_counter_add(r->disconnects, 1);
 }
 
+/* ---- Queue mode: the same recording functions, called by a drainer --------- */
+
+#define REC_BATCH 64
+
+static void drain(void *arg) {
+  rec_server *r = arg;
+  iocp_event ev[REC_BATCH];
+  for (;;) {
+    int i, n = iocp_wait(r->srv, ev, REC_BATCH, -1);
+    if (n == IOCP_ECLOSED) break;
+    if (n < 0) {
+      violation(r);
+      break;
+    }
+    if (n > 0) ts_counter_add(r->batches, 1);
+    for (i = 0; i < n; i++) {
+      const iocp_event *e = &ev[i];
+      const uint8_t *data = (const uint8_t *)(uintptr_t)e->data;
+      void *ctx = (void *)1;
+      /* Every event carries the context its connection has (the tests set
+       * it only from this thread), DISCONNECTED included. */
+      if (e->type != IOCP_EVENT_ACCEPTED &&
+          (iocp_get_context(r->srv, e->id, &ctx) != IOCP_OK ||
+           ctx != (void *)(uintptr_t)e->context))
+        violation(r);
+      switch (e->type) {
+      case IOCP_EVENT_ACCEPTED:
+        if (data == NULL || e->len != strlen((const char *)data)) violation(r);
+        if (cb_connect(r->srv, r, e->id, (const char *)data, (uint16_t)e->value) != 0 &&
+            iocp_close(r->srv, e->id) != IOCP_OK)
+          violation(r);
+        break;
+      case IOCP_EVENT_DATA: cb_data(r->srv, r, e->id, data, (size_t)e->len); break;
+      case IOCP_EVENT_SENT: cb_sent(r->srv, r, e->id, e->len); break;
+      case IOCP_EVENT_PEER_CLOSED: cb_peer_closed(r->srv, r, e->id); break;
+      case IOCP_EVENT_DISCONNECTED: cb_disconnect(r->srv, r, e->id, e->value); break;
+      case IOCP_EVENT_DRAIN: cb_drain(r->srv, r, e->id, e->len); break;
+      default: violation(r); break;
+      }
+    }
+  }
+}
+
+static int queue_by_default(void) {
+  const char *v = getenv("IOCP_TEST_DELIVERY");
+  return v != NULL && strcmp(v, "queue") == 0;
+}
+
 void rec_violation_at(rec_server *r, const char *file, int line) {
   static char where[256];
   snprintf(where, sizeof(where), "%s:%d", file, line);
@@ -181,6 +229,7 @@ rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks 
 
   assert_non_null(r);
   ts_net_init();
+  if (queue_by_default()) flags |= REC_QUEUE;
   r->flags = flags;
   if (hooks != NULL) r->hooks = *hooks;
   r->table = calloc(1, sizeof(*r->table));
@@ -194,6 +243,7 @@ rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks 
   r->drains = ts_counter_new();
   r->violations = ts_counter_new();
   r->late = ts_counter_new();
+  r->batches = ts_counter_new();
   for (i = 0; i < REC_REASONS; i++) r->reasons[i] = ts_counter_new();
 
   memset(&cb, 0, sizeof(cb));
@@ -209,7 +259,15 @@ rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks 
   } else {
     assert_int_equal(iocp_config_init(&cfg, sizeof(cfg)), IOCP_OK);
   }
-  rc = iocp_create(&cfg, &cb, r, &r->srv);
+  if (flags & REC_QUEUE) {
+    cfg.delivery = IOCP_DELIVERY_QUEUE;
+    cfg.queue_events = IOCP_EVENT_BIT(IOCP_EVENT_SENT);
+    if (flags & REC_HANDLE_PEER_CLOSE) cfg.queue_events |= IOCP_EVENT_BIT(IOCP_EVENT_PEER_CLOSED);
+    if (flags & REC_DRAIN) cfg.queue_events |= IOCP_EVENT_BIT(IOCP_EVENT_DRAIN);
+    rc = iocp_create(&cfg, NULL, r, &r->srv);
+  } else {
+    rc = iocp_create(&cfg, &cb, r, &r->srv);
+  }
   if (create_rc != NULL) {
     *create_rc = rc;
     if (rc != IOCP_OK) {
@@ -220,6 +278,7 @@ rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks 
   }
   assert_int_equal(rc, IOCP_OK);
   assert_non_null(r->srv);
+  if (flags & REC_QUEUE) r->drainer = ts_thread_start(drain, r);
   r->port = iocp_port(r->srv);
   assert_true(r->port != 0);
   return r;
@@ -250,6 +309,12 @@ int rec_reason(rec_server *r, iocp_conn_id id) {
 
 void rec_stop(rec_server *r) {
   int64_t connects, disconnects, refused_ok;
+  if (r->drainer != NULL) {
+    /* Every disconnect is delivered: stop, drain to the end, then destroy. */
+    assert_int_equal(iocp_stop(r->srv), IOCP_OK);
+    ts_thread_join(r->drainer);
+    r->drainer = NULL;
+  }
   assert_int_equal(iocp_destroy(r->srv), IOCP_OK);
   r->destroyed = 1;
   connects = ts_counter_get(r->connects);
@@ -265,6 +330,7 @@ void rec_stop(rec_server *r) {
 
 void rec_free(rec_server *r) {
   int i;
+  if (r->drainer != NULL) ts_thread_join(r->drainer); /* ends with the server */
   for (i = 0; i < REC_BUCKETS; i++) {
     rec_conn *c = r->table->buckets[i];
     while (c != NULL) {
@@ -282,6 +348,7 @@ void rec_free(rec_server *r) {
   ts_counter_free(r->drains);
   ts_counter_free(r->violations);
   ts_counter_free(r->late);
+  ts_counter_free(r->batches);
   for (i = 0; i < REC_REASONS; i++) ts_counter_free(r->reasons[i]);
   free(r);
 }

@@ -535,3 +535,34 @@ size_t ts_send_until_stalled(ts_sock ts, uint32_t stream, uint64_t off, int stal
   set_nonblocking(s, 0);
   return total;
 }
+
+/* ---- Queue mode ------------------------------------------------------------ */
+
+iocp_server *ts_queue_start(uint32_t queue_events) {
+  iocp_config c;
+  iocp_server *s = NULL;
+  ts_net_init();
+  assert_int_equal(iocp_config_init(&c, sizeof(c)), IOCP_OK);
+  c.delivery = IOCP_DELIVERY_QUEUE;
+  c.queue_events = queue_events;
+  assert_int_equal(iocp_create(&c, NULL, NULL, &s), IOCP_OK);
+  assert_non_null(s);
+  return s;
+}
+
+/* Takes events one at a time until one of `type` comes (skipping SENT);
+ * fails the test on a time-out or any other event. */
+iocp_event ts_queue_next(iocp_server *s, uint32_t type) {
+  iocp_event ev;
+  uint64_t deadline = ts_now_ms() + TS_TIMEOUT_MS;
+  for (;;) {
+    int n = iocp_wait(s, &ev, 1, 1000);
+    assert_true(n >= 0);
+    if (n == 1 && ev.type == IOCP_EVENT_SENT && type != IOCP_EVENT_SENT) continue;
+    if (n == 1) {
+      assert_int_equal(ev.type, type);
+      return ev;
+    }
+    assert_true(ts_now_ms() < deadline);
+  }
+}

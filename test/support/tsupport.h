@@ -97,13 +97,26 @@ void ts_fill(uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 /* Index of the first byte not matching the pattern, or len. */
 size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 
+/* ---- Queue mode ------------------------------------------------------------ */
+
+/* A queue-mode server on port 0 with these optional events. */
+iocp_server *ts_queue_start(uint32_t queue_events);
+/* Takes events one at a time until one of `type` comes (skipping SENT);
+ * fails the test on a time-out or any other event. */
+iocp_event ts_queue_next(iocp_server *s, uint32_t type);
+
 /* ---- A recording server ---------------------------------------------------- */
 
 enum {
   REC_ECHO = 1,              /* echo every byte back */
   REC_HANDLE_PEER_CLOSE = 2, /* set on_peer_closed (records it, then iocp_shutdown) */
   REC_REFUSE = 4,            /* on_connect refuses every connection */
-  REC_DRAIN = 8              /* set on_drain (counts `drains`, calls the hook) */
+  REC_QUEUE = 8,             /* queue mode: a drainer thread takes the events
+                              * with iocp_wait() and calls the same recording
+                              * functions (set for every server when the
+                              * environment has IOCP_TEST_DELIVERY=queue) */
+  REC_DRAIN = 16             /* set on_drain (counts `drains`, calls the hook);
+                              * queue mode: DRAIN events */
 };
 
 /* Slots of rec_server.reasons: every enum iocp_reason value, and 0. */
@@ -145,6 +158,8 @@ struct rec_server {
   uint16_t last_peer_port;
   int destroyed;
   struct rec_table *table;
+  ts_thread *drainer;     /* REC_QUEUE */
+  ts_counter *batches;    /* REC_QUEUE: iocp_wait() calls that returned events */
 };
 
 /* Starts a recording server on 127.0.0.1:0 (config may be NULL). */

@@ -10,6 +10,12 @@
 #         worker) against a libuv echo written as careful libuv users write
 #         it (test/bench/baseline_uv.c): echoes/s and the server's CPU time
 #         per echo. Configurations: --uv-configs.
+#   lang  natively, the wrappers: the Python sample (echo_server.py) in queue
+#         (batched) and callback mode, and uvloop, against an asyncio
+#         Protocol echo (test/bench/asyncio_echo.py), all on Debian's
+#         /usr/bin/python3; and the C# sample on Mono in both modes against
+#         the C sample. Echoes/s and the server's CPU time per echo.
+#         Configurations: --lang-configs.
 #   http  natively, the HTTP sample (sample_clients/c/http_server.c) against
 #         nginx (`return 200 "Hello, World!"`, the same number of workers,
 #         --http-threads) under wrk (--wrk-threads threads, --http-conns
@@ -17,7 +23,7 @@
 #
 #   bash test/tools/bench.sh [--rounds R] [--seconds D] [--warmup W]
 #       [--only "echo uv http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
-#       [--uv-configs "100x64 1000x64 100x65536x4"]
+#       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
 #
 # An echo configuration CxM[xK] is C connections each keeping K (default 1)
@@ -52,6 +58,7 @@ rounds=5 seconds=3 warmup=1 extra=0 win_tools=0
 only="echo uv http"
 configs="1x64 50x64 50x16384"
 uv_configs="100x64 1000x64 100x65536x4"
+lang_configs="100x64 1000x64"
 http_conns="100 1000"
 http_threads=2 wrk_threads=1
 nginx_port=${NGINX_PORT:-23080}
@@ -63,23 +70,25 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;;
     --uv-configs) uv_configs=$2; shift 2 ;;
+    --lang-configs) lang_configs=$2; shift 2 ;;
     --http-conns) http_conns=$2; shift 2 ;;
     --http-threads) http_threads=$2; shift 2 ;;
     --wrk-threads) wrk_threads=$2; shift 2 ;;
     --extra) extra=1; shift ;;
     --win-tools) win_tools=1; shift ;;
-    -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 want() { [[ " $only " == *" $1 "* ]]; }
 for sec in $only; do
-  case "$sec" in echo|uv|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
+  case "$sec" in echo|uv|lang|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
 done
 # The effective command, defaults spelled out, for the report.
 cmdline="bash test/tools/bench.sh --rounds $rounds --seconds $seconds --warmup $warmup --only \"$only\""
 want echo && cmdline+=" --configs \"$configs\""
 want uv && cmdline+=" --uv-configs \"$uv_configs\""
+want lang && cmdline+=" --lang-configs \"$lang_configs\""
 want http && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
 if [ "$extra" = 1 ]; then cmdline+=" --extra"; fi
 if [ "$win_tools" = 1 ]; then cmdline+=" --win-tools"; fi
@@ -102,12 +111,19 @@ fi
 # samples) come from build/linux, made if missing: the uv and http sections
 # need it; the echo section uses it when it is there.
 native=0
-if want uv || want http; then
+if want uv || want http || want lang; then
   [ -f build/linux/build.ninja ] || meson setup build/linux >&2
 fi
 if [ -f build/linux/build.ninja ]; then
   ninja -C build/linux test/bench/loadgen test/bench/baseline_epoll sample_clients/echo_server \
     sample_clients/http_server >&2
+  if want lang; then
+    ninja -C build/linux >&2 # the library, and the C# sample when mcs is there
+    for mod in uvloop; do
+      /usr/bin/python3 -c "import $mod" 2>/dev/null ||
+        { echo "bench.sh: /usr/bin/python3 lacks $mod (python3-uvloop, test/tools/install-deps.sh)" >&2; exit 1; }
+    done
+  fi
   if want uv; then
     ninja -C build/linux test/bench/baseline_uv >&2 ||
       { echo "bench.sh: no baseline_uv: is libuv1-dev installed? (test/tools/install-deps.sh)" >&2; exit 1; }
@@ -356,7 +372,8 @@ if want echo; then
     )
   fi
   for cfg in $configs; do
-    [[ "$cfg" =~ ^[0-9]+x[0-9]+$ ]] || { echo "bench.sh: bad configuration $cfg (want CxM)" >&2; exit 2; }
+    [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
+      { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
     echo "bench.sh: echo $cfg" >&2
     run_rounds run_one "$cfg" "${variants[@]}"
   done
@@ -371,6 +388,29 @@ if want uv; then
     [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
       { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
     echo "bench.sh: uv $cfg" >&2
+    run_rounds run_one "$cfg" "${variants[@]}"
+  done
+fi
+if want lang; then
+  export LD_LIBRARY_PATH="$top/$nat"
+  py=/usr/bin/python3 # Debian's: python3-uvloop is built for it
+  variants=(
+    "py|asyncio Protocol|$py test/bench/asyncio_echo.py"
+    "py|uvloop Protocol|$py test/bench/asyncio_echo.py --uvloop"
+    "py|iocpsrv.py queue|$py sample_clients/python/echo_server.py --mode queue"
+    "py|iocpsrv.py callbacks|$py sample_clients/python/echo_server.py --mode callbacks"
+  )
+  if command -v mono >/dev/null && [ -f "$nat/sample_clients/EchoServer.exe" ]; then
+    variants+=(
+      "cs|C echo_server|$linux_echo"
+      "cs|C# queue (Mono)|mono $nat/sample_clients/EchoServer.exe --mode queue"
+      "cs|C# callbacks (Mono)|mono $nat/sample_clients/EchoServer.exe --mode callbacks"
+    )
+  fi
+  for cfg in $lang_configs; do
+    [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
+      { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
+    echo "bench.sh: lang $cfg" >&2
     run_rounds run_one "$cfg" "${variants[@]}"
   done
 fi
@@ -460,6 +500,8 @@ if any(r["group"] in ("wine", "native") for r in runs):
         print(f"| {conf(cfg)} | {lab} vs {base} | {compare(b, s)} | {p99s(b, s)} | {failed} |")
 for group, title, unit, one in (
         ("uv", "Echo against libuv, natively", "echoes", "echo"),
+        ("py", "Python echo servers, natively (Debian's python3)", "echoes", "echo"),
+        ("cs", "The C# sample on Mono against the C sample, natively", "echoes", "echo"),
         ("http", f"HTTP against nginx, natively (wrk -t {wrk_threads}; {http_threads} workers each)",
          "requests", "request")):
     if not any(r["group"] == group for r in runs):

@@ -11,7 +11,7 @@ pkgs=(
   meson ninja-build pkgconf cmake gcc libc6-dev
   libcmocka-dev
   mono-mcs mono-runtime
-  python3
+  python3 python3-pytest python3-uvloop
   dpkg-dev
   # Packaging and its tests: the MSVC import library (llvm-dlltool), a
   # clang + lld-link consumer, the header as C++, the version resource

@@ -1,0 +1,276 @@
+/* The event queue of queue mode (IOCP_DELIVERY_QUEUE): iocp_wait(),
+ * iocp_wake(), and the drain of iocp_destroy().
+ *
+ * conn.c hands each connection's next event here instead of calling back,
+ * with `running` left set, so a connection has at most one event queued or
+ * in a batch: the queue is an intrusive list through the connections
+ * (nothing is allocated, nothing can fail) and its length is bounded by the
+ * number of connections. A batch is the list of connections taken by one
+ * iocp_wait(); the next iocp_wait() (or iocp_destroy()) releases it, which
+ * finishes each event as a returning callback would (iocp__conn_released)
+ * and may queue the connection's next event. Releases run with no lock held.
+ *
+ * Everything here is under the server's lock; the waiter sleeps on the
+ * server's condition variable, which conn.c also broadcasts (under the lock)
+ * when the last connection is freed. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+_Static_assert(sizeof(iocp_event) == 40, "iocp_event is 40 bytes everywhere");
+_Static_assert(offsetof(iocp_event, id) == 8 && offsetof(iocp_event, data) == 16 &&
+                   offsetof(iocp_event, len) == 24 && offsetof(iocp_event, context) == 32,
+               "iocp_event layout");
+
+/* Its address tells threads apart (the holder of the current batch). */
+static IOCP__TLS char thread_marker;
+
+void iocp__evq_push(iocp__conn *c) {
+  iocp_server *s = c->server;
+  iocp__evq *q = &s->evq;
+  c->evq_next = NULL;
+  iocp__mutex_lock(&s->lock);
+  if (q->tail != NULL)
+    q->tail->evq_next = c;
+  else
+    q->head = c;
+  q->tail = c;
+  if (q->sleepers != 0) iocp__cond_broadcast(&s->cond);
+  iocp__mutex_unlock(&s->lock);
+}
+
+/* Releases a list of connections (a batch, or queued events being
+ * discarded) in order. No lock held. */
+static void release_list(iocp__conn *c) {
+  while (c != NULL) {
+    iocp__conn *next = c->evq_next;
+    c->evq_next = NULL;
+    iocp__conn_released(c);
+    c = next;
+  }
+}
+
+/* Nothing more will ever be queued: stopped (iocp_stop() or
+ * iocp_stop_graceful()), and every connection freed and its events taken. */
+static int finished_locked(iocp_server *s) {
+  return s->evq.discard || ((s->stopped || s->stopping) && iocp__ref_add(&s->alive, 0) == 0 &&
+                            s->evq.head == NULL && s->evq.log_queued == 0);
+}
+
+static void fill(iocp_event *ev, const iocp__conn *c) {
+  ev->type = c->ev.type;
+  ev->value = c->ev.value;
+  ev->id = c->id;
+  ev->data = (uint64_t)(uintptr_t)c->ev.data;
+  ev->len = c->ev.len;
+  ev->context = (uint64_t)(uintptr_t)c->ev.context;
+}
+
+/* ---- LOG events ------------------------------------------------------------ */
+
+static void log_put_locked(iocp__evq *q, int level, int code, const char *text) {
+  iocp__logrec *r = &q->logs[(q->log_first + q->log_taken + q->log_queued) % IOCP_LOG_QUEUE_MAX];
+  size_t len = strlen(text);
+  if (len >= sizeof(r->text)) len = sizeof(r->text) - 1;
+  r->level = level;
+  r->code = code;
+  memcpy(r->text, text, len);
+  r->text[len] = '\0';
+  q->log_queued++;
+}
+
+void iocp__evq_log(iocp_server *s, int level, int code, const char *text) {
+  iocp__evq *q = &s->evq;
+  uint32_t room;
+  iocp__mutex_lock(&s->lock);
+  room = IOCP_LOG_QUEUE_MAX - q->log_taken - q->log_queued;
+  if (q->discard) {
+    /* iocp_destroy() runs: nobody will take it */
+  } else if (room < (q->log_lost != 0 ? 2u : 1u)) {
+    q->log_lost++;
+  } else {
+    if (q->log_lost != 0) {
+      char note[64];
+      snprintf(note, sizeof(note), "%llu log messages lost: the queue was full",
+               (unsigned long long)q->log_lost);
+      log_put_locked(q, IOCP_LOG_WARN, 0, note);
+      q->log_lost = 0;
+    }
+    log_put_locked(q, level, code, text);
+    if (q->sleepers != 0) iocp__cond_broadcast(&s->cond);
+  }
+  iocp__mutex_unlock(&s->lock);
+}
+
+/* Moves queued LOG events into the batch, oldest first; lock held. */
+static uint32_t take_logs_locked(iocp__evq *q, iocp_event *events, uint32_t max) {
+  uint32_t n = 0;
+  while (n < max && q->log_queued != 0) {
+    const iocp__logrec *r = &q->logs[(q->log_first + q->log_taken) % IOCP_LOG_QUEUE_MAX];
+    iocp_event *ev = &events[n++];
+    ev->type = IOCP_EVENT_LOG;
+    ev->value = r->level;
+    ev->id = 0;
+    ev->data = (uint64_t)(uintptr_t)r->text;
+    ev->len = strlen(r->text);
+    ev->context = (uint64_t)(int64_t)r->code;
+    q->log_taken++;
+    q->log_queued--;
+  }
+  return n;
+}
+
+int iocp__evq_batch_context(iocp_server *s, iocp_conn_id id, void **context) {
+  const iocp__conn *c;
+  int rc = IOCP_ENOTFOUND, gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  iocp__mutex_lock(&s->lock);
+  /* Only the thread that holds the batch, as only on_disconnect's own
+   * thread skips the lookup: for everyone else the id is already stale. */
+  c = s->evq.holder == &thread_marker ? s->evq.batch : NULL;
+  for (; c != NULL; c = c->evq_next) {
+    if (c->id == id) {
+      *context = c->ev.context; /* written before the push, under this lock since */
+      rc = IOCP_OK;
+      break;
+    }
+  }
+  iocp__mutex_unlock(&s->lock);
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
+int iocp__evq_is_holder(iocp_server *s) {
+  int holder;
+  iocp__mutex_lock(&s->lock);
+  holder = s->evq.holder == &thread_marker;
+  iocp__mutex_unlock(&s->lock);
+  return holder;
+}
+
+/* The gate is held throughout: iocp_destroy() first makes a waiter leave
+ * (iocp__evq_close), then waits for it to be out. */
+static int wait_inside(iocp_server *s, iocp_event *events, uint32_t max, int32_t timeout_ms) {
+  iocp__evq *q = &s->evq;
+  iocp__conn *batch, **tailp;
+  uint64_t deadline = 0;
+  uint32_t n = 0;
+  int rc;
+
+  iocp__mutex_lock(&s->lock);
+  if (q->busy) {
+    iocp__mutex_unlock(&s->lock);
+    return IOCP_EBUSY;
+  }
+  if (q->discard) {
+    iocp__mutex_unlock(&s->lock);
+    return IOCP_ECLOSED;
+  }
+  q->busy = 1;
+  q->holder = &thread_marker;
+  batch = q->batch;
+  q->batch = NULL;
+  /* The previous batch's LOG slots are free again. */
+  q->log_first = (q->log_first + q->log_taken) % IOCP_LOG_QUEUE_MAX;
+  q->log_taken = 0;
+  iocp__mutex_unlock(&s->lock);
+
+  release_list(batch); /* may queue the next events of these connections */
+
+  if (timeout_ms > 0) deadline = iocp__now_ms() + (uint64_t)timeout_ms;
+  iocp__mutex_lock(&s->lock);
+  while (q->head == NULL && q->log_queued == 0 && !q->wake && !finished_locked(s) &&
+         timeout_ms != 0) {
+    q->sleepers++;
+    if (timeout_ms < 0) {
+      iocp__cond_wait(&s->cond, &s->lock);
+    } else {
+      uint64_t now = iocp__now_ms();
+      if (now >= deadline) {
+        q->sleepers--;
+        break;
+      }
+      iocp__cond_wait_ms(&s->cond, &s->lock, (uint32_t)(deadline - now));
+    }
+    q->sleepers--;
+  }
+  q->wake = 0;
+  if (q->discard) {
+    rc = IOCP_ECLOSED;
+  } else {
+    n = take_logs_locked(q, events, max);
+    tailp = &q->batch;
+    while (n < max && q->head != NULL) {
+      iocp__conn *c = q->head;
+      q->head = c->evq_next;
+      if (q->head == NULL) q->tail = NULL;
+      c->evq_next = NULL;
+      fill(&events[n++], c);
+      *tailp = c;
+      tailp = &c->evq_next;
+    }
+    rc = n == 0 && finished_locked(s) ? IOCP_ECLOSED : (int)n;
+  }
+  q->busy = 0;
+  iocp__mutex_unlock(&s->lock);
+  return rc;
+}
+
+int IOCP_CALL iocp_wait(iocp_server *s, iocp_event *events, uint32_t max, int32_t timeout_ms) {
+  int rc, gate;
+  if (s == NULL || events == NULL || max == 0) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  rc = s->queue_mode ? wait_inside(s, events, max, timeout_ms) : IOCP_EMODE;
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
+int IOCP_CALL iocp_wake(iocp_server *s) {
+  int gate, rc = IOCP_EMODE;
+  if (s == NULL) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  if (s->queue_mode) {
+    iocp__mutex_lock(&s->lock);
+    s->evq.wake = 1;
+    if (s->evq.sleepers != 0) iocp__cond_broadcast(&s->cond);
+    iocp__mutex_unlock(&s->lock);
+    rc = IOCP_OK;
+  }
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
+void iocp__evq_close(iocp_server *s) {
+  iocp__mutex_lock(&s->lock);
+  s->evq.discard = 1;
+  iocp__cond_broadcast(&s->cond);
+  iocp__mutex_unlock(&s->lock);
+}
+
+void iocp__evq_drain_all(iocp_server *s) {
+  iocp__evq *q = &s->evq;
+  iocp__mutex_lock(&s->lock);
+  assert(!s->queue_mode || q->discard); /* iocp__evq_close came first */
+  while (iocp__ref_add(&s->alive, 0) != 0) {
+    iocp__conn *list = q->batch;
+    if (list != NULL) {
+      q->batch = NULL;
+    } else if (q->head != NULL) {
+      list = q->head;
+      q->head = q->tail = NULL;
+    }
+    if (list == NULL) {
+      q->sleepers++;
+      iocp__cond_wait(&s->cond, &s->lock);
+      q->sleepers--;
+      continue;
+    }
+    iocp__mutex_unlock(&s->lock);
+    release_list(list);
+    iocp__mutex_lock(&s->lock);
+  }
+  iocp__mutex_unlock(&s->lock);
+}
