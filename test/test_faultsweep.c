@@ -63,7 +63,7 @@ static void fault_free(void *p) { /* cannot fail: only counted */
 enum {
   H_WSASOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_CLOSESOCKET, H_SHUTDOWN,
   H_RECV, H_IOCTLSOCKET, H_WSARECV, H_WSASEND, H_ACCEPTEX, H_CONNECTEX, H_CIOCP, H_WSAIOCTL,
-  H_COUNT
+  H_SET_COMPLETION_MODES, H_COUNT
 };
 static SOCKET WSAAPI fault_wsasocket(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,
                                      GROUP g, DWORD flags) {
@@ -129,13 +129,17 @@ static int WSAAPI fault_wsaioctl(SOCKET s, DWORD code, void *in, DWORD inlen, vo
   if (hit(H_WSAIOCTL)) return WSASetLastError(WSAENOBUFS), SOCKET_ERROR;
   return WSAIoctl(s, code, in, inlen, out, outlen, got, ol, fn);
 }
+static BOOL WINAPI fault_set_completion_modes(HANDLE file, UCHAR flags) {
+  if (hit(H_SET_COMPLETION_MODES)) return SetLastError(ERROR_INVALID_FUNCTION), FALSE;
+  return SetFileCompletionNotificationModes(file, flags);
+}
 #  define ENGINE_FAULTS                                                                    \
   FAULT(wsasocket), FAULT(bind), FAULT(listen), FAULT(setsockopt), FAULT(closesocket),   \
       FAULT(shutdown), FAULT(recv), FAULT(ioctlsocket), FAULT(wsarecv), FAULT(wsasend),  \
       FAULT(acceptex), FAULT(connectex),                                                  \
       {"create_io_completion_port", offsetof(struct iocp__hooks, create_io_completion_port), \
        (any_fn)fault_ciocp},                                                              \
-      FAULT(wsaioctl)
+      FAULT(wsaioctl), FAULT(set_completion_modes)
 #else
 enum {
   H_SOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_GETSOCKNAME, H_GETSOCKOPT, H_CONNECT,

@@ -54,6 +54,7 @@ int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
     return rc;
   }
   iocp__conn_eng(c)->sock = sock;
+  iocp__conn_eng(c)->v6 = addr->sa_family == AF_INET6;
   iocp__conn_eng(c)->connect_err = 0;
   memset(&iocp__conn_eng(c)->connect_op.ol, 0, sizeof(iocp__conn_eng(c)->connect_op.ol));
   iocp__conn_eng(c)->connect_op.kind = IOCP__OP_CONNECT;

@@ -38,24 +38,51 @@ typedef struct iocp__accept_op {
 struct iocp__eng_conn {
   SOCKET sock;
   unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (iocp__win_tuning) */
+  unsigned skip_port : 1; /* no packet for an operation that succeeds at once */
+  unsigned v6 : 1;        /* an IPv6 socket */
   uint8_t *rbuf; /* a buffered receive's buffer while it is posted, or NULL */
   iocp__op recv_op;
   iocp__op send_op;
+  /* In a worker's list while send_op's report is owed: it completed at once
+   * and skipped the port (engine.c); its byte count is in ol.InternalHigh. */
+  struct iocp__eng_conn *next_sent;
   iocp__op run_op;
   iocp__op connect_op;
   DWORD connect_err; /* ConnectEx failed at once: the error its packet carries */
 };
 
-/* How the engine receives (an internal switch, so tests run each path):
+/* How the engine works (internal switches, so tests run each path; the
+ * shipped library never changes them):
+ *
  * zero_byte_recv 1 (default) posts a WSARecv of 0 bytes, which holds no
  * buffer while nothing arrives, then reads what is there with a
  * non-blocking recv into a buffer of the pool; 0 posts a WSARecv into a
  * buffer of the pool that it holds until bytes arrive. Read when a
- * connection is set up. */
+ * connection is set up.
+ *
+ * skip_on_success 1 (0 by default) sets FILE_SKIP_COMPLETION_PORT_ON_SUCCESS on each
+ * connected socket (where its provider has IFS handles): a send that
+ * succeeds at once queues no packet, and the engine reports it from the
+ * worker's own list, at most IOCP__LOCAL_BUDGET of them per packet taken
+ * from the port, the rest through the port (fairness); a receive that
+ * succeeds at once is posted to the port, to wait its turn (engine.c says
+ * why); 0 lets every completion go through the port.
+ *
+ * dequeue_batch 1 (default) makes workers take one packet per
+ * GetQueuedCompletionStatus; N > 1 up to N per GetQueuedCompletionStatusEx
+ * (at most IOCP__DEQUEUE_MAX).
+ *
+ * skip_on_success and dequeue_batch are read when a server starts, where
+ * the environment variables IOCPSRV_SKIP_ON_SUCCESS and
+ * IOCPSRV_DEQUEUE_BATCH (a number each) override them: knobs for the tests
+ * and the benchmark (test/tools/bench.sh), not an interface. */
 struct iocp__win_tuning {
   int zero_byte_recv;
+  int skip_on_success;
+  int dequeue_batch;
 };
 extern struct iocp__win_tuning iocp__win_tuning;
+#define IOCP__DEQUEUE_MAX 64
 
 struct iocp__eng_server {
   HANDLE port;
@@ -77,6 +104,9 @@ struct iocp__eng_server {
   volatile LONG parked;     /* accepts waiting to be posted again */
   int pause_logged;         /* under accept_lock: on_log heard of the parking */
   LPFN_CONNECTEX connectex[2]; /* fetched once per family: [0] IPv4, [1] IPv6 */
+  volatile LONG ifs[2]; /* per family: 0 not asked yet, 1 IFS handles, 2 not (an LSP) */
+  int skip_on_success;  /* iocp__win_tuning, as read at start */
+  ULONG dequeue_batch;  /* 1..IOCP__DEQUEUE_MAX */
 };
 
 /* Socket calls of this engine, replaceable by tests. */
@@ -114,15 +144,18 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
                                             DWORD threads);                         \
   int(WSAAPI *wsaioctl)(SOCKET s, DWORD code, void *in, DWORD inlen, void *out,     \
                         DWORD outlen, LPDWORD got, LPWSAOVERLAPPED ol,               \
-                        LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);
+                        LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);                             \
+  BOOL(WINAPI *set_completion_modes)(HANDLE file, UCHAR flags);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                     \
   WSASocketW, bind, listen, setsockopt, closesocket, shutdown, recv, ioctlsocket,      \
       WSARecv, WSASend,                                                                \
-      iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort, WSAIoctl
+      iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort, WSAIoctl,       \
+      SetFileCompletionNotificationModes
 
-/* A connected socket (accepted, or outbound once ConnectEx succeeded) is
- * set up for the receive path iocp__win_tuning selects. Lock held. */
+/* A connected socket (accepted, or outbound once ConnectEx succeeded; `v6`
+ * set) is set up for the receive path iocp__win_tuning selects, and to skip
+ * the port on success where it may. Lock held. */
 void iocp__win_receive_mode(iocp__conn *c);
 
 /* The one translation of Win32 and Winsock error codes to IOCP_ codes. */

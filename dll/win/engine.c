@@ -1,16 +1,28 @@
 /* The I/O completion port engine.
  *
- * One port per server, a pool of workers blocked in GetQueuedCompletionStatus,
+ * One port per server, a pool of workers blocked in GetQueuedCompletionStatus
+ * (or taking up to dequeue_batch packets per GetQueuedCompletionStatusEx),
  * `accepts_posted` AcceptEx kept posted at all times, one WSARecv and at most
  * one (gathered) WSASend per connection. Each operation embeds its
  * OVERLAPPED; completion keys are pointer-sized (the connection, or 0 for
- * accepts and the stop sentinel). */
+ * accepts and the stop sentinel).
+ *
+ * Connected sockets skip the port when an operation succeeds at once
+ * (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, where the provider allows it). A
+ * send that did waits in the worker's own list and is reported right after
+ * the packet the worker is handling, with no trip through the port; a budget
+ * bounds how many per packet, past which they go through the port like any
+ * completion (to the back of the line), as in the epoll engine's own list
+ * (dll/linux/engine.c). A receive that did is posted to the port: new work
+ * waits its turn behind the other connections'. */
 #include "../core/engine.h"
 
 #include <assert.h>
 #include <limits.h>
 #include <mstcpip.h>
+#include <stdlib.h>
 #include <string.h>
+#include <winternl.h> /* RtlNtStatusToDosError */
 
 #define IOCP__KEY_STOP ((ULONG_PTR)1)
 /* Wakes a worker to retry parked accepts (posted when one is parked by a
@@ -24,7 +36,10 @@
  * the 4 GiB the completion's DWORD byte count can report. */
 #define IOCP__SEND_MAX ((size_t)1 << 30)
 
-struct iocp__win_tuning iocp__win_tuning = {1};
+/* Both completion tools off by default: measured under Wine against the
+ * engine without them, neither won with many connections (README,
+ * "Performance"); tests and the benchmark turn them on. */
+struct iocp__win_tuning iocp__win_tuning = {1, 0, 1};
 
 BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol) {
@@ -190,7 +205,6 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
     iocp__log(s, IOCP_LOG_WARN, IOCP_ENOMEM, "accepted connection dropped: out of memory");
   } else {
     iocp__conn_eng(c)->sock = sock;
-    iocp__win_receive_mode(c); /* not shared yet: no lock needed */
     if (iocp__hooks.create_io_completion_port((HANDLE)sock, e->port, (ULONG_PTR)c, 0) ==
         NULL) {
       DWORD perr = GetLastError();
@@ -200,6 +214,8 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
                 "accepted connection dropped: cannot add it to the port (error %lu)",
                 (unsigned long)perr);
     } else {
+      iocp__conn_eng(c)->v6 = e->family == AF_INET6;
+      iocp__win_receive_mode(c); /* not shared yet: no lock needed */
       iocp__conn_accepted(c, (const struct sockaddr *)&peer);
     }
   }
@@ -211,55 +227,162 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
 
 static void on_recv(iocp__conn *c, DWORD err, DWORD bytes);
 
+/* ---- Operations that completed at once ------------------------------------------
+ * A receive or send on a socket that skips the port (skip_port) and
+ * succeeded at once queues no packet: the engine owes its report.
+ *
+ * A send's report is the rest of the work at hand (on_sent, the next send of
+ * the queue): on a worker of this server it waits in the worker's own list
+ * and is reported right after the packet being handled, with no trip through
+ * the port. The budget bounds those reports per packet taken from the port;
+ * past it they are posted to the port, behind everything already queued, so
+ * a connection whose sends keep completing at once (a producer in on_sent)
+ * cannot hold a worker against all others.
+ *
+ * A receive that succeeded at once brings new work (the peer's next
+ * request): it is posted to the port, to wait its turn behind the other
+ * connections' completions as it would without skipping. Handled at once,
+ * a connection whose peer answers quickly would get several requests served
+ * per turn while the others wait, which under load shows as a tail latency
+ * several times the port's (measured under Wine: see the README). */
+#define IOCP__LOCAL_BUDGET 8
+static IOCP__TLS struct iocp__eng_conn *local_head, *local_tail;
+static IOCP__TLS int local_budget;
+
+/* Lock held. The operation succeeded with `bytes`; 0 or an IOCP_ code (the
+ * port refused the packet: only when it is closed, which it is not before
+ * every connection is gone). */
+static int completed_at_once(iocp__conn *c, iocp__op *op, DWORD bytes) {
+  iocp_server *s = iocp__conn_server(c);
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
+  op->ol.Internal = 0; /* STATUS_SUCCESS, as a packet from the port would carry */
+  op->ol.InternalHigh = bytes;
+  if (op == &e->send_op && iocp__on_worker(s) && local_budget > 0) {
+    local_budget--;
+    e->next_sent = NULL;
+    if (local_tail != NULL)
+      local_tail->next_sent = e;
+    else
+      local_head = e;
+    local_tail = e;
+    return IOCP_OK;
+  }
+  if (!PostQueuedCompletionStatus(iocp__server_eng(s)->port, bytes, (ULONG_PTR)c, &op->ol))
+    return iocp__win_error(GetLastError());
+  return IOCP_OK;
+}
+
 /* ---- Workers --------------------------------------------------------------------- */
+
+/* One completion: of a packet from the port, or from the worker's own list.
+ * err is the operation's Win32 error (0: success). */
+static void complete(ULONG_PTR key, OVERLAPPED *ol, DWORD err, DWORD bytes) {
+  iocp__op *op = CONTAINING_RECORD(ol, iocp__op, ol);
+  switch (op->kind) {
+  case IOCP__OP_ACCEPT:
+    on_accept(CONTAINING_RECORD(op, iocp__accept_op, op), err);
+    break;
+  case IOCP__OP_RECV:
+    on_recv((iocp__conn *)key, err, bytes);
+    break;
+  case IOCP__OP_SEND:
+    iocp__conn_send_done((iocp__conn *)key, io_result(err), bytes);
+    break;
+  case IOCP__OP_RUN:
+    iocp__conn_run((iocp__conn *)key);
+    break;
+  case IOCP__OP_CONNECT:
+    iocp__win_connect_done((iocp__conn *)key, err);
+    break;
+  default:
+    assert(0); /* every operation we post sets its kind */
+    break;
+  }
+}
+
+/* Ends the handling of one packet: reports the sends that completed at once
+ * meanwhile (which may add more, within the budget), then renews the budget. */
+static void run_local(void) {
+  while (local_head != NULL) {
+    struct iocp__eng_conn *e = local_head;
+    local_head = e->next_sent;
+    if (local_head == NULL) local_tail = NULL;
+    e->next_sent = NULL;
+    complete((ULONG_PTR)iocp__eng_conn_owner(e), &e->send_op.ol, 0,
+             (DWORD)e->send_op.ol.InternalHigh);
+  }
+  local_budget = IOCP__LOCAL_BUDGET;
+}
+
+/* A dequeued packet's operation error, from its status (what
+ * GetQueuedCompletionStatus would have put in GetLastError). */
+static DWORD packet_error(const OVERLAPPED *ol) {
+  NTSTATUS st = (NTSTATUS)ol->Internal;
+  return st >= 0 ? 0 : RtlNtStatusToDosError(st);
+}
+
+/* Takes up to e->dequeue_batch packets into got (with their errors in
+ * errs); returns how many, or 0 with GetLastError() set (WAIT_TIMEOUT, or a
+ * broken port). A packet without an OVERLAPPED is one of ours: the stop
+ * sentinel or IOCP__KEY_RETRY. */
+static ULONG dequeue(struct iocp__eng_server *e, OVERLAPPED_ENTRY *got, DWORD *errs, DWORD wait) {
+  ULONG n = 0, i;
+  if (e->dequeue_batch > 1) {
+    if (!GetQueuedCompletionStatusEx(e->port, got, e->dequeue_batch, &n, wait, FALSE)) return 0;
+    for (i = 0; i < n; i++) errs[i] = got[i].lpOverlapped != NULL ? packet_error(got[i].lpOverlapped) : 0;
+    return n;
+  }
+  memset(got, 0, sizeof(*got));
+  errs[0] = 0;
+  if (!GetQueuedCompletionStatus(e->port, &got->dwNumberOfBytesTransferred, &got->lpCompletionKey,
+                                 &got->lpOverlapped, wait)) {
+    if (got->lpOverlapped == NULL) return 0; /* no packet */
+    errs[0] = GetLastError(); /* the operation failed, not the port */
+  }
+  return 1;
+}
 
 static DWORD WINAPI worker_main(void *arg) {
   iocp_server *s = arg;
   struct iocp__eng_server *e = iocp__server_eng(s);
   iocp__worker_enter(s, (uint32_t)InterlockedIncrement(&e->next_index) - 1);
+  local_budget = IOCP__LOCAL_BUDGET;
   for (;;) {
-    DWORD bytes = 0, err = 0;
-    ULONG_PTR key = 0;
-    OVERLAPPED *ol = NULL;
+    OVERLAPPED_ENTRY got[IOCP__DEQUEUE_MAX];
+    DWORD errs[IOCP__DEQUEUE_MAX];
     DWORD wait = e->parked ? IOCP__PARKED_RETRY_MS : INFINITE;
-    BOOL ok = GetQueuedCompletionStatus(e->port, &bytes, &key, &ol, wait);
-    iocp__op *op;
+    ULONG n = dequeue(e, got, errs, wait), i, stops = 0;
+    int retry = 0;
 
-    if (ol == NULL) {
-      /* No packet: a time-out or IOCP__KEY_RETRY (retry parked accepts), our
-       * stop sentinel, or a broken port (only when it is closed under us). */
-      if (ok && key == IOCP__KEY_STOP) break;
-      if (!ok && GetLastError() != WAIT_TIMEOUT) {
-        DWORD perr = GetLastError();
+    if (n == 0) {
+      /* A time-out (retry parked accepts), or a broken port (only when it
+       * is closed under us). */
+      DWORD perr = GetLastError();
+      if (perr != WAIT_TIMEOUT) {
         iocp__log(s, IOCP_LOG_ERROR, iocp__win_error(perr),
                   "worker thread stopped: GetQueuedCompletionStatus failed (error %lu)",
                   (unsigned long)perr);
         break;
       }
-      if (e->parked) retry_parked(s);
-      continue;
+      retry = 1;
     }
-    if (!ok) err = GetLastError(); /* the operation failed, not the port */
-    op = CONTAINING_RECORD(ol, iocp__op, ol);
-    switch (op->kind) {
-    case IOCP__OP_ACCEPT:
-      on_accept(CONTAINING_RECORD(op, iocp__accept_op, op), err);
-      break;
-    case IOCP__OP_RECV:
-      on_recv((iocp__conn *)key, err, bytes);
-      break;
-    case IOCP__OP_SEND:
-      iocp__conn_send_done((iocp__conn *)key, io_result(err), bytes);
-      break;
-    case IOCP__OP_RUN:
-      iocp__conn_run((iocp__conn *)key);
-      break;
-    case IOCP__OP_CONNECT:
-      iocp__win_connect_done((iocp__conn *)key, err);
-      break;
-    default:
+    for (i = 0; i < n; i++) {
+      if (got[i].lpOverlapped == NULL) {
+        if (got[i].lpCompletionKey == IOCP__KEY_STOP)
+          stops++;
+        else
+          retry = 1; /* IOCP__KEY_RETRY */
+        continue;
+      }
+      complete(got[i].lpCompletionKey, got[i].lpOverlapped, errs[i], got[i].dwNumberOfBytesTransferred);
+      run_local();
+    }
+    if (stops > 0) {
+      /* One sentinel per worker: a batch that took another's gives it back. */
+      while (--stops > 0) PostQueuedCompletionStatus(e->port, 0, IOCP__KEY_STOP, NULL);
       break;
     }
+    if (retry && e->parked) retry_parked(s);
   }
   iocp__worker_leave(s);
   return 0;
@@ -350,15 +473,30 @@ static void release(iocp_server *s) {
   e->wsa_started = 0;
 }
 
+/* A test and benchmark knob from the environment (eng.h), or `dflt` when it
+ * is unset or not a number in [lo, hi]. */
+static int knob(const char *name, int dflt, int lo, int hi) {
+  char v[16], *end;
+  DWORD n = GetEnvironmentVariableA(name, v, sizeof(v));
+  long x;
+  if (n == 0 || n >= sizeof(v)) return dflt;
+  x = strtol(v, &end, 10);
+  return end != v && *end == '\0' && x >= lo && x <= hi ? (int)x : dflt;
+}
+
 int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   WSADATA wsa;
   uint32_t i, want;
-  int rc;
+  int rc, batch;
 
   memset(e, 0, sizeof(*e));
   e->listener = INVALID_SOCKET;
   e->family = addr->sa_family;
+  e->skip_on_success = knob("IOCPSRV_SKIP_ON_SUCCESS", iocp__win_tuning.skip_on_success != 0, 0, 1);
+  batch = iocp__win_tuning.dequeue_batch;
+  batch = batch < 1 ? 1 : batch > IOCP__DEQUEUE_MAX ? IOCP__DEQUEUE_MAX : batch;
+  e->dequeue_batch = (ULONG)knob("IOCPSRV_DEQUEUE_BATCH", batch, 1, IOCP__DEQUEUE_MAX);
   iocp__mutex_init(&e->accept_lock);
   iocp__cond_init(&e->accept_cond);
   if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
@@ -433,19 +571,49 @@ void iocp__eng_finish(iocp_server *s) {
 
 /* ---- Connection operations (connection lock held) --------------------------- */
 
+/* Whether sockets of a family may skip the port: only where the provider's
+ * handles are real file handles (XP1_IFS_HANDLES). A layered provider that
+ * is not (an old firewall's or proxy's LSP) completes operations itself and
+ * may report one that skipped the port anyway, or none; libuv makes the same
+ * check. Asked once per family, of the first connected socket; an error
+ * counts as "not". */
+static int ifs_handles(iocp_server *s, SOCKET sock, int v6) {
+  volatile LONG *known = &iocp__server_eng(s)->ifs[v6];
+  LONG v = InterlockedCompareExchange(known, 0, 0);
+  if (v == 0) {
+    WSAPROTOCOL_INFOW info;
+    int len = sizeof(info);
+    v = getsockopt(sock, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) == 0 &&
+                (info.dwServiceFlags1 & XP1_IFS_HANDLES)
+            ? 1
+            : 2;
+    InterlockedExchange(known, v); /* racing askers store the same answer */
+  }
+  return v == 1;
+}
+
 void iocp__win_receive_mode(iocp__conn *c) {
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
+  iocp_server *s = iocp__conn_server(c);
   u_long nonblocking = 1;
   /* The zero-byte receive reads with a non-blocking recv afterwards;
    * without non-blocking mode the connection keeps a buffer posted. */
-  iocp__conn_eng(c)->zero_byte =
-      iocp__win_tuning.zero_byte_recv &&
-      iocp__hooks.ioctlsocket(iocp__conn_eng(c)->sock, FIONBIO, &nonblocking) == 0;
+  e->zero_byte = iocp__win_tuning.zero_byte_recv &&
+                 iocp__hooks.ioctlsocket(e->sock, FIONBIO, &nonblocking) == 0;
+  /* Best effort: without it every completion goes through the port. The
+   * socket's event is never waited on, so it need not be set either. */
+  e->skip_port = iocp__server_eng(s)->skip_on_success &&
+                 ifs_handles(s, e->sock, e->v6) &&
+                 iocp__hooks.set_completion_modes(
+                     (HANDLE)e->sock,
+                     FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
 }
 
 static int post_recv_locked(iocp__conn *c) {
   struct iocp__eng_conn *e = iocp__conn_eng(c);
   WSABUF b;
-  DWORD flags = 0;
+  DWORD flags = 0, got = 0;
+  int rc = IOCP_OK;
   b.buf = NULL;
   b.len = 0;
   if (!e->zero_byte) {
@@ -458,15 +626,17 @@ static int post_recv_locked(iocp__conn *c) {
   }
   memset(&e->recv_op.ol, 0, sizeof(e->recv_op.ol));
   e->recv_op.kind = IOCP__OP_RECV;
-  if (iocp__hooks.wsarecv(e->sock, &b, 1, NULL, &flags, &e->recv_op.ol, NULL) != 0) {
+  if (iocp__hooks.wsarecv(e->sock, &b, 1, &got, &flags, &e->recv_op.ol, NULL) == 0) {
+    if (e->skip_port) rc = completed_at_once(c, &e->recv_op, got); /* else a packet comes */
+  } else {
     DWORD err = WSAGetLastError();
-    if (err != WSA_IO_PENDING) {
-      iocp__buf_put(iocp__conn_server(c), e->rbuf);
-      e->rbuf = NULL;
-      return iocp__win_error(err);
-    }
+    if (err != WSA_IO_PENDING) rc = iocp__win_error(err);
   }
-  return IOCP_OK;
+  if (rc != IOCP_OK) {
+    iocp__buf_put(iocp__conn_server(c), e->rbuf);
+    e->rbuf = NULL;
+  }
+  return rc;
 }
 
 int iocp__eng_recv(iocp__conn *c) {
@@ -547,15 +717,16 @@ static int gather_wsabufs(WSABUF *b, const iocp__iov *iov, int n) {
 }
 
 int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
+  struct iocp__eng_conn *e = iocp__conn_eng(c);
   WSABUF b[IOCP__MAX_IOV]; /* Winsock captures the array before returning */
+  DWORD sent = 0, err;
   n = gather_wsabufs(b, iov, n);
-  memset(&iocp__conn_eng(c)->send_op.ol, 0, sizeof(iocp__conn_eng(c)->send_op.ol));
-  iocp__conn_eng(c)->send_op.kind = IOCP__OP_SEND;
-  if (iocp__hooks.wsasend(iocp__conn_eng(c)->sock, b, (DWORD)n, NULL, 0, &iocp__conn_eng(c)->send_op.ol, NULL) != 0) {
-    DWORD err = WSAGetLastError();
-    if (err != WSA_IO_PENDING) return iocp__win_error(err);
-  }
-  return IOCP_OK;
+  memset(&e->send_op.ol, 0, sizeof(e->send_op.ol));
+  e->send_op.kind = IOCP__OP_SEND;
+  if (iocp__hooks.wsasend(e->sock, b, (DWORD)n, &sent, 0, &e->send_op.ol, NULL) == 0)
+    return e->skip_port ? completed_at_once(c, &e->send_op, sent) : IOCP_OK;
+  err = WSAGetLastError();
+  return err == WSA_IO_PENDING ? IOCP_OK : iocp__win_error(err);
 }
 
 int iocp__eng_post_run(iocp__conn *c) {
@@ -566,7 +737,8 @@ int iocp__eng_post_run(iocp__conn *c) {
   return IOCP_OK;
 }
 
-/* No inline send here: every WSASend reports through the port. */
+/* No immediate send here: a send is a WSASend operation, reported once
+ * (through the port, or from the worker's list when it skipped the port). */
 long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len) {
   (void)c, (void)data, (void)len;
   return 0;

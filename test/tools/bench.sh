@@ -22,7 +22,7 @@
 #         connections): requests/s and the server's CPU time per request.
 #
 #   bash test/tools/bench.sh [--rounds R] [--seconds D] [--warmup W]
-#       [--only "echo uv http"] [--configs "1x64 50x64 50x16384"] [--extra]
+#       [--only "echo uv http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
 #       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
 #
@@ -39,6 +39,12 @@
 #
 # --extra adds variants to the echo section: baseline with
 # GetQueuedCompletionStatusEx (64 per call), and both with one worker thread.
+# --win-tools adds the Windows engine with each of its completion tools
+# turned on (both are off by default, see dll/win/eng.h; knobs read from the
+# environment when a server starts): sockets that skip the port when an
+# operation succeeds at once (IOCPSRV_SKIP_ON_SUCCESS=1), and up to 16
+# (BENCH_BATCH) packets per GetQueuedCompletionStatusEx
+# (IOCPSRV_DEQUEUE_BATCH=16).
 #
 # This is a benchmark, run on purpose; it asserts nothing and is not a test.
 # Servers are stopped by closing their standard input (nginx: SIGQUIT to its
@@ -48,7 +54,7 @@
 # ended at the end, so nothing is left running.
 set -euo pipefail
 
-rounds=5 seconds=3 warmup=1 extra=0
+rounds=5 seconds=3 warmup=1 extra=0 win_tools=0
 only="echo uv http"
 configs="1x64 50x64 50x16384"
 uv_configs="100x64 1000x64 100x65536x4"
@@ -69,7 +75,8 @@ while [ $# -gt 0 ]; do
     --http-threads) http_threads=$2; shift 2 ;;
     --wrk-threads) wrk_threads=$2; shift 2 ;;
     --extra) extra=1; shift ;;
-    -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
+    --win-tools) win_tools=1; shift ;;
+    -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +91,7 @@ want uv && cmdline+=" --uv-configs \"$uv_configs\""
 want lang && cmdline+=" --lang-configs \"$lang_configs\""
 want http && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
 if [ "$extra" = 1 ]; then cmdline+=" --extra"; fi
+if [ "$win_tools" = 1 ]; then cmdline+=" --win-tools"; fi
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -349,6 +357,12 @@ if want echo; then
       "wine|baseline_iocp GQCSEx|wine build/win64/test/bench/baseline_iocp.exe --batch 64"
       "wine|baseline_iocp 1 thread|wine build/win64/test/bench/baseline_iocp.exe --threads 1"
       "wine|iocpsrv 1 thread|wine build/win64/sample_clients/echo_server.exe --threads 1"
+    )
+  fi
+  if [ "$win_tools" = 1 ]; then
+    variants+=(
+      "wine|iocpsrv skip port on success|env IOCPSRV_SKIP_ON_SUCCESS=1 wine build/win64/sample_clients/echo_server.exe"
+      "wine|iocpsrv GQCSEx ${BENCH_BATCH:-16}|env IOCPSRV_DEQUEUE_BATCH=${BENCH_BATCH:-16} wine build/win64/sample_clients/echo_server.exe"
     )
   fi
   if [ "$native" = 1 ]; then
