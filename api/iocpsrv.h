@@ -487,9 +487,11 @@ IOCP_API int IOCP_CALL iocp_config_init(iocp_config *config, uint32_t size);
  * Any thread may call it, including a callback of another server.
  *
  * With config->delivery == IOCP_DELIVERY_QUEUE, `callbacks` may be NULL (or
- * have every function NULL but on_log, which stays a callback); any other
- * callback given as well is IOCP_EMODE: a server delivers in one mode only. An unknown delivery value is IOCP_EINVAL, and
- * so are queue_events bits in callback mode.
+ * have every function NULL but on_log, which then gets every message
+ * instead of LOG events: see "Batched events"); any other callback given as
+ * well is IOCP_EMODE: a server delivers in one mode only. An unknown
+ * delivery value is IOCP_EINVAL, and so are queue_events bits in callback
+ * mode.
  */
 IOCP_API int IOCP_CALL iocp_create(const iocp_config *config,
                                    const iocp_callbacks *callbacks, void *user,

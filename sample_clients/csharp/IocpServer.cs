@@ -578,8 +578,9 @@ namespace IocpSrv
         public ConnectFailedHandler OnConnectFailed;
         /// <summary>
         /// What the library worked around or could not do: failed accepts,
-        /// running out of descriptors, a worker leaving. May run on several
-        /// threads at once, and on the constructing thread while the
+        /// running out of descriptors, a worker leaving. Queue mode: on the
+        /// drainer like every handler (LOG events). Callback mode: may run on
+        /// several threads at once, and on the constructing thread while the
         /// constructor runs (do not use the server there).
         /// </summary>
         public LogHandler OnLog;

@@ -483,9 +483,13 @@ class Server:
           (ECONNREFUSED, ETIMEDOUT, EUNREACH, ECLOSED, ...): its only callback.
       on_log(server, level: int, code: int, text: str)
           What the library worked around or could not do (LOG_* levels):
-          failed accepts, running out of descriptors, a worker leaving. May
-          run on several threads at once, and on the creating thread during
-          the constructor (then `server` is not usable yet).
+          failed accepts, running out of descriptors, a worker leaving.
+          Queue mode: delivered like the other handlers (LOG events, at most
+          LOG_QUEUE_MAX waiting; a note says how many were lost past that),
+          and silent about the constructor's own failure (IocpError says
+          it). Callback mode: may run on several threads at once, and on
+          the creating thread during the constructor (then `server` is not
+          usable yet).
       on_drain(server, id, queued: int)
           The queue fell from above the connection's drain mark to at or
           below it (also after send() raised EQUEUEFULL): produce again.
