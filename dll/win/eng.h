@@ -124,6 +124,7 @@ struct iocp__eng_server {
   DWORD hot_idle_ms;         /* the sweep's period */
   volatile LONG hot_parked;  /* posted now */
   volatile LONG hot_gen;     /* sweeps so far */
+  volatile LONG hot_demoted; /* buffered receives the sweeps cancelled (for tests) */
   volatile LONG64 next_sweep; /* GetTickCount64() when the next sweep is due */
 };
 

@@ -86,6 +86,7 @@ void iocp__win_hot_init(iocp_server *s, int budget, int idle_ms) {
   e->hot_idle_ms = idle_ms > 0 ? (DWORD)idle_ms : 1000;
   e->hot_parked = 0;
   e->hot_gen = 0;
+  e->hot_demoted = 0;
   e->next_sweep = (LONG64)(GetTickCount64() + e->hot_idle_ms);
 }
 
@@ -225,6 +226,7 @@ static void sweep_one(iocp__conn *c, void *arg) {
   if (e->zero_byte && e->rbuf != NULL && !e->demote && e->sock != INVALID_SOCKET &&
       gen - e->hot_gen >= 2) {
     e->demote = 1;
+    InterlockedIncrement(&iocp__server_eng(iocp__conn_server(c))->hot_demoted);
     /* Fails (ERROR_NOT_FOUND) when it completed meanwhile: its packet is on
      * its way and clears the mark. */
     CancelIoEx((HANDLE)e->sock, &e->recv_op.ol);
