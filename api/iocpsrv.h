@@ -385,7 +385,11 @@ typedef struct iocp_config {
   /* Size in bytes of the buffer one receive reads into; 64 to 64 MiB
    * (67108864), default 65536. A buffer is lent from a small per-worker pool
    * only while received bytes wait for on_data, so an idle connection holds
-   * none (since 1.1). */
+   * none (since 1.1). On Windows a busy connection (its last receive found
+   * bytes) waits for its next bytes in such a buffer, so they arrive with the
+   * completion: at most 16 MiB of buffers per server wait so (16 to 4,096 of
+   * them), each given back after one to two seconds of silence, so a
+   * connection that stays idle holds none there either. */
   uint32_t recv_buffer_size;
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
    * returns IOCP_EQUEUEFULL rather than exceed it. At least 1, no upper

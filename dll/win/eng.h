@@ -71,8 +71,8 @@ struct iocp__eng_conn {
  * succeeds at once is posted to the port, to wait its turn (engine.c says
  * why); 0 lets every completion go through the port.
  *
- * hot_budget -1 (default) lets at most 4 MiB of receive buffers (16 to
- * 1,024 buffers) wait in buffered receives of hot connections at once; N
+ * hot_budget -1 (default) lets at most 16 MiB of receive buffers (16 to
+ * 4,096 buffers) wait in buffered receives of hot connections at once; N
  * >= 0 at most N (0: every receive is zero-byte). hot_idle_ms (default
  * 1000) is the sweep's period: a buffered receive that waited one to two
  * periods is turned into a zero-byte one (recv.c). Only with zero_byte_recv.

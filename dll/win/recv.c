@@ -13,8 +13,9 @@
  * the completion. Two bounds keep the idle memory of issue 8:
  *
  * - a budget: at most hot_budget buffered receives posted at once in a
- *   server (by default 4 MiB worth of receive buffers, 16 to 1,024 of
- *   them); past it a hot connection posts a zero-byte receive;
+ *   server (by default 16 MiB worth of receive buffers, 16 to 4,096 of
+ *   them: 256 of the default 64 KiB); past it a hot connection posts a
+ *   zero-byte receive. It bounds what busy connections hold at once;
  * - a sweep, every hot_idle_ms by whichever worker sees it due: a buffered
  *   receive posted before the previous sweep (it waited one to two periods)
  *   is cancelled (CancelIoEx on its OVERLAPPED), its buffer goes back and a
@@ -79,8 +80,8 @@ void iocp__win_receive_mode(iocp__conn *c) {
 void iocp__win_hot_init(iocp_server *s, int budget, int idle_ms) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   if (budget < 0) {
-    size_t n = ((size_t)4 << 20) / iocp__buf_size(s);
-    budget = n < 16 ? 16 : n > 1024 ? 1024 : (int)n;
+    size_t n = ((size_t)16 << 20) / iocp__buf_size(s);
+    budget = n < 16 ? 16 : n > 4096 ? 4096 : (int)n;
   }
   e->hot_budget = budget;
   e->hot_idle_ms = idle_ms > 0 ? (DWORD)idle_ms : 1000;
