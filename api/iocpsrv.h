@@ -375,7 +375,9 @@ typedef struct iocp_config {
   /* IPv4 or IPv6 address as text to bind to: "127.0.0.1" (default), "::1",
    * "0.0.0.0" (all IPv4), "::" (all IPv6). Copied by iocp_create(). */
   const char *bind_address;
-  /* Worker threads; 0 (default) = one per processor; at most 1024. */
+  /* Worker threads; 0 (default) = one per processor (in queue mode one
+   * fewer, at least one: the thread calling iocp_wait() is busy too); at
+   * most 1024. */
   uint32_t threads;
   /* listen() backlog; 0 (default) = the system maximum. */
   uint32_t backlog;

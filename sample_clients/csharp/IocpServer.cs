@@ -533,7 +533,7 @@ namespace IocpSrv
     {
         public ushort Port = 50000;           // 0 picks a free port
         public string Bind = "127.0.0.1";
-        public uint Threads;                  // 0 = one per processor
+        public uint Threads;                  // 0 = one per processor (queue mode: one fewer, at least 1)
         public uint Backlog;
         public uint AcceptsPosted;
         public uint RecvBufferSize;
