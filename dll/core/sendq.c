@@ -1,13 +1,21 @@
 /* A connection's send queue: a list of chunks holding copies of the bytes
  * iocp_send() was given. Small sends share the tail chunk; one send
  * operation gathers up to IOCP__MAX_IOV chunks, and a completion consumes
- * exactly the bytes the system reports sent (which may be fewer than asked). */
+ * exactly the bytes the system reports sent (which may be fewer than asked).
+ * A chunk is freed as soon as its bytes are sent: a connection whose queue is
+ * empty holds no memory for it (an idle connection that once spoke costs no
+ * more than one that never did; the allocator recycles chunks between
+ * connections). */
 #include "internal.h"
 
 #include <string.h>
 
-/* Small sends are packed into chunks at least this large. */
+/* Small sends are packed into chunks at least this large once a queue is
+ * backed up; the first chunk of an empty queue is only rounded up to
+ * IOCP__CHUNK_FIRST, so that many connections each sending a few bytes at
+ * once (a broadcast, a burst of replies) do not grow the heap by 4 KiB each. */
 #define IOCP__CHUNK_MIN 4096
+#define IOCP__CHUNK_FIRST 256
 
 int iocp__sendq_push(iocp__sendq *q, const void *data, size_t len) {
   iocp__chunk *t = q->tail, *c;
@@ -22,7 +30,10 @@ int iocp__sendq_push(iocp__sendq *q, const void *data, size_t len) {
     q->queued += len;
     return IOCP_OK;
   }
-  cap = len < IOCP__CHUNK_MIN ? IOCP__CHUNK_MIN : len;
+  if (t == NULL)
+    cap = len < IOCP__CHUNK_FIRST ? IOCP__CHUNK_FIRST : len;
+  else
+    cap = len < IOCP__CHUNK_MIN ? IOCP__CHUNK_MIN : len;
   if (cap > SIZE_MAX - sizeof(*c)) return IOCP_ENOMEM;
   c = iocp__malloc(sizeof(*c) + cap);
   if (c == NULL) return IOCP_ENOMEM;
@@ -61,10 +72,6 @@ void iocp__sendq_consume(iocp__sendq *q, size_t n) {
     q->queued -= take;
     n -= take;
     if (c->off < c->len) break;
-    if (c->next == NULL && c->cap == IOCP__CHUNK_MIN) {
-      c->off = c->len = 0; /* keep one small tail chunk for the next sends */
-      break;
-    }
     q->head = c->next;
     if (q->head == NULL) q->tail = NULL;
     iocp__free(c);
