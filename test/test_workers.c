@@ -8,6 +8,7 @@
  * processors, so every worker holds several connections. */
 #include "tsupport.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +18,18 @@
 /* The ids the server saw, in connect order (r->user). */
 typedef struct id_list {
   iocp_conn_id ids[256];
-  ts_counter *n;
+  atomic_int next; /* workers accept side by side: each takes a slot */
+  ts_counter *n;   /* slots filled (the test waits on it) */
 } id_list;
 
 static void record_id(rec_server *r, iocp_conn_id id) {
   id_list *l = r->user;
-  int64_t i = ts_counter_get(l->n);
+  int i = atomic_fetch_add(&l->next, 1);
   if (i >= 256) {
     rec_violation(r);
     return;
   }
-  l->ids[i] = id; /* on_connects of one accept run one after another */
+  l->ids[i] = id;
   ts_counter_add(l->n, 1);
 }
 
@@ -39,6 +41,7 @@ static rec_server *start_spread(int flags, const rec_hooks *extra, id_list *l) {
   if (extra != NULL) h = *extra;
   h.on_connect = record_id;
   memset(l, 0, sizeof(*l));
+  atomic_init(&l->next, 0);
   l->n = ts_counter_new();
   iocp_config_init(&c, sizeof(c));
   c.threads = WORKERS;
@@ -242,7 +245,7 @@ static void test_callback_sends_reach_connections_of_other_workers(void **state)
 #define END_CONNS 32
 
 typedef struct sender {
-  rec_server *r;
+  id_list *ids; /* not r: rec_stop frees r while this thread still runs */
   iocp_server *srv;
   ts_counter *stop;
   int bad;
@@ -252,7 +255,7 @@ typedef struct sender {
  * destroyed, calls fail with a documented code and nothing else. */
 static void keep_sending(void *arg) {
   sender *s = arg;
-  id_list *l = s->r->user;
+  id_list *l = s->ids;
   while (ts_counter_get(s->stop) == 0) {
     int i;
     for (i = 0; i < END_CONNS; i++) {
@@ -278,7 +281,7 @@ static void test_destroy_with_connections_on_every_worker(void **state) {
   connect_all(r, socks, END_CONNS);
   for (i = 0; i < END_CONNS; i++) assert_int_equal(ts_send_all(socks[i], "hello", 5), TS_OK);
   assert_int_equal(ts_counter_wait(r->bytes_in, 5 * END_CONNS, TS_TIMEOUT_MS), 0);
-  snd.r = r;
+  snd.ids = &l;
   snd.srv = r->srv;
   snd.stop = ts_counter_new();
   snd.bad = 0;

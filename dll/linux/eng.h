@@ -88,9 +88,14 @@ struct iocp__eng_loop {
   iocp__task stop;         /* its stop token */
   atomic_int sleeping;     /* set under qlock with the queue empty, before a wait */
   atomic_int dead;         /* its epoll_wait broke: it left, others take its work */
+  atomic_int parked;       /* its worker sleeps; loop 0's serves its set and queue */
+  atomic_uint turns;       /* waits so far (of loop 0: a parked worker's watchdog) */
+  iocp__cond park_cond;    /* a parked worker sleeps on it, with qlock */
   iocp__mutex qlock;
   iocp__task *qhead;       /* under qlock */
   iocp__task *qtail;       /* under qlock */
+  /* The worker's own time accounting for parking; no other thread reads it. */
+  uint64_t win_start_ns, win_cpu_ns, hold_until_ns;
 };
 
 struct iocp__eng_server {
@@ -100,6 +105,8 @@ struct iocp__eng_server {
   size_t stride;
   uint32_t nloops;         /* loops made (their sets and eventfds) */
   atomic_uint next_loop;   /* round robin: the loop of the next connection */
+  iocp__mutex park_lock;   /* parking and unparking, one loop at a time */
+  int parking_closed;      /* under park_lock: stopping, nobody parks */
 
   iocp__mutex accept_lock;
   int listener;            /* under accept_lock; -1 once closed */
@@ -172,6 +179,9 @@ int iocp__linux_connect_ready(iocp__conn *c, int *error);
 /* epoll data: connection ids start at 1 and never reach UINT64_MAX. */
 #define IOCP__KEY_LISTENER UINT64_C(0)
 #define IOCP__KEY_WAKE UINT64_MAX
+/* A parked loop's set, nested in loop 0's (workers are at most 1024). */
+#define IOCP__KEY_LOOP(i) (UINT64_MAX - 1 - (uint64_t)(i))
+#define IOCP__KEY_LOOP_MIN IOCP__KEY_LOOP(1024)
 
 /* The one translation of errno values to IOCP_ codes. */
 int iocp__linux_error(int err);

@@ -168,6 +168,8 @@ static int run_tasks(iocp__task *list) {
 
 /* ---- The loop ------------------------------------------------------------------ */
 
+static void unpark_all(struct iocp__eng_server *e, int close);
+
 /* The worker leaves for good: its tasks, now and later, go to live loops. */
 static void loop_leave(struct iocp__eng_loop *l) {
   iocp__task *list;
@@ -182,6 +184,176 @@ static void loop_leave(struct iocp__eng_loop *l) {
     t->queued = 0;
     iocp__linux_task_push(l, t); /* to a live loop (a stop token is dropped) */
   }
+  if (l->index == 0) unpark_all(iocp__server_eng(l->server), 1); /* no host any more */
+}
+
+static void serve_parked(struct iocp__eng_loop *l);
+
+/* What one wait of loop l's set returned (on l's worker, or on loop 0's
+ * while l is parked). */
+static void handle_events(struct iocp__eng_loop *l, const struct epoll_event *evs, int n) {
+  iocp_server *s = l->server;
+  int i;
+  for (i = 0; i < n; i++) {
+    uint64_t key = evs[i].data.u64;
+    if (key == IOCP__KEY_WAKE) {
+      uint64_t v; /* tasks are taken at the top of the loop */
+      ssize_t got = read(l->evfd, &v, sizeof(v)); /* fails only when already 0 */
+      (void)got;
+      continue;
+    }
+    if (key == IOCP__KEY_LISTENER)
+      iocp__linux_on_listener(s);
+    else if (key >= IOCP__KEY_LOOP_MIN)
+      serve_parked(iocp__linux_loop(iocp__server_eng(s), (uint32_t)(UINT64_MAX - 1 - key)));
+    else
+      iocp__linux_on_conn_event(s, key, evs[i].events);
+    run_local();
+  }
+}
+
+/* ---- Parking -------------------------------------------------------------------
+ * A worker whose thread used less than IOCP__PARK_BELOW percent of a
+ * window's time lends its loop to worker 0 and sleeps: its set is nested in
+ * loop 0's, so worker 0 serves its connections and its queue, and a light
+ * load pays the sleeps and wake-ups of one loop, not of every worker's
+ * (each with fewer events per wait). Worker 0 wakes the parked workers
+ * again when it used more than IOCP__UNPARK_ABOVE percent of a window; and
+ * a parked worker takes its loop back when worker 0 has made no turn for
+ * two looks IOCP__PARK_CHECK_MS apart while awake (a long callback, or a
+ * system that does not let it run), so a slow callback on worker 0 holds
+ * the parked loops' connections some 40 ms at most. */
+#define IOCP__PARK_WINDOW_NS (50ull * 1000000)
+#define IOCP__PARK_BELOW 20
+#define IOCP__UNPARK_ABOVE 70
+#define IOCP__PARK_HOLD_NS (1000ull * 1000000) /* no parking this soon after a wake */
+#define IOCP__PARK_CHECK_MS 20
+
+static uint64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Loop 0's worker serves parked loop l: one wait's worth of its readiness
+ * (which reads its eventfd), then its queue. In this order: a task queued
+ * after the queue is taken finds l "sleeping" and writes the eventfd again,
+ * which makes l's set ready in ours. */
+static void serve_parked(struct iocp__eng_loop *l) {
+  struct epoll_event evs[IOCP__EVENTS];
+  iocp__task *list;
+  int n = iocp__hooks.epoll_wait(l->epfd, evs, IOCP__EVENTS, 0);
+  if (n > 0) handle_events(l, evs, n);
+  iocp__mutex_lock(&l->qlock);
+  list = l->qhead;
+  l->qhead = l->qtail = NULL;
+  if (atomic_load(&l->parked)) atomic_store(&l->sleeping, 1);
+  iocp__mutex_unlock(&l->qlock);
+  while (list != NULL) {
+    iocp__task *t = list;
+    list = t->next;
+    t->next = NULL;
+    t->queued = 0;
+    if (t->kind == IOCP__TASK_STOP) { /* l was woken to stop: its own */
+      iocp__linux_task_push(l, t);
+      continue;
+    }
+    task_run(t);
+    run_local();
+  }
+}
+
+/* park_lock held. */
+static void unpark_locked(struct iocp__eng_server *e, struct iocp__eng_loop *l) {
+  struct epoll_event ev;
+  if (!atomic_load(&l->parked)) return;
+  memset(&ev, 0, sizeof(ev));
+  iocp__hooks.epoll_ctl(iocp__linux_loop(e, 0)->epfd, EPOLL_CTL_DEL, l->epfd, &ev);
+  iocp__mutex_lock(&l->qlock);
+  atomic_store(&l->parked, 0);
+  iocp__cond_broadcast(&l->park_cond);
+  iocp__mutex_unlock(&l->qlock);
+}
+
+static void unpark_all(struct iocp__eng_server *e, int close) {
+  uint32_t i;
+  iocp__mutex_lock(&e->park_lock);
+  if (close) e->parking_closed = 1;
+  for (i = 1; i < e->nloops; i++) unpark_locked(e, iocp__linux_loop(e, i));
+  iocp__mutex_unlock(&e->park_lock);
+}
+
+/* Worker l (not 0) lends its loop to worker 0 and sleeps until woken. */
+static void park(struct iocp__eng_loop *l) {
+  struct iocp__eng_server *e = iocp__server_eng(l->server);
+  struct iocp__eng_loop *host = iocp__linux_loop(e, 0);
+  unsigned last;
+  int ok = 0, stuck = 0;
+  iocp__mutex_lock(&e->park_lock);
+  if (!e->parking_closed && !atomic_load(&host->dead)) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN; /* level-triggered: while l's set has ready events */
+    ev.data.u64 = IOCP__KEY_LOOP(l->index);
+    iocp__mutex_lock(&l->qlock);
+    if (l->qhead == NULL) { /* later tasks reach worker 0 through l's eventfd */
+      atomic_store(&l->sleeping, 1);
+      atomic_store(&l->parked, 1);
+      ok = 1;
+    }
+    iocp__mutex_unlock(&l->qlock);
+    if (ok && iocp__hooks.epoll_ctl(host->epfd, EPOLL_CTL_ADD, l->epfd, &ev) != 0) {
+      atomic_store(&l->parked, 0);
+      ok = 0;
+    }
+  }
+  iocp__mutex_unlock(&e->park_lock);
+  if (!ok) return;
+  /* Asleep; every IOCP__PARK_CHECK_MS a look at worker 0: awake and
+   * without a new turn for two looks in a row, it is stuck in a callback
+   * (or the system does not let it run), and this worker takes its loop
+   * back. */
+  iocp__mutex_lock(&l->qlock);
+  last = atomic_load(&host->turns);
+  while (atomic_load(&l->parked)) {
+    unsigned turns;
+    iocp__cond_wait_ms(&l->park_cond, &l->qlock, IOCP__PARK_CHECK_MS);
+    turns = atomic_load(&host->turns);
+    stuck = turns == last && !atomic_load(&host->sleeping) ? stuck + 1 : 0;
+    last = turns;
+    if (stuck >= 2 && atomic_load(&l->parked)) {
+      iocp__mutex_unlock(&l->qlock);
+      iocp__mutex_lock(&e->park_lock);
+      unpark_locked(e, l);
+      iocp__mutex_unlock(&e->park_lock);
+      iocp__mutex_lock(&l->qlock);
+    }
+  }
+  iocp__mutex_unlock(&l->qlock);
+  l->hold_until_ns = clock_ns(CLOCK_MONOTONIC_COARSE) + IOCP__PARK_HOLD_NS;
+}
+
+/* After each wait: at the end of a window, how busy the worker was (its
+ * thread's CPU time over the window: a worker that the system preempts is
+ * not busy), and the decision. The coarse clock costs no system call; the
+ * thread's CPU clock is read once per window. */
+static void account(struct iocp__eng_loop *l) {
+  struct iocp__eng_server *e = iocp__server_eng(l->server);
+  uint64_t now = clock_ns(CLOCK_MONOTONIC_COARSE), span, cpu;
+  unsigned busy;
+  span = now - l->win_start_ns;
+  if (span < IOCP__PARK_WINDOW_NS) return;
+  cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  busy = (unsigned)((cpu - l->win_cpu_ns) * 100 / span);
+  l->win_start_ns = now;
+  l->win_cpu_ns = cpu;
+  if (l->index == 0) {
+    if (busy > IOCP__UNPARK_ABOVE) unpark_all(e, 0);
+  } else if (busy < IOCP__PARK_BELOW && now >= l->hold_until_ns) {
+    park(l);
+    l->win_start_ns = clock_ns(CLOCK_MONOTONIC_COARSE);
+    l->win_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  }
 }
 
 static void *worker_main(void *arg) {
@@ -189,11 +361,15 @@ static void *worker_main(void *arg) {
   iocp_server *s = l->server;
   struct iocp__eng_server *e = iocp__server_eng(s);
   struct epoll_event evs[IOCP__EVENTS];
+  int parking = e->nloops > 1;
   iocp__worker_enter(s, l->index);
   local_budget = IOCP__LOCAL_BUDGET;
+  l->win_start_ns = clock_ns(CLOCK_MONOTONIC_COARSE);
+  l->win_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  l->hold_until_ns = l->win_start_ns + IOCP__PARK_HOLD_NS;
   for (;;) {
     iocp__task *list;
-    int i, n, timeout = 0;
+    int n, timeout = 0;
     /* The queue as it is now; what arrives meanwhile waits for the next
      * turn, after this turn's readiness. */
     iocp__mutex_lock(&l->qlock);
@@ -202,11 +378,15 @@ static void *worker_main(void *arg) {
     if (list == NULL) {
       atomic_store(&l->sleeping, 1);
       timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
+      /* An idle worker that may park looks at its window now and then. */
+      if (parking && l->index > 0) timeout = (int)(IOCP__PARK_WINDOW_NS / 1000000);
     }
     iocp__mutex_unlock(&l->qlock);
     if (run_tasks(list)) break;
     n = iocp__hooks.epoll_wait(l->epfd, evs, IOCP__EVENTS, timeout);
     if (timeout != 0) atomic_store(&l->sleeping, 0);
+    atomic_store_explicit(&l->turns, atomic_load_explicit(&l->turns, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (n < 0) {
       int err = errno;
       if (iocp__linux_errclass(err) == IOCP__ERR_AGAIN) continue;
@@ -217,20 +397,8 @@ static void *worker_main(void *arg) {
       break;
     }
     if (atomic_load(&e->backoff)) iocp__linux_accept_resume(s);
-    for (i = 0; i < n; i++) {
-      uint64_t key = evs[i].data.u64;
-      if (key == IOCP__KEY_WAKE) {
-        uint64_t v; /* tasks are taken at the top of the loop */
-        ssize_t got = read(l->evfd, &v, sizeof(v)); /* fails only when already 0 */
-        (void)got;
-        continue;
-      }
-      if (key == IOCP__KEY_LISTENER)
-        iocp__linux_on_listener(s);
-      else
-        iocp__linux_on_conn_event(s, key, evs[i].events);
-      run_local();
-    }
+    handle_events(l, evs, n);
+    if (parking) account(l);
   }
   iocp__worker_leave(s);
   return NULL;
@@ -243,6 +411,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
   size_t line = iocp__sys_cache_line();
   struct epoll_event ev;
   uint32_t i;
+  iocp__mutex_init(&e->park_lock);
   e->stride = (sizeof(struct iocp__eng_loop) + line - 1) / line * line;
   e->loops_mem = iocp__calloc(1, (size_t)n * e->stride + line); /* a line to align by hand */
   if (e->loops_mem == NULL) return IOCP_ENOMEM;
@@ -255,7 +424,10 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
     l->stop.kind = IOCP__TASK_STOP;
     atomic_init(&l->sleeping, 0);
     atomic_init(&l->dead, 0);
+    atomic_init(&l->parked, 0);
+    atomic_init(&l->turns, 0);
     iocp__mutex_init(&l->qlock);
+    iocp__cond_init(&l->park_cond);
     e->nloops++; /* from here on loops_close undoes it */
     l->epfd = iocp__hooks.epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0) return iocp__linux_error(errno);
@@ -279,8 +451,10 @@ void iocp__linux_loops_close(iocp_server *s) {
     if (l->evfd >= 0) iocp__hooks.close(l->evfd);
     if (l->epfd >= 0) iocp__hooks.close(l->epfd);
     iocp__mutex_destroy(&l->qlock);
+    iocp__cond_destroy(&l->park_cond);
   }
   e->nloops = 0;
+  iocp__mutex_destroy(&e->park_lock);
   iocp__free(e->loops_mem);
   e->loops_mem = NULL;
   e->loops = NULL;
@@ -321,6 +495,7 @@ int iocp__linux_workers_start(iocp_server *s) {
 void iocp__linux_workers_stop(iocp_server *s) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   uint32_t i;
+  unpark_all(e, 1); /* each stop token must reach its own worker */
   for (i = 0; i < e->nloops; i++) {
     struct iocp__eng_loop *l = iocp__linux_loop(e, i);
     if (l->started) iocp__linux_task_push(l, &l->stop);
