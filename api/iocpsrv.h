@@ -385,7 +385,9 @@ typedef struct iocp_config {
   /* IPv4 or IPv6 address as text to bind to: "127.0.0.1" (default), "::1",
    * "0.0.0.0" (all IPv4), "::" (all IPv6). Copied by iocp_create(). */
   const char *bind_address;
-  /* Worker threads; 0 (default) = one per processor; at most 1024. */
+  /* Worker threads; 0 (default) = one per processor (in queue mode one
+   * fewer, at least one: the thread calling iocp_wait() is busy too); at
+   * most 1024. */
   uint32_t threads;
   /* listen() backlog; 0 (default) = the system maximum. */
   uint32_t backlog;
@@ -393,9 +395,12 @@ typedef struct iocp_config {
    * connections one wake-up accepts, capped at 64); 1 to 4096, default 16. */
   uint32_t accepts_posted;
   /* Size in bytes of the buffer one receive reads into; 64 to 64 MiB
-   * (67108864), default 65536. A buffer is lent from a small per-worker pool
-   * only while received bytes wait for on_data, so an idle connection holds
-   * none (since 1.1). */
+   * (67108864), default 65536. A buffer is lent from a pool only while
+   * received bytes wait for on_data (in queue mode: until the DATA event's
+   * batch is released), so an idle connection holds none (since 1.1). The
+   * pool keeps a few spares per worker plus as many as the recent peak of
+   * buffers lent at once (the last second or two) needs, and returns the
+   * rest to the allocator as that peak falls. */
   uint32_t recv_buffer_size;
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
    * returns IOCP_EQUEUEFULL rather than exceed it. At least 1, no upper

@@ -79,6 +79,42 @@ static void test_bad_arguments(void **state) {
   assert_int_equal(iocp_destroy(s), IOCP_OK);
 }
 
+/* threads = 0 means one worker per processor, and in queue mode one fewer
+ * (at least one): the thread calling iocp_wait() is busy too. An explicit
+ * count is kept as given. Thread counts of whole servers, each destroyed
+ * (its workers joined) before the next starts. */
+static long threads_of(uint32_t delivery, uint32_t threads) {
+  iocp_callbacks cb;
+  iocp_config c;
+  iocp_server *s = NULL;
+  long before, n;
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  cb.on_data = ignore_data;
+  iocp_config_init(&c, sizeof(c));
+  c.port = 0;
+  c.delivery = delivery;
+  c.threads = threads;
+  before = ts_thread_count();
+  assert_int_equal(iocp_create(&c, delivery == IOCP_DELIVERY_QUEUE ? NULL : &cb, NULL, &s),
+                   IOCP_OK);
+  n = ts_thread_count() - before;
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+  return n;
+}
+
+static void test_default_workers_leave_a_processor_to_the_drainer(void **state) {
+  long one, per_cpu, queue_default, cpus;
+  (void)state;
+  one = threads_of(IOCP_DELIVERY_CALLBACKS, 1); /* 1 worker + the engine's others */
+  per_cpu = threads_of(IOCP_DELIVERY_CALLBACKS, 0);
+  cpus = per_cpu - one + 1;
+  assert_true(cpus >= 1);
+  queue_default = threads_of(IOCP_DELIVERY_QUEUE, 0);
+  assert_int_equal(queue_default - one + 1, cpus > 1 ? cpus - 1 : 1);
+  assert_int_equal(threads_of(IOCP_DELIVERY_QUEUE, 3) - one + 1, 3); /* as given */
+}
+
 /* ---- Time-outs and wake-ups -------------------------------------------------- */
 
 static void wake_later(void *arg) {
@@ -469,6 +505,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_one_mode_per_server),
       cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_default_workers_leave_a_processor_to_the_drainer),
       cmocka_unit_test(test_timeout_and_wake),
       cmocka_unit_test(test_echo_order_and_data_lifetime),
       cmocka_unit_test(test_peer_closed_and_sent_events),

@@ -1,6 +1,6 @@
 /* Unit tests of the platform-free core pieces that need no socket: the send
- * queue (dll/core/sendq.c) and the id -> connection table
- * (dll/core/conn_table.c), linked against the static build so that the
+ * queue (dll/core/sendq.c), the id -> connection table
+ * (dll/core/conn_table.c) and the receive buffer pool (dll/core/worker.c), linked against the static build so that the
  * allocator can be made to fail (dll/core/hooks.h). */
 #include "tsupport.h"
 #include "internal.h"
@@ -13,6 +13,27 @@
 static int fail_allocations; /* these tests are single-threaded */
 static void *maybe_malloc(size_t n) { return fail_allocations ? NULL : malloc(n); }
 static void *maybe_calloc(size_t n, size_t s) { return fail_allocations ? NULL : calloc(n, s); }
+
+/* Buffer allocations of the pool's size, counted (the pool tests). */
+static size_t counted_size;
+static int counted_mallocs, counted_frees;
+static void *counting_malloc(size_t n) {
+  void *p = fail_allocations ? NULL : malloc(n + 16);
+  if (p == NULL) return NULL;
+  *(size_t *)p = n;
+  if (n == counted_size) counted_mallocs++;
+  return (char *)p + 16;
+}
+static void counting_free(void *p) {
+  if (p == NULL) return;
+  if (*(size_t *)((char *)p - 16) == counted_size) counted_frees++;
+  free((char *)p - 16);
+}
+static void *counting_calloc(size_t n, size_t s) {
+  void *p = counting_malloc(n * s);
+  if (p != NULL) memset(p, 0, n * s);
+  return p;
+}
 
 static int use_failing_allocator(void **state) {
   (void)state;
@@ -263,6 +284,78 @@ static void test_table_out_of_memory(void **state) {
   iocp__table_free(&t);
 }
 
+
+/* ---- Receive buffer pool --------------------------------------------------------- */
+
+#define POOL_BUF 4096 /* an odd size for this test, so only buffers are counted */
+
+static int use_counting_allocator(void **state) {
+  (void)state;
+  fail_allocations = 0;
+  counted_size = POOL_BUF;
+  counted_mallocs = counted_frees = 0;
+  iocp__hooks.malloc = counting_malloc;
+  iocp__hooks.calloc = counting_calloc;
+  iocp__hooks.free = counting_free;
+  return 0;
+}
+
+/* A server shell with just what the pool uses; this thread is no worker, as
+ * the thread draining a queue-mode server is not. */
+static iocp_server *pool_server(uint32_t workers) {
+  iocp_server *s = calloc(1, sizeof(*s));
+  assert_non_null(s);
+  s->cfg.recv_buffer_size = POOL_BUF;
+  assert_int_equal(iocp__workers_init(&s->workers, workers, 64), IOCP_OK);
+  return s;
+}
+
+static void pool_server_free(iocp_server *s) {
+  iocp__workers_free(&s->workers);
+  free(s);
+}
+
+/* Queue mode's pattern: buffers taken one by one, given back a batch at a
+ * time from a thread that is no worker. Once the pool has seen the load, a
+ * batch's buffers serve the next batch: no allocation (and no fault-in)
+ * per event, as there is none in callback mode. */
+static void test_pool_keeps_a_batch_swing(void **state) {
+  enum { BATCH = 100, ROUNDS = 50 };
+  iocp_server *s = pool_server(2);
+  uint8_t *b[BATCH];
+  int r, i, warm = 0;
+  (void)state;
+  for (r = 0; r < ROUNDS; r++) {
+    for (i = 0; i < BATCH; i++) assert_non_null(b[i] = iocp__buf_get(s));
+    for (i = 0; i < BATCH; i++) iocp__buf_put(s, b[i]);
+    if (r == 0) warm = counted_mallocs;
+  }
+  assert_int_equal(warm, BATCH);
+  assert_int_equal(counted_mallocs, BATCH); /* nothing more after the first round */
+  assert_int_equal(counted_frees, 0);
+  pool_server_free(s);
+  assert_int_equal(counted_frees, counted_mallocs); /* all given back at the end */
+}
+
+/* Out of memory while the pool grows: the buffer goes back to the
+ * allocator, nothing is lost and the pool still works. */
+static void test_pool_growth_out_of_memory(void **state) {
+  iocp_server *s = pool_server(1);
+  uint8_t *b[20];
+  int i;
+  (void)state;
+  for (i = 0; i < 20; i++) assert_non_null(b[i] = iocp__buf_get(s));
+  fail_allocations = 1;
+  for (i = 0; i < 20; i++) iocp__buf_put(s, b[i]);
+  assert_true(s->workers.pool_n <= s->workers.pool_cap);
+  assert_int_equal(counted_frees, 20 - (int)s->workers.pool_n);
+  fail_allocations = 0;
+  for (i = 0; i < 20; i++) assert_non_null(b[i] = iocp__buf_get(s));
+  for (i = 0; i < 20; i++) iocp__buf_put(s, b[i]);
+  pool_server_free(s);
+  assert_int_equal(counted_frees, counted_mallocs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sendq_small_sends_share_a_chunk_in_order),
@@ -275,6 +368,10 @@ int main(void) {
       cmocka_unit_test(test_table_finds_every_id_and_only_those),
       cmocka_unit_test(test_table_close_visits_each_and_refuses_more),
       cmocka_unit_test_setup_teardown(test_table_out_of_memory, use_failing_allocator, restore_hooks),
+      cmocka_unit_test_setup_teardown(test_pool_keeps_a_batch_swing, use_counting_allocator,
+                                      restore_hooks),
+      cmocka_unit_test_setup_teardown(test_pool_growth_out_of_memory, use_counting_allocator,
+                                      restore_hooks),
   };
   return cmocka_run_group_tests_name("units", tests, NULL, NULL);
 }

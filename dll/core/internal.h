@@ -170,7 +170,10 @@ typedef struct iocp__workers {
   size_t stride;       /* bytes between slots, a multiple of the line */
   iocp__mutex pool_lock;
   uint8_t **pool;      /* under pool_lock: spare receive buffers */
-  uint32_t pool_n, pool_cap;
+  uint32_t pool_n, pool_cap; /* pool_cap grows (doubling) as the load asks */
+  uint32_t base_spares; /* spares kept beyond the recent peak of buffers lent */
+  int64_t peak, peak_prev; /* under pool_lock: most lent at once, this epoch and the last */
+  uint64_t epoch_ms;       /* when this epoch began (iocp__now_ms) */
 } iocp__workers;
 
 int iocp__workers_init(iocp__workers *w, uint32_t threads, size_t line);

@@ -96,6 +96,17 @@ static void gate_wait_idle(iocp_server *s) {
   while ((iocp__ref_add(&s->gate, 0) & ~IOCP__GATE_CLOSED) != 0) iocp__yield();
 }
 
+/* config.threads, or its default: one worker per processor, and in queue
+ * mode one fewer (at least one), since the caller's draining thread is one
+ * more busy thread (on 2 cores, 2 workers and the drainer cost a third more
+ * CPU per 64-byte echo than 1 worker and the drainer: bench.sh, lang). */
+static uint32_t default_threads(const iocp_server *s) {
+  uint32_t cpus;
+  if (s->cfg.threads != 0) return s->cfg.threads;
+  cpus = iocp__sys_cpu_count();
+  return s->queue_mode && cpus > 1 ? cpus - 1 : cpus;
+}
+
 int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callbacks,
                           void *user, iocp_server **server) {
   struct sockaddr_storage addr;
@@ -133,7 +144,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   s->user = user;
   line = iocp__sys_cache_line();
   rc = iocp__table_init(&s->table, line);
-  if (rc == IOCP_OK) rc = iocp__workers_init(&s->workers, s->cfg.threads, line);
+  if (rc == IOCP_OK) rc = iocp__workers_init(&s->workers, default_threads(s), line);
   if (rc != IOCP_OK) goto fail_tables;
   iocp__mutex_init(&s->lock);
   iocp__cond_init(&s->cond);

@@ -3,7 +3,8 @@
 //   EchoServer.exe [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]
 //
 // --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
-// --threads to one per processor, --mode to queue (batches drained by one
+// --threads to the library's default (one per processor; in queue mode one
+// fewer, at least one), --mode to queue (batches drained by one
 // thread of the wrapper; "callbacks" runs the handler on library workers). Prints "listening on port N" when ready and
 // exits cleanly when Enter is pressed or standard input ends.
 //

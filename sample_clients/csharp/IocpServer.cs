@@ -279,8 +279,10 @@ namespace IocpSrv
         internal static extern int iocp_create(ref Config config, IntPtr callbacks, IntPtr user,
                                                      out IntPtr server);
 
+        // events: a pinned Event[] (the drain loop pins its array once, so
+        // no call marshals or copies it).
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_wait(ServerHandle server, [Out] Event[] events, uint max, int timeoutMs);
+        internal static extern int iocp_wait(ServerHandle server, IntPtr events, uint max, int timeoutMs);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_wake(ServerHandle server);
@@ -531,7 +533,7 @@ namespace IocpSrv
     {
         public ushort Port = 50000;           // 0 picks a free port
         public string Bind = "127.0.0.1";
-        public uint Threads;                  // 0 = one per processor
+        public uint Threads;                  // 0 = one per processor (queue mode: one fewer, at least 1)
         public uint Backlog;
         public uint AcceptsPosted;
         public uint RecvBufferSize;
@@ -1002,12 +1004,17 @@ namespace IocpSrv
 
         private void Drain()
         {
+            // Pinned for the loop's life: the library writes each batch
+            // straight into the array (an [Out] Event[] parameter made Mono
+            // marshal the whole array, all Batch entries, on every call).
+            GCHandle pin = GCHandle.Alloc(events, GCHandleType.Pinned);
             try
             {
+                IntPtr at = pin.AddrOfPinnedObject();
                 for (;;)
                 {
                     // One P/Invoke per batch; it also releases the last one.
-                    int n = NativeMethods.iocp_wait(handle, events, (uint)events.Length, -1);
+                    int n = NativeMethods.iocp_wait(handle, at, (uint)events.Length, -1);
                     if (n == IocpErrors.EClosed) return;
                     if (n < 0) throw new IocpException(n, "iocp_wait");
                     for (int i = 0; i < n; i++) Dispatch(ref events[i]);
@@ -1016,6 +1023,10 @@ namespace IocpSrv
             catch (Exception e)
             {
                 Report("iocp_wait", e);   // the server cannot be drained any more
+            }
+            finally
+            {
+                pin.Free();
             }
         }
 

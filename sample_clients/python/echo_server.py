@@ -4,7 +4,8 @@
     echo_server.py [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]
 
 --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
---threads to one per processor, --mode to queue (events taken in batches by
+--threads to the library's default (one per processor; in queue mode one
+fewer, at least one), --mode to queue (events taken in batches by
 one Python thread; "callbacks" calls back from the library's workers). Prints "listening on port N" when ready and
 exits cleanly when Enter is pressed or standard input ends. The library is
 found as iocpsrv.py describes (LD_LIBRARY_PATH / PATH, or IOCPSRV_LIBRARY).

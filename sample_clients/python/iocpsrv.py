@@ -454,7 +454,8 @@ class Server:
 
     Keyword arguments (all optional):
       port=50000 (0 picks a free port; read it back from .port),
-      bind="127.0.0.1", threads=0 (one per processor), backlog=0,
+      bind="127.0.0.1", threads=0 (one per processor; queue mode: one fewer,
+      at least 1), backlog=0,
       accepts_posted=0, recv_buffer_size=0, max_send_queue=0, nodelay=True
       (0 keeps the library default), dual_stack=False (True: an IPv6 bind
       address such as "::" takes IPv4 connections too), the 1.1 controls,

@@ -13,8 +13,10 @@
 #   lang  natively, the wrappers: the Python sample (echo_server.py) in queue
 #         (batched) and callback mode, and uvloop, against an asyncio
 #         Protocol echo (test/bench/asyncio_echo.py), all on Debian's
-#         /usr/bin/python3; and the C# sample on Mono in both modes against
-#         the C sample. Echoes/s and the server's CPU time per echo.
+#         /usr/bin/python3; and the C# sample on Mono in both modes and
+#         the C echo in queue mode (test/bench/queue_echo.c: the library's
+#         own cost of iocp_wait) against the C sample. Echoes/s and the
+#         server's CPU time per echo.
 #         Configurations: --lang-configs.
 #   http  natively, the HTTP sample (sample_clients/c/http_server.c) against
 #         nginx (`return 200 "Hello, World!"`, the same number of workers,
@@ -116,7 +118,7 @@ if want uv || want http || want lang; then
 fi
 if [ -f build/linux/build.ninja ]; then
   ninja -C build/linux test/bench/loadgen test/bench/baseline_epoll sample_clients/echo_server \
-    sample_clients/http_server >&2
+    sample_clients/http_server test/bench/queue_echo >&2
   if want lang; then
     ninja -C build/linux >&2 # the library, and the C# sample when mcs is there
     for mod in uvloop; do
@@ -403,6 +405,7 @@ if want lang; then
   if command -v mono >/dev/null && [ -f "$nat/sample_clients/EchoServer.exe" ]; then
     variants+=(
       "cs|C echo_server|$linux_echo"
+      "cs|C queue_echo (iocp_wait)|$nat/test/bench/queue_echo"
       "cs|C# queue (Mono)|mono $nat/sample_clients/EchoServer.exe --mode queue"
       "cs|C# callbacks (Mono)|mono $nat/sample_clients/EchoServer.exe --mode callbacks"
     )
