@@ -86,7 +86,8 @@ struct iocp__eng_loop {
   int started;             /* its thread runs (or ran) and is joined at stop */
   pthread_t thread;
   iocp__task stop;         /* its stop token */
-  atomic_int sleeping;     /* set under qlock with the queue empty, before a wait */
+  atomic_int sleeping;     /* set under qlock with the queue empty, before a wait
+                            * (and while parked); a pusher that clears it writes evfd */
   atomic_int dead;         /* its epoll_wait broke: it left, others take its work */
   atomic_int parked;       /* its worker sleeps; loop 0's serves its set and queue */
   atomic_uint turns;       /* waits so far (of loop 0: a parked worker's watchdog) */
