@@ -400,7 +400,12 @@ typedef struct iocp_config {
    * batch is released), so an idle connection holds none (since 1.1). The
    * pool keeps a few spares per worker plus as many as the recent peak of
    * buffers lent at once (the last second or two) needs, and returns the
-   * rest to the allocator as that peak falls. */
+   * rest to the allocator as that peak falls. On Windows a busy connection
+   * (its last receive found bytes) waits for its next bytes in such a
+   * buffer, so they arrive with the completion: at most 16 MiB of buffers
+   * per server wait so (16 to 4,096 of them), each given back after one to
+   * two seconds of silence, so a connection that stays idle holds none
+   * there either. */
   uint32_t recv_buffer_size;
   /* Per-connection limit on bytes queued and not yet sent; iocp_send()
    * returns IOCP_EQUEUEFULL rather than exceed it. At least 1, no upper

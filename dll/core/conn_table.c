@@ -158,6 +158,10 @@ void iocp__table_each(iocp__table *t, void (*fn)(iocp__conn *c, void *arg), void
   }
 }
 
+void iocp__conn_each(iocp_server *s, void (*fn)(iocp__conn *c, void *arg), void *arg) {
+  iocp__table_each(&s->table, fn, arg);
+}
+
 /* Without a lock: each shard's count is read whole; the sum is a snapshot. */
 uint64_t iocp__table_count(const iocp__table *t) {
   int64_t n = 0;

@@ -110,6 +110,9 @@ iocp__conn *iocp__conn_lookup(iocp_server *s, iocp_conn_id id);
  * engine has made the socket ready for receives and sends) or the negative
  * IOCP_ code that failed it. Drops the attempt's reference. */
 void iocp__conn_connected(iocp__conn *c, int error);
+/* Calls fn on every connection in the table (with the table's shard lock
+ * held: fn may take the connection's lock, and nothing else). */
+void iocp__conn_each(iocp_server *s, void (*fn)(iocp__conn *c, void *arg), void *arg);
 /* Drops one reference (each completed operation drops the one it held). */
 void iocp__conn_unref(iocp__conn *c);
 

@@ -40,7 +40,10 @@ struct iocp__eng_conn {
   unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (iocp__win_tuning) */
   unsigned skip_port : 1; /* no packet for an operation that succeeds at once */
   unsigned v6 : 1;        /* an IPv6 socket */
+  unsigned hot : 1;       /* its last receive found bytes: the next one takes a buffer (recv.c) */
+  unsigned demote : 1;    /* the sweep cancelled its buffered receive (recv.c) */
   uint8_t *rbuf; /* a buffered receive's buffer while it is posted, or NULL */
+  uint32_t hot_gen; /* the server's hot_gen when its buffered receive was posted */
   iocp__op recv_op;
   iocp__op send_op;
   /* In a worker's list while send_op's report is owed: it completed at once
@@ -68,18 +71,27 @@ struct iocp__eng_conn {
  * succeeds at once is posted to the port, to wait its turn (engine.c says
  * why); 0 lets every completion go through the port.
  *
+ * hot_budget -1 (default) lets at most 16 MiB of receive buffers (16 to
+ * 4,096 buffers) wait in buffered receives of hot connections at once; N
+ * >= 0 at most N (0: every receive is zero-byte). hot_idle_ms (default
+ * 1000) is the sweep's period: a buffered receive that waited one to two
+ * periods is turned into a zero-byte one (recv.c). Only with zero_byte_recv.
+ *
  * dequeue_batch 1 (default) makes workers take one packet per
  * GetQueuedCompletionStatus; N > 1 up to N per GetQueuedCompletionStatusEx
  * (at most IOCP__DEQUEUE_MAX).
  *
- * skip_on_success and dequeue_batch are read when a server starts, where
- * the environment variables IOCPSRV_SKIP_ON_SUCCESS and
- * IOCPSRV_DEQUEUE_BATCH (a number each) override them: knobs for the tests
+ * skip_on_success, dequeue_batch, hot_budget and hot_idle_ms are read when
+ * a server starts, where the environment variables IOCPSRV_SKIP_ON_SUCCESS,
+ * IOCPSRV_DEQUEUE_BATCH, IOCPSRV_HOT_BUDGET and IOCPSRV_HOT_IDLE_MS (a
+ * number each) override them: knobs for the tests
  * and the benchmark (test/tools/bench.sh), not an interface. */
 struct iocp__win_tuning {
   int zero_byte_recv;
   int skip_on_success;
   int dequeue_batch;
+  int hot_budget;
+  int hot_idle_ms;
 };
 extern struct iocp__win_tuning iocp__win_tuning;
 #define IOCP__DEQUEUE_MAX 64
@@ -107,6 +119,13 @@ struct iocp__eng_server {
   volatile LONG ifs[2]; /* per family: 0 not asked yet, 1 IFS handles, 2 not (an LSP) */
   int skip_on_success;  /* iocp__win_tuning, as read at start */
   ULONG dequeue_batch;  /* 1..IOCP__DEQUEUE_MAX */
+  /* Buffered receives of hot connections (recv.c). */
+  int hot_budget;            /* at most this many posted at once */
+  DWORD hot_idle_ms;         /* the sweep's period */
+  volatile LONG hot_parked;  /* posted now */
+  volatile LONG hot_gen;     /* sweeps so far */
+  volatile LONG hot_demoted; /* buffered receives the sweeps cancelled (for tests) */
+  volatile LONG64 next_sweep; /* GetTickCount64() when the next sweep is due */
 };
 
 /* Socket calls of this engine, replaceable by tests. */
@@ -157,6 +176,22 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
  * set) is set up for the receive path iocp__win_tuning selects, and to skip
  * the port on success where it may. Lock held. */
 void iocp__win_receive_mode(iocp__conn *c);
+
+/* recv.c: the receive path. A receive completed (no lock held; err: its
+ * Win32 error). */
+void iocp__win_recv_done(iocp__conn *c, DWORD err, DWORD bytes);
+/* At server start: the budget (-1: the default) and the sweep's period. */
+void iocp__win_hot_init(iocp_server *s, int budget, int idle_ms);
+/* A worker's wait, shortened to the sweep's period while buffered receives
+ * wait; and the sweep, run by whichever worker finds it due. */
+DWORD iocp__win_hot_wait(iocp_server *s, DWORD wait);
+void iocp__win_hot_sweep(iocp_server *s);
+
+/* engine.c, for recv.c: an operation succeeded at once on a socket that
+ * skips the port (lock held; 0 or an IOCP_ code), and the result class of
+ * an operation's Win32 error. */
+int iocp__win_completed_at_once(iocp__conn *c, iocp__op *op, DWORD bytes);
+int iocp__win_io_result(DWORD err);
 
 /* The one translation of Win32 and Winsock error codes to IOCP_ codes. */
 int iocp__win_error(DWORD err);

@@ -39,7 +39,7 @@
 /* Both completion tools off by default: measured under Wine against the
  * engine without them, neither won with many connections (README,
  * "Performance"); tests and the benchmark turn them on. */
-struct iocp__win_tuning iocp__win_tuning = {1, 0, 1};
+struct iocp__win_tuning iocp__win_tuning = {1, 0, 1, -1, 1000};
 
 BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol) {
@@ -48,7 +48,7 @@ BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
   return iocp__server_eng(s)->acceptex(listener, sock, buf, 0, addrlen, addrlen, &got, ol);
 }
 
-static int io_result(DWORD err) {
+int iocp__win_io_result(DWORD err) {
   if (err == 0) return IOCP__IO_OK;
   return iocp__win_error(err) == IOCP_ECLOSED ? IOCP__IO_ABORTED : IOCP__IO_RESET;
 }
@@ -225,8 +225,6 @@ static void on_accept(iocp__accept_op *a, DWORD err) {
   iocp__mutex_unlock(&e->accept_lock);
 }
 
-static void on_recv(iocp__conn *c, DWORD err, DWORD bytes);
-
 /* ---- Operations that completed at once ------------------------------------------
  * A receive or send on a socket that skips the port (skip_port) and
  * succeeded at once queues no packet: the engine owes its report.
@@ -252,7 +250,7 @@ static IOCP__TLS int local_budget;
 /* Lock held. The operation succeeded with `bytes`; 0 or an IOCP_ code (the
  * port refused the packet: only when it is closed, which it is not before
  * every connection is gone). */
-static int completed_at_once(iocp__conn *c, iocp__op *op, DWORD bytes) {
+int iocp__win_completed_at_once(iocp__conn *c, iocp__op *op, DWORD bytes) {
   iocp_server *s = iocp__conn_server(c);
   struct iocp__eng_conn *e = iocp__conn_eng(c);
   op->ol.Internal = 0; /* STATUS_SUCCESS, as a packet from the port would carry */
@@ -283,10 +281,10 @@ static void complete(ULONG_PTR key, OVERLAPPED *ol, DWORD err, DWORD bytes) {
     on_accept(CONTAINING_RECORD(op, iocp__accept_op, op), err);
     break;
   case IOCP__OP_RECV:
-    on_recv((iocp__conn *)key, err, bytes);
+    iocp__win_recv_done((iocp__conn *)key, err, bytes);
     break;
   case IOCP__OP_SEND:
-    iocp__conn_send_done((iocp__conn *)key, io_result(err), bytes);
+    iocp__conn_send_done((iocp__conn *)key, iocp__win_io_result(err), bytes);
     break;
   case IOCP__OP_RUN:
     iocp__conn_run((iocp__conn *)key);
@@ -350,7 +348,7 @@ static DWORD WINAPI worker_main(void *arg) {
   for (;;) {
     OVERLAPPED_ENTRY got[IOCP__DEQUEUE_MAX];
     DWORD errs[IOCP__DEQUEUE_MAX];
-    DWORD wait = e->parked ? IOCP__PARKED_RETRY_MS : INFINITE;
+    DWORD wait = iocp__win_hot_wait(s, e->parked ? IOCP__PARKED_RETRY_MS : INFINITE);
     ULONG n = dequeue(e, got, errs, wait), i, stops = 0;
     int retry = 0;
 
@@ -383,6 +381,7 @@ static DWORD WINAPI worker_main(void *arg) {
       break;
     }
     if (retry && e->parked) retry_parked(s);
+    iocp__win_hot_sweep(s);
   }
   iocp__worker_leave(s);
   return 0;
@@ -497,6 +496,8 @@ int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
   batch = iocp__win_tuning.dequeue_batch;
   batch = batch < 1 ? 1 : batch > IOCP__DEQUEUE_MAX ? IOCP__DEQUEUE_MAX : batch;
   e->dequeue_batch = (ULONG)knob("IOCPSRV_DEQUEUE_BATCH", batch, 1, IOCP__DEQUEUE_MAX);
+  iocp__win_hot_init(s, knob("IOCPSRV_HOT_BUDGET", iocp__win_tuning.hot_budget, -1, INT_MAX),
+                     knob("IOCPSRV_HOT_IDLE_MS", iocp__win_tuning.hot_idle_ms, 1, 3600000));
   iocp__mutex_init(&e->accept_lock);
   iocp__cond_init(&e->accept_cond);
   if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
@@ -571,136 +572,6 @@ void iocp__eng_finish(iocp_server *s) {
 
 /* ---- Connection operations (connection lock held) --------------------------- */
 
-/* Whether sockets of a family may skip the port: only where the provider's
- * handles are real file handles (XP1_IFS_HANDLES). A layered provider that
- * is not (an old firewall's or proxy's LSP) completes operations itself and
- * may report one that skipped the port anyway, or none; libuv makes the same
- * check. Asked once per family, of the first connected socket; an error
- * counts as "not". */
-static int ifs_handles(iocp_server *s, SOCKET sock, int v6) {
-  volatile LONG *known = &iocp__server_eng(s)->ifs[v6];
-  LONG v = InterlockedCompareExchange(known, 0, 0);
-  if (v == 0) {
-    WSAPROTOCOL_INFOW info;
-    int len = sizeof(info);
-    v = getsockopt(sock, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) == 0 &&
-                (info.dwServiceFlags1 & XP1_IFS_HANDLES)
-            ? 1
-            : 2;
-    InterlockedExchange(known, v); /* racing askers store the same answer */
-  }
-  return v == 1;
-}
-
-void iocp__win_receive_mode(iocp__conn *c) {
-  struct iocp__eng_conn *e = iocp__conn_eng(c);
-  iocp_server *s = iocp__conn_server(c);
-  u_long nonblocking = 1;
-  /* The zero-byte receive reads with a non-blocking recv afterwards;
-   * without non-blocking mode the connection keeps a buffer posted. */
-  e->zero_byte = iocp__win_tuning.zero_byte_recv &&
-                 iocp__hooks.ioctlsocket(e->sock, FIONBIO, &nonblocking) == 0;
-  /* Best effort: without it every completion goes through the port. The
-   * socket's event is never waited on, so it need not be set either. */
-  e->skip_port = iocp__server_eng(s)->skip_on_success &&
-                 ifs_handles(s, e->sock, e->v6) &&
-                 iocp__hooks.set_completion_modes(
-                     (HANDLE)e->sock,
-                     FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
-}
-
-static int post_recv_locked(iocp__conn *c) {
-  struct iocp__eng_conn *e = iocp__conn_eng(c);
-  WSABUF b;
-  DWORD flags = 0, got = 0;
-  int rc = IOCP_OK;
-  b.buf = NULL;
-  b.len = 0;
-  if (!e->zero_byte) {
-    iocp_server *s = iocp__conn_server(c);
-    assert(e->rbuf == NULL);
-    e->rbuf = iocp__buf_get(s);
-    if (e->rbuf == NULL) return IOCP_ENOMEM;
-    b.buf = (char *)e->rbuf;
-    b.len = (ULONG)iocp__buf_size(s);
-  }
-  memset(&e->recv_op.ol, 0, sizeof(e->recv_op.ol));
-  e->recv_op.kind = IOCP__OP_RECV;
-  if (iocp__hooks.wsarecv(e->sock, &b, 1, &got, &flags, &e->recv_op.ol, NULL) == 0) {
-    if (e->skip_port) rc = completed_at_once(c, &e->recv_op, got); /* else a packet comes */
-  } else {
-    DWORD err = WSAGetLastError();
-    if (err != WSA_IO_PENDING) rc = iocp__win_error(err);
-  }
-  if (rc != IOCP_OK) {
-    iocp__buf_put(iocp__conn_server(c), e->rbuf);
-    e->rbuf = NULL;
-  }
-  return rc;
-}
-
-int iocp__eng_recv(iocp__conn *c) {
-  if (iocp__conn_eng(c)->sock == INVALID_SOCKET) return IOCP_ECLOSED;
-  return post_recv_locked(c);
-}
-
-/* After a zero-byte WSARecv completed: reads what is there into a buffer of
- * the pool, or posts the zero-byte receive again when nothing is (the bytes
- * that woke it may have been taken by an earlier read). Returns 1 when the
- * receive is reported in *buf / *n / *result, 0 when it is posted again. */
-static int read_now_locked(iocp__conn *c, uint8_t **buf, size_t *n, int *result) {
-  struct iocp__eng_conn *e = iocp__conn_eng(c);
-  iocp_server *s = iocp__conn_server(c);
-  size_t cap = iocp__buf_size(s);
-  int got;
-  *buf = NULL;
-  *n = 0;
-  *result = IOCP__IO_ABORTED;
-  if (e->sock == INVALID_SOCKET) return 1; /* closed meanwhile */
-  *buf = iocp__buf_get(s);
-  if (*buf == NULL) {
-    *result = IOCP__IO_RESET;
-    return 1;
-  }
-  got = iocp__hooks.recv(e->sock, (char *)*buf, cap > INT_MAX ? INT_MAX : (int)cap, 0);
-  if (got > 0) {
-    *n = (size_t)got;
-    *result = IOCP__IO_OK;
-    return 1;
-  }
-  iocp__buf_put(s, *buf);
-  *buf = NULL;
-  if (got == 0) {
-    *result = IOCP__IO_OK; /* the peer's FIN */
-    return 1;
-  }
-  if (WSAGetLastError() == WSAEWOULDBLOCK && post_recv_locked(c) == IOCP_OK) return 0;
-  iocp__stat_add(s, IOCP__STAT_SYSTEM_ERRORS, 1);
-  *result = IOCP__IO_RESET;
-  return 1;
-}
-
-/* A receive completed (no lock held). */
-static void on_recv(iocp__conn *c, DWORD err, DWORD bytes) {
-  struct iocp__eng_conn *e = iocp__conn_eng(c);
-  uint8_t *buf;
-  size_t n = bytes;
-  int result = io_result(err);
-  iocp__conn_lock(c);
-  buf = e->rbuf; /* set while a buffered receive was posted */
-  e->rbuf = NULL;
-  if (buf == NULL && result == IOCP__IO_OK && !read_now_locked(c, &buf, &n, &result)) {
-    iocp__conn_unlock(c);
-    return; /* posted again: still owed a report */
-  }
-  iocp__conn_unlock(c);
-  if (result != IOCP__IO_OK || n == 0) {
-    iocp__buf_put(iocp__conn_server(c), buf);
-    buf = NULL;
-  }
-  iocp__conn_recv_done(c, result, buf, n);
-}
-
 /* Gathers the buffers into WSABUFs, at most IOCP__SEND_MAX bytes in all: the
  * completion reports a 32-bit byte count, and a buffer cut short must be the
  * last one (bytes after a cut would go out before the rest of that buffer). */
@@ -724,7 +595,7 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
   memset(&e->send_op.ol, 0, sizeof(e->send_op.ol));
   e->send_op.kind = IOCP__OP_SEND;
   if (iocp__hooks.wsasend(e->sock, b, (DWORD)n, &sent, 0, &e->send_op.ol, NULL) == 0)
-    return e->skip_port ? completed_at_once(c, &e->send_op, sent) : IOCP_OK;
+    return e->skip_port ? iocp__win_completed_at_once(c, &e->send_op, sent) : IOCP_OK;
   err = WSAGetLastError();
   return err == WSA_IO_PENDING ? IOCP_OK : iocp__win_error(err);
 }

@@ -1,8 +1,9 @@
 /* Idle-connection client: native Linux, one thread, blocking sockets.
  *
- *   idle --port N --conns C
+ *   idle --port N --conns C [--warm 1]
  *
- * Opens C connections to 127.0.0.1:N and leaves them idle, prints
+ * Opens C connections to 127.0.0.1:N (with --warm 1, echoes 32 bytes on
+ * each first: connections that were busy once) and leaves them idle, prints
  * "connected C" and waits for a line on standard input (the caller measures
  * the server meanwhile). Then sends 32 bytes on every connection, all before
  * reading any, reads every echo back and checks it, prints "echoed C ok" (or
@@ -38,19 +39,35 @@ static void pattern(unsigned char *buf, int i) {
   for (k = 0; k < MSG; k++) buf[k] = (unsigned char)(i * 7 + k * 13);
 }
 
+/* Sends 32 bytes on every connection, all before reading any, then reads
+ * every echo back; returns how many came back whole. */
+static int echo_all(const int *fds, int conns) {
+  unsigned char out[MSG], in[MSG];
+  int i, ok = 0;
+  for (i = 0; i < conns; i++) {
+    pattern(out, i);
+    if (send(fds[i], out, MSG, MSG_NOSIGNAL) != MSG) break;
+  }
+  for (i = 0; i < conns; i++) {
+    pattern(out, i);
+    if (read_exact(fds[i], in, MSG) == 0 && memcmp(in, out, MSG) == 0) ok++;
+  }
+  return ok;
+}
+
 int main(int argc, char **argv) {
   struct sockaddr_in sa;
   struct timeval tv = {30, 0};
-  unsigned char out[MSG], in[MSG];
   char line[16];
-  int port = 0, conns = 0, i, ok = 0;
+  int port = 0, conns = 0, warm = 0, i, ok = 0;
   int *fds;
   for (i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--port") == 0) port = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--conns") == 0) conns = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--warm") == 0) warm = atoi(argv[i + 1]);
   }
   if (port <= 0 || port > 65535 || conns <= 0) {
-    fprintf(stderr, "usage: idle --port N --conns C\n");
+    fprintf(stderr, "usage: idle --port N --conns C [--warm 1]\n");
     return 2;
   }
   fds = calloc((size_t)conns, sizeof(*fds));
@@ -67,17 +84,14 @@ int main(int argc, char **argv) {
     }
     setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   }
+  if (warm && echo_all(fds, conns) != conns) {
+    fprintf(stderr, "idle: the first echo failed\n");
+    return 1;
+  }
   printf("connected %d\n", conns);
   fflush(stdout);
   if (fgets(line, sizeof(line), stdin) == NULL) { /* end of input: go on too */ }
-  for (i = 0; i < conns; i++) {
-    pattern(out, i);
-    if (send(fds[i], out, MSG, MSG_NOSIGNAL) != MSG) break;
-  }
-  for (i = 0; i < conns; i++) {
-    pattern(out, i);
-    if (read_exact(fds[i], in, MSG) == 0 && memcmp(in, out, MSG) == 0) ok++;
-  }
+  ok = echo_all(fds, conns);
   if (ok == conns)
     printf("echoed %d ok\n", conns);
   else
