@@ -81,6 +81,16 @@
  * - Under Wine (not Windows) a peer's reset can reach the library as an
  *   orderly end of stream, so on_disconnect may say IOCP_REASON_PEER_CLOSED
  *   where Windows says IOCP_REASON_RESET.
+ * - Which worker serves a connection: on Windows any worker takes any
+ *   completion from the one port. On Linux each connection belongs to one
+ *   worker's epoll set for its whole life (round robin as connections are
+ *   made; on_connect of an accepted one runs on the worker that accepted
+ *   it), as in one nginx worker or one libuv loop per thread; and a worker
+ *   that has little to do lends its connections to the first worker and
+ *   sleeps until that one gets busy. So on Linux a callback that blocks
+ *   also holds the other connections of its worker (those lent to a blocked
+ *   first worker go back to their own within some 40 ms). The ordering
+ *   guarantees above are the same.
  * - How the Windows engine takes completions changes nothing a caller sees:
  *   workers take one packet at a time from one I/O completion port. It can
  *   also let sockets skip the port when an operation succeeds at once

@@ -6,8 +6,9 @@
  * worker performs the system call when the socket is ready, and the result
  * is reported to the core once. Results that are known while the
  * connection's lock is held (an immediate send, an operation aborted by a
- * close) travel through the server's task queue, so the core is never
- * entered from inside an engine call. */
+ * close) travel through a task queue (the worker's own list, or the queue
+ * of the connection's loop), so the core is never entered from inside an
+ * engine call. */
 #ifndef IOCP_LINUX_ENG_H
 #define IOCP_LINUX_ENG_H
 
@@ -37,7 +38,7 @@ enum iocp__task_kind {
   IOCP__TASK_STOP     /* the worker that takes it exits */
 };
 
-/* A node of the server's task queue. Every node is embedded in the
+/* A node of a loop's task queue. Every node is embedded in the
  * connection or the server it belongs to, so queueing never allocates and
  * cannot fail. A connection's node is recovered from its address. */
 typedef struct iocp__task {
@@ -49,8 +50,11 @@ typedef struct iocp__task {
   uint8_t *buf; /* RECV: the pool's buffer holding the bytes */
 } iocp__task;
 
-/* The first member of the core's connection (core/engine.h). Everything
- * below is under the connection's lock. */
+struct iocp__eng_loop;
+
+/* The first member of the core's connection (core/engine.h). `loop` is
+ * set once, before the connection is seen by another thread; everything
+ * else is under the connection's lock. */
 struct iocp__eng_conn {
   int fd;                  /* -1 once closed */
   unsigned recv_posted : 1; /* a receive waits for readability */
@@ -61,6 +65,7 @@ struct iocp__eng_conn {
   unsigned hup : 1;        /* the peer's FIN (or an error) is in: read until recv says so */
   unsigned settled : 1;    /* a recv met EAGAIN: every later arrival brings an edge we see */
   int niov;
+  struct iocp__eng_loop *loop; /* the worker whose epoll set holds the socket */
   struct iovec iov[IOCP__LINUX_MAX_IOV];
   iocp__task recv_task;
   iocp__task send_task;
@@ -68,21 +73,45 @@ struct iocp__eng_conn {
   iocp__task connect_task;
 };
 
-struct iocp__eng_server {
-  int epfd;
-  int evfd;                /* readable exactly while the task queue is not empty */
-  int family;
-  pthread_t *threads;
-  uint32_t nthreads;
-  atomic_uint next_index;  /* each worker takes its index from it */
-  iocp__task *stops;       /* one stop token per worker */
-
+/* One worker's loop (loop.c): its own epoll set, wake-up and task queue.
+ * Each connection belongs to one loop for its whole life, so a worker
+ * waits only for its own connections' readiness and takes many events per
+ * wait, as one libuv loop or one nginx worker does. The loops sit a cache
+ * line apart: what one worker writes shares no line with another's. */
+struct iocp__eng_loop {
+  iocp_server *server;
+  uint32_t index;          /* the worker's index (iocp__worker_enter) */
+  int epfd;                /* its connections, the shared listener, evfd */
+  int evfd;                /* written when a task arrives while it sleeps */
+  int started;             /* its thread runs (or ran) and is joined at stop */
+  pthread_t thread;
+  iocp__task stop;         /* its stop token */
+  atomic_int sleeping;     /* set under qlock with the queue empty, before a wait
+                            * (and while parked); a pusher that clears it writes evfd */
+  atomic_int dead;         /* its epoll_wait broke: it left, others take its work */
+  atomic_int parked;       /* its worker sleeps; loop 0's serves its set and queue */
+  atomic_uint turns;       /* waits so far (of loop 0: a parked worker's watchdog) */
+  iocp__cond park_cond;    /* a parked worker sleeps on it, with qlock */
   iocp__mutex qlock;
   iocp__task *qhead;       /* under qlock */
   iocp__task *qtail;       /* under qlock */
+  /* The worker's own time accounting for parking; no other thread reads it. */
+  uint64_t win_start_ns, win_cpu_ns, hold_until_ns;
+};
+
+struct iocp__eng_server {
+  int family;
+  void *loops_mem;         /* nloops loops, `stride` bytes apart from `loops` */
+  uint8_t *loops;
+  size_t stride;
+  uint32_t nloops;         /* loops made (their sets and eventfds) */
+  atomic_uint next_loop;   /* round robin: the loop of the next connection */
+  iocp__mutex park_lock;   /* parking and unparking, one loop at a time */
+  int parking_closed;      /* under park_lock: stopping, nobody parks */
 
   iocp__mutex accept_lock;
   int listener;            /* under accept_lock; -1 once closed */
+  int listener_armed;      /* under accept_lock: in every loop's set */
   uint32_t accept_batch;   /* connections taken per wake-up */
   int64_t backoff_until;   /* under accept_lock: monotonic ms */
   atomic_int backoff;      /* out of descriptors: accepting paused */
@@ -115,16 +144,45 @@ struct iocp__eng_server {
       shutdown, recv, sendmsg,                                                     \
       accept4, epoll_create1, epoll_ctl, epoll_wait, eventfd, pthread_create
 
-/* Shared by engine.c and connect.c (connection lock held). */
+/* Shared by engine.c, loop.c and connect.c. */
 typedef struct iocp__conn iocp__conn;
-/* Reports a task's result: on this worker right after its current work, or
- * through the queue. */
+/* Reports a task's result (connection lock held): on this worker right
+ * after its current work, or through the connection's loop. */
 void iocp__linux_task_done(iocp__conn *c, iocp__task *t, int result, size_t bytes);
-/* Registers a new connection's socket with epoll, disarmed. */
+/* The same with a receive's buffer. */
+void iocp__linux_task_done_buf(iocp__conn *c, iocp__task *t, int result, size_t bytes,
+                               uint8_t *buf);
+/* Queues a task on a loop (a dead loop's go to a live one) and wakes its
+ * worker if it sleeps. */
+void iocp__linux_task_push(struct iocp__eng_loop *l, iocp__task *t);
+/* The loop of index i, and the one a new connection joins. */
+struct iocp__eng_loop *iocp__linux_loop(struct iocp__eng_server *e, uint32_t i);
+struct iocp__eng_loop *iocp__linux_loop_pick(struct iocp__eng_server *e);
+/* Makes one loop per worker (its set and eventfd); undone by loops_close. */
+int iocp__linux_loops_open(iocp_server *s, uint32_t n);
+void iocp__linux_loops_close(iocp_server *s);
+/* Starts a worker thread per loop; stops and joins them. */
+int iocp__linux_workers_start(iocp_server *s);
+void iocp__linux_workers_stop(iocp_server *s);
+/* What a worker does with readiness (engine.c). */
+void iocp__linux_on_listener(iocp_server *s);
+void iocp__linux_on_conn_event(iocp_server *s, uint64_t id, uint32_t events);
+void iocp__linux_accept_resume(iocp_server *s);
+/* Registers a new connection's socket with its loop's epoll set. */
 int iocp__linux_register(iocp__conn *c, int fd);
 /* A readiness event while a connect is posted: takes its result. Returns 1
  * and sets *error when the attempt is over. */
 int iocp__linux_connect_ready(iocp__conn *c, int *error);
+
+/* The pause before accepting again after running out of descriptors. */
+#define IOCP__BACKOFF_MS 50
+
+/* epoll data: connection ids start at 1 and never reach UINT64_MAX. */
+#define IOCP__KEY_LISTENER UINT64_C(0)
+#define IOCP__KEY_WAKE UINT64_MAX
+/* A parked loop's set, nested in loop 0's (workers are at most 1024). */
+#define IOCP__KEY_LOOP(i) (UINT64_MAX - 1 - (uint64_t)(i))
+#define IOCP__KEY_LOOP_MIN IOCP__KEY_LOOP(1024)
 
 /* The one translation of errno values to IOCP_ codes. */
 int iocp__linux_error(int err);

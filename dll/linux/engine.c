@@ -1,9 +1,10 @@
-/* The epoll engine: the Linux twin of dll/win/engine.c.
+/* The epoll engine: the Linux twin of dll/win/engine.c. Connection I/O,
+ * accepting, start and stop; the workers and their loops are in loop.c.
  *
- * One epoll set and one task queue per server, and a pool of workers that
- * take queued tasks and readiness events in turn. The core sees the same
- * completions as from the IOCP engine: each posted receive or send is
- * reported exactly once, aborted when the socket was closed first.
+ * One loop per worker (loop.c), each with its own epoll set and task queue;
+ * a connection belongs to one loop. The core sees the same completions as
+ * from the IOCP engine: each posted receive or send is reported exactly
+ * once, aborted when the socket was closed first.
  *
  * Stale events. epoll data is never a pointer: a connection's socket is
  * registered under the connection's id (never 0, never reused), the listener
@@ -19,8 +20,8 @@
  * iocp__eng_close clears the flags it finds set and queues those operations
  * as aborted. Whoever clears a flag reports, so nothing is lost or doubled.
  * Reports are made with no lock held: directly by a worker that performed the
- * call, through the task queue when the result is known inside an engine
- * call (the core holds the connection's lock there).
+ * call, through a task when the result is known inside an engine call (the
+ * core holds the connection's lock there).
  *
  * Readiness is edge-triggered and registered once: no epoll_ctl per
  * operation. The flags readable / writable remember what the last edge
@@ -29,10 +30,11 @@
  * edge). A posted receive or send is tried at once when its flag is set, as
  * WSARecv and WSASend do, and otherwise waits for the edge; so an echo costs
  * the kernel's floor: the wait, one recv, one send. Every result travels
- * through the queue or the next wait, so a busy connection goes to the back
- * of the line after each receive. An edge may reach a second worker while a
- * first one still works on the connection; both serialise on the lock and
- * the flags keep that harmless. */
+ * through a task or the next wait, so a busy connection goes to the back
+ * of the line after a few receives. Another thread may work on a
+ * connection while its loop's worker handles an edge (an API call, or the
+ * worker that accepted it running on_connect); both serialise on the lock
+ * and the flags keep that harmless. */
 #include "../core/engine.h"
 
 #include <assert.h>
@@ -40,7 +42,6 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
@@ -48,27 +49,10 @@
 
 _Static_assert(IOCP__MAX_IOV <= IOCP__LINUX_MAX_IOV, "eng.h: iov array too small");
 
-#define IOCP__KEY_LISTENER UINT64_C(0) /* connection ids start at 1 */
-#define IOCP__KEY_WAKE UINT64_MAX      /* never reached by the id counter */
-/* Readiness events one worker takes per wait. With several workers, few, so
- * that work spreads over the pool rather than queueing behind one worker's
- * callbacks; a lone worker has no one to share with and takes many, as a
- * libuv loop does: one wait then serves many connections (fewer system calls
- * and sleeps per message). */
-#define IOCP__EVENTS_SHARED 8
-#define IOCP__EVENTS_ALONE 64
-/* Tasks a worker runs before it looks at readiness again. */
-#define IOCP__TASKS_PER_ROUND 16
-/* The pause before accepting again after running out of descriptors. */
-#define IOCP__BACKOFF_MS 50
 /* The most connections one wake-up accepts (cfg.accepts_posted, capped). */
 #define IOCP__ACCEPT_BATCH_MAX 64
 /* The most bytes one send hands to the kernel (fits ssize_t everywhere). */
 #define IOCP__SEND_MAX ((size_t)1 << 30)
-
-#define CONN_OF(task, member)                                                              \
-  iocp__eng_conn_owner(                                                                     \
-      (struct iocp__eng_conn *)((char *)(task) - offsetof(struct iocp__eng_conn, member)))
 
 /* A result taken under the lock and reported after it is released. */
 typedef struct io_done {
@@ -78,108 +62,8 @@ typedef struct io_done {
   uint8_t *buf; /* a receive's bytes */
 } io_done;
 
-/* ---- Task queue ---------------------------------------------------------------
- * A FIFO of embedded nodes. The eventfd is readable exactly while the queue
- * is not empty (both change under qlock), and is registered level-triggered,
- * so sleeping workers wake while tasks wait and stay asleep otherwise. */
-
-static void task_push(struct iocp__eng_server *e, iocp__task *t) {
-  static const uint64_t one = 1;
-  iocp__mutex_lock(&e->qlock);
-  assert(!t->queued);
-  t->queued = 1;
-  t->next = NULL;
-  if (e->qtail != NULL) {
-    e->qtail->next = t;
-  } else {
-    e->qhead = t;
-    /* Cannot fail: the counter is 0 here and never exceeds 1. */
-    if (write(e->evfd, &one, sizeof(one)) < 0) assert(0);
-  }
-  e->qtail = t;
-  iocp__mutex_unlock(&e->qlock);
-}
-
-static iocp__task *task_pop(struct iocp__eng_server *e) {
-  iocp__task *t;
-  iocp__mutex_lock(&e->qlock);
-  t = e->qhead;
-  if (t != NULL) {
-    e->qhead = t->next;
-    if (e->qhead == NULL) {
-      uint64_t v;
-      e->qtail = NULL;
-      if (read(e->evfd, &v, sizeof(v)) < 0) assert(0); /* readable: it held 1 */
-    }
-    t->next = NULL;
-    t->queued = 0;
-  }
-  iocp__mutex_unlock(&e->qlock);
-  return t;
-}
-
-/* Results a worker produced itself (a send or receive that completed at once
- * inside a callback) wait in its own list and run right after the current
- * unit of work: no eventfd round trip, no hand-over to another thread. The
- * budget bounds such chains per unit of work, so one busy connection cannot
- * keep a worker from the shared queue; past it, results go there. */
-#define IOCP__LOCAL_BUDGET 8
-static IOCP__TLS iocp__task *local_head, *local_tail;
-static IOCP__TLS int local_budget;
-
-static void task_done(iocp_server *s, iocp__task *t, const io_done *d) {
-  t->result = d->result;
-  t->bytes = d->bytes;
-  t->buf = d->buf;
-  if (iocp__on_worker(s) && local_budget > 0) {
-    local_budget--;
-    t->next = NULL;
-    if (local_tail != NULL)
-      local_tail->next = t;
-    else
-      local_head = t;
-    local_tail = t;
-    return;
-  }
-  task_push(iocp__server_eng(s), t);
-}
-
-static void task_run(iocp__task *t);
-
-/* Ends a unit of work: runs what it left in the worker's own list. */
-static void run_local(void) {
-  while (local_head != NULL) {
-    iocp__task *t = local_head;
-    local_head = t->next;
-    if (local_head == NULL) local_tail = NULL;
-    t->next = NULL;
-    task_run(t);
-  }
-  local_budget = IOCP__LOCAL_BUDGET;
-}
-
-static void task_run(iocp__task *t) {
-  /* Taken out first: the node may be queued again inside the call. */
-  int result = t->result;
-  size_t bytes = t->bytes;
-  uint8_t *buf = t->buf;
-  t->buf = NULL;
-  switch (t->kind) {
-  case IOCP__TASK_RUN: iocp__conn_run(CONN_OF(t, run_task)); break;
-  case IOCP__TASK_RECV: iocp__conn_recv_done(CONN_OF(t, recv_task), result, buf, bytes); break;
-  case IOCP__TASK_SEND: iocp__conn_send_done(CONN_OF(t, send_task), result, bytes); break;
-  case IOCP__TASK_CONNECT: iocp__conn_connected(CONN_OF(t, connect_task), result); break;
-  default: assert(0); break;
-  }
-}
-
-void iocp__linux_task_done(iocp__conn *c, iocp__task *t, int result, size_t bytes) {
-  io_done d;
-  d.done = 1;
-  d.result = result;
-  d.bytes = bytes;
-  d.buf = NULL;
-  task_done(iocp__conn_server(c), t, &d);
+static void task_done(iocp__conn *c, iocp__task *t, const io_done *d) {
+  iocp__linux_task_done_buf(c, t, d->result, d->bytes, d->buf);
 }
 
 /* ---- Connection I/O (connection lock held) ------------------------------------ */
@@ -244,13 +128,13 @@ static void close_fd(iocp__conn *c) {
   struct epoll_event ev; /* ignored by EPOLL_CTL_DEL; old kernels want one */
   memset(&ev, 0, sizeof(ev));
   /* Explicit, so a descriptor copied by fork() cannot keep it registered. */
-  iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_DEL, iocp__conn_eng(c)->fd, &ev);
+  iocp__hooks.epoll_ctl(iocp__conn_eng(c)->loop->epfd, EPOLL_CTL_DEL, iocp__conn_eng(c)->fd, &ev);
   iocp__hooks.close(iocp__conn_eng(c)->fd);
   iocp__conn_eng(c)->fd = -1;
 }
 
 /* A readiness event for connection `id`, on a worker, no lock held. */
-static void on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
+void iocp__linux_on_conn_event(iocp_server *s, uint64_t id, uint32_t events) {
   io_done r = {0, 0, 0, NULL}, w = {0, 0, 0, NULL}, k = {0, 0, 0, NULL};
   iocp__conn *c = iocp__conn_lookup(s, id);
   if (c == NULL) return; /* stale: the connection is gone */
@@ -284,7 +168,7 @@ int iocp__eng_recv(iocp__conn *c) {
    * through the queue (the back of the line: fair to other connections);
    * a drained socket waits for its next edge without a call. */
   if (iocp__conn_eng(c)->readable) try_recv_locked(c, &d);
-  if (d.done) task_done(iocp__conn_server(c), &iocp__conn_eng(c)->recv_task, &d);
+  if (d.done) task_done(c, &iocp__conn_eng(c)->recv_task, &d);
   return IOCP_OK;
 }
 
@@ -305,7 +189,7 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
   iocp__conn_eng(c)->send_posted = 1;
   /* Usually the socket has room: write now, report through the queue. */
   if (iocp__conn_eng(c)->writable) try_send_locked(c, &d);
-  if (d.done) task_done(iocp__conn_server(c), &iocp__conn_eng(c)->send_task, &d);
+  if (d.done) task_done(c, &iocp__conn_eng(c)->send_task, &d);
   return IOCP_OK;
 }
 
@@ -332,7 +216,7 @@ long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len) {
 }
 
 int iocp__eng_post_run(iocp__conn *c) {
-  task_push(iocp__server_eng(iocp__conn_server(c)), &iocp__conn_eng(c)->run_task);
+  iocp__linux_task_push(iocp__conn_eng(c)->loop, &iocp__conn_eng(c)->run_task);
   return IOCP_OK;
 }
 
@@ -354,11 +238,11 @@ void iocp__eng_close(iocp__conn *c, int abortive) {
   close_fd(c);
   if (iocp__conn_eng(c)->recv_posted) {
     iocp__conn_eng(c)->recv_posted = 0;
-    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->recv_task, &aborted);
+    task_done(c, &iocp__conn_eng(c)->recv_task, &aborted);
   }
   if (iocp__conn_eng(c)->send_posted) {
     iocp__conn_eng(c)->send_posted = 0;
-    task_done(iocp__conn_server(c), &iocp__conn_eng(c)->send_task, &aborted);
+    task_done(c, &iocp__conn_eng(c)->send_task, &aborted);
   }
   if (iocp__conn_eng(c)->connect_posted) {
     iocp__conn_eng(c)->connect_posted = 0;
@@ -370,8 +254,11 @@ void iocp__eng_conn_free(iocp__conn *c) {
   if (iocp__conn_eng(c)->fd >= 0) close_fd(c);
 }
 
+/* The connection's loop is chosen here, round robin, before any other
+ * thread sees it. */
 void iocp__eng_conn_init(iocp__conn *c) {
   iocp__conn_eng(c)->fd = -1;
+  iocp__conn_eng(c)->loop = iocp__linux_loop_pick(iocp__server_eng(iocp__conn_server(c)));
   iocp__conn_eng(c)->recv_task.kind = IOCP__TASK_RECV;
   iocp__conn_eng(c)->send_task.kind = IOCP__TASK_SEND;
   iocp__conn_eng(c)->run_task.kind = IOCP__TASK_RUN;
@@ -389,7 +276,7 @@ int iocp__linux_register(iocp__conn *c, int fd) {
   iocp__conn_eng(c)->writable = 1;
   iocp__conn_eng(c)->hup = 0;
   iocp__conn_eng(c)->settled = 0;
-  if (iocp__hooks.epoll_ctl(iocp__server_eng(iocp__conn_server(c))->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+  if (iocp__hooks.epoll_ctl(iocp__conn_eng(c)->loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
     return iocp__linux_error(errno);
   iocp__conn_eng(c)->fd = fd;
   return IOCP_OK;
@@ -403,27 +290,53 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int arm_listener_locked(struct iocp__eng_server *e, int op) {
-  struct epoll_event ev;
-  memset(&ev, 0, sizeof(ev));
-  ev.events = EPOLLIN | EPOLLONESHOT;
-  ev.data.u64 = IOCP__KEY_LISTENER;
-  if (iocp__hooks.epoll_ctl(e->epfd, op, e->listener, &ev) != 0) return iocp__linux_error(errno);
-  return IOCP_OK;
+/* Puts the listener in every loop's set, level-triggered. EPOLLEXCLUSIVE:
+ * a new connection wakes one sleeping worker, not all (kernels before 4.5
+ * refuse the flag: then all). */
+static int arm_listener_locked(struct iocp__eng_server *e) {
+  uint32_t i;
+  int rc = IOCP_OK;
+  e->listener_armed = 1;
+  for (i = 0; i < e->nloops && rc == IOCP_OK; i++) {
+    struct iocp__eng_loop *l = iocp__linux_loop(e, i);
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.u64 = IOCP__KEY_LISTENER;
+    if (iocp__hooks.epoll_ctl(l->epfd, EPOLL_CTL_ADD, e->listener, &ev) == 0) continue;
+    ev.events = EPOLLIN;
+    if (errno != EINVAL || iocp__hooks.epoll_ctl(l->epfd, EPOLL_CTL_ADD, e->listener, &ev) != 0)
+      rc = iocp__linux_error(errno);
+  }
+  return rc;
 }
 
-/* Leaves the listener disarmed for a while; the workers wait with a time-out
- * meanwhile and re-arm it in resume_accepting(). */
+/* Takes the listener out of every set (a set that never had it says ENOENT). */
+static void disarm_listener_locked(struct iocp__eng_server *e) {
+  uint32_t i;
+  if (!e->listener_armed) return;
+  for (i = 0; i < e->nloops; i++) {
+    struct epoll_event ev; /* ignored by EPOLL_CTL_DEL; old kernels want one */
+    memset(&ev, 0, sizeof(ev));
+    iocp__hooks.epoll_ctl(iocp__linux_loop(e, i)->epfd, EPOLL_CTL_DEL, e->listener, &ev);
+  }
+  e->listener_armed = 0;
+}
+
+/* Leaves the listener out of the sets for a while; the workers wait with a
+ * time-out meanwhile and put it back in iocp__linux_accept_resume(). */
 static void backoff_locked(struct iocp__eng_server *e) {
+  disarm_listener_locked(e);
   e->backoff_until = now_ms() + IOCP__BACKOFF_MS;
   atomic_store(&e->backoff, 1);
 }
 
-static void resume_accepting(struct iocp__eng_server *e) {
+void iocp__linux_accept_resume(iocp_server *s) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
   iocp__mutex_lock(&e->accept_lock);
   if (atomic_load(&e->backoff) && now_ms() >= e->backoff_until) {
     atomic_store(&e->backoff, 0);
-    if (e->listener >= 0 && arm_listener_locked(e, EPOLL_CTL_MOD) != IOCP_OK) backoff_locked(e);
+    if (e->listener >= 0 && arm_listener_locked(e) != IOCP_OK) backoff_locked(e);
   }
   iocp__mutex_unlock(&e->accept_lock);
 }
@@ -494,15 +407,16 @@ static void log_news(iocp_server *s, const accept_news *n) {
               IOCP__BACKOFF_MS);
 }
 
-/* The listener is readable: take a bounded batch, re-arm it (so another
- * worker can take the next batch), then set the batch up. */
-static void on_listener(iocp_server *s) {
+/* The listener is readable: take a bounded batch, then set it up (the
+ * listener stays readable while more wait: level-triggered, the next wait
+ * of any worker takes the next batch). Each new connection joins a loop
+ * round robin; on_connect runs here. */
+void iocp__linux_on_listener(iocp_server *s) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   struct sockaddr_storage peers[IOCP__ACCEPT_BATCH_MAX];
   int fds[IOCP__ACCEPT_BATCH_MAX];
   accept_news news = {0, 0, 0};
   uint32_t i, n = 0, tries;
-  int rearm = 1;
 
   iocp__mutex_lock(&e->accept_lock);
   if (e->listener < 0) {
@@ -527,7 +441,6 @@ static void on_listener(iocp_server *s) {
     }
     if (cls != IOCP__ERR_AGAIN) { /* out of descriptors, or worse: pause */
       backoff_locked(e);
-      rearm = 0;
       if (!e->pause_logged) news.pause_err = err;
       e->pause_logged = 1;
     }
@@ -537,94 +450,10 @@ static void on_listener(iocp_server *s) {
     e->pause_logged = 0;
     news.resumed = 1;
   }
-  if (rearm && arm_listener_locked(e, EPOLL_CTL_MOD) != IOCP_OK) backoff_locked(e);
   iocp__mutex_unlock(&e->accept_lock);
 
   log_news(s, &news);
   for (i = 0; i < n; i++) accept_one(s, fds[i], &peers[i]);
-}
-
-/* ---- Workers ---------------------------------------------------------------------- */
-
-static void *worker_main(void *arg) {
-  iocp_server *s = arg;
-  struct iocp__eng_server *e = iocp__server_eng(s);
-  struct epoll_event evs[IOCP__EVENTS_ALONE];
-  int max_events = iocp__worker_count(s) == 1 ? IOCP__EVENTS_ALONE : IOCP__EVENTS_SHARED;
-  iocp__worker_enter(s, atomic_fetch_add(&e->next_index, 1));
-  local_budget = IOCP__LOCAL_BUDGET;
-  for (;;) {
-    int i, n, timeout;
-    for (i = 0; i < IOCP__TASKS_PER_ROUND; i++) {
-      iocp__task *t = task_pop(e);
-      if (t == NULL) break;
-      if (t->kind == IOCP__TASK_STOP) goto out;
-      task_run(t);
-      run_local();
-    }
-    timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
-    n = iocp__hooks.epoll_wait(e->epfd, evs, max_events, timeout);
-    if (n < 0) {
-      int err = errno;
-      if (iocp__linux_errclass(err) == IOCP__ERR_AGAIN) continue;
-      /* Only when the set is broken under us: this worker is lost. */
-      iocp__log(s, IOCP_LOG_ERROR, iocp__linux_error(err),
-                "worker thread stopped: epoll_wait failed (errno %d)", err);
-      break;
-    }
-    if (atomic_load(&e->backoff)) resume_accepting(e);
-    for (i = 0; i < n; i++) {
-      uint64_t key = evs[i].data.u64;
-      if (key == IOCP__KEY_WAKE) continue; /* tasks are taken at the top */
-      if (key == IOCP__KEY_LISTENER)
-        on_listener(s);
-      else
-        on_conn_event(s, key, evs[i].events);
-      run_local();
-    }
-  }
-out:
-  iocp__worker_leave(s);
-  return NULL;
-}
-
-/* Library threads take no process-wide signals (Ctrl-C, termination, child
- * exits, SIGPIPE): those belong to the application's threads. Thread-directed
- * signals stay open: managed runtimes stop threads that ran their code with
- * them (Mono suspends for garbage collection with a real-time signal; a
- * worker that blocked it hung the collector, and so the C# sample). */
-static int start_workers(iocp_server *s, uint32_t want) {
-  static const int process_signals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM, SIGPIPE,
-                                        SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGTSTP,
-                                        SIGTTIN, SIGTTOU, SIGWINCH, SIGURG, SIGVTALRM,
-                                        SIGPROF};
-  struct iocp__eng_server *e = iocp__server_eng(s);
-  sigset_t block, old;
-  int rc = IOCP_OK;
-  uint32_t i;
-  sigemptyset(&block);
-  for (i = 0; i < sizeof(process_signals) / sizeof(process_signals[0]); i++)
-    sigaddset(&block, process_signals[i]);
-  pthread_sigmask(SIG_BLOCK, &block, &old);
-  for (i = 0; i < want; i++) {
-    int err = iocp__hooks.pthread_create(&e->threads[i], NULL, worker_main, s);
-    if (err != 0) {
-      rc = iocp__linux_error(err);
-      break;
-    }
-    e->nthreads++;
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return rc;
-}
-
-/* One stop token per worker: each worker exits on the first it takes. */
-static void stop_workers(iocp_server *s) {
-  struct iocp__eng_server *e = iocp__server_eng(s);
-  uint32_t i;
-  for (i = 0; i < e->nthreads; i++) task_push(e, &e->stops[i]);
-  for (i = 0; i < e->nthreads; i++) pthread_join(e->threads[i], NULL);
-  e->nthreads = 0;
 }
 
 /* ---- Start and stop ---------------------------------------------------------------- */
@@ -668,73 +497,40 @@ static void release(iocp_server *s) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   if (e->listener >= 0) iocp__hooks.close(e->listener);
   e->listener = -1;
-  if (e->evfd >= 0) iocp__hooks.close(e->evfd);
-  e->evfd = -1;
-  if (e->epfd >= 0) iocp__hooks.close(e->epfd);
-  e->epfd = -1;
-  iocp__free(e->threads);
-  e->threads = NULL;
-  iocp__free(e->stops);
-  e->stops = NULL;
+  iocp__linux_loops_close(s);
   iocp__mutex_destroy(&e->accept_lock);
-  iocp__mutex_destroy(&e->qlock);
 }
 
 int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
   struct iocp__eng_server *e = iocp__server_eng(s);
-  struct epoll_event ev;
-  uint32_t i, want;
   int rc;
 
   memset(e, 0, sizeof(*e));
-  e->epfd = e->evfd = e->listener = -1;
+  e->listener = -1;
   e->family = addr->sa_family;
   atomic_init(&e->backoff, 0);
+  atomic_init(&e->next_loop, 0);
   e->accept_batch = iocp__server_config(s)->accepts_posted < IOCP__ACCEPT_BATCH_MAX ? iocp__server_config(s)->accepts_posted
                                                                    : IOCP__ACCEPT_BATCH_MAX;
-  iocp__mutex_init(&e->qlock);
   iocp__mutex_init(&e->accept_lock);
 
-  e->epfd = iocp__hooks.epoll_create1(EPOLL_CLOEXEC);
-  if (e->epfd < 0) {
-    rc = iocp__linux_error(errno);
-    goto fail;
-  }
-  e->evfd = iocp__hooks.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (e->evfd < 0) {
-    rc = iocp__linux_error(errno);
-    goto fail;
-  }
-  memset(&ev, 0, sizeof(ev));
-  ev.events = EPOLLIN; /* level-triggered: see the task queue */
-  ev.data.u64 = IOCP__KEY_WAKE;
-  if (iocp__hooks.epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->evfd, &ev) != 0) {
-    rc = iocp__linux_error(errno);
-    goto fail;
-  }
+  rc = iocp__linux_loops_open(s, iocp__worker_count(s));
+  if (rc != IOCP_OK) goto fail;
   rc = open_listener(s, addr, addrlen);
   if (rc != IOCP_OK) goto fail;
-
-  want = iocp__worker_count(s);
-  e->threads = iocp__calloc(want, sizeof(*e->threads));
-  e->stops = iocp__calloc(want, sizeof(*e->stops));
-  if (e->threads == NULL || e->stops == NULL) {
-    rc = IOCP_ENOMEM;
-    goto fail;
-  }
-  for (i = 0; i < want; i++) e->stops[i].kind = IOCP__TASK_STOP;
-  rc = start_workers(s, want);
+  rc = iocp__linux_workers_start(s);
   if (rc != IOCP_OK) goto fail_workers;
 
   /* Only now can connections arrive: a failed start never ran a callback. */
   iocp__mutex_lock(&e->accept_lock);
-  rc = arm_listener_locked(e, EPOLL_CTL_ADD);
+  rc = arm_listener_locked(e);
+  if (rc != IOCP_OK) disarm_listener_locked(e);
   iocp__mutex_unlock(&e->accept_lock);
   if (rc != IOCP_OK) goto fail_workers;
   return IOCP_OK;
 
 fail_workers:
-  stop_workers(s);
+  iocp__linux_workers_stop(s);
 fail:
   release(s);
   return rc;
@@ -744,9 +540,7 @@ void iocp__eng_stop_accepting(iocp_server *s) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   iocp__mutex_lock(&e->accept_lock);
   if (e->listener >= 0) {
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    iocp__hooks.epoll_ctl(e->epfd, EPOLL_CTL_DEL, e->listener, &ev);
+    disarm_listener_locked(e);
     iocp__hooks.close(e->listener);
     e->listener = -1;
   }
@@ -758,6 +552,6 @@ void iocp__eng_stop_accepting(iocp_server *s) {
  * accepted before the listener closed; the core refuses it (the table is
  * closed) and the worker finishes with it before it takes its stop token. */
 void iocp__eng_finish(iocp_server *s) {
-  stop_workers(s);
+  iocp__linux_workers_stop(s);
   release(s);
 }
