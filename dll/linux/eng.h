@@ -113,7 +113,7 @@ struct iocp__eng_server {
   int listener;            /* under accept_lock; -1 once closed */
   int listener_armed;      /* under accept_lock: in every loop's set */
   uint32_t accept_batch;   /* connections taken per wake-up */
-  int64_t backoff_until;   /* under accept_lock: monotonic ms */
+  uint64_t backoff_until;  /* under accept_lock: iocp__now_ms() */
   atomic_int backoff;      /* out of descriptors: accepting paused */
   int pause_logged;        /* under accept_lock: on_log heard of the pause */
 };

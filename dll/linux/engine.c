@@ -284,12 +284,6 @@ int iocp__linux_register(iocp__conn *c, int fd) {
 
 /* ---- Accepting ------------------------------------------------------------------ */
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Puts the listener in every loop's set, level-triggered. EPOLLEXCLUSIVE:
  * a new connection wakes one sleeping worker, not all (kernels before 4.5
  * refuse the flag: then all). */
@@ -327,14 +321,14 @@ static void disarm_listener_locked(struct iocp__eng_server *e) {
  * time-out meanwhile and put it back in iocp__linux_accept_resume(). */
 static void backoff_locked(struct iocp__eng_server *e) {
   disarm_listener_locked(e);
-  e->backoff_until = now_ms() + IOCP__BACKOFF_MS;
+  e->backoff_until = iocp__now_ms() + IOCP__BACKOFF_MS;
   atomic_store(&e->backoff, 1);
 }
 
 void iocp__linux_accept_resume(iocp_server *s) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   iocp__mutex_lock(&e->accept_lock);
-  if (atomic_load(&e->backoff) && now_ms() >= e->backoff_until) {
+  if (atomic_load(&e->backoff) && iocp__now_ms() >= e->backoff_until) {
     atomic_store(&e->backoff, 0);
     if (e->listener >= 0 && arm_listener_locked(e) != IOCP_OK) backoff_locked(e);
   }

@@ -88,7 +88,7 @@ void iocp__win_hot_init(iocp_server *s, int budget, int idle_ms) {
   e->hot_parked = 0;
   e->hot_gen = 0;
   e->hot_demoted = 0;
-  e->next_sweep = (LONG64)(GetTickCount64() + e->hot_idle_ms);
+  e->next_sweep = (LONG64)(iocp__now_ms() + e->hot_idle_ms);
 }
 
 /* Lock held. Whether this receive takes a buffer: always without zero-byte
@@ -243,11 +243,11 @@ DWORD iocp__win_hot_wait(iocp_server *s, DWORD wait) {
 
 void iocp__win_hot_sweep(iocp_server *s) {
   struct iocp__eng_server *e = iocp__server_eng(s);
-  ULONGLONG now;
+  uint64_t now;
   LONG64 due = e->next_sweep;
   uint32_t gen;
   if (e->hot_parked <= 0) return;
-  now = GetTickCount64();
+  now = iocp__now_ms();
   if ((LONG64)now < due) return;
   /* One worker sweeps per period: the one that moves the deadline. */
   if (InterlockedCompareExchange64(&e->next_sweep, (LONG64)(now + e->hot_idle_ms), due) != due)
