@@ -86,11 +86,17 @@
  *   worker's epoll set for its whole life (round robin as connections are
  *   made; on_connect of an accepted one runs on the worker that accepted
  *   it), as in one nginx worker or one libuv loop per thread; and a worker
- *   that has little to do lends its connections to the first worker and
- *   sleeps until that one gets busy. So on Linux a callback that blocks
- *   also holds the other connections of its worker (those lent to a blocked
- *   first worker go back to their own within some 40 ms). The ordering
- *   guarantees above are the same.
+ *   that has little to do, or that the machine keeps waiting for a
+ *   processor (more busy threads than processors: a client or another
+ *   program on the same machine), lends its connections to the first worker
+ *   and sleeps until that one gets busy while processors sit idle. So the
+ *   Linux engine may run fewer workers than configured while the machine
+ *   is oversubscribed; with IOCPSRV_PARK=1 in the environment (read by
+ *   iocp_create) only idle workers lend theirs, with IOCPSRV_PARK=0 none
+ *   does. On Linux a callback that blocks also holds the other
+ *   connections of its worker (those lent to a blocked first worker go
+ *   back to their own within some 40 ms). The ordering guarantees above
+ *   are the same.
  * - How the Windows engine takes completions changes nothing a caller sees:
  *   workers take one packet at a time from one I/O completion port. It can
  *   also let sockets skip the port when an operation succeeds at once

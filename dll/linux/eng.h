@@ -91,13 +91,19 @@ struct iocp__eng_loop {
   atomic_int dead;         /* its epoll_wait broke: it left, others take its work */
   atomic_int parked;       /* its worker sleeps; loop 0's serves its set and queue */
   atomic_uint turns;       /* waits so far (of loop 0: a parked worker's watchdog) */
+  atomic_uint parks;       /* times its worker parked (for tests) */
   iocp__cond park_cond;    /* a parked worker sleeps on it, with qlock */
   iocp__mutex qlock;
   iocp__task *qhead;       /* under qlock */
   iocp__task *qtail;       /* under qlock */
   /* The worker's own time accounting for parking; no other thread reads it. */
   uint64_t win_start_ns, win_cpu_ns, hold_until_ns;
+  int64_t win_wait_ns;     /* its run-queue delay so far, at the window's start (-1: unknown) */
+  int sched_fd;            /* its /proc/thread-self/schedstat, or -1 */
 };
+
+/* Processors parking looks at: the first 1024. */
+#define IOCP__PARK_CPU_WORDS 16
 
 struct iocp__eng_server {
   int family;
@@ -108,6 +114,15 @@ struct iocp__eng_server {
   atomic_uint next_loop;   /* round robin: the loop of the next connection */
   iocp__mutex park_lock;   /* parking and unparking, one loop at a time */
   int parking_closed;      /* under park_lock: stopping, nobody parks */
+  int park_mode;           /* IOCP__PARK_*, from IOCPSRV_PARK at start */
+  atomic_ullong park_next_ns; /* no worker parks before (one per two windows) */
+  /* Worker 0's idle-processor readings (park.c); only it touches them. */
+  int stat_fd;             /* /proc/stat, or -1 */
+  char *stat_buf;
+  size_t stat_cap;
+  uint64_t cpus[IOCP__PARK_CPU_WORDS]; /* bit n: processor n is ours to run on */
+  long tick_hz;            /* /proc/stat's unit */
+  int64_t idle_prev_ns;    /* the reading at the last window's end, or -1 */
 
   iocp__mutex accept_lock;
   int listener;            /* under accept_lock; -1 once closed */
@@ -173,6 +188,45 @@ int iocp__linux_register(iocp__conn *c, int fd);
 /* A readiness event while a connect is posted: takes its result. Returns 1
  * and sets *error when the attempt is over. */
 int iocp__linux_connect_ready(iocp__conn *c, int *error);
+
+/* Parking (loop.c, park.c): how a worker lends its loop to worker 0.
+ * IOCPSRV_PARK, read when a server starts, picks a mode: 0 never, 1 idle
+ * workers only, 2 (the default) idle or oversubscribed ones, 3 a test knob
+ * (every window each worker parks and worker 0 unparks one, with 2 ms
+ * windows and no holds: park and unpark race with the traffic). */
+enum {
+  IOCP__PARK_NEVER = 0,
+  IOCP__PARK_IDLE = 1,
+  IOCP__PARK_OVERSUB = 2,
+  IOCP__PARK_CHURN = 3
+};
+/* What a worker measured over one window. */
+typedef struct iocp__park_window {
+  uint64_t span_ns; /* its length */
+  uint64_t cpu_ns;  /* the worker thread's CPU time in it */
+  int64_t wait_ns;  /* its time runnable but not running; -1 unknown */
+  int64_t idle_ns;  /* idle time of the processors we may run on (worker 0); -1 unknown */
+} iocp__park_window;
+/* The mode IOCPSRV_PARK's value names (NULL or nonsense: the default). */
+int iocp__park_mode_parse(const char *v);
+/* 1 when a worker other than 0, running its own loop, should park. */
+int iocp__park_guest(const iocp__park_window *w, int mode);
+/* 1 when worker 0 was busy enough to give a loop back (idle_ns not used). */
+int iocp__park_host_busy(const iocp__park_window *w, int mode);
+/* 1 when worker 0 should give a parked loop back. */
+int iocp__park_host(const iocp__park_window *w, int mode);
+/* The calling thread's schedstat file (-1 if none), and its run-queue delay
+ * so far (-1 if unknown). */
+int iocp__park_open_self(void);
+int64_t iocp__park_wait_ns(int fd);
+/* Idle + iowait time in /proc/stat's text of the processors whose bit is
+ * set in cpus (IOCP__PARK_CPU_WORDS words; all when NULL), in ns; -1 when
+ * none was found. */
+int64_t iocp__park_stat_idle(const char *text, const uint64_t *cpus, long tick_hz);
+/* Opens what worker 0 reads (/proc/stat); reads it (-1: cannot). */
+void iocp__park_stat_open(struct iocp__eng_server *e);
+void iocp__park_stat_close(struct iocp__eng_server *e);
+int64_t iocp__park_idle_ns(struct iocp__eng_server *e);
 
 /* The pause before accepting again after running out of descriptors. */
 #define IOCP__BACKOFF_MS 50

@@ -38,6 +38,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -213,21 +214,31 @@ static void handle_events(struct iocp__eng_loop *l, const struct epoll_event *ev
 }
 
 /* ---- Parking -------------------------------------------------------------------
- * A worker whose thread used less than IOCP__PARK_BELOW percent of a
- * window's time lends its loop to worker 0 and sleeps: its set is nested in
- * loop 0's, so worker 0 serves its connections and its queue, and a light
- * load pays the sleeps and wake-ups of one loop, not of every worker's
- * (each with fewer events per wait). Worker 0 wakes the parked workers
- * again when it used more than IOCP__UNPARK_ABOVE percent of a window; and
- * a parked worker takes its loop back when worker 0 has made no turn for
+ * A parked worker lends its loop to worker 0 and sleeps: its set is nested
+ * in loop 0's, so worker 0 serves its connections and its queue. When a
+ * worker parks and when worker 0 gives its loop back is park.c's policy,
+ * fed with each worker's measurements over a window of IOCP__PARK_WINDOW_NS:
+ * a worker that is idle, or that the machine leaves waiting for a processor
+ * (oversubscribed), parks; worker 0 unparks one loop per window while it is
+ * busy and processors sit idle. At most one worker parks per two windows,
+ * and none within IOCP__PARK_HOLD_NS of starting or of being woken. A
+ * parked worker also takes its loop back when worker 0 has made no turn for
  * two looks IOCP__PARK_CHECK_MS apart while awake (a long callback, or a
  * system that does not let it run), so a slow callback on worker 0 holds
  * the parked loops' connections some 40 ms at most. */
 #define IOCP__PARK_WINDOW_NS (50ull * 1000000)
-#define IOCP__PARK_BELOW 20
-#define IOCP__UNPARK_ABOVE 70
 #define IOCP__PARK_HOLD_NS (1000ull * 1000000) /* no parking this soon after a wake */
 #define IOCP__PARK_CHECK_MS 20
+/* IOCP__PARK_CHURN (a test knob): short windows, no holds. */
+#define IOCP__CHURN_WINDOW_NS (2ull * 1000000)
+
+static uint64_t park_window_ns(const struct iocp__eng_server *e) {
+  return e->park_mode == IOCP__PARK_CHURN ? IOCP__CHURN_WINDOW_NS : IOCP__PARK_WINDOW_NS;
+}
+
+static uint64_t park_hold_ns(const struct iocp__eng_server *e) {
+  return e->park_mode == IOCP__PARK_CHURN ? 0 : IOCP__PARK_HOLD_NS;
+}
 
 static uint64_t clock_ns(clockid_t id) {
   struct timespec ts;
@@ -275,6 +286,29 @@ static void unpark_locked(struct iocp__eng_server *e, struct iocp__eng_loop *l) 
   iocp__mutex_unlock(&l->qlock);
 }
 
+/* Worker 0 gives one parked loop back (the lowest); 1 if it did. */
+static int unpark_one(struct iocp__eng_server *e) {
+  uint32_t i;
+  int done = 0;
+  iocp__mutex_lock(&e->park_lock);
+  for (i = 1; i < e->nloops && !done; i++) {
+    struct iocp__eng_loop *l = iocp__linux_loop(e, i);
+    if (atomic_load(&l->parked)) {
+      unpark_locked(e, l);
+      done = 1;
+    }
+  }
+  iocp__mutex_unlock(&e->park_lock);
+  return done;
+}
+
+static int any_parked(struct iocp__eng_server *e) {
+  uint32_t i;
+  for (i = 1; i < e->nloops; i++)
+    if (atomic_load(&iocp__linux_loop(e, i)->parked)) return 1;
+  return 0;
+}
+
 static void unpark_all(struct iocp__eng_server *e, int close) {
   uint32_t i;
   iocp__mutex_lock(&e->park_lock);
@@ -309,6 +343,7 @@ static void park(struct iocp__eng_loop *l) {
   }
   iocp__mutex_unlock(&e->park_lock);
   if (!ok) return;
+  atomic_fetch_add_explicit(&l->parks, 1, memory_order_relaxed);
   /* Asleep; every IOCP__PARK_CHECK_MS a look at worker 0: awake and
    * without a new turn for two looks in a row, it is stuck in a callback
    * (or the system does not let it run), and this worker takes its loop
@@ -330,30 +365,70 @@ static void park(struct iocp__eng_loop *l) {
     }
   }
   iocp__mutex_unlock(&l->qlock);
-  l->hold_until_ns = clock_ns(CLOCK_MONOTONIC_COARSE) + IOCP__PARK_HOLD_NS;
+  l->hold_until_ns = clock_ns(CLOCK_MONOTONIC_COARSE) + park_hold_ns(e);
 }
 
-/* After each wait: at the end of a window, how busy the worker was (its
- * thread's CPU time over the window: a worker that the system preempts is
- * not busy), and the decision. The coarse clock costs no system call; the
- * thread's CPU clock is read once per window. */
+/* Starts a worker's window: the clocks as they are now. */
+static void window_start(struct iocp__eng_loop *l) {
+  l->win_start_ns = clock_ns(CLOCK_MONOTONIC_COARSE);
+  l->win_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+  l->win_wait_ns = iocp__park_wait_ns(l->sched_fd);
+}
+
+/* Worker 0 at the end of a window with loops parked: the idle processor
+ * time since the last window's end, read only while it is busy (two busy
+ * windows in a row, then, before a loop is given back). */
+static void host_account(struct iocp__eng_server *e, iocp__park_window *w) {
+  int64_t idle;
+  if (!any_parked(e) || !iocp__park_host_busy(w, e->park_mode)) {
+    e->idle_prev_ns = -1;
+    return;
+  }
+  idle = iocp__park_idle_ns(e);
+  if (idle >= 0 && e->idle_prev_ns < 0) { /* the first busy window: a reading to start from */
+    e->idle_prev_ns = idle;
+    return;
+  }
+  w->idle_ns = idle >= 0 ? idle - e->idle_prev_ns : -1;
+  e->idle_prev_ns = idle;
+  if (iocp__park_host(w, e->park_mode) && unpark_one(e)) e->idle_prev_ns = -1;
+}
+
+/* Worker l (not 0): parks if the policy says so and no other worker parked
+ * within the last two windows; then, woken, starts a new window. */
+static void guest_account(struct iocp__eng_loop *l, const iocp__park_window *w, uint64_t now) {
+  struct iocp__eng_server *e = iocp__server_eng(l->server);
+  unsigned long long next = atomic_load(&e->park_next_ns);
+  if (now < l->hold_until_ns || now < next || !iocp__park_guest(w, e->park_mode)) return;
+  if (!atomic_compare_exchange_strong(&e->park_next_ns, &next, now + 2 * park_window_ns(e)))
+    return; /* another worker parks now */
+  park(l);
+  window_start(l);
+}
+
+/* After each wait: at the end of a window, what the worker measured (its
+ * thread's CPU time and run-queue delay over the window: a worker that the
+ * system preempts is not busy), and the decision. The coarse clock costs no
+ * system call; the others are read once per window. */
 static void account(struct iocp__eng_loop *l) {
   struct iocp__eng_server *e = iocp__server_eng(l->server);
-  uint64_t now = clock_ns(CLOCK_MONOTONIC_COARSE), span, cpu;
-  unsigned busy;
-  span = now - l->win_start_ns;
-  if (span < IOCP__PARK_WINDOW_NS) return;
+  uint64_t now = clock_ns(CLOCK_MONOTONIC_COARSE), cpu;
+  int64_t wait;
+  iocp__park_window w;
+  w.span_ns = now - l->win_start_ns;
+  if (w.span_ns < park_window_ns(e)) return;
   cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-  busy = (unsigned)((cpu - l->win_cpu_ns) * 100 / span);
+  wait = iocp__park_wait_ns(l->sched_fd);
+  w.cpu_ns = cpu - l->win_cpu_ns;
+  w.wait_ns = wait >= 0 && l->win_wait_ns >= 0 ? wait - l->win_wait_ns : -1;
+  w.idle_ns = -1;
   l->win_start_ns = now;
   l->win_cpu_ns = cpu;
-  if (l->index == 0) {
-    if (busy > IOCP__UNPARK_ABOVE) unpark_all(e, 0);
-  } else if (busy < IOCP__PARK_BELOW && now >= l->hold_until_ns) {
-    park(l);
-    l->win_start_ns = clock_ns(CLOCK_MONOTONIC_COARSE);
-    l->win_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-  }
+  l->win_wait_ns = wait;
+  if (l->index == 0)
+    host_account(e, &w);
+  else
+    guest_account(l, &w, now);
 }
 
 static void *worker_main(void *arg) {
@@ -361,12 +436,14 @@ static void *worker_main(void *arg) {
   iocp_server *s = l->server;
   struct iocp__eng_server *e = iocp__server_eng(s);
   struct epoll_event evs[IOCP__EVENTS];
-  int parking = e->nloops > 1;
+  int parking = e->nloops > 1 && e->park_mode != IOCP__PARK_NEVER;
   iocp__worker_enter(s, l->index);
   local_budget = IOCP__LOCAL_BUDGET;
-  l->win_start_ns = clock_ns(CLOCK_MONOTONIC_COARSE);
-  l->win_cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-  l->hold_until_ns = l->win_start_ns + IOCP__PARK_HOLD_NS;
+  l->sched_fd = -1;
+  if (parking && l->index > 0 && e->park_mode >= IOCP__PARK_OVERSUB)
+    l->sched_fd = iocp__park_open_self();
+  window_start(l);
+  l->hold_until_ns = l->win_start_ns + park_hold_ns(e);
   for (;;) {
     iocp__task *list;
     int n, timeout = 0;
@@ -379,7 +456,7 @@ static void *worker_main(void *arg) {
       atomic_store(&l->sleeping, 1);
       timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
       /* An idle worker that may park looks at its window now and then. */
-      if (parking && l->index > 0) timeout = (int)(IOCP__PARK_WINDOW_NS / 1000000);
+      if (parking && l->index > 0) timeout = (int)(park_window_ns(e) / 1000000);
     }
     iocp__mutex_unlock(&l->qlock);
     if (run_tasks(list)) break;
@@ -400,6 +477,8 @@ static void *worker_main(void *arg) {
     handle_events(l, evs, n);
     if (parking) account(l);
   }
+  if (l->sched_fd >= 0) close(l->sched_fd);
+  l->sched_fd = -1;
   iocp__worker_leave(s);
   return NULL;
 }
@@ -412,6 +491,10 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
   struct epoll_event ev;
   uint32_t i;
   iocp__mutex_init(&e->park_lock);
+  e->park_mode = iocp__park_mode_parse(getenv("IOCPSRV_PARK"));
+  atomic_init(&e->park_next_ns, 0);
+  e->stat_fd = -1;
+  if (n > 1 && e->park_mode >= IOCP__PARK_OVERSUB) iocp__park_stat_open(e);
   e->stride = (sizeof(struct iocp__eng_loop) + line - 1) / line * line;
   e->loops_mem = iocp__calloc(1, (size_t)n * e->stride + line); /* a line to align by hand */
   if (e->loops_mem == NULL) return IOCP_ENOMEM;
@@ -426,6 +509,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
     atomic_init(&l->dead, 0);
     atomic_init(&l->parked, 0);
     atomic_init(&l->turns, 0);
+    atomic_init(&l->parks, 0);
     iocp__mutex_init(&l->qlock);
     iocp__cond_init(&l->park_cond);
     e->nloops++; /* from here on loops_close undoes it */
@@ -454,6 +538,7 @@ void iocp__linux_loops_close(iocp_server *s) {
     iocp__cond_destroy(&l->park_cond);
   }
   e->nloops = 0;
+  iocp__park_stat_close(e);
   iocp__mutex_destroy(&e->park_lock);
   iocp__free(e->loops_mem);
   e->loops_mem = NULL;
