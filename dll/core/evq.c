@@ -10,9 +10,12 @@
  * finishes each event as a returning callback would (iocp__conn_released)
  * and may queue the connection's next event. Releases run with no lock held.
  *
- * Everything here is under the server's lock; the waiter sleeps on the
- * server's condition variable, which conn.c also broadcasts (under the lock)
- * when the last connection is freed. */
+ * Workers push without a lock (the inbox, a list they prepend to with a
+ * compare-and-swap), and wake the drainer only when it sleeps: a lock per
+ * event was contended between the two sides, and cost each echo two futex
+ * calls. Everything else here is under the server's lock; the waiter sleeps
+ * on the server's condition variable, which conn.c also broadcasts (under
+ * the lock) when the last connection is freed. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -27,17 +30,56 @@ _Static_assert(offsetof(iocp_event, id) == 8 && offsetof(iocp_event, data) == 16
 static IOCP__TLS char thread_marker;
 
 void iocp__evq_push(iocp__conn *c) {
-  iocp_server *s = c->server;
+  iocp_server *s = c->server; /* c may be released and freed once pushed */
   iocp__evq *q = &s->evq;
-  c->evq_next = NULL;
-  iocp__mutex_lock(&s->lock);
+  void *top;
+  do {
+    top = iocp__ptr_load(&q->inbox);
+    c->evq_next = (iocp__conn *)top;
+  } while (!iocp__ptr_cas(&q->inbox, top, c));
+  /* The other half of sleep_locked's handshake. */
+  if (iocp__load32_fenced(&q->waiting) && iocp__exchange32(&q->waiting, 0)) {
+    iocp__mutex_lock(&s->lock);
+    iocp__cond_broadcast(&s->cond);
+    iocp__mutex_unlock(&s->lock);
+  }
+}
+
+/* Moves what workers pushed to the queue's tail, oldest first; lock held. */
+static void absorb_locked(iocp__evq *q) {
+  iocp__conn *c = (iocp__conn *)iocp__ptr_exchange(&q->inbox, NULL), *first = NULL, *last = c;
+  if (c == NULL) return;
+  while (c != NULL) { /* newest first: reverse it */
+    iocp__conn *next = c->evq_next;
+    c->evq_next = first;
+    first = c;
+    c = next;
+  }
   if (q->tail != NULL)
-    q->tail->evq_next = c;
+    q->tail->evq_next = first;
   else
-    q->head = c;
-  q->tail = c;
-  if (q->sleepers != 0) iocp__cond_broadcast(&s->cond);
-  iocp__mutex_unlock(&s->lock);
+    q->head = first;
+  q->tail = last;
+}
+
+/* Sleeps on the server's cond until woken or ms pass (ms < 0: no limit),
+ * unless a push came first; lock held. Marks `waiting` before the last look
+ * at the inbox, and a pusher writes the inbox before it looks at `waiting`:
+ * one of the two sees the other, so no push is slept through. The mark
+ * stays after a wake-up for another reason (a pusher then wakes nobody,
+ * once): clearing it here could hide another sleeper. */
+static void sleep_locked(iocp_server *s, int64_t ms) {
+  iocp__evq *q = &s->evq;
+  q->sleepers++;
+  (void)iocp__exchange32(&q->waiting, 1);
+  if (iocp__ptr_load(&q->inbox) == NULL) {
+    if (ms < 0)
+      iocp__cond_wait(&s->cond, &s->lock);
+    else
+      iocp__cond_wait_ms(&s->cond, &s->lock, (uint32_t)ms);
+  }
+  q->sleepers--;
+  absorb_locked(q);
 }
 
 /* Releases a list of connections (a batch, or queued events being
@@ -180,20 +222,16 @@ static int wait_inside(iocp_server *s, iocp_event *events, uint32_t max, int32_t
 
   if (timeout_ms > 0) deadline = iocp__now_ms() + (uint64_t)timeout_ms;
   iocp__mutex_lock(&s->lock);
+  absorb_locked(q);
   while (q->head == NULL && q->log_queued == 0 && !q->wake && !finished_locked(s) &&
          timeout_ms != 0) {
-    q->sleepers++;
     if (timeout_ms < 0) {
-      iocp__cond_wait(&s->cond, &s->lock);
+      sleep_locked(s, -1);
     } else {
       uint64_t now = iocp__now_ms();
-      if (now >= deadline) {
-        q->sleepers--;
-        break;
-      }
-      iocp__cond_wait_ms(&s->cond, &s->lock, (uint32_t)(deadline - now));
+      if (now >= deadline) break;
+      sleep_locked(s, (int64_t)(deadline - now));
     }
-    q->sleepers--;
   }
   q->wake = 0;
   if (q->discard) {
@@ -256,6 +294,7 @@ void iocp__evq_drain_all(iocp_server *s) {
   assert(!s->queue_mode || q->discard); /* iocp__evq_close came first */
   while (iocp__ref_add(&s->alive, 0) != 0) {
     iocp__conn *list = q->batch;
+    absorb_locked(q);
     if (list != NULL) {
       q->batch = NULL;
     } else if (q->head != NULL) {
@@ -263,9 +302,7 @@ void iocp__evq_drain_all(iocp_server *s) {
       q->head = q->tail = NULL;
     }
     if (list == NULL) {
-      q->sleepers++;
-      iocp__cond_wait(&s->cond, &s->lock);
-      q->sleepers--;
+      sleep_locked(s, -1);
       continue;
     }
     iocp__mutex_unlock(&s->lock);

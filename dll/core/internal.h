@@ -191,6 +191,11 @@ typedef struct iocp__logrec {
 } iocp__logrec;
 
 typedef struct iocp__evq {
+  /* Workers push without the lock: onto `inbox`, newest first; the drainer
+   * moves it, in order, to head..tail under the lock. A pusher that finds
+   * `waiting` set clears it and wakes the sleepers. */
+  iocp__atomicptr inbox;
+  iocp__atomic32 waiting;
   iocp__conn *head, *tail; /* connections with an event queued, oldest first */
   iocp__conn *batch;       /* taken by the last iocp_wait(), not yet released */
   unsigned busy : 1;       /* a thread is inside iocp_wait() */
@@ -263,7 +268,7 @@ struct iocp_server {
   unsigned want_peer_closed : 1; /* PEER_CLOSED events / on_peer_closed wanted */
   unsigned want_drain : 1;       /* DRAIN events / on_drain wanted */
   unsigned want_log : 1;         /* queue mode: LOG events (no on_log) */
-  iocp__evq evq;         /* queue mode: under lock */
+  iocp__evq evq;         /* queue mode: under lock (but its inbox) */
 };
 
 #define IOCP__GATE_CLOSED 0x40000000L

@@ -70,6 +70,25 @@ static inline void iocp__store32(iocp__atomic32 *p, uint32_t v) {
   __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
+/* A flag for a wake-up handshake: each side writes its half, then reads the
+ * other's (full fences, so one of the two always sees the other). */
+static inline uint32_t iocp__exchange32(iocp__atomic32 *p, uint32_t v) {
+  return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+static inline uint32_t iocp__load32_fenced(const iocp__atomic32 *p) {
+  return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+/* The head of a list that threads push to without a lock. */
+typedef void *iocp__atomicptr;
+static inline void *iocp__ptr_load(iocp__atomicptr *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void *iocp__ptr_exchange(iocp__atomicptr *p, void *v) {
+  return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+}
+static inline int iocp__ptr_cas(iocp__atomicptr *p, void *expect, void *v) {
+  return __atomic_compare_exchange_n(p, &expect, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
 /* A reference count; iocp__ref_add returns the value before adding. */
 typedef int iocp__refcount;
 static inline long iocp__ref_add(iocp__refcount *r, long d) {

@@ -63,6 +63,27 @@ static inline void iocp__store32(iocp__atomic32 *p, uint32_t v) {
   InterlockedExchange((LONG *)p, (LONG)v);
 }
 
+/* A flag for a wake-up handshake: each side writes its half, then reads the
+ * other's (full fences, so one of the two always sees the other). */
+static inline uint32_t iocp__exchange32(iocp__atomic32 *p, uint32_t v) {
+  return (uint32_t)InterlockedExchange((LONG *)p, (LONG)v);
+}
+static inline uint32_t iocp__load32_fenced(const iocp__atomic32 *p) {
+  return (uint32_t)InterlockedCompareExchange((LONG *)(uintptr_t)p, 0, 0);
+}
+
+/* The head of a list that threads push to without a lock. */
+typedef PVOID volatile iocp__atomicptr;
+static inline void *iocp__ptr_load(iocp__atomicptr *p) {
+  return InterlockedCompareExchangePointer(p, NULL, NULL);
+}
+static inline void *iocp__ptr_exchange(iocp__atomicptr *p, void *v) {
+  return InterlockedExchangePointer(p, v);
+}
+static inline int iocp__ptr_cas(iocp__atomicptr *p, void *expect, void *v) {
+  return InterlockedCompareExchangePointer(p, v, expect) == expect;
+}
+
 /* A reference count; iocp__ref_add returns the value before adding. */
 typedef volatile LONG iocp__refcount;
 static inline long iocp__ref_add(iocp__refcount *r, long d) { return InterlockedExchangeAdd(r, d); }

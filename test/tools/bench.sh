@@ -2,7 +2,8 @@
 # Benchmarks; prints Markdown tables. Three sections (--only picks some):
 #
 #   echo  iocpsrv's C echo sample against the minimal IOCP echo
-#         (test/bench/baseline_iocp.c), both under the same Wine; and, if
+#         (test/bench/baseline_iocp.c), and the C echo in queue mode
+#         (test/bench/queue_echo.c), all under the same Wine; and, if
 #         build/linux exists (or LINUX_ECHO_SERVER names a binary), the
 #         Linux build's echo sample against a one-thread epoll echo
 #         (test/bench/baseline_epoll.c). Configurations: --configs.
@@ -136,7 +137,7 @@ if want echo; then
   if [ ! -f build/win64/build.ninja ]; then
     meson setup build/win64 --cross-file test/cross/mingw-w64-x86_64.txt >&2
   fi
-  ninja -C build/win64 iocpsrv.dll sample_clients/echo_server.exe \
+  ninja -C build/win64 iocpsrv.dll sample_clients/echo_server.exe test/bench/queue_echo.exe \
     test/bench/baseline_iocp.exe test/bench/loadgen test/bench/baseline_epoll >&2
 fi
 nat=build/linux
@@ -353,6 +354,7 @@ if want echo; then
   variants=(
     "wine|baseline_iocp|wine build/win64/test/bench/baseline_iocp.exe"
     "wine|iocpsrv|wine build/win64/sample_clients/echo_server.exe"
+    "wine|iocpsrv queue mode (queue_echo)|wine build/win64/test/bench/queue_echo.exe"
   )
   if [ "$extra" = 1 ]; then
     variants+=(
