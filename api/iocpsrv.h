@@ -320,7 +320,8 @@ enum iocp_log_level {
  * it ends (IOCP_LOG_INFO).
  *
  * Threads: usually a worker thread, and possibly several at once (calls are
- * not serialised, unlike a connection's callbacks). Messages that arise
+ * not serialised, unlike a connection's callbacks); in queue mode also the
+ * thread inside iocp_wait() (see "Batched events"), with a worker's limits. Messages that arise
  * inside iocp_create() run on its caller's thread before it returns; when
  * iocp_create() then fails, `server` is only an identity (the handle is
  * discarded) and must not be passed to any function. From a worker, on_log
@@ -821,10 +822,18 @@ IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
  *
  * IOCP's own model is a queue that the program drains; iocp_wait() offers
  * that to callers for whom a callback per event is costly (Python, .NET):
- * the worker pool still does all the I/O, but instead of calling back it
+ * the library still does all the I/O, but instead of calling back it
  * appends each event to the server's queue, and the caller's own thread
  * takes a batch of events with one call. Create the server with
  * config.delivery = IOCP_DELIVERY_QUEUE.
+ *
+ * While iocp_wait() waits, its thread works for the library as a thread
+ * waiting on an I/O completion port does (in the Linux build; the Windows
+ * build's workers do it all): it serves readiness itself and takes the
+ * events it makes without a hand-off between threads, and the worker that
+ * would have served them sleeps until the caller has been away from
+ * iocp_wait() for 2 ms. So the caller's code never runs I/O, yet a busy
+ * caller that comes straight back pays no context switch per batch.
  *
  * The guarantees are the callbacks' ones, in queue order:
  * - Per connection: ACCEPTED first, then DATA / SENT / PEER_CLOSED in order,

@@ -283,6 +283,48 @@ static void test_sends_before_the_release_go_out(void **state) {
   assert_int_equal(iocp_destroy(s), IOCP_OK);
 }
 
+/* ---- A caller away from iocp_wait() ---------------------------------------
+ * While iocp_wait() waits, its thread serves the connections itself (the
+ * Linux build); a caller busy in its own code must still find them served
+ * by the workers: a big send goes out, a new connection is accepted. */
+
+#define AWAY_BYTES (8u << 20)
+
+static void test_workers_serve_while_the_caller_is_away(void **state) {
+  iocp_server *s = ts_queue_start(0);
+  uint8_t *out = malloc(AWAY_BYTES), *in = malloc(AWAY_BYTES);
+  iocp_conn_id id;
+  uint64_t deadline;
+  ts_sock a, b;
+  (void)state;
+  assert_non_null(out);
+  assert_non_null(in);
+  ts_fill(out, AWAY_BYTES, 6, 0);
+  a = ts_connect(iocp_port(s));
+  id = ts_queue_next(s, IOCP_EVENT_ACCEPTED).id;
+  assert_int_equal(iocp_wait(s, (iocp_event[1]){{0}}, 1, 0), 0); /* keeps it; no wait */
+  /* Far more than the socket takes at once: the rest needs writability
+   * served, and this thread does not come back to iocp_wait() for it. */
+  assert_int_equal(iocp_send(s, id, out, AWAY_BYTES), IOCP_OK);
+  assert_int_equal(ts_recv_exact(a, in, AWAY_BYTES), TS_OK);
+  assert_int_equal(ts_check(in, AWAY_BYTES, 6, 0), AWAY_BYTES);
+  /* A connection made meanwhile is accepted (counted) without iocp_wait(). */
+  b = ts_connect(iocp_port(s));
+  assert_true(b != TS_BAD_SOCK);
+  deadline = ts_now_ms() + TS_TIMEOUT_MS;
+  while (iocp_connection_count(s) < 2 && ts_now_ms() < deadline) {
+  }
+  assert_int_equal(iocp_connection_count(s), 2);
+  assert_int_equal(ts_queue_next(s, IOCP_EVENT_ACCEPTED).id > id, 1);
+  ts_close(a);
+  ts_close(b);
+  assert_int_equal(ts_queue_next(s, IOCP_EVENT_DISCONNECTED).value, IOCP_REASON_PEER_CLOSED);
+  assert_int_equal(ts_queue_next(s, IOCP_EVENT_DISCONNECTED).value, IOCP_REASON_PEER_CLOSED);
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+  free(out);
+  free(in);
+}
+
 /* ---- Batch limits: max is honoured, one event per connection per batch ----- */
 
 #define LIMIT_CONNS 20
@@ -511,6 +553,7 @@ int main(void) {
       cmocka_unit_test(test_peer_closed_and_sent_events),
       cmocka_unit_test(test_close_on_accepted_refuses),
       cmocka_unit_test(test_sends_before_the_release_go_out),
+      cmocka_unit_test(test_workers_serve_while_the_caller_is_away),
       cmocka_unit_test(test_batches_respect_max),
       cmocka_unit_test(test_second_drainer_is_busy),
       cmocka_unit_test(test_destroy_while_a_caller_waits),

@@ -46,7 +46,7 @@ static void conn_free(iocp__conn *c) {
   /* The last one wakes iocp_destroy(), under the lock it checks under. */
   if (iocp__ref_add(&s->alive, -1) == 1) {
     iocp__mutex_lock(&s->lock);
-    iocp__cond_broadcast(&s->cond);
+    iocp__evq_wake_locked(s);
     iocp__mutex_unlock(&s->lock);
   }
 }

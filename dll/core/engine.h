@@ -74,6 +74,17 @@ void iocp__eng_conn_free(iocp__conn *c);
 /* Marks a connection as having no socket yet (an outbound one before
  * iocp__eng_connect): iocp__eng_close and iocp__eng_conn_free then do nothing. */
 void iocp__eng_conn_init(iocp__conn *c);
+/* Queue mode: the thread inside iocp_wait() found nothing to take and lends
+ * itself to the engine for at most timeout_ms (negative: no limit), with no
+ * lock held: it serves readiness or completions as a worker would (the
+ * events it makes are pushed as a worker's are) and returns after one batch
+ * of them, after the time-out, or soon after iocp__eng_caller_wake(). Returns
+ * nonzero when it waited, 0 when the engine cannot lend the thread now
+ * (the core then sleeps on its condition variable). */
+int iocp__eng_caller_serve(iocp_server *s, int32_t timeout_ms);
+/* Ends the iocp__eng_caller_serve() in progress, or else the next one, soon.
+ * Any thread, any lock held. */
+void iocp__eng_caller_wake(iocp_server *s);
 /* Opens a socket and starts connecting it to addr. On 0 the engine reports
  * the attempt exactly once through iocp__conn_connected (the core adds the
  * reference it holds), also when the system fails it at once; a closed
@@ -139,6 +150,11 @@ uint32_t iocp__worker_count(const iocp_server *s);
 /* Called by each worker thread first (index < iocp__worker_count) and last. */
 void iocp__worker_enter(iocp_server *s, uint32_t index);
 void iocp__worker_leave(iocp_server *s);
+/* Called by a worker after the completions (or readiness) it took in one
+ * go, before it waits or sleeps again: the core hands on what it held back
+ * meanwhile (queue mode wakes the draining thread once per such batch,
+ * not once per event). */
+void iocp__worker_flush(void);
 /* Nonzero when the calling thread is one of s's workers. */
 int iocp__on_worker(const iocp_server *s);
 

@@ -29,6 +29,33 @@ _Static_assert(offsetof(iocp_event, id) == 8 && offsetof(iocp_event, data) == 16
 /* Its address tells threads apart (the holder of the current batch). */
 static IOCP__TLS char thread_marker;
 
+/* A worker's pushes wake the drainer once, when the worker is done with the
+ * completions it took in one go (iocp__worker_flush, before it waits
+ * again): waking it at the first push made it take one or two events, go
+ * back to sleep and be woken again a few microseconds later, a hand-off of
+ * two context switches every three echoes on a busy server. */
+static IOCP__TLS iocp_server *held_wake;
+/* The server whose engine this thread serves inside iocp_wait(): what it
+ * pushes meanwhile it takes itself when the engine returns. */
+static IOCP__TLS iocp_server *serving;
+
+int iocp__evq_serving_here(const iocp_server *s) { return s != NULL && serving == s; }
+
+void iocp__evq_wake_locked(iocp_server *s) {
+  iocp__cond_broadcast(&s->cond);
+  if (s->evq.serving) iocp__eng_caller_wake(s);
+}
+
+/* The other half of sleep_locked's handshake: a sleeping drainer is woken. */
+static void wake_drainer(iocp_server *s) {
+  iocp__evq *q = &s->evq;
+  if (iocp__load32_fenced(&q->waiting) && iocp__exchange32(&q->waiting, 0)) {
+    iocp__mutex_lock(&s->lock);
+    iocp__evq_wake_locked(s);
+    iocp__mutex_unlock(&s->lock);
+  }
+}
+
 void iocp__evq_push(iocp__conn *c) {
   iocp_server *s = c->server; /* c may be released and freed once pushed */
   iocp__evq *q = &s->evq;
@@ -37,12 +64,18 @@ void iocp__evq_push(iocp__conn *c) {
     top = iocp__ptr_load(&q->inbox);
     c->evq_next = (iocp__conn *)top;
   } while (!iocp__ptr_cas(&q->inbox, top, c));
-  /* The other half of sleep_locked's handshake. */
-  if (iocp__load32_fenced(&q->waiting) && iocp__exchange32(&q->waiting, 0)) {
-    iocp__mutex_lock(&s->lock);
-    iocp__cond_broadcast(&s->cond);
-    iocp__mutex_unlock(&s->lock);
+  if (iocp__on_worker(s)) {
+    held_wake = s; /* iocp__worker_flush, once per batch of completions */
+    return;
   }
+  if (serving != s) wake_drainer(s);
+}
+
+void iocp__worker_flush(void) {
+  iocp_server *s = held_wake;
+  if (s == NULL) return;
+  held_wake = NULL;
+  wake_drainer(s);
 }
 
 /* Moves what workers pushed to the queue's tail, oldest first; lock held. */
@@ -73,7 +106,19 @@ static void sleep_locked(iocp_server *s, int64_t ms) {
   q->sleepers++;
   (void)iocp__exchange32(&q->waiting, 1);
   if (iocp__ptr_load(&q->inbox) == NULL) {
-    if (ms < 0)
+    int served;
+    /* Serve the engine meanwhile (engine.h): the events it makes need no
+     * hand-off. Wakers see `serving` under the lock and end the wait. */
+    q->serving = 1;
+    iocp__mutex_unlock(&s->lock);
+    serving = s;
+    served = iocp__eng_caller_serve(s, ms < 0 ? -1 : (int32_t)ms);
+    serving = NULL;
+    iocp__mutex_lock(&s->lock);
+    q->serving = 0;
+    if (served)
+      ;
+    else if (ms < 0)
       iocp__cond_wait(&s->cond, &s->lock);
     else
       iocp__cond_wait_ms(&s->cond, &s->lock, (uint32_t)ms);
@@ -140,7 +185,7 @@ void iocp__evq_log(iocp_server *s, int level, int code, const char *text) {
       q->log_lost = 0;
     }
     log_put_locked(q, level, code, text);
-    if (q->sleepers != 0) iocp__cond_broadcast(&s->cond);
+    if (q->sleepers != 0) iocp__evq_wake_locked(s);
   }
   iocp__mutex_unlock(&s->lock);
 }
@@ -273,7 +318,7 @@ int IOCP_CALL iocp_wake(iocp_server *s) {
   if (s->queue_mode) {
     iocp__mutex_lock(&s->lock);
     s->evq.wake = 1;
-    if (s->evq.sleepers != 0) iocp__cond_broadcast(&s->cond);
+    if (s->evq.sleepers != 0) iocp__evq_wake_locked(s);
     iocp__mutex_unlock(&s->lock);
     rc = IOCP_OK;
   }
@@ -284,7 +329,7 @@ int IOCP_CALL iocp_wake(iocp_server *s) {
 void iocp__evq_close(iocp_server *s) {
   iocp__mutex_lock(&s->lock);
   s->evq.discard = 1;
-  iocp__cond_broadcast(&s->cond);
+  iocp__evq_wake_locked(s);
   iocp__mutex_unlock(&s->lock);
 }
 

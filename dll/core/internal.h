@@ -201,6 +201,7 @@ typedef struct iocp__evq {
   unsigned busy : 1;       /* a thread is inside iocp_wait() */
   unsigned wake : 1;       /* iocp_wake() not yet consumed */
   unsigned discard : 1;    /* iocp_destroy() began: deliver nothing more */
+  unsigned serving : 1;    /* the waiter serves the engine (iocp__eng_caller_serve) */
   uint32_t sleepers;       /* threads waiting on the server's cond for the queue */
   const void *holder;      /* the thread of the last iocp_wait() (its marker) */
   /* LOG events: a ring; the batch's slots first, then the queued ones. */
@@ -211,6 +212,12 @@ typedef struct iocp__evq {
 
 /* Appends c, whose c->ev is filled, and takes over a reference. */
 void iocp__evq_push(iocp__conn *c);
+/* Wakes whoever waits on the server's condition variable, and the waiter
+ * that serves the engine meanwhile; server lock held. */
+void iocp__evq_wake_locked(iocp_server *s);
+/* Nonzero on the thread inside iocp_wait() while it serves the engine
+ * (on_log may run there): it must not wait for itself. */
+int iocp__evq_serving_here(const iocp_server *s);
 /* Queues a LOG event (or counts it lost when the ring is full). */
 void iocp__evq_log(iocp_server *s, int level, int code, const char *text);
 /* iocp_destroy(), first: a wait in progress (and every later one) returns

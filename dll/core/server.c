@@ -195,7 +195,7 @@ static void stop_inside(iocp_server *s) {
   iocp__table_close(&s->table, iocp__conn_destroy_one, NULL);
   /* A waiter may now be finished (nothing was open). */
   iocp__mutex_lock(&s->lock);
-  iocp__cond_broadcast(&s->cond);
+  iocp__evq_wake_locked(s);
   iocp__mutex_unlock(&s->lock);
 }
 
@@ -211,7 +211,7 @@ int IOCP_CALL iocp_stop(iocp_server *s) {
 
 int IOCP_CALL iocp_destroy(iocp_server *s) {
   if (s == NULL) return IOCP_OK;
-  if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
+  if (iocp__on_worker(s) || iocp__evq_serving_here(s)) return IOCP_EINCALLBACK;
   /* Later calls are turned away; the ones inside are waited for. */
   if (!gate_close(s)) return IOCP_ECLOSED;
   /* A thread inside iocp_wait() leaves it (IOCP_ECLOSED), so the gate empties. */

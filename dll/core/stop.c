@@ -46,7 +46,7 @@ static int stop_inside(iocp_server *s, uint32_t timeout_ms) {
     return IOCP_ESTOPPED;
   }
   s->stopping = 1;
-  iocp__cond_broadcast(&s->cond); /* queue mode: a waiter may be finished */
+  iocp__evq_wake_locked(s); /* queue mode: a waiter may be finished */
   iocp__mutex_unlock(&s->lock);
 
   iocp__eng_stop_accepting(s);
@@ -72,7 +72,7 @@ static int stop_inside(iocp_server *s, uint32_t timeout_ms) {
 int IOCP_CALL iocp_stop_graceful(iocp_server *s, uint32_t timeout_ms) {
   int rc, gate;
   if (s == NULL || timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
-  if (iocp__on_worker(s)) return IOCP_EINCALLBACK;
+  if (iocp__on_worker(s) || iocp__evq_serving_here(s)) return IOCP_EINCALLBACK;
   gate = iocp__server_enter(s);
   if (gate < 0) return gate;
   /* Queue mode: the events it waits for go through the drainer's hands. */

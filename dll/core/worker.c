@@ -102,6 +102,7 @@ void iocp__worker_enter(iocp_server *s, uint32_t index) {
 void iocp__worker_leave(iocp_server *s) {
   assert(tls_server == s);
   (void)s;
+  iocp__worker_flush();
   tls_server = NULL;
   tls_worker = NULL;
 }

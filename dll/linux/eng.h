@@ -92,6 +92,7 @@ struct iocp__eng_loop {
   atomic_int parked;       /* its worker sleeps; loop 0's serves its set and queue */
   atomic_uint turns;       /* waits so far (of loop 0: a parked worker's watchdog) */
   atomic_uint parks;       /* times its worker parked (for tests) */
+  atomic_int in_wait;      /* its worker waits: in epoll_wait, or holding for the caller */
   iocp__cond park_cond;    /* a parked worker sleeps on it, with qlock */
   iocp__mutex qlock;
   iocp__task *qhead;       /* under qlock */
@@ -123,6 +124,17 @@ struct iocp__eng_server {
   uint64_t cpus[IOCP__PARK_CPU_WORDS]; /* bit n: processor n is ours to run on */
   long tick_hz;            /* /proc/stat's unit */
   int64_t idle_prev_ns;    /* the reading at the last window's end, or -1 */
+
+  /* Queue mode: the eventfd that wakes the caller inside iocp_wait() while
+   * it serves loop 0 (loop.c, "The caller's thread"), or -1. */
+  int caller_fd;
+  atomic_int caller_waiting; /* the caller waits on loop 0's set now */
+  atomic_int caller_inside; /* the caller serves (iocp__eng_caller_serve) */
+  atomic_ullong caller_entered_ms; /* when it last began (iocp__now_ms()) */
+  atomic_ullong caller_left_ms; /* when it last stopped */
+  atomic_int caller_held;  /* worker 0 sleeps on caller_cond until the caller leaves */
+  iocp__mutex caller_lock;
+  iocp__cond caller_cond;
 
   iocp__mutex accept_lock;
   int listener;            /* under accept_lock; -1 once closed */
@@ -189,6 +201,14 @@ int iocp__linux_register(iocp__conn *c, int fd);
  * and sets *error when the attempt is over. */
 int iocp__linux_connect_ready(iocp__conn *c, int *error);
 
+/* One wait of loop l's set and then its queue, on a thread that is not its
+ * worker (loop.c); `caller` when that is the caller inside iocp_wait(). */
+int iocp__linux_serve_loop(struct iocp__eng_loop *l, int timeout, struct iocp__eng_server *caller);
+/* Queue mode (caller.c): an edge of the caller's eventfd on any thread, and
+ * worker 0 keeping out of its set while the caller serves it. */
+void iocp__linux_caller_edge(iocp_server *s);
+void iocp__linux_caller_hold(struct iocp__eng_loop *l);
+
 /* Parking (loop.c, park.c): how a worker lends its loop to worker 0.
  * IOCPSRV_PARK, read when a server starts, picks a mode: 0 never, 1 idle
  * workers only, 2 (the default) idle or oversubscribed ones, 3 a test knob
@@ -228,12 +248,21 @@ void iocp__park_stat_open(struct iocp__eng_server *e);
 void iocp__park_stat_close(struct iocp__eng_server *e);
 int64_t iocp__park_idle_ns(struct iocp__eng_server *e);
 
+/* Queue mode: worker 0 serves loop 0 once the caller inside iocp_wait()
+ * has not served it for this long (loop.c, "The caller's thread"). */
+#define IOCP__CALLER_AWAY_MS 2
+/* ... and sleeps without looking until the caller stops, once it has been
+ * serving this long in one wait (an idle server). */
+#define IOCP__CALLER_IDLE_MS 50
+
 /* The pause before accepting again after running out of descriptors. */
 #define IOCP__BACKOFF_MS 50
 
 /* epoll data: connection ids start at 1 and never reach UINT64_MAX. */
 #define IOCP__KEY_LISTENER UINT64_C(0)
 #define IOCP__KEY_WAKE UINT64_MAX
+/* Queue mode: the eventfd that wakes the caller inside iocp_wait(). */
+#define IOCP__KEY_CALLER (UINT64_MAX - 1 - 1025)
 /* A parked loop's set, nested in loop 0's (workers are at most 1024). */
 #define IOCP__KEY_LOOP(i) (UINT64_MAX - 1 - (uint64_t)(i))
 #define IOCP__KEY_LOOP_MIN IOCP__KEY_LOOP(1024)

@@ -203,6 +203,10 @@ static void handle_events(struct iocp__eng_loop *l, const struct epoll_event *ev
       (void)got;
       continue;
     }
+    if (key == IOCP__KEY_CALLER) {
+      iocp__linux_caller_edge(s);
+      continue;
+    }
     if (key == IOCP__KEY_LISTENER)
       iocp__linux_on_listener(s);
     else if (key >= IOCP__KEY_LOOP_MIN)
@@ -246,33 +250,42 @@ static uint64_t clock_ns(clockid_t id) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Loop 0's worker serves parked loop l: one wait's worth of its readiness
- * (which reads its eventfd), then its queue. In this order: a task queued
- * after the queue is taken finds l "sleeping" and writes the eventfd again,
- * which makes l's set ready in ours. */
-static void serve_parked(struct iocp__eng_loop *l) {
+/* One wait's worth of loop l's readiness (which reads its eventfd), then
+ * its queue, on a thread that is not l's worker: loop 0's worker serving
+ * parked loop l (timeout 0), or the caller inside iocp_wait() (caller.c). In
+ * this order: a task queued after the queue is taken finds l "sleeping"
+ * (when its own worker sleeps, or it is parked) and writes the eventfd
+ * again, which wakes whoever waits on l's set. Returns epoll_wait's count
+ * (-1 when the wait failed). */
+int iocp__linux_serve_loop(struct iocp__eng_loop *l, int timeout, struct iocp__eng_server *caller) {
   struct epoll_event evs[IOCP__EVENTS];
   iocp__task *list;
-  int n = iocp__hooks.epoll_wait(l->epfd, evs, IOCP__EVENTS, 0);
+  int n;
+  if (caller != NULL) atomic_store(&caller->caller_waiting, 1);
+  n = iocp__hooks.epoll_wait(l->epfd, evs, IOCP__EVENTS, timeout);
+  if (caller != NULL) atomic_store(&caller->caller_waiting, 0);
   if (n > 0) handle_events(l, evs, n);
   iocp__mutex_lock(&l->qlock);
   list = l->qhead;
   l->qhead = l->qtail = NULL;
-  if (atomic_load(&l->parked)) atomic_store(&l->sleeping, 1);
+  if (atomic_load(&l->parked) || atomic_load(&l->in_wait)) atomic_store(&l->sleeping, 1);
   iocp__mutex_unlock(&l->qlock);
   while (list != NULL) {
     iocp__task *t = list;
     list = t->next;
     t->next = NULL;
     t->queued = 0;
-    if (t->kind == IOCP__TASK_STOP) { /* l was woken to stop: its own */
+    if (t->kind == IOCP__TASK_STOP) { /* l's worker was woken to stop: its own */
       iocp__linux_task_push(l, t);
       continue;
     }
     task_run(t);
     run_local();
   }
+  return n;
 }
+
+static void serve_parked(struct iocp__eng_loop *l) { (void)iocp__linux_serve_loop(l, 0, NULL); }
 
 /* park_lock held. */
 static void unpark_locked(struct iocp__eng_server *e, struct iocp__eng_loop *l) {
@@ -343,6 +356,7 @@ static void park(struct iocp__eng_loop *l) {
   }
   iocp__mutex_unlock(&e->park_lock);
   if (!ok) return;
+  iocp__worker_flush();
   atomic_fetch_add_explicit(&l->parks, 1, memory_order_relaxed);
   /* Asleep; every IOCP__PARK_CHECK_MS a look at worker 0: awake and
    * without a new turn for two looks in a row, it is stuck in a callback
@@ -453,15 +467,25 @@ static void *worker_main(void *arg) {
     list = l->qhead;
     l->qhead = l->qtail = NULL;
     if (list == NULL) {
+      /* Both under the lock: a thread serving this loop meanwhile (see
+       * serve_loop) takes the queue under it too, and marks `sleeping`
+       * again when it finds `in_wait`; marked later, a task it ran would
+       * have left `sleeping` clear while this worker waits. */
       atomic_store(&l->sleeping, 1);
+      atomic_store(&l->in_wait, 1);
       timeout = atomic_load(&e->backoff) ? IOCP__BACKOFF_MS : -1;
       /* An idle worker that may park looks at its window now and then. */
       if (parking && l->index > 0) timeout = (int)(park_window_ns(e) / 1000000);
     }
     iocp__mutex_unlock(&l->qlock);
     if (run_tasks(list)) break;
+    iocp__worker_flush();
+    if (l->index == 0 && list == NULL) iocp__linux_caller_hold(l);
     n = iocp__hooks.epoll_wait(l->epfd, evs, IOCP__EVENTS, timeout);
-    if (timeout != 0) atomic_store(&l->sleeping, 0);
+    if (timeout != 0) {
+      atomic_store(&l->sleeping, 0);
+      atomic_store(&l->in_wait, 0);
+    }
     atomic_store_explicit(&l->turns, atomic_load_explicit(&l->turns, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     if (n < 0) {
@@ -494,6 +518,14 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
   e->park_mode = iocp__park_mode_parse(getenv("IOCPSRV_PARK"));
   atomic_init(&e->park_next_ns, 0);
   e->stat_fd = -1;
+  e->caller_fd = -1;
+  atomic_init(&e->caller_waiting, 0);
+  atomic_init(&e->caller_inside, 0);
+  atomic_init(&e->caller_left_ms, 0);
+  atomic_init(&e->caller_entered_ms, 0);
+  atomic_init(&e->caller_held, 0);
+  iocp__mutex_init(&e->caller_lock);
+  iocp__cond_init(&e->caller_cond);
   if (n > 1 && e->park_mode >= IOCP__PARK_OVERSUB) iocp__park_stat_open(e);
   e->stride = (sizeof(struct iocp__eng_loop) + line - 1) / line * line;
   e->loops_mem = iocp__calloc(1, (size_t)n * e->stride + line); /* a line to align by hand */
@@ -510,6 +542,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
     atomic_init(&l->parked, 0);
     atomic_init(&l->turns, 0);
     atomic_init(&l->parks, 0);
+    atomic_init(&l->in_wait, 0);
     iocp__mutex_init(&l->qlock);
     iocp__cond_init(&l->park_cond);
     e->nloops++; /* from here on loops_close undoes it */
@@ -521,6 +554,15 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
     ev.events = EPOLLIN; /* level-triggered: read by the worker it wakes */
     ev.data.u64 = IOCP__KEY_WAKE;
     if (iocp__hooks.epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0)
+      return iocp__linux_error(errno);
+  }
+  if (iocp__server_config(s)->delivery == IOCP_DELIVERY_QUEUE) {
+    e->caller_fd = iocp__hooks.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (e->caller_fd < 0) return iocp__linux_error(errno);
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN | EPOLLET; /* an edge per write: see "The caller's thread" */
+    ev.data.u64 = IOCP__KEY_CALLER;
+    if (iocp__hooks.epoll_ctl(iocp__linux_loop(e, 0)->epfd, EPOLL_CTL_ADD, e->caller_fd, &ev) != 0)
       return iocp__linux_error(errno);
   }
   return IOCP_OK;
@@ -538,6 +580,10 @@ void iocp__linux_loops_close(iocp_server *s) {
     iocp__cond_destroy(&l->park_cond);
   }
   e->nloops = 0;
+  if (e->caller_fd >= 0) iocp__hooks.close(e->caller_fd);
+  e->caller_fd = -1;
+  iocp__mutex_destroy(&e->caller_lock);
+  iocp__cond_destroy(&e->caller_cond);
   iocp__park_stat_close(e);
   iocp__mutex_destroy(&e->park_lock);
   iocp__free(e->loops_mem);

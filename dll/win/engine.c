@@ -349,8 +349,11 @@ static DWORD WINAPI worker_main(void *arg) {
     OVERLAPPED_ENTRY got[IOCP__DEQUEUE_MAX];
     DWORD errs[IOCP__DEQUEUE_MAX];
     DWORD wait = iocp__win_hot_wait(s, e->parked ? IOCP__PARKED_RETRY_MS : INFINITE);
-    ULONG n = dequeue(e, got, errs, wait), i, stops = 0;
+    ULONG n, i, stops = 0;
     int retry = 0;
+
+    iocp__worker_flush();
+    n = dequeue(e, got, errs, wait);
 
     if (n == 0) {
       /* A time-out (retry parked accepts), or a broken port (only when it
@@ -607,6 +610,17 @@ int iocp__eng_post_run(iocp__conn *c) {
     return iocp__win_error(GetLastError());
   return IOCP_OK;
 }
+
+/* Queue mode: the waiting caller sleeps on the core's condition variable
+ * here. (Serving the port from it, as the Linux engine serves loop 0, is
+ * not done yet: the stop packets meant for workers would need passing on.) */
+int iocp__eng_caller_serve(iocp_server *s, int32_t timeout_ms) {
+  (void)s;
+  (void)timeout_ms;
+  return 0;
+}
+
+void iocp__eng_caller_wake(iocp_server *s) { (void)s; }
 
 /* No immediate send here: a send is a WSASend operation, reported once
  * (through the port, or from the worker's list when it skipped the port). */

@@ -1,0 +1,103 @@
+/* The epoll engine's part of queue mode: the caller's thread.
+ *
+ * Queue mode: the thread inside iocp_wait() with nothing to take waits on
+ * loop 0's set beside its worker, and serves what it gets as that worker
+ * would, so an event can be made and taken on one thread. Handing each
+ * batch from a worker to the waiting caller cost two context switches and
+ * a futex wake-up per batch, a third thread on the processors, and a fifth
+ * of the callbacks' echoes per second. The kernel wakes one waiter per
+ * event of a set, the one that came last (as an I/O completion port wakes
+ * its most recent thread): while the caller waits, it takes the events;
+ * while it runs the caller's code, the worker does.
+ *
+ * The caller is woken through its own eventfd in loop 0's set (edge-
+ * triggered, IOCP__KEY_CALLER; iocp__eng_caller_wake).
+ *
+ * Two waiters on one set would share its events, and every event that woke
+ * the worker while the caller was busy would cost a context switch and a
+ * hand-off again. So worker 0 keeps out of its set (holds, on caller_cond)
+ * while the caller serves, and until IOCP__CALLER_AWAY_MS after it stopped:
+ * a caller that comes back within that time serves every event. A caller
+ * that stays away longer (a slow batch, or one that only polls with a
+ * time-out of 0, which serves nothing) finds the worker serving, as
+ * before, until it serves again. A worker that got the caller's
+ * edge before it held writes it again: the caller then is the only waiter. */
+#include "../core/engine.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <unistd.h>
+
+/* The caller is done serving: a worker asleep until then looks again. */
+static void caller_out(struct iocp__eng_server *e) {
+  atomic_store(&e->caller_left_ms, iocp__now_ms());
+  atomic_store(&e->caller_inside, 0);
+  if (atomic_load(&e->caller_held)) {
+    iocp__mutex_lock(&e->caller_lock);
+    iocp__cond_broadcast(&e->caller_cond);
+    iocp__mutex_unlock(&e->caller_lock);
+  }
+}
+
+int iocp__eng_caller_serve(iocp_server *s, int32_t timeout_ms) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  struct iocp__eng_loop *l;
+  int n;
+  if (e->caller_fd < 0 || e->nloops == 0) return 0;
+  l = iocp__linux_loop(e, 0);
+  if (!l->started || atomic_load(&l->dead)) return 0;
+  if (atomic_load(&e->backoff) && (timeout_ms < 0 || timeout_ms > IOCP__BACKOFF_MS))
+    timeout_ms = IOCP__BACKOFF_MS; /* accepting resumes from here too */
+  atomic_store(&e->caller_entered_ms, iocp__now_ms());
+  atomic_store(&e->caller_inside, 1);
+  n = iocp__linux_serve_loop(l, timeout_ms < 0 ? -1 : (int)timeout_ms, e);
+  caller_out(e);
+  if (n < 0 && iocp__linux_errclass(errno) != IOCP__ERR_AGAIN) return 0;
+  if (atomic_load(&e->backoff)) iocp__linux_accept_resume(s);
+  return 1;
+}
+
+void iocp__eng_caller_wake(iocp_server *s) {
+  static const uint64_t one = 1;
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  /* Cannot fail: the counter is read back at every edge and stays tiny. */
+  if (e->caller_fd >= 0 && write(e->caller_fd, &one, sizeof(one)) < 0) assert(0);
+}
+
+/* An edge of the caller's eventfd, on whichever thread got it. */
+void iocp__linux_caller_edge(iocp_server *s) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  uint64_t v;
+  ssize_t got = read(e->caller_fd, &v, sizeof(v)); /* fails only when already 0 */
+  (void)got;
+  if (iocp__on_worker(s) && atomic_load(&e->caller_waiting)) iocp__eng_caller_wake(s);
+}
+
+/* Worker 0 before it waits (see above). Its `sleeping` mark stays set
+ * meanwhile, so tasks for loop 0 write its eventfd: the caller serves them
+ * while it waits, the worker once it stops holding. While the caller comes
+ * and goes the worker looks every IOCP__CALLER_AWAY_MS (a caller that stops
+ * serving does not signal it); a caller that has served IOCP__CALLER_IDLE_MS
+ * in one wait (an idle server) lets the worker sleep until it stops. */
+void iocp__linux_caller_hold(struct iocp__eng_loop *l) {
+  struct iocp__eng_server *e = iocp__server_eng(l->server);
+  if (e->caller_fd < 0) return;
+  iocp__mutex_lock(&e->caller_lock);
+  for (;;) {
+    uint64_t now = iocp__now_ms(), away;
+    if (atomic_load(&e->caller_inside)) {
+      if (now - atomic_load(&e->caller_entered_ms) < IOCP__CALLER_IDLE_MS) {
+        iocp__cond_wait_ms(&e->caller_cond, &e->caller_lock, IOCP__CALLER_AWAY_MS);
+        continue;
+      }
+      atomic_store(&e->caller_held, 1);
+      if (atomic_load(&e->caller_inside)) iocp__cond_wait(&e->caller_cond, &e->caller_lock);
+      atomic_store(&e->caller_held, 0);
+      continue;
+    }
+    away = now - atomic_load(&e->caller_left_ms);
+    if (away >= IOCP__CALLER_AWAY_MS) break;
+    iocp__cond_wait_ms(&e->caller_cond, &e->caller_lock, (uint32_t)(IOCP__CALLER_AWAY_MS - away));
+  }
+  iocp__mutex_unlock(&e->caller_lock);
+}
