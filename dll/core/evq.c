@@ -96,32 +96,34 @@ static void absorb_locked(iocp__evq *q) {
 }
 
 /* Sleeps on the server's cond until woken or ms pass (ms < 0: no limit),
- * unless a push came first; lock held. Marks `waiting` before the last look
+ * unless a push came first, or serves the engine meanwhile (may_serve: in
+ * iocp_wait()); lock held. Marks `waiting` before the last look
  * at the inbox, and a pusher writes the inbox before it looks at `waiting`:
  * one of the two sees the other, so no push is slept through. The mark
  * stays after a wake-up for another reason (a pusher then wakes nobody,
  * once): clearing it here could hide another sleeper. */
-static void sleep_locked(iocp_server *s, int64_t ms) {
+static void sleep_locked(iocp_server *s, int64_t ms, int may_serve) {
   iocp__evq *q = &s->evq;
   q->sleepers++;
   (void)iocp__exchange32(&q->waiting, 1);
-  if (iocp__ptr_load(&q->inbox) == NULL) {
-    int served;
+  if (iocp__ptr_load(&q->inbox) != NULL) {
+    /* a push came first */
+  } else if (may_serve && !q->no_serve) {
     /* Serve the engine meanwhile (engine.h): the events it makes need no
-     * hand-off. Wakers see `serving` under the lock and end the wait. */
+     * hand-off. Wakers see `serving` under the lock and end the wait, also
+     * one that comes before it begins. The caller looks at everything
+     * again afterwards: the lock was let go. */
     q->serving = 1;
     iocp__mutex_unlock(&s->lock);
     serving = s;
-    served = iocp__eng_caller_serve(s, ms < 0 ? -1 : (int32_t)ms);
+    q->no_serve = !iocp__eng_caller_serve(s, ms < 0 ? -1 : (int32_t)ms);
     serving = NULL;
     iocp__mutex_lock(&s->lock);
     q->serving = 0;
-    if (served)
-      ;
-    else if (ms < 0)
-      iocp__cond_wait(&s->cond, &s->lock);
-    else
-      iocp__cond_wait_ms(&s->cond, &s->lock, (uint32_t)ms);
+  } else if (ms < 0) {
+    iocp__cond_wait(&s->cond, &s->lock);
+  } else {
+    iocp__cond_wait_ms(&s->cond, &s->lock, (uint32_t)ms);
   }
   q->sleepers--;
   absorb_locked(q);
@@ -271,11 +273,11 @@ static int wait_inside(iocp_server *s, iocp_event *events, uint32_t max, int32_t
   while (q->head == NULL && q->log_queued == 0 && !q->wake && !finished_locked(s) &&
          timeout_ms != 0) {
     if (timeout_ms < 0) {
-      sleep_locked(s, -1);
+      sleep_locked(s, -1, 1);
     } else {
       uint64_t now = iocp__now_ms();
       if (now >= deadline) break;
-      sleep_locked(s, (int64_t)(deadline - now));
+      sleep_locked(s, (int64_t)(deadline - now), 1);
     }
   }
   q->wake = 0;
@@ -347,7 +349,7 @@ void iocp__evq_drain_all(iocp_server *s) {
       q->head = q->tail = NULL;
     }
     if (list == NULL) {
-      sleep_locked(s, -1);
+      sleep_locked(s, -1, 0);
       continue;
     }
     iocp__mutex_unlock(&s->lock);

@@ -202,6 +202,7 @@ typedef struct iocp__evq {
   unsigned wake : 1;       /* iocp_wake() not yet consumed */
   unsigned discard : 1;    /* iocp_destroy() began: deliver nothing more */
   unsigned serving : 1;    /* the waiter serves the engine (iocp__eng_caller_serve) */
+  unsigned no_serve : 1;   /* the engine cannot lend it the work: it sleeps on cond */
   uint32_t sleepers;       /* threads waiting on the server's cond for the queue */
   const void *holder;      /* the thread of the last iocp_wait() (its marker) */
   /* LOG events: a ring; the batch's slots first, then the queued ones. */
