@@ -113,13 +113,15 @@ static void sleep_locked(iocp_server *s, int64_t ms, int may_serve) {
      * hand-off. Wakers see `serving` under the lock and end the wait, also
      * one that comes before it begins. The caller looks at everything
      * again afterwards: the lock was let go. */
+    int served;
     q->serving = 1;
     iocp__mutex_unlock(&s->lock);
     serving = s;
-    q->no_serve = !iocp__eng_caller_serve(s, ms < 0 ? -1 : (int32_t)ms);
+    served = iocp__eng_caller_serve(s, ms < 0 ? -1 : (int32_t)ms);
     serving = NULL;
     iocp__mutex_lock(&s->lock);
     q->serving = 0;
+    q->no_serve = !served;
   } else if (ms < 0) {
     iocp__cond_wait(&s->cond, &s->lock);
   } else {
