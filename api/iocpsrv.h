@@ -32,8 +32,9 @@
  * below) or, when created with config.delivery = IOCP_DELIVERY_QUEUE, by
  * queueing them for the caller's own thread to take in batches with
  * iocp_wait() (see "Batched events"; meant for .NET, Python and other
- * callers for whom each call from a foreign thread is costly). The worker
- * pool does all the I/O in both modes, with the same ordering guarantees.
+ * callers for whom each call from a foreign thread is costly). The library
+ * does all the I/O in both modes, with the same ordering guarantees (in
+ * queue mode the thread waiting in iocp_wait() helps with it on Linux).
  *
  * Threads
  * -------
