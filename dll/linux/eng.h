@@ -64,6 +64,7 @@ struct iocp__eng_conn {
   unsigned writable : 1;   /* no send has met a full socket since the last EPOLLOUT edge */
   unsigned hup : 1;        /* the peer's FIN (or an error) is in: read until recv says so */
   unsigned settled : 1;    /* a recv met EAGAIN: every later arrival brings an edge we see */
+  unsigned moved : 1;      /* its loop is parked: the socket sits in loop 0's set (loop.c) */
   int niov;
   struct iocp__eng_loop *loop; /* the worker whose epoll set holds the socket */
   struct iovec iov[IOCP__LINUX_MAX_IOV];
@@ -257,6 +258,11 @@ int64_t iocp__park_idle_ns(struct iocp__eng_server *e);
 
 /* The pause before accepting again after running out of descriptors. */
 #define IOCP__BACKOFF_MS 50
+
+/* How a connection's socket is registered: once, edge-triggered. */
+#define IOCP__CONN_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+/* The set a connection's socket sits in now (connection lock held). */
+int iocp__linux_conn_epfd(iocp__conn *c);
 
 /* epoll data: connection ids start at 1 and never reach UINT64_MAX. */
 #define IOCP__KEY_LISTENER UINT64_C(0)

@@ -128,7 +128,7 @@ static void close_fd(iocp__conn *c) {
   struct epoll_event ev; /* ignored by EPOLL_CTL_DEL; old kernels want one */
   memset(&ev, 0, sizeof(ev));
   /* Explicit, so a descriptor copied by fork() cannot keep it registered. */
-  iocp__hooks.epoll_ctl(iocp__conn_eng(c)->loop->epfd, EPOLL_CTL_DEL, iocp__conn_eng(c)->fd, &ev);
+  iocp__hooks.epoll_ctl(iocp__linux_conn_epfd(c), EPOLL_CTL_DEL, iocp__conn_eng(c)->fd, &ev);
   iocp__hooks.close(iocp__conn_eng(c)->fd);
   iocp__conn_eng(c)->fd = -1;
 }
@@ -270,12 +270,13 @@ int iocp__linux_register(iocp__conn *c, int fd) {
   memset(&ev, 0, sizeof(ev));
   /* Once, edge-triggered; until the first edge says otherwise, a call is
    * worth trying. */
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = IOCP__CONN_EVENTS;
   ev.data.u64 = iocp__conn_id(c);
   iocp__conn_eng(c)->readable = 1;
   iocp__conn_eng(c)->writable = 1;
   iocp__conn_eng(c)->hup = 0;
   iocp__conn_eng(c)->settled = 0;
+  iocp__conn_eng(c)->moved = 0;
   if (iocp__hooks.epoll_ctl(iocp__conn_eng(c)->loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
     return iocp__linux_error(errno);
   iocp__conn_eng(c)->fd = fd;
