@@ -20,8 +20,15 @@
  * a caller that comes back within that time serves every event. A caller
  * that stays away longer (a slow batch, or one that only polls with a
  * time-out of 0, which serves nothing) finds the worker serving, as
- * before, until it serves again. A worker that got the caller's
- * edge before it held writes it again: the caller then is the only waiter. */
+ * before, until it serves again.
+ *
+ * A worker that got the caller's edge while the caller waits writes it
+ * again (it is awake: the caller is the only waiter then). An edge taken by
+ * a worker while the caller was still on its way to epoll_wait is not lost
+ * either: every wake-up also sets caller_pending, which the caller clears
+ * just before it waits, and then does not block; the caller marks
+ * caller_waiting before it looks, so a worker that takes an edge written
+ * after the look sees the mark and passes the edge on. */
 #include "../core/engine.h"
 
 #include <assert.h>
@@ -60,8 +67,10 @@ int iocp__eng_caller_serve(iocp_server *s, int32_t timeout_ms) {
 void iocp__eng_caller_wake(iocp_server *s) {
   static const uint64_t one = 1;
   struct iocp__eng_server *e = iocp__server_eng(s);
+  if (e->caller_fd < 0) return;
+  atomic_store(&e->caller_pending, 1);
   /* Cannot fail: the counter is read back at every edge and stays tiny. */
-  if (e->caller_fd >= 0 && write(e->caller_fd, &one, sizeof(one)) < 0) assert(0);
+  if (write(e->caller_fd, &one, sizeof(one)) < 0) assert(0);
 }
 
 /* An edge of the caller's eventfd, on whichever thread got it. */

@@ -130,6 +130,7 @@ struct iocp__eng_server {
    * it serves loop 0 (loop.c, "The caller's thread"), or -1. */
   int caller_fd;
   atomic_int caller_waiting; /* the caller waits on loop 0's set now */
+  atomic_int caller_pending; /* a wake-up the caller has not looked at */
   atomic_int caller_inside; /* the caller serves (iocp__eng_caller_serve) */
   atomic_ullong caller_entered_ms; /* when it last began (iocp__now_ms()) */
   atomic_ullong caller_left_ms; /* when it last stopped */

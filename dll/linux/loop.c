@@ -266,7 +266,11 @@ int iocp__linux_serve_loop(struct iocp__eng_loop *l, int timeout, struct iocp__e
   struct epoll_event evs[IOCP__EVENTS];
   iocp__task *list;
   int n;
-  if (caller != NULL) atomic_store(&caller->caller_waiting, 1);
+  if (caller != NULL) {
+    /* Marked first: a worker that takes a later edge passes it on (caller.c). */
+    atomic_store(&caller->caller_waiting, 1);
+    if (atomic_exchange(&caller->caller_pending, 0)) timeout = 0;
+  }
   n = iocp__hooks.epoll_wait(l->epfd, evs, IOCP__EVENTS, timeout);
   if (caller != NULL) atomic_store(&caller->caller_waiting, 0);
   if (n > 0) handle_events(l, evs, n);
@@ -575,6 +579,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
   e->stat_fd = -1;
   e->caller_fd = -1;
   atomic_init(&e->caller_waiting, 0);
+  atomic_init(&e->caller_pending, 0);
   atomic_init(&e->caller_inside, 0);
   atomic_init(&e->caller_left_ms, 0);
   atomic_init(&e->caller_entered_ms, 0);
