@@ -300,7 +300,10 @@ static void test_parked_loops_connections_are_served_from_worker_0s_set(void **s
     wait_parked(l, t0);
     parks = atomic_load(&l->parks);
     waits = atomic_load(&waits_counted);
-    for (k = 0; k < MOVE_ECHOES; k++) {
+    for (k = 0; k <= MOVE_ECHOES; k++) {
+      /* The first pass lets worker 0 take what the nested set still held
+       * (the listener, readable in every set, brought it the connects). */
+      if (k == 1) waits = atomic_load(&waits_counted);
       for (i = 0; i < 2 * MOVE_CONNS; i++) {
         char buf[8] = "echo-";
         buf[5] = (char)('0' + i);
@@ -310,7 +313,8 @@ static void test_parked_loops_connections_are_served_from_worker_0s_set(void **s
       }
     }
     if (!atomic_load(&l->parked) || atomic_load(&l->parks) != parks) continue;
-    assert_int_equal(atomic_load(&waits_counted), waits);
+    /* 100 or more through the nested set; here a stray wake-up at most. */
+    assert_true(atomic_load(&waits_counted) - waits <= 2);
     clean = 1;
   }
   for (i = 0; i < 2 * MOVE_CONNS; i++) ts_close(socks[i]);
