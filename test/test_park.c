@@ -246,10 +246,11 @@ static void test_echoes_while_workers_park_and_unpark(void **state) {
   rec_stop(r);
 }
 
-/* A parked worker's connections move into worker 0's own set: worker 0
- * serves their echoes with its one wait per turn, and never waits on the
- * parked loop's set for them (served through that nested set, each turn
- * cost a second epoll_wait). Counted with the engine's epoll_wait hook. */
+/* A parked worker's connections move into worker 0's own set, and one
+ * made for it while it is parked is registered there: worker 0 serves
+ * their echoes with its one wait per turn, and never waits on the parked
+ * loop's set for them (served through that nested set, each turn cost a
+ * second epoll_wait). Counted with the engine's epoll_wait hook. */
 static atomic_int counted_epfd = -1;
 static atomic_uint waits_counted;
 
@@ -258,39 +259,52 @@ static int count_epoll_wait(int epfd, struct epoll_event *evs, int max, int time
   return epoll_wait(epfd, evs, max, timeout);
 }
 
-#define MOVE_CONNS 4
+#define MOVE_CONNS 4 /* made before loop 1 parks, and as many after */
 #define MOVE_ECHOES 50
+
+static void connect_some(rec_server *r, ts_sock *socks, int n, int64_t connects) {
+  int i;
+  for (i = 0; i < n; i++) { /* round robin: half of them on loop 1 */
+    socks[i] = ts_connect(r->port);
+    assert_true(socks[i] != TS_BAD_SOCK);
+    ts_set_timeout(socks[i], TS_TIMEOUT_MS);
+  }
+  assert_int_equal(ts_counter_wait(r->connects, connects + n, TS_TIMEOUT_MS), 0);
+}
+
+static void wait_parked(struct iocp__eng_loop *l, uint64_t t0) {
+  while (!atomic_load(&l->parked)) { /* an idle worker parks a second after it started */
+    assert_true(ts_now_ms() - t0 < (uint64_t)TS_TIMEOUT_MS);
+    usleep(5000);
+  }
+}
 
 static void test_parked_loops_connections_are_served_from_worker_0s_set(void **state) {
   rec_server *r;
   struct iocp__eng_loop *l;
-  ts_sock socks[MOVE_CONNS];
+  ts_sock socks[2 * MOVE_CONNS];
   uint64_t t0 = ts_now_ms();
   int i, k, clean = 0;
   (void)state;
   iocp__hooks.epoll_wait = count_epoll_wait; /* before any worker runs */
   r = start_with_mode("1", 2);               /* idle workers park */
   l = iocp__linux_loop(iocp__server_eng(r->srv), 1);
-  for (i = 0; i < MOVE_CONNS; i++) { /* round robin: half of them on loop 1 */
-    socks[i] = ts_connect(r->port);
-    assert_true(socks[i] != TS_BAD_SOCK);
-    ts_set_timeout(socks[i], TS_TIMEOUT_MS);
-  }
-  assert_int_equal(ts_counter_wait(r->connects, MOVE_CONNS, TS_TIMEOUT_MS), 0);
+  connect_some(r, socks, MOVE_CONNS, 0);
+  wait_parked(l, t0);
+  connect_some(r, socks + MOVE_CONNS, MOVE_CONNS, MOVE_CONNS);
   atomic_store(&counted_epfd, l->epfd);
   /* A round counts only if loop 1 stayed parked throughout (a loaded
    * machine can make worker 0 busy enough to give it back meanwhile). */
   while (!clean) {
     unsigned parks, waits;
-    assert_true(ts_now_ms() - t0 < (uint64_t)TS_TIMEOUT_MS);
-    if (!atomic_load(&l->parked)) {
-      usleep(5000); /* an idle worker parks a second after it started */
-      continue;
-    }
+    wait_parked(l, t0);
     parks = atomic_load(&l->parks);
     waits = atomic_load(&waits_counted);
-    for (k = 0; k < MOVE_ECHOES; k++) {
-      for (i = 0; i < MOVE_CONNS; i++) {
+    for (k = 0; k <= MOVE_ECHOES; k++) {
+      /* The first pass lets worker 0 take what the nested set still held
+       * (the listener, readable in every set, brought it the connects). */
+      if (k == 1) waits = atomic_load(&waits_counted);
+      for (i = 0; i < 2 * MOVE_CONNS; i++) {
         char buf[8] = "echo-";
         buf[5] = (char)('0' + i);
         assert_int_equal(ts_send_all(socks[i], buf, 6), TS_OK);
@@ -299,11 +313,12 @@ static void test_parked_loops_connections_are_served_from_worker_0s_set(void **s
       }
     }
     if (!atomic_load(&l->parked) || atomic_load(&l->parks) != parks) continue;
-    assert_int_equal(atomic_load(&waits_counted), waits);
+    /* 100 or more through the nested set; here a stray wake-up at most. */
+    assert_true(atomic_load(&waits_counted) - waits <= 2);
     clean = 1;
   }
-  for (i = 0; i < MOVE_CONNS; i++) ts_close(socks[i]);
-  assert_int_equal(ts_counter_wait(r->disconnects, MOVE_CONNS, TS_TIMEOUT_MS), 0);
+  for (i = 0; i < 2 * MOVE_CONNS; i++) ts_close(socks[i]);
+  assert_int_equal(ts_counter_wait(r->disconnects, 2 * MOVE_CONNS, TS_TIMEOUT_MS), 0);
   assert_int_equal(ts_counter_get(r->violations), 0);
   rec_stop(r);
   iocp__hooks_reset();

@@ -222,9 +222,11 @@ static void handle_events(struct iocp__eng_loop *l, const struct epoll_event *ev
  * sockets move into loop 0's set (under the same ids), so one wait per
  * turn serves both loops: served through its nested set instead, worker 0
  * made a second epoll_wait per turn, some 4% of the CPU of a 64-byte echo.
- * Its set stays nested in loop 0's for what is left in it: its eventfd (its
- * queue's tasks), the listener, and a connection made while it parked
- * (registered in its set before the table knew it, so not moved). When a
+ * A connection made for it while it is parked is registered in loop 0's
+ * set at once. Its set stays nested in loop 0's for what is left in it: its
+ * eventfd (its queue's tasks), the listener, and a connection registered
+ * just as it parked (the table did not have it yet, so it was not moved).
+ * When a
  * worker parks and when worker 0 gives its loop back is park.c's policy,
  * fed with each worker's measurements over a window of IOCP__PARK_WINDOW_NS:
  * a worker that is idle, or that the machine leaves waiting for a processor
