@@ -33,7 +33,40 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
+
+void iocp__linux_caller_init(struct iocp__eng_server *e) {
+  e->caller_fd = -1;
+  atomic_init(&e->caller_waiting, 0);
+  atomic_init(&e->caller_pending, 0);
+  atomic_init(&e->caller_inside, 0);
+  atomic_init(&e->caller_left_ms, 0);
+  atomic_init(&e->caller_entered_ms, 0);
+  atomic_init(&e->caller_held, 0);
+  iocp__mutex_init(&e->caller_lock);
+  iocp__cond_init(&e->caller_cond);
+}
+
+int iocp__linux_caller_open(iocp_server *s) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  struct epoll_event ev;
+  e->caller_fd = iocp__hooks.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (e->caller_fd < 0) return iocp__linux_error(errno);
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN | EPOLLET; /* an edge per write (see above) */
+  ev.data.u64 = IOCP__KEY_CALLER;
+  if (iocp__hooks.epoll_ctl(iocp__linux_loop(e, 0)->epfd, EPOLL_CTL_ADD, e->caller_fd, &ev) != 0)
+    return iocp__linux_error(errno);
+  return IOCP_OK;
+}
+
+void iocp__linux_caller_close(struct iocp__eng_server *e) {
+  if (e->caller_fd >= 0) iocp__hooks.close(e->caller_fd);
+  e->caller_fd = -1;
+  iocp__mutex_destroy(&e->caller_lock);
+  iocp__cond_destroy(&e->caller_cond);
+}
 
 /* The caller is done serving: a worker asleep until then looks again. */
 static void caller_out(struct iocp__eng_server *e) {
@@ -50,7 +83,7 @@ int iocp__eng_caller_serve(iocp_server *s, int32_t timeout_ms) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   struct iocp__eng_loop *l;
   int n;
-  if (e->caller_fd < 0 || e->nloops == 0) return 0;
+  if (e->caller_fd < 0) return 0; /* made only once the loops are */
   l = iocp__linux_loop(e, 0);
   if (!l->started || atomic_load(&l->dead)) return 0;
   if (atomic_load(&e->backoff) && (timeout_ms < 0 || timeout_ms > IOCP__BACKOFF_MS))

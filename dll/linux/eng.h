@@ -126,8 +126,8 @@ struct iocp__eng_server {
   long tick_hz;            /* /proc/stat's unit */
   int64_t idle_prev_ns;    /* the reading at the last window's end, or -1 */
 
-  /* Queue mode: the eventfd that wakes the caller inside iocp_wait() while
-   * it serves loop 0 (loop.c, "The caller's thread"), or -1. */
+  /* Queue mode (caller.c): the eventfd that wakes the caller inside
+   * iocp_wait() while it serves loop 0, or -1. */
   int caller_fd;
   atomic_int caller_waiting; /* the caller waits on loop 0's set now */
   atomic_int caller_pending; /* a wake-up the caller has not looked at */
@@ -206,8 +206,13 @@ int iocp__linux_connect_ready(iocp__conn *c, int *error);
 /* One wait of loop l's set and then its queue, on a thread that is not its
  * worker (loop.c); `caller` when that is the caller inside iocp_wait(). */
 int iocp__linux_serve_loop(struct iocp__eng_loop *l, int timeout, struct iocp__eng_server *caller);
-/* Queue mode (caller.c): an edge of the caller's eventfd on any thread, and
- * worker 0 keeping out of its set while the caller serves it. */
+/* Queue mode (caller.c): the caller's part of the server (init before
+ * anything can fail, open once the loops are made, close with them), an
+ * edge of its eventfd on any thread, and worker 0 keeping out of its set
+ * while the caller serves it. */
+void iocp__linux_caller_init(struct iocp__eng_server *e);
+int iocp__linux_caller_open(iocp_server *s);
+void iocp__linux_caller_close(struct iocp__eng_server *e);
 void iocp__linux_caller_edge(iocp_server *s);
 void iocp__linux_caller_hold(struct iocp__eng_loop *l);
 
@@ -251,7 +256,7 @@ void iocp__park_stat_close(struct iocp__eng_server *e);
 int64_t iocp__park_idle_ns(struct iocp__eng_server *e);
 
 /* Queue mode: worker 0 serves loop 0 once the caller inside iocp_wait()
- * has not served it for this long (loop.c, "The caller's thread"). */
+ * has not served it for this long (caller.c). */
 #define IOCP__CALLER_AWAY_MS 2
 /* ... and sleeps without looking until the caller stops, once it has been
  * serving this long in one wait (an idle server). */

@@ -226,8 +226,7 @@ static void handle_events(struct iocp__eng_loop *l, const struct epoll_event *ev
  * set at once. Its set stays nested in loop 0's for what is left in it: its
  * eventfd (its queue's tasks), the listener, and a connection registered
  * just as it parked (the table did not have it yet, so it was not moved).
- * When a
- * worker parks and when worker 0 gives its loop back is park.c's policy,
+ * When a worker parks and when worker 0 gives its loop back is park.c's policy,
  * fed with each worker's measurements over a window of IOCP__PARK_WINDOW_NS:
  * a worker that is idle, or that the machine leaves waiting for a processor
  * (oversubscribed), parks; worker 0 unparks one loop per window while it is
@@ -579,15 +578,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
   e->park_mode = iocp__park_mode_parse(getenv("IOCPSRV_PARK"));
   atomic_init(&e->park_next_ns, 0);
   e->stat_fd = -1;
-  e->caller_fd = -1;
-  atomic_init(&e->caller_waiting, 0);
-  atomic_init(&e->caller_pending, 0);
-  atomic_init(&e->caller_inside, 0);
-  atomic_init(&e->caller_left_ms, 0);
-  atomic_init(&e->caller_entered_ms, 0);
-  atomic_init(&e->caller_held, 0);
-  iocp__mutex_init(&e->caller_lock);
-  iocp__cond_init(&e->caller_cond);
+  iocp__linux_caller_init(e);
   if (n > 1 && e->park_mode >= IOCP__PARK_OVERSUB) iocp__park_stat_open(e);
   e->stride = (sizeof(struct iocp__eng_loop) + line - 1) / line * line;
   e->loops_mem = iocp__calloc(1, (size_t)n * e->stride + line); /* a line to align by hand */
@@ -618,15 +609,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
     if (iocp__hooks.epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0)
       return iocp__linux_error(errno);
   }
-  if (iocp__server_config(s)->delivery == IOCP_DELIVERY_QUEUE) {
-    e->caller_fd = iocp__hooks.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (e->caller_fd < 0) return iocp__linux_error(errno);
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN | EPOLLET; /* an edge per write: see "The caller's thread" */
-    ev.data.u64 = IOCP__KEY_CALLER;
-    if (iocp__hooks.epoll_ctl(iocp__linux_loop(e, 0)->epfd, EPOLL_CTL_ADD, e->caller_fd, &ev) != 0)
-      return iocp__linux_error(errno);
-  }
+  if (iocp__server_config(s)->delivery == IOCP_DELIVERY_QUEUE) return iocp__linux_caller_open(s);
   return IOCP_OK;
 }
 
@@ -642,10 +625,7 @@ void iocp__linux_loops_close(iocp_server *s) {
     iocp__cond_destroy(&l->park_cond);
   }
   e->nloops = 0;
-  if (e->caller_fd >= 0) iocp__hooks.close(e->caller_fd);
-  e->caller_fd = -1;
-  iocp__mutex_destroy(&e->caller_lock);
-  iocp__cond_destroy(&e->caller_cond);
+  iocp__linux_caller_close(e);
   iocp__park_stat_close(e);
   iocp__mutex_destroy(&e->park_lock);
   iocp__free(e->loops_mem);
