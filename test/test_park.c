@@ -324,6 +324,55 @@ static void test_parked_loops_connections_are_served_from_worker_0s_set(void **s
   iocp__hooks_reset();
 }
 
+/* A move makes each moved socket report its readiness again, behind what
+ * is already ready in the new set, in the table's order. Here every wait
+ * takes 3 ms, longer than a churn window: were the loops to give their
+ * sockets away after a wait or two of 64 events each time, the connections
+ * late in the table would be read only now and then (under load, with
+ * more of them, never: a minute without a read). Each loop first takes a
+ * pass over what it was given, so every connection echoes within a few
+ * moves (without the pass: some 130 moves and 1.8 s here). */
+#define PASS_CONNS 400
+#define PASS_MOVES 8
+
+static int slow_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout) {
+  usleep(3000);
+  return epoll_wait(epfd, evs, max, timeout);
+}
+
+static void test_every_connection_is_read_while_slow_loops_churn(void **state) {
+  rec_server *r;
+  static ts_sock socks[PASS_CONNS];
+  uint64_t t0 = ts_now_ms();
+  char buf[4];
+  unsigned parks;
+  int i;
+  (void)state;
+  iocp__hooks.epoll_wait = slow_epoll_wait; /* before any worker runs */
+  r = start_with_mode("3", 2);
+  for (i = 0; i < PASS_CONNS; i++) {
+    socks[i] = ts_connect(r->port);
+    assert_true(socks[i] != TS_BAD_SOCK);
+  }
+  assert_int_equal(ts_counter_wait(r->connects, PASS_CONNS, TS_TIMEOUT_MS), 0);
+  while (parks_so_far(r) < 4) { /* the sockets have moved back and forth */
+    assert_true(ts_now_ms() - t0 < (uint64_t)TS_TIMEOUT_MS);
+    usleep(5000);
+  }
+  parks = parks_so_far(r);
+  for (i = 0; i < PASS_CONNS; i++) assert_int_equal(ts_send_all(socks[i], "ping", 4), TS_OK);
+  for (i = 0; i < PASS_CONNS; i++) {
+    assert_int_equal(ts_recv_exact(socks[i], buf, 4), TS_OK);
+    assert_memory_equal(buf, "ping", 4);
+  }
+  assert_true(parks_so_far(r) - parks <= PASS_MOVES);
+  for (i = 0; i < PASS_CONNS; i++) ts_close(socks[i]);
+  assert_int_equal(ts_counter_wait(r->disconnects, PASS_CONNS, TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_counter_get(r->violations), 0);
+  rec_stop(r);
+  iocp__hooks_reset();
+}
+
 /* IOCPSRV_PARK=0 is read when the server starts: its workers never park
  * (loop.c skips the accounting) and keep no schedstat open. */
 static void test_parking_off_from_the_environment(void **state) {
@@ -349,6 +398,7 @@ int main(void) {
       cmocka_unit_test(test_idle_time_of_this_machine),
       cmocka_unit_test(test_echoes_while_workers_park_and_unpark),
       cmocka_unit_test(test_parked_loops_connections_are_served_from_worker_0s_set),
+      cmocka_unit_test(test_every_connection_is_read_while_slow_loops_churn),
       cmocka_unit_test(test_parking_off_from_the_environment),
   };
   ts_net_init();

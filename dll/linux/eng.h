@@ -102,6 +102,9 @@ struct iocp__eng_loop {
   uint64_t win_start_ns, win_cpu_ns, hold_until_ns;
   int64_t win_wait_ns;     /* its run-queue delay so far, at the window's start (-1: unknown) */
   int sched_fd;            /* its /proc/thread-self/schedstat, or -1 */
+  /* Events its worker took from its own set, and how many it must have
+   * taken before its sockets may move again (loop.c: owe_pass). */
+  uint64_t taken, owe_until;
 };
 
 /* Processors parking looks at: the first 1024. */
@@ -125,6 +128,7 @@ struct iocp__eng_server {
   uint64_t cpus[IOCP__PARK_CPU_WORDS]; /* bit n: processor n is ours to run on */
   long tick_hz;            /* /proc/stat's unit */
   int64_t idle_prev_ns;    /* the reading at the last window's end, or -1 */
+  unsigned parks_seen;     /* under park_lock: every loop's parks at worker 0's last look */
 
   /* Queue mode (caller.c): the eventfd that wakes the caller inside
    * iocp_wait() while it serves loop 0, or -1. */

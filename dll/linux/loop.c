@@ -358,11 +358,40 @@ static void unpark_locked(struct iocp__eng_server *e, struct iocp__eng_loop *l) 
   iocp__mutex_unlock(&l->qlock);
 }
 
+/* A move makes every moved socket report its readiness again in the new
+ * set, behind what was ready there, in the table's order. Were sockets
+ * moved again before that set's worker got through them, the ones late in
+ * the table would wait out every move (IOCPSRV_PARK=3, a loaded machine
+ * and injected delays: a ping unanswered for a minute). So the loop that took
+ * the sockets owes a pass over them first: as many events as there may be
+ * sockets in its set (each is in the ready list once), or one wait that
+ * did not fill its array (its set was drained then). */
+static void owe_pass(struct iocp__eng_server *e, struct iocp__eng_loop *l) {
+  l->owe_until = l->taken + iocp_connection_count(l->server) + e->nloops + 2;
+}
+
+static int owes_pass(const struct iocp__eng_loop *l) { return l->taken < l->owe_until; }
+
+/* Worker 0, park_lock held: the sockets of a loop parked since its last
+ * look came into its set, and are owed a pass before any loop goes back. */
+static int host_owes_pass(struct iocp__eng_server *e) {
+  struct iocp__eng_loop *host = iocp__linux_loop(e, 0);
+  unsigned parks = 0;
+  uint32_t i;
+  for (i = 1; i < e->nloops; i++) parks += atomic_load(&iocp__linux_loop(e, i)->parks);
+  if (parks != e->parks_seen) {
+    e->parks_seen = parks;
+    owe_pass(e, host);
+  }
+  return owes_pass(host);
+}
+
 /* Worker 0 gives one parked loop back (the lowest); 1 if it did. */
 static int unpark_one(struct iocp__eng_server *e) {
   uint32_t i;
   int done = 0;
   iocp__mutex_lock(&e->park_lock);
+  if (host_owes_pass(e)) done = -1;
   for (i = 1; i < e->nloops && !done; i++) {
     struct iocp__eng_loop *l = iocp__linux_loop(e, i);
     if (atomic_load(&l->parked)) {
@@ -371,7 +400,7 @@ static int unpark_one(struct iocp__eng_server *e) {
     }
   }
   iocp__mutex_unlock(&e->park_lock);
-  return done;
+  return done > 0;
 }
 
 static int any_parked(struct iocp__eng_server *e) {
@@ -412,12 +441,14 @@ static void park(struct iocp__eng_loop *l) {
       atomic_store(&l->parked, 0);
       ok = 0;
     }
-    if (ok) move_conns(e, l, 1);
+    if (ok) {
+      move_conns(e, l, 1);
+      atomic_fetch_add(&l->parks, 1); /* under park_lock: see host_owes_pass */
+    }
   }
   iocp__mutex_unlock(&e->park_lock);
   if (!ok) return;
   iocp__worker_flush();
-  atomic_fetch_add_explicit(&l->parks, 1, memory_order_relaxed);
   /* Asleep; every IOCP__PARK_CHECK_MS a look at worker 0: awake and
    * without a new turn for two looks in a row, it is stuck in a callback
    * (or the system does not let it run), and this worker takes its loop
@@ -440,6 +471,7 @@ static void park(struct iocp__eng_loop *l) {
   }
   iocp__mutex_unlock(&l->qlock);
   l->hold_until_ns = clock_ns(CLOCK_MONOTONIC_COARSE) + park_hold_ns(e);
+  owe_pass(e, l); /* its sockets are back */
 }
 
 /* Starts a worker's window: the clocks as they are now. */
@@ -473,7 +505,8 @@ static void host_account(struct iocp__eng_server *e, iocp__park_window *w) {
 static void guest_account(struct iocp__eng_loop *l, const iocp__park_window *w, uint64_t now) {
   struct iocp__eng_server *e = iocp__server_eng(l->server);
   unsigned long long next = atomic_load(&e->park_next_ns);
-  if (now < l->hold_until_ns || now < next || !iocp__park_guest(w, e->park_mode)) return;
+  if (now < l->hold_until_ns || now < next || owes_pass(l) || !iocp__park_guest(w, e->park_mode))
+    return;
   if (!atomic_compare_exchange_strong(&e->park_next_ns, &next, now + 2 * park_window_ns(e)))
     return; /* another worker parks now */
   park(l);
@@ -557,6 +590,8 @@ static void *worker_main(void *arg) {
                 "worker thread stopped: epoll_wait failed (errno %d)", err);
       break;
     }
+    l->taken += (uint64_t)n;
+    if (n < IOCP__EVENTS) l->owe_until = l->taken; /* its set is drained */
     if (atomic_load(&e->backoff)) iocp__linux_accept_resume(s);
     handle_events(l, evs, n);
     if (parking) account(l);
