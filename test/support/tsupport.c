@@ -1,6 +1,7 @@
 /* Portable test helpers: time, threads, counters, handle counts, sockets. */
 #include "tsupport.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -420,6 +421,36 @@ int ts_ended_by_reset(ts_sock s, uint8_t *buf, size_t cap, size_t *got) {
 
 void ts_set_rcvbuf(ts_sock s, int bytes) {
   setsockopt((os_sock)s, SOL_SOCKET, SO_RCVBUF, (const char *)&bytes, sizeof(bytes));
+}
+
+/* The lines of /proc/net/tcp(6) ("sl local remote st tx_queue:rx_queue
+ * tr:when retrnsmt ...", all hex) of the sockets on `port` that hold bytes
+ * going towards it: unread on its end (rx_queue), or sent to it from the
+ * other end and not yet acknowledged (tx_queue; tr 1 is a retransmission
+ * timer, 4 a zero-window probe). */
+void ts_dump_port(uint16_t port) {
+  static const char *const files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+  char line[512];
+  size_t i;
+  for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    FILE *f = fopen(files[i], "r");
+    if (f == NULL) continue; /* not Linux */
+    while (fgets(line, sizeof(line), f) != NULL) {
+      char local[64], remote[64];
+      unsigned st, lport = 0, rport = 0;
+      unsigned long tx, rx;
+      const char *lp, *rp;
+      if (sscanf(line, " %*s %63s %63s %x %lx:%lx", local, remote, &st, &tx, &rx) != 5) continue;
+      lp = strrchr(local, ':');
+      rp = strrchr(remote, ':');
+      if (lp == NULL || rp == NULL || sscanf(lp + 1, "%x", &lport) != 1 ||
+          sscanf(rp + 1, "%x", &rport) != 1)
+        continue;
+      if ((lport == port && rx != 0) || (rport == port && tx != 0))
+        print_message("%s: %s", files[i], line);
+    }
+    fclose(f);
+  }
 }
 
 void ts_shutdown_send(ts_sock s) {

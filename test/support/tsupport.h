@@ -67,6 +67,10 @@ int ts_recv_to_end(ts_sock s, uint8_t *buf, size_t cap, size_t *got);
 int ts_ended_by_reset(ts_sock s, uint8_t *buf, size_t cap, size_t *got);
 void ts_set_timeout(ts_sock s, int ms);
 void ts_set_rcvbuf(ts_sock s, int bytes);
+/* For a stall's post-mortem (Linux; nothing elsewhere): the kernel's view
+ * of the TCP sockets holding bytes on their way to `port`'s end, unread
+ * there or not yet acknowledged by it. */
+void ts_dump_port(uint16_t port);
 void ts_shutdown_send(ts_sock s);
 void ts_close(ts_sock s);
 void ts_close_reset(ts_sock s); /* RST instead of FIN */
