@@ -102,9 +102,13 @@ struct iocp__eng_loop {
   uint64_t win_start_ns, win_cpu_ns, hold_until_ns;
   int64_t win_wait_ns;     /* its run-queue delay so far, at the window's start (-1: unknown) */
   int sched_fd;            /* its /proc/thread-self/schedstat, or -1 */
-  /* Events its worker took from its own set, and how many it must have
-   * taken before its sockets may move again (loop.c: owe_pass). */
-  uint64_t taken, owe_until;
+  /* Passes (loop.c: owe_pass): events its worker's waits took, the turn
+   * of its last wait that did not fill the array (its worker only), and
+   * what it owes since sockets last moved into its set (worker 0's under
+   * park_lock, the others' their own worker's). */
+  atomic_ullong taken;
+  unsigned short_turn, owe_turn;
+  uint64_t owe_taken;
 };
 
 /* Processors parking looks at: the first 1024. */
@@ -128,7 +132,6 @@ struct iocp__eng_server {
   uint64_t cpus[IOCP__PARK_CPU_WORDS]; /* bit n: processor n is ours to run on */
   long tick_hz;            /* /proc/stat's unit */
   int64_t idle_prev_ns;    /* the reading at the last window's end, or -1 */
-  unsigned parks_seen;     /* under park_lock: every loop's parks at worker 0's last look */
 
   /* Queue mode (caller.c): the eventfd that wakes the caller inside
    * iocp_wait() while it serves loop 0, or -1. */

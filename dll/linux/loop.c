@@ -362,28 +362,17 @@ static void unpark_locked(struct iocp__eng_server *e, struct iocp__eng_loop *l) 
  * set, behind what was ready there, in the table's order. Were sockets
  * moved again before that set's worker got through them, the ones late in
  * the table would wait out every move (IOCPSRV_PARK=3, a loaded machine
- * and injected delays: a ping unanswered for a minute). So the loop that took
- * the sockets owes a pass over them first: as many events as there may be
- * sockets in its set (each is in the ready list once), or one wait that
- * did not fill its array (its set was drained then). */
+ * and injected delays: a ping unanswered for a minute). So the loop that
+ * took the sockets owes a pass over them first: as many events as there
+ * may be sockets in its set (each is in the ready list once), or a wait
+ * begun after the move that did not fill its array (its set was drained). */
 static void owe_pass(struct iocp__eng_server *e, struct iocp__eng_loop *l) {
-  l->owe_until = l->taken + iocp_connection_count(l->server) + e->nloops + 2;
+  l->owe_taken = atomic_load(&l->taken) + iocp_connection_count(l->server) + e->nloops + 2;
+  l->owe_turn = atomic_load(&l->turns) + 2; /* the wait under way may predate the move */
 }
 
-static int owes_pass(const struct iocp__eng_loop *l) { return l->taken < l->owe_until; }
-
-/* Worker 0, park_lock held: the sockets of a loop parked since its last
- * look came into its set, and are owed a pass before any loop goes back. */
-static int host_owes_pass(struct iocp__eng_server *e) {
-  struct iocp__eng_loop *host = iocp__linux_loop(e, 0);
-  unsigned parks = 0;
-  uint32_t i;
-  for (i = 1; i < e->nloops; i++) parks += atomic_load(&iocp__linux_loop(e, i)->parks);
-  if (parks != e->parks_seen) {
-    e->parks_seen = parks;
-    owe_pass(e, host);
-  }
-  return owes_pass(host);
+static int owes_pass(const struct iocp__eng_loop *l) {
+  return atomic_load(&l->taken) < l->owe_taken && (int)(l->short_turn - l->owe_turn) < 0;
 }
 
 /* Worker 0 gives one parked loop back (the lowest); 1 if it did. */
@@ -391,7 +380,7 @@ static int unpark_one(struct iocp__eng_server *e) {
   uint32_t i;
   int done = 0;
   iocp__mutex_lock(&e->park_lock);
-  if (host_owes_pass(e)) done = -1;
+  if (owes_pass(iocp__linux_loop(e, 0))) done = -1;
   for (i = 1; i < e->nloops && !done; i++) {
     struct iocp__eng_loop *l = iocp__linux_loop(e, i);
     if (atomic_load(&l->parked)) {
@@ -443,12 +432,13 @@ static void park(struct iocp__eng_loop *l) {
     }
     if (ok) {
       move_conns(e, l, 1);
-      atomic_fetch_add(&l->parks, 1); /* under park_lock: see host_owes_pass */
+      owe_pass(e, host);
     }
   }
   iocp__mutex_unlock(&e->park_lock);
   if (!ok) return;
   iocp__worker_flush();
+  atomic_fetch_add_explicit(&l->parks, 1, memory_order_relaxed);
   /* Asleep; every IOCP__PARK_CHECK_MS a look at worker 0: awake and
    * without a new turn for two looks in a row, it is stuck in a callback
    * (or the system does not let it run), and this worker takes its loop
@@ -590,8 +580,9 @@ static void *worker_main(void *arg) {
                 "worker thread stopped: epoll_wait failed (errno %d)", err);
       break;
     }
-    l->taken += (uint64_t)n;
-    if (n < IOCP__EVENTS) l->owe_until = l->taken; /* its set is drained */
+    atomic_store_explicit(&l->taken, atomic_load_explicit(&l->taken, memory_order_relaxed) + (uint64_t)n,
+                          memory_order_relaxed);
+    if (n < IOCP__EVENTS) l->short_turn = atomic_load_explicit(&l->turns, memory_order_relaxed);
     if (atomic_load(&e->backoff)) iocp__linux_accept_resume(s);
     handle_events(l, evs, n);
     if (parking) account(l);
@@ -631,6 +622,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
     atomic_init(&l->turns, 0);
     atomic_init(&l->parks, 0);
     atomic_init(&l->in_wait, 0);
+    atomic_init(&l->taken, 0);
     iocp__mutex_init(&l->qlock);
     iocp__cond_init(&l->park_cond);
     e->nloops++; /* from here on loops_close undoes it */
