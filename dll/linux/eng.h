@@ -160,6 +160,7 @@ struct iocp__eng_server {
   int (*shutdown)(int fd, int how);                                               \
   ssize_t (*recv)(int fd, void *buf, size_t len, int flags);                      \
   ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);                \
+  ssize_t (*send)(int fd, const void *buf, size_t len, int flags);                \
   int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);       \
   int (*epoll_create1)(int flags);                                                \
   int (*epoll_ctl)(int epfd, int op, int fd, struct epoll_event *ev);             \
@@ -170,7 +171,7 @@ struct iocp__eng_server {
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                 \
   socket, bind, listen, setsockopt, getsockname, getsockopt, connect, close,      \
-      shutdown, recv, sendmsg,                                                     \
+      shutdown, recv, sendmsg, send,                                               \
       accept4, epoll_create1, epoll_ctl, epoll_wait, eventfd, pthread_create
 
 /* Shared by engine.c, loop.c and connect.c. */
