@@ -19,13 +19,20 @@
 #         own cost of iocp_wait) against the C sample. Echoes/s and the
 #         server's CPU time per echo.
 #         Configurations: --lang-configs.
+#   live  natively, the uv section's servers, but each started once per
+#         configuration and kept running: every round drives each in turn for
+#         D seconds after W of warm-up (order reversed every round), so the
+#         host's drift between rounds (rates here swing 1.5x over minutes)
+#         falls on all alike. Reports the median and quartiles of the paired
+#         (same-round) ratios of echoes/s and of CPU per echo. Slices of
+#         1-3 s and 20 or more rounds tell 2-3% apart. --uv-configs.
 #   http  natively, the HTTP sample (sample_clients/c/http_server.c) against
 #         nginx (`return 200 "Hello, World!"`, the same number of workers,
 #         --http-threads) under wrk (--wrk-threads threads, --http-conns
 #         connections): requests/s and the server's CPU time per request.
 #
 #   bash test/tools/bench.sh [--rounds R] [--seconds D] [--warmup W]
-#       [--only "echo uv http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
+#       [--only "echo uv live http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
 #       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
 #
@@ -79,18 +86,18 @@ while [ $# -gt 0 ]; do
     --wrk-threads) wrk_threads=$2; shift 2 ;;
     --extra) extra=1; shift ;;
     --win-tools) win_tools=1; shift ;;
-    -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 want() { [[ " $only " == *" $1 "* ]]; }
 for sec in $only; do
-  case "$sec" in echo|uv|lang|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
+  case "$sec" in echo|uv|live|lang|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
 done
 # The effective command, defaults spelled out, for the report.
 cmdline="bash test/tools/bench.sh --rounds $rounds --seconds $seconds --warmup $warmup --only \"$only\""
 want echo && cmdline+=" --configs \"$configs\""
-want uv && cmdline+=" --uv-configs \"$uv_configs\""
+{ want uv || want live; } && cmdline+=" --uv-configs \"$uv_configs\""
 want lang && cmdline+=" --lang-configs \"$lang_configs\""
 want http && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
 if [ "$extra" = 1 ]; then cmdline+=" --extra"; fi
@@ -114,7 +121,7 @@ fi
 # samples) come from build/linux, made if missing: the uv and http sections
 # need it; the echo section uses it when it is there.
 native=0
-if want uv || want http || want lang; then
+if want uv || want live || want http || want lang; then
   [ -f build/linux/build.ninja ] || meson setup build/linux >&2
 fi
 if [ -f build/linux/build.ninja ]; then
@@ -127,7 +134,7 @@ if [ -f build/linux/build.ninja ]; then
         { echo "bench.sh: /usr/bin/python3 lacks $mod (python3-uvloop, test/tools/install-deps.sh)" >&2; exit 1; }
     done
   fi
-  if want uv; then
+  if want uv || want live; then
     ninja -C build/linux test/bench/baseline_uv >&2 ||
       { echo "bench.sh: no baseline_uv: is libuv1-dev installed? (test/tools/install-deps.sh)" >&2; exit 1; }
   fi
@@ -395,6 +402,51 @@ if want uv; then
     run_rounds run_one "$cfg" "${variants[@]}"
   done
 fi
+if want live; then
+  for cfg in $uv_configs; do
+    [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
+      { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
+    echo "bench.sh: live $cfg" >&2
+    # The servers run side by side, idle but for the one being driven.
+    python3 - "$raw" "$cfg" "$rounds" "$seconds" "$warmup" "$loadgen" "$out/servers.err" \
+      "libuv|$nat/test/bench/baseline_uv" \
+      "iocpsrv (Linux)|$linux_echo" \
+      "iocpsrv (Linux) 1 worker|$linux_echo --threads 1" <<'PY'
+import subprocess, sys
+raw, cfg, rounds, seconds, warmup, loadgen, errlog = sys.argv[1:8]
+conns, size, *k = cfg.split("x")
+servers = []
+err = open(errlog, "a")
+try:
+    for v in sys.argv[8:]:
+        label, cmd = v.split("|", 1)
+        p = subprocess.Popen(cmd.split() + ["--port", "0"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=err, text=True)
+        line = p.stdout.readline().strip()
+        if not line.startswith("listening on port "):
+            sys.exit(f"bench.sh: {label} did not start (got {line!r})")
+        servers.append((label, p, line.split()[-1]))
+    for r in range(int(rounds)):
+        for label, p, port in (servers if r % 2 == 0 else servers[::-1]):
+            res = subprocess.run([loadgen, "--port", port, "--conns", conns, "--size", size,
+                                  "--inflight", k[0] if k else "1", "--seconds", seconds,
+                                  "--warmup", warmup, "--cpu-pid", str(p.pid)],
+                                 capture_output=True, text=True).stdout.strip() or "errors=1 failed=loadgen"
+            with open(raw, "a") as f:
+                f.write(f"group=live label={label} cfg={cfg} {res}\n")
+            print(f"  {cfg} {label}: {res}", file=sys.stderr)
+finally:
+    for label, p, port in servers:
+        p.stdin.close()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            print(f"bench.sh: {label} did not exit on stdin EOF; killing it", file=sys.stderr)
+            p.kill()
+            p.wait()
+PY
+  done
+fi
 if want lang; then
   export LD_LIBRARY_PATH="$top/$nat"
   py=/usr/bin/python3 # Debian's: python3-uvloop is built for it
@@ -523,6 +575,32 @@ for group, title, unit, one in (
         failed = sum(not ok(r) for r in b + s)
         print(f"| {conf(cfg)} | {lab} vs {base} | {compare(b, s)} | {b_cpu:.2f} | {s_cpu:.2f} | "
               f"{s_cpu / b_cpu if b_cpu > 0 else float('nan'):.2f} | {p99s(b, s)} | {failed} |")
+def quart(xs):
+    xs = sorted(xs)
+    if not xs:
+        return "-"
+    q = lambda f: xs[round(f * (len(xs) - 1))]
+    return f"{med(xs):.3f} ({q(0.25):.3f}-{q(0.75):.3f})"
+
+if any(r["group"] == "live" for r in runs):
+    print()
+    print("Echo against libuv, natively, servers kept running and driven in turn "
+          "(paired ratios: the same round's runs; median, and quartiles in brackets):")
+    print()
+    print("| configuration | server | baseline echoes/s | server echoes/s | paired ratio of echoes/s | "
+          "baseline CPU us/echo | server CPU us/echo | paired ratio of CPU per echo | rounds | failed runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cfg, base, b, lab, s in rows(("live",)):
+        both = [(x, y) for x, y in zip(b, s) if ok(x) and ok(y)]
+        rate = [float(y["echoes_per_s"]) / float(x["echoes_per_s"]) for x, y in both
+                if float(x["echoes_per_s"]) > 0]
+        cpu = [float(y["server_cpu_us_per_echo"]) / float(x["server_cpu_us_per_echo"]) for x, y in both
+               if float(x.get("server_cpu_us_per_echo", 0)) > 0 and "server_cpu_us_per_echo" in y]
+        failed = sum(not ok(r) for r in b + s)
+        print(f"| {conf(cfg)} | {lab} vs {base} | {med(vals(b, 'echoes_per_s')):,.0f} | "
+              f"{med(vals(s, 'echoes_per_s')):,.0f} | {quart(rate)} | "
+              f"{med(vals(b, 'server_cpu_us_per_echo')):.2f} | {med(vals(s, 'server_cpu_us_per_echo')):.2f} | "
+              f"{quart(cpu)} | {len(both)} | {failed} |")
 print()
 print(f"Raw results: {raw}")
 EOF
