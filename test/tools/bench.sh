@@ -26,13 +26,15 @@
 #         falls on all alike. Reports the median and quartiles of the paired
 #         (same-round) ratios of echoes/s and of CPU per echo. Slices of
 #         1-3 s and 20 or more rounds tell 2-3% apart. --uv-configs.
+#   live-wine  the same for the echo section's Wine servers: the echo sample
+#         and the minimal IOCP echo, under one Wine. --configs.
 #   http  natively, the HTTP sample (sample_clients/c/http_server.c) against
 #         nginx (`return 200 "Hello, World!"`, the same number of workers,
 #         --http-threads) under wrk (--wrk-threads threads, --http-conns
 #         connections): requests/s and the server's CPU time per request.
 #
 #   bash test/tools/bench.sh [--rounds R] [--seconds D] [--warmup W]
-#       [--only "echo uv live http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
+#       [--only "echo uv live live-wine http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
 #       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
 #
@@ -91,12 +93,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 want() { [[ " $only " == *" $1 "* ]]; }
+want_wine() { want echo || want live-wine; }
 for sec in $only; do
-  case "$sec" in echo|uv|live|lang|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
+  case "$sec" in echo|uv|live|live-wine|lang|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
 done
 # The effective command, defaults spelled out, for the report.
 cmdline="bash test/tools/bench.sh --rounds $rounds --seconds $seconds --warmup $warmup --only \"$only\""
-want echo && cmdline+=" --configs \"$configs\""
+{ want echo || want live-wine; } && cmdline+=" --configs \"$configs\""
 { want uv || want live; } && cmdline+=" --uv-configs \"$uv_configs\""
 want lang && cmdline+=" --lang-configs \"$lang_configs\""
 want http && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
@@ -106,7 +109,7 @@ if [ "$win_tools" = 1 ]; then cmdline+=" --win-tools"; fi
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 tools="meson ninja cc python3"
-want echo && tools+=" x86_64-w64-mingw32-gcc wine wineserver"
+want_wine && tools+=" x86_64-w64-mingw32-gcc wine wineserver"
 want http && tools+=" wrk curl"
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (see test/tools/install-deps.sh)" >&2; exit 1; }
@@ -140,7 +143,7 @@ if [ -f build/linux/build.ninja ]; then
   fi
   native=1
 fi
-if want echo; then
+if want_wine; then
   if [ ! -f build/win64/build.ninja ]; then
     meson setup build/win64 --cross-file test/cross/mingw-w64-x86_64.txt >&2
   fi
@@ -191,14 +194,14 @@ cleanup() {
   stop_server
   # Only our private prefix: ends its persistent wineserver and any Wine
   # process still attached to it.
-  if want echo; then
+  if want_wine; then
     [ -d "$WINEPREFIX" ] && wineserver -k 2>/dev/null || true
   fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if want echo; then
+if want_wine; then
   if [ ! -d "$WINEPREFIX" ]; then
     echo "bench.sh: creating the Wine prefix (once, ~10 s)" >&2
     wineboot -i >/dev/null 2>&1 || true
@@ -402,27 +405,27 @@ if want uv; then
     run_rounds run_one "$cfg" "${variants[@]}"
   done
 fi
-if want live; then
-  for cfg in $uv_configs; do
-    [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
-      { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
-    echo "bench.sh: live $cfg" >&2
-    # The servers run side by side, idle but for the one being driven.
-    python3 - "$raw" "$cfg" "$rounds" "$seconds" "$warmup" "$loadgen" "$out/servers.err" \
-      "libuv|$nat/test/bench/baseline_uv" \
-      "iocpsrv (Linux)|$linux_echo" \
-      "iocpsrv (Linux) 1 worker|$linux_echo --threads 1" <<'PY'
+# run_live GROUP CONFIG VARIANT...: every variant ("label|command") started
+# once and kept running, idle but for the one being driven; R rounds drive
+# each in turn (order reversed every other round) with one loadgen run.
+run_live() {
+  local group=$1 cfg=$2; shift 2
+  [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
+    { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
+  echo "bench.sh: $group $cfg" >&2
+  python3 - "$raw" "$group" "$cfg" "$rounds" "$seconds" "$warmup" "$loadgen" "$out/servers.err" \
+    "$@" <<'PY'
 import subprocess, sys
-raw, cfg, rounds, seconds, warmup, loadgen, errlog = sys.argv[1:8]
+raw, group, cfg, rounds, seconds, warmup, loadgen, errlog = sys.argv[1:9]
 conns, size, *k = cfg.split("x")
 servers = []
 err = open(errlog, "a")
 try:
-    for v in sys.argv[8:]:
+    for v in sys.argv[9:]:
         label, cmd = v.split("|", 1)
         p = subprocess.Popen(cmd.split() + ["--port", "0"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=err, text=True)
-        line = p.stdout.readline().strip()
+        line = p.stdout.readline().strip() # Wine ends it with CR LF
         if not line.startswith("listening on port "):
             sys.exit(f"bench.sh: {label} did not start (got {line!r})")
         servers.append((label, p, line.split()[-1]))
@@ -433,7 +436,7 @@ try:
                                   "--warmup", warmup, "--cpu-pid", str(p.pid)],
                                  capture_output=True, text=True).stdout.strip() or "errors=1 failed=loadgen"
             with open(raw, "a") as f:
-                f.write(f"group=live label={label} cfg={cfg} {res}\n")
+                f.write(f"group={group} label={label} cfg={cfg} {res}\n")
             print(f"  {cfg} {label}: {res}", file=sys.stderr)
 finally:
     for label, p, port in servers:
@@ -445,6 +448,18 @@ finally:
             p.kill()
             p.wait()
 PY
+}
+
+if want live; then
+  for cfg in $uv_configs; do
+    run_live live "$cfg" "libuv|$nat/test/bench/baseline_uv" "iocpsrv (Linux)|$linux_echo" \
+      "iocpsrv (Linux) 1 worker|$linux_echo --threads 1"
+  done
+fi
+if want live-wine; then
+  for cfg in $configs; do
+    run_live live-wine "$cfg" "baseline_iocp|wine build/win64/test/bench/baseline_iocp.exe" \
+      "iocpsrv|wine build/win64/sample_clients/echo_server.exe"
   done
 fi
 if want lang; then
@@ -485,7 +500,7 @@ fi
 
 # ---- Report -----------------------------------------------------------------
 wine_version=unknown
-if want echo; then wine_version=$(wine --version 2>/dev/null || echo unknown); fi
+if want_wine; then wine_version=$(wine --version 2>/dev/null || echo unknown); fi
 python3 - "$raw" "$cmdline" "$started" "$wine_version" "$seconds" "$warmup" "$rounds" \
   "$http_threads" "$wrk_threads" <<'EOF'
 import statistics, sys
@@ -582,15 +597,18 @@ def quart(xs):
     q = lambda f: xs[round(f * (len(xs) - 1))]
     return f"{med(xs):.3f} ({q(0.25):.3f}-{q(0.75):.3f})"
 
-if any(r["group"] == "live" for r in runs):
+for group, title in (("live", "Echo against libuv, natively"),
+                     ("live-wine", f"Echo against the minimal IOCP echo ({winever})")):
+    if not any(r["group"] == group for r in runs):
+        continue
     print()
-    print("Echo against libuv, natively, servers kept running and driven in turn "
+    print(f"{title}, servers kept running and driven in turn "
           "(paired ratios: the same round's runs; median, and quartiles in brackets):")
     print()
     print("| configuration | server | baseline echoes/s | server echoes/s | paired ratio of echoes/s | "
           "baseline CPU us/echo | server CPU us/echo | paired ratio of CPU per echo | rounds | failed runs |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for cfg, base, b, lab, s in rows(("live",)):
+    for cfg, base, b, lab, s in rows((group,)):
         both = [(x, y) for x, y in zip(b, s) if ok(x) and ok(y)]
         rate = [float(y["echoes_per_s"]) / float(x["echoes_per_s"]) for x, y in both
                 if float(x["echoes_per_s"]) > 0]
