@@ -28,13 +28,15 @@
 #         1-3 s and 20 or more rounds tell 2-3% apart. --uv-configs.
 #   live-wine  the same for the echo section's Wine servers: the echo sample
 #         and the minimal IOCP echo, under one Wine. --configs.
+#   live-http  the same for the http section: nginx and the HTTP sample kept
+#         running, a wrk run on each in turn. --http-conns.
 #   http  natively, the HTTP sample (sample_clients/c/http_server.c) against
 #         nginx (`return 200 "Hello, World!"`, the same number of workers,
 #         --http-threads) under wrk (--wrk-threads threads, --http-conns
 #         connections): requests/s and the server's CPU time per request.
 #
 #   bash test/tools/bench.sh [--rounds R] [--seconds D] [--warmup W]
-#       [--only "echo uv live live-wine http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
+#       [--only "echo uv live live-wine http live-http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
 #       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
 #
@@ -88,21 +90,21 @@ while [ $# -gt 0 ]; do
     --wrk-threads) wrk_threads=$2; shift 2 ;;
     --extra) extra=1; shift ;;
     --win-tools) win_tools=1; shift ;;
-    -h|--help) sed -n '2,64p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 want() { [[ " $only " == *" $1 "* ]]; }
 want_wine() { want echo || want live-wine; }
 for sec in $only; do
-  case "$sec" in echo|uv|live|live-wine|lang|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
+  case "$sec" in echo|uv|live|live-wine|lang|http|live-http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
 done
 # The effective command, defaults spelled out, for the report.
 cmdline="bash test/tools/bench.sh --rounds $rounds --seconds $seconds --warmup $warmup --only \"$only\""
 { want echo || want live-wine; } && cmdline+=" --configs \"$configs\""
 { want uv || want live; } && cmdline+=" --uv-configs \"$uv_configs\""
 want lang && cmdline+=" --lang-configs \"$lang_configs\""
-want http && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
+{ want http || want live-http; } && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
 if [ "$extra" = 1 ]; then cmdline+=" --extra"; fi
 if [ "$win_tools" = 1 ]; then cmdline+=" --win-tools"; fi
 
@@ -110,12 +112,12 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 tools="meson ninja cc python3"
 want_wine && tools+=" x86_64-w64-mingw32-gcc wine wineserver"
-want http && tools+=" wrk curl"
+{ want http || want live-http; } && tools+=" wrk curl"
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (see test/tools/install-deps.sh)" >&2; exit 1; }
 done
 nginx=/usr/sbin/nginx
-if want http && [ ! -x "$nginx" ]; then
+if { want http || want live-http; } && [ ! -x "$nginx" ]; then
   echo "bench.sh: $nginx missing (Debian's nginx-light, see test/tools/install-deps.sh)" >&2; exit 1
 fi
 
@@ -124,7 +126,7 @@ fi
 # samples) come from build/linux, made if missing: the uv and http sections
 # need it; the echo section uses it when it is there.
 native=0
-if want uv || want live || want http || want lang; then
+if want uv || want live || want http || want live-http || want lang; then
   [ -f build/linux/build.ninja ] || meson setup build/linux >&2
 fi
 if [ -f build/linux/build.ninja ]; then
@@ -192,6 +194,10 @@ stop_server() {
 }
 cleanup() {
   stop_server
+  if [ -n "$live_nginx" ]; then
+    kill -QUIT "$live_nginx" 2>/dev/null || true
+    wait "$live_nginx" 2>/dev/null || true
+  fi
   # Only our private prefix: ends its persistent wineserver and any Wine
   # process still attached to it.
   if want_wine; then
@@ -304,20 +310,28 @@ run_one() {
 # wrk warm-up, then the measured wrk run with the server's CPU read around it.
 run_http() {
   local label=$2 conns=$3; shift 3
-  local port t0 t1 c0 c1 w rps p99 non2xx sockerr result
+  local port
   if [ "$1" = nginx ]; then start_nginx "$http_threads" || port=""; else start_server "$label" "$@" || port=""; fi
   if [ -z "$port" ]; then
     echo "group=http label=$label cfg=${conns}c errors=1 failed=start" >>"$raw"
     return 0
   fi
+  measure_http http "$label" "$conns" "$port" "$srv_pid"
+  stop_server
+}
+
+# measure_http GROUP LABEL CONNS PORT PID: a wrk warm-up, then the measured
+# wrk run with the server's CPU read around it.
+measure_http() {
+  local group=$1 label=$2 conns=$3 port=$4 pid=$5
+  local t0 t1 c0 c1 w rps p99 non2xx sockerr result
   local url="http://127.0.0.1:$port/"
   if [ "$warmup" != 0 ]; then
     wrk -t "$wrk_threads" -c "$conns" -d "${warmup}s" "$url" >/dev/null 2>>"$out/wrk.err" || true
   fi
-  c0=$(cpu_ticks "$srv_pid") t0=$(date +%s.%N)
+  c0=$(cpu_ticks "$pid") t0=$(date +%s.%N)
   w=$(wrk -t "$wrk_threads" -c "$conns" -d "${seconds}s" --latency "$url" 2>>"$out/wrk.err") || w=""
-  c1=$(cpu_ticks "$srv_pid") t1=$(date +%s.%N)
-  stop_server
+  c1=$(cpu_ticks "$pid") t1=$(date +%s.%N)
   echo "$w" >>"$out/wrk.txt"
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$w")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$w")
@@ -335,8 +349,33 @@ print(f"echoes_per_s={rps} server_cpu_pct={cpu / wall * 100:.1f} server_cpu_us_p
       "$rps" "$c0" "$c1" "$t0" "$t1" "$clk_tck" "${p99:-nan}")
     result+=" errors=$(( ${non2xx:-0} + ${sockerr:-0} ))"
   fi
-  echo "group=http label=$label cfg=${conns}c $result" >>"$raw"
+  echo "group=$group label=$label cfg=${conns}c $result" >>"$raw"
   echo "  ${conns}c $label: $result" >&2
+}
+
+# live_http CONNS: nginx and the HTTP sample started once and kept running;
+# R rounds measure each in turn (order reversed every other round).
+live_nginx=""
+live_http() {
+  local conns=$1 hpid hport r
+  start_nginx "$http_threads" || return 0
+  live_nginx=$srv_pid srv_pid="" srv_signal="" # stopped below, or by cleanup
+  if start_server "iocpsrv http_server" "$nat/sample_clients/http_server" --threads "$http_threads"; then
+    hpid=$srv_pid hport=$port
+    for r in $(seq "$rounds"); do
+      if [ $((r % 2)) = 1 ]; then
+        measure_http live-http nginx "$conns" "$nginx_port" "$live_nginx"
+        measure_http live-http "iocpsrv http_server" "$conns" "$hport" "$hpid"
+      else
+        measure_http live-http "iocpsrv http_server" "$conns" "$hport" "$hpid"
+        measure_http live-http nginx "$conns" "$nginx_port" "$live_nginx"
+      fi
+    done
+    stop_server
+  fi
+  kill -QUIT "$live_nginx" 2>/dev/null || true
+  wait "$live_nginx" 2>/dev/null || true
+  live_nginx=""
 }
 
 # run_rounds RUNNER CONFIG VARIANT...: R rounds of every variant
@@ -497,6 +536,13 @@ if want http; then
     run_rounds run_http "$conns" "${variants[@]}"
   done
 fi
+if want live-http; then
+  for conns in $http_conns; do
+    [[ "$conns" =~ ^[0-9]+$ ]] || { echo "bench.sh: bad connection count $conns" >&2; exit 2; }
+    echo "bench.sh: live-http $conns connections" >&2
+    live_http "$conns"
+  done
+fi
 
 # ---- Report -----------------------------------------------------------------
 wine_version=unknown
@@ -598,7 +644,9 @@ def quart(xs):
     return f"{med(xs):.3f} ({q(0.25):.3f}-{q(0.75):.3f})"
 
 for group, title in (("live", "Echo against libuv, natively"),
-                     ("live-wine", f"Echo against the minimal IOCP echo ({winever})")):
+                     ("live-wine", f"Echo against the minimal IOCP echo ({winever})"),
+                     ("live-http", f"HTTP against nginx, natively (wrk -t {wrk_threads}; {http_threads} "
+                                   "workers each; rows: requests)")):
     if not any(r["group"] == group for r in runs):
         continue
     print()
