@@ -143,7 +143,7 @@ static BOOL WINAPI fault_set_completion_modes(HANDLE file, UCHAR flags) {
 #else
 enum {
   H_SOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_GETSOCKNAME, H_GETSOCKOPT, H_CONNECT,
-  H_CLOSE, H_SHUTDOWN, H_RECV, H_SENDMSG, H_ACCEPT4, H_EPOLL_CREATE1, H_EPOLL_CTL,
+  H_CLOSE, H_SHUTDOWN, H_RECV, H_SENDMSG, H_SEND, H_ACCEPT4, H_EPOLL_CREATE1, H_EPOLL_CTL,
   H_EPOLL_WAIT, H_EVENTFD, H_PTHREAD_CREATE, H_COUNT
 };
 #  define FAIL_ERRNO(h, e) \
@@ -193,6 +193,10 @@ static ssize_t fault_sendmsg(int fd, const struct msghdr *m, int flags) {
   FAIL_ERRNO(H_SENDMSG, EPIPE);
   return sendmsg(fd, m, flags);
 }
+static ssize_t fault_send(int fd, const void *b, size_t n, int flags) {
+  FAIL_ERRNO(H_SEND, EPIPE);
+  return send(fd, b, n, flags);
+}
 static int fault_accept4(int fd, struct sockaddr *a, socklen_t *len, int flags) {
   FAIL_ERRNO(H_ACCEPT4, EMFILE);
   return accept4(fd, a, len, flags);
@@ -221,7 +225,7 @@ static int fault_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *
 #  define ENGINE_FAULTS                                                                     \
   FAULT(socket), FAULT(bind), FAULT(listen), FAULT(setsockopt), FAULT(getsockname),        \
       FAULT(getsockopt), FAULT(connect), FAULT(close), FAULT(shutdown), FAULT(recv),      \
-      FAULT(sendmsg), FAULT(accept4), FAULT(epoll_create1), FAULT(epoll_ctl),             \
+      FAULT(sendmsg), FAULT(send), FAULT(accept4), FAULT(epoll_create1), FAULT(epoll_ctl),             \
       FAULT(epoll_wait), FAULT(eventfd), FAULT(pthread_create)
 #endif
 

@@ -33,7 +33,7 @@ static iocp__park_window win(uint64_t span_ms, uint64_t cpu_ms, int64_t wait_ms,
 static void test_idle_worker_parks_unless_parking_is_off(void **state) {
   iocp__park_window w = win(100, 19, 0, -1);
   (void)state;
-  assert_true(iocp__park_guest(&w, IOCP__PARK_IDLE));
+  assert_int_equal(iocp__park_guest(&w, IOCP__PARK_IDLE), IOCP__PARK_IDLE);
   assert_true(iocp__park_guest(&w, IOCP__PARK_OVERSUB));
   assert_false(iocp__park_guest(&w, IOCP__PARK_NEVER));
   w = win(100, 20, 0, -1); /* 20% is busy enough to stay */
@@ -48,7 +48,7 @@ static void test_idle_worker_parks_unless_parking_is_off(void **state) {
 static void test_oversubscribed_worker_parks(void **state) {
   iocp__park_window w = win(50, 21, 14, -1);
   (void)state;
-  assert_true(iocp__park_guest(&w, IOCP__PARK_OVERSUB));
+  assert_int_equal(iocp__park_guest(&w, IOCP__PARK_OVERSUB), IOCP__PARK_OVERSUB);
   assert_false(iocp__park_guest(&w, IOCP__PARK_IDLE)); /* mode 1: idleness only */
   assert_false(iocp__park_guest(&w, IOCP__PARK_NEVER));
   w = win(50, 47, 2, -1);
@@ -83,6 +83,30 @@ static void test_busy_host_unparks_only_with_idle_processors(void **state) {
   assert_false(iocp__park_host(&w, IOCP__PARK_OVERSUB));
   w = win(50, 36, -1, 24);
   assert_false(iocp__park_host(&w, IOCP__PARK_OVERSUB));
+}
+
+/* A loop given back and parked again for oversubscription within a second
+ * was a wrong call: worker 0 waits 200 ms before the next, then twice as
+ * long after each further one, up to 6.4 s; a loop kept a second or more,
+ * or parked because its load went away, ends the backoff. */
+static void test_wrong_unparks_back_off(void **state) {
+  const uint64_t never = UINT64_MAX;
+  uint64_t b = 0;
+  int i;
+  (void)state;
+  b = iocp__park_backoff(b, 100 * MS, IOCP__PARK_OVERSUB, IOCP__PARK_OVERSUB);
+  assert_int_equal(b, 200 * MS);
+  b = iocp__park_backoff(b, 100 * MS, IOCP__PARK_OVERSUB, IOCP__PARK_OVERSUB);
+  assert_int_equal(b, 400 * MS);
+  for (i = 0; i < 10; i++) b = iocp__park_backoff(b, 999 * MS, IOCP__PARK_OVERSUB, IOCP__PARK_OVERSUB);
+  assert_int_equal(b, 6400 * MS);
+  /* Kept a second: the call was right, no wait. */
+  assert_int_equal(iocp__park_backoff(b, 1000 * MS, IOCP__PARK_OVERSUB, IOCP__PARK_OVERSUB), 0);
+  /* Never given back (a first park), or parked for idleness: no wait. */
+  assert_int_equal(iocp__park_backoff(b, never, IOCP__PARK_OVERSUB, IOCP__PARK_OVERSUB), 0);
+  assert_int_equal(iocp__park_backoff(b, 100 * MS, IOCP__PARK_IDLE, IOCP__PARK_OVERSUB), 0);
+  /* The churn knob parks and unparks at will. */
+  assert_int_equal(iocp__park_backoff(b, 1 * MS, IOCP__PARK_OVERSUB, IOCP__PARK_CHURN), 0);
 }
 
 static void test_churn_parks_and_unparks_at_every_window(void **state) {
@@ -355,9 +379,10 @@ static void test_every_connection_is_read_while_slow_loops_churn(void **state) {
     assert_true(socks[i] != TS_BAD_SOCK);
   }
   assert_int_equal(ts_counter_wait(r->connects, PASS_CONNS, TS_TIMEOUT_MS), 0);
-  while (parks_so_far(r) < 4) { /* the sockets have moved back and forth */
+  for (i = 0; parks_so_far(r) < 4; i = !i) { /* traffic on both loops while they churn */
     assert_true(ts_now_ms() - t0 < (uint64_t)TS_TIMEOUT_MS);
-    usleep(5000);
+    assert_int_equal(ts_send_all(socks[i], "warm", 4), TS_OK);
+    assert_int_equal(ts_recv_exact(socks[i], buf, 4), TS_OK);
   }
   parks = parks_so_far(r);
   for (i = 0; i < PASS_CONNS; i++) assert_int_equal(ts_send_all(socks[i], "ping", 4), TS_OK);
@@ -391,6 +416,7 @@ int main(void) {
       cmocka_unit_test(test_idle_worker_parks_unless_parking_is_off),
       cmocka_unit_test(test_oversubscribed_worker_parks),
       cmocka_unit_test(test_busy_host_unparks_only_with_idle_processors),
+      cmocka_unit_test(test_wrong_unparks_back_off),
       cmocka_unit_test(test_churn_parks_and_unparks_at_every_window),
       cmocka_unit_test(test_mode_from_the_environment_value),
       cmocka_unit_test(test_idle_time_of_our_processors_from_proc_stat),

@@ -100,6 +100,7 @@ struct iocp__eng_loop {
   iocp__task *qtail;       /* under qlock */
   /* The worker's own time accounting for parking; no other thread reads it. */
   uint64_t win_start_ns, win_cpu_ns, hold_until_ns;
+  uint64_t given_back_ns;  /* when worker 0 last gave its loop back (0: never) */
   int64_t win_wait_ns;     /* its run-queue delay so far, at the window's start (-1: unknown) */
   int sched_fd;            /* its /proc/thread-self/schedstat, or -1 */
   /* Passes (loop.c: owe_pass): events its worker's waits took, the turn
@@ -125,6 +126,8 @@ struct iocp__eng_server {
   int parking_closed;      /* under park_lock: stopping, nobody parks */
   int park_mode;           /* IOCP__PARK_*, from IOCPSRV_PARK at start */
   atomic_ullong park_next_ns; /* no worker parks before (one per two windows) */
+  atomic_ullong unpark_next_ns; /* worker 0 gives no loop back before */
+  uint64_t unpark_backoff_ns; /* under park_lock: the wait after a guest parked */
   /* Worker 0's idle-processor readings (park.c); only it touches them. */
   int stat_fd;             /* /proc/stat, or -1 */
   char *stat_buf;
@@ -167,6 +170,7 @@ struct iocp__eng_server {
   int (*shutdown)(int fd, int how);                                               \
   ssize_t (*recv)(int fd, void *buf, size_t len, int flags);                      \
   ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);                \
+  ssize_t (*send)(int fd, const void *buf, size_t len, int flags);                \
   int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);       \
   int (*epoll_create1)(int flags);                                                \
   int (*epoll_ctl)(int epfd, int op, int fd, struct epoll_event *ev);             \
@@ -177,7 +181,7 @@ struct iocp__eng_server {
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                 \
   socket, bind, listen, setsockopt, getsockname, getsockopt, connect, close,      \
-      shutdown, recv, sendmsg,                                                     \
+      shutdown, recv, sendmsg, send,                                               \
       accept4, epoll_create1, epoll_ctl, epoll_wait, eventfd, pthread_create
 
 /* Shared by engine.c, loop.c and connect.c. */
@@ -243,8 +247,14 @@ typedef struct iocp__park_window {
 } iocp__park_window;
 /* The mode IOCPSRV_PARK's value names (NULL or nonsense: the default). */
 int iocp__park_mode_parse(const char *v);
-/* 1 when a worker other than 0, running its own loop, should park. */
+/* When a worker other than 0, running its own loop, should park: 0 not,
+ * IOCP__PARK_IDLE for idleness, IOCP__PARK_OVERSUB for oversubscription. */
 int iocp__park_guest(const iocp__park_window *w, int mode);
+/* After a guest parked (why: iocp__park_guest's value) `held_ns` after
+ * worker 0 gave its loop back (UINT64_MAX: never given back): how long
+ * worker 0 now waits before it gives a loop back again, from the wait it
+ * had (`prev_ns`). */
+uint64_t iocp__park_backoff(uint64_t prev_ns, uint64_t held_ns, int why, int mode);
 /* 1 when worker 0 was busy enough to give a loop back (idle_ns not used). */
 int iocp__park_host_busy(const iocp__park_window *w, int mode);
 /* 1 when worker 0 should give a parked loop back. */

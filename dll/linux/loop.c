@@ -231,13 +231,16 @@ static void handle_events(struct iocp__eng_loop *l, const struct epoll_event *ev
  * a worker that is idle, or that the machine leaves waiting for a processor
  * (oversubscribed), parks; worker 0 unparks one loop per window while it is
  * busy and processors sit idle. At most one worker parks per two windows,
- * and none within IOCP__PARK_HOLD_NS of starting or of being woken. A
+ * and none within IOCP__PARK_HOLD_NS of starting or of taking its loop
+ * back itself, or IOCP__PARK_GIVEN_HOLD_NS of being given it back. A
  * parked worker also takes its loop back when worker 0 has made no turn for
  * two looks IOCP__PARK_CHECK_MS apart while awake (a long callback, or a
  * system that does not let it run), so a slow callback on worker 0 holds
  * the parked loops' connections some 40 ms at most. */
 #define IOCP__PARK_WINDOW_NS (50ull * 1000000)
-#define IOCP__PARK_HOLD_NS (1000ull * 1000000) /* no parking this soon after a wake */
+#define IOCP__PARK_HOLD_NS (1000ull * 1000000) /* no parking this soon after a start */
+/* Given its loop back by worker 0: two windows to measure itself (park.c). */
+#define IOCP__PARK_GIVEN_HOLD_NS (2 * IOCP__PARK_WINDOW_NS)
 #define IOCP__PARK_CHECK_MS 20
 /* IOCP__PARK_CHURN (a test knob): short windows, no holds. */
 #define IOCP__CHURN_WINDOW_NS (2ull * 1000000)
@@ -246,8 +249,8 @@ static uint64_t park_window_ns(const struct iocp__eng_server *e) {
   return e->park_mode == IOCP__PARK_CHURN ? IOCP__CHURN_WINDOW_NS : IOCP__PARK_WINDOW_NS;
 }
 
-static uint64_t park_hold_ns(const struct iocp__eng_server *e) {
-  return e->park_mode == IOCP__PARK_CHURN ? 0 : IOCP__PARK_HOLD_NS;
+static uint64_t park_hold_ns(const struct iocp__eng_server *e, uint64_t hold) {
+  return e->park_mode == IOCP__PARK_CHURN ? 0 : hold;
 }
 
 static uint64_t clock_ns(clockid_t id) {
@@ -407,12 +410,13 @@ static void unpark_all(struct iocp__eng_server *e, int close) {
   iocp__mutex_unlock(&e->park_lock);
 }
 
-/* Worker l (not 0) lends its loop to worker 0 and sleeps until woken. */
-static void park(struct iocp__eng_loop *l) {
+/* Worker l (not 0) lends its loop to worker 0 (`why`: iocp__park_guest's
+ * reason) and sleeps until woken. */
+static void park(struct iocp__eng_loop *l, int why, uint64_t now) {
   struct iocp__eng_server *e = iocp__server_eng(l->server);
   struct iocp__eng_loop *host = iocp__linux_loop(e, 0);
   unsigned last;
-  int ok = 0, stuck = 0;
+  int ok = 0, stuck = 0, took_back = 0;
   iocp__mutex_lock(&e->park_lock);
   if (!e->parking_closed && !atomic_load(&host->dead)) {
     struct epoll_event ev;
@@ -431,8 +435,11 @@ static void park(struct iocp__eng_loop *l) {
       ok = 0;
     }
     if (ok) {
+      uint64_t held = l->given_back_ns != 0 ? now - l->given_back_ns : UINT64_MAX;
       move_conns(e, l, 1);
       owe_pass(e, host);
+      e->unpark_backoff_ns = iocp__park_backoff(e->unpark_backoff_ns, held, why, e->park_mode);
+      atomic_store(&e->unpark_next_ns, now + e->unpark_backoff_ns);
     }
   }
   iocp__mutex_unlock(&e->park_lock);
@@ -457,10 +464,16 @@ static void park(struct iocp__eng_loop *l) {
       unpark_locked(e, l);
       iocp__mutex_unlock(&e->park_lock);
       iocp__mutex_lock(&l->qlock);
+      took_back = 1;
     }
   }
   iocp__mutex_unlock(&l->qlock);
-  l->hold_until_ns = clock_ns(CLOCK_MONOTONIC_COARSE) + park_hold_ns(e);
+  now = clock_ns(CLOCK_MONOTONIC_COARSE);
+  /* Given back (or stopping): a short hold; taken back from a stuck worker
+   * 0: a long one, as it may be stuck again. */
+  l->given_back_ns = took_back ? 0 : now;
+  l->hold_until_ns =
+      now + park_hold_ns(e, took_back ? IOCP__PARK_HOLD_NS : IOCP__PARK_GIVEN_HOLD_NS);
   owe_pass(e, l); /* its sockets are back */
 }
 
@@ -474,7 +487,7 @@ static void window_start(struct iocp__eng_loop *l) {
 /* Worker 0 at the end of a window with loops parked: the idle processor
  * time since the last window's end, read only while it is busy (two busy
  * windows in a row, then, before a loop is given back). */
-static void host_account(struct iocp__eng_server *e, iocp__park_window *w) {
+static void host_account(struct iocp__eng_server *e, iocp__park_window *w, uint64_t now) {
   int64_t idle;
   if (!any_parked(e) || !iocp__park_host_busy(w, e->park_mode)) {
     e->idle_prev_ns = -1;
@@ -487,7 +500,8 @@ static void host_account(struct iocp__eng_server *e, iocp__park_window *w) {
   }
   w->idle_ns = idle >= 0 ? idle - e->idle_prev_ns : -1;
   e->idle_prev_ns = idle;
-  if (iocp__park_host(w, e->park_mode) && unpark_one(e)) e->idle_prev_ns = -1;
+  if (iocp__park_host(w, e->park_mode) && now >= atomic_load(&e->unpark_next_ns) && unpark_one(e))
+    e->idle_prev_ns = -1;
 }
 
 /* Worker l (not 0): parks if the policy says so and no other worker parked
@@ -495,11 +509,13 @@ static void host_account(struct iocp__eng_server *e, iocp__park_window *w) {
 static void guest_account(struct iocp__eng_loop *l, const iocp__park_window *w, uint64_t now) {
   struct iocp__eng_server *e = iocp__server_eng(l->server);
   unsigned long long next = atomic_load(&e->park_next_ns);
-  if (now < l->hold_until_ns || now < next || owes_pass(l) || !iocp__park_guest(w, e->park_mode))
-    return;
+  int why;
+  if (now < l->hold_until_ns || now < next || owes_pass(l)) return;
+  why = iocp__park_guest(w, e->park_mode);
+  if (why == 0) return;
   if (!atomic_compare_exchange_strong(&e->park_next_ns, &next, now + 2 * park_window_ns(e)))
     return; /* another worker parks now */
-  park(l);
+  park(l, why, now);
   window_start(l);
 }
 
@@ -523,7 +539,7 @@ static void account(struct iocp__eng_loop *l) {
   l->win_cpu_ns = cpu;
   l->win_wait_ns = wait;
   if (l->index == 0)
-    host_account(e, &w);
+    host_account(e, &w, now);
   else
     guest_account(l, &w, now);
 }
@@ -540,7 +556,8 @@ static void *worker_main(void *arg) {
   if (parking && l->index > 0 && e->park_mode >= IOCP__PARK_OVERSUB)
     l->sched_fd = iocp__park_open_self();
   window_start(l);
-  l->hold_until_ns = l->win_start_ns + park_hold_ns(e);
+  l->hold_until_ns = l->win_start_ns + park_hold_ns(e, IOCP__PARK_HOLD_NS);
+  l->given_back_ns = 0;
   for (;;) {
     iocp__task *list;
     int n, timeout = 0;
@@ -603,6 +620,8 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
   iocp__mutex_init(&e->park_lock);
   e->park_mode = iocp__park_mode_parse(getenv("IOCPSRV_PARK"));
   atomic_init(&e->park_next_ns, 0);
+  atomic_init(&e->unpark_next_ns, 0);
+  e->unpark_backoff_ns = 0;
   e->stat_fd = -1;
   iocp__linux_caller_init(e);
   if (n > 1 && e->park_mode >= IOCP__PARK_OVERSUB) iocp__park_stat_open(e);

@@ -18,6 +18,16 @@
  *   wake-ups that preempt the thread feeding it and cache lines that cross
  *   between cores. On a server with processors to spare it never triggers.
  *
+ * A guest that worker 0 gave its loop back holds it a short while (two
+ * windows in loop.c), long enough to measure itself. If it then parks again
+ * for oversubscription within IOCP__UNPARK_PROVEN_NS, giving it back was a
+ * mistake (a burst of load on a machine whose other busy threads soon took
+ * the idle processor back), and worker 0 waits IOCP__UNPARK_BACKOFF_MIN_NS,
+ * then twice as long after each further mistake, up to
+ * IOCP__UNPARK_BACKOFF_MAX_NS, before it gives a loop back again; a loop
+ * kept longer, or parked for idleness, ends the backoff. So a wrong
+ * decision costs two windows, and repeated ones fade out.
+ *
  * Worker 0 gives one loop back per window while it used over
  * IOCP__UNPARK_ABOVE percent of the window and the processors this process
  * may run on were idle for at least half a processor's worth of it (from
@@ -35,6 +45,9 @@
 #define IOCP__PARK_WAIT 20     /* %: run-queue delay of the time wanted (CPU + delay) */
 #define IOCP__UNPARK_ABOVE 70  /* %: worker 0's CPU time in a window */
 #define IOCP__UNPARK_IDLE 50   /* %: idle processor time of the window, at least */
+#define IOCP__UNPARK_PROVEN_NS (1000ull * 1000000)      /* a loop kept this long was right */
+#define IOCP__UNPARK_BACKOFF_MIN_NS (200ull * 1000000)
+#define IOCP__UNPARK_BACKOFF_MAX_NS (6400ull * 1000000)
 
 int iocp__park_mode_parse(const char *v) {
   char *end;
@@ -50,10 +63,17 @@ int iocp__park_guest(const iocp__park_window *w, int mode) {
   uint64_t wanted;
   if (mode == IOCP__PARK_NEVER || w->span_ns == 0) return 0;
   if (mode == IOCP__PARK_CHURN) return 1;
-  if (w->cpu_ns * 100 < w->span_ns * IOCP__PARK_BELOW) return 1; /* idle */
+  if (w->cpu_ns * 100 < w->span_ns * IOCP__PARK_BELOW) return IOCP__PARK_IDLE;
   if (mode < IOCP__PARK_OVERSUB || w->wait_ns < 0) return 0;
   wanted = w->cpu_ns + (uint64_t)w->wait_ns;
-  return (uint64_t)w->wait_ns * 100 >= wanted * IOCP__PARK_WAIT;
+  return (uint64_t)w->wait_ns * 100 >= wanted * IOCP__PARK_WAIT ? IOCP__PARK_OVERSUB : 0;
+}
+
+uint64_t iocp__park_backoff(uint64_t prev_ns, uint64_t held_ns, int why, int mode) {
+  if (mode == IOCP__PARK_CHURN || why != IOCP__PARK_OVERSUB || held_ns >= IOCP__UNPARK_PROVEN_NS)
+    return 0;
+  if (prev_ns < IOCP__UNPARK_BACKOFF_MIN_NS) return IOCP__UNPARK_BACKOFF_MIN_NS;
+  return prev_ns >= IOCP__UNPARK_BACKOFF_MAX_NS / 2 ? IOCP__UNPARK_BACKOFF_MAX_NS : prev_ns * 2;
 }
 
 int iocp__park_host_busy(const iocp__park_window *w, int mode) {

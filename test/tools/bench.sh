@@ -19,13 +19,24 @@
 #         own cost of iocp_wait) against the C sample. Echoes/s and the
 #         server's CPU time per echo.
 #         Configurations: --lang-configs.
+#   live  natively, the uv section's servers, but each started once per
+#         configuration and kept running: every round drives each in turn for
+#         D seconds after W of warm-up (order reversed every round), so the
+#         host's drift between rounds (rates here swing 1.5x over minutes)
+#         falls on all alike. Reports the median and quartiles of the paired
+#         (same-round) ratios of echoes/s and of CPU per echo. Slices of
+#         1-3 s and 20 or more rounds tell 2-3% apart. --uv-configs.
+#   live-wine  the same for the echo section's Wine servers: the echo sample
+#         and the minimal IOCP echo, under one Wine. --configs.
+#   live-http  the same for the http section: nginx and the HTTP sample kept
+#         running, a wrk run on each in turn. --http-conns.
 #   http  natively, the HTTP sample (sample_clients/c/http_server.c) against
 #         nginx (`return 200 "Hello, World!"`, the same number of workers,
 #         --http-threads) under wrk (--wrk-threads threads, --http-conns
 #         connections): requests/s and the server's CPU time per request.
 #
 #   bash test/tools/bench.sh [--rounds R] [--seconds D] [--warmup W]
-#       [--only "echo uv http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
+#       [--only "echo uv live live-wine http live-http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
 #       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
 #
@@ -79,33 +90,34 @@ while [ $# -gt 0 ]; do
     --wrk-threads) wrk_threads=$2; shift 2 ;;
     --extra) extra=1; shift ;;
     --win-tools) win_tools=1; shift ;;
-    -h|--help) sed -n '2,54p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 want() { [[ " $only " == *" $1 "* ]]; }
+want_wine() { want echo || want live-wine; }
 for sec in $only; do
-  case "$sec" in echo|uv|lang|http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
+  case "$sec" in echo|uv|live|live-wine|lang|http|live-http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
 done
 # The effective command, defaults spelled out, for the report.
 cmdline="bash test/tools/bench.sh --rounds $rounds --seconds $seconds --warmup $warmup --only \"$only\""
-want echo && cmdline+=" --configs \"$configs\""
-want uv && cmdline+=" --uv-configs \"$uv_configs\""
+{ want echo || want live-wine; } && cmdline+=" --configs \"$configs\""
+{ want uv || want live; } && cmdline+=" --uv-configs \"$uv_configs\""
 want lang && cmdline+=" --lang-configs \"$lang_configs\""
-want http && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
+{ want http || want live-http; } && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
 if [ "$extra" = 1 ]; then cmdline+=" --extra"; fi
 if [ "$win_tools" = 1 ]; then cmdline+=" --win-tools"; fi
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 tools="meson ninja cc python3"
-want echo && tools+=" x86_64-w64-mingw32-gcc wine wineserver"
-want http && tools+=" wrk curl"
+want_wine && tools+=" x86_64-w64-mingw32-gcc wine wineserver"
+{ want http || want live-http; } && tools+=" wrk curl"
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "bench.sh: $tool missing (see test/tools/install-deps.sh)" >&2; exit 1; }
 done
 nginx=/usr/sbin/nginx
-if want http && [ ! -x "$nginx" ]; then
+if { want http || want live-http; } && [ ! -x "$nginx" ]; then
   echo "bench.sh: $nginx missing (Debian's nginx-light, see test/tools/install-deps.sh)" >&2; exit 1
 fi
 
@@ -114,7 +126,7 @@ fi
 # samples) come from build/linux, made if missing: the uv and http sections
 # need it; the echo section uses it when it is there.
 native=0
-if want uv || want http || want lang; then
+if want uv || want live || want http || want live-http || want lang; then
   [ -f build/linux/build.ninja ] || meson setup build/linux >&2
 fi
 if [ -f build/linux/build.ninja ]; then
@@ -127,13 +139,13 @@ if [ -f build/linux/build.ninja ]; then
         { echo "bench.sh: /usr/bin/python3 lacks $mod (python3-uvloop, test/tools/install-deps.sh)" >&2; exit 1; }
     done
   fi
-  if want uv; then
+  if want uv || want live; then
     ninja -C build/linux test/bench/baseline_uv >&2 ||
       { echo "bench.sh: no baseline_uv: is libuv1-dev installed? (test/tools/install-deps.sh)" >&2; exit 1; }
   fi
   native=1
 fi
-if want echo; then
+if want_wine; then
   if [ ! -f build/win64/build.ninja ]; then
     meson setup build/win64 --cross-file test/cross/mingw-w64-x86_64.txt >&2
   fi
@@ -182,16 +194,20 @@ stop_server() {
 }
 cleanup() {
   stop_server
+  if [ -n "$live_nginx" ]; then
+    kill -QUIT "$live_nginx" 2>/dev/null || true
+    wait "$live_nginx" 2>/dev/null || true
+  fi
   # Only our private prefix: ends its persistent wineserver and any Wine
   # process still attached to it.
-  if want echo; then
+  if want_wine; then
     [ -d "$WINEPREFIX" ] && wineserver -k 2>/dev/null || true
   fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if want echo; then
+if want_wine; then
   if [ ! -d "$WINEPREFIX" ]; then
     echo "bench.sh: creating the Wine prefix (once, ~10 s)" >&2
     wineboot -i >/dev/null 2>&1 || true
@@ -294,20 +310,28 @@ run_one() {
 # wrk warm-up, then the measured wrk run with the server's CPU read around it.
 run_http() {
   local label=$2 conns=$3; shift 3
-  local port t0 t1 c0 c1 w rps p99 non2xx sockerr result
+  local port
   if [ "$1" = nginx ]; then start_nginx "$http_threads" || port=""; else start_server "$label" "$@" || port=""; fi
   if [ -z "$port" ]; then
     echo "group=http label=$label cfg=${conns}c errors=1 failed=start" >>"$raw"
     return 0
   fi
+  measure_http http "$label" "$conns" "$port" "$srv_pid"
+  stop_server
+}
+
+# measure_http GROUP LABEL CONNS PORT PID: a wrk warm-up, then the measured
+# wrk run with the server's CPU read around it.
+measure_http() {
+  local group=$1 label=$2 conns=$3 port=$4 pid=$5
+  local t0 t1 c0 c1 w rps p99 non2xx sockerr result
   local url="http://127.0.0.1:$port/"
   if [ "$warmup" != 0 ]; then
     wrk -t "$wrk_threads" -c "$conns" -d "${warmup}s" "$url" >/dev/null 2>>"$out/wrk.err" || true
   fi
-  c0=$(cpu_ticks "$srv_pid") t0=$(date +%s.%N)
+  c0=$(cpu_ticks "$pid") t0=$(date +%s.%N)
   w=$(wrk -t "$wrk_threads" -c "$conns" -d "${seconds}s" --latency "$url" 2>>"$out/wrk.err") || w=""
-  c1=$(cpu_ticks "$srv_pid") t1=$(date +%s.%N)
-  stop_server
+  c1=$(cpu_ticks "$pid") t1=$(date +%s.%N)
   echo "$w" >>"$out/wrk.txt"
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$w")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$w")
@@ -325,8 +349,33 @@ print(f"echoes_per_s={rps} server_cpu_pct={cpu / wall * 100:.1f} server_cpu_us_p
       "$rps" "$c0" "$c1" "$t0" "$t1" "$clk_tck" "${p99:-nan}")
     result+=" errors=$(( ${non2xx:-0} + ${sockerr:-0} ))"
   fi
-  echo "group=http label=$label cfg=${conns}c $result" >>"$raw"
+  echo "group=$group label=$label cfg=${conns}c $result" >>"$raw"
   echo "  ${conns}c $label: $result" >&2
+}
+
+# live_http CONNS: nginx and the HTTP sample started once and kept running;
+# R rounds measure each in turn (order reversed every other round).
+live_nginx=""
+live_http() {
+  local conns=$1 hpid hport r
+  start_nginx "$http_threads" || return 0
+  live_nginx=$srv_pid srv_pid="" srv_signal="" # stopped below, or by cleanup
+  if start_server "iocpsrv http_server" "$nat/sample_clients/http_server" --threads "$http_threads"; then
+    hpid=$srv_pid hport=$port
+    for r in $(seq "$rounds"); do
+      if [ $((r % 2)) = 1 ]; then
+        measure_http live-http nginx "$conns" "$nginx_port" "$live_nginx"
+        measure_http live-http "iocpsrv http_server" "$conns" "$hport" "$hpid"
+      else
+        measure_http live-http "iocpsrv http_server" "$conns" "$hport" "$hpid"
+        measure_http live-http nginx "$conns" "$nginx_port" "$live_nginx"
+      fi
+    done
+    stop_server
+  fi
+  kill -QUIT "$live_nginx" 2>/dev/null || true
+  wait "$live_nginx" 2>/dev/null || true
+  live_nginx=""
 }
 
 # run_rounds RUNNER CONFIG VARIANT...: R rounds of every variant
@@ -395,6 +444,63 @@ if want uv; then
     run_rounds run_one "$cfg" "${variants[@]}"
   done
 fi
+# run_live GROUP CONFIG VARIANT...: every variant ("label|command") started
+# once and kept running, idle but for the one being driven; R rounds drive
+# each in turn (order reversed every other round) with one loadgen run.
+run_live() {
+  local group=$1 cfg=$2; shift 2
+  [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
+    { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
+  echo "bench.sh: $group $cfg" >&2
+  python3 - "$raw" "$group" "$cfg" "$rounds" "$seconds" "$warmup" "$loadgen" "$out/servers.err" \
+    "$@" <<'PY'
+import subprocess, sys
+raw, group, cfg, rounds, seconds, warmup, loadgen, errlog = sys.argv[1:9]
+conns, size, *k = cfg.split("x")
+servers = []
+err = open(errlog, "a")
+try:
+    for v in sys.argv[9:]:
+        label, cmd = v.split("|", 1)
+        p = subprocess.Popen(cmd.split() + ["--port", "0"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=err, text=True)
+        line = p.stdout.readline().strip() # Wine ends it with CR LF
+        if not line.startswith("listening on port "):
+            sys.exit(f"bench.sh: {label} did not start (got {line!r})")
+        servers.append((label, p, line.split()[-1]))
+    for r in range(int(rounds)):
+        for label, p, port in (servers if r % 2 == 0 else servers[::-1]):
+            res = subprocess.run([loadgen, "--port", port, "--conns", conns, "--size", size,
+                                  "--inflight", k[0] if k else "1", "--seconds", seconds,
+                                  "--warmup", warmup, "--cpu-pid", str(p.pid)],
+                                 capture_output=True, text=True).stdout.strip() or "errors=1 failed=loadgen"
+            with open(raw, "a") as f:
+                f.write(f"group={group} label={label} cfg={cfg} {res}\n")
+            print(f"  {cfg} {label}: {res}", file=sys.stderr)
+finally:
+    for label, p, port in servers:
+        p.stdin.close()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            print(f"bench.sh: {label} did not exit on stdin EOF; killing it", file=sys.stderr)
+            p.kill()
+            p.wait()
+PY
+}
+
+if want live; then
+  for cfg in $uv_configs; do
+    run_live live "$cfg" "libuv|$nat/test/bench/baseline_uv" "iocpsrv (Linux)|$linux_echo" \
+      "iocpsrv (Linux) 1 worker|$linux_echo --threads 1"
+  done
+fi
+if want live-wine; then
+  for cfg in $configs; do
+    run_live live-wine "$cfg" "baseline_iocp|wine build/win64/test/bench/baseline_iocp.exe" \
+      "iocpsrv|wine build/win64/sample_clients/echo_server.exe"
+  done
+fi
 if want lang; then
   export LD_LIBRARY_PATH="$top/$nat"
   py=/usr/bin/python3 # Debian's: python3-uvloop is built for it
@@ -430,10 +536,17 @@ if want http; then
     run_rounds run_http "$conns" "${variants[@]}"
   done
 fi
+if want live-http; then
+  for conns in $http_conns; do
+    [[ "$conns" =~ ^[0-9]+$ ]] || { echo "bench.sh: bad connection count $conns" >&2; exit 2; }
+    echo "bench.sh: live-http $conns connections" >&2
+    live_http "$conns"
+  done
+fi
 
 # ---- Report -----------------------------------------------------------------
 wine_version=unknown
-if want echo; then wine_version=$(wine --version 2>/dev/null || echo unknown); fi
+if want_wine; then wine_version=$(wine --version 2>/dev/null || echo unknown); fi
 python3 - "$raw" "$cmdline" "$started" "$wine_version" "$seconds" "$warmup" "$rounds" \
   "$http_threads" "$wrk_threads" <<'EOF'
 import statistics, sys
@@ -523,6 +636,37 @@ for group, title, unit, one in (
         failed = sum(not ok(r) for r in b + s)
         print(f"| {conf(cfg)} | {lab} vs {base} | {compare(b, s)} | {b_cpu:.2f} | {s_cpu:.2f} | "
               f"{s_cpu / b_cpu if b_cpu > 0 else float('nan'):.2f} | {p99s(b, s)} | {failed} |")
+def quart(xs):
+    xs = sorted(xs)
+    if not xs:
+        return "-"
+    q = lambda f: xs[round(f * (len(xs) - 1))]
+    return f"{med(xs):.3f} ({q(0.25):.3f}-{q(0.75):.3f})"
+
+for group, title in (("live", "Echo against libuv, natively"),
+                     ("live-wine", f"Echo against the minimal IOCP echo ({winever})"),
+                     ("live-http", f"HTTP against nginx, natively (wrk -t {wrk_threads}; {http_threads} "
+                                   "workers each; rows: requests)")):
+    if not any(r["group"] == group for r in runs):
+        continue
+    print()
+    print(f"{title}, servers kept running and driven in turn "
+          "(paired ratios: the same round's runs; median, and quartiles in brackets):")
+    print()
+    print("| configuration | server | baseline echoes/s | server echoes/s | paired ratio of echoes/s | "
+          "baseline CPU us/echo | server CPU us/echo | paired ratio of CPU per echo | rounds | failed runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for cfg, base, b, lab, s in rows((group,)):
+        both = [(x, y) for x, y in zip(b, s) if ok(x) and ok(y)]
+        rate = [float(y["echoes_per_s"]) / float(x["echoes_per_s"]) for x, y in both
+                if float(x["echoes_per_s"]) > 0]
+        cpu = [float(y["server_cpu_us_per_echo"]) / float(x["server_cpu_us_per_echo"]) for x, y in both
+               if float(x.get("server_cpu_us_per_echo", 0)) > 0 and "server_cpu_us_per_echo" in y]
+        failed = sum(not ok(r) for r in b + s)
+        print(f"| {conf(cfg)} | {lab} vs {base} | {med(vals(b, 'echoes_per_s')):,.0f} | "
+              f"{med(vals(s, 'echoes_per_s')):,.0f} | {quart(rate)} | "
+              f"{med(vals(b, 'server_cpu_us_per_echo')):.2f} | {med(vals(s, 'server_cpu_us_per_echo')):.2f} | "
+              f"{quart(cpu)} | {len(both)} | {failed} |")
 print()
 print(f"Raw results: {raw}")
 EOF
