@@ -320,6 +320,9 @@ run_http() {
   stop_server
 }
 
+# whole_s X: X seconds rounded up to a whole second (wrk takes no fractions).
+whole_s() { awk -v x="$1" 'BEGIN { d = int(x); if (d < x) d++; if (d < 1) d = 1; print d }'; }
+
 # measure_http GROUP LABEL CONNS PORT PID: a wrk warm-up, then the measured
 # wrk run with the server's CPU read around it.
 measure_http() {
@@ -327,10 +330,10 @@ measure_http() {
   local t0 t1 c0 c1 w rps p99 non2xx sockerr result
   local url="http://127.0.0.1:$port/"
   if [ "$warmup" != 0 ]; then
-    wrk -t "$wrk_threads" -c "$conns" -d "${warmup}s" "$url" >/dev/null 2>>"$out/wrk.err" || true
+    wrk -t "$wrk_threads" -c "$conns" -d "$(whole_s "$warmup")s" "$url" >/dev/null 2>>"$out/wrk.err" || true
   fi
   c0=$(cpu_ticks "$pid") t0=$(date +%s.%N)
-  w=$(wrk -t "$wrk_threads" -c "$conns" -d "${seconds}s" --latency "$url" 2>>"$out/wrk.err") || w=""
+  w=$(wrk -t "$wrk_threads" -c "$conns" -d "$(whole_s "$seconds")s" --latency "$url" 2>>"$out/wrk.err") || w=""
   c1=$(cpu_ticks "$pid") t1=$(date +%s.%N)
   echo "$w" >>"$out/wrk.txt"
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$w")
@@ -643,18 +646,19 @@ def quart(xs):
     q = lambda f: xs[round(f * (len(xs) - 1))]
     return f"{med(xs):.3f} ({q(0.25):.3f}-{q(0.75):.3f})"
 
-for group, title in (("live", "Echo against libuv, natively"),
-                     ("live-wine", f"Echo against the minimal IOCP echo ({winever})"),
-                     ("live-http", f"HTTP against nginx, natively (wrk -t {wrk_threads}; {http_threads} "
-                                   "workers each; rows: requests)")):
+for group, title, unit, one in (
+        ("live", "Echo against libuv, natively", "echoes", "echo"),
+        ("live-wine", f"Echo against the minimal IOCP echo ({winever})", "echoes", "echo"),
+        ("live-http", f"HTTP against nginx, natively (wrk -t {wrk_threads}; {http_threads} workers each)",
+         "requests", "request")):
     if not any(r["group"] == group for r in runs):
         continue
     print()
     print(f"{title}, servers kept running and driven in turn "
           "(paired ratios: the same round's runs; median, and quartiles in brackets):")
     print()
-    print("| configuration | server | baseline echoes/s | server echoes/s | paired ratio of echoes/s | "
-          "baseline CPU us/echo | server CPU us/echo | paired ratio of CPU per echo | rounds | failed runs |")
+    print(f"| configuration | server | baseline {unit}/s | server {unit}/s | paired ratio of {unit}/s | "
+          f"baseline CPU us/{one} | server CPU us/{one} | paired ratio of CPU per {one} | rounds | failed runs |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cfg, base, b, lab, s in rows((group,)):
         both = [(x, y) for x, y in zip(b, s) if ok(x) and ok(y)]
