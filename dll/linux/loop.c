@@ -378,13 +378,13 @@ static int owes_pass(const struct iocp__eng_loop *l) {
   return atomic_load(&l->taken) < l->owe_taken && (int)(l->short_turn - l->owe_turn) < 0;
 }
 
-/* Worker 0 gives one parked loop back (the lowest); 1 if it did. */
+/* Worker 0 gives one parked loop back (the lowest), unless it still owes a
+ * pass over the sockets it took; 1 if it did. */
 static int unpark_one(struct iocp__eng_server *e) {
   uint32_t i;
   int done = 0;
   iocp__mutex_lock(&e->park_lock);
-  if (owes_pass(iocp__linux_loop(e, 0))) done = -1;
-  for (i = 1; i < e->nloops && !done; i++) {
+  for (i = 1; i < e->nloops && !done && !owes_pass(iocp__linux_loop(e, 0)); i++) {
     struct iocp__eng_loop *l = iocp__linux_loop(e, i);
     if (atomic_load(&l->parked)) {
       unpark_locked(e, l);
@@ -392,7 +392,7 @@ static int unpark_one(struct iocp__eng_server *e) {
     }
   }
   iocp__mutex_unlock(&e->park_lock);
-  return done > 0;
+  return done;
 }
 
 static int any_parked(struct iocp__eng_server *e) {

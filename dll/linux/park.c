@@ -62,7 +62,7 @@ int iocp__park_mode_parse(const char *v) {
 int iocp__park_guest(const iocp__park_window *w, int mode) {
   uint64_t wanted;
   if (mode == IOCP__PARK_NEVER || w->span_ns == 0) return 0;
-  if (mode == IOCP__PARK_CHURN) return 1;
+  if (mode == IOCP__PARK_CHURN) return IOCP__PARK_IDLE; /* a reason that never backs off */
   if (w->cpu_ns * 100 < w->span_ns * IOCP__PARK_BELOW) return IOCP__PARK_IDLE;
   if (mode < IOCP__PARK_OVERSUB || w->wait_ns < 0) return 0;
   wanted = w->cpu_ns + (uint64_t)w->wait_ns;
