@@ -106,6 +106,10 @@ def check_slow_readers(proxy_argv, args, res):
     size = args.size * MiB
     down, up = pattern(size, 7), pattern(size, 91)
     backend = socket.socket()
+    # Little room in the kernel, set before the connection exists (accepted
+    # sockets inherit it): shrunk once connected, a full buffer drops what its
+    # larger offered window let in, and the stream can stall (tsupport.h).
+    backend.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     backend.bind(("127.0.0.1", 0))
     backend.listen(4)
     bport = backend.getsockname()[1]
@@ -127,7 +131,6 @@ def check_slow_readers(proxy_argv, args, res):
         client.close()
         stop(proxy, pport, res, "proxy (slow readers)", args.timeout)
         return
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     conn.settimeout(args.timeout)
     threads = [
         threading.Thread(target=send_all, args=(conn, down, errors, "backend")),

@@ -98,8 +98,7 @@ static void test_abortive_close_is_seen_as_reset(void **state) {
   iocp_conn_id id;
   ts_sock a;
   (void)state;
-  a = ts_connect(r->port);
-  ts_set_rcvbuf(a, 4096);
+  a = ts_connect_rcvbuf(r->port, 4096);
   id = rec_wait_connect(r, 1);
   assert_int_equal(iocp_send(r->srv, id, big, 4u << 20), IOCP_OK); /* dropped */
   assert_int_equal(iocp_close(r->srv, id), IOCP_OK);

@@ -228,8 +228,7 @@ static void test_drain_fires_at_the_mark_and_drives_a_producer(void **state) {
   r = rec_start(REC_DRAIN | REC_HANDLE_PEER_CLOSE, &c, &h);
   p->stalls = ts_counter_new();
   r->user = p;
-  a = ts_connect(r->port);
-  ts_set_rcvbuf(a, 16384);
+  a = ts_connect_rcvbuf(r->port, 16384);
   /* Not reading until the producer has met a full queue (the kernel's buffers
    * fill first, then the library's): from there on only on_drain restarts it,
    * so all 8 MiB arriving means every stall was answered by a drain. */
@@ -269,8 +268,7 @@ static void test_drain_mark_per_connection(void **state) {
   c.drain_mark = 1u << 20; /* the server's; this connection sets its own */
   h.on_drain = drain_to_empty;
   r = rec_start(REC_DRAIN, &c, &h);
-  a = ts_connect(r->port);
-  ts_set_rcvbuf(a, 16384);
+  a = ts_connect_rcvbuf(r->port, 16384);
   id = rec_wait_connect(r, 1);
   assert_int_equal(iocp_set_drain_mark(r->srv, id, 0), IOCP_OK);
   /* Bytes the socket takes at once are never queued (the Linux engine

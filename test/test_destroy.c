@@ -38,9 +38,8 @@ static void destroy_busy_round(void) {
   int i;
 
   for (i = 0; i < BUSY_CONNS; i++) {
-    socks[i] = ts_connect(r->port);
+    socks[i] = ts_connect_rcvbuf(r->port, 8192);
     assert_true(socks[i] != TS_BAD_SOCK);
-    ts_set_rcvbuf(socks[i], 8192);
   }
   assert_int_equal(ts_counter_wait(r->connects, BUSY_CONNS, TS_TIMEOUT_MS), 0);
   for (i = 0; i < BUSY_CONNS; i++) assert_int_equal(ts_send_all(socks[i], buf, BUSY_BYTES), TS_OK);

@@ -183,8 +183,7 @@ static void test_graceful_stop_delivers_queues_and_ends_a_non_reader_at_the_dead
     good[i].buf = malloc(STOP_BYTES + 16);
     good[i].got = 0;
   }
-  bad = ts_connect(r->port);
-  ts_set_rcvbuf(bad, 4096);
+  bad = ts_connect_rcvbuf(r->port, 4096);
   assert_int_equal(ts_counter_wait(r->connects, 3, TS_TIMEOUT_MS), 0);
   assert_int_equal(ts_send_all(bad, "x", 1), TS_OK); /* stop from a callback: refused */
   assert_int_equal(ts_counter_wait(r->bytes_in, 1, TS_TIMEOUT_MS), 0);

@@ -103,8 +103,7 @@ static void test_stats_bytes_queued(void **state) {
   hooks.on_connect = hold_back;
   r = rec_start(0, NULL, &hooks);
   (void)state;
-  a = ts_connect(r->port);
-  ts_set_rcvbuf(a, 4096);
+  a = ts_connect_rcvbuf(r->port, 4096);
   assert_true(rec_wait_connect(r, 1) != 0);
   /* Nothing leaves once the peer's window is full: most stays queued. The
    * two counters move in two steps, so poll until a snapshot falls between. */

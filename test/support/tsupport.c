@@ -320,7 +320,7 @@ void ts_set_timeout(ts_sock s, int ms) {
 #endif
 }
 
-ts_sock ts_connect_to(const char *addr, uint16_t port) {
+static ts_sock connect_with(const char *addr, uint16_t port, int rcvbuf) {
   struct sockaddr_storage ss;
   socklen_t len;
   os_sock s;
@@ -341,6 +341,8 @@ ts_sock ts_connect_to(const char *addr, uint16_t port) {
   }
   s = socket(ss.ss_family, SOCK_STREAM, IPPROTO_TCP);
   if (s == OS_BAD) return TS_BAD_SOCK;
+  if (rcvbuf > 0)
+    setsockopt(s, SOL_SOCKET, SO_RCVBUF, (const char *)&rcvbuf, sizeof(rcvbuf));
   if (connect(s, (struct sockaddr *)&ss, len) != 0) {
     os_close(s);
     return TS_BAD_SOCK;
@@ -350,7 +352,11 @@ ts_sock ts_connect_to(const char *addr, uint16_t port) {
   return (ts_sock)s;
 }
 
-ts_sock ts_connect(uint16_t port) { return ts_connect_to("127.0.0.1", port); }
+ts_sock ts_connect_to(const char *addr, uint16_t port) { return connect_with(addr, port, 0); }
+
+ts_sock ts_connect(uint16_t port) { return connect_with("127.0.0.1", port, 0); }
+
+ts_sock ts_connect_rcvbuf(uint16_t port, int rcvbuf) { return connect_with("127.0.0.1", port, rcvbuf); }
 
 int ts_send_all(ts_sock s, const void *buf, size_t len) {
   const char *p = buf;
@@ -419,9 +425,6 @@ int ts_ended_by_reset(ts_sock s, uint8_t *buf, size_t cap, size_t *got) {
   return ts_send_all(s, "?", 1) == TS_RESET;
 }
 
-void ts_set_rcvbuf(ts_sock s, int bytes) {
-  setsockopt((os_sock)s, SOL_SOCKET, SO_RCVBUF, (const char *)&bytes, sizeof(bytes));
-}
 
 /* The lines of /proc/net/tcp(6) ("sl local remote st tx_queue:rx_queue
  * tr:when retrnsmt ...", all hex) of the sockets on `port` that hold bytes

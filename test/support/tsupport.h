@@ -54,6 +54,14 @@ void ts_net_init(void);
 /* Connects to addr:port (blocking, with TS_TIMEOUT_MS send/receive time-outs). */
 ts_sock ts_connect_to(const char *addr, uint16_t port);
 ts_sock ts_connect(uint16_t port); /* 127.0.0.1 */
+/* ts_connect with a receive buffer of `rcvbuf` bytes, set before the
+ * connection is made. A client that means not to read must shrink it this
+ * way, never once connected: then it has already offered a larger window
+ * and, its buffer full, drops what arrives within it. The peer's window
+ * updates can then go unheard (their sequence number falls behind the
+ * dropped data), and bytes the client sent stay unacknowledged for good:
+ * seen as a test_destroy stall under ASan, one run in about 200. */
+ts_sock ts_connect_rcvbuf(uint16_t port, int rcvbuf);
 int ts_send_all(ts_sock s, const void *buf, size_t len);
 /* Reads exactly len bytes: TS_OK, or how it failed. */
 int ts_recv_exact(ts_sock s, void *buf, size_t len);
@@ -66,7 +74,6 @@ int ts_recv_to_end(ts_sock s, uint8_t *buf, size_t cap, size_t *got);
  * sends one byte: that fails at once only on a connection that was reset. */
 int ts_ended_by_reset(ts_sock s, uint8_t *buf, size_t cap, size_t *got);
 void ts_set_timeout(ts_sock s, int ms);
-void ts_set_rcvbuf(ts_sock s, int bytes);
 /* For a stall's post-mortem (Linux; nothing elsewhere): the kernel's view
  * of the TCP sockets holding bytes on their way to `port`'s end, unread
  * there or not yet acknowledged by it. */
