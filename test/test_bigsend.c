@@ -118,6 +118,87 @@ static void test_one_send_never_passes_a_cut_buffer_or_4_gib(void **state) {
   offer(many, IOCP__MAX_IOV);
 }
 
+/* ---- An immediate send (iocp_send with nothing queued) ----------------------- *
+ * Both engines hand the socket what it takes at once, with a plain
+ * non-blocking send(): no operation, no completion (under Wine, one
+ * wineserver request less per echo). Checked through the call table: the
+ * length offered is capped, what the socket took is what is reported, a
+ * full socket takes nothing, a failed one says so, and (Windows) a socket
+ * that stayed blocking is never offered anything. */
+
+static size_t try_seen, try_takes;
+static int try_calls, try_fails; /* 0: takes; 1: full; 2: broken */
+
+#if defined(_WIN32)
+static int WSAAPI try_capture(SOCKET s, const char *b, int n, int flags) {
+  (void)s, (void)b, (void)flags;
+  try_calls++;
+  try_seen = (size_t)n;
+  if (try_fails) return WSASetLastError(try_fails == 1 ? WSAEWOULDBLOCK : WSAECONNRESET), SOCKET_ERROR;
+  return (int)((size_t)n < try_takes ? (size_t)n : try_takes);
+}
+static void try_install(void) { iocp__hooks.send = try_capture; }
+static void try_conn_init(iocp__conn *c, iocp_server *s, int nonblocking) {
+  c->server = s;
+  c->eng.sock = (SOCKET)4242; /* never used: the hook answers */
+  c->eng.nonblocking = nonblocking ? 1 : 0;
+  iocp__server_eng(s)->try_send = 1; /* as iocp__win_tuning has it */
+}
+#else
+static ssize_t try_capture(int fd, const void *b, size_t n, int flags) {
+  (void)fd, (void)b, (void)flags;
+  try_calls++;
+  try_seen = n;
+  if (try_fails) return errno = try_fails == 1 ? EAGAIN : ECONNRESET, -1;
+  return (ssize_t)(n < try_takes ? n : try_takes);
+}
+static void try_install(void) { iocp__hooks.send = try_capture; }
+static void try_conn_init(iocp__conn *c, iocp_server *s, int nonblocking) {
+  c->server = s;
+  c->eng.fd = 4242;
+  c->eng.writable = nonblocking ? 1 : 0; /* here: no writability seen, nothing tried */
+}
+#endif
+
+static long long try_once(int fails, size_t takes, size_t len, int nonblocking) {
+  iocp__conn *c = calloc(1, sizeof(*c));
+  iocp_server *s = calloc(1, sizeof(*s));
+  long long n;
+  assert_non_null(c);
+  assert_non_null(s);
+  try_conn_init(c, s, nonblocking);
+  try_fails = fails;
+  try_takes = takes;
+  try_calls = 0;
+  try_seen = 0;
+  try_install();
+  n = iocp__eng_try_send(c, (const uint8_t *)(uintptr_t)0x10000u, len);
+  iocp__hooks_reset();
+  free(s);
+  free(c);
+  return n;
+}
+
+static void test_an_immediate_send_reports_what_the_socket_took(void **state) {
+  (void)state;
+  /* Far more than one call may carry: offered capped, at 1 GiB at most. */
+  assert_int_equal(try_once(0, 1000, SIZE_MAX, 1), 1000);
+  assert_int_equal(try_calls, 1);
+  assert_true(try_seen > 0 && try_seen <= GIB);
+  /* All of a small send. */
+  assert_int_equal(try_once(0, SIZE_MAX, 64, 1), 64);
+  assert_true(try_seen == 64);
+  /* A full socket takes nothing: the bytes wait in the queue. */
+  assert_int_equal(try_once(1, 0, 64, 1), 0);
+  assert_int_equal(try_calls, 1);
+  /* A broken one: -1, and the core tears the connection down. */
+  assert_int_equal(try_once(2, 0, 64, 1), -1);
+  /* Not tried at all on a socket that may block (Windows: FIONBIO failed;
+   * Linux: no writability seen yet). */
+  assert_int_equal(try_once(0, SIZE_MAX, 64, 0), 0);
+  assert_int_equal(try_calls, 0);
+}
+
 /* ---- End to end: 64 MiB + 1.5 GiB + 4 KiB, byte for byte ------------------------ */
 
 /* A pattern without a short period (ts_pattern repeats every 64 KiB, and the
@@ -208,6 +289,7 @@ static void test_gigabytes_on_one_connection_arrive_byte_exact(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_one_send_never_passes_a_cut_buffer_or_4_gib),
+      cmocka_unit_test(test_an_immediate_send_reports_what_the_socket_took),
 #if !defined(BIGSEND_NO_END_TO_END)
       cmocka_unit_test(test_gigabytes_on_one_connection_arrive_byte_exact),
 #endif

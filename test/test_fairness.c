@@ -166,12 +166,26 @@ static void test_flood_does_not_starve_another_connection(void **state) {
 }
 
 /* ---- A producer whose sends complete at once ------------------------------- *
- * Windows only: there every iocp_send is a WSASend whose completion is
- * reported (at once when the socket skips the port), then on_drain asks for
- * more. On Linux iocp_send hands the socket what it takes inside the call,
- * so bytes a fast reader takes are never queued, no on_drain follows and
- * there is no chain of completions to bound. */
+ * Windows only, with immediate sends off (iocp__win_tuning.try_send): then
+ * every iocp_send is a WSASend whose completion is reported (at once when
+ * the socket skips the port), and on_drain asks for more. By default, as on
+ * Linux, iocp_send hands the socket what it takes inside the call, so bytes
+ * a fast reader takes are never queued and no on_drain follows; a chain of
+ * completions arises only while bytes wait in the queue, and this producer
+ * makes the longest one there can be. */
 #if defined(_WIN32)
+
+static int operations_only(void **state) {
+  (void)state;
+  iocp__win_tuning.try_send = 0;
+  return 0;
+}
+
+static int immediate_sends_back(void **state) {
+  (void)state;
+  iocp__win_tuning.try_send = 1;
+  return 0;
+}
 
 #define PRODUCE_STREAM 9
 #define PRODUCE_BLOCK 1024
@@ -357,7 +371,8 @@ int main(void) {
       cmocka_unit_test(test_flood_does_not_starve_another_connection),
       cmocka_unit_test(test_blocked_callback_holds_no_other_worker),
 #if defined(_WIN32)
-      cmocka_unit_test(test_producer_does_not_starve_another_connection),
+      cmocka_unit_test_setup_teardown(test_producer_does_not_starve_another_connection,
+                                      operations_only, immediate_sends_back),
 #endif
   };
   ts_net_init();

@@ -62,7 +62,7 @@ static void fault_free(void *p) { /* cannot fail: only counted */
 #if defined(_WIN32)
 enum {
   H_WSASOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_CLOSESOCKET, H_SHUTDOWN,
-  H_RECV, H_IOCTLSOCKET, H_WSARECV, H_WSASEND, H_ACCEPTEX, H_CONNECTEX, H_CIOCP, H_WSAIOCTL,
+  H_RECV, H_SEND, H_IOCTLSOCKET, H_WSARECV, H_WSASEND, H_ACCEPTEX, H_CONNECTEX, H_CIOCP, H_WSAIOCTL,
   H_SET_COMPLETION_MODES, H_COUNT
 };
 static SOCKET WSAAPI fault_wsasocket(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,
@@ -94,6 +94,10 @@ static int WSAAPI fault_shutdown(SOCKET s, int how) {
 static int WSAAPI fault_recv(SOCKET s, char *buf, int len, int flags) {
   if (hit(H_RECV)) return WSASetLastError(WSAECONNRESET), SOCKET_ERROR;
   return recv(s, buf, len, flags);
+}
+static int WSAAPI fault_send(SOCKET s, const char *buf, int len, int flags) {
+  if (hit(H_SEND)) return WSASetLastError(WSAECONNRESET), SOCKET_ERROR;
+  return send(s, buf, len, flags);
 }
 static int WSAAPI fault_ioctlsocket(SOCKET s, long cmd, u_long *arg) {
   if (hit(H_IOCTLSOCKET)) return WSASetLastError(WSAENOBUFS), SOCKET_ERROR;
@@ -135,7 +139,8 @@ static BOOL WINAPI fault_set_completion_modes(HANDLE file, UCHAR flags) {
 }
 #  define ENGINE_FAULTS                                                                    \
   FAULT(wsasocket), FAULT(bind), FAULT(listen), FAULT(setsockopt), FAULT(closesocket),   \
-      FAULT(shutdown), FAULT(recv), FAULT(ioctlsocket), FAULT(wsarecv), FAULT(wsasend),  \
+      FAULT(shutdown), FAULT(recv), FAULT(send), FAULT(ioctlsocket), FAULT(wsarecv),     \
+      FAULT(wsasend),                                                                     \
       FAULT(acceptex), FAULT(connectex),                                                  \
       {"create_io_completion_port", offsetof(struct iocp__hooks, create_io_completion_port), \
        (any_fn)fault_ciocp},                                                              \

@@ -37,6 +37,7 @@ typedef struct iocp__accept_op {
  * connection's lock. */
 struct iocp__eng_conn {
   SOCKET sock;
+  unsigned nonblocking : 1; /* FIONBIO took: recv() and send() never block */
   unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (iocp__win_tuning) */
   unsigned skip_port : 1; /* no packet for an operation that succeeds at once */
   unsigned v6 : 1;        /* an IPv6 socket */
@@ -81,10 +82,17 @@ struct iocp__eng_conn {
  * GetQueuedCompletionStatus; N > 1 up to N per GetQueuedCompletionStatusEx
  * (at most IOCP__DEQUEUE_MAX).
  *
- * skip_on_success, dequeue_batch, hot_budget and hot_idle_ms are read when
- * a server starts, where the environment variables IOCPSRV_SKIP_ON_SUCCESS,
- * IOCPSRV_DEQUEUE_BATCH, IOCPSRV_HOT_BUDGET and IOCPSRV_HOT_IDLE_MS (a
- * number each) override them: knobs for the tests
+ * try_send 1 (default): an iocp_send with nothing queued or in flight first
+ * offers its bytes to a non-blocking send(), as the Linux engine does (no
+ * operation, no packet for what the socket takes); 0: every send is a
+ * WSASend operation (the producer test of test_fairness.c needs a chain of
+ * send completions, which immediate sends leave no room for).
+ *
+ * skip_on_success, dequeue_batch, hot_budget, hot_idle_ms and try_send are
+ * read when a server starts, where the environment variables
+ * IOCPSRV_SKIP_ON_SUCCESS, IOCPSRV_DEQUEUE_BATCH, IOCPSRV_HOT_BUDGET,
+ * IOCPSRV_HOT_IDLE_MS and IOCPSRV_TRY_SEND (a number each) override them:
+ * knobs for the tests
  * and the benchmark (test/tools/bench.sh), not an interface. */
 struct iocp__win_tuning {
   int zero_byte_recv;
@@ -92,6 +100,7 @@ struct iocp__win_tuning {
   int dequeue_batch;
   int hot_budget;
   int hot_idle_ms;
+  int try_send;
 };
 extern struct iocp__win_tuning iocp__win_tuning;
 #define IOCP__DEQUEUE_MAX 64
@@ -118,6 +127,7 @@ struct iocp__eng_server {
   LPFN_CONNECTEX connectex[2]; /* fetched once per family: [0] IPv4, [1] IPv6 */
   volatile LONG ifs[2]; /* per family: 0 not asked yet, 1 IFS handles, 2 not (an LSP) */
   int skip_on_success;  /* iocp__win_tuning, as read at start */
+  int try_send;         /* likewise */
   ULONG dequeue_batch;  /* 1..IOCP__DEQUEUE_MAX */
   /* Buffered receives of hot connections (recv.c). */
   int hot_budget;            /* at most this many posted at once */
@@ -150,6 +160,7 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
   int(WSAAPI *closesocket)(SOCKET s);                                               \
   int(WSAAPI *shutdown)(SOCKET s, int how);                                         \
   int(WSAAPI *recv)(SOCKET s, char *buf, int len, int flags);                       \
+  int(WSAAPI *send)(SOCKET s, const char *buf, int len, int flags);                 \
   int(WSAAPI *ioctlsocket)(SOCKET s, long cmd, u_long *arg);                        \
   int(WSAAPI *wsarecv)(SOCKET s, LPWSABUF bufs, DWORD n, LPDWORD got, LPDWORD flags, \
                        LPWSAOVERLAPPED ol, LPWSAOVERLAPPED_COMPLETION_ROUTINE fn);  \
@@ -167,7 +178,7 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
   BOOL(WINAPI *set_completion_modes)(HANDLE file, UCHAR flags);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                     \
-  WSASocketW, bind, listen, setsockopt, closesocket, shutdown, recv, ioctlsocket,      \
+  WSASocketW, bind, listen, setsockopt, closesocket, shutdown, recv, send, ioctlsocket, \
       WSARecv, WSASend,                                                                \
       iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort, WSAIoctl,       \
       SetFileCompletionNotificationModes

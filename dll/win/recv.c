@@ -62,10 +62,12 @@ void iocp__win_receive_mode(iocp__conn *c) {
   struct iocp__eng_conn *e = iocp__conn_eng(c);
   iocp_server *s = iocp__conn_server(c);
   u_long nonblocking = 1;
-  /* The zero-byte receive reads with a non-blocking recv afterwards;
-   * without non-blocking mode the connection keeps a buffer posted. */
-  e->zero_byte = iocp__win_tuning.zero_byte_recv &&
-                 iocp__hooks.ioctlsocket(e->sock, FIONBIO, &nonblocking) == 0;
+  /* The zero-byte receive reads with a non-blocking recv afterwards, and
+   * an immediate send is a non-blocking send (engine.c); without
+   * non-blocking mode the connection keeps a buffer posted and every send
+   * is an operation. Overlapped operations are not affected by it. */
+  e->nonblocking = iocp__hooks.ioctlsocket(e->sock, FIONBIO, &nonblocking) == 0;
+  e->zero_byte = iocp__win_tuning.zero_byte_recv && e->nonblocking;
   e->hot = 0;
   e->demote = 0;
   /* Best effort: without it every completion goes through the port. The
