@@ -657,6 +657,7 @@ static void test_worker_0_backs_off_after_wrong_givebacks(void **state) {
       k++;
     }
     if (takebacks() == 0) break;
+    print_message("  worker 1 took its loop back %d time(s): once more\n", takebacks());
   }
   assert_true(tries < 3);
 }
