@@ -8,13 +8,13 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #if !defined(_WIN32)
 #  include <arpa/inet.h>
 #  include <dirent.h>
 #  include <netinet/in.h>
 #  include <errno.h>
-#  include <stdlib.h>
 #  include <sys/resource.h>
 #  include <unistd.h>
 #endif

@@ -1,7 +1,7 @@
 /* Echo load generator: native Linux, one thread, epoll.
  *
  *   loadgen --port N [--conns C] [--size M] [--inflight K] [--seconds D]
- *           [--warmup W] [--cpu-pid PID]
+ *           [--warmup W] [--cpu-pid PID] [--watch-pid PID]
  *
  * Opens C connections to 127.0.0.1:N. Each keeps K M-byte messages in flight
  * (default 1): it sends them back to back, checks every echoed byte, and
@@ -17,6 +17,10 @@
  * With --cpu-pid, the CPU time (user + system, all threads) that process
  * used during the measured seconds is read from /proc/PID/stat at their start
  * and end, and printed per echo: server_cpu_pct=... server_cpu_us_per_echo=...
+ * The client's own CPU share over the same seconds is always printed
+ * (client_cpu_pct=...: near 100, the client, not the server, sets the rate),
+ * and with --watch-pid that of one more process (watched_cpu_pct=...: under
+ * Wine, the wineserver, through which every socket call of the server goes).
  * It always stops by itself: after W + D seconds, or at the first wrong byte,
  * closed connection or failed connect (then errors > 0 and the exit status
  * is 1). Loopback only, by design: it is a benchmark client, not a tool. */
@@ -105,6 +109,18 @@ static double proc_cpu_s(long pid) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* This process's CPU time (all threads), in seconds. */
+static double self_cpu_s(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return -1;
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A process's CPU share in percent between two readings; -1 if unknown. */
+static double cpu_pct(double c0, double c1, double t0, double t1) {
+  return c0 >= 0 && c1 >= c0 && t1 > t0 ? (c1 - c0) / (t1 - t0) * 100.0 : -1;
+}
+
 static int parse_num(const char *s, double lo, double hi, double *out) {
   char *end;
   double v;
@@ -118,7 +134,7 @@ static int parse_num(const char *s, double lo, double hi, double *out) {
 static int usage(const char *prog) {
   fprintf(stderr,
           "usage: %s --port N [--conns C] [--size BYTES] [--inflight K] [--seconds D]\n"
-          "          [--warmup W] [--cpu-pid PID]\n"
+          "          [--warmup W] [--cpu-pid PID] [--watch-pid PID]\n"
           "  C <= %d, BYTES <= %u, K <= %d, K * BYTES <= %u, D + W <= %.0f\n",
           prog, MAX_CONNS, MAX_SIZE, MAX_INFLIGHT, MAX_SIZE, MAX_SECONDS);
   return 2;
@@ -193,10 +209,14 @@ static int open_conn(struct conn *c, int port) {
 }
 
 int main(int argc, char **argv) {
-  double port = 0, conns = 1, size_d = 64, seconds = 5, warmup = 1, inflight_d = 1, pid_d = 0;
+  double port = 0, conns = 1, size_d = 64, seconds = 5, warmup = 1, inflight_d = 1, pid_d = 0,
+         wpid_d = 0;
   size_t size, nlat = 0, caplat = 0, i;
   double *lat = NULL, t0, t_measure, t_end;
-  double cpu0 = -1, cpu1 = -1, tcpu0 = 0, tcpu1 = 0; /* server CPU and when read */
+  /* CPU times at the measured seconds' start [0] and end [1], and when read */
+  double cpu0 = -1, cpu1 = -1, self0 = -1, self1 = -1, watch0 = -1, watch1 = -1;
+  double tcpu0 = 0, tcpu1 = 0;
+  int measuring = 0;
   uint64_t echoes = 0, total = 0, total0 = 0, total1 = 0;
   unsigned errors = 0;
   struct conn *cs;
@@ -212,15 +232,18 @@ int main(int argc, char **argv) {
                   : strcmp(a, "--warmup") == 0  ? &warmup
                   : strcmp(a, "--inflight") == 0 ? &inflight_d
                   : strcmp(a, "--cpu-pid") == 0 ? &pid_d
+                  : strcmp(a, "--watch-pid") == 0 ? &wpid_d
                                                 : NULL;
     double lo = dst == &seconds ? 0.1 : dst == &warmup ? 0.0 : 1.0;
     double hi = dst == &port ? 65535 : dst == &conns ? MAX_CONNS : dst == &size_d ? MAX_SIZE
-                : dst == &inflight_d ? MAX_INFLIGHT : dst == &pid_d ? 4194304 : MAX_SECONDS;
+                : dst == &inflight_d ? MAX_INFLIGHT : dst == &pid_d || dst == &wpid_d ? 4194304
+                                                                                : MAX_SECONDS;
     if (dst == NULL || parse_num(v, lo, hi, dst) != 0) return usage(argv[0]);
     ai++;
   }
   if (port < 1 || seconds + warmup > MAX_SECONDS || conns != (int)conns || size_d != (size_t)size_d ||
-      inflight_d != (int)inflight_d || pid_d != (long)pid_d || inflight_d * size_d > MAX_SIZE)
+      inflight_d != (int)inflight_d || pid_d != (long)pid_d || wpid_d != (long)wpid_d ||
+      inflight_d * size_d > MAX_SIZE)
     return usage(argv[0]);
   size = (size_t)size_d;
   inflight = (uint32_t)inflight_d;
@@ -268,17 +291,20 @@ int main(int argc, char **argv) {
     struct epoll_event evs[256];
     double t = now_s();
     int timeout_ms;
-    if (pid_d > 0 && cpu0 < 0 && t >= t_measure) {
-      cpu0 = proc_cpu_s((long)pid_d);
+    if (!measuring && t >= t_measure) {
+      measuring = 1;
+      if (pid_d > 0) cpu0 = proc_cpu_s((long)pid_d);
+      if (wpid_d > 0) watch0 = proc_cpu_s((long)wpid_d);
+      self0 = self_cpu_s();
       tcpu0 = t;
       total0 = total;
     }
     if (t >= t_end) {
-      if (pid_d > 0) {
-        cpu1 = proc_cpu_s((long)pid_d);
-        tcpu1 = t;
-        total1 = total;
-      }
+      if (pid_d > 0) cpu1 = proc_cpu_s((long)pid_d);
+      if (wpid_d > 0) watch1 = proc_cpu_s((long)wpid_d);
+      self1 = self_cpu_s();
+      tcpu1 = t;
+      total1 = total;
       break;
     }
     timeout_ms = (int)((t_end - t) * 1000.0) + 1;
@@ -362,10 +388,16 @@ int main(int argc, char **argv) {
     }
     if (nlat) qsort(lat, nlat, sizeof(*lat), cmp_double);
     if (nlat) max_us = lat[nlat - 1];
-    char cpu[128] = "";
-    if (cpu0 >= 0 && cpu1 >= 0 && total1 > total0 && tcpu1 > tcpu0)
-      snprintf(cpu, sizeof(cpu), " server_cpu_pct=%.1f server_cpu_us_per_echo=%.3f",
-               (cpu1 - cpu0) / (tcpu1 - tcpu0) * 100.0, (cpu1 - cpu0) * 1e6 / (double)(total1 - total0));
+    char cpu[192] = "";
+    size_t len = 0;
+    double pct = cpu_pct(cpu0, cpu1, tcpu0, tcpu1);
+    if (pct >= 0 && total1 > total0)
+      len += (size_t)snprintf(cpu + len, sizeof(cpu) - len, " server_cpu_pct=%.1f server_cpu_us_per_echo=%.3f",
+                              pct, (cpu1 - cpu0) * 1e6 / (double)(total1 - total0));
+    pct = cpu_pct(self0, self1, tcpu0, tcpu1);
+    if (pct >= 0) len += (size_t)snprintf(cpu + len, sizeof(cpu) - len, " client_cpu_pct=%.1f", pct);
+    pct = cpu_pct(watch0, watch1, tcpu0, tcpu1);
+    if (pct >= 0) snprintf(cpu + len, sizeof(cpu) - len, " watched_cpu_pct=%.1f", pct);
     printf("conns=%d size=%zu inflight=%u seconds=%.3f echoes=%llu echoes_per_s=%.1f mb_per_s=%.3f "
            "p50_us=%.1f p99_us=%.1f max_us=%.1f oldest_inflight_ms=%.1f stuck=%zu%s errors=%u\n",
            (int)conns, size, inflight, seconds, (unsigned long long)echoes, echoes / seconds,

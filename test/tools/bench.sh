@@ -447,23 +447,34 @@ if want uv; then
     run_rounds run_one "$cfg" "${variants[@]}"
   done
 fi
-# run_live GROUP CONFIG VARIANT...: every variant ("label|command") started
-# once and kept running, idle but for the one being driven; R rounds drive
-# each in turn (order reversed every other round) with one loadgen run.
+# wineserver_pid: our private prefix's wineserver (others may be running).
+wineserver_pid() {
+  local p
+  for p in $(pgrep wineserver); do # wineserver64 on Debian
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "WINEPREFIX=$WINEPREFIX" &&
+      { echo "$p"; return; }
+  done
+  echo 0
+}
+
+# run_live GROUP CONFIG WATCH VARIANT...: every variant ("label|command")
+# started once and kept running, idle but for the one being driven; R rounds
+# drive each in turn (order reversed every other round) with one loadgen
+# run. WATCH: a process whose CPU share loadgen reports too (0: none).
 run_live() {
-  local group=$1 cfg=$2; shift 2
+  local group=$1 cfg=$2 watch=$3; shift 3
   [[ "$cfg" =~ ^[0-9]+x[0-9]+(x[0-9]+)?$ ]] ||
     { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
   echo "bench.sh: $group $cfg" >&2
   python3 - "$raw" "$group" "$cfg" "$rounds" "$seconds" "$warmup" "$loadgen" "$out/servers.err" \
-    "$@" <<'PY'
+    "$watch" "$@" <<'PY'
 import subprocess, sys
-raw, group, cfg, rounds, seconds, warmup, loadgen, errlog = sys.argv[1:9]
+raw, group, cfg, rounds, seconds, warmup, loadgen, errlog, watch = sys.argv[1:10]
 conns, size, *k = cfg.split("x")
 servers = []
 err = open(errlog, "a")
 try:
-    for v in sys.argv[9:]:
+    for v in sys.argv[10:]:
         label, cmd = v.split("|", 1)
         p = subprocess.Popen(cmd.split() + ["--port", "0"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=err, text=True)
@@ -475,7 +486,8 @@ try:
         for label, p, port in (servers if r % 2 == 0 else servers[::-1]):
             res = subprocess.run([loadgen, "--port", port, "--conns", conns, "--size", size,
                                   "--inflight", k[0] if k else "1", "--seconds", seconds,
-                                  "--warmup", warmup, "--cpu-pid", str(p.pid)],
+                                  "--warmup", warmup, "--cpu-pid", str(p.pid)]
+                                 + (["--watch-pid", watch] if watch != "0" else []),
                                  capture_output=True, text=True).stdout.strip() or "errors=1 failed=loadgen"
             with open(raw, "a") as f:
                 f.write(f"group={group} label={label} cfg={cfg} {res}\n")
@@ -494,13 +506,13 @@ PY
 
 if want live; then
   for cfg in $uv_configs; do
-    run_live live "$cfg" "libuv|$nat/test/bench/baseline_uv" "iocpsrv (Linux)|$linux_echo" \
+    run_live live "$cfg" 0 "libuv|$nat/test/bench/baseline_uv" "iocpsrv (Linux)|$linux_echo" \
       "iocpsrv (Linux) 1 worker|$linux_echo --threads 1"
   done
 fi
 if want live-wine; then
   for cfg in $configs; do
-    run_live live-wine "$cfg" "baseline_iocp|wine build/win64/test/bench/baseline_iocp.exe" \
+    run_live live-wine "$cfg" "$(wineserver_pid)" "baseline_iocp|wine build/win64/test/bench/baseline_iocp.exe" \
       "iocpsrv|wine build/win64/sample_clients/echo_server.exe"
   done
 fi
@@ -654,12 +666,19 @@ for group, title, unit, one in (
     if not any(r["group"] == group for r in runs):
         continue
     print()
+    # Where the rate is set: a client (or, under Wine, a wineserver) that
+    # runs all the time is the bottleneck (test/bench/README.md).
+    shares = [("client_cpu_pct", "client")] if group != "live-http" else []
+    if group == "live-wine":
+        shares.append(("watched_cpu_pct", "wineserver"))
     print(f"{title}, servers kept running and driven in turn "
-          "(paired ratios: the same round's runs; median, and quartiles in brackets):")
+          "(paired ratios: the same round's runs; median, and quartiles in brackets"
+          + ("; CPU %: median share of one processor, baseline / server" if shares else "") + "):")
     print()
     print(f"| configuration | server | baseline {unit}/s | server {unit}/s | paired ratio of {unit}/s | "
-          f"baseline CPU us/{one} | server CPU us/{one} | paired ratio of CPU per {one} | rounds | failed runs |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          f"baseline CPU us/{one} | server CPU us/{one} | paired ratio of CPU per {one} | "
+          + "".join(f"{who} CPU % | " for _, who in shares) + "rounds | failed runs |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(shares) + "---:|---:|")
     for cfg, base, b, lab, s in rows((group,)):
         both = [(x, y) for x, y in zip(b, s) if ok(x) and ok(y)]
         rate = [float(y["echoes_per_s"]) / float(x["echoes_per_s"]) for x, y in both
@@ -670,7 +689,9 @@ for group, title, unit, one in (
         print(f"| {conf(cfg)} | {lab} vs {base} | {med(vals(b, 'echoes_per_s')):,.0f} | "
               f"{med(vals(s, 'echoes_per_s')):,.0f} | {quart(rate)} | "
               f"{med(vals(b, 'server_cpu_us_per_echo')):.2f} | {med(vals(s, 'server_cpu_us_per_echo')):.2f} | "
-              f"{quart(cpu)} | {len(both)} | {failed} |")
+              f"{quart(cpu)} | "
+              + "".join(f"{med(vals(b, k)):.0f} / {med(vals(s, k)):.0f} | " for k, _ in shares)
+              + f"{len(both)} | {failed} |")
 print()
 print(f"Raw results: {raw}")
 EOF
