@@ -149,7 +149,7 @@ static BOOL WINAPI fault_set_completion_modes(HANDLE file, UCHAR flags) {
 enum {
   H_SOCKET = H_ENGINE0, H_BIND, H_LISTEN, H_SETSOCKOPT, H_GETSOCKNAME, H_GETSOCKOPT, H_CONNECT,
   H_CLOSE, H_SHUTDOWN, H_RECV, H_SENDMSG, H_SEND, H_ACCEPT4, H_EPOLL_CREATE1, H_EPOLL_CTL,
-  H_EPOLL_WAIT, H_EVENTFD, H_PTHREAD_CREATE, H_COUNT
+  H_EPOLL_WAIT, H_EVENTFD, H_PTHREAD_CREATE, H_CLOCK_GETTIME, H_PREAD, H_COUNT
 };
 #  define FAIL_ERRNO(h, e) \
     if (hit(h)) return errno = (e), -1
@@ -227,11 +227,20 @@ static int fault_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *
   if (hit(H_PTHREAD_CREATE)) return EAGAIN;
   return pthread_create(t, attr, fn, arg);
 }
+static int fault_clock_gettime(clockid_t id, struct timespec *ts) {
+  FAIL_ERRNO(H_CLOCK_GETTIME, EINVAL); /* never for parking's clocks: a reading of 0 */
+  return clock_gettime(id, ts);
+}
+static ssize_t fault_pread(int fd, void *b, size_t n, off_t off) {
+  FAIL_ERRNO(H_PREAD, EIO); /* /proc unreadable: parking measures less */
+  return pread(fd, b, n, off);
+}
 #  define ENGINE_FAULTS                                                                     \
   FAULT(socket), FAULT(bind), FAULT(listen), FAULT(setsockopt), FAULT(getsockname),        \
       FAULT(getsockopt), FAULT(connect), FAULT(close), FAULT(shutdown), FAULT(recv),      \
       FAULT(sendmsg), FAULT(send), FAULT(accept4), FAULT(epoll_create1), FAULT(epoll_ctl),             \
-      FAULT(epoll_wait), FAULT(eventfd), FAULT(pthread_create)
+      FAULT(epoll_wait), FAULT(eventfd), FAULT(pthread_create), FAULT(clock_gettime),     \
+      FAULT(pread)
 #endif
 
 /* Every entry of the table, in its order, with its faulting twin. */

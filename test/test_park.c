@@ -7,11 +7,15 @@
  * every worker parks and is unparked every few milliseconds, and every
  * connection's bytes still come back whole and in order while its loop
  * moves between its own worker and worker 0. (The suites workers, stress
- * and echo run again in that mode: suite park-churn in test/meson.build.) */
+ * and echo run again in that mode: suite park-churn in test/meson.build.)
+ * Last, the timing of worker 0's give-backs on a scripted kernel: a loop
+ * given back holds it, and worker 0 backs off after wrong give-backs. */
 #include "tsupport.h"
 #include "internal.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,6 +402,266 @@ static void test_every_connection_is_read_while_slow_loops_churn(void **state) {
   iocp__hooks_reset();
 }
 
+/* ---- Behaviour: worker 0's give-backs, on a scripted kernel ---------------------------
+ * A loop given back holds it two windows, and worker 0 backs off after
+ * give-backs that proved wrong: both are matters of time, so these tests
+ * script what the workers measure and keep the real clock. Through the call
+ * table: their threads' CPU time (clock_gettime), worker 1's run-queue
+ * delay and the processors' idle time (pread of schedstat and /proc/stat).
+ * Worker 0 always runs 90% of the wall time with every processor idle, so
+ * it gives a parked loop back at its second window unless something stops
+ * it; worker 1 is idle, crowded or busy as the test says. Worker 0's waits
+ * last 5 ms at most, so it accounts without traffic.
+ *
+ * The engine's own timestamps decide, on the clock it reads
+ * (CLOCK_MONOTONIC_COARSE): a park is loop 1's set going into loop 0's
+ * (epoll_ctl ADD, after the decision), a give-back is worker 0 taking it
+ * out again (DEL, under park_lock, before loop 1's worker wakes), where the
+ * backoff is read too. The bounds are from below only: a loaded machine
+ * delays decisions, it never hastens them. */
+#define TURN_MS 5
+#define GIVEN_HOLD_MS 100 /* two windows of 50 ms (loop.c) */
+
+enum { HOST, GUEST, NOBODY };
+enum { LOAD_IDLE, LOAD_CROWDED, LOAD_BUSY };
+enum { EV_PARK, EV_GIVE, EV_TAKE }; /* a park; a give-back; a take-back from a stuck worker 0 */
+
+typedef struct park_event {
+  int kind;
+  uint64_t at_ns, next_ns, backoff_ns; /* next and backoff: worker 0's, at a give-back */
+} park_event;
+
+#define MAX_EVENTS 64
+#define MAX_STEPS 8
+
+static atomic_int sets_made, loop_epfd[2];
+static _Thread_local int role = -1; /* a worker's: from the first set it waits on */
+static struct iocp__eng_server *_Atomic watched;
+static pthread_mutex_t script_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  uint64_t at_ns, cpu_ns, wait_ns;
+} meters[2];                       /* what each worker has run and waited so far */
+static atomic_int guest_load;      /* LOAD_* */
+static atomic_ullong busy_until_ns; /* worker 1 busy until then, whatever its load */
+static int steps[MAX_STEPS];       /* its load from give-back i + 1 on (-1: unchanged) */
+static uint64_t step_busy_ns;      /* with LOAD_BUSY: this long, then crowded */
+static park_event events[MAX_EVENTS];
+static int nevents;
+static ts_counter *givebacks;
+
+static uint64_t coarse_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Percent of the wall time a worker runs, and waits for a processor. */
+static void script_rates(int who, uint64_t now, unsigned *run, unsigned *wait) {
+  int load = atomic_load(&guest_load);
+  if (who == GUEST && now < atomic_load(&busy_until_ns)) load = LOAD_BUSY;
+  *wait = who == GUEST && load == LOAD_CROWDED ? 40 : 0;
+  *run = who == HOST || load == LOAD_BUSY ? 90 : load == LOAD_CROWDED ? 40 : 5;
+}
+
+static void meter_read(int who, uint64_t *cpu, uint64_t *wait) {
+  uint64_t now = coarse_ns(), d;
+  unsigned run, waited;
+  pthread_mutex_lock(&script_lock);
+  if (meters[who].at_ns == 0) meters[who].at_ns = now;
+  d = now - meters[who].at_ns;
+  script_rates(who, now, &run, &waited);
+  meters[who].cpu_ns += d * run / 100;
+  meters[who].wait_ns += d * waited / 100;
+  meters[who].at_ns = now;
+  *cpu = meters[who].cpu_ns;
+  *wait = meters[who].wait_ns;
+  pthread_mutex_unlock(&script_lock);
+}
+
+static int scripted_epoll_create1(int flags) {
+  int fd = epoll_create1(flags), i = atomic_fetch_add(&sets_made, 1);
+  if (i < 2) atomic_store(&loop_epfd[i], fd); /* loop i's set, made in order */
+  return fd;
+}
+
+static int scripted_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout) {
+  if (role < 0) /* a worker waits on its own set first */
+    role = epfd == atomic_load(&loop_epfd[0]) ? HOST : epfd == atomic_load(&loop_epfd[1]) ? GUEST : NOBODY;
+  if (role != NOBODY && (timeout < 0 || timeout > TURN_MS)) timeout = TURN_MS;
+  return epoll_wait(epfd, evs, max, timeout);
+}
+
+static int scripted_clock_gettime(clockid_t id, struct timespec *ts) {
+  uint64_t cpu, wait;
+  if (id != CLOCK_THREAD_CPUTIME_ID || (role != HOST && role != GUEST)) return clock_gettime(id, ts);
+  meter_read(role, &cpu, &wait);
+  ts->tv_sec = (time_t)(cpu / 1000000000u);
+  ts->tv_nsec = (long)(cpu % 1000000000u);
+  return 0;
+}
+
+/* Worker 1 reads only its schedstat, worker 0 only /proc/stat: there,
+ * every processor was idle all along. */
+static ssize_t scripted_pread(int fd, void *buf, size_t n, off_t off) {
+  static _Thread_local char text[8192];
+  size_t len = 0;
+  uint64_t cpu, wait;
+  if (role == GUEST) {
+    meter_read(GUEST, &cpu, &wait);
+    len = (size_t)snprintf(text, sizeof(text), "%llu %llu 1\n", (unsigned long long)cpu,
+                           (unsigned long long)wait);
+  } else if (role == HOST) {
+    unsigned long long idle = coarse_ns() / (1000000000u / (unsigned long long)sysconf(_SC_CLK_TCK));
+    long cpus = sysconf(_SC_NPROCESSORS_CONF), i;
+    len = (size_t)snprintf(text, sizeof(text), "cpu  0 0 0 0 0\n");
+    for (i = 0; i < cpus && i < 128; i++)
+      len += (size_t)snprintf(text + len, sizeof(text) - len, "cpu%ld 0 0 0 %llu 0\n", i, idle);
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "intr 0\n");
+  } else {
+    return pread(fd, buf, n, off);
+  }
+  if (len > n) len = n;
+  memcpy(buf, text, len);
+  return (ssize_t)len;
+}
+
+/* Notes parks and give-backs; a give-back moves worker 1's script on. */
+static int scripted_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
+  struct iocp__eng_server *e = atomic_load(&watched);
+  if (epfd == atomic_load(&loop_epfd[0]) && fd == atomic_load(&loop_epfd[1]) &&
+      (op == EPOLL_CTL_ADD || (op == EPOLL_CTL_DEL && (role == HOST || role == GUEST)))) {
+    park_event pe;
+    pe.kind = op == EPOLL_CTL_ADD ? EV_PARK : role == HOST ? EV_GIVE : EV_TAKE;
+    pe.at_ns = coarse_ns();
+    pe.next_ns = pe.backoff_ns = UINT64_MAX;
+    if (pe.kind == EV_GIVE && e != NULL) { /* park_lock is held here */
+      pe.next_ns = atomic_load(&e->unpark_next_ns);
+      pe.backoff_ns = e->unpark_backoff_ns;
+    }
+    pthread_mutex_lock(&script_lock);
+    if (nevents < MAX_EVENTS) events[nevents++] = pe;
+    if (pe.kind == EV_GIVE) {
+      int64_t i = ts_counter_get(givebacks);
+      if (i < MAX_STEPS && steps[i] == LOAD_BUSY) { /* busy a while, then crowded */
+        atomic_store(&busy_until_ns, pe.at_ns + step_busy_ns);
+        atomic_store(&guest_load, LOAD_CROWDED);
+      } else if (i < MAX_STEPS && steps[i] >= 0) {
+        atomic_store(&guest_load, steps[i]);
+      }
+    }
+    pthread_mutex_unlock(&script_lock);
+    if (pe.kind == EV_GIVE) ts_counter_add(givebacks, 1);
+  }
+  return epoll_ctl(epfd, op, fd, ev);
+}
+
+/* Starts two workers in `mode` on the script; returns once worker 0 has
+ * given loop 1 back `n` times, and stops the server. */
+static void run_script(const char *mode, int load, int n) {
+  rec_server *r;
+  atomic_store(&sets_made, 0);
+  atomic_store(&loop_epfd[0], -1);
+  atomic_store(&loop_epfd[1], -1);
+  atomic_store(&watched, NULL);
+  memset(meters, 0, sizeof(meters));
+  atomic_store(&guest_load, load);
+  atomic_store(&busy_until_ns, 0);
+  nevents = 0;
+  givebacks = ts_counter_new();
+  iocp__hooks.epoll_create1 = scripted_epoll_create1; /* before any worker runs */
+  iocp__hooks.epoll_wait = scripted_epoll_wait;
+  iocp__hooks.epoll_ctl = scripted_epoll_ctl;
+  iocp__hooks.clock_gettime = scripted_clock_gettime;
+  iocp__hooks.pread = scripted_pread;
+  r = start_with_mode(mode, 2);
+  atomic_store(&watched, iocp__server_eng(r->srv)); /* loop 1 parks a second after the start */
+  assert_int_equal(ts_counter_wait(givebacks, n, TS_TIMEOUT_MS), 0);
+  rec_stop(r);
+  iocp__hooks_reset();
+  ts_counter_free(givebacks);
+}
+
+/* The run's events, relative to its first (printed when a check fails). */
+static void print_events(void) {
+  int i;
+  for (i = 0; i < nevents; i++) {
+    const park_event *pe = &events[i];
+    print_message("  %-9s at %5lld ms", pe->kind == EV_PARK ? "park" : pe->kind == EV_GIVE ? "give-back" : "take-back",
+                  (long long)(int64_t)(pe->at_ns - events[0].at_ns) / (long long)MS);
+    if (pe->kind == EV_GIVE && pe->next_ns != UINT64_MAX)
+      print_message(" (allowed from %lld ms, backoff %llu ms)",
+                    (long long)(int64_t)(pe->next_ns - events[0].at_ns) / (long long)MS,
+                    (unsigned long long)(pe->backoff_ns / MS));
+    print_message("\n");
+  }
+}
+
+#define CHECK(cond)                                                                        \
+  do {                                                                                     \
+    if (!(cond)) print_events();                                                           \
+    assert_true(cond);                                                                     \
+  } while (0)
+
+static int takebacks(void) {
+  int i, n = 0;
+  for (i = 0; i < nevents; i++) n += events[i].kind == EV_TAKE;
+  return n;
+}
+
+/* Every park after a give-back came GIVEN_HOLD_MS or more after it. */
+static void assert_held_after_givebacks(void) {
+  uint64_t given = 0;
+  int i;
+  for (i = 0; i < nevents; i++) {
+    if (events[i].kind == EV_PARK && given != 0) CHECK(events[i].at_ns - given >= GIVEN_HOLD_MS * MS);
+    given = events[i].kind == EV_GIVE ? events[i].at_ns : 0;
+  }
+}
+
+/* Worker 1 idle throughout (IOCPSRV_PARK=1, parked for idleness, so no
+ * backoff): worker 0 gives its loop back every other window, and each time
+ * it parks again two windows later at the earliest (without the hold, one
+ * window later: some 50 ms). */
+static void test_loop_given_back_holds_it_two_windows(void **state) {
+  int i;
+  (void)state;
+  for (i = 0; i < MAX_STEPS; i++) steps[i] = -1;
+  run_script("1", LOAD_IDLE, 6);
+  assert_held_after_givebacks();
+}
+
+/* Worker 1 crowded (IOCPSRV_PARK=2): each give-back proves wrong, and
+ * worker 0 waits 200, 400, 800 ms before the next; a park for idleness ends
+ * the backoff, and so does a loop kept a second (here 1.5 s busy first).
+ * Each give-back comes no sooner than the backoff allowed. */
+static void test_worker_0_backs_off_after_wrong_givebacks(void **state) {
+  static const uint64_t want_ms[] = {0, 200, 400, 800, 0, 200, 0};
+  int i, tries;
+  (void)state;
+  for (i = 0; i < MAX_STEPS; i++) steps[i] = -1;
+  steps[3] = LOAD_IDLE;    /* from the 4th give-back: the 5th follows a park for idleness */
+  steps[4] = LOAD_CROWDED; /* the 6th: wrong again, the backoff starts over */
+  steps[5] = LOAD_BUSY;    /* the 7th: kept 1.5 s, then crowded */
+  step_busy_ns = 1500 * MS;
+  /* A take-back (worker 0 looked stuck for 40 ms: a loaded machine) starts
+   * the sequence over: then the run is tried again. */
+  for (tries = 0; tries < 3; tries++) {
+    int k = 0;
+    run_script("2", LOAD_CROWDED, 7);
+    assert_held_after_givebacks();
+    for (i = 0; i < nevents; i++) {
+      if (events[i].kind != EV_GIVE) continue;
+      CHECK(events[i].next_ns != UINT64_MAX);
+      CHECK(events[i].at_ns >= events[i].next_ns); /* never before the backoff ends */
+      if (takebacks() == 0 && k < 7) CHECK(events[i].backoff_ns == want_ms[k] * MS);
+      k++;
+    }
+    if (takebacks() == 0) break;
+    print_message("  worker 1 took its loop back %d time(s): once more\n", takebacks());
+  }
+  assert_true(tries < 3);
+}
+
 /* IOCPSRV_PARK=0 is read when the server starts: its workers never park
  * (loop.c skips the accounting) and keep no schedstat open. */
 static void test_parking_off_from_the_environment(void **state) {
@@ -425,6 +689,8 @@ int main(void) {
       cmocka_unit_test(test_echoes_while_workers_park_and_unpark),
       cmocka_unit_test(test_parked_loops_connections_are_served_from_worker_0s_set),
       cmocka_unit_test(test_every_connection_is_read_while_slow_loops_churn),
+      cmocka_unit_test(test_loop_given_back_holds_it_two_windows),
+      cmocka_unit_test(test_worker_0_backs_off_after_wrong_givebacks),
       cmocka_unit_test(test_parking_off_from_the_environment),
   };
   ts_net_init();

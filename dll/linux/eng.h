@@ -177,12 +177,16 @@ struct iocp__eng_server {
   int (*epoll_wait)(int epfd, struct epoll_event *evs, int max, int timeout);     \
   int (*eventfd)(unsigned int initval, int flags);                                \
   int (*pthread_create)(pthread_t * t, const pthread_attr_t *attr,                \
-                        void *(*fn)(void *), void *arg);
+                        void *(*fn)(void *), void *arg);                          \
+  /* Parking's clocks and its reads of the kernel's figures (loop.c, park.c). */  \
+  int (*clock_gettime)(clockid_t id, struct timespec *ts);                        \
+  ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
 
 #define IOCP__ENGINE_HOOKS_DEFAULT                                                 \
   socket, bind, listen, setsockopt, getsockname, getsockopt, connect, close,      \
       shutdown, recv, sendmsg, send,                                               \
-      accept4, epoll_create1, epoll_ctl, epoll_wait, eventfd, pthread_create
+      accept4, epoll_create1, epoll_ctl, epoll_wait, eventfd, pthread_create,      \
+      clock_gettime, pread
 
 /* Shared by engine.c, loop.c and connect.c. */
 typedef struct iocp__conn iocp__conn;

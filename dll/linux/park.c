@@ -99,7 +99,7 @@ int64_t iocp__park_wait_ns(int fd) {
   ssize_t n;
   unsigned long long v;
   if (fd < 0) return -1;
-  n = pread(fd, buf, sizeof(buf) - 1, 0);
+  n = iocp__hooks.pread(fd, buf, sizeof(buf) - 1, 0);
   if (n <= 0) return -1;
   buf[n] = '\0';
   strtoull(buf, &p, 10);
@@ -174,7 +174,7 @@ void iocp__park_stat_close(struct iocp__eng_server *e) {
 int64_t iocp__park_idle_ns(struct iocp__eng_server *e) {
   ssize_t n;
   if (e->stat_fd < 0) return -1;
-  n = pread(e->stat_fd, e->stat_buf, e->stat_cap - 1, 0);
+  n = iocp__hooks.pread(e->stat_fd, e->stat_buf, e->stat_cap - 1, 0);
   if (n <= 0) return -1;
   e->stat_buf[n] = '\0';
   return iocp__park_stat_idle(e->stat_buf, e->cpus, e->tick_hz);
