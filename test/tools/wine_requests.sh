@@ -6,8 +6,9 @@
 #
 #   bash test/tools/wine_requests.sh [CxM] [SECONDS]      (default 50x64 2)
 #
-# For each server (the echo sample with neither completion tool, with
-# IOCPSRV_SKIP_ON_SUCCESS=1, with IOCPSRV_DEQUEUE_BATCH=16, and the minimal
+# For each server (the echo sample with neither completion tool, without
+# its immediate sends (IOCPSRV_TRY_SEND=0), with IOCPSRV_SKIP_ON_SUCCESS=1,
+# with IOCPSRV_DEQUEUE_BATCH=16, and the minimal
 # IOCP echo test/bench/baseline_iocp.c), a fresh wineserver traces every
 # request (-d1) while the native client (test/bench/loadgen.c) runs C
 # connections of M-byte echoes for SECONDS; prints requests per echo and
@@ -33,6 +34,7 @@ requests() { grep -E '^[0-9a-f]+: [a-z_]+\(' "$log" | grep -v ') = ' || true; }
 echo "| server | $cfg: echoes | wineserver requests per echo | most frequent, per echo |"
 echo "|---|---:|---:|---|"
 for v in "echo sample||sample_clients/echo_server.exe" \
+         "echo sample, no immediate send|IOCPSRV_TRY_SEND=0|sample_clients/echo_server.exe" \
          "echo sample, skip port on success|IOCPSRV_SKIP_ON_SUCCESS=1|sample_clients/echo_server.exe" \
          "echo sample, GQCSEx 16|IOCPSRV_DEQUEUE_BATCH=16|sample_clients/echo_server.exe" \
          "baseline_iocp||test/bench/baseline_iocp.exe"; do
