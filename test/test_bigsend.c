@@ -134,10 +134,10 @@ static int WSAAPI try_capture(SOCKET s, const char *b, int n, int flags) {
   (void)s, (void)b, (void)flags;
   try_calls++;
   try_seen = (size_t)n;
-  if (try_fails) return WSASetLastError(try_fails == 1 ? WSAEWOULDBLOCK : WSAECONNRESET), SOCKET_ERROR;
+  if (try_fails)
+    return WSASetLastError(try_fails == 1 ? WSAEWOULDBLOCK : WSAECONNRESET), SOCKET_ERROR;
   return (int)((size_t)n < try_takes ? (size_t)n : try_takes);
 }
-static void try_install(void) { iocp__hooks.send = try_capture; }
 static void try_conn_init(iocp__conn *c, iocp_server *s, int nonblocking) {
   c->server = s;
   c->eng.sock = (SOCKET)4242; /* never used: the hook answers */
@@ -152,7 +152,6 @@ static ssize_t try_capture(int fd, const void *b, size_t n, int flags) {
   if (try_fails) return errno = try_fails == 1 ? EAGAIN : ECONNRESET, -1;
   return (ssize_t)(n < try_takes ? n : try_takes);
 }
-static void try_install(void) { iocp__hooks.send = try_capture; }
 static void try_conn_init(iocp__conn *c, iocp_server *s, int nonblocking) {
   c->server = s;
   c->eng.fd = 4242;
@@ -171,7 +170,7 @@ static long long try_once(int fails, size_t takes, size_t len, int nonblocking) 
   try_takes = takes;
   try_calls = 0;
   try_seen = 0;
-  try_install();
+  iocp__hooks.send = try_capture;
   n = iocp__eng_try_send(c, (const uint8_t *)(uintptr_t)0x10000u, len);
   iocp__hooks_reset();
   free(s);

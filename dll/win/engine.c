@@ -632,10 +632,11 @@ void iocp__eng_caller_wake(iocp_server *s) { (void)s; }
  * that stayed blocking (FIONBIO failed), or before ConnectEx completed. */
 long long iocp__eng_try_send(iocp__conn *c, const uint8_t *data, size_t len) {
   struct iocp__eng_conn *e = iocp__conn_eng(c);
-  int n;
-  if (e->sock == INVALID_SOCKET || !e->nonblocking || !iocp__server_eng(iocp__conn_server(c))->try_send)
+  int n, cap = len < IOCP__SEND_MAX ? (int)len : (int)IOCP__SEND_MAX;
+  if (e->sock == INVALID_SOCKET || !e->nonblocking ||
+      !iocp__server_eng(iocp__conn_server(c))->try_send)
     return 0;
-  n = iocp__hooks.send(e->sock, (const char *)data, len < IOCP__SEND_MAX ? (int)len : (int)IOCP__SEND_MAX, 0);
+  n = iocp__hooks.send(e->sock, (const char *)data, cap, 0);
   if (n >= 0) return n;
   return WSAGetLastError() == WSAEWOULDBLOCK ? 0 : -1;
 }

@@ -425,7 +425,6 @@ int ts_ended_by_reset(ts_sock s, uint8_t *buf, size_t cap, size_t *got) {
   return ts_send_all(s, "?", 1) == TS_RESET;
 }
 
-
 /* The lines of /proc/net/tcp(6) ("sl local remote st tx_queue:rx_queue
  * tr:when retrnsmt ...", all hex) of the sockets on `port` that hold bytes
  * going towards it: unread on its end (rx_queue), or sent to it from the
