@@ -1,7 +1,8 @@
-/* Echo load generator: native Linux, one thread, epoll.
+/* Echo load generator: native Linux, one thread, epoll or io_uring.
  *
  *   loadgen --port N [--conns C] [--size M] [--inflight K] [--seconds D]
  *           [--warmup W] [--cpu-pid PID] [--watch-pid PID]
+ *           [--io epoll|uring] [--batch B]
  *
  * Opens C connections to 127.0.0.1:N. Each keeps K M-byte messages in flight
  * (default 1): it sends them back to back, checks every echoed byte, and
@@ -21,19 +22,25 @@
  * (client_cpu_pct=...: near 100, the client, not the server, sets the rate),
  * and with --watch-pid that of one more process (watched_cpu_pct=...: under
  * Wine, the wineserver, through which every socket call of the server goes).
+ * With --io uring (loadgen_uring.c), the same client drives its sockets
+ * through io_uring and waits for B completions at a time (default C * K / 8,
+ * at most 64; a wait also ends after 1 ms): a few system calls per hundred
+ * echoes instead of two per echo, so the client leaves the server most of
+ * the machine and the server, not the client, sets the rate.
  * It always stops by itself: after W + D seconds, or at the first wrong byte,
  * closed connection or failed connect (then errors > 0 and the exit status
  * is 1). Loopback only, by design: it is a benchmark client, not a tool. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "loadgen.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,24 +56,9 @@
 #define CONNECT_TIMEOUT_S 10
 
 #define MAX_INFLIGHT 64
+#define MAX_BATCH 64 /* --io uring: completions per wait, at most (default) */
 
-/* Messages are numbered from 1 (the number varies the pattern from echo to
- * echo); message `seq` lives in slot seq % K of msg and t_start. */
-struct conn {
-  int fd;
-  int idx;
-  uint32_t send_seq;  /* the message being sent, or the next one to send */
-  uint32_t recv_seq;  /* the oldest message not yet echoed whole */
-  uint32_t filled;    /* the newest message written into its slot */
-  size_t sent, got;   /* bytes of send_seq sent / of recv_seq echoed back */
-  int want_out;       /* EPOLLOUT currently requested */
-  double *t_start;    /* [K]: when each message's first byte went out */
-  unsigned char *msg; /* [K * M] */
-};
-
-static uint32_t inflight = 1; /* K */
-
-static double now_s(void) {
+double lg_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
@@ -80,14 +72,91 @@ static unsigned char pattern(int idx, uint32_t seq, size_t i) {
   return (unsigned char)(x >> 13);
 }
 
-static unsigned char *slot(const struct conn *c, uint32_t seq, size_t size) {
-  return c->msg + (size_t)(seq % inflight) * size;
+static unsigned char *slot(const struct lg *g, const struct conn *c, uint32_t seq) {
+  return c->msg + (size_t)(seq % g->inflight) * g->size;
 }
 
-static void fill(struct conn *c, uint32_t seq, size_t size) {
-  unsigned char *m = slot(c, seq, size);
+void lg_prepare_send(struct lg *g, struct conn *c) {
+  unsigned char *m;
   size_t i;
-  for (i = 0; i < size; i++) m[i] = pattern(c->idx, seq, i);
+  if (c->filled == c->send_seq) return;
+  m = slot(g, c, c->send_seq);
+  for (i = 0; i < g->size; i++) m[i] = pattern(c->idx, c->send_seq, i);
+  c->t_start[c->send_seq % g->inflight] = lg_now();
+  c->filled = c->send_seq;
+}
+
+const unsigned char *lg_send_ptr(const struct lg *g, const struct conn *c) {
+  return slot(g, c, c->send_seq) + c->sent;
+}
+
+void lg_sent(struct lg *g, struct conn *c, size_t n) {
+  c->sent += n;
+  if (c->sent == g->size) {
+    c->send_seq++;
+    c->sent = 0;
+  }
+}
+
+int lg_may_send(const struct lg *g, const struct conn *c) {
+  return c->send_seq - c->recv_seq < g->inflight;
+}
+
+size_t lg_want(const struct lg *g, const struct conn *c) {
+  return (size_t)(c->send_seq - c->recv_seq) * g->size + c->sent - c->got;
+}
+
+void lg_fail(struct lg *g, const struct conn *c, const char *what, int e) {
+  fprintf(stderr, "loadgen: conn %d: %s: %s after %zu of %zu bytes of echo %u\n", c->idx, what,
+          e == 0 ? "closed by server" : strerror(e), c->got, g->size, c->recv_seq);
+  g->errors++;
+}
+
+int lg_take(struct lg *g, struct conn *c, const unsigned char *buf, size_t n) {
+  size_t off = 0;
+  int completed = 0;
+  if (n > lg_want(g, c)) {
+    fprintf(stderr, "loadgen: conn %d: %zu bytes back, only %zu sent and not yet echoed\n", c->idx,
+            n, lg_want(g, c));
+    g->errors++;
+    return -1;
+  }
+  while (off < n) { /* message by message */
+    size_t take = g->size - c->got < n - off ? g->size - c->got : n - off;
+    if (memcmp(buf + off, slot(g, c, c->recv_seq) + c->got, take) != 0) {
+      fprintf(stderr, "loadgen: conn %d: wrong bytes in echo %u at offset %zu\n", c->idx,
+              c->recv_seq, c->got);
+      g->errors++;
+      return -1;
+    }
+    off += take;
+    c->got += take;
+    if (c->got == g->size) {
+      double tdone = lg_now(), tstart = c->t_start[c->recv_seq % g->inflight];
+      g->total++;
+      if (tdone >= g->t_measure && tdone < g->t_end) {
+        g->echoes++;
+        if (tstart >= g->t_measure) { /* round trip wholly in the window */
+          if (g->nlat == g->caplat) {
+            double *bigger;
+            g->caplat = g->caplat ? g->caplat * 2 : 65536;
+            bigger = realloc(g->lat, g->caplat * sizeof(*g->lat));
+            if (bigger == NULL) {
+              fprintf(stderr, "loadgen: out of memory\n");
+              g->errors++;
+              return -1;
+            }
+            g->lat = bigger;
+          }
+          g->lat[g->nlat++] = (tdone - tstart) * 1e6;
+        }
+      }
+      c->recv_seq++;
+      c->got = 0;
+      completed++;
+    }
+  }
+  return completed;
 }
 
 /* utime + stime of process `pid`, in seconds; -1 if unreadable. */
@@ -116,6 +185,24 @@ static double self_cpu_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+int lg_tick(struct lg *g, double t) {
+  if (!g->measuring && t >= g->t_measure) {
+    g->measuring = 1;
+    if (g->cpu_pid > 0) g->cpu0 = proc_cpu_s(g->cpu_pid);
+    if (g->watch_pid > 0) g->watch0 = proc_cpu_s(g->watch_pid);
+    g->self0 = self_cpu_s();
+    g->tcpu0 = t;
+    g->total0 = g->total;
+  }
+  if (t < g->t_end) return 0;
+  if (g->cpu_pid > 0) g->cpu1 = proc_cpu_s(g->cpu_pid);
+  if (g->watch_pid > 0) g->watch1 = proc_cpu_s(g->watch_pid);
+  g->self1 = self_cpu_s();
+  g->tcpu1 = t;
+  g->total1 = g->total;
+  return 1;
+}
+
 /* A process's CPU share in percent between two readings; -1 if unknown. */
 static double cpu_pct(double c0, double c1, double t0, double t1) {
   return c0 >= 0 && c1 >= c0 && t1 > t0 ? (c1 - c0) / (t1 - t0) * 100.0 : -1;
@@ -134,8 +221,9 @@ static int parse_num(const char *s, double lo, double hi, double *out) {
 static int usage(const char *prog) {
   fprintf(stderr,
           "usage: %s --port N [--conns C] [--size BYTES] [--inflight K] [--seconds D]\n"
-          "          [--warmup W] [--cpu-pid PID] [--watch-pid PID]\n"
-          "  C <= %d, BYTES <= %u, K <= %d, K * BYTES <= %u, D + W <= %.0f\n",
+          "          [--warmup W] [--cpu-pid PID] [--watch-pid PID] [--io epoll|uring]\n"
+          "          [--batch B]\n"
+          "  C <= %d, BYTES <= %u, K <= %d, K * BYTES <= %u, D + W <= %.0f, B <= C * K\n",
           prog, MAX_CONNS, MAX_SIZE, MAX_INFLIGHT, MAX_SIZE, MAX_SECONDS);
   return 2;
 }
@@ -152,6 +240,8 @@ static double percentile(const double *v, size_t n, double p) {
   return v[k];
 }
 
+/* ---- The epoll driver ------------------------------------------------------- */
+
 static int set_events(int ep, struct conn *c, int want_out) {
   struct epoll_event ev;
   if (c->want_out == want_out) return 0;
@@ -164,34 +254,92 @@ static int set_events(int ep, struct conn *c, int want_out) {
 
 /* Sends until K messages are in flight; asks for EPOLLOUT if the socket
  * buffer is full. A message's clock starts when it is first offered. */
-static int pump_send(int ep, struct conn *c, size_t size) {
-  while (c->send_seq - c->recv_seq < inflight) {
+static int pump_send(struct lg *g, int ep, struct conn *c) {
+  while (lg_may_send(g, c)) {
     ssize_t n;
-    if (c->filled != c->send_seq) {
-      fill(c, c->send_seq, size);
-      c->t_start[c->send_seq % inflight] = now_s();
-      c->filled = c->send_seq;
-    }
-    n = send(c->fd, slot(c, c->send_seq, size) + c->sent, size - c->sent, MSG_NOSIGNAL);
+    lg_prepare_send(g, c);
+    n = send(c->fd, lg_send_ptr(g, c), g->size - c->sent, MSG_NOSIGNAL);
     if (n > 0) {
-      c->sent += (size_t)n;
-      if (c->sent == size) {
-        c->send_seq++;
-        c->sent = 0;
-      }
+      lg_sent(g, c, (size_t)n);
     } else if (n < 0 && errno == EINTR) {
       continue;
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       return set_events(ep, c, 1);
     } else {
-      fprintf(stderr, "loadgen: conn %d: send: %s\n", c->idx, strerror(errno));
+      lg_fail(g, c, "send", errno);
       return -1;
     }
   }
   return set_events(ep, c, 0);
 }
 
-static int open_conn(struct conn *c, int port) {
+/* Reads what the socket has, never past what was sent (the server must not
+ * send more than it was given, and what it sends is checked). */
+static int pump_recv(struct lg *g, int ep, struct conn *c) {
+  static unsigned char buf[65536];
+  for (;;) {
+    size_t want = lg_want(g, c);
+    ssize_t r;
+    int done;
+    if (want == 0) return 0;
+    r = recv(c->fd, buf, want < sizeof(buf) ? want : sizeof(buf), 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (r <= 0) {
+      lg_fail(g, c, "recv", r == 0 ? 0 : errno);
+      return -1;
+    }
+    done = lg_take(g, c, buf, (size_t)r);
+    if (done < 0) return -1;
+    if (done > 0 && pump_send(g, ep, c) != 0) return -1;
+  }
+}
+
+static int drive_epoll(struct lg *g, struct conn *cs) {
+  int ep = epoll_create1(EPOLL_CLOEXEC), i, rc = -1;
+  if (ep < 0) {
+    fprintf(stderr, "loadgen: epoll: %s\n", strerror(errno));
+    g->errors++;
+    return -1;
+  }
+  for (i = 0; i < g->conns; i++) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.ptr = &cs[i];
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev) != 0 || pump_send(g, ep, &cs[i]) != 0) {
+      if (g->errors == 0) g->errors++;
+      goto out;
+    }
+  }
+  for (;;) {
+    struct epoll_event evs[256];
+    double t = lg_now();
+    int timeout_ms, n;
+    if (lg_tick(g, t)) break;
+    timeout_ms = (int)((g->t_end - t) * 1000.0) + 1;
+    if (timeout_ms > 100) timeout_ms = 100;
+    n = epoll_wait(ep, evs, 256, timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      g->errors++;
+      goto out;
+    }
+    for (i = 0; i < n; i++) {
+      struct conn *c = evs[i].data.ptr;
+      if ((evs[i].events & EPOLLOUT) && pump_send(g, ep, c) != 0) goto out;
+      if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && pump_recv(g, ep, c) != 0) goto out;
+    }
+  }
+  rc = 0;
+out:
+  close(ep);
+  return rc;
+}
+
+/* ---- Connections, the run, the report --------------------------------------- */
+
+static int open_conn(struct conn *c, int port, int nonblocking) {
   struct sockaddr_in sa;
   struct timeval tv = {CONNECT_TIMEOUT_S, 0};
   int one = 1;
@@ -205,23 +353,56 @@ static int open_conn(struct conn *c, int port) {
   setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) return -1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (!nonblocking) {
+    /* io_uring waits for a blocking socket itself; a send blocked past the
+     * time-out would fail instead. */
+    struct timeval none = {0, 0};
+    return setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+  }
   return fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void report(const struct lg *g, struct conn *cs, double seconds) {
+  double max_us = 0, inflight_max_s = 0, tstop = lg_now(), pct;
+  size_t stuck = 0, len = 0;
+  char cpu[192] = "";
+  int i;
+  /* A message still unanswered for more than a second at the end means a
+   * starved or stalled connection: reported, not hidden in the average. */
+  for (i = 0; i < g->conns; i++) {
+    const struct conn *c = &cs[i];
+    double age = c->filled >= c->recv_seq ? tstop - c->t_start[c->recv_seq % g->inflight] : 0;
+    if (age > inflight_max_s) inflight_max_s = age;
+    if (age > 1.0) stuck++;
+  }
+  if (g->nlat) qsort(g->lat, g->nlat, sizeof(*g->lat), cmp_double);
+  if (g->nlat) max_us = g->lat[g->nlat - 1];
+  pct = cpu_pct(g->cpu0, g->cpu1, g->tcpu0, g->tcpu1);
+  if (pct >= 0 && g->total1 > g->total0)
+    len += (size_t)snprintf(cpu + len, sizeof(cpu) - len,
+                            " server_cpu_pct=%.1f server_cpu_us_per_echo=%.3f", pct,
+                            (g->cpu1 - g->cpu0) * 1e6 / (double)(g->total1 - g->total0));
+  pct = cpu_pct(g->self0, g->self1, g->tcpu0, g->tcpu1);
+  if (pct >= 0) len += (size_t)snprintf(cpu + len, sizeof(cpu) - len, " client_cpu_pct=%.1f", pct);
+  pct = cpu_pct(g->watch0, g->watch1, g->tcpu0, g->tcpu1);
+  if (pct >= 0) snprintf(cpu + len, sizeof(cpu) - len, " watched_cpu_pct=%.1f", pct);
+  printf("conns=%d size=%zu inflight=%u seconds=%.3f echoes=%llu echoes_per_s=%.1f mb_per_s=%.3f "
+         "p50_us=%.1f p99_us=%.1f max_us=%.1f oldest_inflight_ms=%.1f stuck=%zu%s errors=%u\n",
+         g->conns, g->size, g->inflight, seconds, (unsigned long long)g->echoes,
+         g->echoes / seconds, (double)g->echoes * (double)g->size / seconds / 1e6,
+         percentile(g->lat, g->nlat, 0.50), percentile(g->lat, g->nlat, 0.99), max_us,
+         inflight_max_s * 1e3, stuck, cpu, g->errors);
+  fflush(stdout);
 }
 
 int main(int argc, char **argv) {
   double port = 0, conns = 1, size_d = 64, seconds = 5, warmup = 1, inflight_d = 1, pid_d = 0,
-         wpid_d = 0;
-  size_t size, nlat = 0, caplat = 0, i;
-  double *lat = NULL, t0, t_measure, t_end;
-  /* CPU times at the measured seconds' start [0] and end [1], and when read */
-  double cpu0 = -1, cpu1 = -1, self0 = -1, self1 = -1, watch0 = -1, watch1 = -1;
-  double tcpu0 = 0, tcpu1 = 0;
-  int measuring = 0;
-  uint64_t echoes = 0, total = 0, total0 = 0, total1 = 0;
-  unsigned errors = 0;
+         wpid_d = 0, batch_d = 0;
+  const char *io = "epoll";
+  struct lg g;
   struct conn *cs;
   struct rlimit rl;
-  int ep, n, ai;
+  int ai, uring, rc;
 
   for (ai = 1; ai < argc; ai++) {
     const char *a = argv[ai], *v = ai + 1 < argc ? argv[ai + 1] : NULL;
@@ -233,20 +414,38 @@ int main(int argc, char **argv) {
                   : strcmp(a, "--inflight") == 0 ? &inflight_d
                   : strcmp(a, "--cpu-pid") == 0 ? &pid_d
                   : strcmp(a, "--watch-pid") == 0 ? &wpid_d
+                  : strcmp(a, "--batch") == 0   ? &batch_d
                                                 : NULL;
     double lo = dst == &seconds ? 0.1 : dst == &warmup ? 0.0 : 1.0;
     double hi = dst == &port ? 65535 : dst == &conns ? MAX_CONNS : dst == &size_d ? MAX_SIZE
                 : dst == &inflight_d ? MAX_INFLIGHT : dst == &pid_d || dst == &wpid_d ? 4194304
+                : dst == &batch_d ? (double)MAX_CONNS * MAX_INFLIGHT
                                                                                 : MAX_SECONDS;
+    if (strcmp(a, "--io") == 0 && v != NULL && (strcmp(v, "epoll") == 0 || strcmp(v, "uring") == 0)) {
+      io = v;
+      ai++;
+      continue;
+    }
     if (dst == NULL || parse_num(v, lo, hi, dst) != 0) return usage(argv[0]);
     ai++;
   }
   if (port < 1 || seconds + warmup > MAX_SECONDS || conns != (int)conns || size_d != (size_t)size_d ||
       inflight_d != (int)inflight_d || pid_d != (long)pid_d || wpid_d != (long)wpid_d ||
-      inflight_d * size_d > MAX_SIZE)
+      batch_d != (unsigned)batch_d || batch_d > conns * inflight_d || inflight_d * size_d > MAX_SIZE)
     return usage(argv[0]);
-  size = (size_t)size_d;
-  inflight = (uint32_t)inflight_d;
+  uring = strcmp(io, "uring") == 0;
+  memset(&g, 0, sizeof(g));
+  g.size = (size_t)size_d;
+  g.inflight = (uint32_t)inflight_d;
+  g.conns = (int)conns;
+  g.cpu_pid = (long)pid_d;
+  g.watch_pid = (long)wpid_d;
+  g.cpu0 = g.cpu1 = g.self0 = g.self1 = g.watch0 = g.watch1 = -1;
+  if (batch_d == 0) { /* an eighth of what is in flight, so the server never runs dry */
+    batch_d = conns * inflight_d / 8;
+    if (batch_d > MAX_BATCH) batch_d = MAX_BATCH;
+    if (batch_d < 1) batch_d = 1;
+  }
 
   /* One descriptor per connection plus a few. */
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)conns + 16) {
@@ -255,163 +454,40 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
 
-  cs = calloc((size_t)conns, sizeof(*cs));
-  ep = epoll_create1(EPOLL_CLOEXEC);
-  if (cs == NULL || ep < 0) {
-    fprintf(stderr, "loadgen: out of memory or epoll\n");
+  cs = calloc((size_t)g.conns, sizeof(*cs));
+  if (cs == NULL) {
+    fprintf(stderr, "loadgen: out of memory\n");
     return 1;
   }
-  for (ai = 0; ai < (int)conns; ai++) {
+  for (ai = 0; ai < g.conns; ai++) {
     struct conn *c = &cs[ai];
-    struct epoll_event ev;
     c->idx = ai;
     c->fd = -1;
     c->send_seq = c->recv_seq = 1;
-    c->msg = malloc(size * inflight);
-    c->t_start = calloc(inflight, sizeof(*c->t_start));
-    if (c->msg == NULL || c->t_start == NULL || open_conn(c, (int)port) != 0) {
+    c->msg = malloc(g.size * g.inflight);
+    c->t_start = calloc(g.inflight, sizeof(*c->t_start));
+    if (c->msg == NULL || c->t_start == NULL || open_conn(c, (int)port, !uring) != 0) {
       fprintf(stderr, "loadgen: connection %d to 127.0.0.1:%d failed: %s\n", ai, (int)port,
               strerror(errno));
-      printf("conns=%d size=%zu errors=1 failed=connect\n", (int)conns, size);
+      printf("conns=%d size=%zu errors=1 failed=connect\n", g.conns, g.size);
       return 1;
     }
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN;
-    ev.data.ptr = c;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) return 1;
   }
 
-  t0 = now_s();
-  t_measure = t0 + warmup;
-  t_end = t_measure + seconds;
-  for (ai = 0; ai < (int)conns; ai++)
-    if (pump_send(ep, &cs[ai], size) != 0) errors++;
-
-  while (errors == 0) {
-    struct epoll_event evs[256];
-    double t = now_s();
-    int timeout_ms;
-    if (!measuring && t >= t_measure) {
-      measuring = 1;
-      if (pid_d > 0) cpu0 = proc_cpu_s((long)pid_d);
-      if (wpid_d > 0) watch0 = proc_cpu_s((long)wpid_d);
-      self0 = self_cpu_s();
-      tcpu0 = t;
-      total0 = total;
-    }
-    if (t >= t_end) {
-      if (pid_d > 0) cpu1 = proc_cpu_s((long)pid_d);
-      if (wpid_d > 0) watch1 = proc_cpu_s((long)wpid_d);
-      self1 = self_cpu_s();
-      tcpu1 = t;
-      total1 = total;
-      break;
-    }
-    timeout_ms = (int)((t_end - t) * 1000.0) + 1;
-    if (timeout_ms > 100) timeout_ms = 100;
-    n = epoll_wait(ep, evs, 256, timeout_ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      errors++;
-      break;
-    }
-    for (ai = 0; ai < n && errors == 0; ai++) {
-      struct conn *c = evs[ai].data.ptr;
-      if ((evs[ai].events & EPOLLOUT) && pump_send(ep, c, size) != 0) {
-        errors++;
-        break;
-      }
-      if (evs[ai].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-        unsigned char buf[65536];
-        for (;;) {
-          size_t want = (size_t)(c->send_seq - c->recv_seq) * size + c->sent - c->got, off = 0;
-          int completed = 0;
-          ssize_t r;
-          if (want == 0) break;
-          /* Never read past what was sent: the server must not send more
-           * than it was given, and what it sends is checked below. */
-          r = recv(c->fd, buf, want < sizeof(buf) ? want : sizeof(buf), 0);
-          if (r < 0 && errno == EINTR) continue;
-          if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-          if (r <= 0) {
-            fprintf(stderr, "loadgen: conn %d: %s after %zu of %zu bytes of echo %u\n", c->idx,
-                    r == 0 ? "closed by server" : strerror(errno), c->got, size, c->recv_seq);
-            errors++;
-            break;
-          }
-          while (off < (size_t)r && errors == 0) { /* message by message */
-            size_t take = size - c->got < (size_t)r - off ? size - c->got : (size_t)r - off;
-            if (memcmp(buf + off, slot(c, c->recv_seq, size) + c->got, take) != 0) {
-              fprintf(stderr, "loadgen: conn %d: wrong bytes in echo %u at offset %zu\n", c->idx,
-                      c->recv_seq, c->got);
-              errors++;
-              break;
-            }
-            off += take;
-            c->got += take;
-            if (c->got == size) {
-              double tdone = now_s(), tstart = c->t_start[c->recv_seq % inflight];
-              total++;
-              if (tdone >= t_measure && tdone < t_end) {
-                echoes++;
-                if (tstart >= t_measure) { /* round trip wholly in the window */
-                  if (nlat == caplat) {
-                    caplat = caplat ? caplat * 2 : 65536;
-                    lat = realloc(lat, caplat * sizeof(*lat));
-                    if (lat == NULL) return 1;
-                  }
-                  lat[nlat++] = (tdone - tstart) * 1e6;
-                }
-              }
-              c->recv_seq++;
-              c->got = 0;
-              completed = 1;
-            }
-          }
-          if (errors == 0 && completed && pump_send(ep, c, size) != 0) errors++;
-          if (errors) break;
-        }
-      }
-    }
+  g.t_measure = lg_now() + warmup;
+  g.t_end = g.t_measure + seconds;
+  rc = uring ? lg_drive_uring(&g, cs, (unsigned)batch_d) : drive_epoll(&g, cs);
+  if (rc == 1) {
+    printf("conns=%d size=%zu errors=1 failed=io_uring\n", g.conns, g.size);
+    return 1;
   }
-
-  {
-    double max_us = 0, inflight_max_s = 0, tstop = now_s();
-    size_t stuck = 0;
-    /* A message still unanswered for more than a second at the end means a
-     * starved or stalled connection: reported, not hidden in the average. */
-    for (ai = 0; ai < (int)conns; ai++) {
-      const struct conn *c = &cs[ai];
-      double age = c->filled >= c->recv_seq ? tstop - c->t_start[c->recv_seq % inflight] : 0;
-      if (age > inflight_max_s) inflight_max_s = age;
-      if (age > 1.0) stuck++;
-    }
-    if (nlat) qsort(lat, nlat, sizeof(*lat), cmp_double);
-    if (nlat) max_us = lat[nlat - 1];
-    char cpu[192] = "";
-    size_t len = 0;
-    double pct = cpu_pct(cpu0, cpu1, tcpu0, tcpu1);
-    if (pct >= 0 && total1 > total0)
-      len += (size_t)snprintf(cpu + len, sizeof(cpu) - len, " server_cpu_pct=%.1f server_cpu_us_per_echo=%.3f",
-                              pct, (cpu1 - cpu0) * 1e6 / (double)(total1 - total0));
-    pct = cpu_pct(self0, self1, tcpu0, tcpu1);
-    if (pct >= 0) len += (size_t)snprintf(cpu + len, sizeof(cpu) - len, " client_cpu_pct=%.1f", pct);
-    pct = cpu_pct(watch0, watch1, tcpu0, tcpu1);
-    if (pct >= 0) snprintf(cpu + len, sizeof(cpu) - len, " watched_cpu_pct=%.1f", pct);
-    printf("conns=%d size=%zu inflight=%u seconds=%.3f echoes=%llu echoes_per_s=%.1f mb_per_s=%.3f "
-           "p50_us=%.1f p99_us=%.1f max_us=%.1f oldest_inflight_ms=%.1f stuck=%zu%s errors=%u\n",
-           (int)conns, size, inflight, seconds, (unsigned long long)echoes, echoes / seconds,
-           (double)echoes * (double)size / seconds / 1e6, percentile(lat, nlat, 0.50),
-           percentile(lat, nlat, 0.99), max_us, inflight_max_s * 1e3, stuck, cpu, errors);
-    fflush(stdout);
-  }
-  for (i = 0; i < (size_t)conns; i++) {
-    close(cs[i].fd);
-    free(cs[i].msg);
-    free(cs[i].t_start);
+  report(&g, cs, seconds);
+  for (ai = 0; ai < g.conns; ai++) {
+    close(cs[ai].fd);
+    free(cs[ai].msg);
+    free(cs[ai].t_start);
   }
   free(cs);
-  free(lat);
-  close(ep);
-  return errors ? 1 : 0;
+  free(g.lat);
+  return g.errors ? 1 : 0;
 }

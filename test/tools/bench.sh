@@ -39,10 +39,15 @@
 #       [--only "echo uv live live-wine http live-http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
 #       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
+#       [--client epoll|uring]
 #
 # An echo configuration CxM[xK] is C connections each keeping K (default 1)
-# M-byte messages in flight, driven by one native epoll client
-# (test/bench/loadgen.c) for every server. For each configuration the
+# M-byte messages in flight, driven by one native client
+# (test/bench/loadgen.c) for every server: with epoll (two system calls per
+# echo, like the servers', so on 2 cores it runs a whole processor and sets
+# the rate itself), or with --client uring through io_uring (a few system
+# calls per hundred echoes: it leaves the server what it does not need, so
+# the server sets the rate). For each configuration the
 # servers run in turn, R rounds, the order reversed every round (A B, B A,
 # ...) so drift hits all alike; each run is a fresh server process, warmed up
 # for W seconds, measured for D. Under Wine absolute numbers mean little
@@ -75,6 +80,7 @@ uv_configs="100x64 1000x64 100x65536x4"
 lang_configs="100x64 1000x64"
 http_conns="100 1000"
 http_threads=2 wrk_threads=1
+client=epoll
 nginx_port=${NGINX_PORT:-23080}
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -88,12 +94,14 @@ while [ $# -gt 0 ]; do
     --http-conns) http_conns=$2; shift 2 ;;
     --http-threads) http_threads=$2; shift 2 ;;
     --wrk-threads) wrk_threads=$2; shift 2 ;;
+    --client) client=$2; shift 2 ;;
     --extra) extra=1; shift ;;
     --win-tools) win_tools=1; shift ;;
-    -h|--help) sed -n '2,68p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,73p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$client" in epoll|uring) ;; *) echo "bench.sh: --client is epoll or uring" >&2; exit 2 ;; esac
 want() { [[ " $only " == *" $1 "* ]]; }
 want_wine() { want echo || want live-wine; }
 for sec in $only; do
@@ -107,6 +115,7 @@ want lang && cmdline+=" --lang-configs \"$lang_configs\""
 { want http || want live-http; } && cmdline+=" --http-conns \"$http_conns\" --http-threads $http_threads --wrk-threads $wrk_threads"
 if [ "$extra" = 1 ]; then cmdline+=" --extra"; fi
 if [ "$win_tools" = 1 ]; then cmdline+=" --win-tools"; fi
+if [ "$client" != epoll ]; then cmdline+=" --client $client"; fi
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -299,7 +308,8 @@ run_one() {
     return 0
   fi
   result=$("$loadgen" --port "$port" --conns "$conns" --size "$size" --inflight "${inflight:-1}" \
-             --seconds "$seconds" --warmup "$warmup" --cpu-pid "$srv_pid" 2>>"$out/loadgen.err") || true
+             --seconds "$seconds" --warmup "$warmup" --cpu-pid "$srv_pid" --io "$client" \
+             2>>"$out/loadgen.err") || true
   stop_server
   [ -n "$result" ] || result="errors=1 failed=loadgen"
   echo "group=$group label=$label cfg=$cfg $result" >>"$raw"
@@ -467,14 +477,14 @@ run_live() {
     { echo "bench.sh: bad configuration $cfg (want CxM or CxMxK)" >&2; exit 2; }
   echo "bench.sh: $group $cfg" >&2
   python3 - "$raw" "$group" "$cfg" "$rounds" "$seconds" "$warmup" "$loadgen" "$out/servers.err" \
-    "$watch" "$@" <<'PY'
+    "$watch" "$client" "$@" <<'PY'
 import subprocess, sys
-raw, group, cfg, rounds, seconds, warmup, loadgen, errlog, watch = sys.argv[1:10]
+raw, group, cfg, rounds, seconds, warmup, loadgen, errlog, watch, client = sys.argv[1:11]
 conns, size, *k = cfg.split("x")
 servers = []
 err = open(errlog, "a")
 try:
-    for v in sys.argv[10:]:
+    for v in sys.argv[11:]:
         label, cmd = v.split("|", 1)
         p = subprocess.Popen(cmd.split() + ["--port", "0"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=err, text=True)
@@ -486,7 +496,7 @@ try:
         for label, p, port in (servers if r % 2 == 0 else servers[::-1]):
             res = subprocess.run([loadgen, "--port", port, "--conns", conns, "--size", size,
                                   "--inflight", k[0] if k else "1", "--seconds", seconds,
-                                  "--warmup", warmup, "--cpu-pid", str(p.pid)]
+                                  "--warmup", warmup, "--cpu-pid", str(p.pid), "--io", client]
                                  + (["--watch-pid", watch] if watch != "0" else []),
                                  capture_output=True, text=True).stdout.strip() or "errors=1 failed=loadgen"
             with open(raw, "a") as f:
