@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #define RING_ENTRIES 4096
+#define MAX_CQ_ENTRIES 65536 /* the kernel's limit */
 #define NBUF 4096 /* receive buffers, a power of two */
 #define BUFSZ 4096
 #define WAIT_NS 1000000L /* a wait ends with what has come after 1 ms */
@@ -77,22 +78,25 @@ static void buf_give(struct ring *r, unsigned bid) {
   atomic_store_explicit((_Atomic uint16_t *)&r->br->tail, r->br_tail, memory_order_release);
 }
 
-/* 0, or errno with nothing left open. */
-static int ring_init(struct ring *r) {
+/* 0, or errno with nothing left open. The completion ring holds a send's
+ * and a few receives' completions for every connection, so that the first
+ * sends (all completed before anything is reaped) never overflow it. */
+static int ring_init(struct ring *r, int conns) {
   struct io_uring_params p;
   struct io_uring_buf_reg reg;
+  unsigned cq = RING_ENTRIES * 4, i;
   char *m;
-  unsigned i;
   int e;
+  while (cq < (unsigned)conns * 4 && cq < MAX_CQ_ENTRIES) cq *= 2;
   memset(r, 0, sizeof(*r));
   memset(&p, 0, sizeof(p));
   p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-  p.cq_entries = RING_ENTRIES * 4;
+  p.cq_entries = cq;
   r->fd = (int)syscall(__NR_io_uring_setup, RING_ENTRIES, &p);
   if (r->fd < 0 && errno == EINVAL) { /* before Linux 6.1: no deferred task work */
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = RING_ENTRIES * 4;
+    p.cq_entries = cq;
     r->fd = (int)syscall(__NR_io_uring_setup, RING_ENTRIES, &p);
   }
   if (r->fd < 0) return errno;
@@ -142,13 +146,19 @@ fail:
   return e;
 }
 
-/* A cleared submission entry; submits what is queued when the ring is full. */
+/* A cleared submission entry; submits what is queued when the ring is full.
+ * NULL (errno set) if the kernel takes none of it. */
 static struct io_uring_sqe *sqe_get(struct ring *r) {
   struct io_uring_sqe *s;
   unsigned idx;
-  while (r->tail - load_acquire(r->sq_head) >= r->sq_entries)
-    if (enter(r, 0, 0, NULL, 0) < 0 && errno != EINTR && errno != EBUSY && errno != EAGAIN)
+  while (r->tail - load_acquire(r->sq_head) >= r->sq_entries) {
+    int n = enter(r, 0, 0, NULL, 0);
+    if (n < 0 && errno != EINTR) return NULL;
+    if (n == 0) {
+      errno = EBUSY;
       return NULL;
+    }
+  }
   idx = r->tail & *r->sq_mask;
   s = &r->sqes[idx];
   memset(s, 0, sizeof(*s));
@@ -198,7 +208,11 @@ static int pump(struct ring *r, struct lg *g, struct conn *c, unsigned *nsend) {
 static int on_recv(struct ring *r, struct lg *g, struct conn *c, const struct io_uring_cqe *q,
                    unsigned *nsend) {
   if (!(q->flags & IORING_CQE_F_MORE)) c->recv_armed = 0;
-  if (q->res > 0 && (q->flags & IORING_CQE_F_BUFFER)) {
+  if (q->res > 0 && !(q->flags & IORING_CQE_F_BUFFER)) {
+    lg_fail(g, c, "recv without a buffer", EINVAL);
+    return -1;
+  }
+  if (q->res > 0) {
     unsigned bid = q->flags >> IORING_CQE_BUFFER_SHIFT;
     int done = lg_take(g, c, r->bufs + (size_t)bid * BUFSZ, (size_t)q->res);
     buf_give(r, bid);
@@ -224,7 +238,7 @@ static int on_send(struct ring *r, struct lg *g, struct conn *c, const struct io
 int lg_drive_uring(struct lg *g, struct conn *cs, unsigned batch) {
   struct ring r;
   unsigned nsend = 0;
-  int e = ring_init(&r), i, rc = -1;
+  int e = ring_init(&r, g->conns), i, rc = -1;
   if (e != 0) {
     fprintf(stderr, "loadgen: io_uring is not available here: %s\n", strerror(e));
     return 1;
