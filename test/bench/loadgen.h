@@ -55,8 +55,8 @@ size_t lg_want(const struct lg *g, const struct conn *c);
 int lg_take(struct lg *g, struct conn *c, const unsigned char *buf, size_t n);
 /* Starts and ends the measured seconds at time t: 1 once they are over. */
 int lg_tick(struct lg *g, double t);
-/* A connection's failure, reported once: `what` failed with errno e (0: the
- * server closed it). Raises g->errors. */
+/* Reports a connection's failure: `what` failed with errno e (0: the
+ * server closed it). Raises g->errors; the drivers stop at the first. */
 void lg_fail(struct lg *g, const struct conn *c, const char *what, int e);
 
 /* The io_uring driver: runs the measured seconds over cs[0..conns) (their
