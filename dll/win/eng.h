@@ -93,7 +93,7 @@ struct iocp__eng_conn {
  * IOCPSRV_SKIP_ON_SUCCESS, IOCPSRV_DEQUEUE_BATCH, IOCPSRV_HOT_BUDGET,
  * IOCPSRV_HOT_IDLE_MS and IOCPSRV_TRY_SEND (a number each) override them:
  * knobs for the tests
- * and the benchmark (test/tools/bench.sh), not an interface. */
+ * and the benchmark (test/bench/bench.sh), not an interface. */
 struct iocp__win_tuning {
   int zero_byte_recv;
   int skip_on_success;

@@ -6,7 +6,7 @@ from data_received), on the standard event loop or on uvloop.
     asyncio_echo.py [--uvloop] [--port N]
 
 Follows the samples' contract: prints "listening on port N" when ready and
-exits when standard input ends. Not a test; run by test/tools/bench.sh.
+exits when standard input ends. Not a test; run by test/bench/bench.sh.
 """
 
 import asyncio

@@ -71,5 +71,5 @@ for b in "${builds[@]}"; do
 done
 
 echo "== summary"
-python3 test/tools/summarize.py "${ran[@]}" || status=1
+python3 test/check/summarize.py "${ran[@]}" || status=1
 exit $status

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Black-box test of a sample echo server, with a real TCP client.
 
-    samples_test.py [options] -- PROGRAM [ARGS...]
+    echo_driver.py [options] -- PROGRAM [ARGS...]
 
 The program is one of the samples (C echo_server, C dynamic_load, Python
 echo_server.py, C# EchoServer.exe; natively or through `wine`) and must follow

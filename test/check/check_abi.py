@@ -15,9 +15,12 @@ import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+# The Linux library's build step reads the .def with the same parser.
+sys.path.insert(0, os.path.join(HERE, "..", "..", "dll", "linux"))
 from def_to_map import export_lines  # noqa: E402  (one .def parser for both tools)
-from checks import check, finish, import_file  # noqa: E402  (test/tools/checks.py)
+from checks import check, finish, import_file  # noqa: E402  (test/check/checks.py)
 
 
 

@@ -1,6 +1,6 @@
 """What the check scripts in test/tools share: one reporting style (one line
 per check, 'ok: ...' or 'FAIL: ... -- detail', then 'N passed, M failed',
-which test/tools/summarize.py counts) and importing a module from its file."""
+which test/check/summarize.py counts) and importing a module from its file."""
 import importlib.util
 
 RESULTS = []

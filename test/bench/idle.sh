@@ -2,7 +2,7 @@
 # Idle connections: what each costs the server in resident memory, and that
 # each still echoes afterwards. A measurement, run on purpose; not a test.
 #
-#   bash test/tools/idle.sh [--conns N] [--wine] [--warm] [--server "COMMAND"]
+#   bash test/bench/idle.sh [--conns N] [--wine] [--warm] [--server "COMMAND"]
 #
 # Starts the echo sample (natively: build/linux/sample_clients/echo_server;
 # with --wine: build/win64/sample_clients/echo_server.exe under Wine), or the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the benchmark's client (test/bench/loadgen.c, loadgen_uring.c).
 
-    loadgen_test.py --loadgen LOADGEN --echo ECHO_SERVER
+    test_loadgen.py --loadgen LOADGEN --echo ECHO_SERVER
 
 The benchmark's numbers are only as good as its client, so its promises are
 checked like the library's, against the C echo sample:
@@ -28,8 +28,8 @@ import subprocess
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from samples_test import Child, Results  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "samples"))
+from echo_driver import Child, Results  # noqa: E402
 
 RUN_TIMEOUT = 60
 

@@ -4,7 +4,7 @@
 # single-threaded wineserver, so this is the Windows engine's cost there,
 # counted rather than timed (a busy machine changes it little).
 #
-#   bash test/tools/wine_requests.sh [CxM] [SECONDS]      (default 50x64 2)
+#   bash test/bench/wine_requests.sh [CxM] [SECONDS]      (default 50x64 2)
 #
 # For each server (the echo sample with neither completion tool, without
 # its immediate sends (IOCPSRV_TRY_SEND=0), with IOCPSRV_SKIP_ON_SUCCESS=1,
@@ -22,7 +22,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 loadgen=build/linux/test/bench/loadgen
 for f in "$loadgen" build/win64/sample_clients/echo_server.exe build/win64/test/bench/baseline_iocp.exe; do
-  [ -e "$f" ] || { echo "wine_requests.sh: $f missing (run test/tools/bench.sh --only echo once)" >&2; exit 1; }
+  [ -e "$f" ] || { echo "wine_requests.sh: $f missing (run test/bench/bench.sh --only echo once)" >&2; exit 1; }
 done
 export WINEDEBUG=-all WINEPREFIX="$top/build/win64/wineprefix-requests"
 export WINEPATH="Z:${top//\//\\}\\build\\win64"

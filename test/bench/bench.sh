@@ -35,7 +35,7 @@
 #         --http-threads) under wrk (--wrk-threads threads, --http-conns
 #         connections): requests/s and the server's CPU time per request.
 #
-#   bash test/tools/bench.sh [--rounds R] [--seconds D] [--warmup W]
+#   bash test/bench/bench.sh [--rounds R] [--seconds D] [--warmup W]
 #       [--only "echo uv live live-wine http live-http"] [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
 #       [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
 #       [--http-conns "100 1000"] [--http-threads 2] [--wrk-threads 1]
@@ -108,7 +108,7 @@ for sec in $only; do
   case "$sec" in echo|uv|live|live-wine|lang|http|live-http) ;; *) echo "bench.sh: unknown section $sec" >&2; exit 2 ;; esac
 done
 # The effective command, defaults spelled out, for the report.
-cmdline="bash test/tools/bench.sh --rounds $rounds --seconds $seconds --warmup $warmup --only \"$only\""
+cmdline="bash test/bench/bench.sh --rounds $rounds --seconds $seconds --warmup $warmup --only \"$only\""
 { want echo || want live-wine; } && cmdline+=" --configs \"$configs\""
 { want uv || want live; } && cmdline+=" --uv-configs \"$uv_configs\""
 want lang && cmdline+=" --lang-configs \"$lang_configs\""
@@ -260,7 +260,7 @@ start_nginx() {
   local prefix="$out/nginx" i
   mkdir -p "$prefix/logs" "$prefix/tmp"
   cat >"$prefix/nginx.conf" <<NGINX
-# Written by test/tools/bench.sh. Tuned as for a benchmark: no access log,
+# Written by test/bench/bench.sh. Tuned as for a benchmark: no access log,
 # keep-alive without a request limit.
 worker_processes $1;
 daemon off;

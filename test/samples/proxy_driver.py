@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Black-box test of the proxy sample (sample_clients/c/proxy.c).
 
-    proxy_test.py [options] --echo ECHO_PROGRAM -- PROXY_PROGRAM [ARGS...]
+    proxy_driver.py [options] --echo ECHO_PROGRAM -- PROXY_PROGRAM [ARGS...]
 
-Both programs follow the samples' command-line contract (see samples_test.py,
+Both programs follow the samples' command-line contract (see echo_driver.py,
 whose process handling this reuses); the echo sample runs with the same
 leading words as the proxy (e.g. `-- wine proxy.exe`). Checks:
 
@@ -33,7 +33,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from samples_test import Child, Results, connect_refused, echo_exchange  # noqa: E402
+from echo_driver import Child, Results, connect_refused, echo_exchange  # noqa: E402
 
 MiB = 1 << 20
 

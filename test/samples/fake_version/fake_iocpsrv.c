@@ -1,4 +1,4 @@
-/* A stand-in "iocpsrv 2.0.0" for samples_test.py: it exports only the version
+/* A stand-in "iocpsrv 2.0.0" for echo_driver.py: it exports only the version
  * functions, which is all a sample may call before it has checked them. Each
  * sample must refuse it with a message and exit code 1, never crash. */
 #include <stdint.h>

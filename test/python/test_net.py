@@ -2,7 +2,7 @@
 """The Python module's 1.1 networking: listen_address, dual_stack, connect()
 with on_connect_failed, and on_log seeing descriptor exhaustion.
 
-    PYTHONPATH=sample_clients/python LD_LIBRARY_PATH=build python_net_test.py
+    PYTHONPATH=sample_clients/python LD_LIBRARY_PATH=build test/python/test_net.py
 
 Every wait has a deadline (threading.Event); nothing sleeps. Python 3.11
 standard library only (resource: Linux)."""

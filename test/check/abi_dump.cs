@@ -2,7 +2,7 @@
 // every integer constant and enum member, and every sequential struct's size
 // and field offsets/sizes (Marshal.SizeOf/OffsetOf, what P/Invoke uses).
 // Compiled with the binding (sample_clients/csharp/IocpServer.cs);
-// test/tools/abi_mirror.py compares the output with the header's.
+// test/check/abi_mirror.py compares the output with the header's.
 // It never loads the native library.
 using System;
 using System.Reflection;

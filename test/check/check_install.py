@@ -80,7 +80,7 @@ def main():
     rc, out = run([a.meson, "install", "-C", a.build, "--no-rebuild", "--destdir", dest])
     if not check("meson install into a DESTDIR", rc == 0, out[-2000:]):
         return 1
-    consumer = os.path.join(a.source, "test", "install", "consumer.c")
+    consumer = os.path.join(a.source, "test", "check", "consumer", "consumer.c")
     major = a.version.split(".")[0]
 
     header = find(dest, "iocpsrv.h")

@@ -2,7 +2,7 @@
 """The 1.1 controls through the Python module (sample_clients/python/iocpsrv.py):
 context, pause/resume, drain, idle timeout, the connection cap, graceful stop
 and the errors of bad input, in both delivery modes. Plain unittest: python3
-test/test_controls.py (the library is found as the module finds it: LD_LIBRARY_PATH, PATH or
+test/python/test_controls.py (the library is found as the module finds it: LD_LIBRARY_PATH, PATH or
 IOCPSRV_LIBRARY)."""
 import os
 import socket
@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "sample_clients", "python"))
+                                "..", "..", "sample_clients", "python"))
 import iocpsrv  # noqa: E402
 
 TIMEOUT = 60.0

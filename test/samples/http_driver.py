@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Black-box test of the HTTP/1.1 sample (sample_clients/c/http_server.c).
 
-    http_test.py [options] -- PROGRAM [ARGS...]
+    http_driver.py [options] -- PROGRAM [ARGS...]
 
 PROGRAM is the sample, natively or through `wine`; it follows the samples'
-command-line contract (see samples_test.py, whose process handling this
+command-line contract (see echo_driver.py, whose process handling this
 reuses). One server serves every check, over real TCP connections:
 
   - a simple GET: 200, the headers, "Hello, World!", the connection stays open
@@ -35,7 +35,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from samples_test import Child, Results, connect_refused, parse_with_program  # noqa: E402
+from echo_driver import Child, Results, connect_refused, parse_with_program  # noqa: E402
 
 BODY = b"Hello, World!"
 GET = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: http_test\r\n\r\n"
