@@ -535,12 +535,12 @@ if want lang; then
     "py|iocpsrv.py queue|$py sample_clients/python/echo_server.py --mode queue"
     "py|iocpsrv.py callbacks|$py sample_clients/python/echo_server.py --mode callbacks"
   )
-  if command -v mono >/dev/null && [ -f "$nat/sample_clients/EchoServer.exe" ]; then
+  if command -v mono >/dev/null && [ -f "$nat/sample_clients/csharp/EchoServer.exe" ]; then
     variants+=(
       "cs|C echo_server|$linux_echo"
       "cs|C queue_echo (iocp_wait)|$nat/test/bench/queue_echo"
-      "cs|C# queue (Mono)|mono $nat/sample_clients/EchoServer.exe --mode queue"
-      "cs|C# callbacks (Mono)|mono $nat/sample_clients/EchoServer.exe --mode callbacks"
+      "cs|C# queue (Mono)|mono $nat/sample_clients/csharp/EchoServer.exe --mode queue"
+      "cs|C# callbacks (Mono)|mono $nat/sample_clients/csharp/EchoServer.exe --mode callbacks"
     )
   fi
   for cfg in $lang_configs; do

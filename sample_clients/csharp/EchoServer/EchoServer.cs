@@ -8,7 +8,7 @@
 // thread of the wrapper; "callbacks" runs the handler on library workers). Prints "listening on port N" when ready and
 // exits cleanly when Enter is pressed or standard input ends.
 //
-// Build: mcs -out:EchoServer.exe EchoServer.cs IocpServer.cs   (Mono)
+// Build: mcs -out:EchoServer.exe EchoServer.cs ../IocpSrv/IocpServer.cs   (Mono)
 //        or add both files to any .NET project (Windows).
 using System;
 using IocpSrv;
