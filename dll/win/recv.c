@@ -10,7 +10,7 @@
  * needed 11.4 wineserver requests per echo against the minimal IOCP echo's
  * 8.3). So a connection whose last receive found bytes is "hot": its next
  * receive is a WSARecv into a buffer of the pool, whose bytes arrive with
- * the completion. Two bounds keep the idle memory of issue 8:
+ * the completion. Two bounds keep an idle connection small (no buffer while it waits):
  *
  * - a budget: at most hot_budget buffered receives posted at once in a
  *   server (by default 16 MiB worth of receive buffers, 16 to 4,096 of

@@ -1,4 +1,4 @@
-/* Sends past 1 GiB on one connection (issue 9, defect 1). The IOCP engine
+/* Sends past 1 GiB on one connection. The IOCP engine
  * once cut each gathered buffer at 1 GiB but kept the buffers after the cut
  * one (their bytes went out before the rest of it), and never capped the
  * total, whose completion count is 32 bits (4 GiB or more was resent without

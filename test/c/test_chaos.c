@@ -1,4 +1,4 @@
-/* Chaos and long runs (issue 9). Linked against the static build, so that
+/* Chaos and long runs. Linked against the static build, so that
  * the library's own allocations are counted through the call table.
  *
  *  chaos   a seeded random mix of clients against one echo server for a

@@ -181,7 +181,7 @@ static void test_destroy_while_clients_keep_connecting(void **state) {
   }
 }
 
-/* ---- Destroy racing calls on other threads (issue 9, defect 3) -------------------
+/* ---- Destroy racing calls on other threads -------------------------------------
  * Sender threads call every per-connection function and the getters in a
  * loop while the main thread destroys the server, and keep calling after
  * iocp_destroy() has returned. Destroy waits for the calls in progress; the

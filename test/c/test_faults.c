@@ -345,7 +345,7 @@ static void test_accepts_recover_after_running_out_of_sockets(void **state) {
   iocp__hooks_reset();
 }
 
-/* Issue 9, defect 2: every accept iocp_create posts fails (a moment of
+/* Every accept iocp_create posts fails (a moment of
  * socket exhaustion). The server must still start accepting once sockets
  * are back: the parked accepts were never retried, as every worker was
  * blocked with no time-out. */

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long runs of issue 9, run on purpose (CI runs the same programs at a
+# The long runs, run on purpose (CI runs the same programs at a
 # small size in every build):
 #   - a 10-minute chaos run (test_chaos: a seeded random mix of clients;
 #     the seed is printed first, replay a failure with IOCP_CHAOS_SEED=N),
