@@ -7,13 +7,13 @@
       struct's size and field offsets/sizes, as the compiler of this build sees
       them. Everything is discovered from the header: nothing is listed here.
 
-  abi_mirror.py check --c-dump PROG [--wrapper WINE] --python iocpsrv.py
+  abi_mirror.py check --c-dump PROG [--wrapper WINE] --python iocpsrv/_abi.py
                       --csharp-dump CSPROG [--mono MONO] [--version X.Y.Z]
       Runs the C program and the C# dumper (test/check/abi_dump.cs, compiled
-      with the C# wrapper), imports the Python module without loading the
-      library, and checks that each wrapper declares every constant with the
-      same value and every struct with the same size, field order, offsets and
-      sizes; with --version, that the header's IOCP_VERSION_* say X.Y.Z (the
+      with the C# wrapper), imports the Python package's header mirror
+      (iocpsrv/_abi.py, on its own: it loads no library), and checks that
+      each wrapper declares every constant with the same value and every
+      struct with the same size, field order, offsets and sizes; with --version, that the header's IOCP_VERSION_* say X.Y.Z (the
       version of meson.build). Each failure says what to add or change where.
       Prints one line per check and 'N passed, M failed'.
 """
@@ -151,8 +151,8 @@ def c_side(cmd):
 
 def python_side(path):
     """Integer constants (module level and IntEnum members) and the
-    ctypes.Structure classes of the module, imported without loading the
-    library."""
+    ctypes.Structure classes of the Python package's header mirror
+    (iocpsrv/_abi.py), imported on its own without loading the library."""
     mod = import_file(path, "iocpsrv_abi_mirror")
     consts = {}  # normalised key -> list of (display name, value)
     structs = {}

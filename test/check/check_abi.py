@@ -9,6 +9,7 @@ header's IOCP_API functions are the same set; the library exports exactly the
 .def names (undecorated: no _name or name@N), and a DLL with the .def's
 ordinals. Prints one line per check and 'N passed, M failed'."""
 import argparse
+import importlib
 import inspect
 import re
 import os
@@ -20,7 +21,7 @@ sys.path.insert(0, HERE)
 # The Linux library's build step reads the .def with the same parser.
 sys.path.insert(0, os.path.join(HERE, "..", "..", "dll", "linux"))
 from def_to_map import export_lines  # noqa: E402  (one .def parser for both tools)
-from checks import check, finish, import_file  # noqa: E402  (test/check/checks.py)
+from checks import check, finish  # noqa: E402  (test/check/checks.py)
 
 
 
@@ -107,7 +108,7 @@ def main():
     ap.add_argument("--implib", help="import library to check for cdecl names")
     ap.add_argument("--nm", default="nm", help="nm of the build's binutils (import library, shared object)")
     ap.add_argument("--csharp", help="C# wrapper: every import and delegate is Cdecl")
-    ap.add_argument("--python", help="ctypes module: CDLL and CFUNCTYPE only")
+    ap.add_argument("--python", help="the ctypes package's folder: CDLL and CFUNCTYPE only")
     a = ap.parse_args()
 
     exports = read_def(a.deffile)
@@ -157,11 +158,14 @@ def main():
         check("C#: imports only exported names", imported <= set(exports),
               f"{sorted(imported - set(exports))}")
     if a.python:
-        py = open(a.python, encoding="utf-8").read()
+        py = "".join(open(os.path.join(a.python, f), encoding="utf-8").read()
+                     for f in sorted(os.listdir(a.python)) if f.endswith(".py"))
         check("Python: CDLL and CFUNCTYPE (cdecl), never WinDLL/WINFUNCTYPE",
               "ctypes.CDLL" in py and "CFUNCTYPE" in py and "WinDLL" not in py
               and "WINFUNCTYPE" not in py)
-        lacking = python_api_gaps(import_file(a.python, "iocpsrv_check_abi"))
+        # Imported as the package it is (it loads the library on first use, not here).
+        sys.path.insert(0, os.path.dirname(os.path.abspath(a.python)))
+        lacking = python_api_gaps(importlib.import_module(os.path.basename(os.path.abspath(a.python))))
         check("Python: every public function, class, method and property has a docstring "
               "and type hints", not lacking,
               f"in {a.python}: " + "; ".join(lacking))

@@ -1,0 +1,165 @@
+"""The asyncio layer of queue mode (Server.serve_async): a helper thread
+takes the batches (drain() of _queue.py) and hands copies to the running
+event loop, which calls the handlers. A handler may be a coroutine
+function: its coroutine runs as a task after the previous handler of the
+same connection finished, so one connection's handlers still run in order
+and never overlap while different connections proceed concurrently.
+"""
+
+import asyncio
+import ctypes
+import threading
+
+from ._abi import (EVENT_ACCEPTED, EVENT_CONNECT_FAILED, EVENT_DATA, EVENT_DISCONNECTED,
+                   EVENT_DRAIN, EVENT_LOG, EVENT_PEER_CLOSED, EVENT_SENT)
+from ._queue import EVENT_NAMES, accepted, begin_serving, drain, end_context, log_text, signed64
+
+
+async def serve_async(server):
+    """Server.serve_async: a helper thread drains, the loop runs handlers."""
+    begin_serving(server)
+    loop = asyncio.get_running_loop()
+    server._loop_thread = threading.get_ident()
+    tails = {}
+    done = asyncio.Event()
+    ready = threading.Event()
+
+    refusals = []
+
+    def deliver(batch):
+        try:
+            dispatch_events(server, batch, tails, refusals)
+        finally:
+            ready.set()
+
+    def take(events):
+        # On the helper thread: the handlers get copies (bytes), so the
+        # batch may be released as soon as the loop has taken it. A
+        # refusal is the close of the thread holding the batch: this one.
+        batch = [decode(e) for e in events]
+        ready.clear()
+        loop.call_soon_threadsafe(deliver, batch)
+        ready.wait()
+        for id in refusals:
+            server._lib.iocp_close(server._ptr, id)
+        refusals.clear()
+
+    def run():
+        try:
+            drain(server, take)
+        except BaseException as e:
+            server._report("iocp_wait", e)
+        finally:
+            loop.call_soon_threadsafe(done.set)
+
+    helper = threading.Thread(target=run, name=f"iocpsrv-async:{server.port}", daemon=True)
+    try:
+        helper.start()
+        server._drainer = helper.ident
+        await done.wait()
+        while tails:
+            await asyncio.gather(*list(tails.values()), return_exceptions=True)
+    finally:
+        helper.join()
+        server._drainer = None
+        server._loop_thread = None
+        server._serving.set()
+
+
+def decode(event):
+    """One raw event as (type, id, arg, context), with copies, so that the
+    batch may be released at once."""
+    t, value, id, data, length, ctx = event
+    if t == EVENT_DATA:
+        return t, id, ctypes.string_at(data, length), ctx
+    if t == EVENT_ACCEPTED:
+        return t, id, (ctypes.string_at(data, length), value), ctx
+    if t == EVENT_SENT or t == EVENT_DRAIN:
+        return t, id, length, ctx
+    if t == EVENT_LOG:
+        return t, id, (value, signed64(ctx), log_text(data, length)), 0
+    return t, id, value, ctx
+
+
+def dispatch_events(server, batch, tails, refusals):
+    """In the loop: calls the handlers for decoded events, chaining the
+    coroutines of each connection (`tails`: id -> its last task)."""
+    (on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed,
+     on_log, on_drain) = server._handlers
+    for t, id, arg, ctx in batch:
+        if t == EVENT_ACCEPTED:
+            # on_connect decides at once (the batch is released next).
+            accepted(server, on_connect, id, arg[0], arg[1], refusals,
+                     lambda id, keep: started(server, tails, id, keep))
+            continue
+        if t == EVENT_DATA:
+            fn, args = on_data, (arg,)
+        elif t == EVENT_SENT:
+            fn, args = on_sent, (arg,)
+        elif t == EVENT_DRAIN:
+            fn, args = on_drain, (arg,)
+        elif t == EVENT_PEER_CLOSED:
+            fn, args = on_peer_closed, ()
+        elif t == EVENT_DISCONNECTED or t == EVENT_CONNECT_FAILED:
+            fn = on_disconnect if t == EVENT_DISCONNECTED else on_connect_failed
+            if ctx:
+                with server._context_lock:
+                    server._ending[id] = server._contexts.get(ctx)
+            task = schedule(server, tails, id, EVENT_NAMES[t], fn, (arg,)) if fn else None
+            if ctx and task is None:
+                end_context(server, id, ctx)
+            elif ctx:
+                task.add_done_callback(lambda _f, id=id, ctx=ctx: end_context(server, id, ctx))
+            continue
+        elif t == EVENT_LOG:
+            # Not a connection's: in order among log messages only.
+            fn, args = (lambda srv, _key, *a: on_log(srv, *a)), arg
+            id = "log"
+        else:
+            continue
+        if fn is None:
+            continue
+        schedule(server, tails, id, EVENT_NAMES[t], fn, args)
+
+
+def started(server, tails, id, keep):
+    """on_connect's result: a coroutine runs as the connection's first task
+    and keeps it; anything else decides as in the other modes."""
+    if asyncio.iscoroutine(keep):
+        schedule(server, tails, id, "on_connect", lambda _s, _i, c=keep: c, ())
+        return True
+    return keep
+
+
+def schedule(server, tails, id, where, fn, args):
+    """Calls fn(server, id, *args) now when the connection has no task
+    running, else after its last one; returns the task, if any."""
+    prev = tails.get(id)
+    if prev is None:
+        try:
+            result = fn(server, id, *args)
+        except BaseException as e:
+            server._report(where, e)
+            return
+        if not asyncio.iscoroutine(result):
+            return None
+        task = asyncio.ensure_future(guard(server, where, None, result))
+    else:
+        task = asyncio.ensure_future(guard(server, where, prev, (fn, id, args)))
+    tails[id] = task
+    task.add_done_callback(lambda f, id=id: tails.get(id) is f and tails.pop(id))
+    return task
+
+
+async def guard(server, where, prev, work):
+    """Runs one handler after the connection's previous one finished."""
+    if prev is not None:
+        await asyncio.gather(prev, return_exceptions=True)
+    try:
+        if isinstance(work, tuple):
+            fn, id, args = work
+            work = fn(server, id, *args)
+        if asyncio.iscoroutine(work):
+            await work
+    except BaseException as e:
+        server._report(where, e)
