@@ -1,11 +1,11 @@
 #!/usr/bin/python3
 """The iocpsrv wheel installs and works from a fresh virtual environment.
 
-  check_wheel.py --wheel W --version X.Y.Z --library-name NAME
+  check_wheel.py --wheel W --version X.Y.Z --library-name NAME --package DIR
                  [--venv-dir DIR --fake-library FAKE]
 
-Always checks the wheel's contents (the package, the native library beside
-it, py.typed, the version and platform tag). With --venv-dir (a native
+Always checks the wheel's contents (every module of the package in DIR,
+the native library beside them, py.typed, the version and platform tag). With --venv-dir (a native
 build): creates a virtual environment with Debian's python3-venv, installs
 the wheel offline with its pip, and from a folder without the sources
 checks that `import iocpsrv` comes from the environment, loads the library
@@ -32,6 +32,7 @@ def on_data(server, conn, data):
 with iocpsrv.Server(port=0, on_data=on_data) as srv:
     print("library", iocpsrv.load()._name)
     print("version", iocpsrv.version_string())
+    print("package", iocpsrv.__version__)
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
         c.sendall(b"wheel")
         got = b""
@@ -63,6 +64,7 @@ def main():
     ap.add_argument("--wheel", required=True)
     ap.add_argument("--version", required=True)
     ap.add_argument("--library-name", required=True)
+    ap.add_argument("--package", required=True, help="the package's source folder")
     ap.add_argument("--venv-dir")
     ap.add_argument("--fake-library")
     a = ap.parse_args()
@@ -70,10 +72,12 @@ def main():
     with zipfile.ZipFile(a.wheel) as z:
         names = set(z.namelist())
         dist = f"iocpsrv-{a.version}.dist-info"
-        want = {"iocpsrv/__init__.py", f"iocpsrv/{a.library_name}", "iocpsrv/py.typed",
-                f"{dist}/METADATA", f"{dist}/WHEEL", f"{dist}/RECORD"}
-        check("the wheel holds the package, the library beside it and py.typed",
-              want <= names, f"missing {sorted(want - names)}")
+        modules = {f"iocpsrv/{f}" for f in os.listdir(a.package) if f.endswith(".py")}
+        want = modules | {f"iocpsrv/{a.library_name}", "iocpsrv/py.typed",
+                          f"{dist}/METADATA", f"{dist}/WHEEL", f"{dist}/RECORD"}
+        check(f"the wheel holds the package ({len(modules)} modules), the library beside it "
+              "and py.typed", "iocpsrv/__init__.py" in modules and want <= names,
+              f"missing {sorted(want - names)}")
         meta = z.read(f"{dist}/METADATA").decode() if f"{dist}/METADATA" in names else ""
         check(f"its metadata says version {a.version} and the BSL-1.0 license",
               f"\nVersion: {a.version}\n" in meta and "BSL-1.0" in meta)
@@ -104,9 +108,10 @@ def main():
         check("import iocpsrv comes from the environment",
               os.path.realpath(lines.get("module", "")).startswith(site), out)
         pkg_dir = os.path.dirname(os.path.realpath(lines.get("module", "/")))
-        check("it loads the library shipped beside it, not the one on LD_LIBRARY_PATH",
+        check("it loads the library shipped beside it, not the one on LD_LIBRARY_PATH "
+              "(its version and the package's are meson.build's)",
               os.path.realpath(lines.get("library", "")) == os.path.join(pkg_dir, a.library_name)
-              and lines.get("version") == a.version, out)
+              and lines.get("version") == a.version and lines.get("package") == a.version, out)
         check("and echoes over loopback", rc == 0 and lines.get("echo") == "wheel", out)
         if a.fake_library:
             env["IOCPSRV_LIBRARY"] = os.path.abspath(a.fake_library)
