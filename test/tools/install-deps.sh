@@ -19,6 +19,9 @@ pkgs=(
   # the NuGet package.
   llvm lld clang g++ binutils
   python3-pefile python3-setuptools python3-wheel python3-venv
+  # pip install ./sample_clients/python offline, with build isolation: the
+  # build requirements as wheels in /usr/share/python-wheels.
+  python3-pip-whl python3-setuptools-whl python3-wheel-whl
   nuget
   # Benchmark peers and load tools (test/bench/bench.sh); the library never
   # needs them, and test/bench builds baseline_uv only where libuv is found.
