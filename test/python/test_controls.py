@@ -1,19 +1,17 @@
 #!/usr/bin/env python3
-"""The 1.1 controls through the Python module (sample_clients/python/iocpsrv.py):
+"""The 1.1 controls through the Python package (sample_clients/python/iocpsrv):
 context, pause/resume, drain, idle timeout, the connection cap, graceful stop
-and the errors of bad input, in both delivery modes. Plain unittest: python3
-test/python/test_controls.py (the library is found as the module finds it: LD_LIBRARY_PATH, PATH or
-IOCPSRV_LIBRARY)."""
-import os
+and the errors of bad input, in both delivery modes. unittest.TestCase
+classes, run by pytest (conftest.py puts the package on sys.path):
+
+    LD_LIBRARY_PATH=build/linux python3 -m pytest test/python/test_controls.py
+"""
 import socket
-import sys
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "..", "sample_clients", "python"))
-import iocpsrv  # noqa: E402
+import iocpsrv
 
 TIMEOUT = 60.0
 
@@ -230,9 +228,5 @@ class Controls(unittest.TestCase):
             rude.close()
 
 
-
 class ControlsCallbacks(Controls):
     mode = "callbacks"
-
-if __name__ == "__main__":
-    unittest.main(verbosity=2)

@@ -1,25 +1,23 @@
-"""pytest suite of the Python module (sample_clients/python/iocpsrv.py), in
+"""pytest suite of the Python package (sample_clients/python/iocpsrv), in
 both delivery modes, against the built library (LD_LIBRARY_PATH or
-IOCPSRV_LIBRARY). Every wait has a deadline; nothing sleeps to synchronise.
+IOCPSRV_LIBRARY; conftest.py puts the package on sys.path). Every wait has
+a deadline; nothing sleeps to synchronise.
 
-    python3 -m pytest test/python
+    LD_LIBRARY_PATH=build/linux python3 -m pytest test/python
 """
 
 import asyncio
 import os
 import re
 import socket
-import sys
 import threading
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TOP = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(TOP, "sample_clients", "python"))
-import iocpsrv  # noqa: E402
+import iocpsrv
 
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 30.0
 MODES = ["queue", "callbacks"]
 
@@ -347,3 +345,7 @@ def test_constants_match_the_header():
     assert iocpsrv.LOG_QUEUE_MAX == int(re.search(r"IOCP_LOG_QUEUE_MAX (\d+)", header).group(1))
     assert iocpsrv.VERSION_NUMBER == int(
         re.search(r"IOCP_VERSION_MINOR (\d+)", header).group(1)) << 8 | 1 << 16
+    # The package's version is the header's (which is meson.build's).
+    assert iocpsrv.__version__ == ".".join(
+        re.search(rf"IOCP_VERSION_{part} (\d+)", header).group(1)
+        for part in ("MAJOR", "MINOR", "PATCH"))

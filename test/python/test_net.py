@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The Python module's 1.1 networking: listen_address, dual_stack, connect()
+"""The Python package's 1.1 networking: listen_address, dual_stack, connect()
 with on_connect_failed, and on_log seeing descriptor exhaustion.
+unittest.TestCase classes, run by pytest (conftest.py puts the package on
+sys.path):
 
-    PYTHONPATH=sample_clients/python LD_LIBRARY_PATH=build test/python/test_net.py
+    LD_LIBRARY_PATH=build/linux python3 -m pytest test/python/test_net.py
 
 Every wait has a deadline (threading.Event); nothing sleeps. Python 3.11
 standard library only (resource: Linux)."""
@@ -10,7 +12,6 @@ standard library only (resource: Linux)."""
 import os
 import resource
 import socket
-import sys
 import threading
 import unittest
 
@@ -168,12 +169,5 @@ class NetTest(unittest.TestCase):
         self.assertIn("descriptors", warns[0][2])
 
 
-
 class NetTestCallbacks(NetTest):
     mode = "callbacks"
-
-if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    failed = len(result.failures) + len(result.errors)
-    print(f"{result.testsRun - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
