@@ -8,7 +8,8 @@
 fewer, at least one), --mode to queue (events taken in batches by
 one Python thread; "callbacks" calls back from the library's workers). Prints "listening on port N" when ready and
 exits cleanly when Enter is pressed or standard input ends. The library is
-found as iocpsrv.py describes (LD_LIBRARY_PATH / PATH, or IOCPSRV_LIBRARY).
+found as the iocpsrv package describes (IOCPSRV_LIBRARY, the package's folder,
+then LD_LIBRARY_PATH / PATH).
 """
 
 import os
