@@ -51,7 +51,7 @@ server (the Server class), _queue and _asyncio (queue mode, drained by a
 thread or by asyncio), _callbacks (callback mode).
 """
 
-from ._abi import (  # noqa: F401  (the header's constants and types, as before the split)
+from ._abi import (  # noqa: F401  (the public names: the header's constants and types)
     ADDRSTRLEN, DELIVERY_CALLBACKS, DELIVERY_QUEUE, EACCES, EADDRINUSE, EADDRNOTAVAIL,
     EAFNOSUPPORT, EBUSY, ECLOSED, ECONNREFUSED, EINCALLBACK, EINVAL, EMFILE, EMODE, ENOMEM,
     ENOTFOUND, EQUEUEFULL, ESHUTDOWN, ESTOPPED, ESYSTEM, ETIMEDOUT, EUNREACH, EVENT_ACCEPTED,

@@ -44,7 +44,7 @@ Statistics.__doc__ = """A server's counters since it started (iocp_stats), a sna
 
 def _default_on_error(server, where, exc):
     print(f"iocpsrv: exception in {where} callback (ignored):", file=sys.stderr)
-    traceback.print_exception(exc, file=sys.stderr)
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
 
 
 # Callback objects of servers whose handle could not be destroyed (a Server
