@@ -85,7 +85,7 @@ __all__ = [
 ]
 
 # The public classes are documented, printed and pickled as iocpsrv.NAME,
-# as they were when the package was one module.
+# the name users import them by.
 for _cls in (LibraryError, IocpError, Server, Statistics):
     _cls.__module__ = __name__
 del _cls

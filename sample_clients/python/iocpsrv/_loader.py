@@ -29,7 +29,7 @@ _lib_lock = threading.Lock()
 
 def _library_names():
     """The files to try, in order: IOCPSRV_LIBRARY alone when it is set, else
-    the library in this module's folder, else the platform's search."""
+    the library in this package's folder, else the platform's search."""
     override = os.environ.get("IOCPSRV_LIBRARY")
     if override:
         return [override]
@@ -42,7 +42,7 @@ def load() -> ctypes.CDLL:
     """Loads the library once and returns the ctypes.CDLL.
 
     Raises LibraryError when it cannot be found, lacks a function, or its
-    version is not compatible with this module.
+    version is not compatible with this package.
     """
     global _lib
     with _lib_lock:

@@ -87,8 +87,8 @@ class Server:
       refused_count), keepalive=False, keepalive_idle_ms=0,
       keepalive_interval_ms=0 (TCP keep-alive; 0 = system value),
       drain_mark=0 (on_drain fires when a queue falls to it);
-      mode="queue" or "callbacks" (see the module's documentation),
-      thread=True (queue mode: drain on a thread of this module; False: call
+      mode="queue" or "callbacks" (see the package's documentation),
+      thread=True (queue mode: drain on a thread of this package; False: call
       serve_forever() or serve_async() yourself), batch=256 (events per
       iocp_wait); and the handlers:
 
