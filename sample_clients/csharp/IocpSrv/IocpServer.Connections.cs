@@ -1,7 +1,8 @@
 // IocpServer while it runs: what it reports (port, counts, statistics, the
 // listening address) and what it does to one connection (Connect, Send,
 // Shutdown, Close, Queued and the 1.1 controls: context, pause, drain mark,
-// idle timeout), plus the graceful stop. Any thread, handlers included.
+// idle timeout), plus the graceful stop. Any thread, handlers included
+// (StopGracefully excepted: it blocks, and refuses inside a handler).
 using System;
 using System.Runtime.InteropServices;
 
