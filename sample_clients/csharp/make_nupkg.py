@@ -9,7 +9,7 @@ The managed class library goes to lib/net45/, each native library to
 runtimes/RID/native/ under the name the runtime looks for (iocpsrv.dll for
 win-*, libiocpsrv.so for linux-*). A --native whose file does not exist is
 left out (the Windows DLLs come from the sibling build folders, see
-sample_clients/meson.build). The version comes from meson.build.
+sample_clients/csharp/meson.build). The version comes from meson.build.
 """
 import argparse
 import os

@@ -1,7 +1,7 @@
 // Prints what the C# binding declares, as the runtime's marshaler sees it:
 // every integer constant and enum member, and every sequential struct's size
 // and field offsets/sizes (Marshal.SizeOf/OffsetOf, what P/Invoke uses).
-// Compiled with the binding (sample_clients/csharp/IocpSrv/IocpServer.cs);
+// Compiled with the binding's sources (sample_clients/csharp/IocpSrv/*.cs);
 // test/check/abi_mirror.py compares the output with the header's.
 // It never loads the native library.
 using System;

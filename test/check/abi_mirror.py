@@ -279,7 +279,7 @@ def main():
     ap.add_argument("--python")
     ap.add_argument("--csharp-dump")
     ap.add_argument("--mono")
-    ap.add_argument("--csharp-source", default="sample_clients/csharp/IocpSrv/IocpServer.cs")
+    ap.add_argument("--csharp-source", default="sample_clients/csharp/IocpSrv/*.cs")
     ap.add_argument("--version", help="the version of meson.build")
     a = ap.parse_args()
 

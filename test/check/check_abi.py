@@ -107,7 +107,7 @@ def main():
     ap.add_argument("--so")
     ap.add_argument("--implib", help="import library to check for cdecl names")
     ap.add_argument("--nm", default="nm", help="nm of the build's binutils (import library, shared object)")
-    ap.add_argument("--csharp", help="C# wrapper: every import and delegate is Cdecl")
+    ap.add_argument("--csharp", nargs="+", help="C# binding's files: every import and delegate is Cdecl")
     ap.add_argument("--python", help="the ctypes package's folder: CDLL and CFUNCTYPE only")
     a = ap.parse_args()
 
@@ -146,7 +146,7 @@ def main():
               f"extra {sorted(names - set(exports))}, missing {sorted(set(exports) - names)}")
 
     if a.csharp:
-        cs = open(a.csharp, encoding="utf-8").read()
+        cs = "\n".join(open(f, encoding="utf-8").read() for f in a.csharp)
         imports = re.findall(r"\[DllImport\(([^)]*)\)\]", cs)
         imported = set(re.findall(r"static extern [^(]*?\b(iocp_\w+)\s*\(", cs))
         check("C#: every DllImport says CallingConvention.Cdecl",

@@ -1,7 +1,8 @@
-// Tests of the 1.1 controls through the C# wrapper (IocpServer.cs): context,
-// pause/resume, drain, idle timeout, the connection cap, graceful stop and
-// the errors of bad input, in both delivery modes. Runs on Mono against
-// libiocpsrv.so (and on .NET against iocpsrv.dll). Exit code 0 when every check passed.
+// Tests of the 1.1 controls through the C# wrapper (sample_clients/csharp/
+// IocpSrv): context, pause/resume, drain, idle timeout, the connection cap,
+// graceful stop and the errors of bad input, in both delivery modes. Runs on
+// Mono against libiocpsrv.so (and on .NET against iocpsrv.dll). Exit code 0
+// when every check passed.
 using System;
 using System.Net;
 using System.Net.Sockets;

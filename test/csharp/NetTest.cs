@@ -1,8 +1,9 @@
 // The C# wrapper's 1.1 networking: ListenAddress, DualStack, Connect with
 // OnConnectFailed, and OnLog seeing descriptor exhaustion (Linux: the
-// descriptor limit is lowered through libc). Built with IocpServer.cs by mcs
-// and run on Mono against libiocpsrv.so. Prints one line per check and
-// "N passed, M failed"; every wait has a deadline, nothing sleeps.
+// descriptor limit is lowered through libc). Built with the binding's sources
+// (sample_clients/csharp/IocpSrv/*.cs) by mcs and run on Mono against
+// libiocpsrv.so. Prints one line per check and "N passed, M failed"; every
+// wait has a deadline, nothing sleeps.
 using System;
 using System.Collections.Generic;
 using System.Net;

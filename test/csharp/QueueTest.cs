@@ -1,9 +1,10 @@
 // The C# wrapper in both delivery modes (IocpDelivery.Queue, the batched
 // default, and IocpDelivery.Callbacks): echo with the per-connection order
 // checked, refusal, Dispose delivering every OnDisconnect, exceptions to
-// OnError, Dispose inside a handler refused, OnDataSegment. Built with
-// IocpServer.cs by mcs and run on Mono against libiocpsrv.so. Prints one
-// line per check and "N passed, M failed"; every wait has a deadline.
+// OnError, Dispose inside a handler refused, OnDataSegment. Built with the
+// binding's sources (sample_clients/csharp/IocpSrv/*.cs) by mcs and run on
+// Mono against libiocpsrv.so. Prints one line per check and "N passed, M
+// failed"; every wait has a deadline.
 using System;
 using System.Collections.Generic;
 using System.Net;

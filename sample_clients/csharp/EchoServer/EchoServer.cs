@@ -8,8 +8,9 @@
 // thread of the wrapper; "callbacks" runs the handler on library workers). Prints "listening on port N" when ready and
 // exits cleanly when Enter is pressed or standard input ends.
 //
-// Build: mcs -out:EchoServer.exe EchoServer.cs ../IocpSrv/IocpServer.cs   (Mono)
-//        or add both files to any .NET project (Windows).
+// Build: dotnet build -c Release EchoServer.csproj   (.NET SDK; the binding
+//        comes in as ../IocpSrv/IocpSrv.csproj), or with Mono:
+//        mcs -out:EchoServer.exe EchoServer.cs ../IocpSrv/*.cs
 using System;
 using IocpSrv;
 

@@ -1,0 +1,17 @@
+// Why a connection ended: what OnDisconnect receives.
+
+namespace IocpSrv
+{
+    /// <summary>Why a connection ended (enum iocp_reason).</summary>
+    public enum IocpReason
+    {
+        PeerClosed = 1,
+        Reset = 2,
+        LocalClose = 3,
+        Destroy = 4,
+        /// <summary>No traffic for its idle timeout (1.1).</summary>
+        IdleTimeout = 5,
+        /// <summary>StopGracefully reached its deadline (1.1).</summary>
+        StopDeadline = 6,
+    }
+}

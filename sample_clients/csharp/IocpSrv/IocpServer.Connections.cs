@@ -1,0 +1,186 @@
+// IocpServer while it runs: what it reports (port, counts, statistics, the
+// listening address) and what it does to one connection (Connect, Send,
+// Shutdown, Close, Queued and the 1.1 controls: context, pause, drain mark,
+// idle timeout), plus the graceful stop. Any thread, handlers included
+// (StopGracefully excepted: it blocks, and refuses inside a handler).
+using System;
+using System.Runtime.InteropServices;
+
+namespace IocpSrv
+{
+    public sealed partial class IocpServer
+    {
+        /// <summary>The port listened on (useful after Port = 0).</summary>
+        public ushort Port { get { return NativeMethods.iocp_port(handle); } }
+
+        /// <summary>Connections currently open.</summary>
+        public ulong ConnectionCount { get { return NativeMethods.iocp_connection_count(handle); } }
+
+        /// <summary>The server's counters since it started (iocp_stats), a snapshot.</summary>
+        public IocpStatistics Statistics
+        {
+            get
+            {
+                NativeMethods.Statistics st = new NativeMethods.Statistics();
+                st.Size = (uint)Marshal.SizeOf(typeof(NativeMethods.Statistics));
+                int rc = NativeMethods.iocp_stats(handle, ref st);
+                if (rc != 0) throw new IocpException(rc, "iocp_stats");
+                return new IocpStatistics(st);
+            }
+        }
+
+        /// <summary>The address listened on as the system reports it, e.g. "::" or "127.0.0.1".</summary>
+        public string ListenAddress
+        {
+            get
+            {
+                var text = new byte[IocpAddrStrLen];
+                ushort port;
+                Check(NativeMethods.iocp_listen_address(handle, text, new UIntPtr((uint)text.Length), out port),
+                      "iocp_listen_address");
+                int n = Array.IndexOf(text, (byte)0);
+                return System.Text.Encoding.ASCII.GetString(text, 0, n < 0 ? text.Length : n);
+            }
+        }
+
+        private const int IocpAddrStrLen = 64; // IOCP_ADDRSTRLEN
+
+        /// <summary>
+        /// Opens an outbound connection (iocp_connect) and returns its id. The
+        /// host is a numeric IPv4 or IPv6 address: the library does no DNS
+        /// (resolve names first, e.g. with System.Net.Dns). The id gets the
+        /// same callbacks as an accepted connection (OnConnect once
+        /// established), or OnConnectFailed as its only one. Throws
+        /// ArgumentException for a null host or port 0, IocpException
+        /// (EInval: not a numeric address; EClosed, EMFile, ENoMem, ESystem).
+        /// </summary>
+        public ulong Connect(string host, ushort port)
+        {
+            if (host == null) throw new ArgumentNullException("host");
+            if (port == 0) throw new ArgumentOutOfRangeException("port");
+            byte[] text = System.Text.Encoding.ASCII.GetBytes(host + "\0");
+            ulong id;
+            Check(NativeMethods.iocp_connect(handle, text, port, out id), "iocp_connect " + host + " port " + port);
+            return id;
+        }
+
+        /// <summary>Queues a copy of the bytes. Throws IocpException (e.g. EQueueFull: nothing queued).</summary>
+        public void Send(ulong id, byte[] data)
+        {
+            if (data == null) throw new ArgumentNullException("data");
+            Send(id, data, 0, data.Length);
+        }
+
+        public void Send(ulong id, ArraySegment<byte> data)
+        {
+            Send(id, data.Array, data.Offset, data.Count);
+        }
+
+        public void Send(ulong id, byte[] data, int offset, int count)
+        {
+            if (data == null) throw new ArgumentNullException("data");
+            if (offset < 0 || count < 0 || offset > data.Length - count) throw new ArgumentOutOfRangeException("count");
+            if (offset == 0)
+            {
+                // Pinned by the marshaler for the call: no GCHandle needed.
+                Check(NativeMethods.iocp_send(handle, id, data, new UIntPtr((uint)count)), "iocp_send");
+                return;
+            }
+            GCHandle pin = GCHandle.Alloc(data, GCHandleType.Pinned);
+            try
+            {
+                IntPtr p = new IntPtr(pin.AddrOfPinnedObject().ToInt64() + offset);
+                Check(NativeMethods.iocp_send(handle, id, p, new UIntPtr((uint)count)), "iocp_send");
+            }
+            finally
+            {
+                pin.Free();
+            }
+        }
+
+        /// <summary>Graceful half-close: queued bytes go out, then FIN.</summary>
+        public void Shutdown(ulong id) { Check(NativeMethods.iocp_shutdown(handle, id), "iocp_shutdown"); }
+
+        /// <summary>Abortive close of one connection (RST; queued bytes dropped).</summary>
+        public void Close(ulong id) { Check(NativeMethods.iocp_close(handle, id), "iocp_close"); }
+
+        /// <summary>Bytes queued for the connection and not yet handed to the system.</summary>
+        public ulong Queued(ulong id)
+        {
+            ulong n;
+            Check(NativeMethods.iocp_queued(handle, id, out n), "iocp_queued");
+            return n;
+        }
+
+        // ---- 1.1 controls; any thread, callbacks included ----
+
+        /// <summary>
+        /// Attaches any object to the connection (null clears it); GetContext
+        /// returns it until OnDisconnect has returned (there included). The
+        /// library holds a GCHandle, freed when the connection ends.
+        /// </summary>
+        public void SetContext(ulong id, object context)
+        {
+            IntPtr old;
+            bool hadOld = NativeMethods.iocp_get_context(handle, id, out old) == 0 && old != IntPtr.Zero;
+            IntPtr p = context != null ? GCHandle.ToIntPtr(GCHandle.Alloc(context)) : IntPtr.Zero;
+            int rc = NativeMethods.iocp_set_context(handle, id, p);
+            if (rc != 0)
+            {
+                if (p != IntPtr.Zero) GCHandle.FromIntPtr(p).Free();
+                throw new IocpException(rc, "iocp_set_context");
+            }
+            if (hadOld && old != p) GCHandle.FromIntPtr(old).Free();
+        }
+
+        /// <summary>The object set with SetContext, or null.</summary>
+        public object GetContext(ulong id)
+        {
+            IntPtr p;
+            Check(NativeMethods.iocp_get_context(handle, id, out p), "iocp_get_context");
+            return p != IntPtr.Zero ? GCHandle.FromIntPtr(p).Target : null;
+        }
+
+        /// <summary>Stops receiving (iocp_pause_recv): the peer's bytes wait in the kernel.</summary>
+        public void PauseReceive(ulong id) { Check(NativeMethods.iocp_pause_recv(handle, id), "iocp_pause_recv"); }
+
+        /// <summary>Receives again after PauseReceive (iocp_resume_recv).</summary>
+        public void ResumeReceive(ulong id) { Check(NativeMethods.iocp_resume_recv(handle, id), "iocp_resume_recv"); }
+
+        /// <summary>OnDrain fires when this connection's queue falls to mark bytes (0 = empty).</summary>
+        public void SetDrainMark(ulong id, ulong mark) { Check(NativeMethods.iocp_set_drain_mark(handle, id, mark), "iocp_set_drain_mark"); }
+
+        /// <summary>This connection's idle timeout in ms (0 = none); its clock restarts.</summary>
+        public void SetIdleTimeout(ulong id, uint timeoutMs) { Check(NativeMethods.iocp_set_idle_timeout(handle, id, timeoutMs), "iocp_set_idle_timeout"); }
+
+        /// <summary>
+        /// Graceful stop (iocp_stop_graceful): stops accepting, half-closes
+        /// every connection after its queued bytes, waits up to timeoutMs for
+        /// the peers to finish, then closes the rest (IocpReason.StopDeadline).
+        /// Returns how many were closed at the deadline. Blocks; not from
+        /// inside a callback (EInCallback). Dispose afterwards.
+        /// </summary>
+        public int StopGracefully(uint timeoutMs)
+        {
+            int rc = NativeMethods.iocp_stop_graceful(handle, timeoutMs);
+            Check(rc, "iocp_stop_graceful");
+            return rc;
+        }
+
+        /// <summary>Connections refused because MaxConnections was reached.</summary>
+        public ulong RefusedCount { get { return NativeMethods.iocp_refused_count(handle); } }
+
+        // In the connection's last callback: the library hands the pointer
+        // back without a lookup; nobody can reach it afterwards.
+        private static void ReleaseContext(IntPtr server, ulong id)
+        {
+            IntPtr p;
+            if (NativeMethods.GetContextRaw(server, id, out p) == 0 && p != IntPtr.Zero)
+            {
+                // Cleared where the id still resolves (a refusal); stale otherwise.
+                NativeMethods.SetContextRaw(server, id, IntPtr.Zero);
+                GCHandle.FromIntPtr(p).Free();
+            }
+        }
+    }
+}

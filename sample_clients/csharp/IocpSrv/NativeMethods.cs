@@ -1,0 +1,233 @@
+// The raw C API as P/Invoke declarations: every function, callback type and
+// struct of api/iocpsrv.h that the binding uses, cdecl, blittable structs.
+// Nothing here is public; IocpServer and IocpLibrary are the interface.
+using System;
+using System.Runtime.InteropServices;
+
+namespace IocpSrv
+{
+    /// <summary>The raw C API. Mirrors api/iocpsrv.h; see there for semantics.</summary>
+    internal static class NativeMethods
+    {
+        private const string Lib = "iocpsrv";
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int OnConnectFn(IntPtr server, IntPtr user, ulong id, IntPtr address, ushort port);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnDataFn(IntPtr server, IntPtr user, ulong id, IntPtr data, UIntPtr len);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnSentFn(IntPtr server, IntPtr user, ulong id, ulong bytes);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnPeerClosedFn(IntPtr server, IntPtr user, ulong id);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnDisconnectFn(IntPtr server, IntPtr user, ulong id, int reason);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnLogFn(IntPtr server, IntPtr user, int level, int code, IntPtr text);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnConnectFailedFn(IntPtr server, IntPtr user, ulong id, int error);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void OnDrainFn(IntPtr server, IntPtr user, ulong id, ulong queued);
+
+        // struct iocp_callbacks: 72 bytes on 64-bit, 40 on 32-bit. Function
+        // pointers are kept as IntPtr (from GetFunctionPointerForDelegate) so
+        // the struct stays blittable and no marshaling copies are involved.
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Callbacks
+        {
+            public uint Size;
+            public uint Reserved;
+            public IntPtr OnConnect;
+            public IntPtr OnData;
+            public IntPtr OnSent;
+            public IntPtr OnPeerClosed;
+            public IntPtr OnDisconnect;
+            public IntPtr OnLog;            // 1.1
+            public IntPtr OnConnectFailed;  // 1.1
+            public IntPtr OnDrain;          // 1.1
+        }
+
+        // struct iocp_config: 88 bytes on 64-bit (and on Windows x86, where
+        // uint64_t is 8-aligned inside structs). BindAddress is an IntPtr to
+        // an ANSI string we allocate, not a marshaled string: iocp_config_init
+        // writes a pointer to the library's own static text into it, which
+        // the marshaler must never try to free.
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Config
+        {
+            public uint Size;
+            public ushort Port;
+            public ushort Reserved;
+            public IntPtr BindAddress;
+            public uint Threads;
+            public uint Backlog;
+            public uint AcceptsPosted;
+            public uint RecvBufferSize;
+            public ulong MaxSendQueue;
+            public uint NoDelay;
+            public uint Reserved2;
+            public uint DualStack;          // 1.1
+            public uint Reserved3;
+            // 1.1
+            public uint IdleTimeoutMs;
+            public uint MaxConnections;
+            public uint KeepAlive;
+            public uint KeepAliveIdleMs;
+            public uint KeepAliveIntervalMs;
+            public uint Reserved4;
+            public ulong DrainMark;
+            // 1.1, batched events
+            public uint Delivery;
+            public uint QueueEvents;
+        }
+
+        // enum iocp_event_type
+        internal const uint EventAccepted = 1;
+        internal const uint EventData = 2;
+        internal const uint EventSent = 3;
+        internal const uint EventPeerClosed = 4;
+        internal const uint EventDisconnected = 5;
+        internal const uint EventConnectFailed = 6;
+        internal const uint EventLog = 7;
+        internal const uint EventDrain = 8;
+
+        // struct iocp_event: 40 bytes, the same on every platform; blittable,
+        // so an array of it is passed pinned, never copied.
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Event
+        {
+            public uint Type;
+            public int Value;
+            public ulong Id;
+            public ulong Data;   // an address (IntPtr) widened to 64 bits
+            public ulong Len;
+            public ulong Context;   // the connection's context (a GCHandle here), widened
+        }
+
+        // struct iocp_statistics: 72 bytes everywhere (all fields 8-aligned).
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Statistics
+        {
+            public uint Size;
+            public uint Reserved;
+            public ulong ConnectionsAccepted;
+            public ulong ConnectionsRefused;
+            public ulong ConnectionsOpen;
+            public ulong BytesReceived;
+            public ulong BytesSent;
+            public ulong BytesQueued;
+            public ulong AcceptErrors;
+            public ulong SystemErrors;
+        }
+
+        // Functions returning `const char *` to static storage are declared
+        // IntPtr: a string return type would make the marshaler free it.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern uint iocp_version();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr iocp_version_string();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr iocp_strerror(int err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern IntPtr iocp_err_name(int err);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_config_init(ref Config config, uint size);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_create(ref Config config, ref Callbacks callbacks, IntPtr user,
+                                               out IntPtr server);
+
+        // Queue mode: callbacks NULL.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_create(ref Config config, IntPtr callbacks, IntPtr user,
+                                                     out IntPtr server);
+
+        // events: a pinned Event[] (the drain loop pins its array once, so
+        // no call marshals or copies it).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_wait(ServerHandle server, IntPtr events, uint max, int timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_wake(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stop(ServerHandle server);
+
+        // A byte[] is pinned by the marshaler for the call (no copy).
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_send(ServerHandle server, ulong id, byte[] data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_send(ServerHandle server, ulong id, IntPtr data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_shutdown(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_close(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_queued(ServerHandle server, ulong id, out ulong queued);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ushort iocp_port(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong iocp_connection_count(ServerHandle server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_destroy(IntPtr server);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stats(ServerHandle server, ref Statistics stats);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_listen_address(ServerHandle server, byte[] text, UIntPtr cap,
+                                                       out ushort port);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_connect(ServerHandle server, byte[] address, ushort port, out ulong id);
+        // 1.1
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_context(ServerHandle server, ulong id, IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_get_context(ServerHandle server, ulong id, out IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_pause_recv(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_resume_recv(ServerHandle server, ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_drain_mark(ServerHandle server, ulong id, ulong mark);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_set_idle_timeout(ServerHandle server, ulong id, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_stop_graceful(ServerHandle server, uint timeoutMs);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern ulong iocp_refused_count(ServerHandle server);
+
+        // The same two on the raw handle a callback receives: valid there
+        // even while Dispose (iocp_destroy) runs and the SafeHandle is closed.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_get_context")]
+        internal static extern int GetContextRaw(IntPtr server, ulong id, out IntPtr context);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_set_context")]
+        internal static extern int SetContextRaw(IntPtr server, ulong id, IntPtr context);
+    }
+}

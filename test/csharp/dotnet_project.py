@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""The C# binding's .NET SDK projects, built and checked, or the sample run.
+
+    dotnet_project.py COMMON build --sources FILE...
+    dotnet_project.py COMMON run [ECHOSERVER ARGS...]
+
+    COMMON: --dotnet DOTNET --projects sample_clients/csharp
+            --artifacts DIR --version X.Y.Z
+
+build: `dotnet build -c Release` of EchoServer/EchoServer.csproj (which
+builds IocpSrv/IocpSrv.csproj for net8.0) and of IocpSrv.csproj (both target
+frameworks), with every output and intermediate file under --artifacts, not
+in the source tree. Then checks, one line each: both builds succeed
+(warnings are errors there); IocpSrv.Net.dll and its XML documentation exist
+for netstandard2.0 and net8.0, EchoServer.dll with IocpSrv.Net.dll beside
+it; the assembly version is --version; no bin/ or obj/ appeared beside the
+projects; the .cs files of IocpSrv/ (what the project compiles) are exactly
+--sources (meson's cs_binding_src, what mcs compiles).
+
+run: builds EchoServer.csproj the same way unless EchoServer.dll is newer
+than every input (the build's output shown only when it fails, on standard
+error), then becomes `dotnet EchoServer.dll ARGS` (the samples' echo driver
+runs it and appends --port 0).
+
+Both take a lock in --artifacts: the test and the sample may run at once.
+Ends with "N passed, M failed" (build); exit code 1 when anything failed.
+"""
+
+import argparse
+import fcntl
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def dotnet_env():
+    env = dict(os.environ)
+    env.setdefault("DOTNET_CLI_TELEMETRY_OPTOUT", "1")
+    env.setdefault("DOTNET_NOLOGO", "1")
+    env.setdefault("DOTNET_SKIP_FIRST_TIME_EXPERIENCE", "1")
+    return env
+
+
+def dotnet_build(a, project, out):
+    """dotnet build -c Release of one project into --artifacts; its return code.
+
+    No build servers: nothing stays running after the test (a lingering
+    MSBuild node or compiler server would hold the test's output open)."""
+    cmd = [a.dotnet, "build", "-c", "Release", project,
+           "--artifacts-path", a.artifacts, "--disable-build-servers",
+           "-p:Version=" + a.version]
+    print("$ " + " ".join(cmd), file=out, flush=True)
+    return subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=dotnet_env()).returncode
+
+
+def locked(a):
+    os.makedirs(a.artifacts, exist_ok=True)
+    f = open(os.path.join(a.artifacts, "build.lock"), "w")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+
+
+def echo_server_dll(a):
+    return os.path.join(a.artifacts, "bin", "EchoServer", "release", "EchoServer.dll")
+
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, what, detail=""):
+        if ok:
+            self.passed += 1
+            print(f"PASS {what}", flush=True)
+        else:
+            self.failed += 1
+            print(f"FAIL {what}" + (f": {detail}" if detail else ""), flush=True)
+
+
+def build(a):
+    r = Results()
+    lib_dir = os.path.join(a.projects, "IocpSrv")
+    exe_dir = os.path.join(a.projects, "EchoServer")
+    in_tree = [os.path.join(d, sub) for d in (lib_dir, exe_dir) for sub in ("bin", "obj")]
+    there_before = {p for p in in_tree if os.path.exists(p)}
+
+    in_folder = sorted(os.path.basename(p) for p in glob.glob(os.path.join(lib_dir, "*.cs")))
+    listed = sorted(os.path.basename(p) for p in a.sources)
+    r.check(in_folder == listed, "IocpSrv.csproj compiles the files meson's cs_binding_src lists",
+            f"only in the folder: {sorted(set(in_folder) - set(listed))}, "
+            f"only in cs_binding_src: {sorted(set(listed) - set(in_folder))}")
+
+    with locked(a):
+        rc = dotnet_build(a, os.path.join(exe_dir, "EchoServer.csproj"), sys.stdout)
+        r.check(rc == 0, "dotnet build EchoServer.csproj (and IocpSrv.csproj for net8.0)", f"exit code {rc}")
+        rc = dotnet_build(a, os.path.join(lib_dir, "IocpSrv.csproj"), sys.stdout)
+        r.check(rc == 0, "dotnet build IocpSrv.csproj (netstandard2.0 and net8.0)", f"exit code {rc}")
+
+    for tfm in ("netstandard2.0", "net8.0"):
+        out = os.path.join(a.artifacts, "bin", "IocpSrv", "release_" + tfm)
+        for name in ("IocpSrv.Net.dll", "IocpSrv.Net.xml"):
+            r.check(os.path.isfile(os.path.join(out, name)), f"{tfm}: {name}", f"not in {out}")
+        # The attributes the SDK generated from the project's properties.
+        info = glob.glob(os.path.join(a.artifacts, "obj", "IocpSrv", "release_" + tfm, "*.AssemblyInfo.cs"))
+        text = "".join(open(f, encoding="utf-8").read() for f in info)
+        r.check(f'AssemblyVersionAttribute("{a.version}.0")' in text,
+                f"{tfm}: assembly version {a.version}.0", f"not in {info}")
+    exe = echo_server_dll(a)
+    r.check(os.path.isfile(exe), "EchoServer.dll", f"not at {exe}")
+    r.check(os.path.isfile(os.path.join(os.path.dirname(exe), "IocpSrv.Net.dll")),
+            "IocpSrv.Net.dll beside EchoServer.dll")
+    appeared = sorted(p for p in in_tree if os.path.exists(p) and p not in there_before)
+    r.check(not appeared, "nothing written beside the projects", f"new: {appeared}")
+
+    print(f"{r.passed} passed, {r.failed} failed", flush=True)
+    return 1 if r.failed else 0
+
+
+def up_to_date(a):
+    """EchoServer.dll is newer than every source, project and meson.build
+    (the version): the run need not wait for another dotnet build."""
+    exe = echo_server_dll(a)
+    if not os.path.isfile(exe):
+        return False
+    inputs = glob.glob(os.path.join(a.projects, "*", "*.cs")) + \
+        glob.glob(os.path.join(a.projects, "*", "*.csproj")) + \
+        [os.path.join(a.projects, "..", "..", "meson.build")]
+    built = os.path.getmtime(exe)
+    return all(os.path.getmtime(f) < built for f in inputs)
+
+
+def run(a, args):
+    # The build's output only when it fails: what the sample prints is its own
+    # (the driver's refusal checks read its standard error).
+    with locked(a), tempfile.TemporaryFile("w+") as log:
+        rc = 0 if up_to_date(a) else \
+            dotnet_build(a, os.path.join(a.projects, "EchoServer", "EchoServer.csproj"), log)
+        if rc != 0:
+            log.seek(0)
+            sys.stderr.write(log.read())
+            print(f"dotnet build failed (exit code {rc})", file=sys.stderr)
+            return 1
+    sys.stdout.flush()
+    os.execve(a.dotnet, [a.dotnet, echo_server_dll(a)] + args, dotnet_env())
+    return 1   # not reached
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dotnet", required=True)
+    ap.add_argument("--projects", required=True, help="sample_clients/csharp of the source tree")
+    ap.add_argument("--artifacts", required=True, help="dotnet's --artifacts-path, in the build folder")
+    ap.add_argument("--version", required=True, help="meson.build's project version")
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("--sources", nargs="+", required=True, help="meson's cs_binding_src")
+    sub.add_parser("run")
+    # Everything after "run" belongs to EchoServer, options included.
+    argv = sys.argv[1:]
+    rest = []
+    if "run" in argv:
+        at = argv.index("run")
+        argv, rest = argv[:at + 1], argv[at + 1:]
+    a = ap.parse_args(argv)
+    a.artifacts = os.path.abspath(a.artifacts)
+    return build(a) if a.command == "build" else run(a, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
