@@ -41,9 +41,9 @@ failed=0
 run() { # build, program, log name
   local b=$1 prog=$2 name=$3 log="build/$1/longrun-$3.log" rc
   if [ "$b" = win64 ]; then
-    WINEPREFIX="$top/build/win64/wineprefix" wine "build/$b/test/$prog.exe" >"$log" 2>&1
+    WINEPREFIX="$top/build/win64/wineprefix" wine "build/$b/test/c/$prog.exe" >"$log" 2>&1
   else
-    "build/$b/test/$prog" >"$log" 2>&1
+    "build/$b/test/c/$prog" >"$log" 2>&1
   fi
   rc=$?
   if [ $rc -eq 0 ]; then
