@@ -20,7 +20,7 @@ pkgs=(
   llvm lld clang g++ binutils
   python3-pefile python3-setuptools python3-wheel python3-venv
   nuget
-  # Benchmark peers and load tools (test/bench/bench.sh); the library never
+  # Benchmark peers and load tools (test/bench/bench.py); the library never
   # needs them, and test/bench builds baseline_uv only where libuv is found.
   libuv1-dev nginx-light wrk curl
 )
