@@ -2,7 +2,7 @@
 """Benchmarks; prints Markdown tables. Python 3.11, standard library only.
 
     python3 test/bench/bench.py [--rounds R] [--seconds D] [--warmup W]
-        [--only "echo uv live live-wine lang http live-http park"]
+        [--only "echo uv live live-epoll live-wine lang http live-http park"]
         [--configs "1x64 50x64 50x16384"] [--extra] [--win-tools]
         [--uv-configs "100x64 1000x64 100x65536x4"] [--lang-configs "100x64 1000x64"]
         [--park-configs "100x64 1000x64"] [--http-conns "100 1000"]
@@ -35,6 +35,9 @@ Sections (--only picks some; default "echo uv http"):
         host's drift between rounds falls on all alike. Reports the median
         and quartiles of the paired (same-round) ratios of echoes/s and of
         CPU per echo. Slices of 1-3 s and 20 or more rounds tell 2-3% apart.
+  live-epoll  the same method natively against the one-thread epoll echo
+        (baseline_epoll.c): the echo sample and libuv, each over it.
+        --uv-configs.
   live-wine  the same for the echo section's Wine servers: the echo sample
         and the minimal IOCP echo, under one Wine. --configs.
   live-http  the same for the http section: nginx and the HTTP sample kept
@@ -83,9 +86,9 @@ the end, so nothing is left running.
 import argparse
 import datetime
 import os
-import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -95,7 +98,7 @@ from benchlib.procs import NGINX, TOP, die, loadavg, log, raise_fd_limit, wine_e
 from benchlib.report import report  # noqa: E402
 from benchlib.runs import CFG, Bench  # noqa: E402
 
-SECTIONS = ("echo", "uv", "live", "live-wine", "lang", "http", "live-http", "park")
+SECTIONS = ("echo", "uv", "live", "live-epoll", "live-wine", "lang", "http", "live-http", "park")
 NAT = "build/linux"
 W64 = "build/win64"
 
@@ -103,22 +106,22 @@ W64 = "build/win64"
 def parse(argv):
     p = argparse.ArgumentParser(prog="bench.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter, usage=argparse.SUPPRESS)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--seconds", type=float, default=3)
-    p.add_argument("--warmup", type=float, default=1)
-    p.add_argument("--only", default="echo uv http")
-    p.add_argument("--configs", default="1x64 50x64 50x16384")
-    p.add_argument("--uv-configs", default="100x64 1000x64 100x65536x4")
-    p.add_argument("--lang-configs", default="100x64 1000x64")
-    p.add_argument("--park-configs", default="100x64 1000x64")
-    p.add_argument("--http-conns", default="100 1000")
-    p.add_argument("--http-threads", type=int, default=2)
-    p.add_argument("--wrk-threads", type=int, default=1)
-    p.add_argument("--client", choices=("epoll", "uring"), default="epoll")
-    p.add_argument("--extra", action="store_true")
-    p.add_argument("--win-tools", action="store_true")
-    p.add_argument("--server-cpus", default="")
-    p.add_argument("--client-cpus", default="")
+    p.add_argument("--rounds", type=int, default=5, metavar="R", help="rounds per configuration (5)")
+    p.add_argument("--seconds", type=float, default=3, metavar="D", help="seconds measured per run (3)")
+    p.add_argument("--warmup", type=float, default=1, metavar="W", help="seconds of warm-up before each (1)")
+    p.add_argument("--only", default="echo uv http", metavar="SECTIONS", help='sections, space-separated ("echo uv http")')
+    p.add_argument("--configs", default="1x64 50x64 50x16384", metavar="CFGS", help="echo and live-wine")
+    p.add_argument("--uv-configs", default="100x64 1000x64 100x65536x4", metavar="CFGS", help="uv and live")
+    p.add_argument("--lang-configs", default="100x64 1000x64", metavar="CFGS", help="lang")
+    p.add_argument("--park-configs", default="100x64 1000x64", metavar="CFGS", help="park")
+    p.add_argument("--http-conns", default="100 1000", metavar="COUNTS", help="http and live-http")
+    p.add_argument("--http-threads", type=int, default=2, metavar="N", help="workers of nginx and of the HTTP sample (2)")
+    p.add_argument("--wrk-threads", type=int, default=1, metavar="N", help="wrk's threads (1)")
+    p.add_argument("--client", choices=("epoll", "uring"), default="epoll", help="loadgen's I/O (epoll)")
+    p.add_argument("--extra", action="store_true", help="more Wine variants in echo")
+    p.add_argument("--win-tools", action="store_true", help="the IOCP engine's completion tools in echo")
+    p.add_argument("--server-cpus", default="", metavar="LIST", help="taskset list for the servers")
+    p.add_argument("--client-cpus", default="", metavar="LIST", help="taskset list for loadgen and wrk")
     o = p.parse_args(argv)
     o.only = o.only.split()
     for sec in o.only:
@@ -147,7 +150,7 @@ def command_line(o):
          f"--only \"{' '.join(o.only)}\"")
     if want & {"echo", "live-wine"}:
         c += f" --configs \"{' '.join(o.configs)}\""
-    if want & {"uv", "live"}:
+    if want & {"uv", "live", "live-epoll"}:
         c += f" --uv-configs \"{' '.join(o.uv_configs)}\""
     if "lang" in want:
         c += f" --lang-configs \"{' '.join(o.lang_configs)}\""
@@ -193,7 +196,7 @@ def build(o):
             ninja(NAT)  # the library, and the C# sample when mcs is there
             if subprocess.run(["/usr/bin/python3", "-c", "import uvloop"], stderr=subprocess.DEVNULL).returncode:
                 die("/usr/bin/python3 lacks uvloop (python3-uvloop, test/tools/install-deps.sh)")
-        if want & {"uv", "live"} and not ninja(NAT, "test/bench/baseline_uv"):
+        if want & {"uv", "live", "live-epoll"} and not ninja(NAT, "test/bench/baseline_uv"):
             die("no baseline_uv: is libuv1-dev installed? (test/tools/install-deps.sh)")
     if wine:
         if not os.path.exists(f"{W64}/build.ninja"):
@@ -238,6 +241,10 @@ def run_sections(o, b, native, linux_echo, winever):
     if "live" in want:
         for cfg in o.uv_configs:
             b.live("live", cfg, uv)
+    if "live-epoll" in want:
+        for cfg in o.uv_configs:
+            b.live("live-epoll", cfg, [("baseline_epoll", [f"{NAT}/test/bench/baseline_epoll"]),
+                                       ("iocpsrv (Linux)", echo), ("libuv", uv[0][1])])
     if "park" in want:
         park = [("parking on (default)", echo), ("parking off (IOCPSRV_PARK=0)", ["env", "IOCPSRV_PARK=0"] + echo),
                 ("idle parking only (IOCPSRV_PARK=1)", ["env", "IOCPSRV_PARK=1"] + echo),
@@ -282,6 +289,8 @@ def main(argv):
         from benchlib import wine_requests
         return wine_requests.main(argv[1:])
     o = parse(argv)
+    # A TERM unwinds like an interrupt: every server started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.chdir(TOP)
     cmdline = command_line(o)
     native = build(o)

@@ -100,6 +100,7 @@ def fresh_tables(runs, o, winever):
 def live_tables(runs, o, winever):
     for group, title, unit, one in (
             ("live", "Echo against libuv, natively", "echoes", "echo"),
+            ("live-epoll", "Echo against the one-thread epoll echo, natively", "echoes", "echo"),
             ("park", "The echo sample natively, parking on (the default) against parking off, "
                      "idle parking only, and one worker", "echoes", "echo"),
             ("live-wine", f"Echo against the minimal IOCP echo ({winever})", "echoes", "echo"),
