@@ -1,12 +1,12 @@
 #!/usr/bin/python3
-"""The peers of the Python sample in bench.sh: an asyncio Protocol echo server,
+"""The peers of the Python sample in bench.py (lang): an asyncio Protocol echo server,
 as its best users write it (a Protocol, not streams; transport.write straight
 from data_received), on the standard event loop or on uvloop.
 
     asyncio_echo.py [--uvloop] [--port N]
 
 Follows the samples' contract: prints "listening on port N" when ready and
-exits when standard input ends. Not a test; run by test/bench/bench.sh.
+exits when standard input ends. Not a test; run by test/bench/bench.py.
 """
 
 import asyncio

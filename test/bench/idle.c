@@ -8,7 +8,7 @@
  * the server meanwhile). Then sends 32 bytes on every connection, all before
  * reading any, reads every echo back and checks it, prints "echoed C ok" (or
  * "echoed K of C" and exits 1), closes everything and exits. Run it with a
- * descriptor limit above C. Used by test/bench/idle.sh; not a test. */
+ * descriptor limit above C. Used by `test/bench/bench.py idle`; not a test. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif

@@ -1,6 +1,6 @@
 /* The C sample's echo in queue mode: one thread drains iocp_wait() batches
  * and sends every DATA event's bytes straight back. It separates the
- * library's own cost of queue delivery from a wrapper's (bench.sh, lang).
+ * library's own cost of queue delivery from a wrapper's (bench.py, lang).
  *
  *   queue_echo [--port N] [--threads N] [--batch N] [--stats]
  *

@@ -23,7 +23,7 @@ pkgs=(
   # build requirements as wheels in /usr/share/python-wheels.
   python3-pip-whl python3-setuptools-whl python3-wheel-whl
   nuget
-  # Benchmark peers and load tools (test/bench/bench.sh); the library never
+  # Benchmark peers and load tools (test/bench/bench.py); the library never
   # needs them, and test/bench builds baseline_uv only where libuv is found.
   libuv1-dev nginx-light wrk curl
 )
