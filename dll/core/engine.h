@@ -142,6 +142,8 @@ void iocp__conn_run(iocp__conn *c);
 /* ---- The server, its workers, buffers and statistics (core) ------------------ */
 
 const iocp_config *iocp__server_config(const iocp_server *s);
+/* Connections in the table now (iocp_connection_count without the gate). */
+uint64_t iocp__server_conn_count(const iocp_server *s);
 /* The engine bound its listener to this address (port included). */
 void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr);
 

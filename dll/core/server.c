@@ -259,6 +259,8 @@ uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
 
 const iocp_config *iocp__server_config(const iocp_server *s) { return &s->cfg; }
 
+uint64_t iocp__server_conn_count(const iocp_server *s) { return iocp__table_count(&s->table); }
+
 void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr) {
   char text[IOCP_ADDRSTRLEN];
   memcpy(&s->bound, addr, sizeof(s->bound));

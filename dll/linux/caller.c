@@ -29,7 +29,7 @@
  * just before it waits, and then does not block; the caller marks
  * caller_waiting before it looks, so a worker that takes an edge written
  * after the look sees the mark and passes the edge on. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <errno.h>

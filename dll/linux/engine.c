@@ -35,7 +35,7 @@
  * connection while its loop's worker handles an edge (an API call, or the
  * worker that accepted it running on_connect); both serialise on the lock
  * and the flags keep that harmless. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <errno.h>

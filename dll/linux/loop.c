@@ -33,7 +33,7 @@
  * leaves and says so: its loop is marked dead, new connections go to the
  * others and its queued and later tasks go to a live loop. Readiness of
  * its connections is lost with it, but they still close and are freed. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -372,7 +372,7 @@ static void unpark_locked(struct iocp__eng_server *e, struct iocp__eng_loop *l) 
  * may be sockets in its set (each is in the ready list once), or a wait
  * begun after the move that did not fill its array (its set was drained). */
 static void owe_pass(struct iocp__eng_server *e, struct iocp__eng_loop *l) {
-  l->owe_taken = atomic_load(&l->taken) + iocp_connection_count(l->server) + e->nloops + 2;
+  l->owe_taken = atomic_load(&l->taken) + iocp__server_conn_count(l->server) + e->nloops + 2;
   l->owe_turn = atomic_load(&l->turns) + 2; /* the wait under way may predate the move */
 }
 

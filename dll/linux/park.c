@@ -34,7 +34,7 @@
  * /proc/stat): capacity a second worker can actually use. When /proc cannot
  * be read, a worker never parks for oversubscription and worker 0 unparks on
  * its own load alone, as before. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -15,7 +15,7 @@
  * completion (to the back of the line), as in the epoll engine's own list
  * (dll/linux/engine.c). A receive that did is posted to the port: new work
  * waits its turn behind the other connections'. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <limits.h>

@@ -31,7 +31,7 @@
  * a buffered receive reach the core exactly as the pooled path's do (one
  * buffer of the pool, iocp__conn_recv_done), so on_data, ordering and
  * pause_recv are the same on both. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <limits.h>

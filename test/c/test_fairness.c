@@ -20,6 +20,11 @@
  * the port, and the test checks that no socket skipped it. */
 #include "tsupport.h"
 #include "internal.h"
+#if defined(_WIN32)
+#  include "../win/internal.h" /* the engine's own: iocp__win_tuning */
+#else
+#  include "../linux/internal.h" /* the engine's own: its loops */
+#endif
 
 #include <stdatomic.h>
 #include <stdlib.h>

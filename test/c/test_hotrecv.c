@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "../win/internal.h" /* the engine's own: iocp__win_tuning */
 
 static ts_counter *ts_never; /* never reaches 1: a bounded pause */
 

@@ -12,6 +12,7 @@
  * given back holds it, and worker 0 backs off after wrong give-backs. */
 #include "tsupport.h"
 #include "internal.h"
+#include "../linux/internal.h" /* the engine's own: loops, parking */
 
 #include <fcntl.h>
 #include <pthread.h>

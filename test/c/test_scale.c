@@ -12,7 +12,7 @@
 #include <string.h>
 
 #if defined(SCALE_BUFFERED)
-#  include "engine.h"
+#  include "../win/internal.h" /* the engine's own: iocp__win_tuning */
 #endif
 
 static iocp_statistics stats_of(iocp_server *s) {
