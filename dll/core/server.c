@@ -142,6 +142,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
     goto fail_free;
   }
   s->user = user;
+  iocp__tuning_load(&s->tuning);
   line = iocp__sys_cache_line();
   rc = iocp__table_init(&s->table, line);
   if (rc == IOCP_OK) rc = iocp__workers_init(&s->workers, default_threads(s), line);
@@ -159,7 +160,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
    * complete: callbacks may call in at once. */
   *server = s;
   gate_open(s);
-  rc = iocp__eng_start(s, (const struct sockaddr *)&addr, addrlen);
+  rc = iocp__eng_start(s, (const struct sockaddr *)&addr, addrlen, &s->tuning);
   if (rc != IOCP_OK) {
     *server = NULL;
     gate_close(s);

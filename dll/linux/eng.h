@@ -72,7 +72,7 @@ struct iocp__eng_server {
   atomic_uint next_loop;   /* round robin: the loop of the next connection */
   iocp__mutex park_lock;   /* parking and unparking, one loop at a time */
   int parking_closed;      /* under park_lock: stopping, nobody parks */
-  int park_mode;           /* IOCP__PARK_*, from IOCPSRV_PARK at start */
+  int park_mode;           /* IOCP__PARK_*: the tuning's park (IOCPSRV_PARK) */
   atomic_ullong park_next_ns; /* no worker parks before (one per two windows) */
   atomic_ullong unpark_next_ns; /* worker 0 gives no loop back before */
   uint64_t unpark_backoff_ns; /* under park_lock: the wait after a guest parked */

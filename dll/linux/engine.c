@@ -501,13 +501,15 @@ static void release(iocp_server *s) {
   iocp__mutex_destroy(&e->accept_lock);
 }
 
-int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen,
+                    const iocp__tuning *tuning) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   int rc;
 
   memset(e, 0, sizeof(*e));
   e->listener = -1;
   e->family = addr->sa_family;
+  e->park_mode = tuning->park;
   atomic_init(&e->backoff, 0);
   atomic_init(&e->next_loop, 0);
   e->accept_batch = iocp__server_config(s)->accepts_posted < IOCP__ACCEPT_BATCH_MAX ? iocp__server_config(s)->accepts_posted

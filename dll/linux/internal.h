@@ -109,7 +109,7 @@ void iocp__linux_caller_edge(iocp_server *s);
 void iocp__linux_caller_hold(struct iocp__eng_loop *l);
 
 /* Parking (loop.c, park.c): how a worker lends its loop to worker 0.
- * IOCPSRV_PARK, read when a server starts, picks a mode: 0 never, 1 idle
+ * The tuning's park (core/engine.h: IOCPSRV_PARK) picks a mode: 0 never, 1 idle
  * workers only, 2 (the default) idle or oversubscribed ones, 3 a test knob
  * (every window each worker parks and worker 0 unparks one, with 2 ms
  * windows and no holds: park and unpark race with the traffic). */
@@ -126,8 +126,6 @@ typedef struct iocp__park_window {
   int64_t wait_ns;  /* its time runnable but not running; -1 unknown */
   int64_t idle_ns;  /* idle time of the processors we may run on (worker 0); -1 unknown */
 } iocp__park_window;
-/* The mode IOCPSRV_PARK's value names (NULL or nonsense: the default). */
-int iocp__park_mode_parse(const char *v);
 /* When a worker other than 0, running its own loop, should park: 0 not,
  * IOCP__PARK_IDLE for idleness, IOCP__PARK_OVERSUB for oversubscription. */
 int iocp__park_guest(const iocp__park_window *w, int mode);

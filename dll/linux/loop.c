@@ -620,7 +620,6 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
   struct epoll_event ev;
   uint32_t i;
   iocp__mutex_init(&e->park_lock);
-  e->park_mode = iocp__park_mode_parse(getenv("IOCPSRV_PARK"));
   atomic_init(&e->park_next_ns, 0);
   atomic_init(&e->unpark_next_ns, 0);
   e->unpark_backoff_ns = 0;

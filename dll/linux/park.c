@@ -41,6 +41,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* IOCPSRV_PARK's range and default, as core/tuning.c reads it. */
+_Static_assert(IOCP__PARK_NEVER == 0 && IOCP__PARK_OVERSUB == 2 && IOCP__PARK_CHURN == 3,
+               "core/tuning.c: park");
+
 #define IOCP__PARK_BELOW 20    /* %: an idle worker's CPU time in a window */
 #define IOCP__PARK_WAIT 20     /* %: run-queue delay of the time wanted (CPU + delay) */
 #define IOCP__UNPARK_ABOVE 70  /* %: worker 0's CPU time in a window */
@@ -48,16 +52,6 @@
 #define IOCP__UNPARK_PROVEN_NS (1000ull * 1000000)      /* a loop kept this long was right */
 #define IOCP__UNPARK_BACKOFF_MIN_NS (200ull * 1000000)
 #define IOCP__UNPARK_BACKOFF_MAX_NS (6400ull * 1000000)
-
-int iocp__park_mode_parse(const char *v) {
-  char *end;
-  long x;
-  if (v == NULL) return IOCP__PARK_OVERSUB;
-  x = strtol(v, &end, 10);
-  if (end == v || *end != '\0' || x < IOCP__PARK_NEVER || x > IOCP__PARK_CHURN)
-    return IOCP__PARK_OVERSUB;
-  return (int)x;
-}
 
 int iocp__park_guest(const iocp__park_window *w, int mode) {
   uint64_t wanted;

@@ -23,7 +23,7 @@ typedef struct iocp__op {
 struct iocp__eng_conn {
   SOCKET sock;
   unsigned nonblocking : 1; /* FIONBIO took: recv() and send() never block */
-  unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (iocp__win_tuning) */
+  unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (zero_byte_recv) */
   unsigned skip_port : 1; /* no packet for an operation that succeeds at once */
   unsigned v6 : 1;        /* an IPv6 socket */
   unsigned hot : 1;       /* its last receive found bytes: the next one takes a buffer (recv.c) */
@@ -61,8 +61,10 @@ struct iocp__eng_server {
   int pause_logged;         /* under accept_lock: on_log heard of the parking */
   LPFN_CONNECTEX connectex[2]; /* fetched once per family: [0] IPv4, [1] IPv6 */
   volatile LONG ifs[2]; /* per family: 0 not asked yet, 1 IFS handles, 2 not (an LSP) */
-  int skip_on_success;  /* iocp__win_tuning, as read at start */
-  int try_send;         /* likewise */
+  /* The server's tuning (core/engine.h), as iocp__eng_start got it. */
+  int zero_byte_recv;
+  int skip_on_success;
+  int try_send;
   ULONG dequeue_batch;  /* 1..IOCP__DEQUEUE_MAX */
   /* Buffered receives of hot connections (recv.c). */
   int hot_budget;            /* at most this many posted at once */

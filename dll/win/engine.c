@@ -36,11 +36,6 @@
  * the 4 GiB the completion's DWORD byte count can report. */
 #define IOCP__SEND_MAX ((size_t)1 << 30)
 
-/* Both completion tools off by default: measured under Wine against the
- * engine without them, neither won with many connections (README,
- * "Performance"); tests and the benchmark turn them on. */
-struct iocp__win_tuning iocp__win_tuning = {1, 0, 1, -1, 1000, 1};
-
 BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol) {
   DWORD got = 0;
@@ -475,33 +470,21 @@ static void release(iocp_server *s) {
   e->wsa_started = 0;
 }
 
-/* A test and benchmark knob from the environment (eng.h), or `dflt` when it
- * is unset or not a number in [lo, hi]. */
-static int knob(const char *name, int dflt, int lo, int hi) {
-  char v[16], *end;
-  DWORD n = GetEnvironmentVariableA(name, v, sizeof(v));
-  long x;
-  if (n == 0 || n >= sizeof(v)) return dflt;
-  x = strtol(v, &end, 10);
-  return end != v && *end == '\0' && x >= lo && x <= hi ? (int)x : dflt;
-}
-
-int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen,
+                    const iocp__tuning *tuning) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   WSADATA wsa;
   uint32_t i, want;
-  int rc, batch;
+  int rc;
 
   memset(e, 0, sizeof(*e));
   e->listener = INVALID_SOCKET;
   e->family = addr->sa_family;
-  e->skip_on_success = knob("IOCPSRV_SKIP_ON_SUCCESS", iocp__win_tuning.skip_on_success != 0, 0, 1);
-  e->try_send = knob("IOCPSRV_TRY_SEND", iocp__win_tuning.try_send != 0, 0, 1);
-  batch = iocp__win_tuning.dequeue_batch;
-  batch = batch < 1 ? 1 : batch > IOCP__DEQUEUE_MAX ? IOCP__DEQUEUE_MAX : batch;
-  e->dequeue_batch = (ULONG)knob("IOCPSRV_DEQUEUE_BATCH", batch, 1, IOCP__DEQUEUE_MAX);
-  iocp__win_hot_init(s, knob("IOCPSRV_HOT_BUDGET", iocp__win_tuning.hot_budget, -1, INT_MAX),
-                     knob("IOCPSRV_HOT_IDLE_MS", iocp__win_tuning.hot_idle_ms, 1, 3600000));
+  e->zero_byte_recv = tuning->zero_byte_recv;
+  e->skip_on_success = tuning->skip_on_success;
+  e->try_send = tuning->try_send;
+  e->dequeue_batch = (ULONG)tuning->dequeue_batch;
+  iocp__win_hot_init(s, tuning->hot_budget, tuning->hot_idle_ms);
   iocp__mutex_init(&e->accept_lock);
   iocp__cond_init(&e->accept_cond);
   if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {

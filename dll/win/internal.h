@@ -25,14 +25,14 @@ typedef struct iocp__accept_op {
   char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
 } iocp__accept_op;
 
-/* How the engine works (internal switches, so tests run each path; the
- * shipped library never changes them):
+/* How the engine works: its switches in the server's tuning (core/engine.h,
+ * read once by iocp_create; tests set each path; the shipped library never
+ * changes them):
  *
  * zero_byte_recv 1 (default) posts a WSARecv of 0 bytes, which holds no
  * buffer while nothing arrives, then reads what is there with a
  * non-blocking recv into a buffer of the pool; 0 posts a WSARecv into a
- * buffer of the pool that it holds until bytes arrive. Read when a
- * connection is set up.
+ * buffer of the pool that it holds until bytes arrive.
  *
  * skip_on_success 1 (0 by default) sets FILE_SKIP_COMPLETION_PORT_ON_SUCCESS on each
  * connected socket (where its provider has IFS handles): a send that
@@ -56,24 +56,8 @@ typedef struct iocp__accept_op {
  * offers its bytes to a non-blocking send(), as the Linux engine does (no
  * operation, no packet for what the socket takes); 0: every send is a
  * WSASend operation (the producer test of test_fairness.c needs a chain of
- * send completions, which immediate sends leave no room for).
- *
- * skip_on_success, dequeue_batch, hot_budget, hot_idle_ms and try_send are
- * read when a server starts, where the environment variables
- * IOCPSRV_SKIP_ON_SUCCESS, IOCPSRV_DEQUEUE_BATCH, IOCPSRV_HOT_BUDGET,
- * IOCPSRV_HOT_IDLE_MS and IOCPSRV_TRY_SEND (a number each) override them:
- * knobs for the tests
- * and the benchmark (test/bench/bench.sh), not an interface. */
-struct iocp__win_tuning {
-  int zero_byte_recv;
-  int skip_on_success;
-  int dequeue_batch;
-  int hot_budget;
-  int hot_idle_ms;
-  int try_send;
-};
-extern struct iocp__win_tuning iocp__win_tuning;
-#define IOCP__DEQUEUE_MAX 64
+ * send completions, which immediate sends leave no room for). */
+#define IOCP__DEQUEUE_MAX IOCP__TUNING_DEQUEUE_MAX
 
 /* Shared by engine.c and connect.c. */
 typedef struct iocp__conn iocp__conn;
@@ -83,7 +67,7 @@ SOCKET iocp__win_socket(int family);
 void iocp__win_connect_done(iocp__conn *c, DWORD err);
 
 /* A connected socket (accepted, or outbound once ConnectEx succeeded; `v6`
- * set) is set up for the receive path iocp__win_tuning selects, and to skip
+ * set) is set up for the receive path the tuning selects, and to skip
  * the port on success where it may. Lock held. */
 void iocp__win_receive_mode(iocp__conn *c);
 

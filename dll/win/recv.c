@@ -67,7 +67,7 @@ void iocp__win_receive_mode(iocp__conn *c) {
    * non-blocking mode the connection keeps a buffer posted and every send
    * is an operation. Overlapped operations are not affected by it. */
   e->nonblocking = iocp__hooks.ioctlsocket(e->sock, FIONBIO, &nonblocking) == 0;
-  e->zero_byte = iocp__win_tuning.zero_byte_recv && e->nonblocking;
+  e->zero_byte = iocp__server_eng(s)->zero_byte_recv && e->nonblocking;
   e->hot = 0;
   e->demote = 0;
   /* Best effort: without it every completion goes through the port. The

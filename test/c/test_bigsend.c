@@ -142,7 +142,7 @@ static void try_conn_init(iocp__conn *c, iocp_server *s, int nonblocking) {
   c->server = s;
   c->eng.sock = (SOCKET)4242; /* never used: the hook answers */
   c->eng.nonblocking = nonblocking ? 1 : 0;
-  iocp__server_eng(s)->try_send = 1; /* as iocp__win_tuning has it */
+  iocp__server_eng(s)->try_send = 1; /* as iocp__tuning_defaults has it */
 }
 #else
 static ssize_t try_capture(int fd, const void *b, size_t n, int flags) {

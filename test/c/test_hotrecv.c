@@ -2,14 +2,14 @@
  * last receive found bytes posts a buffered WSARecv, within the server's
  * budget, and a sweep turns one that waits too long back into a zero-byte
  * receive. White-box: reads the engine's count of posted buffered receives
- * (hot_parked) and sets its knobs (iocp__win_tuning) before each server
+ * (hot_parked) and sets its knobs (iocp__tuning_defaults) before each server
  * starts. Windows only. */
 #include "tsupport.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "../win/internal.h" /* the engine's own: iocp__win_tuning */
+#include "engine.h" /* iocp__tuning_defaults */
 
 static ts_counter *ts_never; /* never reaches 1: a bounded pause */
 
@@ -24,8 +24,8 @@ static void wait_parked(rec_server *r, long want) {
 }
 
 static rec_server *start(int budget, int idle_ms) {
-  iocp__win_tuning.hot_budget = budget;
-  iocp__win_tuning.hot_idle_ms = idle_ms;
+  iocp__tuning_defaults.hot_budget = budget;
+  iocp__tuning_defaults.hot_idle_ms = idle_ms;
   return rec_start(REC_ECHO, NULL, NULL);
 }
 

@@ -123,18 +123,31 @@ static void test_churn_parks_and_unparks_at_every_window(void **state) {
   assert_true(iocp__park_host(&w, IOCP__PARK_CHURN));
 }
 
+/* The mode IOCPSRV_PARK's value names, as iocp_create reads it (core/tuning.c):
+ * unset or nonsense, the default. */
+static int park_mode_of(const char *v) {
+  iocp__tuning t;
+  if (v == NULL)
+    unsetenv("IOCPSRV_PARK");
+  else
+    setenv("IOCPSRV_PARK", v, 1);
+  iocp__tuning_load(&t);
+  unsetenv("IOCPSRV_PARK");
+  return t.park;
+}
+
 static void test_mode_from_the_environment_value(void **state) {
   (void)state;
-  assert_int_equal(iocp__park_mode_parse(NULL), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("0"), IOCP__PARK_NEVER);
-  assert_int_equal(iocp__park_mode_parse("1"), IOCP__PARK_IDLE);
-  assert_int_equal(iocp__park_mode_parse("2"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("3"), IOCP__PARK_CHURN);
-  assert_int_equal(iocp__park_mode_parse("4"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("-1"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse(""), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("0x"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("off"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of(NULL), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("0"), IOCP__PARK_NEVER);
+  assert_int_equal(park_mode_of("1"), IOCP__PARK_IDLE);
+  assert_int_equal(park_mode_of("2"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("3"), IOCP__PARK_CHURN);
+  assert_int_equal(park_mode_of("4"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("-1"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of(""), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("0x"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("off"), IOCP__PARK_OVERSUB);
 }
 
 /* ---- The kernel's figures ---------------------------------------------------------- */
