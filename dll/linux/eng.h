@@ -50,7 +50,7 @@ struct iocp__eng_conn {
   unsigned writable : 1;   /* no send has met a full socket since the last EPOLLOUT edge */
   unsigned hup : 1;        /* the peer's FIN (or an error) is in: read until recv says so */
   unsigned settled : 1;    /* a recv met EAGAIN: every later arrival brings an edge we see */
-  unsigned moved : 1;      /* its loop is parked: the socket sits in loop 0's set (loop.c) */
+  unsigned moved : 1;      /* its loop is parked: the socket sits in loop 0's set (park.c) */
   int niov;
   struct iocp__eng_loop *loop; /* the worker whose epoll set holds the socket */
   struct iovec iov[IOCP__LINUX_MAX_IOV];
@@ -76,7 +76,7 @@ struct iocp__eng_server {
   atomic_ullong park_next_ns; /* no worker parks before (one per two windows) */
   atomic_ullong unpark_next_ns; /* worker 0 gives no loop back before */
   uint64_t unpark_backoff_ns; /* under park_lock: the wait after a guest parked */
-  /* Worker 0's idle-processor readings (park.c); only it touches them. */
+  /* Worker 0's idle-processor readings (park_policy.c); only it touches them. */
   int stat_fd;             /* /proc/stat, or -1 */
   char *stat_buf;
   size_t stat_cap;
@@ -126,7 +126,7 @@ struct iocp__eng_server {
   int (*eventfd)(unsigned int initval, int flags);                                \
   int (*pthread_create)(pthread_t * t, const pthread_attr_t *attr,                \
                         void *(*fn)(void *), void *arg);                          \
-  /* Parking's clocks and its reads of the kernel's figures (loop.c, park.c). */  \
+  /* Parking's clocks and reads of the kernel's figures (park*.c). */            \
   int (*clock_gettime)(clockid_t id, struct timespec *ts);                        \
   ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
 

@@ -278,7 +278,7 @@ int iocp__linux_register(iocp__conn *c, int fd) {
   iocp__conn_eng(c)->writable = 1;
   iocp__conn_eng(c)->hup = 0;
   iocp__conn_eng(c)->settled = 0;
-  /* A parked loop's connections sit in worker 0's set (loop.c). Should the
+  /* A parked loop's connections sit in worker 0's set (park.c). Should the
    * loop unpark before the table has this one, worker 0 keeps serving it
    * until the loop's next park and unpark bring it home. */
   iocp__conn_eng(c)->moved = atomic_load(&iocp__conn_eng(c)->loop->parked) ? 1 : 0;

@@ -1,5 +1,5 @@
 /* The epoll engine's own declarations, shared by its files (engine.c,
- * loop.c, park.c, caller.c, connect.c, syserr.c) and by white-box tests;
+ * loop.c, park.c, park_policy.c, caller.c, connect.c, syserr.c) and by white-box tests;
  * the core never includes it (as libuv's src/unix/internal.h).
  *
  * epoll reports readiness; the core wants completions. The engine bridges
@@ -56,7 +56,7 @@ struct iocp__eng_loop {
   uint64_t given_back_ns;  /* when worker 0 last gave its loop back (0: never) */
   int64_t win_wait_ns;     /* its run-queue delay so far, at the window's start (-1: unknown) */
   int sched_fd;            /* its /proc/thread-self/schedstat, or -1 */
-  /* Passes (loop.c: owe_pass): events its worker's waits took, the turn
+  /* Passes (park.c: owe_pass): events its worker's waits took, the turn
    * of its last wait that did not fill the array (its worker only), and
    * what it owes since sockets last moved into its set (worker 0's under
    * park_lock, the others' their own worker's). */
@@ -108,7 +108,22 @@ void iocp__linux_caller_close(struct iocp__eng_server *e);
 void iocp__linux_caller_edge(iocp_server *s);
 void iocp__linux_caller_hold(struct iocp__eng_loop *l);
 
-/* Parking (loop.c, park.c): how a worker lends its loop to worker 0.
+/* Parking (park.c, the mechanism; park_policy.c, the policy): how a worker
+ * lends its loop to worker 0. The loop's calls: */
+/* Before the loops are made (mode already set) and after they are gone. */
+void iocp__park_init(struct iocp__eng_server *e, uint32_t nloops);
+void iocp__park_fini(struct iocp__eng_server *e);
+/* On each worker: first (nonzero when it takes part in parking), after each
+ * wait when it does, and last. */
+int iocp__park_worker_begin(struct iocp__eng_loop *l);
+void iocp__park_after_wait(struct iocp__eng_loop *l);
+void iocp__park_worker_end(struct iocp__eng_loop *l);
+/* How long an idle worker that may park waits before it looks again. */
+int iocp__park_look_ms(const struct iocp__eng_server *e);
+/* Every parked loop goes home, and none parks again (stopping, or worker 0
+ * left). */
+void iocp__park_stop(struct iocp__eng_server *e);
+/* The policy (park_policy.c) and its measurements. 
  * The tuning's park (core/engine.h: IOCPSRV_PARK) picks a mode: 0 never, 1 idle
  * workers only, 2 (the default) idle or oversubscribed ones, 3 a test knob
  * (every window each worker parks and worker 0 unparks one, with 2 ms

@@ -57,8 +57,8 @@ struct iocp__eng_server {
   SOCKET listener;          /* under accept_lock */
   int accepting;            /* under accept_lock */
   uint32_t accepts_pending; /* under accept_lock: posted and not yet handled */
-  volatile LONG parked;     /* accepts waiting to be posted again */
-  int pause_logged;         /* under accept_lock: on_log heard of the parking */
+  volatile LONG accepts_deferred; /* accepts waiting to be posted again */
+  int pause_logged;         /* under accept_lock: on_log heard of the deferring */
   LPFN_CONNECTEX connectex[2]; /* fetched once per family: [0] IPv4, [1] IPv6 */
   volatile LONG ifs[2]; /* per family: 0 not asked yet, 1 IFS handles, 2 not (an LSP) */
   /* The server's tuning (core/engine.h), as iocp__eng_start got it. */
@@ -69,7 +69,7 @@ struct iocp__eng_server {
   /* Buffered receives of hot connections (recv.c). */
   int hot_budget;            /* at most this many posted at once */
   DWORD hot_idle_ms;         /* the sweep's period */
-  volatile LONG hot_parked;  /* posted now */
+  volatile LONG hot_posted;  /* posted now */
   volatile LONG hot_gen;     /* sweeps so far */
   volatile LONG hot_demoted; /* buffered receives the sweeps cancelled (for tests) */
   volatile LONG64 next_sweep; /* GetTickCount64() when the next sweep is due */

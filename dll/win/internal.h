@@ -21,7 +21,7 @@ typedef struct iocp__accept_op {
   iocp__op op;
   iocp_server *server;
   SOCKET sock;
-  int parked; /* could not be posted; retried by a worker */
+  int deferred; /* could not be posted; retried by a worker */
   char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
 } iocp__accept_op;
 

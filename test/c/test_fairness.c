@@ -290,7 +290,7 @@ static void test_producer_does_not_starve_another_connection(void **state) {
  * Two workers, two connections: A (the first, worker 0's loop on Linux)
  * and B (the second, worker 1's). A's callback blocks until B's on_data
  * has run, which another worker must serve meanwhile. On Linux worker 1
- * first lends its loop to worker 0 (parking, dll/linux/loop.c: after a
+ * first lends its loop to worker 0 (parking, dll/linux/park.c: after a
  * quiet second), so B's bytes reach worker 0's set, whose worker is stuck
  * in A's callback: worker 1 must take its loop back. Without that, A's wait
  * times out. */

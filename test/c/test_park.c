@@ -1,4 +1,4 @@
-/* Parking on Linux (dll/linux/park.c, loop.c): a worker lends its loop to
+/* Parking on Linux (dll/linux/park.c, park_policy.c): a worker lends its loop to
  * worker 0 when it is idle or when the machine leaves it waiting for a
  * processor, and worker 0 gives it back when it is busy and processors sit
  * idle. The policy is a function of one window's measurements, tested here
@@ -434,7 +434,7 @@ static void test_every_connection_is_read_while_slow_loops_churn(void **state) {
  * backoff is read too. The bounds are from below only: a loaded machine
  * delays decisions, it never hastens them. */
 #define TURN_MS 5
-#define GIVEN_HOLD_MS 100 /* two windows of 50 ms (loop.c) */
+#define GIVEN_HOLD_MS 100 /* two windows of 50 ms (park.c) */
 
 enum { HOST, GUEST, NOBODY };
 enum { LOAD_IDLE, LOAD_CROWDED, LOAD_BUSY };
@@ -677,7 +677,7 @@ static void test_worker_0_backs_off_after_wrong_givebacks(void **state) {
 }
 
 /* IOCPSRV_PARK=0 is read when the server starts: its workers never park
- * (loop.c skips the accounting) and keep no schedstat open. */
+ * (park.c skips the accounting) and keep no schedstat open. */
 static void test_parking_off_from_the_environment(void **state) {
   rec_server *r = start_with_mode("0", 2);
   struct iocp__eng_server *e = iocp__server_eng(r->srv);
