@@ -133,6 +133,9 @@ iocp_server *iocp__conn_server(const iocp__conn *c);
 iocp_conn_id iocp__conn_id(const iocp__conn *c);
 void iocp__conn_lock(iocp__conn *c);
 void iocp__conn_unlock(iocp__conn *c);
+/* Nonzero when the calling thread holds c's lock (always with NDEBUG): for
+ * the assert() at the top of an engine function that ends in _locked. */
+int iocp__conn_held(iocp__conn *c);
 
 /* A new connection, with one reference (the engine's), or NULL when out of
  * memory. */

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 
-static iocp__mutex pool_lock = IOCP__MUTEX_INIT; /* also orders gate closing */
+static iocp__mutex pool_lock = IOCP__MUTEX_INIT(IOCP__RANK_POOL); /* also orders gate closing */
 static iocp_server *pool_head;
 
 /* A server struct from the pool or the allocator, its gate closed, every
@@ -147,7 +147,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
   rc = iocp__table_init(&s->table, line);
   if (rc == IOCP_OK) rc = iocp__workers_init(&s->workers, default_threads(s), line);
   if (rc != IOCP_OK) goto fail_tables;
-  iocp__mutex_init(&s->lock);
+  iocp__mutex_init(&s->lock, IOCP__RANK_SERVER);
   iocp__cond_init(&s->cond);
   iocp__cond_init(&s->timer_cond);
   s->t0 = iocp__now_ms();

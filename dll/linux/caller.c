@@ -44,7 +44,7 @@ void iocp__linux_caller_init(struct iocp__eng_server *e) {
   atomic_init(&e->caller_left_ms, 0);
   atomic_init(&e->caller_entered_ms, 0);
   atomic_init(&e->caller_held, 0);
-  iocp__mutex_init(&e->caller_lock);
+  iocp__mutex_init(&e->caller_lock, IOCP__RANK_CALLER);
   iocp__cond_init(&e->caller_cond);
 }
 

@@ -6,7 +6,7 @@
 #ifndef IOCP_LINUX_ENG_H
 #define IOCP_LINUX_ENG_H
 
-#include "sys.h"
+#include "../core/sys.h" /* iocp__mutex */
 
 #include <pthread.h>
 #include <stdatomic.h>

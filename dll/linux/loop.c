@@ -339,7 +339,7 @@ int iocp__linux_loops_open(iocp_server *s, uint32_t n) {
     atomic_init(&l->parks, 0);
     atomic_init(&l->in_wait, 0);
     atomic_init(&l->taken, 0);
-    iocp__mutex_init(&l->qlock);
+    iocp__mutex_init(&l->qlock, IOCP__RANK_QUEUE);
     iocp__cond_init(&l->park_cond);
     e->nloops++; /* from here on loops_close undoes it */
     l->epfd = iocp__hooks.epoll_create1(EPOLL_CLOEXEC);

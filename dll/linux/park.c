@@ -24,6 +24,7 @@
  * the parked loops' connections some 40 ms at most. */
 #include "internal.h"
 
+#include <assert.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -101,6 +102,7 @@ static void move_conns(struct iocp__eng_server *e, struct iocp__eng_loop *l, int
 /* park_lock held. l's sockets go home while its set is still nested, so
  * worker 0 serves what they report until l's worker is back. */
 static void unpark_locked(struct iocp__eng_server *e, struct iocp__eng_loop *l) {
+  assert(iocp__mutex_held(&e->park_lock));
   struct epoll_event ev;
   if (!atomic_load(&l->parked)) return;
   move_conns(e, l, 0);
@@ -298,7 +300,7 @@ static void account(struct iocp__eng_loop *l) {
 /* ---- The loop's calls -------------------------------------------------------------- */
 
 void iocp__park_init(struct iocp__eng_server *e, uint32_t nloops) {
-  iocp__mutex_init(&e->park_lock);
+  iocp__mutex_init(&e->park_lock, IOCP__RANK_PARK);
   atomic_init(&e->park_next_ns, 0);
   atomic_init(&e->unpark_next_ns, 0);
   e->unpark_backoff_ns = 0;

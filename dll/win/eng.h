@@ -5,7 +5,7 @@
 #ifndef IOCP_WIN_ENG_H
 #define IOCP_WIN_ENG_H
 
-#include "sys.h"
+#include "../core/sys.h" /* iocp__mutex */
 #include <mswsock.h>
 #include <stdint.h>
 

@@ -485,7 +485,7 @@ int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen,
   e->try_send = tuning->try_send;
   e->dequeue_batch = (ULONG)tuning->dequeue_batch;
   iocp__win_hot_init(s, tuning->hot_budget, tuning->hot_idle_ms);
-  iocp__mutex_init(&e->accept_lock);
+  iocp__mutex_init(&e->accept_lock, IOCP__RANK_ACCEPT);
   iocp__cond_init(&e->accept_cond);
   if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
     rc = IOCP_ESYSTEM;

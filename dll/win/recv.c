@@ -104,6 +104,7 @@ static int take_budget(struct iocp__eng_server *se, struct iocp__eng_conn *e) {
 }
 
 static int post_recv_locked(iocp__conn *c) {
+  assert(iocp__conn_held(c));
   struct iocp__eng_conn *e = iocp__conn_eng(c);
   iocp_server *s = iocp__conn_server(c);
   struct iocp__eng_server *se = iocp__server_eng(s);
@@ -152,6 +153,7 @@ int iocp__eng_recv(iocp__conn *c) {
  * that woke it may have been taken by an earlier read). Returns 1 when the
  * receive is reported in *buf / *n / *result, 0 when it is posted again. */
 static int read_now_locked(iocp__conn *c, uint8_t **buf, size_t *n, int *result) {
+  assert(iocp__conn_held(c));
   struct iocp__eng_conn *e = iocp__conn_eng(c);
   iocp_server *s = iocp__conn_server(c);
   size_t cap = iocp__buf_size(s);
