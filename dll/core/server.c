@@ -48,12 +48,14 @@ __attribute__((destructor))
 #endif
 static void pool_release(void) {
   iocp_server *s;
-  iocp__mutex_lock(&pool_lock);
+  /* The OS lock without the debug checks: a library being unloaded may have
+   * lost its thread-locals already (a Windows DLL detaching at exit). */
+  iocp__os_mutex_lock(&pool_lock.os);
   while ((s = pool_head) != NULL) {
     pool_head = s->pool_next;
     iocp__free(s);
   }
-  iocp__mutex_unlock(&pool_lock);
+  iocp__os_mutex_unlock(&pool_lock.os);
 }
 #if defined(_MSC_VER)
 /* MSVC has no destructor attribute: a CRT terminator does the same. */
