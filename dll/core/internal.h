@@ -1,4 +1,5 @@
-/* Internal declarations shared by the core files and the engines. */
+/* Internal declarations shared by the core files (and white-box tests). The
+ * engines see the core only through engine.h. */
 #ifndef IOCP_CORE_INTERNAL_H
 #define IOCP_CORE_INTERNAL_H
 

@@ -1,6 +1,6 @@
 /* The epoll engine's own declarations, shared by its files (engine.c,
- * loop.c, park.c, park_policy.c, caller.c, connect.c, syserr.c) and by white-box tests;
- * the core never includes it (as libuv's src/unix/internal.h).
+ * loop.c, park.c, park_policy.c, caller.c, connect.c, syserr.c) and by
+ * white-box tests; the core never includes it (as libuv's src/unix/internal.h).
  *
  * epoll reports readiness; the core wants completions. The engine bridges
  * the two: a posted receive or send is remembered in the connection, a

@@ -1,7 +1,8 @@
 /* Parking, the policy (park.c is the mechanism): when a worker lends its
- * loop to worker 0, and when worker 0 gives it back. The policy is a pure function of one window's
- * measurements, so it is tested on its own (test/c/test_park.c); this file
- * also takes those measurements from the kernel.
+ * loop to worker 0, and when worker 0 gives it back. The policy is a pure
+ * function of one window's measurements, so it is tested on its own
+ * (test/c/test_park.c); this file also takes those measurements from the
+ * kernel.
  *
  * Two reasons to park a worker (not worker 0):
  *
