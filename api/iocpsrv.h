@@ -83,33 +83,16 @@
  *   orderly end of stream, so on_disconnect may say IOCP_REASON_PEER_CLOSED
  *   where Windows says IOCP_REASON_RESET.
  * - Which worker serves a connection: on Windows any worker takes any
- *   completion from the one port. On Linux each connection belongs to one
- *   worker's epoll set for its whole life (round robin as connections are
- *   made; on_connect of an accepted one runs on the worker that accepted
- *   it), as in one nginx worker or one libuv loop per thread; and a worker
- *   that has little to do, or that the machine keeps waiting for a
- *   processor (more busy threads than processors: a client or another
- *   program on the same machine), lends its connections to the first worker
- *   and sleeps until that one gets busy while processors sit idle. So the
- *   Linux engine may run fewer workers than configured while the machine
- *   is oversubscribed; with IOCPSRV_PARK=1 in the environment (read by
- *   iocp_create) only idle workers lend theirs, with IOCPSRV_PARK=0 none
- *   does. On Linux a callback that blocks also holds the other
- *   connections of its worker (those lent to a blocked first worker go
- *   back to their own within some 40 ms). The ordering guarantees above
- *   are the same.
- * - How the Windows engine takes completions changes nothing a caller sees:
- *   workers take one packet at a time from one I/O completion port. It can
- *   also let sockets skip the port when an operation succeeds at once
- *   (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS; only where the socket's provider
- *   has IFS handles, as no layered provider then stands in the way): such a
- *   send is reported right away on the same worker, at most 8 per packet
- *   before the next goes through the port behind the other connections',
- *   and such a receive waits its turn in the port, so no connection can
- *   starve the others. And it can take up to 16 packets per
- *   GetQueuedCompletionStatusEx. Both are off in this release: measured
- *   under Wine against the engine without them, neither won with many
- *   connections (README, "Performance").
+ *   completion. On Linux each connection belongs to one worker for its
+ *   whole life (on_connect of an accepted one runs on the worker that
+ *   accepted it), and a worker with little to do, or one the machine keeps
+ *   waiting for a processor, may lend its connections to the first worker
+ *   and sleep until that one is busy while processors sit idle: callbacks
+ *   may then run on fewer threads than config.threads. So on Linux a
+ *   callback that blocks also holds the other connections of its worker
+ *   (those lent to a blocked first worker go back to their own within some
+ *   40 ms). The ordering guarantees above are the same on both. How the
+ *   engines work, and why, is in dll/README.md.
  *
  * Memory
  * ------
@@ -828,13 +811,12 @@ IOCP_API int IOCP_CALL iocp_stop(iocp_server *server);
  * takes a batch of events with one call. Create the server with
  * config.delivery = IOCP_DELIVERY_QUEUE.
  *
- * While iocp_wait() waits, its thread works for the library as a thread
+ * While iocp_wait() waits, its thread may work for the library as a thread
  * waiting on an I/O completion port does (in the Linux build; the Windows
- * build's workers do it all): it serves readiness itself and takes the
- * events it makes without a hand-off between threads, and the worker that
- * would have served them sleeps until the caller has been away from
- * iocp_wait() for 2 ms. So the caller's code never runs I/O, yet a busy
- * caller that comes straight back pays no context switch per batch.
+ * build's workers do it all): it serves I/O itself and takes the events it
+ * makes, and the worker that would have served them stays out of the way
+ * until the caller has been away from iocp_wait() for 2 ms. The caller's
+ * own code never runs I/O. (dll/README.md says why.)
  *
  * The guarantees are the callbacks' ones, in queue order:
  * - Per connection: ACCEPTED first, then DATA / SENT / PEER_CLOSED in order,

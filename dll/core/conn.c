@@ -73,7 +73,7 @@ iocp__conn *iocp__conn_alloc(iocp_server *s) {
   c->drain_mark = s->cfg.drain_mark;
   c->idle_ms = s->cfg.idle_timeout_ms;
   c->active_tick = iocp__timer_tick(s);
-  iocp__mutex_init(&c->lock);
+  iocp__mutex_init(&c->lock, IOCP__RANK_CONN);
   iocp__ref_add(&s->alive, 1);
   return c;
 }
@@ -86,6 +86,7 @@ iocp_server *iocp__conn_server(const iocp__conn *c) { return c->server; }
 iocp_conn_id iocp__conn_id(const iocp__conn *c) { return c->id; }
 void iocp__conn_lock(iocp__conn *c) { iocp__mutex_lock(&c->lock); }
 void iocp__conn_unlock(iocp__conn *c) { iocp__mutex_unlock(&c->lock); }
+int iocp__conn_held(iocp__conn *c) { return iocp__mutex_held(&c->lock); }
 
 static int has_events(const iocp__conn *c) {
   return c->ev_connect || c->ev_data || c->ev_sent || c->ev_drain || c->ev_peer_closed ||
@@ -95,6 +96,7 @@ static int has_events(const iocp__conn *c) {
 /* Starts the teardown once: no more I/O, the socket is closed (pending
  * operations complete as aborted) and on_disconnect becomes due. */
 void iocp__conn_teardown_locked(iocp__conn *c, int reason, int abortive) {
+  assert(iocp__mutex_held(&c->lock));
   if (c->closing) return;
   c->closing = 1;
   c->reason = reason;
@@ -105,10 +107,12 @@ void iocp__conn_teardown_locked(iocp__conn *c, int reason, int abortive) {
 }
 
 static void teardown_locked(iocp__conn *c, int reason, int abortive) {
+  assert(iocp__mutex_held(&c->lock));
   iocp__conn_teardown_locked(c, reason, abortive);
 }
 
 void iocp__conn_start_recv_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
   if (c->closing || c->peer_fin || c->recv_busy || c->ev_data || !c->kept) return;
   if (c->paused || c->in_data) return; /* resumed later; on_data still holds rbuf */
   assert(c->rbuf == NULL); /* on_data is over: its buffer went back */
@@ -122,11 +126,15 @@ void iocp__conn_start_recv_locked(iocp__conn *c) {
   }
 }
 
-static void start_recv_locked(iocp__conn *c) { iocp__conn_start_recv_locked(c); }
+static void start_recv_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
+  iocp__conn_start_recv_locked(c);
+}
 
 /* Posts the next gathered send; with an empty queue after iocp_shutdown(),
  * sends FIN instead, which ends the connection if the peer's FIN is in. */
 void iocp__conn_start_send_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
   iocp__iov iov[IOCP__MAX_IOV];
   int n;
   if (c->closing || c->send_busy || !c->kept) return;
@@ -152,12 +160,16 @@ void iocp__conn_start_send_locked(iocp__conn *c) {
   }
 }
 
-static void start_send_locked(iocp__conn *c) { iocp__conn_start_send_locked(c); }
+static void start_send_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
+  iocp__conn_start_send_locked(c);
+}
 
 /* Takes the next due event into c->ev; lock held. Returns 0 when the event
  * needs no delivery (the library's own handling of a peer's FIN, a drain
  * that is no longer one). */
 static int take_event_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
   iocp_server *s = c->server;
   iocp__event_rec *e = &c->ev;
   memset(e, 0, sizeof(*e));
@@ -277,6 +289,7 @@ static void finish_event(iocp__conn *c, int keep) {
  * goes to the queue, and `running` stays set until its batch is released
  * (iocp__conn_released picks up from there). */
 static void run_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
   iocp_server *s = c->server;
   iocp__conn *outer = current;
   int rounds = 0;
@@ -334,6 +347,7 @@ void iocp__conn_released(iocp__conn *c) {
 
 /* On a worker, lock held: deliver here unless another worker already is. */
 static void deliver_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
   if (c->running || !has_events(c)) {
     iocp__mutex_unlock(&c->lock);
     return;
@@ -345,6 +359,7 @@ static void deliver_locked(iocp__conn *c) {
 /* On any thread, lock held: make sure a worker will deliver what is pending
  * (API calls never run callbacks on the caller's thread). */
 void iocp__conn_kick_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
   if (c->running || !has_events(c)) return;
   iocp__conn_ref(c);
   if (iocp__eng_post_run(c) == IOCP_OK)
@@ -353,7 +368,10 @@ void iocp__conn_kick_locked(iocp__conn *c) {
     unref_not_last(c); /* the next completion on this connection delivers */
 }
 
-static void kick_locked(iocp__conn *c) { iocp__conn_kick_locked(c); }
+static void kick_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
+  iocp__conn_kick_locked(c);
+}
 
 /* ---- Called by the engine's workers ---------------------------------------- */
 
@@ -515,6 +533,7 @@ typedef struct send_args {
  * uv_try_write does: no copy and no completion for what it takes. Advances
  * *a past those bytes; the rest is queued by the caller. */
 static int try_send_locked(iocp__conn *c, send_args *a) {
+  assert(iocp__mutex_held(&c->lock));
   long long n = iocp__eng_try_send(c, a->data, a->len);
   if (n < 0) {
     /* As a failed send operation would end it: the bytes are taken, the
@@ -534,6 +553,7 @@ static int try_send_locked(iocp__conn *c, send_args *a) {
 }
 
 static int send_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   send_args *a = arg;
   int rc;
   /* After iocp_shutdown() the answer stays ESHUTDOWN, even once the
@@ -558,6 +578,7 @@ static int send_locked(iocp__conn *c, void *arg) {
 }
 
 static int shutdown_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   (void)arg;
   if (c->closing || c->refuse_req) return IOCP_ECLOSED;
   if (!c->shut_req) {
@@ -568,6 +589,7 @@ static int shutdown_locked(iocp__conn *c, void *arg) {
 }
 
 static int close_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   (void)arg;
   if (c->closing || c->refuse_req) return IOCP_ECLOSED;
   if (c->accept_out && iocp__evq_is_holder(c->server)) {
@@ -583,6 +605,7 @@ static int close_locked(iocp__conn *c, void *arg) {
 }
 
 static int queued_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   *(uint64_t *)arg = c->sendq.queued;
   return IOCP_OK;
 }

@@ -29,7 +29,7 @@ int iocp__table_init(iocp__table *t, size_t line) {
   t->mem = iocp__calloc(1, IOCP__TABLE_SHARDS * t->stride + line);
   if (t->mem == NULL) return IOCP_ENOMEM;
   t->base = (uint8_t *)(((uintptr_t)t->mem + line - 1) / line * line);
-  for (i = 0; i < IOCP__TABLE_SHARDS; i++) iocp__mutex_init(&shard(t, i)->lock);
+  for (i = 0; i < IOCP__TABLE_SHARDS; i++) iocp__mutex_init(&shard(t, i)->lock, IOCP__RANK_SHARD);
   return IOCP_OK;
 }
 

@@ -9,6 +9,7 @@
 
 /* Lock held: hands the attempt to the engine, which reports it once. */
 static int start_locked(iocp__conn *c, const struct sockaddr_storage *addr, int addrlen) {
+  assert(iocp__mutex_held(&c->lock));
   int rc;
   if (c->closing) return IOCP_ECLOSED; /* iocp_destroy got to it first */
   iocp__conn_ref(c);                   /* the attempt's reference */

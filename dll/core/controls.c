@@ -7,11 +7,13 @@
 /* ---- Context ------------------------------------------------------------------ */
 
 static int set_context_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   c->context = arg;
   return IOCP_OK;
 }
 
 static int get_context_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   *(void **)arg = c->context;
   return IOCP_OK;
 }
@@ -43,6 +45,7 @@ int IOCP_CALL iocp_get_context(iocp_server *s, iocp_conn_id id, void **context) 
 /* ---- Pause and resume ---------------------------------------------------------- */
 
 static int pause_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   (void)arg;
   if (c->closing) return IOCP_ECLOSED;
   c->paused = 1;
@@ -50,6 +53,7 @@ static int pause_locked(iocp__conn *c, void *arg) {
 }
 
 static int resume_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   (void)arg;
   if (c->closing) return IOCP_ECLOSED;
   if (!c->paused) return IOCP_OK;
@@ -70,6 +74,7 @@ int IOCP_CALL iocp_resume_recv(iocp_server *s, iocp_conn_id id) {
 /* ---- Drain mark ---------------------------------------------------------------- */
 
 static int drain_mark_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   uint64_t mark = *(const uint64_t *)arg;
   if (c->closing) return IOCP_ECLOSED;
   if (mark >= c->server->cfg.max_send_queue) return IOCP_EINVAL;
@@ -85,6 +90,7 @@ int IOCP_CALL iocp_set_drain_mark(iocp_server *s, iocp_conn_id id, uint64_t mark
 /* ---- Idle timeout ---------------------------------------------------------------- */
 
 static int idle_timeout_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
   if (c->closing) return IOCP_ECLOSED;
   c->idle_ms = *(const uint32_t *)arg;
   c->active_tick = iocp__timer_tick(c->server);

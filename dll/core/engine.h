@@ -37,13 +37,35 @@ enum iocp__io_result {
   IOCP__IO_RESET = 2    /* the peer reset the connection, or an I/O error */
 };
 
+/* ---- Tuning (tuning.c) ---------------------------------------------------
+ * Switches for the tests and the benchmark, not an interface. iocp_create()
+ * reads them once (iocp__tuning_load: iocp__tuning_defaults, overridden by
+ * the IOCPSRV_* environment variables named below, a number each; text that
+ * is not a number in range leaves the default) and hands them to
+ * iocp__eng_start. Each engine uses its own; dll/README.md lists them. */
+typedef struct iocp__tuning {
+  int park;            /* epoll: IOCPSRV_PARK, 0..3, the parking mode (linux/internal.h) */
+  int zero_byte_recv;  /* IOCP: receive with zero-byte WSARecv (no variable: tests only) */
+  int skip_on_success; /* IOCP: IOCPSRV_SKIP_ON_SUCCESS, 0..1 */
+  int try_send;        /* IOCP: IOCPSRV_TRY_SEND, 0..1 */
+  int dequeue_batch;   /* IOCP: IOCPSRV_DEQUEUE_BATCH, 1..IOCP__TUNING_DEQUEUE_MAX */
+  int hot_budget;      /* IOCP: IOCPSRV_HOT_BUDGET, -1..INT_MAX (-1: the engine's default) */
+  int hot_idle_ms;     /* IOCP: IOCPSRV_HOT_IDLE_MS, 1..3600000 */
+} iocp__tuning;
+#define IOCP__TUNING_DEQUEUE_MAX 64
+/* The values before the environment's; white-box tests change them before a
+ * server starts, the shipped library never does. */
+extern iocp__tuning iocp__tuning_defaults;
+
 /* ---- Implemented by the engine -------------------------------------------
  * Unless noted, an engine function returns 0 or a negative IOCP_ code. */
 
 /* Starts networking, binds and listens on the parsed address, starts
- * iocp__worker_count(s) workers and posts the accepts. On failure
- * everything is undone. */
-int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen);
+ * iocp__worker_count(s) workers and posts the accepts, with the server's
+ * tuning (read once by iocp_create; the engine copies what it needs). On
+ * failure everything is undone. */
+int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen,
+                    const iocp__tuning *tuning);
 
 /* Stops accepting: closes the listening socket; accepts in flight are
  * cancelled and cleaned up by the workers. Idempotent. */
@@ -111,6 +133,9 @@ iocp_server *iocp__conn_server(const iocp__conn *c);
 iocp_conn_id iocp__conn_id(const iocp__conn *c);
 void iocp__conn_lock(iocp__conn *c);
 void iocp__conn_unlock(iocp__conn *c);
+/* Nonzero when the calling thread holds c's lock (always with NDEBUG): for
+ * the assert() at the top of an engine function that ends in _locked. */
+int iocp__conn_held(iocp__conn *c);
 
 /* A new connection, with one reference (the engine's), or NULL when out of
  * memory. */
@@ -142,6 +167,8 @@ void iocp__conn_run(iocp__conn *c);
 /* ---- The server, its workers, buffers and statistics (core) ------------------ */
 
 const iocp_config *iocp__server_config(const iocp_server *s);
+/* Connections in the table now (iocp_connection_count without the gate). */
+uint64_t iocp__server_conn_count(const iocp_server *s);
 /* The engine bound its listener to this address (port included). */
 void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr);
 

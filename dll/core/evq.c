@@ -39,9 +39,15 @@ static IOCP__TLS iocp_server *held_wake;
  * pushes meanwhile it takes itself when the engine returns. */
 static IOCP__TLS iocp_server *serving;
 
+/* The server whose event queue q is. */
+static iocp_server *evq_server(iocp__evq *q) {
+  return (iocp_server *)(void *)((char *)q - offsetof(iocp_server, evq));
+}
+
 int iocp__evq_serving_here(const iocp_server *s) { return s != NULL && serving == s; }
 
 void iocp__evq_wake_locked(iocp_server *s) {
+  assert(iocp__mutex_held(&s->lock));
   iocp__cond_broadcast(&s->cond);
   if (s->evq.serving) iocp__eng_caller_wake(s);
 }
@@ -80,6 +86,7 @@ void iocp__worker_flush(void) {
 
 /* Moves what workers pushed to the queue's tail, oldest first; lock held. */
 static void absorb_locked(iocp__evq *q) {
+  assert(iocp__mutex_held(&evq_server(q)->lock));
   iocp__conn *c = (iocp__conn *)iocp__ptr_exchange(&q->inbox, NULL), *first = NULL, *last = c;
   if (c == NULL) return;
   while (c != NULL) { /* newest first: reverse it */
@@ -103,6 +110,7 @@ static void absorb_locked(iocp__evq *q) {
  * stays after a wake-up for another reason (a pusher then wakes nobody,
  * once): clearing it here could hide another sleeper. */
 static void sleep_locked(iocp_server *s, int64_t ms, int may_serve) {
+  assert(iocp__mutex_held(&s->lock));
   iocp__evq *q = &s->evq;
   q->sleepers++;
   (void)iocp__exchange32(&q->waiting, 1);
@@ -145,6 +153,7 @@ static void release_list(iocp__conn *c) {
 /* Nothing more will ever be queued: stopped (iocp_stop() or
  * iocp_stop_graceful()), and every connection freed and its events taken. */
 static int finished_locked(iocp_server *s) {
+  assert(iocp__mutex_held(&s->lock));
   return s->evq.discard || ((s->stopped || s->stopping) && iocp__ref_add(&s->alive, 0) == 0 &&
                             s->evq.head == NULL && s->evq.log_queued == 0);
 }
@@ -161,6 +170,7 @@ static void fill(iocp_event *ev, const iocp__conn *c) {
 /* ---- LOG events ------------------------------------------------------------ */
 
 static void log_put_locked(iocp__evq *q, int level, int code, const char *text) {
+  assert(iocp__mutex_held(&evq_server(q)->lock));
   iocp__logrec *r = &q->logs[(q->log_first + q->log_taken + q->log_queued) % IOCP_LOG_QUEUE_MAX];
   size_t len = strlen(text);
   if (len >= sizeof(r->text)) len = sizeof(r->text) - 1;
@@ -196,6 +206,7 @@ void iocp__evq_log(iocp_server *s, int level, int code, const char *text) {
 
 /* Moves queued LOG events into the batch, oldest first; lock held. */
 static uint32_t take_logs_locked(iocp__evq *q, iocp_event *events, uint32_t max) {
+  assert(iocp__mutex_held(&evq_server(q)->lock));
   uint32_t n = 0;
   while (n < max && q->log_queued != 0) {
     const iocp__logrec *r = &q->logs[(q->log_first + q->log_taken) % IOCP_LOG_QUEUE_MAX];

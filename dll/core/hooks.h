@@ -2,7 +2,8 @@
  * socket layer (SQLite's aSyscall[] idea). Tests linked against the static
  * build replace entries to make any of these calls fail; the shipped library
  * never changes it. The engine lists its own socket calls in
- * IOCP__ENGINE_HOOKS (see win/eng.h, linux/eng.h). */
+ * IOCP__ENGINE_HOOKS (see win/eng.h, linux/eng.h: the part of each engine
+ * the core embeds; neither engine's internal.h is seen here). */
 #ifndef IOCP_CORE_HOOKS_H
 #define IOCP_CORE_HOOKS_H
 

@@ -1,4 +1,5 @@
-/* Internal declarations shared by the core files and the engines. */
+/* Internal declarations shared by the core files (and white-box tests). The
+ * engines see the core only through engine.h. */
 #ifndef IOCP_CORE_INTERNAL_H
 #define IOCP_CORE_INTERNAL_H
 
@@ -252,6 +253,7 @@ struct iocp_server {
   struct sockaddr_storage bound; /* the listener's address, set by the engine */
   iocp__table table;
   iocp__workers workers;
+  iocp__tuning tuning;   /* read at creation (tuning.c) */
 
   /* Connections allocated and not yet freed: counted without the lock; the
    * last one freed wakes iocp_destroy() under it. */
@@ -291,6 +293,13 @@ struct iocp_server {
  * long must not stay inside the gate while it does. */
 int iocp__server_enter(iocp_server *s);
 void iocp__server_leave(iocp_server *s);
+
+/* ---- Tuning (tuning.c; the struct is in engine.h) --------------------------- */
+
+/* Fills t from iocp__tuning_defaults and the environment. */
+void iocp__tuning_load(iocp__tuning *t);
+/* The number text names, when it is one in [lo, hi]; else (NULL too) dflt. */
+int iocp__tuning_number(const char *text, int dflt, int lo, int hi);
 
 /* ---- Idle timer (timer.c) ------------------------------------------------------ */
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 
-static iocp__mutex pool_lock = IOCP__MUTEX_INIT; /* also orders gate closing */
+static iocp__mutex pool_lock = IOCP__MUTEX_INIT(IOCP__RANK_POOL); /* also orders gate closing */
 static iocp_server *pool_head;
 
 /* A server struct from the pool or the allocator, its gate closed, every
@@ -48,12 +48,14 @@ __attribute__((destructor))
 #endif
 static void pool_release(void) {
   iocp_server *s;
-  iocp__mutex_lock(&pool_lock);
+  /* The OS lock without the debug checks: a library being unloaded may have
+   * lost its thread-locals already (a Windows DLL detaching at exit). */
+  iocp__os_mutex_lock(&pool_lock.os);
   while ((s = pool_head) != NULL) {
     pool_head = s->pool_next;
     iocp__free(s);
   }
-  iocp__mutex_unlock(&pool_lock);
+  iocp__os_mutex_unlock(&pool_lock.os);
 }
 #if defined(_MSC_VER)
 /* MSVC has no destructor attribute: a CRT terminator does the same. */
@@ -142,11 +144,12 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
     goto fail_free;
   }
   s->user = user;
+  iocp__tuning_load(&s->tuning);
   line = iocp__sys_cache_line();
   rc = iocp__table_init(&s->table, line);
   if (rc == IOCP_OK) rc = iocp__workers_init(&s->workers, default_threads(s), line);
   if (rc != IOCP_OK) goto fail_tables;
-  iocp__mutex_init(&s->lock);
+  iocp__mutex_init(&s->lock, IOCP__RANK_SERVER);
   iocp__cond_init(&s->cond);
   iocp__cond_init(&s->timer_cond);
   s->t0 = iocp__now_ms();
@@ -159,7 +162,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
    * complete: callbacks may call in at once. */
   *server = s;
   gate_open(s);
-  rc = iocp__eng_start(s, (const struct sockaddr *)&addr, addrlen);
+  rc = iocp__eng_start(s, (const struct sockaddr *)&addr, addrlen, &s->tuning);
   if (rc != IOCP_OK) {
     *server = NULL;
     gate_close(s);
@@ -258,6 +261,8 @@ uint64_t IOCP_CALL iocp_connection_count(iocp_server *s) {
 }
 
 const iocp_config *iocp__server_config(const iocp_server *s) { return &s->cfg; }
+
+uint64_t iocp__server_conn_count(const iocp_server *s) { return iocp__table_count(&s->table); }
 
 void iocp__server_bound(iocp_server *s, const struct sockaddr_storage *addr) {
   char text[IOCP_ADDRSTRLEN];

@@ -69,7 +69,7 @@ int iocp__workers_init(iocp__workers *w, uint32_t threads, size_t line) {
     w->mem = NULL;
     return IOCP_ENOMEM;
   }
-  iocp__mutex_init(&w->pool_lock);
+  iocp__mutex_init(&w->pool_lock, IOCP__RANK_BUFFERS);
   for (i = 0; i <= w->count; i++) slot(w, i)->nbufs = 0;
   return IOCP_OK;
 }
@@ -128,6 +128,7 @@ static int64_t lent_now(const iocp__workers *w) {
 /* The most buffers the pool should let exist (lent + spare) now, given that
  * `lent` are lent; pool_lock held. */
 static int64_t pool_limit_locked(iocp__workers *w, int64_t lent) {
+  assert(iocp__mutex_held(&w->pool_lock));
   uint64_t now = iocp__now_ms();
   if (now - w->epoch_ms >= IOCP__POOL_EPOCH_MS) {
     w->peak_prev = now - w->epoch_ms >= 2 * IOCP__POOL_EPOCH_MS ? 0 : w->peak; /* quiet since */
@@ -159,6 +160,7 @@ uint8_t *iocp__buf_get(iocp_server *s) {
 /* Room for one more spare; pool_lock held. A failed growth only means the
  * buffer goes back to the allocator. */
 static int pool_room_locked(iocp__workers *w) {
+  assert(iocp__mutex_held(&w->pool_lock));
   uint8_t **bigger;
   uint32_t cap;
   if (w->pool_n < w->pool_cap) return 1;

@@ -29,7 +29,7 @@
  * just before it waits, and then does not block; the caller marks
  * caller_waiting before it looks, so a worker that takes an edge written
  * after the look sees the mark and passes the edge on. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -44,7 +44,7 @@ void iocp__linux_caller_init(struct iocp__eng_server *e) {
   atomic_init(&e->caller_left_ms, 0);
   atomic_init(&e->caller_entered_ms, 0);
   atomic_init(&e->caller_held, 0);
-  iocp__mutex_init(&e->caller_lock);
+  iocp__mutex_init(&e->caller_lock, IOCP__RANK_CALLER);
   iocp__cond_init(&e->caller_cond);
 }
 

@@ -4,7 +4,7 @@
  * ended by the socket's first EPOLLOUT edge), so a close aborts it and the
  * core hears of it once.
  * The Linux twin of dll/win/connect.c. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <netinet/in.h>

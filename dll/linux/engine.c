@@ -35,7 +35,7 @@
  * connection while its loop's worker handles an edge (an API call, or the
  * worker that accepted it running on_connect); both serialise on the lock
  * and the flags keep that harmless. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -71,6 +71,7 @@ static void task_done(iocp__conn *c, iocp__task *t, const io_done *d) {
 /* Reads into a buffer lent by the core's pool (the worker's own, as a
  * rule): a connection holds one only while its bytes wait for on_data. */
 static void try_recv_locked(iocp__conn *c, io_done *d) {
+  assert(iocp__conn_held(c));
   iocp_server *s = iocp__conn_server(c);
   uint8_t *buf = iocp__buf_get(s);
   ssize_t n = -1;
@@ -118,6 +119,7 @@ static ssize_t send_iov(int fd, struct iovec *iov, int n) {
 }
 
 static void try_send_locked(iocp__conn *c, io_done *d) {
+  assert(iocp__conn_held(c));
   ssize_t n = send_iov(iocp__conn_eng(c)->fd, iocp__conn_eng(c)->iov, iocp__conn_eng(c)->niov);
   if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) {
     iocp__conn_eng(c)->writable = 0;
@@ -278,7 +280,7 @@ int iocp__linux_register(iocp__conn *c, int fd) {
   iocp__conn_eng(c)->writable = 1;
   iocp__conn_eng(c)->hup = 0;
   iocp__conn_eng(c)->settled = 0;
-  /* A parked loop's connections sit in worker 0's set (loop.c). Should the
+  /* A parked loop's connections sit in worker 0's set (park.c). Should the
    * loop unpark before the table has this one, worker 0 keeps serving it
    * until the loop's next park and unpark bring it home. */
   iocp__conn_eng(c)->moved = atomic_load(&iocp__conn_eng(c)->loop->parked) ? 1 : 0;
@@ -294,6 +296,7 @@ int iocp__linux_register(iocp__conn *c, int fd) {
  * a new connection wakes one sleeping worker, not all (kernels before 4.5
  * refuse the flag: then all). */
 static int arm_listener_locked(struct iocp__eng_server *e) {
+  assert(iocp__mutex_held(&e->accept_lock));
   uint32_t i;
   int rc = IOCP_OK;
   e->listener_armed = 1;
@@ -313,6 +316,7 @@ static int arm_listener_locked(struct iocp__eng_server *e) {
 
 /* Takes the listener out of every set (a set that never had it says ENOENT). */
 static void disarm_listener_locked(struct iocp__eng_server *e) {
+  assert(iocp__mutex_held(&e->accept_lock));
   uint32_t i;
   if (!e->listener_armed) return;
   for (i = 0; i < e->nloops; i++) {
@@ -326,6 +330,7 @@ static void disarm_listener_locked(struct iocp__eng_server *e) {
 /* Leaves the listener out of the sets for a while; the workers wait with a
  * time-out meanwhile and put it back in iocp__linux_accept_resume(). */
 static void backoff_locked(struct iocp__eng_server *e) {
+  assert(iocp__mutex_held(&e->accept_lock));
   disarm_listener_locked(e);
   e->backoff_until = iocp__now_ms() + IOCP__BACKOFF_MS;
   atomic_store(&e->backoff, 1);
@@ -501,18 +506,20 @@ static void release(iocp_server *s) {
   iocp__mutex_destroy(&e->accept_lock);
 }
 
-int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen,
+                    const iocp__tuning *tuning) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   int rc;
 
   memset(e, 0, sizeof(*e));
   e->listener = -1;
   e->family = addr->sa_family;
+  e->park_mode = tuning->park;
   atomic_init(&e->backoff, 0);
   atomic_init(&e->next_loop, 0);
   e->accept_batch = iocp__server_config(s)->accepts_posted < IOCP__ACCEPT_BATCH_MAX ? iocp__server_config(s)->accepts_posted
                                                                    : IOCP__ACCEPT_BATCH_MAX;
-  iocp__mutex_init(&e->accept_lock);
+  iocp__mutex_init(&e->accept_lock, IOCP__RANK_ACCEPT);
 
   rc = iocp__linux_loops_open(s, iocp__worker_count(s));
   if (rc != IOCP_OK) goto fail;

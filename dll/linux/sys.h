@@ -1,4 +1,5 @@
-/* POSIX primitives for the core: pthread mutexes and condition variables. */
+/* POSIX primitives for the core: pthread mutexes (wrapped as iocp__mutex,
+ * with its debug checks, in core/sys.h) and condition variables. */
 #ifndef IOCP_LINUX_SYS_H
 #define IOCP_LINUX_SYS_H
 
@@ -8,15 +9,15 @@
 #include <stdint.h>
 #include <time.h>
 
-typedef pthread_mutex_t iocp__mutex;
+typedef pthread_mutex_t iocp__os_mutex;
 typedef pthread_cond_t iocp__cond;
 
-static inline void iocp__mutex_init(iocp__mutex *m) { pthread_mutex_init(m, NULL); }
-static inline void iocp__mutex_destroy(iocp__mutex *m) { pthread_mutex_destroy(m); }
-static inline void iocp__mutex_lock(iocp__mutex *m) { pthread_mutex_lock(m); }
-static inline void iocp__mutex_unlock(iocp__mutex *m) { pthread_mutex_unlock(m); }
+static inline void iocp__os_mutex_init(iocp__os_mutex *m) { pthread_mutex_init(m, NULL); }
+static inline void iocp__os_mutex_destroy(iocp__os_mutex *m) { pthread_mutex_destroy(m); }
+static inline void iocp__os_mutex_lock(iocp__os_mutex *m) { pthread_mutex_lock(m); }
+static inline void iocp__os_mutex_unlock(iocp__os_mutex *m) { pthread_mutex_unlock(m); }
 /* For a mutex with static storage duration (never destroyed). */
-#define IOCP__MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
+#define IOCP__OS_MUTEX_INIT PTHREAD_MUTEX_INITIALIZER
 /* Lets another thread run (a short wait on a rare path). */
 static inline void iocp__yield(void) { sched_yield(); }
 
@@ -29,11 +30,11 @@ static inline void iocp__cond_init(iocp__cond *c) {
   pthread_condattr_destroy(&a);
 }
 static inline void iocp__cond_destroy(iocp__cond *c) { pthread_cond_destroy(c); }
-static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) { pthread_cond_wait(c, m); }
+static inline void iocp__os_cond_wait(iocp__cond *c, iocp__os_mutex *m) { pthread_cond_wait(c, m); }
 static inline void iocp__cond_broadcast(iocp__cond *c) { pthread_cond_broadcast(c); }
 
 /* Waits at most ms milliseconds (or until woken); spurious wake-ups happen. */
-static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
+static inline void iocp__os_cond_wait_ms(iocp__cond *c, iocp__os_mutex *m, uint32_t ms) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts); /* the clock iocp__cond_init chose */
   ts.tv_sec += ms / 1000;

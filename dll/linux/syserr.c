@@ -1,7 +1,7 @@
 /* errno values to IOCP_ codes and to the engine's reactions: the only place
  * that knows them. Everything that is not a caller's mistake or a resource
  * limit is IOCP_ESYSTEM; a cancelled operation is IOCP_ECLOSED. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <errno.h>
 

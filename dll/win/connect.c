@@ -4,7 +4,7 @@
  * with WSAIoctl. The completion sets SO_UPDATE_CONNECT_CONTEXT, so that
  * shutdown() and getpeername() work, and hands the result to the core. The
  * Windows twin of dll/linux/connect.c. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <string.h>
 

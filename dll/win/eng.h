@@ -1,44 +1,29 @@
 /* The I/O completion port engine's part of the server and connection structs,
- * and its entries in the call table (core/hooks.h). */
+ * which the core embeds (core/engine.h: iocp__conn_eng, iocp__server_eng), and
+ * its entries in the call table (core/hooks.h). Nothing else: the engine's own
+ * declarations are in internal.h, which only the engine's files include. */
 #ifndef IOCP_WIN_ENG_H
 #define IOCP_WIN_ENG_H
 
-#include "sys.h"
+#include "../core/sys.h" /* iocp__mutex */
 #include <mswsock.h>
 #include <stdint.h>
 
 typedef struct iocp_server iocp_server;
 
-enum iocp__op_kind {
-  IOCP__OP_ACCEPT = 1,
-  IOCP__OP_RECV,
-  IOCP__OP_SEND,
-  IOCP__OP_RUN,
-  IOCP__OP_CONNECT
-};
-
 /* One overlapped operation; recovered from its OVERLAPPED with
  * CONTAINING_RECORD. */
 typedef struct iocp__op {
   OVERLAPPED ol;
-  int kind;
+  int kind; /* enum iocp__op_kind (internal.h) */
 } iocp__op;
-
-/* A pre-posted AcceptEx: its socket and the address buffer it fills. */
-typedef struct iocp__accept_op {
-  iocp__op op;
-  iocp_server *server;
-  SOCKET sock;
-  int parked; /* could not be posted; retried by a worker */
-  char buf[2 * (sizeof(struct sockaddr_storage) + 16)];
-} iocp__accept_op;
 
 /* The first member of the core's connection (core/engine.h); under the
  * connection's lock. */
 struct iocp__eng_conn {
   SOCKET sock;
   unsigned nonblocking : 1; /* FIONBIO took: recv() and send() never block */
-  unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (iocp__win_tuning) */
+  unsigned zero_byte : 1; /* receives with a zero-byte WSARecv (zero_byte_recv) */
   unsigned skip_port : 1; /* no packet for an operation that succeeds at once */
   unsigned v6 : 1;        /* an IPv6 socket */
   unsigned hot : 1;       /* its last receive found bytes: the next one takes a buffer (recv.c) */
@@ -55,56 +40,6 @@ struct iocp__eng_conn {
   DWORD connect_err; /* ConnectEx failed at once: the error its packet carries */
 };
 
-/* How the engine works (internal switches, so tests run each path; the
- * shipped library never changes them):
- *
- * zero_byte_recv 1 (default) posts a WSARecv of 0 bytes, which holds no
- * buffer while nothing arrives, then reads what is there with a
- * non-blocking recv into a buffer of the pool; 0 posts a WSARecv into a
- * buffer of the pool that it holds until bytes arrive. Read when a
- * connection is set up.
- *
- * skip_on_success 1 (0 by default) sets FILE_SKIP_COMPLETION_PORT_ON_SUCCESS on each
- * connected socket (where its provider has IFS handles): a send that
- * succeeds at once queues no packet, and the engine reports it from the
- * worker's own list, at most IOCP__LOCAL_BUDGET of them per packet taken
- * from the port, the rest through the port (fairness); a receive that
- * succeeds at once is posted to the port, to wait its turn (engine.c says
- * why); 0 lets every completion go through the port.
- *
- * hot_budget -1 (default) lets at most 16 MiB of receive buffers (16 to
- * 4,096 buffers) wait in buffered receives of hot connections at once; N
- * >= 0 at most N (0: every receive is zero-byte). hot_idle_ms (default
- * 1000) is the sweep's period: a buffered receive that waited one to two
- * periods is turned into a zero-byte one (recv.c). Only with zero_byte_recv.
- *
- * dequeue_batch 1 (default) makes workers take one packet per
- * GetQueuedCompletionStatus; N > 1 up to N per GetQueuedCompletionStatusEx
- * (at most IOCP__DEQUEUE_MAX).
- *
- * try_send 1 (default): an iocp_send with nothing queued or in flight first
- * offers its bytes to a non-blocking send(), as the Linux engine does (no
- * operation, no packet for what the socket takes); 0: every send is a
- * WSASend operation (the producer test of test_fairness.c needs a chain of
- * send completions, which immediate sends leave no room for).
- *
- * skip_on_success, dequeue_batch, hot_budget, hot_idle_ms and try_send are
- * read when a server starts, where the environment variables
- * IOCPSRV_SKIP_ON_SUCCESS, IOCPSRV_DEQUEUE_BATCH, IOCPSRV_HOT_BUDGET,
- * IOCPSRV_HOT_IDLE_MS and IOCPSRV_TRY_SEND (a number each) override them:
- * knobs for the tests
- * and the benchmark (test/bench/bench.sh), not an interface. */
-struct iocp__win_tuning {
-  int zero_byte_recv;
-  int skip_on_success;
-  int dequeue_batch;
-  int hot_budget;
-  int hot_idle_ms;
-  int try_send;
-};
-extern struct iocp__win_tuning iocp__win_tuning;
-#define IOCP__DEQUEUE_MAX 64
-
 struct iocp__eng_server {
   HANDLE port;
   int family;
@@ -114,7 +49,7 @@ struct iocp__eng_server {
   HANDLE *threads;
   uint32_t nthreads;
   volatile LONG next_index; /* each worker takes its index from it */
-  iocp__accept_op *accepts;
+  struct iocp__accept_op *accepts;
   uint32_t naccepts;
 
   iocp__mutex accept_lock;
@@ -122,17 +57,19 @@ struct iocp__eng_server {
   SOCKET listener;          /* under accept_lock */
   int accepting;            /* under accept_lock */
   uint32_t accepts_pending; /* under accept_lock: posted and not yet handled */
-  volatile LONG parked;     /* accepts waiting to be posted again */
-  int pause_logged;         /* under accept_lock: on_log heard of the parking */
+  volatile LONG accepts_deferred; /* accepts waiting to be posted again */
+  int pause_logged;         /* under accept_lock: on_log heard of the deferring */
   LPFN_CONNECTEX connectex[2]; /* fetched once per family: [0] IPv4, [1] IPv6 */
   volatile LONG ifs[2]; /* per family: 0 not asked yet, 1 IFS handles, 2 not (an LSP) */
-  int skip_on_success;  /* iocp__win_tuning, as read at start */
-  int try_send;         /* likewise */
+  /* The server's tuning (core/engine.h), as iocp__eng_start got it. */
+  int zero_byte_recv;
+  int skip_on_success;
+  int try_send;
   ULONG dequeue_batch;  /* 1..IOCP__DEQUEUE_MAX */
   /* Buffered receives of hot connections (recv.c). */
   int hot_budget;            /* at most this many posted at once */
   DWORD hot_idle_ms;         /* the sweep's period */
-  volatile LONG hot_parked;  /* posted now */
+  volatile LONG hot_posted;  /* posted now */
   volatile LONG hot_gen;     /* sweeps so far */
   volatile LONG hot_demoted; /* buffered receives the sweeps cancelled (for tests) */
   volatile LONG64 next_sweep; /* GetTickCount64() when the next sweep is due */
@@ -143,13 +80,6 @@ BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol);
 BOOL iocp__win_connectex(iocp_server *s, SOCKET sock, const struct sockaddr *addr, int len,
                          OVERLAPPED *ol);
-
-/* Shared by engine.c and connect.c. */
-typedef struct iocp__conn iocp__conn;
-int iocp__win_extension(SOCKET sock, GUID guid, void *fn, DWORD size);
-SOCKET iocp__win_socket(int family);
-/* A ConnectEx completion (err: the operation's Win32 error, 0 on success). */
-void iocp__win_connect_done(iocp__conn *c, DWORD err);
 
 #define IOCP__ENGINE_HOOKS                                                          \
   SOCKET(WSAAPI *wsasocket)(int af, int type, int proto, LPWSAPROTOCOL_INFOW info,  \
@@ -182,29 +112,5 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err);
       WSARecv, WSASend,                                                                \
       iocp__win_acceptex, iocp__win_connectex, CreateIoCompletionPort, WSAIoctl,       \
       SetFileCompletionNotificationModes
-
-/* A connected socket (accepted, or outbound once ConnectEx succeeded; `v6`
- * set) is set up for the receive path iocp__win_tuning selects, and to skip
- * the port on success where it may. Lock held. */
-void iocp__win_receive_mode(iocp__conn *c);
-
-/* recv.c: the receive path. A receive completed (no lock held; err: its
- * Win32 error). */
-void iocp__win_recv_done(iocp__conn *c, DWORD err, DWORD bytes);
-/* At server start: the budget (-1: the default) and the sweep's period. */
-void iocp__win_hot_init(iocp_server *s, int budget, int idle_ms);
-/* A worker's wait, shortened to the sweep's period while buffered receives
- * wait; and the sweep, run by whichever worker finds it due. */
-DWORD iocp__win_hot_wait(iocp_server *s, DWORD wait);
-void iocp__win_hot_sweep(iocp_server *s);
-
-/* engine.c, for recv.c: an operation succeeded at once on a socket that
- * skips the port (lock held; 0 or an IOCP_ code), and the result class of
- * an operation's Win32 error. */
-int iocp__win_completed_at_once(iocp__conn *c, iocp__op *op, DWORD bytes);
-int iocp__win_io_result(DWORD err);
-
-/* The one translation of Win32 and Winsock error codes to IOCP_ codes. */
-int iocp__win_error(DWORD err);
 
 #endif

@@ -15,7 +15,7 @@
  * completion (to the back of the line), as in the epoll engine's own list
  * (dll/linux/engine.c). A receive that did is posted to the port: new work
  * waits its turn behind the other connections'. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -25,21 +25,16 @@
 #include <winternl.h> /* RtlNtStatusToDosError */
 
 #define IOCP__KEY_STOP ((ULONG_PTR)1)
-/* Wakes a worker to retry parked accepts (posted when one is parked by a
+/* Wakes a worker to retry deferred accepts (posted when one is deferred by a
  * thread that is not a worker, e.g. iocp_create: the workers may all be
  * blocked with no time-out, and would never look at them). */
 #define IOCP__KEY_RETRY ((ULONG_PTR)2)
 /* How often a worker retries accepts that could not be posted (e.g. the
  * process was out of sockets for a moment). */
-#define IOCP__PARKED_RETRY_MS 50
+#define IOCP__ACCEPT_RETRY_MS 50
 /* The most bytes one send hands to Winsock (as the epoll engine): far below
  * the 4 GiB the completion's DWORD byte count can report. */
 #define IOCP__SEND_MAX ((size_t)1 << 30)
-
-/* Both completion tools off by default: measured under Wine against the
- * engine without them, neither won with many connections (README,
- * "Performance"); tests and the benchmark turn them on. */
-struct iocp__win_tuning iocp__win_tuning = {1, 0, 1, -1, 1000, 1};
 
 BOOL iocp__win_acceptex(iocp_server *s, SOCKET listener, SOCKET sock, void *buf,
                         OVERLAPPED *ol) {
@@ -60,8 +55,8 @@ SOCKET iocp__win_socket(int family) {
 
 /* ---- Accepting ---------------------------------------------------------------- */
 
-/* Posts one AcceptEx. On failure the op is parked and a worker retries it;
- * on_log hears when parking starts and when every accept is posted again. */
+/* Posts one AcceptEx. On failure the op is deferred and a worker retries it;
+ * on_log hears when deferring starts and when every accept is posted again. */
 static int post_accept(iocp_server *s, iocp__accept_op *a) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   int rc = IOCP_OK, resumed = 0, wake = 0;
@@ -77,7 +72,7 @@ static int post_accept(iocp_server *s, iocp__accept_op *a) {
   if (sock == INVALID_SOCKET) {
     pause_err = sock_err;
     rc = iocp__win_error(sock_err);
-    goto park;
+    goto defer;
   }
   a->sock = sock;
   sock = INVALID_SOCKET;
@@ -89,20 +84,20 @@ static int post_accept(iocp_server *s, iocp__accept_op *a) {
       rc = iocp__win_error(err);
       iocp__hooks.closesocket(a->sock);
       a->sock = INVALID_SOCKET;
-      goto park;
+      goto defer;
     }
   }
   e->accepts_pending++;
-  if (e->pause_logged && e->parked == 0) {
+  if (e->pause_logged && e->accepts_deferred == 0) {
     e->pause_logged = 0;
     resumed = 1;
   }
   goto out;
-park:
-  if (!a->parked) {
-    a->parked = 1;
-    InterlockedIncrement(&e->parked);
-    wake = !iocp__on_worker(s); /* a worker re-reads `parked` itself */
+defer:
+  if (!a->deferred) {
+    a->deferred = 1;
+    InterlockedIncrement(&e->accepts_deferred);
+    wake = !iocp__on_worker(s); /* a worker re-reads `accepts_deferred` itself */
   }
   if (e->pause_logged) pause_err = 0; /* told already */
   e->pause_logged = 1;
@@ -115,22 +110,22 @@ out:
     iocp__log(s, IOCP_LOG_WARN, rc,
               "cannot post AcceptEx (error %lu%s): accepts parked, retried every %d ms",
               (unsigned long)pause_err, pause_err == WSAEMFILE ? ", out of sockets" : "",
-              IOCP__PARKED_RETRY_MS);
+              IOCP__ACCEPT_RETRY_MS);
   if (resumed) iocp__log(s, IOCP_LOG_INFO, 0, "accepting connections again");
   return rc;
 }
 
-static void retry_parked(iocp_server *s) {
+static void retry_deferred_accepts(iocp_server *s) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   uint32_t i;
   for (i = 0; i < e->naccepts; i++) {
     iocp__accept_op *a = &e->accepts[i];
     int take;
     iocp__mutex_lock(&e->accept_lock);
-    take = a->parked && e->accepting;
+    take = a->deferred && e->accepting;
     if (take) {
-      a->parked = 0;
-      InterlockedDecrement(&e->parked);
+      a->deferred = 0;
+      InterlockedDecrement(&e->accepts_deferred);
     }
     iocp__mutex_unlock(&e->accept_lock);
     if (take) post_accept(s, a);
@@ -348,7 +343,7 @@ static DWORD WINAPI worker_main(void *arg) {
   for (;;) {
     OVERLAPPED_ENTRY got[IOCP__DEQUEUE_MAX];
     DWORD errs[IOCP__DEQUEUE_MAX];
-    DWORD wait = iocp__win_hot_wait(s, e->parked ? IOCP__PARKED_RETRY_MS : INFINITE);
+    DWORD wait = iocp__win_hot_wait(s, e->accepts_deferred ? IOCP__ACCEPT_RETRY_MS : INFINITE);
     ULONG n, i, stops = 0;
     int retry = 0;
 
@@ -356,7 +351,7 @@ static DWORD WINAPI worker_main(void *arg) {
     n = dequeue(e, got, errs, wait);
 
     if (n == 0) {
-      /* A time-out (retry parked accepts), or a broken port (only when it
+      /* A time-out (retry deferred accepts), or a broken port (only when it
        * is closed under us). */
       DWORD perr = GetLastError();
       if (perr != WAIT_TIMEOUT) {
@@ -383,7 +378,7 @@ static DWORD WINAPI worker_main(void *arg) {
       while (--stops > 0) PostQueuedCompletionStatus(e->port, 0, IOCP__KEY_STOP, NULL);
       break;
     }
-    if (retry && e->parked) retry_parked(s);
+    if (retry && e->accepts_deferred) retry_deferred_accepts(s);
     iocp__win_hot_sweep(s);
   }
   iocp__worker_leave(s);
@@ -475,34 +470,22 @@ static void release(iocp_server *s) {
   e->wsa_started = 0;
 }
 
-/* A test and benchmark knob from the environment (eng.h), or `dflt` when it
- * is unset or not a number in [lo, hi]. */
-static int knob(const char *name, int dflt, int lo, int hi) {
-  char v[16], *end;
-  DWORD n = GetEnvironmentVariableA(name, v, sizeof(v));
-  long x;
-  if (n == 0 || n >= sizeof(v)) return dflt;
-  x = strtol(v, &end, 10);
-  return end != v && *end == '\0' && x >= lo && x <= hi ? (int)x : dflt;
-}
-
-int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
+int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen,
+                    const iocp__tuning *tuning) {
   struct iocp__eng_server *e = iocp__server_eng(s);
   WSADATA wsa;
   uint32_t i, want;
-  int rc, batch;
+  int rc;
 
   memset(e, 0, sizeof(*e));
   e->listener = INVALID_SOCKET;
   e->family = addr->sa_family;
-  e->skip_on_success = knob("IOCPSRV_SKIP_ON_SUCCESS", iocp__win_tuning.skip_on_success != 0, 0, 1);
-  e->try_send = knob("IOCPSRV_TRY_SEND", iocp__win_tuning.try_send != 0, 0, 1);
-  batch = iocp__win_tuning.dequeue_batch;
-  batch = batch < 1 ? 1 : batch > IOCP__DEQUEUE_MAX ? IOCP__DEQUEUE_MAX : batch;
-  e->dequeue_batch = (ULONG)knob("IOCPSRV_DEQUEUE_BATCH", batch, 1, IOCP__DEQUEUE_MAX);
-  iocp__win_hot_init(s, knob("IOCPSRV_HOT_BUDGET", iocp__win_tuning.hot_budget, -1, INT_MAX),
-                     knob("IOCPSRV_HOT_IDLE_MS", iocp__win_tuning.hot_idle_ms, 1, 3600000));
-  iocp__mutex_init(&e->accept_lock);
+  e->zero_byte_recv = tuning->zero_byte_recv;
+  e->skip_on_success = tuning->skip_on_success;
+  e->try_send = tuning->try_send;
+  e->dequeue_batch = (ULONG)tuning->dequeue_batch;
+  iocp__win_hot_init(s, tuning->hot_budget, tuning->hot_idle_ms);
+  iocp__mutex_init(&e->accept_lock, IOCP__RANK_ACCEPT);
   iocp__cond_init(&e->accept_cond);
   if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) {
     rc = IOCP_ESYSTEM;
@@ -540,7 +523,7 @@ int iocp__eng_start(iocp_server *s, const struct sockaddr *addr, int addrlen) {
     e->nthreads++;
   }
 
-  /* An accept that cannot be posted now is parked and retried by the
+  /* An accept that cannot be posted now is deferred and retried by the
    * workers; it does not fail the server. */
   e->accepting = 1;
   for (i = 0; i < e->naccepts; i++) post_accept(s, &e->accepts[i]);

@@ -31,7 +31,7 @@
  * a buffered receive reach the core exactly as the pooled path's do (one
  * buffer of the pool, iocp__conn_recv_done), so on_data, ordering and
  * pause_recv are the same on both. */
-#include "../core/engine.h"
+#include "internal.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -67,7 +67,7 @@ void iocp__win_receive_mode(iocp__conn *c) {
    * non-blocking mode the connection keeps a buffer posted and every send
    * is an operation. Overlapped operations are not affected by it. */
   e->nonblocking = iocp__hooks.ioctlsocket(e->sock, FIONBIO, &nonblocking) == 0;
-  e->zero_byte = iocp__win_tuning.zero_byte_recv && e->nonblocking;
+  e->zero_byte = iocp__server_eng(s)->zero_byte_recv && e->nonblocking;
   e->hot = 0;
   e->demote = 0;
   /* Best effort: without it every completion goes through the port. The
@@ -87,7 +87,7 @@ void iocp__win_hot_init(iocp_server *s, int budget, int idle_ms) {
   }
   e->hot_budget = budget;
   e->hot_idle_ms = idle_ms > 0 ? (DWORD)idle_ms : 1000;
-  e->hot_parked = 0;
+  e->hot_posted = 0;
   e->hot_gen = 0;
   e->hot_demoted = 0;
   e->next_sweep = (LONG64)(iocp__now_ms() + e->hot_idle_ms);
@@ -95,15 +95,16 @@ void iocp__win_hot_init(iocp_server *s, int budget, int idle_ms) {
 
 /* Lock held. Whether this receive takes a buffer: always without zero-byte
  * receives; for a hot connection while the server's budget allows (then
- * counted in hot_parked until its completion). */
+ * counted in hot_posted until its completion). */
 static int take_budget(struct iocp__eng_server *se, struct iocp__eng_conn *e) {
   if (!e->hot || se->hot_budget <= 0) return 0;
-  if (InterlockedIncrement(&se->hot_parked) <= se->hot_budget) return 1;
-  InterlockedDecrement(&se->hot_parked);
+  if (InterlockedIncrement(&se->hot_posted) <= se->hot_budget) return 1;
+  InterlockedDecrement(&se->hot_posted);
   return 0;
 }
 
 static int post_recv_locked(iocp__conn *c) {
+  assert(iocp__conn_held(c));
   struct iocp__eng_conn *e = iocp__conn_eng(c);
   iocp_server *s = iocp__conn_server(c);
   struct iocp__eng_server *se = iocp__server_eng(s);
@@ -118,7 +119,7 @@ static int post_recv_locked(iocp__conn *c) {
     e->rbuf = iocp__buf_get(s);
     if (e->rbuf == NULL && !counted) return IOCP_ENOMEM;
     if (e->rbuf == NULL) { /* a zero-byte receive needs no memory */
-      InterlockedDecrement(&se->hot_parked);
+      InterlockedDecrement(&se->hot_posted);
       counted = 0;
     } else {
       b.buf = (char *)e->rbuf;
@@ -137,7 +138,7 @@ static int post_recv_locked(iocp__conn *c) {
   if (rc != IOCP_OK) {
     iocp__buf_put(s, e->rbuf);
     e->rbuf = NULL;
-    if (counted) InterlockedDecrement(&se->hot_parked);
+    if (counted) InterlockedDecrement(&se->hot_posted);
   }
   return rc;
 }
@@ -152,6 +153,7 @@ int iocp__eng_recv(iocp__conn *c) {
  * that woke it may have been taken by an earlier read). Returns 1 when the
  * receive is reported in *buf / *n / *result, 0 when it is posted again. */
 static int read_now_locked(iocp__conn *c, uint8_t **buf, size_t *n, int *result) {
+  assert(iocp__conn_held(c));
   struct iocp__eng_conn *e = iocp__conn_eng(c);
   iocp_server *s = iocp__conn_server(c);
   size_t cap = iocp__buf_size(s);
@@ -196,7 +198,7 @@ void iocp__win_recv_done(iocp__conn *c, DWORD err, DWORD bytes) {
   e->rbuf = NULL;
   demoted = e->demote;
   e->demote = 0;
-  if (buf != NULL && e->zero_byte) InterlockedDecrement(&iocp__server_eng(s)->hot_parked);
+  if (buf != NULL && e->zero_byte) InterlockedDecrement(&iocp__server_eng(s)->hot_posted);
   if (demoted && result == IOCP__IO_ABORTED && e->sock != INVALID_SOCKET) {
     /* The sweep cancelled it (it took no bytes): wait with no buffer. */
     iocp__buf_put(s, buf);
@@ -239,7 +241,7 @@ static void sweep_one(iocp__conn *c, void *arg) {
 
 DWORD iocp__win_hot_wait(iocp_server *s, DWORD wait) {
   struct iocp__eng_server *e = iocp__server_eng(s);
-  if (e->hot_parked <= 0) return wait;
+  if (e->hot_posted <= 0) return wait;
   return wait < e->hot_idle_ms ? wait : e->hot_idle_ms;
 }
 
@@ -248,7 +250,7 @@ void iocp__win_hot_sweep(iocp_server *s) {
   uint64_t now;
   LONG64 due = e->next_sweep;
   uint32_t gen;
-  if (e->hot_parked <= 0) return;
+  if (e->hot_posted <= 0) return;
   now = iocp__now_ms();
   if ((LONG64)now < due) return;
   /* One worker sweeps per period: the one that moves the deadline. */

@@ -1,4 +1,5 @@
-/* Windows primitives for the core: slim reader/writer locks and condition
+/* Windows primitives for the core: slim reader/writer locks (wrapped as
+ * iocp__mutex, with its debug checks, in core/sys.h) and condition
  * variables (no destruction needed, no allocation). */
 #ifndef IOCP_WIN_SYS_H
 #define IOCP_WIN_SYS_H
@@ -16,27 +17,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef SRWLOCK iocp__mutex;
+typedef SRWLOCK iocp__os_mutex;
 typedef CONDITION_VARIABLE iocp__cond;
 
-static inline void iocp__mutex_init(iocp__mutex *m) { InitializeSRWLock(m); }
-static inline void iocp__mutex_destroy(iocp__mutex *m) { (void)m; }
-static inline void iocp__mutex_lock(iocp__mutex *m) { AcquireSRWLockExclusive(m); }
-static inline void iocp__mutex_unlock(iocp__mutex *m) { ReleaseSRWLockExclusive(m); }
+static inline void iocp__os_mutex_init(iocp__os_mutex *m) { InitializeSRWLock(m); }
+static inline void iocp__os_mutex_destroy(iocp__os_mutex *m) { (void)m; }
+static inline void iocp__os_mutex_lock(iocp__os_mutex *m) { AcquireSRWLockExclusive(m); }
+static inline void iocp__os_mutex_unlock(iocp__os_mutex *m) { ReleaseSRWLockExclusive(m); }
 /* For a mutex with static storage duration (never destroyed). */
-#define IOCP__MUTEX_INIT SRWLOCK_INIT
+#define IOCP__OS_MUTEX_INIT SRWLOCK_INIT
 /* Lets another thread run (a short wait on a rare path). */
 static inline void iocp__yield(void) { SwitchToThread(); }
 
 static inline void iocp__cond_init(iocp__cond *c) { InitializeConditionVariable(c); }
 static inline void iocp__cond_destroy(iocp__cond *c) { (void)c; }
-static inline void iocp__cond_wait(iocp__cond *c, iocp__mutex *m) {
+static inline void iocp__os_cond_wait(iocp__cond *c, iocp__os_mutex *m) {
   SleepConditionVariableSRW(c, m, INFINITE, 0);
 }
 static inline void iocp__cond_broadcast(iocp__cond *c) { WakeAllConditionVariable(c); }
 
 /* Waits at most ms milliseconds (or until woken); spurious wake-ups happen. */
-static inline void iocp__cond_wait_ms(iocp__cond *c, iocp__mutex *m, uint32_t ms) {
+static inline void iocp__os_cond_wait_ms(iocp__cond *c, iocp__os_mutex *m, uint32_t ms) {
   SleepConditionVariableSRW(c, m, ms, 0);
 }
 

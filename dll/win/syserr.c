@@ -1,7 +1,7 @@
 /* Win32 and Winsock error codes to IOCP_ codes: the only place that knows
  * them. Everything that is not a caller's mistake or a resource limit is
  * IOCP_ESYSTEM; a cancelled operation is IOCP_ECLOSED. */
-#include "../core/engine.h"
+#include "internal.h"
 
 int iocp__win_error(DWORD err) {
   switch (err) {

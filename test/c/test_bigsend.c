@@ -38,6 +38,7 @@ static int WSAAPI capture_wsasend(SOCKET s, LPWSABUF b, DWORD n, LPDWORD sent, D
 }
 static void install_capture(void) { iocp__hooks.wsasend = capture_wsasend; }
 static void fake_conn_init(iocp__conn *c, iocp_server *s) {
+  iocp__mutex_init(&c->lock, IOCP__RANK_CONN);
   c->server = s;
   c->eng.sock = (SOCKET)4242; /* never used: the hook answers */
 }
@@ -69,6 +70,7 @@ static void install_capture(void) {
   iocp__hooks.epoll_ctl = ignore_epoll_ctl;
 }
 static void fake_conn_init(iocp__conn *c, iocp_server *s) {
+  iocp__mutex_init(&c->lock, IOCP__RANK_CONN);
   c->server = s;
   c->eng.fd = 4242; /* never used: the hooks answer */
   c->eng.writable = 1; /* as after registration: a send is tried at once */
@@ -93,7 +95,9 @@ static void offer(const uint64_t *lens, int n) {
   }
   seen_n = 0;
   install_capture();
+  iocp__conn_lock(c); /* as the core calls the engine */
   iocp__eng_send(c, iov, n); /* fails (Windows) or stays posted (Linux) */
+  iocp__conn_unlock(c);
   iocp__hooks_reset();
   assert_true(seen_n >= 1 && seen_n <= n);
   for (i = 0; i < seen_n; i++) {
@@ -139,10 +143,11 @@ static int WSAAPI try_capture(SOCKET s, const char *b, int n, int flags) {
   return (int)((size_t)n < try_takes ? (size_t)n : try_takes);
 }
 static void try_conn_init(iocp__conn *c, iocp_server *s, int nonblocking) {
+  iocp__mutex_init(&c->lock, IOCP__RANK_CONN);
   c->server = s;
   c->eng.sock = (SOCKET)4242; /* never used: the hook answers */
   c->eng.nonblocking = nonblocking ? 1 : 0;
-  iocp__server_eng(s)->try_send = 1; /* as iocp__win_tuning has it */
+  iocp__server_eng(s)->try_send = 1; /* as iocp__tuning_defaults has it */
 }
 #else
 static ssize_t try_capture(int fd, const void *b, size_t n, int flags) {
@@ -153,6 +158,7 @@ static ssize_t try_capture(int fd, const void *b, size_t n, int flags) {
   return (ssize_t)(n < try_takes ? n : try_takes);
 }
 static void try_conn_init(iocp__conn *c, iocp_server *s, int nonblocking) {
+  iocp__mutex_init(&c->lock, IOCP__RANK_CONN);
   c->server = s;
   c->eng.fd = 4242;
   c->eng.writable = nonblocking ? 1 : 0; /* here: no writability seen, nothing tried */
@@ -171,7 +177,9 @@ static long long try_once(int fails, size_t takes, size_t len, int nonblocking) 
   try_calls = 0;
   try_seen = 0;
   iocp__hooks.send = try_capture;
+  iocp__conn_lock(c); /* as the core calls the engine */
   n = iocp__eng_try_send(c, (const uint8_t *)(uintptr_t)0x10000u, len);
+  iocp__conn_unlock(c);
   iocp__hooks_reset();
   free(s);
   free(c);

@@ -20,6 +20,9 @@
  * the port, and the test checks that no socket skipped it. */
 #include "tsupport.h"
 #include "internal.h"
+#if !defined(_WIN32)
+#  include "../linux/internal.h" /* the engine's own: its loops */
+#endif
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -84,7 +87,7 @@ static int WSAAPI count_wsarecv(SOCKET s, LPWSABUF b, DWORD n, LPDWORD got, LPDW
 
 static int skip_expected(void) {
   const char *v = getenv("IOCPSRV_SKIP_ON_SUCCESS");
-  return iocp__win_tuning.skip_on_success && (v == NULL || strcmp(v, "0") != 0);
+  return iocp__tuning_defaults.skip_on_success && (v == NULL || strcmp(v, "0") != 0);
 }
 #endif
 
@@ -166,7 +169,7 @@ static void test_flood_does_not_starve_another_connection(void **state) {
 }
 
 /* ---- A producer whose sends complete at once ------------------------------- *
- * Windows only, with immediate sends off (iocp__win_tuning.try_send): then
+ * Windows only, with immediate sends off (iocp__tuning_defaults.try_send): then
  * every iocp_send is a WSASend whose completion is reported (at once when
  * the socket skips the port), and on_drain asks for more. By default, as on
  * Linux, iocp_send hands the socket what it takes inside the call, so bytes
@@ -177,13 +180,13 @@ static void test_flood_does_not_starve_another_connection(void **state) {
 
 static int operations_only(void **state) {
   (void)state;
-  iocp__win_tuning.try_send = 0;
+  iocp__tuning_defaults.try_send = 0;
   return 0;
 }
 
 static int immediate_sends_back(void **state) {
   (void)state;
-  iocp__win_tuning.try_send = 1;
+  iocp__tuning_defaults.try_send = 1;
   return 0;
 }
 
@@ -287,7 +290,7 @@ static void test_producer_does_not_starve_another_connection(void **state) {
  * Two workers, two connections: A (the first, worker 0's loop on Linux)
  * and B (the second, worker 1's). A's callback blocks until B's on_data
  * has run, which another worker must serve meanwhile. On Linux worker 1
- * first lends its loop to worker 0 (parking, dll/linux/loop.c: after a
+ * first lends its loop to worker 0 (parking, dll/linux/park.c: after a
  * quiet second), so B's bytes reach worker 0's set, whose worker is stuck
  * in A's callback: worker 1 must take its loop back. Without that, A's wait
  * times out. */
@@ -377,7 +380,7 @@ int main(void) {
   };
   ts_net_init();
 #if defined(_WIN32)
-  iocp__win_tuning.skip_on_success = 1;
+  iocp__tuning_defaults.skip_on_success = 1;
 #endif
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

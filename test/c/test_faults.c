@@ -347,7 +347,7 @@ static void test_accepts_recover_after_running_out_of_sockets(void **state) {
 
 /* Every accept iocp_create posts fails (a moment of
  * socket exhaustion). The server must still start accepting once sockets
- * are back: the parked accepts were never retried, as every worker was
+ * are back: the deferred accepts were never retried, as every worker was
  * blocked with no time-out. */
 static void test_accepts_that_all_fail_at_start_are_retried(void **state) {
   iocp_config c;

@@ -2,30 +2,30 @@
  * last receive found bytes posts a buffered WSARecv, within the server's
  * budget, and a sweep turns one that waits too long back into a zero-byte
  * receive. White-box: reads the engine's count of posted buffered receives
- * (hot_parked) and sets its knobs (iocp__win_tuning) before each server
+ * (hot_posted) and sets its knobs (iocp__tuning_defaults) before each server
  * starts. Windows only. */
 #include "tsupport.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "engine.h" /* iocp__tuning_defaults */
 
 static ts_counter *ts_never; /* never reaches 1: a bounded pause */
 
-static long parked(rec_server *r) { return iocp__server_eng(r->srv)->hot_parked; }
+static long posted(rec_server *r) { return iocp__server_eng(r->srv)->hot_posted; }
 static long demoted(rec_server *r) { return iocp__server_eng(r->srv)->hot_demoted; }
 
 /* Waits until the count of posted buffered receives is `want`. */
-static void wait_parked(rec_server *r, long want) {
+static void wait_posted(rec_server *r, long want) {
   uint64_t until = ts_now_ms() + TS_TIMEOUT_MS;
-  while (parked(r) != want && ts_now_ms() < until) ts_counter_wait(ts_never, 1, 5);
-  assert_int_equal(parked(r), want);
+  while (posted(r) != want && ts_now_ms() < until) ts_counter_wait(ts_never, 1, 5);
+  assert_int_equal(posted(r), want);
 }
 
 static rec_server *start(int budget, int idle_ms) {
-  iocp__win_tuning.hot_budget = budget;
-  iocp__win_tuning.hot_idle_ms = idle_ms;
+  iocp__tuning_defaults.hot_budget = budget;
+  iocp__tuning_defaults.hot_idle_ms = idle_ms;
   return rec_start(REC_ECHO, NULL, NULL);
 }
 
@@ -47,20 +47,20 @@ static void test_hot_then_idle_gives_buffers_back(void **state) {
   (void)state;
   for (i = 0; i < 4; i++) a[i] = ts_connect(r->port);
   assert_true(rec_wait_connect(r, 4) != 0);
-  assert_int_equal(parked(r), 0); /* never received: zero-byte receives */
+  assert_int_equal(posted(r), 0); /* never received: zero-byte receives */
   for (i = 0; i < 4; i++) {
     echo(a[i], i, 100);
     echo(a[i], i, 7);
   }
-  wait_parked(r, 4); /* each busy: a buffer posted */
-  wait_parked(r, 0); /* then idle: the sweep took them back */
+  wait_posted(r, 4); /* each busy: a buffer posted */
+  wait_posted(r, 0); /* then idle: the sweep took them back */
   assert_true(demoted(r) >= 4);
   for (i = 3; i >= 0; i--) echo(a[i], i + 10, 300);
-  wait_parked(r, 4);
+  wait_posted(r, 4);
   for (i = 0; i < 4; i++) ts_close(a[i]);
   assert_int_equal(ts_counter_wait(r->disconnects, 4, TS_TIMEOUT_MS), 0);
   assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_PEER_CLOSED]), 4);
-  wait_parked(r, 0);
+  wait_posted(r, 0);
   rec_stop(r);
 }
 
@@ -76,13 +76,13 @@ static void test_budget_bounds_posted_buffers(void **state) {
   for (k = 0; k < 3; k++) {
     for (i = 0; i < 6; i++) {
       echo(a[i], i * 3 + k, 1 + 40 * (size_t)k);
-      assert_true(parked(r) <= 2);
+      assert_true(posted(r) <= 2);
     }
   }
-  wait_parked(r, 2);
+  wait_posted(r, 2);
   for (i = 0; i < 6; i++) ts_close(a[i]);
   assert_int_equal(ts_counter_wait(r->disconnects, 6, TS_TIMEOUT_MS), 0);
-  wait_parked(r, 0);
+  wait_posted(r, 0);
   assert_int_equal(demoted(r), 0);
   rec_stop(r);
 }
@@ -98,17 +98,17 @@ static void test_reset_while_buffered_receive_posted(void **state) {
   assert_true(rec_wait_connect(r, 2) != 0);
   echo(a, 1, 64);
   echo(b, 2, 64);
-  wait_parked(r, 2);
+  wait_posted(r, 2);
   ts_close_reset(a);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
   /* Wine may report an RST seen by a poll as a FIN (see test_close.c). */
   if (!ts_on_wine()) assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_RESET]), 1);
-  wait_parked(r, 1);
+  wait_posted(r, 1);
   echo(b, 3, 200);
   assert_int_equal(iocp_connection_count(r->srv), 1);
   ts_close(b);
   assert_int_equal(ts_counter_wait(r->disconnects, 2, TS_TIMEOUT_MS), 0);
-  wait_parked(r, 0);
+  wait_posted(r, 0);
   rec_stop(r);
 }
 
@@ -130,14 +130,14 @@ static void test_close_while_buffered_receive_posted(void **state) {
   assert_true(rec_wait_connect(r, 2) != 0);
   echo(a, 1, 10);
   echo(b, 2, 10);
-  wait_parked(r, 2);
+  wait_posted(r, 2);
   assert_int_equal(iocp_close(r->srv, id), IOCP_OK);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
   assert_int_equal(rec_reason(r, id), IOCP_REASON_LOCAL_CLOSE);
   end = ts_recv_to_end(a, buf, sizeof(buf), &got);
   assert_true(end == TS_EOF || end == TS_RESET);
   assert_int_equal(got, 0);
-  wait_parked(r, 1);
+  wait_posted(r, 1);
   rec_stop(r); /* b still has its buffered receive posted */
   ts_close(a);
   ts_close(b);
@@ -188,7 +188,7 @@ static void test_sweep_races_with_traffic(void **state) {
   assert_int_equal(ts_counter_wait(r->disconnects, 4, TS_TIMEOUT_MS), 0);
   assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_PEER_CLOSED]), 4);
   assert_true(demoted(r) > 0); /* the race was run */
-  wait_parked(r, 0);
+  wait_posted(r, 0);
   ts_counter_free(done);
   rec_stop(r);
 }

@@ -1,4 +1,4 @@
-/* Parking on Linux (dll/linux/park.c, loop.c): a worker lends its loop to
+/* Parking on Linux (dll/linux/park.c, park_policy.c): a worker lends its loop to
  * worker 0 when it is idle or when the machine leaves it waiting for a
  * processor, and worker 0 gives it back when it is busy and processors sit
  * idle. The policy is a function of one window's measurements, tested here
@@ -12,6 +12,7 @@
  * given back holds it, and worker 0 backs off after wrong give-backs. */
 #include "tsupport.h"
 #include "internal.h"
+#include "../linux/internal.h" /* the engine's own: loops, parking */
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -122,18 +123,31 @@ static void test_churn_parks_and_unparks_at_every_window(void **state) {
   assert_true(iocp__park_host(&w, IOCP__PARK_CHURN));
 }
 
+/* The mode IOCPSRV_PARK's value names, as iocp_create reads it (core/tuning.c):
+ * unset or nonsense, the default. */
+static int park_mode_of(const char *v) {
+  iocp__tuning t;
+  if (v == NULL)
+    unsetenv("IOCPSRV_PARK");
+  else
+    setenv("IOCPSRV_PARK", v, 1);
+  iocp__tuning_load(&t);
+  unsetenv("IOCPSRV_PARK");
+  return t.park;
+}
+
 static void test_mode_from_the_environment_value(void **state) {
   (void)state;
-  assert_int_equal(iocp__park_mode_parse(NULL), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("0"), IOCP__PARK_NEVER);
-  assert_int_equal(iocp__park_mode_parse("1"), IOCP__PARK_IDLE);
-  assert_int_equal(iocp__park_mode_parse("2"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("3"), IOCP__PARK_CHURN);
-  assert_int_equal(iocp__park_mode_parse("4"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("-1"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse(""), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("0x"), IOCP__PARK_OVERSUB);
-  assert_int_equal(iocp__park_mode_parse("off"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of(NULL), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("0"), IOCP__PARK_NEVER);
+  assert_int_equal(park_mode_of("1"), IOCP__PARK_IDLE);
+  assert_int_equal(park_mode_of("2"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("3"), IOCP__PARK_CHURN);
+  assert_int_equal(park_mode_of("4"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("-1"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of(""), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("0x"), IOCP__PARK_OVERSUB);
+  assert_int_equal(park_mode_of("off"), IOCP__PARK_OVERSUB);
 }
 
 /* ---- The kernel's figures ---------------------------------------------------------- */
@@ -420,7 +434,7 @@ static void test_every_connection_is_read_while_slow_loops_churn(void **state) {
  * backoff is read too. The bounds are from below only: a loaded machine
  * delays decisions, it never hastens them. */
 #define TURN_MS 5
-#define GIVEN_HOLD_MS 100 /* two windows of 50 ms (loop.c) */
+#define GIVEN_HOLD_MS 100 /* two windows of 50 ms (park.c) */
 
 enum { HOST, GUEST, NOBODY };
 enum { LOAD_IDLE, LOAD_CROWDED, LOAD_BUSY };
@@ -663,7 +677,7 @@ static void test_worker_0_backs_off_after_wrong_givebacks(void **state) {
 }
 
 /* IOCPSRV_PARK=0 is read when the server starts: its workers never park
- * (loop.c skips the accounting) and keep no schedstat open. */
+ * (park.c skips the accounting) and keep no schedstat open. */
 static void test_parking_off_from_the_environment(void **state) {
   rec_server *r = start_with_mode("0", 2);
   struct iocp__eng_server *e = iocp__server_eng(r->srv);

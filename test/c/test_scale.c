@@ -4,7 +4,7 @@
  *
  * Built twice on Windows: test_scale uses the shipped DLL (zero-byte
  * receives); test_scale_buffered links the static build and switches the
- * engine to receives that keep a buffer posted (iocp__win_tuning), so both
+ * engine to receives that keep a buffer posted (iocp__tuning_defaults), so both
  * paths stay covered. */
 #include "tsupport.h"
 
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #if defined(SCALE_BUFFERED)
-#  include "engine.h"
+#  include "../win/internal.h" /* the engine's own: iocp__tuning_defaults */
 #endif
 
 static iocp_statistics stats_of(iocp_server *s) {
@@ -258,7 +258,7 @@ int main(void) {
   ts_net_init();
   ts_never = ts_counter_new();
 #if defined(SCALE_BUFFERED) && defined(_WIN32)
-  iocp__win_tuning.zero_byte_recv = 0;
+  iocp__tuning_defaults.zero_byte_recv = 0;
 #endif
   rc = cmocka_run_group_tests(tests, NULL, NULL);
   ts_counter_free(ts_never);
