@@ -101,7 +101,7 @@ static void gate_wait_idle(iocp_server *s) {
 /* config.threads, or its default: one worker per processor, and in queue
  * mode one fewer (at least one), since the caller's draining thread is one
  * more busy thread (on 2 cores, 2 workers and the drainer cost a third more
- * CPU per 64-byte echo than 1 worker and the drainer: bench.sh, lang). */
+ * CPU per 64-byte echo than 1 worker and the drainer: test/bench/bench.py --only lang). */
 static uint32_t default_threads(const iocp_server *s) {
   uint32_t cpus;
   if (s->cfg.threads != 0) return s->cfg.threads;
