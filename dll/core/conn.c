@@ -378,7 +378,6 @@ static void kick_locked(iocp__conn *c) {
 void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
   iocp_server *s = c->server;
   int rc;
-  iocp__stat_add(s, IOCP__STAT_ACCEPTED, 1);
   iocp__address_format(peer, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
   /* Due before anyone can find the id, so on_connect is always first. */
   c->ev_connect = 1;
@@ -400,6 +399,9 @@ void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
     iocp__conn_unref(c);
     return;
   }
+  /* Counted once it is sure to reach on_connect (the statistics' meaning):
+   * a socket refused at the cap or while stopping never does. */
+  iocp__stat_add(s, IOCP__STAT_ACCEPTED, 1);
   iocp__mutex_lock(&c->lock);
   deliver_locked(c);
   iocp__conn_unref(c);

@@ -37,7 +37,9 @@ static int connect_inside(iocp_server *s, const char *address, uint16_t port,
   iocp__eng_conn_init(c);
   iocp__address_format((const struct sockaddr *)&addr, c->peer_addr, sizeof(c->peer_addr),
                        &c->peer_port);
-  rc = iocp__table_insert(&s->table, c, 0); /* max_connections is for accepts */
+  /* Counted against max_connections (iocp_connection_count() includes it),
+   * never refused by it. */
+  rc = iocp__table_insert(&s->table, c, s->cfg.max_connections != 0 ? IOCP__LIMIT_COUNT_ONLY : 0);
   if (rc != IOCP_OK) {
     iocp__conn_unref(c); /* nobody saw it */
     return rc;

@@ -143,8 +143,13 @@ typedef struct iocp__table {
 int iocp__table_init(iocp__table *t, size_t line); /* IOCP_ENOMEM */
 void iocp__table_free(iocp__table *t);
 /* Adds c (the table holds a reference). IOCP_ECLOSED once the table is
- * closed, IOCP__EFULL when `limit` (0: none) connections are in it. */
+ * closed, IOCP__EFULL when `limit` (0: none, and c is not counted against
+ * any limit) connections counted against a limit are in it. */
 #define IOCP__EFULL (-1000)
+/* A limit that counts c against the cap but never refuses it, for outbound
+ * connections (config.max_connections is at most INT32_MAX, and 2^31
+ * connections are never open at once). */
+#define IOCP__LIMIT_COUNT_ONLY ((uint32_t)INT32_MAX)
 int iocp__table_insert(iocp__table *t, iocp__conn *c, uint32_t limit);
 /* Removes the id; returns the connection whose table reference passes to the
  * caller, or NULL. */

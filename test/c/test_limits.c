@@ -129,6 +129,52 @@ static void test_cap_refuses_the_next_and_accepts_after_one_leaves(void **state)
   rec_stop(r);
 }
 
+/* Outbound connections count against the cap, as iocp_connection_count()
+ * counts them, and a socket refused at the cap is not an accepted
+ * connection in the statistics (those are the ones handed to on_connect). */
+static void test_cap_counts_outbound_connections_and_refusals_are_not_accepts(void **state) {
+  iocp_config c;
+  iocp_statistics st;
+  rec_server *r;
+  uint8_t buf[16];
+  size_t got = 0;
+  uint16_t lport;
+  iocp_conn_id out1, out2;
+  ts_sock l, a, x;
+  int end;
+  (void)state;
+  iocp_config_init(&c, sizeof(c));
+  c.max_connections = 3;
+  r = rec_start(REC_ECHO, &c, NULL);
+  l = ts_listen_any(&lport); /* the kernel completes the handshakes */
+  assert_int_equal(iocp_connect(r->srv, "127.0.0.1", lport, &out1), IOCP_OK);
+  assert_int_equal(iocp_connect(r->srv, "127.0.0.1", lport, &out2), IOCP_OK);
+  assert_int_equal(ts_counter_wait(r->connects, 2, TS_TIMEOUT_MS), 0);
+  a = ts_connect(r->port); /* the third: within the cap */
+  assert_int_equal(ts_counter_wait(r->connects, 3, TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_send_all(a, "abc", 3), TS_OK);
+  assert_int_equal(ts_recv_exact(a, buf, 3), TS_OK);
+  x = ts_connect(r->port); /* the fourth: past it, reset */
+  if (x != TS_BAD_SOCK) {
+    end = ts_recv_to_end(x, buf, sizeof(buf), &got);
+    assert_true(end == TS_EOF || end == TS_RESET);
+    assert_int_equal(got, 0);
+  }
+  assert_int_equal(iocp_refused_count(r->srv), 1);
+  assert_int_equal(ts_counter_get(r->connects), 3);
+  assert_int_equal(iocp_connection_count(r->srv), 3);
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  assert_int_equal(iocp_stats(r->srv, &st), IOCP_OK);
+  assert_int_equal(st.connections_accepted, 1); /* the outbound ones are not accepts */
+  assert_int_equal(st.connections_refused, 0);  /* none refused by on_connect */
+  ts_close(x);
+  ts_close(a);
+  ts_close(l);
+  assert_int_equal(ts_counter_wait(r->disconnects, 3, TS_TIMEOUT_MS), 0);
+  rec_stop(r);
+}
+
 /* ---- Graceful stop --------------------------------------------------------------------- */
 
 #define STOP_BYTES (4u << 20)
@@ -234,6 +280,7 @@ int main(void) {
       cmocka_unit_test(test_silent_peer_dropped_active_peer_kept),
       cmocka_unit_test(test_idle_timeout_per_connection),
       cmocka_unit_test(test_cap_refuses_the_next_and_accepts_after_one_leaves),
+      cmocka_unit_test(test_cap_counts_outbound_connections_and_refusals_are_not_accepts),
       cmocka_unit_test(test_graceful_stop_delivers_queues_and_ends_a_non_reader_at_the_deadline),
       cmocka_unit_test(test_graceful_stop_with_no_connections_and_zero_timeout),
   };
