@@ -593,15 +593,18 @@ static int shutdown_locked(iocp__conn *c, void *arg) {
 static int close_locked(iocp__conn *c, void *arg) {
   assert(iocp__mutex_held(&c->lock));
   (void)arg;
-  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
+  if (c->refuse_req) return IOCP_ECLOSED;
   if (c->accept_out && iocp__evq_is_holder(c->server)) {
     /* The drainer handling ACCEPTED ("inside on_connect") refuses: at the
      * release, out of the table first, then the reset, as with
-     * on_connect's refusal. From any other thread it is a close, as a
-     * close racing on_connect is. (Lock order: connection, then server.) */
+     * on_connect's refusal. Also when iocp_stop() has already begun closing
+     * it: a refused id gets no other event, as in callback mode. From any
+     * other thread it is a close, as a close racing on_connect is. (Lock
+     * order: connection, then server.) */
     c->refuse_req = 1;
     return IOCP_OK;
   }
+  if (c->closing) return IOCP_ECLOSED;
   teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
   return IOCP_OK;
 }

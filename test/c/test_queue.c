@@ -263,6 +263,31 @@ static void test_close_on_accepted_refuses(void **state) {
   assert_int_equal(iocp_destroy(s), IOCP_OK);
 }
 
+/* A refusal still refuses once iocp_stop() has begun closing everything:
+ * iocp_close() on the ACCEPTED being handled returns IOCP_OK, and no other
+ * event comes for that id (as on_connect's refusal in callback mode). */
+static void test_close_on_accepted_refuses_after_stop(void **state) {
+  iocp_server *s = ts_queue_start(0);
+  iocp_event ev[8];
+  iocp_conn_id refused;
+  ts_sock a;
+  int i, n;
+  (void)state;
+  a = ts_connect(iocp_port(s));
+  refused = ts_queue_next(s, IOCP_EVENT_ACCEPTED).id;
+  assert_int_equal(iocp_stop(s), IOCP_OK);
+  assert_int_equal(iocp_close(s, refused), IOCP_OK);
+  for (;;) {
+    n = iocp_wait(s, ev, 8, TS_TIMEOUT_MS);
+    if (n == IOCP_ECLOSED) break; /* every connection's last event was taken */
+    assert_true(n > 0);
+    for (i = 0; i < n; i++) assert_true(ev[i].id != refused);
+  }
+  assert_int_equal(iocp_connection_count(s), 0);
+  ts_close(a);
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+}
+
 static void test_sends_before_the_release_go_out(void **state) {
   iocp_server *s = ts_queue_start(0);
   iocp_conn_id id;
@@ -552,6 +577,7 @@ int main(void) {
       cmocka_unit_test(test_echo_order_and_data_lifetime),
       cmocka_unit_test(test_peer_closed_and_sent_events),
       cmocka_unit_test(test_close_on_accepted_refuses),
+      cmocka_unit_test(test_close_on_accepted_refuses_after_stop),
       cmocka_unit_test(test_sends_before_the_release_go_out),
       cmocka_unit_test(test_workers_serve_while_the_caller_is_away),
       cmocka_unit_test(test_batches_respect_max),
