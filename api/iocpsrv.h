@@ -705,10 +705,11 @@ IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
  * to release it (iocp_port() and the getters keep working until then).
  * Queue mode: see "Batched events" (another thread must keep draining).
  *
- * Blocks the calling thread; like every call, it must not overlap the
- * server's iocp_destroy() (which may follow it on the same thread). A
- * connection still inside a long callback at the deadline ends when the
- * callback returns. Returns the number of connections closed at
+ * Blocks the calling thread. An iocp_destroy() on another thread meanwhile
+ * waits for it, and both return, bounded by timeout_ms (in queue mode the
+ * disconnects still queued then are released by iocp_destroy(), not
+ * delivered). A connection still inside a long callback at the deadline
+ * ends when the callback returns. Returns the number of connections closed at
  * the deadline (0: all ended gracefully), or: IOCP_EINVAL (server NULL, or
  * timeout_ms greater than IOCP_MAX_TIMEOUT_MS), IOCP_EINCALLBACK (called
  * from inside a callback of this server, or in queue mode from the thread

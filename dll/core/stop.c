@@ -63,8 +63,13 @@ static int stop_inside(iocp_server *s, uint32_t timeout_ms) {
   iocp__mutex_unlock(&s->lock);
 
   iocp__table_each(&s->table, abort_one, &aborted);
+  /* Every connection is closing; it is gone once its last event was
+   * delivered. In queue mode that takes a drainer: once iocp_destroy() has
+   * closed the queue there is none, and destroy itself releases what is
+   * left (after this call leaves the gate), so waiting would never end. */
   iocp__mutex_lock(&s->lock);
-  while (iocp__ref_add(&s->alive, 0) != 0) iocp__cond_wait(&s->cond, &s->lock);
+  while (iocp__ref_add(&s->alive, 0) != 0 && !(s->queue_mode && s->evq.discard))
+    iocp__cond_wait(&s->cond, &s->lock);
   iocp__mutex_unlock(&s->lock);
   return aborted;
 }

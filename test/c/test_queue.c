@@ -511,12 +511,85 @@ static void test_stop_then_drain_delivers_every_disconnect(void **state) {
 
 typedef struct graceful_stop {
   iocp_server *s;
+  uint32_t timeout_ms; /* 0: TS_TIMEOUT_MS */
   atomic_int rc;
+  ts_counter *done;    /* counts the stop's return, when set */
 } graceful_stop;
 
 static void stop_gracefully(void *arg) {
   graceful_stop *g = arg;
-  atomic_store(&g->rc, iocp_stop_graceful(g->s, TS_TIMEOUT_MS));
+  atomic_store(&g->rc, iocp_stop_graceful(g->s, g->timeout_ms != 0 ? g->timeout_ms : TS_TIMEOUT_MS));
+  if (g->done != NULL) ts_counter_add(g->done, 1);
+}
+
+typedef struct drainer {
+  iocp_server *s;
+  atomic_int last; /* what ended its waits */
+} drainer;
+
+static void drain_until_closed(void *arg) {
+  drainer *d = arg;
+  iocp_event ev[8];
+  int n;
+  while ((n = iocp_wait(d->s, ev, 8, -1)) >= 0) {
+  }
+  atomic_store(&d->last, n);
+}
+
+typedef struct destroyer {
+  iocp_server *s;
+  atomic_int rc;
+  ts_counter *done;
+} destroyer;
+
+static void destroy_it(void *arg) {
+  destroyer *d = arg;
+  atomic_store(&d->rc, iocp_destroy(d->s));
+  ts_counter_add(d->done, 1);
+}
+
+/* One thread drains, a second is in iocp_stop_graceful() waiting for a peer
+ * that never closes, a third calls iocp_destroy(): both return, bounded by
+ * the stop's deadline, and the drainer's wait ends with IOCP_ECLOSED. */
+static void test_destroy_racing_a_graceful_stop_returns(void **state) {
+  iocp_server *s = ts_queue_start(0);
+  graceful_stop g;
+  drainer dr;
+  destroyer de;
+  ts_thread *ts, *td, *tx;
+  iocp_event ev[4];
+  uint8_t buf[8];
+  size_t got = 0;
+  ts_sock a;
+  (void)state;
+  a = ts_connect(iocp_port(s));
+  ts_queue_next(s, IOCP_EVENT_ACCEPTED);
+  assert_true(iocp_wait(s, ev, 4, 0) >= 0); /* kept; the drainer thread goes on */
+  dr.s = s;
+  atomic_store(&dr.last, 1);
+  td = ts_thread_start(drain_until_closed, &dr);
+  g.s = s;
+  g.timeout_ms = 300;
+  atomic_store(&g.rc, 1);
+  g.done = ts_counter_new();
+  ts = ts_thread_start(stop_gracefully, &g);
+  /* The stop's half-close reaches the peer, which stays open. */
+  assert_int_equal(ts_recv_to_end(a, buf, sizeof(buf), &got), TS_EOF);
+  de.s = s;
+  atomic_store(&de.rc, 1);
+  de.done = ts_counter_new();
+  tx = ts_thread_start(destroy_it, &de);
+  assert_int_equal(ts_counter_wait(de.done, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_counter_wait(g.done, 1, TS_TIMEOUT_MS), 0);
+  ts_thread_join(tx);
+  ts_thread_join(ts);
+  ts_thread_join(td);
+  assert_int_equal(atomic_load(&de.rc), IOCP_OK);
+  assert_true(atomic_load(&g.rc) >= 0); /* the peer aborted at the deadline, or by destroy */
+  assert_int_equal(atomic_load(&dr.last), IOCP_ECLOSED);
+  ts_counter_free(g.done);
+  ts_counter_free(de.done);
+  ts_close(a);
 }
 
 /* The thread holding the batch would wait for itself: refused. From another
@@ -536,6 +609,7 @@ static void test_graceful_stop_while_draining(void **state) {
   a = ts_connect(iocp_port(s));
   ts_queue_next(s, IOCP_EVENT_ACCEPTED);
   assert_int_equal(iocp_stop_graceful(s, 1000), IOCP_EINCALLBACK);
+  memset(&g, 0, sizeof(g));
   g.s = s;
   atomic_store(&g.rc, 1);
   t = ts_thread_start(stop_gracefully, &g);
@@ -586,6 +660,7 @@ int main(void) {
       cmocka_unit_test(test_destroy_with_a_batch_held),
       cmocka_unit_test(test_stop_then_drain_delivers_every_disconnect),
       cmocka_unit_test(test_graceful_stop_while_draining),
+      cmocka_unit_test(test_destroy_racing_a_graceful_stop_returns),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
