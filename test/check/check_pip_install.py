@@ -22,37 +22,9 @@ import shutil
 import subprocess
 import sys
 
-from checks import check, finish
+from checks import ECHO_PROBE, check, finish
 
 WHEELS = "/usr/share/python-wheels"
-
-# Runs inside the virtual environment; prints what it found.
-PROBE = r'''
-import os, socket, sys
-import iocpsrv
-print("module", iocpsrv.__file__)
-print("package", iocpsrv.__version__)
-try:
-    iocpsrv.load()
-except iocpsrv.LibraryError:
-    print("library none")
-    sys.exit(0)
-def on_data(server, conn, data):
-    server.send(conn, data)
-with iocpsrv.Server(port=0, on_data=on_data) as srv:
-    print("library", iocpsrv.load()._name)
-    print("version", iocpsrv.version_string())
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
-        c.sendall(b"pip install")
-        got = b""
-        while len(got) < 11:
-            chunk = c.recv(11 - len(got))
-            if not chunk:
-                break
-            got += chunk
-    print("echo", got.decode())
-'''
-
 
 def run(cmd, **kw):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, **kw)
@@ -60,7 +32,7 @@ def run(cmd, **kw):
 
 
 def probe(py, cwd, env):
-    rc, out = run([py, "-c", PROBE], cwd=cwd, env=env)
+    rc, out = run([py, "-c", ECHO_PROBE, "pip install"], cwd=cwd, env=env)
     return rc, out, dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 

@@ -19,30 +19,8 @@ import subprocess
 import sys
 import zipfile
 
-from checks import check, finish
+from checks import ECHO_PROBE, check, finish
 
-
-# Runs inside the virtual environment; prints what it found.
-PROBE = r'''
-import socket
-import iocpsrv
-print("module", iocpsrv.__file__)
-def on_data(server, conn, data):
-    server.send(conn, data)
-with iocpsrv.Server(port=0, on_data=on_data) as srv:
-    print("library", iocpsrv.load()._name)
-    print("version", iocpsrv.version_string())
-    print("package", iocpsrv.__version__)
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
-        c.sendall(b"wheel")
-        got = b""
-        while len(got) < 5:
-            chunk = c.recv(5 - len(got))
-            if not chunk:
-                break
-            got += chunk
-    print("echo", got.decode())
-'''
 
 OVERRIDE = r'''
 import iocpsrv
@@ -102,7 +80,7 @@ def main():
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "IOCPSRV_LIBRARY")}
         if a.fake_library:  # another library on the search path must not be taken
             env["LD_LIBRARY_PATH"] = os.path.dirname(os.path.abspath(a.fake_library))
-        rc, out = run([py, "-c", PROBE], cwd=empty, env=env)
+        rc, out = run([py, "-c", ECHO_PROBE, "wheel"], cwd=empty, env=env)
         lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
         site = os.path.realpath(a.venv_dir)
         check("import iocpsrv comes from the environment",

@@ -6,6 +6,39 @@ import importlib.util
 RESULTS = []
 
 
+# Python source for `python -c ECHO_PROBE MESSAGE`, run inside a virtual
+# environment where iocpsrv is installed: prints "module", "package", then
+# "library none" (and exits 0) when no library loads, else "library",
+# "version" and the "echo" of MESSAGE through a server on loopback. The
+# package checks read its lines as "key value".
+ECHO_PROBE = r'''
+import socket, sys
+import iocpsrv
+print("module", iocpsrv.__file__)
+print("package", iocpsrv.__version__)
+try:
+    iocpsrv.load()
+except iocpsrv.LibraryError:
+    print("library none")
+    sys.exit(0)
+message = sys.argv[1].encode()
+def on_data(server, conn, data):
+    server.send(conn, data)
+with iocpsrv.Server(port=0, on_data=on_data) as srv:
+    print("library", iocpsrv.load()._name)
+    print("version", iocpsrv.version_string())
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as c:
+        c.sendall(message)
+        got = b""
+        while len(got) < len(message):
+            chunk = c.recv(len(message) - len(got))
+            if not chunk:
+                break
+            got += chunk
+    print("echo", got.decode())
+'''
+
+
 def check(name, ok, detail=""):
     """Records and prints one check; returns whether it passed."""
     ok = bool(ok)
