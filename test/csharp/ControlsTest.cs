@@ -328,6 +328,59 @@ public static class ControlsTest
         }
     }
 
+    // Contexts replaced from several threads while connections reset: no
+    // crash (a handle freed twice), none left in the server's table once
+    // every connection has ended, the last one set is the one handed back.
+    private static void ContextRace()
+    {
+        long ended = 0;
+        var live = new System.Collections.Concurrent.ConcurrentDictionary<ulong, bool>();
+        var opts = new IocpServerOptions { Mode = Mode, Port = 0 };
+        opts.OnConnect = (srv, id, a, p) => { live[id] = true; return true; };
+        opts.OnDisconnect = (srv, id, reason) =>
+        {
+            bool unused;
+            live.TryRemove(id, out unused);
+            Check(srv.GetContext(id) == null || srv.GetContext(id) is Obj, "context in OnDisconnect");
+            Interlocked.Increment(ref ended);
+        };
+        const int clients = 300;
+        using (var server = new IocpServer(opts))
+        {
+            bool stop = false;
+            var setters = new Thread[3];
+            for (int t = 0; t < setters.Length; t++)
+            {
+                setters[t] = new Thread(() =>
+                {
+                    while (!Volatile.Read(ref stop))
+                    {
+                        foreach (var id in live.Keys)
+                        {
+                            try
+                            {
+                                server.SetContext(id, new Obj { Id = id });
+                            }
+                            catch (IocpException) { }   // ended meanwhile
+                        }
+                    }
+                });
+                setters[t].Start();
+            }
+            for (int i = 0; i < clients; i++)
+            {
+                var c = Connect(server.Port);
+                if (!WaitFor(() => server.ConnectionCount > 0)) break;
+                c.LingerState = new LingerOption(true, 0);   // a reset
+                c.Close();
+            }
+            Check(WaitFor(() => Interlocked.Read(ref ended) == clients), "every reset connection ended");
+            Volatile.Write(ref stop, true);
+            foreach (var t in setters) t.Join();
+            Check(server.ContextCount == 0, "no context left after the resets (" + server.ContextCount + ")");
+        }
+    }
+
     public static int Main()
     {
         IocpLibrary.EnsureCompatible();
@@ -336,6 +389,7 @@ public static class ControlsTest
             Mode = mode;
             KeepAliveOptions();
             ContextAndPause();
+            ContextRace();
             Drain();
             IdleTimeout();
             Cap();

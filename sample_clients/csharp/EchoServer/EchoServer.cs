@@ -17,7 +17,13 @@ using IocpSrv;
 public static class EchoServer
 {
     // Echo every byte back. A peer that sends but never reads fills its
-    // queue; it is cut off rather than allowed to grow memory without bound.
+    // queue: past PauseMark queued bytes its receiving pauses (its bytes wait
+    // in the kernel, and TCP slows the writer down), and resumes when the
+    // queue has drained to ResumeMark (OnDrain). Memory stays bounded and a
+    // fast writer is slowed, not cut off.
+    private const ulong PauseMark = 1 << 20;
+    private const ulong ResumeMark = 256 << 10;
+
     private static void OnData(IocpServer server, ulong id, byte[] data)
     {
         OnDataSegment(server, id, new ArraySegment<byte>(data));
@@ -29,12 +35,23 @@ public static class EchoServer
         try
         {
             server.Send(id, data);
+            // Handlers of one connection never overlap, so OnDrain runs after
+            // this pause even when the queue drains at once.
+            if (server.Queued(id) > PauseMark) server.PauseReceive(id);
         }
         catch (IocpException e)
         {
+            // The marks keep the queue far below MaxSendQueue (8 MiB), so a
+            // full queue means a broken promise: cut that peer off.
             if (e.Code == IocpErrors.EQueueFull) server.Close(id);
             // Any other refusal (the connection is closing) needs nothing from us.
         }
+    }
+
+    private static void OnDrain(IocpServer server, ulong id, ulong queued)
+    {
+        try { server.ResumeReceive(id); }
+        catch (IocpException) { }   // closing meanwhile
     }
 
     private static bool ParseUInt(string text, uint max, out uint value)
@@ -87,6 +104,8 @@ public static class EchoServer
         options.Bind = bind;
         options.Threads = threads;
         options.Mode = mode;
+        options.DrainMark = ResumeMark;
+        options.OnDrain = OnDrain;
         if (mode == IocpDelivery.Queue)
             options.OnDataSegment = OnDataSegment;
         else

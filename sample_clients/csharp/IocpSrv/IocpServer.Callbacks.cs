@@ -57,7 +57,7 @@ namespace IocpSrv
                 finally
                 {
                     // No OnDisconnect follows a refusal: free a context here.
-                    if (refuse != 0) ReleaseContext(server, id);
+                    if (refuse != 0) ReleaseContext(id);
                     Leave();
                 }
             }
@@ -127,7 +127,7 @@ namespace IocpSrv
                 try { if (options.OnConnectFailed != null) options.OnConnectFailed(this, id, error); }
                 finally
                 {
-                    ReleaseContext(server, id);
+                    ReleaseContext(id);
                     Leave();
                 }
             }
@@ -162,7 +162,7 @@ namespace IocpSrv
                 try { if (options.OnDisconnect != null) options.OnDisconnect(this, id, (IocpReason)reason); }
                 finally
                 {
-                    ReleaseContext(server, id);
+                    ReleaseContext(id);
                     Leave();
                 }
             }

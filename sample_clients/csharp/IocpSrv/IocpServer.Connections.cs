@@ -116,29 +116,49 @@ namespace IocpSrv
 
         /// <summary>
         /// Attaches any object to the connection (null clears it); GetContext
-        /// returns it until OnDisconnect has returned (there included). The
-        /// library holds a GCHandle, freed when the connection ends.
+        /// returns it until OnDisconnect has returned (there included). Safe
+        /// from any number of threads at once, while the connection ends too:
+        /// the objects live in this server's table (never a GCHandle the
+        /// library hands back), so none is freed twice and none outlives its
+        /// connection. Throws IocpException (ENotFound once the connection
+        /// has ended, or OnDisconnect has started).
         /// </summary>
         public void SetContext(ulong id, object context)
         {
-            IntPtr old;
-            bool hadOld = NativeMethods.iocp_get_context(handle, id, out old) == 0 && old != IntPtr.Zero;
-            IntPtr p = context != null ? GCHandle.ToIntPtr(GCHandle.Alloc(context)) : IntPtr.Zero;
-            int rc = NativeMethods.iocp_set_context(handle, id, p);
-            if (rc != 0)
+            lock (contexts)
             {
-                if (p != IntPtr.Zero) GCHandle.FromIntPtr(p).Free();
-                throw new IocpException(rc, "iocp_set_context");
+                // The library checks the id (and says ENotFound once the
+                // last event has started); the object stays managed.
+                Check(NativeMethods.iocp_set_context(handle, id, IntPtr.Zero), "iocp_set_context");
+                object before;
+                bool had = contexts.TryGetValue(id, out before);
+                if (context == null) contexts.Remove(id);
+                else contexts[id] = context;
+                // Ended between the check and now (the library let the store
+                // in late): its release may have run already, and a new entry
+                // would stay forever. Put back what was there (which the
+                // release, if still to come, takes away).
+                IntPtr unused;
+                if (NativeMethods.iocp_get_context(handle, id, out unused) == IocpErrors.ENotFound)
+                {
+                    if (had) contexts[id] = before;
+                    else contexts.Remove(id);
+                    throw new IocpException(IocpErrors.ENotFound, "iocp_set_context");
+                }
             }
-            if (hadOld && old != p) GCHandle.FromIntPtr(old).Free();
         }
 
         /// <summary>The object set with SetContext, or null.</summary>
         public object GetContext(ulong id)
         {
+            lock (contexts)
+            {
+                object o;
+                if (contexts.TryGetValue(id, out o)) return o;
+            }
             IntPtr p;
             Check(NativeMethods.iocp_get_context(handle, id, out p), "iocp_get_context");
-            return p != IntPtr.Zero ? GCHandle.FromIntPtr(p).Target : null;
+            return null;
         }
 
         /// <summary>Stops receiving (iocp_pause_recv): the peer's bytes wait in the kernel.</summary>
@@ -170,16 +190,21 @@ namespace IocpSrv
         /// <summary>Connections refused because MaxConnections was reached.</summary>
         public ulong RefusedCount { get { return NativeMethods.iocp_refused_count(handle); } }
 
-        // In the connection's last callback: the library hands the pointer
-        // back without a lookup; nobody can reach it afterwards.
-        private static void ReleaseContext(IntPtr server, ulong id)
+        // Every context set on a live connection, by id; the authority (the
+        // library's own context pointer is left NULL).
+        private readonly System.Collections.Generic.Dictionary<ulong, object> contexts =
+            new System.Collections.Generic.Dictionary<ulong, object>();
+        // Contexts held (tests: none is left once every connection ended).
+        internal int ContextCount { get { lock (contexts) return contexts.Count; } }
+
+        // After the connection's last handler (OnDisconnect, OnConnectFailed,
+        // a refusing OnConnect): its context stays readable during the
+        // handler, and goes when it returns.
+        private void ReleaseContext(ulong id)
         {
-            IntPtr p;
-            if (NativeMethods.GetContextRaw(server, id, out p) == 0 && p != IntPtr.Zero)
+            lock (contexts)
             {
-                // Cleared where the id still resolves (a refusal); stale otherwise.
-                NativeMethods.SetContextRaw(server, id, IntPtr.Zero);
-                GCHandle.FromIntPtr(p).Free();
+                contexts.Remove(id);
             }
         }
     }

@@ -78,12 +78,12 @@ namespace IocpSrv
                     case NativeMethods.EventDisconnected:
                         where = "OnDisconnect";
                         try { if (options.OnDisconnect != null) options.OnDisconnect(this, e.Id, (IocpReason)e.Value); }
-                        finally { FreeContext(e.Context); }   // the last event carries it
+                        finally { ReleaseContext(e.Id); }
                         break;
                     case NativeMethods.EventConnectFailed:
                         where = "OnConnectFailed";
                         try { if (options.OnConnectFailed != null) options.OnConnectFailed(this, e.Id, e.Value); }
-                        finally { FreeContext(e.Context); }
+                        finally { ReleaseContext(e.Id); }
                         break;
                     case NativeMethods.EventDrain:
                         where = "OnDrain";
@@ -109,13 +109,8 @@ namespace IocpSrv
         // released), freeing a context OnConnect may have set.
         private void Refuse(ulong id)
         {
-            ReleaseContext(handle.DangerousGetHandle(), id);
+            ReleaseContext(id);
             NativeMethods.iocp_close(handle, id);
-        }
-
-        private static void FreeContext(ulong context)
-        {
-            if (context != 0) GCHandle.FromIntPtr(new IntPtr((long)context)).Free();
         }
 
         private void OnQueuedData(ulong id, IntPtr data, int len)

@@ -221,13 +221,5 @@ namespace IocpSrv
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern ulong iocp_refused_count(ServerHandle server);
-
-        // The same two on the raw handle a callback receives: valid there
-        // even while Dispose (iocp_destroy) runs and the SafeHandle is closed.
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_get_context")]
-        internal static extern int GetContextRaw(IntPtr server, ulong id, out IntPtr context);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl, EntryPoint = "iocp_set_context")]
-        internal static extern int SetContextRaw(IntPtr server, ulong id, IntPtr context);
     }
 }
