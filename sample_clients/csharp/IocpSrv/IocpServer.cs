@@ -61,6 +61,7 @@ namespace IocpSrv
         private readonly object createLock = new object();
         private volatile bool created;
 
+#if !NET8_0_OR_GREATER
         // The delegates handed to native code: fields, so they live as long as
         // this object; ServerHandle.KeepAlive also holds them so they outlive
         // it until iocp_destroy has returned, even on the finalizer path.
@@ -72,6 +73,7 @@ namespace IocpSrv
         private readonly NativeMethods.OnLogFn onLog;
         private readonly NativeMethods.OnConnectFailedFn onConnectFailed;
         private readonly NativeMethods.OnDrainFn onDrain;
+#endif
 
         // The servers whose callbacks run on this thread (for Dispose).
         [ThreadStatic] private static List<IocpServer> running;
@@ -159,6 +161,17 @@ namespace IocpSrv
             // Callback mode: OnConnect and OnDisconnect (and OnConnectFailed)
             // are always set: they free the context of a refused or ended
             // connection. Queue mode sets no callback at all.
+#if NET8_0_OR_GREATER
+            // Function pointers, and `user` a weak handle to this server.
+            IntPtr user = IntPtr.Zero;
+            if (!queue)
+            {
+                SetCallbacks(ref callbacks);
+                user = GCHandle.ToIntPtr(GCHandle.Alloc(this, GCHandleType.Weak));
+                handle.User = user;
+            }
+#else
+            IntPtr user = IntPtr.Zero;
             if (!queue)
             {
                 onConnect = ConnectTrampoline;
@@ -201,6 +214,7 @@ namespace IocpSrv
             }
             handle.KeepAlive = new object[] { onConnect, onData, onSent, onPeerClosed, onDisconnect,
                                               onLog, onConnectFailed, onDrain };
+#endif
 
             IntPtr bind = Marshal.StringToHGlobalAnsi(options.Bind ?? "127.0.0.1");
             int rc;
@@ -211,7 +225,7 @@ namespace IocpSrv
                 // Queue mode passes no callbacks.
                 rc = queue
                     ? NativeMethods.iocp_create(ref config, IntPtr.Zero, IntPtr.Zero, out server)
-                    : NativeMethods.iocp_create(ref config, ref callbacks, IntPtr.Zero, out server);
+                    : NativeMethods.iocp_create(ref config, ref callbacks, user, out server);
                 if (rc == 0) handle.Set(server);
             }
             finally
@@ -224,7 +238,11 @@ namespace IocpSrv
                 }
             }
             if (rc != 0)
+            {
+                if (handle.User != IntPtr.Zero) GCHandle.FromIntPtr(handle.User).Free();
+                handle.User = IntPtr.Zero;
                 throw new IocpException(rc, "cannot listen on " + options.Bind + " port " + options.Port);
+            }
             liveEntry = new WeakReference(handle, true);
             lock (live) live.Add(liveEntry);
             if (queue)

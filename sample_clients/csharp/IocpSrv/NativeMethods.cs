@@ -1,16 +1,21 @@
-// The raw C API as P/Invoke declarations: every function, callback type and
-// struct of api/iocpsrv.h that the binding uses, cdecl, blittable structs.
-// Nothing here is public; IocpServer and IocpLibrary are the interface.
+// The raw C API: the structs, event types and callback types of
+// api/iocpsrv.h that the binding uses, cdecl, blittable structs. The
+// functions: NativeMethods.DllImport.cs (netstandard2.0 and Mono) and
+// NativeMethods.LibraryImport.cs (net8.0: source-generated stubs, function
+// pointers instead of delegates). Nothing here is public; IocpServer and
+// IocpLibrary are the interface.
 using System;
 using System.Runtime.InteropServices;
 
 namespace IocpSrv
 {
     /// <summary>The raw C API. Mirrors api/iocpsrv.h; see there for semantics.</summary>
-    internal static class NativeMethods
+    internal static partial class NativeMethods
     {
         private const string Lib = "iocpsrv";
 
+#if !NET8_0_OR_GREATER
+        // The callback types, as delegates (net8.0 uses function pointers).
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate int OnConnectFn(IntPtr server, IntPtr user, ulong id, IntPtr address, ushort port);
 
@@ -34,9 +39,11 @@ namespace IocpSrv
 
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void OnDrainFn(IntPtr server, IntPtr user, ulong id, ulong queued);
+#endif
 
         // struct iocp_callbacks: 72 bytes on 64-bit, 40 on 32-bit. Function
-        // pointers are kept as IntPtr (from GetFunctionPointerForDelegate) so
+        // pointers are kept as IntPtr (from GetFunctionPointerForDelegate, or a
+        // function pointer on net8.0) so
         // the struct stays blittable and no marshaling copies are involved.
         [StructLayout(LayoutKind.Sequential)]
         internal struct Callbacks
@@ -125,101 +132,5 @@ namespace IocpSrv
             public ulong AcceptErrors;
             public ulong SystemErrors;
         }
-
-        // Functions returning `const char *` to static storage are declared
-        // IntPtr: a string return type would make the marshaler free it.
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern uint iocp_version();
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern IntPtr iocp_version_string();
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern IntPtr iocp_strerror(int err);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern IntPtr iocp_err_name(int err);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_config_init(ref Config config, uint size);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_create(ref Config config, ref Callbacks callbacks, IntPtr user,
-                                               out IntPtr server);
-
-        // Queue mode: callbacks NULL.
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_create(ref Config config, IntPtr callbacks, IntPtr user,
-                                                     out IntPtr server);
-
-        // events: a pinned Event[] (the drain loop pins its array once, so
-        // no call marshals or copies it).
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_wait(ServerHandle server, IntPtr events, uint max, int timeoutMs);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_wake(ServerHandle server);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_stop(ServerHandle server);
-
-        // A byte[] is pinned by the marshaler for the call (no copy).
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_send(ServerHandle server, ulong id, byte[] data, UIntPtr len);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_send(ServerHandle server, ulong id, IntPtr data, UIntPtr len);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_shutdown(ServerHandle server, ulong id);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_close(ServerHandle server, ulong id);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_queued(ServerHandle server, ulong id, out ulong queued);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern ushort iocp_port(ServerHandle server);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern ulong iocp_connection_count(ServerHandle server);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_destroy(IntPtr server);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_stats(ServerHandle server, ref Statistics stats);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_listen_address(ServerHandle server, byte[] text, UIntPtr cap,
-                                                       out ushort port);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_connect(ServerHandle server, byte[] address, ushort port, out ulong id);
-        // 1.1
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_set_context(ServerHandle server, ulong id, IntPtr context);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_get_context(ServerHandle server, ulong id, out IntPtr context);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_pause_recv(ServerHandle server, ulong id);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_resume_recv(ServerHandle server, ulong id);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_set_drain_mark(ServerHandle server, ulong id, ulong mark);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_set_idle_timeout(ServerHandle server, ulong id, uint timeoutMs);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern int iocp_stop_graceful(ServerHandle server, uint timeoutMs);
-
-        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
-        internal static extern ulong iocp_refused_count(ServerHandle server);
     }
 }

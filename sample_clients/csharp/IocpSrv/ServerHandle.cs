@@ -15,6 +15,7 @@ namespace IocpSrv
     internal sealed class ServerHandle : SafeHandle
     {
         internal object KeepAlive;
+        internal IntPtr User;      // net8.0: the weak GCHandle the callbacks get as `user`
         internal Thread Drainer;   // queue mode: the thread that drains events
 
         internal ServerHandle() : base(IntPtr.Zero, true) { }
@@ -45,6 +46,9 @@ namespace IocpSrv
                 {
                     destroyed = true;
                     KeepAlive = null;
+                    // No callback runs any more: the handle they used can go.
+                    if (User != IntPtr.Zero) GCHandle.FromIntPtr(User).Free();
+                    User = IntPtr.Zero;
                 }
                 return rc;
             }
