@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
-"""The IocpSrv NuGet package works for a .NET user.
+"""The IocpSrv NuGet package, made by `dotnet pack`, works for a .NET user.
 
-  check_nupkg.py --nupkg IocpSrv.X.Y.Z.nupkg --version X.Y.Z --mcs MCS --mono MONO
-                 --consumer Consumer.cs --work DIR [--expect-native RID=PATH ...]
+  check_nupkg.py --dotnet DOTNET --project IocpSrv.csproj --version X.Y.Z
+                 --native linux-x64=PATH --native win-x64=PATH --native win-x86=PATH
+                 --consumer Consumer.cs --work DIR [--mono MONO]
 
-Unpacks the package, checks its nuspec version, the class library under
-lib/net45/ and each expected native library under runtimes/RID/native/
-(byte for byte the build's), builds a program against the packaged
-IocpSrv.Net.dll alone, deploys it with the packaged linux-x64 library beside it
-(no LD_LIBRARY_PATH) and runs it on Mono. Prints one line per check and
-'N passed, M failed'."""
+Strips copies of the native libraries (strip, x86_64-/i686-w64-mingw32-strip),
+packs IocpSrv.csproj with them (dotnet pack, the paths as MSBuild properties),
+then checks the package: nuspec id, version, license expression BSL-1.0,
+readme, repository; lib/netstandard2.0, lib/net462 and lib/net8.0 with their XML
+documentation; runtimes/RID/native/ holding each library stripped (smaller
+than the build's); buildTransitive/IocpSrv.targets. Then a fresh console
+project (net10.0) takes the package with `dotnet add package` from the
+package's folder and runs the echo consumer with nothing copied by hand and
+no LD_LIBRARY_PATH; with --mono, a .NET Framework 4.7.2 project does the
+same, its output (where the package's targets put libiocpsrv.so) run on
+Mono. Restores reach the NuGet source the machine is configured with for
+everything else. Prints one line per check and 'N passed, M failed'."""
 import argparse
 import os
 import re
@@ -20,56 +27,137 @@ import zipfile
 
 from checks import check, finish
 
+STRIP = {"linux-x64": "strip", "win-x64": "x86_64-w64-mingw32-strip",
+         "win-x86": "i686-w64-mingw32-strip"}
+NAME = {"linux-x64": "libiocpsrv.so", "win-x64": "iocpsrv.dll", "win-x86": "iocpsrv.dll"}
+PROP = {"linux-x64": "IocpSrvNativeLinuxX64", "win-x64": "IocpSrvNativeWinX64",
+        "win-x86": "IocpSrvNativeWinX86"}
+
+
+def env():
+    e = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    e.update(DOTNET_CLI_TELEMETRY_OPTOUT="1", DOTNET_NOLOGO="1", DOTNET_SKIP_FIRST_TIME_EXPERIENCE="1")
+    return e
+
+
+def run(cmd, cwd=None, timeout=300):
+    p = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr
+
+
+def consumer_project(a, folder, tfm, feed, extra=""):
+    """A console project as `dotnet new console` makes it, with Consumer.cs
+    as its program, a nuget.config adding the package's folder, and the
+    package added by `dotnet add package`. Returns whether that worked."""
+    os.makedirs(folder)
+    with open(os.path.join(folder, "Consumer.csproj"), "w") as f:
+        f.write(f"""<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>{tfm}</TargetFramework>{extra}
+  </PropertyGroup>
+</Project>
+""")
+    shutil.copy(a.consumer, folder)
+    # A packages folder of its own: the user's may hold an older IocpSrv of
+    # the same version, which restore would take instead of this one.
+    with open(os.path.join(folder, "nuget.config"), "w") as f:
+        f.write(f"""<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <config>
+    <add key="globalPackagesFolder" value="{os.path.join(a.work, 'packages')}" />
+  </config>
+  <packageSources>
+    <add key="local" value="{feed}" />
+  </packageSources>
+</configuration>
+""")
+    rc, out = run([a.dotnet, "add", "package", "IocpSrv", "--version", a.version], cwd=folder)
+    return check(f"{tfm}: dotnet add package IocpSrv {a.version} from the package's folder", rc == 0, out[-3000:])
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--nupkg", required=True)
+    ap.add_argument("--dotnet", required=True)
+    ap.add_argument("--project", required=True)
     ap.add_argument("--version", required=True)
-    ap.add_argument("--mcs", required=True)
-    ap.add_argument("--mono", required=True)
+    ap.add_argument("--native", action="append", default=[])
     ap.add_argument("--consumer", required=True)
     ap.add_argument("--work", required=True)
-    ap.add_argument("--expect-native", action="append", default=[])
+    ap.add_argument("--mono")
     a = ap.parse_args()
-
+    a.work = os.path.abspath(a.work)
     shutil.rmtree(a.work, ignore_errors=True)
-    pkg = os.path.join(a.work, "package")
-    with zipfile.ZipFile(a.nupkg) as z:
-        z.extractall(pkg)
-    nuspec = open(os.path.join(pkg, "IocpSrv.nuspec"), encoding="utf-8").read()
+    os.makedirs(a.work)
+
+    native = dict(spec.split("=", 1) for spec in a.native)
+    if not check("the three native libraries are built", set(native) == set(STRIP)
+                 and all(os.path.isfile(p) for p in native.values()), f"{native}"):
+        return finish()
+    props = []
+    for rid, path in native.items():
+        stripped = os.path.join(a.work, "native", rid, NAME[rid])
+        os.makedirs(os.path.dirname(stripped))
+        rc, out = run([shutil.which(STRIP[rid]) or STRIP[rid], "--strip-unneeded", "-o", stripped, path])
+        check(f"{rid}: {NAME[rid]} stripped", rc == 0, out)
+        props.append(f"-p:{PROP[rid]}={stripped}")
+
+    feed = os.path.join(a.work, "feed")
+    rc, out = run([a.dotnet, "pack", "-c", "Release", a.project, "--artifacts-path",
+                   os.path.join(a.work, "artifacts"), "--disable-build-servers", "-o", feed,
+                   "-p:Version=" + a.version] + props)
+    nupkg = os.path.join(feed, f"IocpSrv.{a.version}.nupkg")
+    if not check("dotnet pack makes IocpSrv.nupkg", rc == 0 and os.path.isfile(nupkg), out[-3000:]):
+        return finish()
+
+    with zipfile.ZipFile(nupkg) as z:
+        names = set(z.namelist())
+        nuspec = z.read("IocpSrv.nuspec").decode("utf-8")
+        for rid in STRIP:
+            entry = f"runtimes/{rid}/native/{NAME[rid]}"
+            data = z.read(entry) if entry in names else b""
+            check(f"{entry}: stripped, smaller than the build's ({len(data)} bytes)",
+                  data and data == open(os.path.join(a.work, "native", rid, NAME[rid]), "rb").read()
+                  and len(data) < os.path.getsize(native[rid]), "missing" if not data else "differs")
     check(f"the nuspec says IocpSrv {a.version}",
-          re.search(r"<id>IocpSrv</id>", nuspec) and f"<version>{a.version}</version>" in nuspec)
-    lib = os.path.join(pkg, "lib", "net45", "IocpSrv.Net.dll")
-    check("the class library and its documentation are under lib/net45/",
-          os.path.isfile(lib) and os.path.isfile(os.path.join(pkg, "lib", "net45", "IocpSrv.Net.xml")))
-    for spec in a.expect_native:
-        rid, path = spec.split("=", 1)
-        name = "iocpsrv.dll" if rid.startswith("win") else "libiocpsrv.so"
-        packed = os.path.join(pkg, "runtimes", rid, "native", name)
-        same = os.path.isfile(packed) and open(packed, "rb").read() == open(path, "rb").read()
-        check(f"runtimes/{rid}/native/{name} is the build's {os.path.basename(path)}", same,
-              "missing" if not os.path.isfile(packed) else "differs (stale package: rebuild)")
+          "<id>IocpSrv</id>" in nuspec and f"<version>{a.version}</version>" in nuspec)
+    # (NuGet adds a licenseUrl of licenses.nuget.org for old clients itself.)
+    urls = re.findall(r"<licenseUrl>(.*?)</licenseUrl>", nuspec)
+    check("license expression BSL-1.0, no license URL of our own",
+          '<license type="expression">BSL-1.0</license>' in nuspec
+          and all(u == "https://licenses.nuget.org/BSL-1.0" for u in urls), nuspec)
+    check("a readme", "<readme>README.md</readme>" in nuspec and "README.md" in names)
+    check("repository metadata", re.search(r'<repository type="git"', nuspec), nuspec)
+    for tfm in ("netstandard2.0", "net462", "net8.0"):
+        check(f"lib/{tfm}: IocpSrv.Net.dll and its documentation",
+              {f"lib/{tfm}/IocpSrv.Net.dll", f"lib/{tfm}/IocpSrv.Net.xml"} <= names)
+    check("buildTransitive/IocpSrv.targets for classic projects",
+          {"buildTransitive/IocpSrv.targets", "build/IocpSrv.targets"} <= names)
 
-    app = os.path.join(a.work, "app")
-    os.makedirs(app)
-    exe = os.path.join(app, "Consumer.exe")
-    p = subprocess.run([a.mcs, "-nologo", "-warn:4", "-warnaserror", "-r:" + lib, "-out:" + exe, a.consumer],
-                       capture_output=True, text=True)
-    if not check("a program builds against the packaged IocpSrv.Net.dll", p.returncode == 0, p.stdout + p.stderr):
-        return 1
-    shutil.copy(lib, app)
-    shutil.copy(os.path.join(pkg, "runtimes", "linux-x64", "native", "libiocpsrv.so"), app)
-    # On Windows the managed and the native library share the program's
-    # folder, whose file names ignore case.
-    names = [n.lower() for n in os.listdir(app)]
-    check("the managed assembly's file name differs from iocpsrv.dll in any case",
-          "iocpsrv.dll" not in names and len(set(names)) == len(names), f"{os.listdir(app)}")
-    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
-    p = subprocess.run([a.mono, exe, a.version], cwd=app, env=env, capture_output=True, text=True, timeout=120)
-    check("it runs on Mono with the packaged native library beside it (echo over loopback)",
-          p.returncode == 0 and p.stdout.strip() == "ok", f"exit {p.returncode}: {p.stdout}{p.stderr}")
+    # A fresh .NET console project: the runtime finds runtimes/linux-x64/native.
+    app = os.path.join(a.work, "net10")
+    if consumer_project(a, app, "net10.0", feed):
+        rc, out = run([a.dotnet, "run", "--", a.version], cwd=app)
+        check("net10.0: it builds and echoes with the packaged library (dotnet run)",
+              rc == 0 and out.strip().endswith("ok"), out[-3000:])
+        copied = [f for root, _, fs in os.walk(os.path.join(app, "bin")) for f in fs if f == "libiocpsrv.so"]
+        check("net10.0: the library comes from runtimes/RID/native, not copied by the targets",
+              all("runtimes" in root for root, _, fs in os.walk(os.path.join(app, "bin"))
+                  for f in fs if f == "libiocpsrv.so") and copied, f"{copied}")
 
+    # A classic .NET Framework project, run on Mono: the targets copy the library.
+    if a.mono:
+        app = os.path.join(a.work, "net472")
+        if consumer_project(a, app, "net472", feed, "\n    <LangVersion>5</LangVersion>"):
+            rc, out = run([a.dotnet, "build", "-c", "Release", "-o", "out", "--disable-build-servers"], cwd=app)
+            check("net472: it builds", rc == 0, out[-3000:])
+            outdir = os.path.join(app, "out")
+            check("net472: the package's targets put libiocpsrv.so and iocpsrv.dll (x64) beside the program",
+                  os.path.isfile(os.path.join(outdir, "libiocpsrv.so"))
+                  and os.path.isfile(os.path.join(outdir, "iocpsrv.dll")), f"{os.listdir(outdir)}")
+            rc, out = run([a.mono, os.path.join(outdir, "Consumer.exe"), a.version], cwd=outdir, timeout=120)
+            check("net472: it echoes on Mono with the library the targets copied",
+                  rc == 0 and out.strip() == "ok", out[-3000:])
     return finish()
 
 

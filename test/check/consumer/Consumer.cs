@@ -1,6 +1,6 @@
-// A .NET program as a user of the IocpSrv NuGet package writes it: built
-// against lib/net45/IocpSrv.Net.dll only, run with the package's native library
-// beside it. Echoes a few bytes through a server on port 0; exits 0 and
+// A .NET program as a user of the IocpSrv NuGet package writes it, the
+// package taken with `dotnet add package` (check_nupkg.py), nothing copied
+// by hand. Echoes a few bytes through a server on port 0; exits 0 and
 // prints "ok" on success.
 using System;
 using System.Net.Sockets;
