@@ -3,6 +3,7 @@
 
     dotnet_project.py COMMON build --sources FILE...
     dotnet_project.py COMMON run [ECHOSERVER ARGS...]
+    dotnet_project.py COMMON test --tests IocpSrv.Tests.csproj --library DIR
 
     COMMON: --dotnet DOTNET --projects sample_clients/csharp
             --artifacts DIR --version X.Y.Z
@@ -22,7 +23,11 @@ than every input (the build's output shown only when it fails, on standard
 error), then becomes `dotnet EchoServer.dll ARGS` (the samples' echo driver
 runs it and appends --port 0).
 
-Both take a lock in --artifacts: the test and the sample may run at once.
+test: `dotnet test -c Release` of the xunit suite (test/csharp/IocpSrv.Tests)
+with the build's library on LD_LIBRARY_PATH, its output under --artifacts;
+prints the runner's summary as "N passed, M failed".
+
+All take a lock in --artifacts: the test and the sample may run at once.
 Ends with "N passed, M failed" (build); exit code 1 when anything failed.
 """
 
@@ -30,6 +35,7 @@ import argparse
 import fcntl
 import glob
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -148,6 +154,26 @@ def run(a, args):
     return 1   # not reached
 
 
+def test(a):
+    env = dotnet_env()
+    env["LD_LIBRARY_PATH"] = a.library + (os.pathsep + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    cmd = [a.dotnet, "test", a.tests, "-c", "Release", "--artifacts-path", a.artifacts,
+           "--disable-build-servers", "-p:Version=" + a.version]
+    print("$ " + " ".join(cmd), flush=True)
+    with locked(a):
+        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    print(p.stdout, flush=True)
+    m = re.findall(r"Failed:\s+(\d+), Passed:\s+(\d+)", p.stdout)
+    if m:
+        failed, passed = int(m[-1][0]), int(m[-1][1])
+    else:
+        failed, passed = 1, 0
+    if p.returncode != 0 and failed == 0:
+        failed = 1
+    print(f"{passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dotnet", required=True)
@@ -158,6 +184,9 @@ def main():
     b = sub.add_parser("build")
     b.add_argument("--sources", nargs="+", required=True, help="meson's cs_binding_src")
     sub.add_parser("run")
+    t = sub.add_parser("test")
+    t.add_argument("--tests", required=True, help="IocpSrv.Tests.csproj")
+    t.add_argument("--library", required=True, help="the folder of libiocpsrv.so")
     # Everything after "run" belongs to EchoServer, options included.
     argv = sys.argv[1:]
     rest = []
@@ -166,6 +195,8 @@ def main():
         argv, rest = argv[:at + 1], argv[at + 1:]
     a = ap.parse_args(argv)
     a.artifacts = os.path.abspath(a.artifacts)
+    if a.command == "test":
+        return test(a)
     return build(a) if a.command == "build" else run(a, rest)
 
 

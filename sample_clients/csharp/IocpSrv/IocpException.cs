@@ -9,6 +9,8 @@ namespace IocpSrv
     {
         public int Code { get; private set; }
         public string Name { get; private set; }
+        /// <summary>The code as an enum.</summary>
+        public IocpError Error { get { return (IocpError)Code; } }
 
         public IocpException(int code, string what)
             : base(what + ": " + IocpLibrary.StrError(code) + " (" + IocpLibrary.ErrName(code) + ", " + code + ")")

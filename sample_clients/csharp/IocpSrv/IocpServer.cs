@@ -119,6 +119,7 @@ namespace IocpSrv
         {
             if (options == null) throw new ArgumentNullException("options");
             IocpLibrary.EnsureCompatible();
+            options = options.Snapshot();   // read once: later changes do nothing
             this.options = options;
 
             var config = new NativeMethods.Config();

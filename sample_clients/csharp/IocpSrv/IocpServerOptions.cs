@@ -61,5 +61,9 @@ namespace IocpSrv
         /// constructor runs (do not use the server there).
         /// </summary>
         public LogHandler OnLog;
+
+        // The copy a server keeps: changing the options afterwards changes
+        // nothing in a running server.
+        internal IocpServerOptions Snapshot() { return (IocpServerOptions)MemberwiseClone(); }
     }
 }

@@ -1,0 +1,266 @@
+// One connection of an IocpListener as System.IO.Pipelines: Input holds what
+// the peer sent, Output what goes to it. The listener's drain thread feeds
+// Input and reports the connection's events here; a send loop takes Output
+// into the library's queue.
+#nullable enable
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.IO;
+using System.IO.Pipelines;
+using System.Net;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace IocpSrv
+{
+    /// <summary>
+    /// A TCP connection served by the library. Read <see cref="Input"/> and
+    /// write <see cref="Output"/>; <see cref="Input"/> completes when the peer
+    /// half-closes (FIN), <c>Output.Complete()</c> half-closes this side once
+    /// the bytes written are out, <see cref="Abort"/> resets. A reader that
+    /// stops reading pauses the peer once <see cref="IocpListenerOptions.InputPauseThreshold"/>
+    /// bytes wait; <c>Output.FlushAsync</c> waits while the library's queue for
+    /// this connection is above <see cref="IocpListenerOptions.OutputQueueLimit"/>,
+    /// until it has drained to <see cref="IocpListenerOptions.OutputDrainMark"/>.
+    /// Dispose it (await using) when done: that resets it if it is still open.
+    /// </summary>
+    public sealed class IocpConnection : IAsyncDisposable
+    {
+        private readonly IocpServer server;
+        private readonly IocpListenerOptions options;
+        private readonly Pipe input;
+        private readonly Pipe output;
+        private readonly CancellationTokenSource closed = new CancellationTokenSource();
+        private readonly TaskCompletionSource ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly object gate = new object();
+        // Input: bytes that came while a flush into Input waited (the pipe
+        // was full); written when it completes.
+        private bool flushing;
+        private List<byte[]>? pending;
+        private bool finPending;
+        private Exception? endError;
+        private bool inputDone;
+        private bool isEnded;
+        // Output: set by OnDrain.
+        private TaskCompletionSource? drained;
+        private Task? sendLoop;
+
+        internal IocpConnection(IocpServer server, IocpListenerOptions options, ulong id,
+                                IPEndPoint remote, IPEndPoint? local)
+        {
+            this.server = server;
+            this.options = options;
+            Id = id;
+            RemoteEndPoint = remote;
+            LocalEndPoint = local;
+            input = new Pipe(new PipeOptions(pauseWriterThreshold: options.InputPauseThreshold,
+                resumeWriterThreshold: options.InputResumeThreshold, useSynchronizationContext: false));
+            // Small: a writer waits in FlushAsync until the send loop took
+            // its bytes, and the send loop waits for the library's queue.
+            output = new Pipe(new PipeOptions(pauseWriterThreshold: 64 << 10, resumeWriterThreshold: 32 << 10,
+                useSynchronizationContext: false));
+        }
+
+        /// <summary>The library's id of this connection.</summary>
+        public ulong Id { get; }
+
+        /// <summary>The peer's address and port.</summary>
+        public IPEndPoint RemoteEndPoint { get; }
+
+        /// <summary>The listening address and port for an accepted connection; null for an outbound one.</summary>
+        public IPEndPoint? LocalEndPoint { get; }
+
+        /// <summary>What the peer sent; completes on its FIN (with an IOException when it reset).</summary>
+        public PipeReader Input => input.Reader;
+
+        /// <summary>What goes to the peer; Complete() half-closes after the bytes written.</summary>
+        public PipeWriter Output => output.Writer;
+
+        /// <summary>Fires when the connection has ended, for whatever reason.</summary>
+        public CancellationToken ConnectionClosed => closed.Token;
+
+        /// <summary>Why the connection ended, once it has.</summary>
+        public IocpReason? Reason { get; private set; }
+
+        /// <summary>Completes when the connection has ended.</summary>
+        public Task Ended => ended.Task;
+
+        /// <summary>Resets the connection (RST; bytes still queued are dropped).</summary>
+        public void Abort()
+        {
+            server.TryClose(Id);
+        }
+
+        /// <summary>Resets the connection if still open and completes both pipes.</summary>
+        public async ValueTask DisposeAsync()
+        {
+            if (!isEnded) Abort();
+            try { await ended.Task.ConfigureAwait(false); } catch { }
+            if (sendLoop != null) await sendLoop.ConfigureAwait(false);
+            input.Reader.Complete();
+            output.Writer.Complete();
+        }
+
+        internal void Start()
+        {
+            sendLoop = Task.Run(SendLoopAsync);
+        }
+
+        // ---- Input: called on the listener's drain thread ----
+
+        internal void OnData(ReadOnlySpan<byte> data)
+        {
+            lock (gate)
+            {
+                if (inputDone) return;
+                if (flushing)
+                {
+                    (pending ??= new List<byte[]>()).Add(data.ToArray());
+                    return;
+                }
+                input.Writer.Write(data);
+                ValueTask<FlushResult> f = input.Writer.FlushAsync();
+                if (f.IsCompletedSuccessfully)
+                {
+                    if (f.Result.IsCompleted) ReaderGone();
+                    return;
+                }
+                // Input is full: the library stops receiving until it drained.
+                flushing = true;
+                server.TryPause(Id);
+                _ = AwaitFlushAsync(f);
+            }
+        }
+
+        private async Task AwaitFlushAsync(ValueTask<FlushResult> f)
+        {
+            for (;;)
+            {
+                FlushResult r;
+                try { r = await f.ConfigureAwait(false); }
+                catch (Exception) { r = new FlushResult(false, true); }
+                lock (gate)
+                {
+                    if (r.IsCompleted)
+                    {
+                        flushing = false;
+                        ReaderGone();
+                        return;
+                    }
+                    if (pending != null && pending.Count > 0)
+                    {
+                        foreach (byte[] p in pending) input.Writer.Write(p);
+                        pending.Clear();
+                        f = input.Writer.FlushAsync();
+                        if (!f.IsCompletedSuccessfully) continue;   // still full: stay paused
+                        if (f.Result.IsCompleted) { flushing = false; ReaderGone(); return; }
+                    }
+                    flushing = false;
+                    if (finPending) CompleteInput();
+                    else if (!isEnded) server.TryResume(Id);
+                    return;
+                }
+            }
+        }
+
+        // The application completed Input: what still comes is dropped.
+        private void ReaderGone()
+        {
+            inputDone = true;
+            pending = null;
+            input.Writer.Complete();
+        }
+
+        private void CompleteInput()
+        {
+            if (inputDone) return;
+            inputDone = true;
+            input.Writer.Complete(endError);
+        }
+
+        internal void OnPeerClosed()
+        {
+            lock (gate)
+            {
+                if (flushing) finPending = true;
+                else CompleteInput();
+            }
+        }
+
+        internal void OnDrain()
+        {
+            Volatile.Read(ref drained)?.TrySetResult();
+        }
+
+        internal void OnEnded(IocpReason reason)
+        {
+            Reason = reason;
+            lock (gate)
+            {
+                isEnded = true;
+                if (reason != IocpReason.PeerClosed && endError == null)
+                    endError = new IOException("the connection ended: " + reason);
+                // Bytes still waiting for room in Input are delivered first,
+                // unless the connection was reset.
+                if (flushing && reason == IocpReason.PeerClosed) finPending = true;
+                else CompleteInput();
+            }
+            Volatile.Read(ref drained)?.TrySetResult();
+            output.Reader.CancelPendingRead();
+            ended.TrySetResult();
+            try { closed.Cancel(); } catch (AggregateException) { }
+        }
+
+        // ---- Output: the send loop ----
+
+        private async Task SendLoopAsync()
+        {
+            PipeReader reader = output.Reader;
+            Exception? error = null;
+            try
+            {
+                for (;;)
+                {
+                    ReadResult result = await reader.ReadAsync().ConfigureAwait(false);
+                    if (isEnded) break;
+                    ReadOnlySequence<byte> buffer = result.Buffer;
+                    foreach (ReadOnlyMemory<byte> segment in buffer)
+                    {
+                        await WaitForRoomAsync().ConfigureAwait(false);
+                        if (isEnded) break;
+                        int rc = server.TrySend(Id, segment.Span);
+                        if (rc < 0) throw IocpErrorMap.ToException(rc, "iocp_send");
+                    }
+                    reader.AdvanceTo(buffer.End);
+                    if (isEnded) break;
+                    if (result.IsCompleted)
+                    {
+                        server.TryShutdown(Id);   // the graceful half-close
+                        break;
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+            reader.Complete(isEnded ? null : error);
+        }
+
+        // Returns once the library's queue for this connection is at or
+        // below OutputQueueLimit; OnDrain wakes it when the queue has fallen
+        // to OutputDrainMark (the connection's drain mark).
+        private async Task WaitForRoomAsync()
+        {
+            for (;;)
+            {
+                var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                Volatile.Write(ref drained, tcs);
+                if (isEnded || server.TryQueued(Id, out ulong queued) < 0) return;
+                if (queued <= (ulong)options.OutputQueueLimit) return;
+                await tcs.Task.ConfigureAwait(false);
+            }
+        }
+    }
+}

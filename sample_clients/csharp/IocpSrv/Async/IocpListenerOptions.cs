@@ -1,0 +1,54 @@
+// What an IocpListener is created with; read once, when it is created.
+#nullable enable
+using System;
+
+namespace IocpSrv
+{
+    /// <summary>
+    /// Settings of an <see cref="IocpListener"/>. Read once when the listener
+    /// is created: changing them afterwards changes nothing.
+    /// </summary>
+    public sealed class IocpListenerOptions
+    {
+        /// <summary>Worker threads; 0 picks the library's default.</summary>
+        public int Threads { get; set; }
+
+        /// <summary>Accept IPv4 peers on an IPv6 wildcard address too.</summary>
+        public bool DualStack { get; set; }
+
+        /// <summary>TCP_NODELAY on each connection (the default).</summary>
+        public bool NoDelay { get; set; } = true;
+
+        /// <summary>Connections open at once at most; 0: no cap.</summary>
+        public int MaxConnections { get; set; }
+
+        /// <summary>A connection with no traffic this long is reset; zero: never.</summary>
+        public TimeSpan IdleTimeout { get; set; }
+
+        /// <summary>
+        /// Unread bytes in a connection's <see cref="IocpConnection.Input"/>
+        /// at which the library stops receiving from that peer (its bytes
+        /// then wait in the kernel, and TCP slows the sender down).
+        /// </summary>
+        public long InputPauseThreshold { get; set; } = 1 << 20;
+
+        /// <summary>Unread bytes at which receiving resumes.</summary>
+        public long InputResumeThreshold { get; set; } = 512 << 10;
+
+        /// <summary>
+        /// Bytes queued in the library for one connection above which
+        /// <see cref="IocpConnection.Output"/> stops taking more: its
+        /// FlushAsync waits until the queue has drained to
+        /// <see cref="OutputDrainMark"/>.
+        /// </summary>
+        public long OutputQueueLimit { get; set; } = 1 << 20;
+
+        /// <summary>Queued bytes at which a waiting output goes on.</summary>
+        public long OutputDrainMark { get; set; } = 256 << 10;
+
+        /// <summary>Exceptions nobody else can receive (a failing drain loop); ignored when null.</summary>
+        public Action<Exception>? OnError { get; set; }
+
+        internal IocpListenerOptions Snapshot() => (IocpListenerOptions)MemberwiseClone();
+    }
+}
