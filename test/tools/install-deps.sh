@@ -15,14 +15,12 @@ pkgs=(
   dpkg-dev
   # Packaging and its tests: the MSVC import library (llvm-dlltool), a
   # clang + lld-link consumer, the header as C++, the version resource
-  # (pefile), the wheel (Debian's python3 + setuptools + wheel, a venv) and
-  # the NuGet package.
+  # (pefile) and the wheel (Debian's python3 + setuptools + wheel, a venv).
   llvm lld clang g++ binutils
   python3-pefile python3-setuptools python3-wheel python3-venv
   # pip install ./sample_clients/python offline, with build isolation: the
   # build requirements as wheels in /usr/share/python-wheels.
   python3-pip-whl python3-setuptools-whl python3-wheel-whl
-  nuget
   # Benchmark peers and load tools (test/bench/bench.py); the library never
   # needs them, and test/bench builds baseline_uv only where libuv is found.
   libuv1-dev nginx-light wrk curl
@@ -40,3 +38,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 "$here/build-cmocka-mingw.sh"
+
+# The .NET SDK's tests (test/csharp/IocpSrv.Tests, the Kestrel sample and
+# its test) restore NuGet packages from the registry the machine reaches:
+# fetched once here, so that the tests find them in the NuGet cache.
+if command -v dotnet >/dev/null; then
+  root=$(cd "$here/../.." && pwd)
+  scratch=$(mktemp -d)
+  for proj in "$root"/test/csharp/*/*.csproj "$root"/sample_clients/csharp/*/*.csproj; do
+    DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 dotnet restore "$proj" \
+      --artifacts-path "$scratch" >/dev/null
+  done
+  rm -rf "$scratch"
+fi
