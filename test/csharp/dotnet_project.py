@@ -4,6 +4,7 @@
     dotnet_project.py COMMON build --sources FILE...
     dotnet_project.py COMMON run [ECHOSERVER ARGS...]
     dotnet_project.py COMMON test --tests IocpSrv.Tests.csproj --library DIR
+    dotnet_project.py COMMON kestrel --library DIR
 
     COMMON: --dotnet DOTNET --projects sample_clients/csharp
             --artifacts DIR --version X.Y.Z
@@ -27,6 +28,12 @@ test: `dotnet test -c Release` of the xunit suite (test/csharp/IocpSrv.Tests)
 with the build's library on LD_LIBRARY_PATH, its output under --artifacts;
 prints the runner's summary as "N passed, M failed".
 
+kestrel: builds KestrelHello/KestrelHello.csproj (minimal API on the
+iocpsrv Kestrel transport), starts it on port 0 with the build's library,
+and checks real HTTP/1.1 over loopback: single requests on fresh
+connections, keep-alive, pipelined requests, a 404; then ends its input and
+checks that it exits 0 and that the iocpsrv listener served those connections.
+
 All take a lock in --artifacts: the test and the sample may run at once.
 Ends with "N passed, M failed" (build); exit code 1 when anything failed.
 """
@@ -36,6 +43,7 @@ import fcntl
 import glob
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -174,6 +182,74 @@ def test(a):
     return 1 if failed else 0
 
 
+def http_exchange(port, requests):
+    """Sends the raw requests on one connection, half-closes, reads to the end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+        c.sendall(b"".join(requests))
+        c.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def kestrel(a):
+    r = Results()
+    env = dotnet_env()
+    env["LD_LIBRARY_PATH"] = a.library
+    project = os.path.join(a.projects, "KestrelHello", "KestrelHello.csproj")
+    with locked(a):
+        rc = dotnet_build(a, project, sys.stdout)
+    r.check(rc == 0, "dotnet build KestrelHello.csproj (and IocpSrv.Kestrel.csproj)", f"exit code {rc}")
+    if rc != 0:
+        print(f"{r.passed} passed, {r.failed} failed", flush=True)
+        return 1
+    dll = os.path.join(a.artifacts, "bin", "KestrelHello", "release", "KestrelHello.dll")
+    p = subprocess.Popen([a.dotnet, dll, "--port", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        m = re.match(r"listening on port (\d+)", line)
+        r.check(m, "it listens", line)
+        if not m:
+            return 1
+        port = int(m.group(1))
+        get = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        hello = b"HTTP/1.1 200 OK"
+        out = http_exchange(port, [get])
+        r.check(out.startswith(hello) and b"\r\n\r\nd\r\nHello, World!\r\n0\r\n\r\n" in out,
+                "GET / answers Hello, World! (chunked)", out[:300])
+        out = http_exchange(port, [get] * 5)
+        r.check(out.count(hello) == 5 and out.count(b"Hello, World!") == 5,
+                "five pipelined requests on one connection get five answers", out[:300])
+        out = http_exchange(port, [b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n"])
+        r.check(out.startswith(b"HTTP/1.1 404"), "an unknown path is a 404", out[:300])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+            ok = True
+            for _ in range(3):   # keep-alive: one request at a time
+                c.sendall(get)
+                data = b""
+                while not data.endswith(b"\r\n0\r\n\r\n"):   # the last chunk
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                ok = ok and data.startswith(hello) and b"Hello, World!" in data
+            r.check(ok, "keep-alive: three requests in turn on one connection")
+        rest, _ = p.communicate("", timeout=60)
+        r.check(p.returncode == 0, "it exits 0 at the end of its input", f"exit {p.returncode}: {rest}")
+        m = re.search(r"served (\d+) connections", rest)
+        r.check(m and int(m.group(1)) == 4, "the iocpsrv transport served the four connections", rest)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        print(f"{r.passed} passed, {r.failed} failed", flush=True)
+    return 1 if r.failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dotnet", required=True)
@@ -187,6 +263,8 @@ def main():
     t = sub.add_parser("test")
     t.add_argument("--tests", required=True, help="IocpSrv.Tests.csproj")
     t.add_argument("--library", required=True, help="the folder of libiocpsrv.so")
+    k = sub.add_parser("kestrel")
+    k.add_argument("--library", required=True, help="the folder of libiocpsrv.so")
     # Everything after "run" belongs to EchoServer, options included.
     argv = sys.argv[1:]
     rest = []
@@ -197,6 +275,8 @@ def main():
     a.artifacts = os.path.abspath(a.artifacts)
     if a.command == "test":
         return test(a)
+    if a.command == "kestrel":
+        return kestrel(a)
     return build(a) if a.command == "build" else run(a, rest)
 
 

@@ -92,14 +92,25 @@ namespace IocpSrv
             server.TryClose(Id);
         }
 
-        /// <summary>Resets the connection if still open and completes both pipes.</summary>
+        /// <summary>
+        /// Closes gracefully: completes Output (its bytes go out, then FIN)
+        /// and Input, and returns once the bytes are queued. The library keeps
+        /// the connection until the peer closes too; one still open after
+        /// <see cref="IocpListenerOptions.CloseTimeout"/> is reset.
+        /// </summary>
         public async ValueTask DisposeAsync()
         {
-            if (!isEnded) Abort();
-            try { await ended.Task.ConfigureAwait(false); } catch { }
-            if (sendLoop != null) await sendLoop.ConfigureAwait(false);
-            input.Reader.Complete();
             output.Writer.Complete();
+            input.Reader.Complete();
+            if (sendLoop != null) await sendLoop.ConfigureAwait(false);
+            if (isEnded) return;
+            if (options.CloseTimeout <= TimeSpan.Zero)
+            {
+                Abort();
+                return;
+            }
+            _ = Task.Delay(options.CloseTimeout).ContinueWith(_ => { if (!isEnded) Abort(); },
+                                                               TaskScheduler.Default);
         }
 
         internal void Start()

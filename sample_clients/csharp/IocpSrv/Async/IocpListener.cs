@@ -87,7 +87,12 @@ namespace IocpSrv
         /// <summary>The address and port listened on.</summary>
         public IPEndPoint LocalEndPoint { get; }
 
-        /// <summary>The event-style server underneath (statistics, counts).</summary>
+        private IocpStatistics? lastStatistics;
+
+        /// <summary>The counters since the listener started (their last values once disposed).</summary>
+        public IocpStatistics Statistics => lastStatistics ?? server.Statistics;
+
+        /// <summary>The event-style server underneath (counts, per-connection controls); disposed with the listener.</summary>
         public IocpServer Server => server;
 
         /// <summary>
@@ -189,6 +194,7 @@ namespace IocpSrv
         private async Task DisposeCoreAsync()
         {
             await StopAsync(new CancellationToken(true)).ConfigureAwait(false);
+            lastStatistics = server.Statistics;
             await Task.Run(server.Dispose).ConfigureAwait(false);
         }
 

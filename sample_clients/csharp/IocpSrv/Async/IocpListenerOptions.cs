@@ -46,6 +46,12 @@ namespace IocpSrv
         /// <summary>Queued bytes at which a waiting output goes on.</summary>
         public long OutputDrainMark { get; set; } = 256 << 10;
 
+        /// <summary>
+        /// How long a disposed connection waits for its peer to close after
+        /// this side's FIN before it is reset; zero: reset at once.
+        /// </summary>
+        public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
         /// <summary>Exceptions nobody else can receive (a failing drain loop); ignored when null.</summary>
         public Action<Exception>? OnError { get; set; }
 
