@@ -6,6 +6,7 @@ namespace IocpSrv
 {
     public delegate bool ConnectHandler(IocpServer server, ulong id, string address, ushort port);
     public delegate void DataHandler(IocpServer server, ulong id, byte[] data);
+    public delegate System.Threading.Tasks.Task DataAsyncHandler(IocpServer server, ulong id, byte[] data);
     public delegate void DataSegmentHandler(IocpServer server, ulong id, ArraySegment<byte> data);
     public delegate void SentHandler(IocpServer server, ulong id, ulong bytes);
     public delegate void PeerClosedHandler(IocpServer server, ulong id);

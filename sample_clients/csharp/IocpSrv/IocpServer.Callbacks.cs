@@ -78,7 +78,8 @@ namespace IocpSrv
                     // Valid only during the call: copy.
                     var bytes = new byte[(int)len.ToUInt64()];
                     if (bytes.Length > 0) Marshal.Copy(data, bytes, 0, bytes.Length);
-                    options.OnData(this, id, bytes);
+                    if (options.OnDataAsync != null) RunDataAsync(id, bytes);
+                    else options.OnData(this, id, bytes);
                 }
                 finally
                 {

@@ -21,7 +21,7 @@ namespace IocpSrv
         private unsafe void SetCallbacks(ref NativeMethods.Callbacks callbacks)
         {
             callbacks.OnConnect = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, IntPtr, ulong, IntPtr, ushort, int>)&ConnectEntry;
-            if (options.OnData != null)
+            if (options.OnData != null || options.OnDataAsync != null)
                 callbacks.OnData = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, IntPtr, ulong, IntPtr, UIntPtr, void>)&DataEntry;
             if (options.OnSent != null)
                 callbacks.OnSent = (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, IntPtr, ulong, ulong, void>)&SentEntry;

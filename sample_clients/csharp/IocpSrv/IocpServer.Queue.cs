@@ -121,11 +121,12 @@ namespace IocpSrv
                 Marshal.Copy(data, dataBuffer, 0, len);
                 options.OnDataSegment(this, id, new ArraySegment<byte>(dataBuffer, 0, len));
             }
-            else if (options.OnData != null)
+            else if (options.OnData != null || options.OnDataAsync != null)
             {
                 var bytes = new byte[len];
                 Marshal.Copy(data, bytes, 0, len);
-                options.OnData(this, id, bytes);
+                if (options.OnDataAsync != null) RunDataAsync(id, bytes);
+                else options.OnData(this, id, bytes);
             }
         }
     }

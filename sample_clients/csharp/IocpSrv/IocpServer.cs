@@ -178,7 +178,7 @@ namespace IocpSrv
                 onConnect = ConnectTrampoline;
                 callbacks.OnConnect = Marshal.GetFunctionPointerForDelegate(onConnect);
             }
-            if (options.OnData != null && !queue)
+            if ((options.OnData != null || options.OnDataAsync != null) && !queue)
             {
                 onData = DataTrampoline;
                 callbacks.OnData = Marshal.GetFunctionPointerForDelegate(onData);

@@ -40,6 +40,14 @@ namespace IocpSrv
         /// keep). Send(id, segment) sends straight from it.
         /// </summary>
         public DataSegmentHandler OnDataSegment;
+        /// <summary>
+        /// Instead of OnData: a handler returning a Task, which the server
+        /// awaits. Its exceptions go to OnError. While a connection's task
+        /// runs, receiving from it pauses (so the next bytes come after it;
+        /// PauseReceive/ResumeReceive are the server's then); its
+        /// OnDisconnect may run before the task has finished.
+        /// </summary>
+        public DataAsyncHandler OnDataAsync;
         public SentHandler OnSent;
         /// <summary>When null the library sends what is queued, then closes.</summary>
         public PeerClosedHandler OnPeerClosed;
