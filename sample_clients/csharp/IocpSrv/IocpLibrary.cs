@@ -56,8 +56,11 @@ namespace IocpSrv
                 }
                 catch (DllNotFoundException e)
                 {
-                    throw new IocpLibraryException("cannot load the iocpsrv library (iocpsrv.dll next to the program " +
-                        "or on PATH on Windows, libiocpsrv.so on LD_LIBRARY_PATH elsewhere): " + e.Message, e);
+                    throw new IocpLibraryException("cannot load the iocpsrv library: the IocpSrv NuGet package has it " +
+                        "under runtimes/<rid>/native/ (linux-x64, win-x64, win-x86; .NET loads it from there, and for " +
+                        ".NET Framework and Mono projects the package copies it beside the program); otherwise put " +
+                        "iocpsrv.dll next to the program or on PATH on Windows, libiocpsrv.so on LD_LIBRARY_PATH " +
+                        "elsewhere: " + e.Message, e);
                 }
                 catch (EntryPointNotFoundException e)
                 {
