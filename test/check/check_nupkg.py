@@ -45,41 +45,64 @@ def run(cmd, cwd=None, timeout=300):
     return p.returncode, p.stdout + p.stderr
 
 
-def consumer_project(a, folder, tfm, feed, extra=""):
+WEB_PROGRAM = """using System.Net;
+using System.Net.Sockets;
+var builder = WebApplication.CreateSlimBuilder(args);
+builder.Logging.ClearProviders();
+builder.WebHost.UseIocpSrv();
+builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
+var app = builder.Build();
+app.MapGet("/", () => "Hello, World!");
+await app.StartAsync();
+var uri = new Uri(app.Urls.First());
+using var http = new HttpClient();
+string body = await http.GetStringAsync(uri);
+await app.StopAsync();
+Console.WriteLine(body == "Hello, World!" ? "ok" : "got " + body);
+"""
+
+
+def consumer_project(a, folder, tfm, feed, extra="", sdk="Microsoft.NET.Sdk", package="IocpSrv", program=None):
     """A console project as `dotnet new console` makes it, with Consumer.cs
     as its program, a nuget.config adding the package's folder, and the
     package added by `dotnet add package`. Returns whether that worked."""
     os.makedirs(folder)
     with open(os.path.join(folder, "Consumer.csproj"), "w") as f:
-        f.write(f"""<Project Sdk="Microsoft.NET.Sdk">
+        f.write(f"""<Project Sdk="{sdk}">
   <PropertyGroup>
     <OutputType>Exe</OutputType>
     <TargetFramework>{tfm}</TargetFramework>{extra}
   </PropertyGroup>
 </Project>
 """)
-    shutil.copy(a.consumer, folder)
+    if program is None:
+        shutil.copy(a.consumer, folder)
+    else:
+        with open(os.path.join(folder, "Program.cs"), "w") as f:
+            f.write(program)
     # A packages folder of its own: the user's may hold an older IocpSrv of
-    # the same version, which restore would take instead of this one.
+    # the same version, which restore would take instead of this one. It
+    # lives beside --work and keeps the other packages between runs.
     with open(os.path.join(folder, "nuget.config"), "w") as f:
         f.write(f"""<?xml version="1.0" encoding="utf-8"?>
 <configuration>
   <config>
-    <add key="globalPackagesFolder" value="{os.path.join(a.work, 'packages')}" />
+    <add key="globalPackagesFolder" value="{a.packages}" />
   </config>
   <packageSources>
     <add key="local" value="{feed}" />
   </packageSources>
 </configuration>
 """)
-    rc, out = run([a.dotnet, "add", "package", "IocpSrv", "--version", a.version], cwd=folder)
-    return check(f"{tfm}: dotnet add package IocpSrv {a.version} from the package's folder", rc == 0, out[-3000:])
+    rc, out = run([a.dotnet, "add", "package", package, "--version", a.version], cwd=folder)
+    return check(f"{tfm}: dotnet add package {package} {a.version} from the package's folder", rc == 0, out[-3000:])
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dotnet", required=True)
     ap.add_argument("--project", required=True)
+    ap.add_argument("--kestrel-project", help="IocpSrv.Kestrel.csproj: packed and used by a web project too")
     ap.add_argument("--version", required=True)
     ap.add_argument("--native", action="append", default=[])
     ap.add_argument("--consumer", required=True)
@@ -89,6 +112,9 @@ def main():
     a.work = os.path.abspath(a.work)
     shutil.rmtree(a.work, ignore_errors=True)
     os.makedirs(a.work)
+    a.packages = a.work.rstrip("/") + "-packages"
+    for name in ("iocpsrv", "iocpsrv.kestrel"):   # this run's packages, never an older build's
+        shutil.rmtree(os.path.join(a.packages, name), ignore_errors=True)
 
     native = dict(spec.split("=", 1) for spec in a.native)
     if not check("the three native libraries are built", set(native) == set(STRIP)
@@ -144,6 +170,25 @@ def main():
         check("net10.0: the library comes from runtimes/RID/native, not copied by the targets",
               all("runtimes" in root for root, _, fs in os.walk(os.path.join(app, "bin"))
                   for f in fs if f == "libiocpsrv.so") and copied, f"{copied}")
+
+    # The Kestrel transport's package: it depends on this IocpSrv, and a fresh
+    # web project serves a request on it.
+    if a.kestrel_project:
+        rc, out = run([a.dotnet, "pack", "-c", "Release", a.kestrel_project, "--artifacts-path",
+                       os.path.join(a.work, "artifacts"), "--disable-build-servers", "-o", feed,
+                       "-p:Version=" + a.version])
+        knupkg = os.path.join(feed, f"IocpSrv.Kestrel.{a.version}.nupkg")
+        if check("dotnet pack makes IocpSrv.Kestrel.nupkg", rc == 0 and os.path.isfile(knupkg), out[-3000:]):
+            with zipfile.ZipFile(knupkg) as z:
+                kspec = z.read("IocpSrv.Kestrel.nuspec").decode("utf-8")
+            check(f"IocpSrv.Kestrel depends on IocpSrv {a.version}, BSL-1.0",
+                  f'<dependency id="IocpSrv" version="{a.version}"' in kspec and "BSL-1.0" in kspec, kspec)
+            app = os.path.join(a.work, "web")
+            if consumer_project(a, app, "net10.0", feed, "\n    <ImplicitUsings>enable</ImplicitUsings>",
+                                sdk="Microsoft.NET.Sdk.Web", package="IocpSrv.Kestrel", program=WEB_PROGRAM):
+                rc, out = run([a.dotnet, "run"], cwd=app)
+                check("a fresh web project answers HTTP on UseIocpSrv() (dotnet run)",
+                      rc == 0 and out.strip().endswith("ok"), out[-3000:])
 
     # A classic .NET Framework project, run on Mono: the targets copy the library.
     if a.mono:
