@@ -98,3 +98,30 @@ public class EventStyleTests
         Assert.Equal(IocpError.EAddrInUse, e.Error);
     }
 }
+
+public class EventStyleStopTests
+{
+    [Theory, MemberData(nameof(EventStyleTests.Modes), MemberType = typeof(EventStyleTests))]
+    public async Task StopAsyncIsGracefulUntilItsTokenFiresAndIdempotent(IocpDelivery mode)
+    {
+        var reasons = new System.Collections.Concurrent.ConcurrentQueue<IocpReason>();
+        var options = new IocpServerOptions { Port = 0, Mode = mode };
+        options.OnDisconnect = (s, id, r) => reasons.Enqueue(r);
+        using var server = new IocpServer(options);
+        using Socket polite = await Net.ConnectAsync(server.Port);
+        using Socket rude = await Net.ConnectAsync(server.Port);
+        await Net.WaitForAsync(() => server.ConnectionCount == 2, "both connected");
+        using var cts = new CancellationTokenSource();
+        Task stop = server.StopAsync(cts.Token);
+        Assert.Equal(0, await Net.DrainToEndAsync(polite));   // FIN: graceful
+        polite.Shutdown(SocketShutdown.Send);
+        Assert.Equal(0, await Net.DrainToEndAsync(rude));
+        await Net.WaitForAsync(() => reasons.Count == 1, "the polite one ended");
+        Assert.False(stop.IsCompleted);
+        cts.Cancel();                                          // now abortive
+        await stop.WaitAsync(Net.Token());
+        await Net.WaitForAsync(() => reasons.Count == 2, "the rude one ended");
+        Assert.Equal(new[] { IocpReason.PeerClosed, IocpReason.Destroy }, reasons.ToArray());
+        await server.StopAsync().WaitAsync(Net.Token());       // again: no error
+    }
+}
