@@ -203,6 +203,12 @@ static void test_context_set_while_connections_reset_is_handed_back(void **state
   free(ctx_map);
 }
 
+#if !defined(_WIN32)
+/* Not yet on the Windows engine under Wine: a connection closed while a
+ * receive is pending can keep that receive pending for good there (Wine
+ * does not complete it after CancelIoEx and closesocket), and iocp_destroy
+ * then waits for its reference forever. */
+
 /* ---- Closes, shutdowns, sends and controls on busy connections --------------- */
 
 static void busy_connect(rec_server *r, iocp_conn_id id) {
@@ -459,14 +465,12 @@ static void test_outbound_connections_closed_while_connecting_and_running(void *
   rec_stop(target);
 }
 
+#endif
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_context_set_while_connections_reset_is_handed_back),
-#if !defined(_WIN32)
-      /* Not yet on the Windows engine under Wine: a connection closed while
-       * a receive is pending can keep that receive pending for good there
-       * (Wine does not complete it after CancelIoEx and closesocket), and
-       * iocp_destroy then waits for its reference forever. */
+#if !defined(_WIN32) /* see above */
       cmocka_unit_test(test_close_shutdown_send_on_busy_connections),
       cmocka_unit_test(test_outbound_connections_closed_while_connecting_and_running),
 #endif
