@@ -57,6 +57,36 @@
  *   So a sender thread may be stopped after destroy, not necessarily
  *   before.
  * - A callback should not block for long: it holds one worker thread.
+ * - No function of the library runs a callback on the thread that calls it,
+ *   with one exception, on_log (inside iocp_create() for messages that
+ *   arise there, and in queue mode inside iocp_wait()). A call makes the
+ *   callbacks it causes due and a worker runs them: iocp_close() from
+ *   inside on_data returns before that connection's on_disconnect runs,
+ *   after on_data returned, and nothing re-enters a callback.
+ * - on_disconnect(IOCP_REASON_DESTROY) runs on a worker thread like any
+ *   other on_disconnect, never on the thread calling iocp_destroy() (which
+ *   waits for it) or iocp_stop() (which does not). In queue mode it is a
+ *   DISCONNECTED event that iocp_wait() takes after iocp_stop();
+ *   iocp_destroy() alone discards it (see "Batched events").
+ * - Signals (Linux): the library's threads (the workers and the idle
+ *   timer) block the process-wide signals: SIGPIPE, SIGINT, SIGTERM,
+ *   SIGHUP, SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGWINCH, SIGURG,
+ *   SIGVTALRM, SIGPROF and the job-control ones, so those reach the
+ *   application's threads. Sockets are written with MSG_NOSIGNAL: a
+ *   peer's reset never raises SIGPIPE. Thread-directed signals stay open
+ *   (managed runtimes suspend threads with them).
+ * - fork() (Linux): the child has none of the library's threads, and a
+ *   lock a worker held at the fork stays held there. In the child, call no
+ *   function on a server the parent created, iocp_destroy() included; its
+ *   sockets and epoll sets are close-on-exec, so exec() drops them. A
+ *   child that does not exec keeps copies of the connections' sockets
+ *   open, and a connection the parent closes then stays open for its peer
+ *   until the child exits: fork before creating servers, or exec.
+ * - Unloading (dlclose, FreeLibrary): destroy every server first, and let
+ *   every call into the library return; the worker threads run the
+ *   library's code until iocp_destroy() returns. Unloading frees the pool
+ *   of destroyed servers' structs, so no handle is valid afterwards, not
+ *   even for the calls that otherwise fail cleanly with IOCP_ECLOSED.
  *
  * Platforms
  * ---------
@@ -426,7 +456,20 @@ typedef struct iocp_config {
    * IOCP_REASON_IDLE_TIMEOUT. 0 (default): never. At most
    * IOCP_MAX_TIMEOUT_MS. Checked by a coarse sweep: a connection ends
    * between the timeout and a quarter of it later. Per connection:
-   * iocp_set_idle_timeout(). */
+   * iocp_set_idle_timeout().
+   * Slow downloaders: bytes count as handed to the system when a send
+   * completes, not as the peer reads them. Once the socket's send buffer
+   * is full, a peer that reads slowly lets the system take more only
+   * after it has read a good part of that buffer (Linux: about a third of
+   * it), and on Windows only once the system has taken the whole send in
+   * progress (everything that was queued when it began, up to 1 GiB):
+   * when the peer has read nearly all of it. If
+   * that takes longer than the timeout, the connection ends as idle while
+   * the peer is still reading, and the bytes it has not read are dropped
+   * (it sees a reset). For large downloads to slow peers, set a timeout
+   * longer than the slowest acceptable peer takes for a send buffer's
+   * worth plus the queue's bytes, keep the queue short with on_drain, or
+   * turn the timeout off for that connection while it downloads. */
   uint32_t idle_timeout_ms;
   /* The most connections open at once (iocp_connection_count(), outbound
    * ones included); past it a newly accepted connection is closed at once

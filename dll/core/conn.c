@@ -212,10 +212,12 @@ static int take_event_locked(iocp__conn *c) {
   } else if (c->connect_started && !c->kept && !c->refused) {
     /* An outbound attempt that never reached on_connect ends here. */
     c->ev_disconnect = 0;
+    c->ended = 1;
     e->type = IOCP_EVENT_CONNECT_FAILED;
     e->value = c->connect_error != IOCP_OK ? c->connect_error : IOCP_ECLOSED;
   } else {
     c->ev_disconnect = 0;
+    c->ended = 1;
     e->type = IOCP_EVENT_DISCONNECTED;
     e->value = c->reason;
   }
@@ -500,7 +502,10 @@ static iocp__conn *own_conn(const iocp_server *s, iocp_conn_id id) {
 }
 
 /* Looks the id up and runs op with the connection's lock held; then makes
- * sure a worker delivers whatever the op made due. */
+ * sure a worker delivers whatever the op made due. A caller that found the
+ * id before its last event was taken may get the lock only after: the
+ * connection is stale then, as if the lookup had come later, and op must
+ * not run (a context stored now would never be handed back). */
 int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg) {
   iocp__conn *c, *own;
   int rc, gate;
@@ -513,8 +518,12 @@ int iocp__conn_with(iocp_server *s, iocp_conn_id id, iocp__conn_op op, void *arg
     rc = IOCP_ENOTFOUND;
   } else {
     iocp__mutex_lock(&c->lock);
-    rc = op(c, arg);
-    kick_locked(c);
+    if (c->ended) {
+      rc = IOCP_ENOTFOUND;
+    } else {
+      rc = op(c, arg);
+      kick_locked(c);
+    }
     iocp__mutex_unlock(&c->lock);
     if (own == NULL) iocp__conn_unref(c);
   }

@@ -81,6 +81,8 @@ struct iocp__conn {
   unsigned in_data : 1;     /* on_data runs: rbuf is the callback's */
   unsigned drain_armed : 1; /* the queue went above drain_mark */
   unsigned ev_drain : 1;    /* on_drain is due */
+  unsigned ended : 1;       /* the last event (DISCONNECTED, CONNECT_FAILED) was
+                             * taken: per-connection calls find it no more */
   int connect_error;
   int reason;               /* enum iocp_reason once closing */
   size_t ev_data_len;

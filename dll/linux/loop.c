@@ -375,24 +375,13 @@ void iocp__linux_loops_close(iocp_server *s) {
   e->loops = NULL;
 }
 
-/* Library threads take no process-wide signals (Ctrl-C, termination, child
- * exits, SIGPIPE): those belong to the application's threads. Thread-directed
- * signals stay open: managed runtimes stop threads that ran their code with
- * them (Mono suspends for garbage collection with a real-time signal; a
- * worker that blocked it hung the collector, and so the C# sample). */
+/* The workers block the process-wide signals (sys.h). */
 int iocp__linux_workers_start(iocp_server *s) {
-  static const int process_signals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM, SIGPIPE,
-                                        SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGTSTP,
-                                        SIGTTIN, SIGTTOU, SIGWINCH, SIGURG, SIGVTALRM,
-                                        SIGPROF};
   struct iocp__eng_server *e = iocp__server_eng(s);
-  sigset_t block, old;
+  sigset_t old;
   int rc = IOCP_OK;
   uint32_t i;
-  sigemptyset(&block);
-  for (i = 0; i < sizeof(process_signals) / sizeof(process_signals[0]); i++)
-    sigaddset(&block, process_signals[i]);
-  pthread_sigmask(SIG_BLOCK, &block, &old);
+  iocp__signals_block(&old);
   for (i = 0; i < e->nloops; i++) {
     struct iocp__eng_loop *l = iocp__linux_loop(e, i);
     int err = iocp__hooks.pthread_create(&l->thread, NULL, worker_main, l);
@@ -402,7 +391,7 @@ int iocp__linux_workers_start(iocp_server *s) {
     }
     l->started = 1;
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  iocp__signals_restore(&old);
   return rc;
 }
 

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -53,10 +54,37 @@ static inline uint64_t iocp__now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Library threads take no process-wide signals (Ctrl-C, termination, child
+ * exits, SIGPIPE): those belong to the application's threads. Thread-directed
+ * signals stay open: managed runtimes stop threads that ran their code with
+ * them (Mono suspends for garbage collection with a real-time signal; a
+ * worker that blocked it hung the collector, and so the C# sample). A
+ * thread inherits its creator's mask: block them around pthread_create. */
+static inline void iocp__signals_block(sigset_t *old) {
+  static const int process_signals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM, SIGPIPE,
+                                        SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGTSTP,
+                                        SIGTTIN, SIGTTOU, SIGWINCH, SIGURG, SIGVTALRM,
+                                        SIGPROF};
+  sigset_t block;
+  size_t i;
+  sigemptyset(&block);
+  for (i = 0; i < sizeof(process_signals) / sizeof(process_signals[0]); i++)
+    sigaddset(&block, process_signals[i]);
+  pthread_sigmask(SIG_BLOCK, &block, old);
+}
+static inline void iocp__signals_restore(const sigset_t *old) {
+  pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 /* A thread of the core's own (the idle timer); 0 or an IOCP_ code. */
 typedef pthread_t iocp__thread;
 static inline int iocp__thread_start(iocp__thread *t, void *(*fn)(void *), void *arg) {
-  return pthread_create(t, NULL, fn, arg) == 0 ? 0 : -10 /* IOCP_ESYSTEM */;
+  sigset_t old;
+  int err;
+  iocp__signals_block(&old);
+  err = pthread_create(t, NULL, fn, arg);
+  iocp__signals_restore(&old);
+  return err == 0 ? 0 : -10 /* IOCP_ESYSTEM */;
 }
 static inline void iocp__thread_join(iocp__thread t) { pthread_join(t, NULL); }
 #define IOCP__THREAD_FN(name, arg) void *name(void *arg)

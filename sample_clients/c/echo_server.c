@@ -11,12 +11,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Echo every byte back. A peer that sends but never reads fills its queue;
- * it is cut off rather than allowed to grow memory without bound. */
+/* Backpressure: a peer that sends faster than it reads its echo is slowed
+ * down, not cut off. Above PAUSE_AT queued bytes the connection stops
+ * receiving (its bytes wait in the kernel, and TCP flow control holds the
+ * peer back); on_drain, once the queue is down to DRAIN_MARK (the config's
+ * drain_mark), receives again. The queue never grows past PAUSE_AT plus
+ * one receive, far below max_send_queue. */
+#define PAUSE_AT (1u << 20)
+#define DRAIN_MARK (256u << 10)
+
+/* Echo every byte back. */
 static void IOCP_CALL on_data(iocp_server *server, void *user, iocp_conn_id id,
                               const uint8_t *data, size_t len) {
+  uint64_t queued = 0;
   (void)user;
-  if (iocp_send(server, id, data, len) == IOCP_EQUEUEFULL) iocp_close(server, id);
+  if (iocp_send(server, id, data, len) == IOCP_EQUEUEFULL) {
+    iocp_close(server, id); /* not reached with the pause below */
+    return;
+  }
+  /* Called inside on_data, the pause is exact: no more bytes arrive. */
+  if (iocp_queued(server, id, &queued) == IOCP_OK && queued > PAUSE_AT)
+    iocp_pause_recv(server, id);
+}
+
+static void IOCP_CALL on_drain(iocp_server *server, void *user, iocp_conn_id id,
+                               uint64_t queued) {
+  (void)user;
+  (void)queued;
+  iocp_resume_recv(server, id); /* a no-op when it was not paused */
 }
 
 static int parse_uint(const char *text, unsigned long max, unsigned long *out) {
@@ -67,9 +89,11 @@ int main(int argc, char **argv) {
   config.port = (uint16_t)port;
   config.bind_address = bind;
   config.threads = (uint32_t)threads;
+  config.drain_mark = DRAIN_MARK;
   memset(&callbacks, 0, sizeof(callbacks));
   callbacks.size = sizeof(callbacks);
   callbacks.on_data = on_data;
+  callbacks.on_drain = on_drain;
 
   rc = iocp_create(&config, &callbacks, NULL, &server);
   if (rc != IOCP_OK) {

@@ -1,10 +1,24 @@
 /* A small HTTP/1.1 server on iocpsrv: how to parse a byte stream.
  *
  *   http_server [--port N] [--bind ADDR] [--threads N]
+ *               [--idle-timeout S] [--head-timeout S]
  *
  * --port defaults to 8080 (0 picks a free port), --bind to 127.0.0.1,
  * --threads to one per processor. Prints "listening on port N" when ready and
  * exits cleanly when Enter is pressed or standard input ends.
+ *
+ * The settings a server facing the Internet needs, so that idle and slow
+ * peers cannot hold connections (and their memory) for ever:
+ * - an idle timeout (--idle-timeout, default 30 s; config.idle_timeout_ms):
+ *   a connection that sends nothing for that long, between requests or in
+ *   the middle of one, is reset by the library;
+ * - a deadline for each request head (--head-timeout, default 10 s): a
+ *   "slowloris" peer that trickles a byte now and then never looks idle,
+ *   so a head not complete that long after its first byte gets 408 and a
+ *   close (checked whenever bytes arrive; a peer that stops sending meets
+ *   the idle timeout);
+ * - a head size limit (MAX_HEAD) and a cap on connections
+ *   (config.max_connections; past it new ones are reset at once).
  *
  * Every request gets "Hello, World!" (HEAD: the same headers, no body).
  * TCP delivers a stream, not messages: one on_data call may carry half a
@@ -42,6 +56,10 @@
 #endif
 
 #define MAX_HEAD 8192 /* request line + headers, bytes */
+#define MAX_CONNECTIONS 10000
+
+/* Set by main() before the server starts, read-only afterwards. */
+static time_t head_timeout_s = 10;
 #define BODY "Hello, World!"
 
 /* ---- Per-connection state ------------------------------------------------- */
@@ -52,6 +70,7 @@ typedef struct http_conn {
   size_t scanned;         /* of them, searched for the head's end already */
   uint64_t body_left;     /* bytes of the current request's body still to skip */
   int closing;            /* answered for the last time: drop further bytes */
+  time_t head_since;      /* when the unfinished head's first byte came */
 } http_conn;
 
 /* The connection's state, as on_connect attached it. */
@@ -129,7 +148,7 @@ static void date_update(void) {
   }
 }
 
-/* status: 200, 400 or 501; conn_header: NULL or "close" / "keep-alive".
+/* status: 200, 400, 408 or 501; conn_header: NULL or "close" / "keep-alive".
  * The usual answer (200, with its body, connection kept) is formatted once
  * a second per thread and copied from then on. */
 static void answer(out_buf *o, int status, int with_body, const char *conn_header) {
@@ -137,9 +156,14 @@ static void answer(out_buf *o, int status, int with_body, const char *conn_heade
   static THREAD_LOCAL char usual[256];
   static THREAD_LOCAL size_t usual_len;
   char text[512];
-  const char *status_line = status == 200 ? "200 OK" : status == 400 ? "400 Bad Request"
-                                                                     : "501 Not Implemented";
-  const char *body = status == 200 ? BODY : status == 400 ? "Bad Request" : "Not Implemented";
+  const char *status_line = status == 200   ? "200 OK"
+                            : status == 400 ? "400 Bad Request"
+                            : status == 408 ? "408 Request Timeout"
+                                            : "501 Not Implemented";
+  const char *body = status == 200   ? BODY
+                     : status == 400 ? "Bad Request"
+                     : status == 408 ? "Request Timeout"
+                                     : "Not Implemented";
   int usual_case = status == 200 && with_body && conn_header == NULL, n;
   date_update();
   if (usual_case && usual_when == date_when) {
@@ -319,6 +343,10 @@ static void handle_request(out_buf *o, http_conn *c, const char *p, size_t n) {
 /* Consumes the bytes of one on_data call: bodies to skip, whole heads
  * parsed in place, and the start of an unfinished head kept for later. */
 static void consume(out_buf *o, http_conn *c, const char *p, size_t n) {
+  if (c->len > 0 && !c->closing && time(NULL) - c->head_since >= head_timeout_s) {
+    answer_and_close(o, c, 408, 1); /* a slow head: trickled, never idle */
+    return;
+  }
   while (n > 0 && !c->closing && !o->failed) {
     size_t end, take;
     if (c->body_left > 0) {
@@ -350,6 +378,7 @@ static void consume(out_buf *o, http_conn *c, const char *p, size_t n) {
       }
     }
     /* An unfinished head: add what fits and look again past what was searched. */
+    if (c->len == 0) c->head_since = time(NULL);
     take = MAX_HEAD - c->len < n ? MAX_HEAD - c->len : n;
     memcpy(c->head + c->len, p, take);
     end = head_end(c->head, c->len + take, c->scanned);
@@ -397,7 +426,10 @@ static int parse_uint(const char *text, unsigned long max, unsigned long *out) {
 }
 
 static int usage(const char *prog) {
-  fprintf(stderr, "usage: %s [--port N] [--bind ADDR] [--threads N]\n", prog);
+  fprintf(stderr,
+          "usage: %s [--port N] [--bind ADDR] [--threads N] [--idle-timeout S] "
+          "[--head-timeout S]\n",
+          prog);
   return 2;
 }
 
@@ -405,7 +437,7 @@ int main(int argc, char **argv) {
   iocp_config config;
   iocp_callbacks callbacks;
   iocp_server *server = NULL;
-  unsigned long port = 8080, threads = 0;
+  unsigned long port = 8080, threads = 0, idle_s = 30, head_s = 10;
   const char *bind = "127.0.0.1";
   int i, rc, ch;
 
@@ -414,6 +446,11 @@ int main(int argc, char **argv) {
     if (strcmp(arg, "--port") == 0 && parse_uint(val, 65535, &port) == 0) {
       i++;
     } else if (strcmp(arg, "--threads") == 0 && parse_uint(val, 1024, &threads) == 0) {
+      i++;
+    } else if (strcmp(arg, "--idle-timeout") == 0 && parse_uint(val, 86400, &idle_s) == 0) {
+      i++;
+    } else if (strcmp(arg, "--head-timeout") == 0 && parse_uint(val, 86400, &head_s) == 0 &&
+               head_s > 0) {
       i++;
     } else if (strcmp(arg, "--bind") == 0 && val != NULL) {
       bind = val;
@@ -433,6 +470,9 @@ int main(int argc, char **argv) {
   config.port = (uint16_t)port;
   config.bind_address = bind;
   config.threads = (uint32_t)threads;
+  config.idle_timeout_ms = (uint32_t)idle_s * 1000u; /* 0: none */
+  config.max_connections = MAX_CONNECTIONS;
+  head_timeout_s = (time_t)head_s;
   memset(&callbacks, 0, sizeof(callbacks));
   callbacks.size = sizeof(callbacks);
   callbacks.on_connect = on_connect;

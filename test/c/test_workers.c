@@ -344,8 +344,84 @@ static void test_graceful_stop_with_connections_on_every_worker(void **state) {
   ts_counter_free(l.n);
 }
 
+#if defined(__linux__)
+#  include <dirent.h>
+#  include <signal.h>
+
+/* The mask of thread `tid` of this process (SigBlk in its status). */
+static unsigned long long blocked_of(const char *tid) {
+  char path[320], line[256];
+  unsigned long long mask = 0;
+  FILE *f;
+  snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+  f = fopen(path, "r");
+  if (f == NULL) return 0;
+  while (fgets(line, sizeof(line), f) != NULL)
+    if (strncmp(line, "SigBlk:", 7) == 0) mask = strtoull(line + 7, NULL, 16);
+  fclose(f);
+  return mask;
+}
+
+#  define SIGBIT(n) (1ull << ((n)-1))
+
+/* Linux: every thread of the library (the workers, and the idle timer that
+ * an application thread starts) blocks the process-wide signals, so Ctrl-C,
+ * termination and SIGPIPE reach the application's threads; and a peer's
+ * reset while the library writes raises no SIGPIPE. */
+static void test_library_threads_block_process_signals(void **state) {
+  iocp_config cfg;
+  iocp_callbacks cb;
+  iocp_server *s = NULL;
+  char before[4096] = " ";
+  struct dirent *d;
+  DIR *dir;
+  int library_threads = 0;
+  sigset_t none, old;
+  (void)state;
+  /* Created from a thread that blocks nothing. */
+  sigemptyset(&none);
+  pthread_sigmask(SIG_SETMASK, &none, &old);
+  dir = opendir("/proc/self/task");
+  assert_non_null(dir);
+  while ((d = readdir(dir)) != NULL) {
+    strncat(before, d->d_name, sizeof(before) - strlen(before) - 2);
+    strcat(before, " ");
+  }
+  closedir(dir);
+  assert_int_equal(iocp_config_init(&cfg, sizeof(cfg)), IOCP_OK);
+  cfg.port = 0;
+  cfg.threads = 2;
+  cfg.idle_timeout_ms = 1000; /* the timer thread too */
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  if (getenv("IOCP_TEST_DELIVERY") != NULL && strcmp(getenv("IOCP_TEST_DELIVERY"), "queue") == 0)
+    cfg.delivery = IOCP_DELIVERY_QUEUE;
+  assert_int_equal(iocp_create(&cfg, cfg.delivery == IOCP_DELIVERY_QUEUE ? NULL : &cb, NULL, &s),
+                   IOCP_OK);
+  dir = opendir("/proc/self/task");
+  assert_non_null(dir);
+  while ((d = readdir(dir)) != NULL) {
+    char key[300];
+    unsigned long long m;
+    if (d->d_name[0] == '.') continue;
+    snprintf(key, sizeof(key), " %s ", d->d_name);
+    if (strstr(before, key) != NULL) continue; /* not the library's */
+    library_threads++;
+    m = blocked_of(d->d_name);
+    assert_true((m & SIGBIT(SIGINT)) && (m & SIGBIT(SIGTERM)) && (m & SIGBIT(SIGPIPE)));
+  }
+  closedir(dir);
+  assert_true(library_threads >= 3); /* two workers and the timer */
+  assert_int_equal(iocp_destroy(s), IOCP_OK);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+#endif
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+#if defined(__linux__)
+      cmocka_unit_test(test_library_threads_block_process_signals),
+#endif
       cmocka_unit_test(test_many_connections_over_workers_all_echo),
       cmocka_unit_test(test_foreign_thread_controls_reach_every_worker),
       cmocka_unit_test(test_callback_sends_reach_connections_of_other_workers),

@@ -16,7 +16,11 @@ Checks, one output line each:
   3. one 1 MiB transfer echoed byte-exact
   4. with stdin closed it exits with code 0 (within --timeout)
   5. nothing listens on the port any more: a connect is refused
-  6. with --expect-stats: it printed "served N connections, I bytes in, O
+  6. with --expect-backpressure: a client that writes 32 MiB without
+     reading is held back by TCP flow control (the server stops receiving
+     while its echo queue is long), not cut off: once it reads, every byte
+     comes back in order and the connection ends with the server's FIN
+  7. with --expect-stats: it printed "served N connections, I bytes in, O
      bytes out" (from iocp_stats) counting every connection and byte above
 
 With --expect-no-library the program is run from an empty folder with
@@ -221,6 +225,71 @@ def echo_exchange(port, payloads, timeout):
     return errors
 
 
+FAST_WRITER_BYTES = 32 * 1024 * 1024
+
+
+def fast_writer(port, payload, timeout):
+    """One client writes `payload` without reading until its socket stays
+    unwritable for half a second (TCP flow control holds it back), then
+    reads the echo while it writes the rest, half-closes and waits for the
+    server's FIN. Small socket buffers on our side, set before connecting,
+    keep what the kernels can hold well below the payload. Returns (held
+    back, list of error strings)."""
+    deadline = time.monotonic() + timeout
+    errors = []
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sel = selectors.DefaultSelector()
+    held = False
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        s.settimeout(max(1.0, timeout))
+        s.connect(("127.0.0.1", port))
+        s.setblocking(False)
+        out = memoryview(payload)
+        sel.register(s, selectors.EVENT_WRITE)
+        while out and time.monotonic() < deadline:
+            if not sel.select(timeout=0.5):
+                held = True  # unwritable for 0.5 s: held back
+                break
+            try:
+                out = out[s.send(out[:65536]):]
+            except BlockingIOError:
+                pass
+        got = bytearray()
+        sel.modify(s, selectors.EVENT_READ | (selectors.EVENT_WRITE if out else 0))
+        shut = False
+        while time.monotonic() < deadline:
+            if not out and not shut:
+                s.shutdown(socket.SHUT_WR)
+                shut = True
+                sel.modify(s, selectors.EVENT_READ)
+            ready = sel.select(timeout=max(0.0, deadline - time.monotonic()))
+            for _key, mask in ready:
+                if mask & selectors.EVENT_WRITE and out:
+                    try:
+                        out = out[s.send(out[:65536]):]
+                    except BlockingIOError:
+                        pass
+                if mask & selectors.EVENT_READ:
+                    try:
+                        chunk = s.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:  # the server's FIN
+                        if got != payload:
+                            errors.append(f"echo differs ({len(got)} of {len(payload)} bytes back)")
+                        return held, errors
+                    got += chunk
+        errors.append(f"timed out with {len(got)} of {len(payload)} bytes back")
+    except OSError as e:
+        errors.append(f"cut off: {e}")
+    finally:
+        sel.close()
+        s.close()
+    return held, errors
+
+
 def connect_refused(port, timeout):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -250,6 +319,14 @@ def run_echo_checks(args, res):
 
         errors = echo_exchange(port, [rng.randbytes(1024 * 1024)], args.timeout)
         res.check(not errors, "1 MiB transfer echoed byte-exact", "; ".join(errors[:5]))
+        connections, total = args.connections + 1, sum(len(p) for p in payloads) + 1024 * 1024
+
+        if args.expect_backpressure:
+            held, errors = fast_writer(port, rng.randbytes(FAST_WRITER_BYTES), args.timeout)
+            res.check(held and not errors,
+                      "a client writing 32 MiB without reading is slowed, not cut off",
+                      "; ".join(errors[:5]) or "never held back")
+            connections, total = connections + 1, total + FAST_WRITER_BYTES
 
         child.close_stdin()
         code = child.wait(args.timeout)
@@ -258,8 +335,7 @@ def run_echo_checks(args, res):
                   f" after {args.timeout}s, {child.diagnostics()}")
 
         if args.expect_stats:
-            check_stats_line(child, res, args.connections + 1,
-                             sum(len(p) for p in payloads) + 1024 * 1024, args.timeout)
+            check_stats_line(child, res, connections, total, args.timeout)
 
         if code is not None:
             ok, why = connect_refused(port, args.timeout)
@@ -341,6 +417,8 @@ def main():
     ap.add_argument("--connections", type=int, default=100)
     ap.add_argument("--expect-stats", action="store_true",
                     help="check the 'served N connections, I bytes in, O bytes out' line at exit")
+    ap.add_argument("--expect-backpressure", action="store_true",
+                    help="check that a client writing without reading is slowed, not cut off")
     ap.add_argument("--expect-no-library", action="store_true",
                     help="check the clean refusal to start without the library instead")
     ap.add_argument("--library-dir", default=None,

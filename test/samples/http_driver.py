@@ -19,6 +19,11 @@ reuses). One server serves every check, over real TCP connections:
   - many connections at once, each pipelining
   - with stdin closed it exits with code 0 (an idle connection still open)
     and nothing listens on the port any more
+  - a second server started with short limits (--idle-timeout 1
+    --head-timeout 2): a connection that sends nothing is closed after the
+    idle timeout; a "slowloris" peer that trickles its head a byte at a
+    time, often enough never to be idle, gets 408 and an orderly close
+    once the head deadline has passed
 
 Ends with "N passed, M failed"; the exit code is 1 when anything failed.
 Every wait has a deadline; nothing is synchronised by sleeping (the only
@@ -29,6 +34,7 @@ by one; the checks do not depend on it). Python 3.11 standard library only.
 import argparse
 import os
 import random
+import selectors
 import socket
 import sys
 import threading
@@ -343,6 +349,65 @@ def check_many(port, args, res):
               "; ".join(errors[:5]))
 
 
+def check_slow_peers(args, res):
+    child = Child(args.program + ["--port", "0", "--idle-timeout", "1", "--head-timeout", "2"],
+                  dict(os.environ), None)
+    try:
+        port = child.wait_listening(args.start_timeout)
+        if not res.check(port is not None and port > 0,
+                         "with short limits: starts and prints 'listening on port N'",
+                         f"exit code {child.proc.poll()}, {child.diagnostics()}"):
+            return
+        # Idle: nothing sent; the library resets it between 1 and 1.25 s.
+        s = socket.create_connection(("127.0.0.1", port), timeout=args.timeout)
+        start = time.monotonic()
+        try:
+            ended = s.recv(1) == b""
+        except ConnectionResetError:
+            ended = True
+        except socket.timeout:
+            ended = False
+        finally:
+            s.close()
+        took = time.monotonic() - start
+        res.check(ended and took >= 0.9, "an idle connection is closed after the idle timeout",
+                  f"{'ended' if ended else 'still open'} after {took:.2f}s")
+
+        # Slowloris: a byte whenever 0.3 s pass without an answer, so the
+        # connection is never idle for 1 s; the head deadline (2 s after its
+        # first byte, counted in whole seconds) must end it within 3 s.
+        c = Client(port, args.timeout)
+        try:
+            c.send(b"GET / HTTP/1.1\r\nHost: h\r\n")
+            start = time.monotonic()
+            sel = selectors.DefaultSelector()
+            sel.register(c.sock, selectors.EVENT_READ)
+            answered = False
+            sent = 0
+            while time.monotonic() - start < 10 and not answered:
+                if sel.select(timeout=0.3):
+                    answered = True  # the answer (or the close) is there
+                else:
+                    c.send(b"X")
+                    sent += 1
+            sel.close()
+            took = time.monotonic() - start
+            res.check(answered and took < 3.5,
+                      "a head trickled a byte at a time is cut at the head deadline",
+                      f"{'answered' if answered else 'no answer'} after {took:.2f}s, {sent} bytes")
+            if answered:
+                expect_status_and_close(c, 408, "the trickled head gets 408, then an orderly close",
+                                        res)
+        finally:
+            c.close()
+        child.close_stdin()
+        code = child.wait(args.timeout)
+        res.check(code == 0, "with short limits: exits with code 0 when stdin ends",
+                  f"{'still running' if code is None else f'exit code {code}'}")
+    finally:
+        child.kill()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--timeout", type=float, default=30.0,
@@ -381,6 +446,7 @@ def main():
         if code is not None:
             ok, why = connect_refused(port, args.timeout)
             res.check(ok, f"nothing listens on port {port} afterwards", why)
+        check_slow_peers(args, res)
     except Exception as e:  # a bug here must still show up as a failure
         res.check(False, "test harness", repr(e))
     finally:
