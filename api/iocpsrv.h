@@ -755,7 +755,12 @@ IOCP_API int IOCP_CALL iocp_stats(iocp_server *server, iocp_statistics *stats);
  * accepting, closes every connection at once (abortive; queued bytes are
  * dropped), cancels pending I/O and joins the workers. Every open connection
  * gets its on_disconnect(IOCP_REASON_DESTROY) before iocp_destroy() returns,
- * and no callback runs after it returns.
+ * and no callback runs after it returns. It always returns: on Windows, once
+ * every connection is closed, it waits at most 2 seconds without progress
+ * for the system to complete their cancelled operations; a connection whose
+ * operation never completes (seen under Wine) is reported to on_log (a
+ * warning, IOCP_ESYSTEM) and its memory is left allocated, since the system
+ * may still write to it.
  *
  * Calls on other threads: destroy first waits for every call to this server
  * already in progress on another thread (they take moments: no call blocks).

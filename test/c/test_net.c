@@ -824,6 +824,72 @@ static void test_queue_log_events(void **state) {
   ts_counter_free(conn_allocs_failed);
 }
 
+#if defined(_WIN32)
+/* ---- An operation the system never completes ----------------------------------
+ * Under Wine a receive pending when its socket is cancelled and closed
+ * sometimes never completes (Windows reports it aborted), and iocp_destroy
+ * waited for its reference forever. Here every receive is one the system
+ * never completes: it claims to be pending and nothing will ever write its
+ * OVERLAPPED. iocp_destroy must return all the same, and say so. */
+static int WSAAPI recv_never_completes(SOCKET s, LPWSABUF bufs, DWORD n, LPDWORD got,
+                                       LPDWORD flags, LPWSAOVERLAPPED ol,
+                                       LPWSAOVERLAPPED_COMPLETION_ROUTINE fn) {
+  (void)s, (void)bufs, (void)n, (void)got, (void)flags, (void)ol, (void)fn;
+  WSASetLastError(WSA_IO_PENDING);
+  return SOCKET_ERROR;
+}
+
+typedef struct lost_destroy {
+  iocp_server *srv;
+  ts_counter *done;
+  int rc;
+} lost_destroy;
+
+static void lost_destroy_main(void *arg) {
+  lost_destroy *d = arg;
+  d->rc = iocp_destroy(d->srv);
+  ts_counter_add(d->done, 1);
+}
+
+static void test_destroy_returns_despite_receives_never_completed(void **state) {
+  net_srv *n = net_new();
+  ts_sock a, b;
+  iocp_conn_id out = 0;
+  lost_destroy d;
+  ts_thread *t;
+  (void)state;
+  iocp__hooks.wsarecv = recv_never_completes;
+  assert_int_equal(net_start(n, NULL), IOCP_OK);
+  a = ts_connect(iocp_port(n->srv));
+  b = ts_connect(iocp_port(n->srv));
+  assert_true(a != TS_BAD_SOCK && b != TS_BAD_SOCK);
+  assert_int_equal(ts_counter_wait(n->connects, 2, TS_TIMEOUT_MS), 0);
+  /* One closed by the application, one left for destroy: both keep a
+   * receive the system will never complete. */
+  net_lock(n);
+  out = n->conns[0].id;
+  net_unlock(n);
+  assert_int_equal(iocp_close(n->srv, out), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->disconnects, 1, TS_TIMEOUT_MS), 0);
+  d.srv = n->srv;
+  d.done = ts_counter_new();
+  d.rc = -1;
+  t = ts_thread_start(lost_destroy_main, &d);
+  if (ts_counter_wait(d.done, 1, 30000) != 0) fail_msg("iocp_destroy did not return");
+  ts_thread_join(t);
+  assert_int_equal(d.rc, IOCP_OK);
+  assert_int_equal(ts_counter_get(n->disconnects), 2);
+  /* "2 connection(s) left allocated" */
+  assert_int_equal(atomic_load(&n->last_log_code), IOCP_ESYSTEM);
+  assert_int_equal(ts_counter_get(n->violations), 0);
+  ts_counter_free(d.done);
+  ts_close(a);
+  ts_close(b);
+  net_free(n);
+  iocp__hooks_reset();
+}
+#endif
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_listen_address),
@@ -844,6 +910,9 @@ int main(void) {
       cmocka_unit_test(test_connect_out_of_sockets),
       cmocka_unit_test(test_queue_connect_events),
       cmocka_unit_test(test_queue_log_events),
+#if defined(_WIN32)
+      cmocka_unit_test(test_destroy_returns_despite_receives_never_completed),
+#endif
   };
   ts_net_init();
   return cmocka_run_group_tests_name("net", tests, NULL, NULL);
