@@ -549,6 +549,40 @@ static void test_connect_sends_what_was_queued_before(void **state) {
   rec_stop(target);
 }
 
+/* An IPv4-mapped target reaches an IPv4 listener over IPv4, on Windows
+ * (whose IPv6 sockets are v6-only unless told) as on Linux. */
+static void test_connect_to_an_ipv4_mapped_address(void **state) {
+  rec_server *target = rec_start(REC_ECHO, NULL, NULL); /* 127.0.0.1 */
+  net_srv *n = net_new();
+  iocp_conn_id id = 0;
+  (void)state;
+  n->greeting = "mapped";
+  assert_int_equal(net_start(n, NULL), IOCP_OK);
+  assert_int_equal(iocp_connect(n->srv, "::ffff:127.0.0.1", target->port, &id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->bytes_in, 6, TS_TIMEOUT_MS), 0); /* the echo */
+  assert_memory_equal(n->in, "mapped", 6);
+  assert_int_equal(ts_counter_get(n->failures), 0);
+  assert_int_equal(iocp_close(n->srv, id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->disconnects, 1, TS_TIMEOUT_MS), 0);
+  net_stop(n);
+  assert_int_equal(ts_counter_wait(target->disconnects, 1, TS_TIMEOUT_MS), 0);
+  rec_stop(target);
+}
+
+/* A link-local address without its scope cannot be reached from here: the
+ * header's IOCP_EUNREACH on both engines, not the system's "invalid". */
+static void test_connect_to_link_local_without_scope(void **state) {
+  net_srv *n = net_new();
+  iocp_conn_id id = 0;
+  (void)state;
+  assert_int_equal(net_start(n, NULL), IOCP_OK);
+  assert_int_equal(iocp_connect(n->srv, "fe80::1", 9, &id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->failures, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(atomic_load(&n->last_error), IOCP_EUNREACH);
+  assert_int_equal(ts_counter_get(n->connects), 0);
+  net_stop(n);
+}
+
 /* A port where nothing listens: on_connect_failed(IOCP_ECONNREFUSED) is the
  * only callback of the id. */
 static void test_connect_refused(void **state) {
@@ -903,6 +937,8 @@ int main(void) {
       cmocka_unit_test(test_connect_gets_the_events_of_an_accepted_connection),
       cmocka_unit_test(test_connect_sends_what_was_queued_before),
       cmocka_unit_test(test_connect_refused),
+      cmocka_unit_test(test_connect_to_an_ipv4_mapped_address),
+      cmocka_unit_test(test_connect_to_link_local_without_scope),
       cmocka_unit_test(test_close_and_destroy_while_connecting),
       cmocka_unit_test(test_connect_from_inside_a_callback),
       cmocka_unit_test(test_connect_refused_by_on_connect),
