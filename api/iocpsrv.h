@@ -349,9 +349,12 @@ typedef void(IOCP_CALL *iocp_on_log_fn)(iocp_server *server, void *user, int lev
 /*
  * (Added in 1.1.) An outbound connection started by iocp_connect() ended
  * before on_connect: `error` says why: IOCP_ECONNREFUSED, IOCP_ETIMEDOUT,
- * IOCP_EUNREACH, IOCP_ECLOSED (iocp_close() or iocp_destroy() ended it
- * first), or the code of another failure (IOCP_EADDRNOTAVAIL: no local port
- * left; IOCP_ESYSTEM). It is that
+ * IOCP_EUNREACH (no route, or an address the system cannot reach from here,
+ * such as a link-local fe80:: address without its scope), IOCP_ECLOSED
+ * (iocp_close() or iocp_destroy() ended it first), or the code of another
+ * failure (IOCP_EADDRNOTAVAIL: no local port left; IOCP_ESYSTEM). The same
+ * codes on Windows and Linux; an IPv4-mapped target (::ffff:a.b.c.d) is
+ * reached over IPv4 on both. It is that
  * id's first and last callback: no on_connect or on_disconnect follows. For
  * every id that iocp_connect() returned, exactly one of on_connect_failed or
  * on_connect (then, if kept, on_disconnect) runs. On a worker thread; may
@@ -798,7 +801,12 @@ IOCP_API int IOCP_CALL iocp_stats(iocp_server *server, iocp_statistics *stats);
  * accepting, closes every connection at once (abortive; queued bytes are
  * dropped), cancels pending I/O and joins the workers. Every open connection
  * gets its on_disconnect(IOCP_REASON_DESTROY) before iocp_destroy() returns,
- * and no callback runs after it returns.
+ * and no callback runs after it returns. It always returns: on Windows, once
+ * every connection is closed, it waits at most 2 seconds without progress
+ * for the system to complete their cancelled operations; a connection whose
+ * operation never completes (seen under Wine) is reported to on_log (a
+ * warning, IOCP_ESYSTEM) and its memory is left allocated, since the system
+ * may still write to it.
  *
  * Calls on other threads: destroy first waits for every call to this server
  * already in progress on another thread (they take moments: no call blocks).

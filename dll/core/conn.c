@@ -414,7 +414,9 @@ void iocp__conn_connected(iocp__conn *c, int error) {
   if (c->closing) {
     /* closed or destroyed meanwhile: on_connect_failed(IOCP_ECLOSED) is due */
   } else if (error != IOCP_OK) {
-    c->connect_error = error;
+    /* The system's "invalid argument" for an address we parsed: one it
+     * cannot reach from here (a link-local one without its scope). */
+    c->connect_error = error == IOCP_EINVAL ? IOCP_EUNREACH : error;
     teardown_locked(c, IOCP_REASON_RESET, 1);
   } else {
     c->ev_connect = 1; /* then as for an accepted connection */

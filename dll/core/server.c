@@ -232,6 +232,17 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
   iocp__evq_drain_all(s);
 
   iocp__eng_finish(s);
+  /* The workers are gone: what is still alive waits for an operation the
+   * system never completed (engine.h: IOCP__ENG_OPS_MAY_NOT_COMPLETE). Its
+   * memory stays allocated, for the system may still write to it. */
+  {
+    long left = iocp__ref_add(&s->alive, 0);
+    if (left != 0)
+      iocp__log(s, IOCP_LOG_WARN, IOCP_ESYSTEM,
+                "%ld connection(s) left allocated: the system never completed their "
+                "cancelled operations",
+                left);
+  }
 
   iocp__cond_destroy(&s->timer_cond);
   iocp__cond_destroy(&s->cond);

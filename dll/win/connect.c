@@ -44,6 +44,13 @@ int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
   SOCKET sock = iocp__win_socket(addr->sa_family);
   int rc;
   if (sock == INVALID_SOCKET) return iocp__win_error(WSAGetLastError());
+  if (addr->sa_family == AF_INET6) {
+    /* Windows makes IPv6 sockets v6-only: an IPv4-mapped target
+     * (::ffff:a.b.c.d) would be unreachable, where Linux connects. Best
+     * effort: without it only such targets fail. */
+    DWORD v6only = 0;
+    iocp__hooks.setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, (const char *)&v6only, sizeof(v6only));
+  }
   rc = bind_wildcard(sock, addr->sa_family);
   if (rc == IOCP_OK) rc = fetch_connectex(s, sock, addr->sa_family);
   if (rc == IOCP_OK &&

@@ -18,6 +18,17 @@ typedef struct iocp__op {
   int kind; /* enum iocp__op_kind (internal.h) */
 } iocp__op;
 
+/* A receive pending on a socket that was cancelled (CancelIoEx) and closed
+ * completes on Windows, aborted; under Wine it sometimes never completes,
+ * and its connection's reference is never dropped. So iocp_destroy stops
+ * waiting once no connection has ended for this long (core/evq.c), and
+ * leaves such connections allocated: the system may still write their
+ * OVERLAPPED (and a buffered receive's buffer, which is lent, never in the
+ * pool) until the process ends. Their completions go nowhere: the port is
+ * closed and no worker is left. */
+#define IOCP__ENG_OPS_MAY_NOT_COMPLETE 1
+#define IOCP__ENG_OPS_GRACE_MS 2000
+
 /* The first member of the core's connection (core/engine.h); under the
  * connection's lock. */
 struct iocp__eng_conn {

@@ -549,6 +549,40 @@ static void test_connect_sends_what_was_queued_before(void **state) {
   rec_stop(target);
 }
 
+/* An IPv4-mapped target reaches an IPv4 listener over IPv4, on Windows
+ * (whose IPv6 sockets are v6-only unless told) as on Linux. */
+static void test_connect_to_an_ipv4_mapped_address(void **state) {
+  rec_server *target = rec_start(REC_ECHO, NULL, NULL); /* 127.0.0.1 */
+  net_srv *n = net_new();
+  iocp_conn_id id = 0;
+  (void)state;
+  n->greeting = "mapped";
+  assert_int_equal(net_start(n, NULL), IOCP_OK);
+  assert_int_equal(iocp_connect(n->srv, "::ffff:127.0.0.1", target->port, &id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->bytes_in, 6, TS_TIMEOUT_MS), 0); /* the echo */
+  assert_memory_equal(n->in, "mapped", 6);
+  assert_int_equal(ts_counter_get(n->failures), 0);
+  assert_int_equal(iocp_close(n->srv, id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->disconnects, 1, TS_TIMEOUT_MS), 0);
+  net_stop(n);
+  assert_int_equal(ts_counter_wait(target->disconnects, 1, TS_TIMEOUT_MS), 0);
+  rec_stop(target);
+}
+
+/* A link-local address without its scope cannot be reached from here: the
+ * header's IOCP_EUNREACH on both engines, not the system's "invalid". */
+static void test_connect_to_link_local_without_scope(void **state) {
+  net_srv *n = net_new();
+  iocp_conn_id id = 0;
+  (void)state;
+  assert_int_equal(net_start(n, NULL), IOCP_OK);
+  assert_int_equal(iocp_connect(n->srv, "fe80::1", 9, &id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->failures, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(atomic_load(&n->last_error), IOCP_EUNREACH);
+  assert_int_equal(ts_counter_get(n->connects), 0);
+  net_stop(n);
+}
+
 /* A port where nothing listens: on_connect_failed(IOCP_ECONNREFUSED) is the
  * only callback of the id. */
 static void test_connect_refused(void **state) {
@@ -824,6 +858,72 @@ static void test_queue_log_events(void **state) {
   ts_counter_free(conn_allocs_failed);
 }
 
+#if defined(_WIN32)
+/* ---- An operation the system never completes ----------------------------------
+ * Under Wine a receive pending when its socket is cancelled and closed
+ * sometimes never completes (Windows reports it aborted), and iocp_destroy
+ * waited for its reference forever. Here every receive is one the system
+ * never completes: it claims to be pending and nothing will ever write its
+ * OVERLAPPED. iocp_destroy must return all the same, and say so. */
+static int WSAAPI recv_never_completes(SOCKET s, LPWSABUF bufs, DWORD n, LPDWORD got,
+                                       LPDWORD flags, LPWSAOVERLAPPED ol,
+                                       LPWSAOVERLAPPED_COMPLETION_ROUTINE fn) {
+  (void)s, (void)bufs, (void)n, (void)got, (void)flags, (void)ol, (void)fn;
+  WSASetLastError(WSA_IO_PENDING);
+  return SOCKET_ERROR;
+}
+
+typedef struct lost_destroy {
+  iocp_server *srv;
+  ts_counter *done;
+  int rc;
+} lost_destroy;
+
+static void lost_destroy_main(void *arg) {
+  lost_destroy *d = arg;
+  d->rc = iocp_destroy(d->srv);
+  ts_counter_add(d->done, 1);
+}
+
+static void test_destroy_returns_despite_receives_never_completed(void **state) {
+  net_srv *n = net_new();
+  ts_sock a, b;
+  iocp_conn_id out = 0;
+  lost_destroy d;
+  ts_thread *t;
+  (void)state;
+  iocp__hooks.wsarecv = recv_never_completes;
+  assert_int_equal(net_start(n, NULL), IOCP_OK);
+  a = ts_connect(iocp_port(n->srv));
+  b = ts_connect(iocp_port(n->srv));
+  assert_true(a != TS_BAD_SOCK && b != TS_BAD_SOCK);
+  assert_int_equal(ts_counter_wait(n->connects, 2, TS_TIMEOUT_MS), 0);
+  /* One closed by the application, one left for destroy: both keep a
+   * receive the system will never complete. */
+  net_lock(n);
+  out = n->conns[0].id;
+  net_unlock(n);
+  assert_int_equal(iocp_close(n->srv, out), IOCP_OK);
+  assert_int_equal(ts_counter_wait(n->disconnects, 1, TS_TIMEOUT_MS), 0);
+  d.srv = n->srv;
+  d.done = ts_counter_new();
+  d.rc = -1;
+  t = ts_thread_start(lost_destroy_main, &d);
+  if (ts_counter_wait(d.done, 1, 30000) != 0) fail_msg("iocp_destroy did not return");
+  ts_thread_join(t);
+  assert_int_equal(d.rc, IOCP_OK);
+  assert_int_equal(ts_counter_get(n->disconnects), 2);
+  /* "2 connection(s) left allocated" */
+  assert_int_equal(atomic_load(&n->last_log_code), IOCP_ESYSTEM);
+  assert_int_equal(ts_counter_get(n->violations), 0);
+  ts_counter_free(d.done);
+  ts_close(a);
+  ts_close(b);
+  net_free(n);
+  iocp__hooks_reset();
+}
+#endif
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_listen_address),
@@ -837,6 +937,8 @@ int main(void) {
       cmocka_unit_test(test_connect_gets_the_events_of_an_accepted_connection),
       cmocka_unit_test(test_connect_sends_what_was_queued_before),
       cmocka_unit_test(test_connect_refused),
+      cmocka_unit_test(test_connect_to_an_ipv4_mapped_address),
+      cmocka_unit_test(test_connect_to_link_local_without_scope),
       cmocka_unit_test(test_close_and_destroy_while_connecting),
       cmocka_unit_test(test_connect_from_inside_a_callback),
       cmocka_unit_test(test_connect_refused_by_on_connect),
@@ -844,6 +946,9 @@ int main(void) {
       cmocka_unit_test(test_connect_out_of_sockets),
       cmocka_unit_test(test_queue_connect_events),
       cmocka_unit_test(test_queue_log_events),
+#if defined(_WIN32)
+      cmocka_unit_test(test_destroy_returns_despite_receives_never_completed),
+#endif
   };
   ts_net_init();
   return cmocka_run_group_tests_name("net", tests, NULL, NULL);
