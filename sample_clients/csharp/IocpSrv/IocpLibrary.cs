@@ -10,7 +10,7 @@ namespace IocpSrv
     {
         // The header version this binding mirrors (IOCP_VERSION_*).
         public const int VersionMajor = 1;
-        public const int VersionMinor = 1;
+        public const int VersionMinor = 2;
         public const int VersionPatch = 0;
         public const uint VersionNumber = (VersionMajor << 16) | (VersionMinor << 8) | VersionPatch;
 
