@@ -1,9 +1,11 @@
 /* A small HTTP/1.1 server on iocpsrv: how to parse a byte stream.
  *
  *   http_server [--port N] [--bind ADDR] [--threads N]
+ *               [--tls CERT.p12 [--tls-password TEXT]]
  *
  * --port defaults to 8080 (0 picks a free port), --bind to 127.0.0.1,
- * --threads to one per processor. Prints "listening on port N" when ready and
+ * --threads to one per processor; with --tls it serves HTTPS with the
+ * identity of the PKCS#12 file (`curl -k https://127.0.0.1:8080/`). Prints "listening on port N" when ready and
  * exits cleanly when Enter is pressed or standard input ends.
  *
  * Every request gets "Hello, World!" (HEAD: the same headers, no body).
@@ -29,6 +31,7 @@
  * callback, that is a field read, no lookup and no lock of ours. Callbacks
  * of one connection never overlap, so the state itself needs no lock. */
 #include "iocpsrv.h"
+#include "tls_option.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -397,7 +400,10 @@ static int parse_uint(const char *text, unsigned long max, unsigned long *out) {
 }
 
 static int usage(const char *prog) {
-  fprintf(stderr, "usage: %s [--port N] [--bind ADDR] [--threads N]\n", prog);
+  fprintf(stderr,
+          "usage: %s [--port N] [--bind ADDR] [--threads N] [--tls CERT.p12 "
+          "[--tls-password TEXT]]\n",
+          prog);
   return 2;
 }
 
@@ -406,7 +412,7 @@ int main(int argc, char **argv) {
   iocp_callbacks callbacks;
   iocp_server *server = NULL;
   unsigned long port = 8080, threads = 0;
-  const char *bind = "127.0.0.1";
+  const char *bind = "127.0.0.1", *tls = NULL, *tls_password = NULL;
   int i, rc, ch;
 
   for (i = 1; i < argc; i++) {
@@ -414,6 +420,12 @@ int main(int argc, char **argv) {
     if (strcmp(arg, "--port") == 0 && parse_uint(val, 65535, &port) == 0) {
       i++;
     } else if (strcmp(arg, "--threads") == 0 && parse_uint(val, 1024, &threads) == 0) {
+      i++;
+    } else if (strcmp(arg, "--tls") == 0 && val != NULL) {
+      tls = val;
+      i++;
+    } else if (strcmp(arg, "--tls-password") == 0 && val != NULL) {
+      tls_password = val;
       i++;
     } else if (strcmp(arg, "--bind") == 0 && val != NULL) {
       bind = val;
@@ -433,6 +445,7 @@ int main(int argc, char **argv) {
   config.port = (uint16_t)port;
   config.bind_address = bind;
   config.threads = (uint32_t)threads;
+  if (tls != NULL && sample_tls_load(&config, tls, tls_password) != 0) return 1;
   memset(&callbacks, 0, sizeof(callbacks));
   callbacks.size = sizeof(callbacks);
   callbacks.on_connect = on_connect;
