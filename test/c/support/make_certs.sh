@@ -21,5 +21,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout oth
 openssl pkcs12 -export -in rsa.pem -inkey rsa.key -out rsa.p12 -passout pass:secret
 openssl pkcs12 -export -in ecdsa.pem -inkey ecdsa.key -out ecdsa.p12 -passout pass:secret
 openssl pkcs12 -export -nokeys -in rsa.pem -out nokey.p12 -passout pass:secret
-rm -f rsa.key ecdsa.key other.key
+# rsa.key stays for tls_peer.py (a TLS peer in Python); the rest go.
+rm -f ecdsa.key other.key
 touch "$stamp"
