@@ -737,7 +737,10 @@ IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, ui
  *   close_notify ends the connection with IOCP_REASON_TLS_TRUNCATED. A
  *   record error after the handshake ends it with IOCP_REASON_TLS_ERROR.
  *   Renegotiation is refused.
- * - TLS 1.2 and 1.3 (config.tls_min_version); 1.0 and 1.1 never.
+ * - TLS 1.2 and 1.3 (config.tls_min_version); 1.0 and 1.1 never. The
+ *   Windows engine offers TLS 1.2 only so far: there tls_min_version
+ *   IOCP_TLS_1_3 (or iocp_tls_client.min_version) is IOCP_ETLS, a server's
+ *   ALPN list is ignored and a client's is IOCP_ETLS.
  * iocp_create() fails, nothing listening, with IOCP_EPKCS12 (not a PKCS#12
  * blob, or no certificate in it), IOCP_EPASSWORD, IOCP_ENOKEY (no private
  * key, or one that does not match the certificate) or IOCP_ETLS (the TLS
