@@ -545,6 +545,50 @@ static void test_bad_peers(void **state) {
   rec_stop(r);
 }
 
+/* A failed handshake is an on_log line (IOCP_LOG_WARN) saying why. */
+typedef struct warn_rec {
+  ts_counter *n;
+  int code;
+  char text[200];
+} warn_rec;
+
+static void IOCP_CALL on_log_warn(iocp_server *s, void *user, int level, int code,
+                                  const char *text) {
+  warn_rec *w = user;
+  (void)s;
+  if (level != IOCP_LOG_WARN || ts_counter_get(w->n) > 0) return;
+  w->code = code;
+  snprintf(w->text, sizeof(w->text), "%s", text);
+  ts_counter_add(w->n, 1);
+}
+
+static void test_failed_handshake_logged(void **state) {
+  iocp_config cfg;
+  iocp_callbacks cb;
+  iocp_server *s;
+  warn_rec w;
+  ts_sock a;
+  uint8_t end[64];
+  size_t got;
+  (void)state;
+  memset(&w, 0, sizeof(w));
+  w.n = ts_counter_new();
+  tls_config(&cfg, &g_rsa);
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  cb.on_log = on_log_warn;
+  assert_int_equal(iocp_create(&cfg, &cb, &w, &s), IOCP_OK);
+  a = ts_connect(iocp_port(s));
+  assert_int_equal(ts_send_all(a, "GET / HTTP/1.1\r\n\r\n", 18), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  assert_int_equal(ts_counter_wait(w.n, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(w.code, IOCP_ETLS);
+  assert_non_null(strstr(w.text, "TLS handshake with 127.0.0.1"));
+  ts_close(a);
+  iocp_destroy(s);
+  ts_counter_free(w.n);
+}
+
 /* ---- iocp_connect_tls --------------------------------------------------------------- */
 
 static int outbound(rec_server *client_side, uint16_t port, const char *name, const blob *ca,
@@ -791,6 +835,7 @@ int main(void) {
       cmocka_unit_test(test_client_half_close),
       cmocka_unit_test(test_truncated),
       cmocka_unit_test(test_bad_peers),
+      cmocka_unit_test(test_failed_handshake_logged),
       cmocka_unit_test(test_connect_tls),
       cmocka_unit_test(test_many_handshakes),
       cmocka_unit_test(test_slow_reader),
