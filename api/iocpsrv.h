@@ -726,7 +726,8 @@ IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, ui
  * - on_connect (ACCEPTED) comes once the handshake completed; a handshake
  *   that fails or times out never reaches the program: no callback runs,
  *   it is counted (iocp_statistics.tls_handshake_*) and on_log says why
- *   (IOCP_LOG_WARN). iocp_connection_count() includes connections still in
+ *   (IOCP_LOG_WARN; at most one such line a second, the next one says how
+ *   many were left out). iocp_connection_count() includes connections still in
  *   their handshake.
  * - on_data carries plaintext, iocp_send() takes plaintext: the order,
  *   max_send_queue (counted in plaintext bytes), on_sent (plaintext bytes

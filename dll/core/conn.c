@@ -337,8 +337,7 @@ static void run_locked(iocp__conn *c) {
       memcpy(why, c->tls->why, sizeof(why));
       c->tls->log_due = 0;
       iocp__mutex_unlock(&c->lock);
-      iocp__log(s, IOCP_LOG_WARN, code, "TLS handshake with %s port %u failed: %s",
-                c->peer_addr, (unsigned)c->peer_port, why);
+      iocp__tls_log_failure(c, code, why);
     } else {
       iocp__mutex_unlock(&c->lock);
     }

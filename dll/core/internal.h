@@ -173,6 +173,9 @@ void iocp__tls_send_done_locked(iocp__conn *c, int result, size_t bytes);
 void iocp__tls_connected_locked(iocp__conn *c);
 /* The idle sweep: ends a handshake past its time limit. */
 void iocp__tls_sweep_locked(iocp__conn *c, uint32_t tick, uint32_t slack);
+/* The on_log line of a failed handshake, at most one a second per server
+ * (the next says how many were left out). No lock held. */
+void iocp__tls_log_failure(iocp__conn *c, int code, const char *why);
 /* Server setup from the config (iocp_create), and its release. */
 int iocp__tls_server_setup(iocp_server *s);
 void iocp__tls_server_free(iocp_server *s);
@@ -343,6 +346,8 @@ struct iocp_server {
   iocp__evq evq;         /* queue mode: under lock (but its inbox) */
   iocp__tls_cred *tls_cred; /* config.tls_pkcs12: accepted sockets speak TLS */
   uint32_t tls_hs_ms;    /* their handshake's time limit */
+  uint64_t tls_log_ms;   /* under lock: when the last failed handshake was logged */
+  uint64_t tls_log_quiet; /* under lock: failures not logged since */
 };
 
 #define IOCP__GATE_CLOSED 0x40000000L

@@ -308,6 +308,34 @@ void iocp__tls_sweep_locked(iocp__conn *c, uint32_t tick, uint32_t slack) {
   iocp__conn_kick_locked(c);
 }
 
+/* A storm of bad peers must not become a storm of log lines: on_log hears
+ * of one failed handshake a second, and the next line counts the rest. */
+#define IOCP__TLS_LOG_PERIOD_MS 1000
+
+void iocp__tls_log_failure(iocp__conn *c, int code, const char *why) {
+  iocp_server *s = c->server;
+  uint64_t now = iocp__now_ms(), quiet = 0;
+  int emit = 0;
+  iocp__mutex_lock(&s->lock);
+  if (s->tls_log_ms == 0 || now - s->tls_log_ms >= IOCP__TLS_LOG_PERIOD_MS) {
+    s->tls_log_ms = now != 0 ? now : 1;
+    quiet = s->tls_log_quiet;
+    s->tls_log_quiet = 0;
+    emit = 1;
+  } else {
+    s->tls_log_quiet++;
+  }
+  iocp__mutex_unlock(&s->lock);
+  if (!emit) return;
+  if (quiet > 0)
+    iocp__log(s, IOCP_LOG_WARN, code,
+              "TLS handshake with %s port %u failed: %s (and %llu more not logged)",
+              c->peer_addr, (unsigned)c->peer_port, why, (unsigned long long)quiet);
+  else
+    iocp__log(s, IOCP_LOG_WARN, code, "TLS handshake with %s port %u failed: %s", c->peer_addr,
+              (unsigned)c->peer_port, why);
+}
+
 /* ---- The server's side, and the API -------------------------------------- */
 
 int iocp__tls_server_setup(iocp_server *s) {
