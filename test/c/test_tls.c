@@ -325,6 +325,24 @@ static void test_old_versions_refused(void **state) {
   rec_stop(r);
 }
 
+/* A TLS 1.2 client asking to renegotiate is refused; the connection goes
+ * on (or ends) without a second handshake. */
+static void test_renegotiation_refused(void **state) {
+  iocp_config cfg;
+  rec_server *r;
+  client k;
+  (void)state;
+  tls_config(&cfg, &g_rsa);
+  r = rec_start(REC_ECHO, &cfg, NULL);
+  assert_int_equal(client_open(&k, r->port, TLS1_2_VERSION, NULL), 0);
+  assert_int_equal(SSL_renegotiate(k.ssl), 1);
+  assert_true(SSL_do_handshake(k.ssl) != 1);
+  client_close(&k);
+  assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(stats_of(r->srv).tls_handshakes, 1);
+  rec_stop(r);
+}
+
 /* ---- Bulk echo: 1 MiB, and 100 x 64 KiB -------------------------------------- */
 
 typedef struct reader_args {
@@ -829,6 +847,7 @@ int main(void) {
       cmocka_unit_test(test_handshake_ecdsa_tls12),
       cmocka_unit_test(test_handshake_ecdsa_tls13),
       cmocka_unit_test(test_old_versions_refused),
+      cmocka_unit_test(test_renegotiation_refused),
       cmocka_unit_test(test_echo_1mib),
       cmocka_unit_test(test_echo_100x64k),
       cmocka_unit_test(test_server_half_close),
