@@ -168,9 +168,9 @@ extern "C" {
 /* ---- Version ------------------------------------------------------------ */
 
 #define IOCP_VERSION_MAJOR 1
-#define IOCP_VERSION_MINOR 1
+#define IOCP_VERSION_MINOR 2
 #define IOCP_VERSION_PATCH 0
-/* 0xMMmmpp: 1.1.0 is 0x010100. */
+/* 0xMMmmpp: 1.2.0 is 0x010200. */
 #define IOCP_VERSION_NUMBER \
   ((IOCP_VERSION_MAJOR << 16) | (IOCP_VERSION_MINOR << 8) | IOCP_VERSION_PATCH)
 
@@ -181,7 +181,7 @@ extern "C" {
  */
 IOCP_API uint32_t IOCP_CALL iocp_version(void);
 
-/* Returns the loaded library's version as text, e.g. "1.1.0". Static storage. */
+/* Returns the loaded library's version as text, e.g. "1.2.0". Static storage. */
 IOCP_API const char *IOCP_CALL iocp_version_string(void);
 
 #define IOCP_VERSION_COMPATIBLE(loaded)                \
@@ -196,7 +196,9 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
  * in 1.1: IOCP_ECONNREFUSED, IOCP_ETIMEDOUT and IOCP_EUNREACH (outbound
  * connections), IOCP_EMFILE (the process ran out of sockets or descriptors;
  * 1.0 said IOCP_ENOMEM there), IOCP_ESTOPPED (iocp_stop_graceful),
- * IOCP_EMODE and IOCP_EBUSY (the batched events of queue mode).
+ * IOCP_EMODE and IOCP_EBUSY (the batched events of queue mode). Added in
+ * 1.2 with TLS: IOCP_ETLS, IOCP_EPKCS12, IOCP_EPASSWORD, IOCP_ENOKEY,
+ * IOCP_ECERTVERIFY, IOCP_ENOTLS.
  */
 #define IOCP_ERRNO_MAP(X)                                                        \
   X(EINVAL,       -1,  "invalid argument")                                       \
@@ -218,14 +220,20 @@ IOCP_API const char *IOCP_CALL iocp_version_string(void);
   X(ETIMEDOUT,    -17, "connection timed out")                                   \
   X(EUNREACH,     -18, "network or host unreachable")                            \
   X(EMFILE,       -19, "out of sockets or file descriptors")                     \
-  X(ESTOPPED,     -20, "server is stopping")
+  X(ESTOPPED,     -20, "server is stopping")                                    \
+  X(ETLS,         -21, "TLS handshake or record failed")                        \
+  X(EPKCS12,      -22, "not a usable PKCS#12 blob")                             \
+  X(EPASSWORD,    -23, "wrong PKCS#12 password")                                \
+  X(ENOKEY,       -24, "certificate without its private key")                   \
+  X(ECERTVERIFY,  -25, "peer certificate verification failed")                  \
+  X(ENOTLS,       -26, "not a TLS connection")
 
 enum iocp_errno {
   IOCP_OK = 0,
 #define IOCP_ERRNO_ENUM_(name, code, text) IOCP_##name = (code),
   IOCP_ERRNO_MAP(IOCP_ERRNO_ENUM_)
 #undef IOCP_ERRNO_ENUM_
-  IOCP_ERRNO_LAST_ = -20
+  IOCP_ERRNO_LAST_ = -26
 };
 
 /* A short English description of an error code ("unknown error" otherwise).
@@ -258,7 +266,13 @@ enum iocp_reason {
   IOCP_REASON_IDLE_TIMEOUT = 5,
   /* iocp_stop_graceful() reached its deadline with the connection still
    * open (abortive close; queued data dropped). (1.1) */
-  IOCP_REASON_STOP_DEADLINE = 6
+  IOCP_REASON_STOP_DEADLINE = 6,
+  /* TLS (1.2): the peer's FIN came without a TLS close_notify first, so the
+   * stream may have been cut short (abortive close; queued data dropped). */
+  IOCP_REASON_TLS_TRUNCATED = 7,
+  /* TLS (1.2): a record failed after the handshake (bad record, a
+   * renegotiation attempt, a fatal alert from the peer); abortive. */
+  IOCP_REASON_TLS_ERROR = 8
 };
 
 /* ---- Callbacks ----------------------------------------------------------- */
@@ -505,7 +519,32 @@ typedef struct iocp_config {
    * name being set). ACCEPTED, DATA, DISCONNECTED and CONNECT_FAILED are
    * always queued. Must be 0 in callback mode. */
   uint32_t queue_events;
+  /* ---- Added in 1.2: TLS (see "TLS" below). All zero: plain TCP. ---- */
+  /* The server's identity: a PKCS#12 blob (certificate, its private key
+   * and optionally the chain) and its length; NULL: no TLS. Read by
+   * iocp_create() only (the caller may free it once it returns). */
+  const void *tls_pkcs12;
+  uint32_t tls_pkcs12_len;
+  /* The lowest protocol accepted: 0 (the default) or IOCP_TLS_1_2 for
+   * TLS 1.2, IOCP_TLS_1_3 for TLS 1.3 only. TLS 1.0 and 1.1 are never accepted (IOCP_EINVAL). */
+  uint32_t tls_min_version;
+  /* The blob's password (NULL: empty). Copied. */
+  const char *tls_password;
+  /* ALPN protocols the server accepts, most preferred first, separated by
+   * commas: "h2,http/1.1". NULL: no ALPN. Copied. */
+  const char *tls_alpn;
+  /* A handshake not finished after this many milliseconds ends (counted in
+   * tls_handshake_timeouts); 0 = 10000. At most IOCP_MAX_TIMEOUT_MS. */
+  uint32_t tls_handshake_timeout_ms;
+  uint32_t reserved5_; /* set to 0 */
 } iocp_config;
+
+/* Values of tls_min_version and iocp_tls_info.version (the protocol's
+ * own version numbers). */
+enum iocp_tls_version {
+  IOCP_TLS_1_2 = 0x0303,
+  IOCP_TLS_1_3 = 0x0304
+};
 
 /* The longest idle timeout, in milliseconds (24 days: 2^31 - 1). */
 #define IOCP_MAX_TIMEOUT_MS 2147483647u
@@ -726,6 +765,94 @@ IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size
  */
 IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, uint16_t port,
                                     iocp_conn_id *id);
+/* ---- TLS (added in 1.2) ---------------------------------------------------
+ *
+ * A server given config.tls_pkcs12 speaks TLS on every accepted connection
+ * (OpenSSL 3 on Linux, SChannel on Windows); the byte path stays the same:
+ * - on_connect (ACCEPTED) comes once the handshake completed; a handshake
+ *   that fails or times out never reaches the program: no callback runs,
+ *   it is counted (iocp_statistics.tls_handshake_*) and on_log says why
+ *   (IOCP_LOG_WARN; at most one such line a second, the next one says how
+ *   many were left out). iocp_connection_count() includes connections still in
+ *   their handshake.
+ * - on_data carries plaintext, iocp_send() takes plaintext: the order,
+ *   max_send_queue (counted in plaintext bytes), on_sent (plaintext bytes
+ *   whose records went to the system), the drain mark and
+ *   iocp_pause_recv() work as over plain TCP.
+ * - iocp_shutdown() sends the queued bytes, then a close_notify alert, then
+ *   FIN. A peer's close_notify is on_peer_closed; a peer's FIN without
+ *   close_notify ends the connection with IOCP_REASON_TLS_TRUNCATED. A
+ *   record error after the handshake ends it with IOCP_REASON_TLS_ERROR.
+ *   Renegotiation is refused.
+ * - TLS 1.2 and 1.3 (config.tls_min_version); 1.0 and 1.1 never. The
+ *   Windows engine offers TLS 1.2 only so far: there tls_min_version
+ *   IOCP_TLS_1_3 (or iocp_tls_client.min_version) is IOCP_ETLS, a server's
+ *   ALPN list is ignored and a client's is IOCP_ETLS.
+ * iocp_create() fails, nothing listening, with IOCP_EPKCS12 (not a PKCS#12
+ * blob, or no certificate in it), IOCP_EPASSWORD, IOCP_ENOKEY (no private
+ * key, or one that does not match the certificate) or IOCP_ETLS (the TLS
+ * library failed), and on_log (IOCP_LOG_ERROR) says why.
+ *
+ * Make a blob from PEM files with:
+ *   openssl pkcs12 -export -in cert.pem -inkey key.pem -out server.p12 \
+ *     -passout pass:secret
+ */
+
+/* Outbound TLS options of iocp_connect_tls(). Zero it, set `size` to
+ * sizeof(iocp_tls_client), then the fields you need. */
+typedef struct iocp_tls_client {
+  uint32_t size;
+  /* 0 (default): verify the server's certificate chain and name; 1: accept
+   * any certificate (tests only). */
+  uint32_t no_verify;
+  /* The server's host name: sent as SNI and checked against the
+   * certificate (an IP address text is checked as an address, not sent).
+   * NULL: no SNI, and no name check. Copied. */
+  const char *server_name;
+  /* Trust anchors as PEM text (one or more certificates) and its length;
+   * NULL: the system's trust store. Read during the call only. */
+  const void *ca_pem;
+  uint32_t ca_pem_len;
+  /* 0 or IOCP_TLS_1_2: TLS 1.2 or newer; IOCP_TLS_1_3: 1.3 only. */
+  uint32_t min_version;
+  /* ALPN protocols to offer, comma-separated; NULL: none. Copied. */
+  const char *alpn;
+  /* 0 = 10000 ms; as config.tls_handshake_timeout_ms. */
+  uint32_t handshake_timeout_ms;
+  uint32_t reserved_; /* set to 0 */
+} iocp_tls_client;
+
+/*
+ * As iocp_connect(), speaking TLS as a client once connected: on_connect
+ * comes after the handshake; a failed handshake ends the attempt with
+ * on_connect_failed(IOCP_ECERTVERIFY) (the certificate is not trusted or
+ * not for server_name) or on_connect_failed(IOCP_ETLS) (anything else,
+ * a time-out included). Works on a server with or without tls_pkcs12.
+ * Returns what iocp_connect() returns, and IOCP_EINVAL (tls NULL, size
+ * too small, a bad version), IOCP_EVERSION, IOCP_ETLS (the options were
+ * refused, e.g. a CA text with no certificate; on_log says why).
+ */
+IOCP_API int IOCP_CALL iocp_connect_tls(iocp_server *server, const char *address,
+                                        uint16_t port, const iocp_tls_client *tls,
+                                        iocp_conn_id *id);
+
+/* What a connection's handshake settled. Set `size` first. */
+typedef struct iocp_tls_info {
+  uint32_t size;
+  uint32_t version;  /* IOCP_TLS_1_2 or IOCP_TLS_1_3 */
+  char cipher[64];   /* the IANA name, e.g. "TLS_AES_128_GCM_SHA256" */
+  char alpn[256];    /* the protocol ALPN chose, "" for none */
+} iocp_tls_info;
+
+/*
+ * Fills *info for a connection whose handshake completed (from on_connect
+ * on). Any thread. Returns 0, or IOCP_EINVAL (NULL, size too small),
+ * IOCP_ENOTFOUND, IOCP_ENOTLS (a plain TCP connection, or one still in its
+ * handshake), IOCP_ECLOSED (the server is destroyed).
+ */
+IOCP_API int IOCP_CALL iocp_tls_get_info(iocp_server *server, iocp_conn_id id,
+                                         iocp_tls_info *info);
+
 /* (1.1) Connections closed at once because max_connections was reached,
  * since the server started. 0 if server is NULL. */
 IOCP_API uint64_t IOCP_CALL iocp_refused_count(iocp_server *server);
@@ -784,6 +911,12 @@ typedef struct iocp_statistics {
                                     descriptors or memory) */
   uint64_t system_errors;        /* other failed system calls (each ends a
                                     connection or is retried) */
+  /* Added in 1.2 (TLS). Accepted sockets count in connections_accepted only
+   * once their handshake completed; the others count here. */
+  uint64_t tls_handshakes;         /* completed handshakes, both directions */
+  uint64_t tls_handshake_failures; /* failed (not TLS, bad version, alert,
+                                      peer gone, verification) */
+  uint64_t tls_handshake_timeouts; /* not finished in time */
 } iocp_statistics;
 
 /*

@@ -81,6 +81,12 @@ int iocp__config_copy(iocp_config *dst, char *bind_text, size_t bind_cap,
       dst->keepalive_interval_ms > IOCP_MAX_KEEPALIVE_MS)
     return IOCP_EINVAL;
   if (dst->drain_mark >= dst->max_send_queue) return IOCP_EINVAL;
+  if (dst->tls_pkcs12 == NULL ? dst->tls_pkcs12_len != 0 : dst->tls_pkcs12_len == 0)
+    return IOCP_EINVAL;
+  if (dst->tls_min_version != 0 && dst->tls_min_version != IOCP_TLS_1_2 &&
+      dst->tls_min_version != IOCP_TLS_1_3)
+    return IOCP_EINVAL; /* TLS 1.0 and 1.1 are never accepted */
+  if (dst->tls_handshake_timeout_ms > IOCP_MAX_TIMEOUT_MS) return IOCP_EINVAL;
   return IOCP_OK;
 }
 

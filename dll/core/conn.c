@@ -29,16 +29,18 @@ iocp__conn *iocp__conn_current(void) { return current; }
 
 void iocp__conn_ref(iocp__conn *c) { iocp__ref_add(&c->refs, 1); }
 
-/* Drops the send queue, and its bytes from the queued statistic. */
-static void sendq_drop(iocp__conn *c) {
+void iocp__conn_sendq_drop(iocp__conn *c) {
   if (c->sendq.queued != 0) iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)c->sendq.queued);
   iocp__sendq_clear(&c->sendq);
 }
+
+static void sendq_drop(iocp__conn *c) { iocp__conn_sendq_drop(c); }
 
 static void conn_free(iocp__conn *c) {
   iocp_server *s = c->server;
   assert(!c->recv_busy && !c->send_busy); /* every operation held a reference */
   iocp__eng_conn_free(c);
+  if (c->tls != NULL) iocp__tls_conn_free(c);
   sendq_drop(c);
   iocp__buf_put(s, c->rbuf);
   iocp__mutex_destroy(&c->lock);
@@ -111,11 +113,8 @@ static void teardown_locked(iocp__conn *c, int reason, int abortive) {
   iocp__conn_teardown_locked(c, reason, abortive);
 }
 
-void iocp__conn_start_recv_locked(iocp__conn *c) {
+void iocp__conn_post_recv_locked(iocp__conn *c) {
   assert(iocp__mutex_held(&c->lock));
-  if (c->closing || c->peer_fin || c->recv_busy || c->ev_data || !c->kept) return;
-  if (c->paused || c->in_data) return; /* resumed later; on_data still holds rbuf */
-  assert(c->rbuf == NULL); /* on_data is over: its buffer went back */
   iocp__conn_ref(c);
   c->recv_busy = 1;
   if (iocp__eng_recv(c) != IOCP_OK) {
@@ -126,6 +125,18 @@ void iocp__conn_start_recv_locked(iocp__conn *c) {
   }
 }
 
+void iocp__conn_start_recv_locked(iocp__conn *c) {
+  assert(iocp__mutex_held(&c->lock));
+  if (c->tls != NULL) {
+    iocp__tls_start_recv_locked(c);
+    return;
+  }
+  if (c->closing || c->peer_fin || c->recv_busy || c->ev_data || !c->kept) return;
+  if (c->paused || c->in_data) return; /* resumed later; on_data still holds rbuf */
+  assert(c->rbuf == NULL); /* on_data is over: its buffer went back */
+  iocp__conn_post_recv_locked(c);
+}
+
 static void start_recv_locked(iocp__conn *c) {
   assert(iocp__mutex_held(&c->lock));
   iocp__conn_start_recv_locked(c);
@@ -133,10 +144,26 @@ static void start_recv_locked(iocp__conn *c) {
 
 /* Posts the next gathered send; with an empty queue after iocp_shutdown(),
  * sends FIN instead, which ends the connection if the peer's FIN is in. */
+void iocp__conn_post_send_locked(iocp__conn *c, const iocp__iov *iov, int n) {
+  assert(iocp__mutex_held(&c->lock));
+  iocp__conn_ref(c);
+  c->send_busy = 1;
+  if (iocp__eng_send(c, iov, n) != IOCP_OK) {
+    iocp__stat_add(c->server, IOCP__STAT_SYSTEM_ERRORS, 1);
+    c->send_busy = 0;
+    unref_not_last(c);
+    teardown_locked(c, IOCP_REASON_RESET, 1);
+  }
+}
+
 void iocp__conn_start_send_locked(iocp__conn *c) {
   assert(iocp__mutex_held(&c->lock));
   iocp__iov iov[IOCP__MAX_IOV];
   int n;
+  if (c->tls != NULL) {
+    iocp__tls_start_send_locked(c);
+    return;
+  }
   if (c->closing || c->send_busy || !c->kept) return;
   n = iocp__sendq_gather(&c->sendq, iov, IOCP__MAX_IOV);
   if (n == 0) {
@@ -150,14 +177,7 @@ void iocp__conn_start_send_locked(iocp__conn *c) {
     }
     return;
   }
-  iocp__conn_ref(c);
-  c->send_busy = 1;
-  if (iocp__eng_send(c, iov, n) != IOCP_OK) {
-    iocp__stat_add(c->server, IOCP__STAT_SYSTEM_ERRORS, 1);
-    c->send_busy = 0;
-    unref_not_last(c);
-    teardown_locked(c, IOCP_REASON_RESET, 1);
-  }
+  iocp__conn_post_send_locked(c, iov, n);
 }
 
 static void start_send_locked(iocp__conn *c) {
@@ -312,7 +332,17 @@ static void run_locked(iocp__conn *c) {
     if (!take_event_locked(c)) continue;
     /* A refused connection has no disconnect to deliver. */
     deliver = c->ev.type != IOCP_EVENT_DISCONNECTED || (c->kept && !c->refused);
-    iocp__mutex_unlock(&c->lock);
+    if (c->tls != NULL && c->tls->log_due) {
+      /* A failed handshake is only a log line (no lock held for on_log). */
+      char why[IOCP__LOG_MAX_TLS];
+      int code = c->tls->fail_code;
+      memcpy(why, c->tls->why, sizeof(why));
+      c->tls->log_due = 0;
+      iocp__mutex_unlock(&c->lock);
+      iocp__tls_log_failure(c, code, why);
+    } else {
+      iocp__mutex_unlock(&c->lock);
+    }
     if (c->ev.type == IOCP_EVENT_DISCONNECTED || c->ev.type == IOCP_EVENT_CONNECT_FAILED) {
       iocp__conn *t = iocp__table_remove(&s->table, c->id); /* stale from here on */
       if (t != NULL) unref_not_last(t);
@@ -381,8 +411,23 @@ void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
   iocp_server *s = c->server;
   int rc;
   iocp__address_format(peer, c->peer_addr, sizeof(c->peer_addr), &c->peer_port);
-  /* Due before anyone can find the id, so on_connect is always first. */
-  c->ev_connect = 1;
+  if (s->tls_cred != NULL) {
+    /* on_connect waits for the handshake (tls_conn.c). */
+    rc = iocp__tls_conn_server(c);
+    if (rc != IOCP_OK) {
+      iocp__stat_add(s, IOCP__STAT_ACCEPT_ERRORS, 1);
+      iocp__mutex_lock(&c->lock);
+      c->refused = 1;
+      c->closing = 1;
+      iocp__eng_close(c, 1);
+      iocp__mutex_unlock(&c->lock);
+      iocp__conn_unref(c);
+      return;
+    }
+  } else {
+    /* Due before anyone can find the id, so on_connect is always first. */
+    c->ev_connect = 1;
+  }
   rc = iocp__table_insert(&s->table, c, s->cfg.max_connections);
   if (rc != IOCP_OK) {
     /* The server is stopping, or at max_connections: drop it before anyone
@@ -401,10 +446,14 @@ void iocp__conn_accepted(iocp__conn *c, const struct sockaddr *peer) {
     iocp__conn_unref(c);
     return;
   }
-  /* Counted once it is sure to reach on_connect (the statistics' meaning):
-   * a socket refused at the cap or while stopping never does. */
-  iocp__stat_add(s, IOCP__STAT_ACCEPTED, 1);
   iocp__mutex_lock(&c->lock);
+  if (c->tls != NULL) {
+    iocp__tls_start_recv_locked(c); /* the ClientHello */
+  } else {
+    /* Counted once it is sure to reach on_connect (the statistics' meaning):
+     * a socket refused at the cap or while stopping never does. */
+    iocp__stat_add(s, IOCP__STAT_ACCEPTED, 1);
+  }
   deliver_locked(c);
   iocp__conn_unref(c);
 }
@@ -418,6 +467,8 @@ void iocp__conn_connected(iocp__conn *c, int error) {
      * cannot reach from here (a link-local one without its scope). */
     c->connect_error = error == IOCP_EINVAL ? IOCP_EUNREACH : error;
     teardown_locked(c, IOCP_REASON_RESET, 1);
+  } else if (c->tls != NULL) {
+    iocp__tls_connected_locked(c); /* on_connect after the handshake */
   } else {
     c->ev_connect = 1; /* then as for an accepted connection */
   }
@@ -427,6 +478,13 @@ void iocp__conn_connected(iocp__conn *c, int error) {
 
 void iocp__conn_recv_done(iocp__conn *c, int result, uint8_t *buf, size_t bytes) {
   assert((buf != NULL) == (result == IOCP__IO_OK && bytes > 0));
+  if (c->tls != NULL) {
+    iocp__mutex_lock(&c->lock);
+    iocp__tls_recv_done_locked(c, result, buf, bytes);
+    deliver_locked(c);
+    iocp__conn_unref(c);
+    return;
+  }
   if (buf != NULL) iocp__stat_add(c->server, IOCP__STAT_BYTES_IN, (int64_t)bytes);
   iocp__mutex_lock(&c->lock);
   assert(c->recv_busy && !c->ev_data && c->rbuf == NULL); /* one receive at a time */
@@ -450,27 +508,36 @@ void iocp__conn_recv_done(iocp__conn *c, int result, uint8_t *buf, size_t bytes)
   iocp__conn_unref(c);
 }
 
+void iocp__conn_sent_locked(iocp__conn *c, size_t bytes) {
+  assert(iocp__mutex_held(&c->lock));
+  assert(bytes <= c->sendq.queued); /* an engine never reports more than it was given */
+  if (bytes > c->sendq.queued) bytes = (size_t)c->sendq.queued;
+  iocp__sendq_consume(&c->sendq, bytes);
+  if (bytes > 0) c->active_tick = iocp__timer_tick(c->server);
+  iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, (int64_t)bytes);
+  iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)bytes);
+  if (c->server->want_sent) c->ev_sent += bytes;
+  if (c->drain_armed && c->sendq.queued <= c->drain_mark) {
+    c->drain_armed = 0;
+    c->ev_drain = 1;
+  }
+}
+
 void iocp__conn_send_done(iocp__conn *c, int result, size_t bytes) {
   iocp__mutex_lock(&c->lock);
   assert(c->send_busy);
-  c->send_busy = 0;
-  if (c->closing) {
-    sendq_drop(c);
-  } else if (result != IOCP__IO_OK) {
-    teardown_locked(c, IOCP_REASON_RESET, 1);
+  if (c->tls != NULL) {
+    iocp__tls_send_done_locked(c, result, bytes);
   } else {
-    assert(bytes <= c->sendq.queued); /* an engine never reports more than it was given */
-    if (bytes > c->sendq.queued) bytes = (size_t)c->sendq.queued;
-    iocp__sendq_consume(&c->sendq, bytes);
-    if (bytes > 0) c->active_tick = iocp__timer_tick(c->server);
-    iocp__stat_add(c->server, IOCP__STAT_BYTES_OUT, (int64_t)bytes);
-    iocp__stat_add(c->server, IOCP__STAT_QUEUED, -(int64_t)bytes);
-    if (c->server->want_sent) c->ev_sent += bytes;
-    if (c->drain_armed && c->sendq.queued <= c->drain_mark) {
-      c->drain_armed = 0;
-      c->ev_drain = 1;
+    c->send_busy = 0;
+    if (c->closing) {
+      sendq_drop(c);
+    } else if (result != IOCP__IO_OK) {
+      teardown_locked(c, IOCP_REASON_RESET, 1);
+    } else {
+      iocp__conn_sent_locked(c, bytes);
+      start_send_locked(c);
     }
-    start_send_locked(c);
   }
   deliver_locked(c);
   iocp__conn_unref(c);
@@ -578,7 +645,7 @@ static int send_locked(iocp__conn *c, void *arg) {
     if (c->server->want_drain && c->sendq.queued > 0) c->drain_armed = 1;
     return IOCP_EQUEUEFULL;
   }
-  if (c->sendq.queued == 0 && !c->send_busy && c->kept && a->len > 0) {
+  if (c->sendq.queued == 0 && !c->send_busy && c->kept && a->len > 0 && c->tls == NULL) {
     rc = try_send_locked(c, a);
     if (rc != IOCP_OK || a->len == 0) return rc;
   }

@@ -23,7 +23,7 @@ static int start_locked(iocp__conn *c, const struct sockaddr_storage *addr, int 
 }
 
 static int connect_inside(iocp_server *s, const char *address, uint16_t port,
-                          iocp_conn_id *id) {
+                          const iocp_tls_client *tls, iocp_conn_id *id) {
   struct sockaddr_storage addr;
   int addrlen = 0, rc;
   iocp__conn *c;
@@ -35,6 +35,16 @@ static int connect_inside(iocp_server *s, const char *address, uint16_t port,
   if (c == NULL) return IOCP_ENOMEM;
   c->outbound = 1;
   iocp__eng_conn_init(c);
+  if (tls != NULL) {
+    char why[IOCP__LOG_MAX_TLS] = "";
+    rc = iocp__tls_conn_client(c, tls, why, sizeof(why));
+    if (rc == IOCP_OK) rc = iocp__timer_need(s, c->tls->hs_ms);
+    if (rc != IOCP_OK) {
+      iocp__conn_unref(c); /* nobody saw it */
+      if (why[0] != '\0') iocp__log(s, IOCP_LOG_ERROR, rc, "TLS client options refused: %s", why);
+      return rc;
+    }
+  }
   iocp__address_format((const struct sockaddr *)&addr, c->peer_addr, sizeof(c->peer_addr),
                        &c->peer_port);
   /* Counted against max_connections (iocp_connection_count() includes it),
@@ -72,7 +82,29 @@ int IOCP_CALL iocp_connect(iocp_server *s, const char *address, uint16_t port,
   if (s == NULL || address == NULL || id == NULL || port == 0) return IOCP_EINVAL;
   gate = iocp__server_enter(s);
   if (gate < 0) return gate;
-  rc = connect_inside(s, address, port, id);
+  rc = connect_inside(s, address, port, NULL, id);
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
+/* The size of the first layout (1.2). */
+#define IOCP__TLS_CLIENT_SIZE_1_2 sizeof(iocp_tls_client)
+
+int IOCP_CALL iocp_connect_tls(iocp_server *s, const char *address, uint16_t port,
+                               const iocp_tls_client *tls, iocp_conn_id *id) {
+  iocp_tls_client o;
+  int rc, gate;
+  if (id != NULL) *id = 0;
+  if (s == NULL || address == NULL || id == NULL || port == 0 || tls == NULL) return IOCP_EINVAL;
+  if (tls->size < IOCP__TLS_CLIENT_SIZE_1_2) return IOCP_EVERSION;
+  memcpy(&o, tls, sizeof(o));
+  if (o.no_verify > 1 || (o.min_version != 0 && o.min_version != IOCP_TLS_1_2 &&
+                          o.min_version != IOCP_TLS_1_3) ||
+      o.handshake_timeout_ms > IOCP_MAX_TIMEOUT_MS || (o.ca_pem == NULL && o.ca_pem_len != 0))
+    return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  rc = connect_inside(s, address, port, &o, id);
   if (gate) iocp__server_leave(s);
   return rc;
 }

@@ -199,6 +199,9 @@ enum iocp__stat {
   IOCP__STAT_QUEUED,
   IOCP__STAT_ACCEPT_ERRORS, /* an accept failed or its socket was dropped */
   IOCP__STAT_SYSTEM_ERRORS, /* any other failed system call */
+  IOCP__STAT_TLS_HANDSHAKES,
+  IOCP__STAT_TLS_FAILURES,
+  IOCP__STAT_TLS_TIMEOUTS,
   IOCP__STAT_COUNT
 };
 /* Adds to a counter in the calling thread's slot (no shared write on a worker). */

@@ -7,10 +7,15 @@
 #include "sys.h"
 #include "engine.h"
 #include "hooks.h"
+#include "tls.h"
 
 #include <assert.h>
 #include <stdint.h>
 #include <stddef.h>
+
+/* Log messages are one short line; longer ones are cut. */
+#define IOCP__LOG_MAX 160
+#define IOCP__LOG_MAX_TLS 128
 
 /* ---- Send queue (sendq.c) ------------------------------------------------ */
 
@@ -34,6 +39,25 @@ void iocp__sendq_consume(iocp__sendq *q, size_t n);
 void iocp__sendq_clear(iocp__sendq *q);
 
 /* ---- Connections (conn.c) -------------------------------------------------- */
+
+/* A TLS connection's record-layer state (tls_conn.c), under the
+ * connection's lock. c->sendq holds plaintext (the queue limit counts
+ * it); `out` holds ciphertext: handshake messages, records of plaintext
+ * taken from c->sendq (`plain_inflight` bytes, credited as sent once the
+ * ciphertext up to `batch_end` went out), alerts. */
+typedef struct iocp__tls_conn {
+  iocp__tls *sess;
+  iocp__sendq out;
+  uint64_t out_total, out_sent, batch_end;
+  uint64_t plain_inflight;
+  uint32_t hs_tick;       /* server tick when the handshake began */
+  uint32_t hs_ms;         /* its time limit */
+  unsigned hs_done : 1;   /* the handshake completed */
+  unsigned close_sent : 1;/* our close_notify is in `out` */
+  unsigned log_due : 1;   /* a failed handshake's reason waits for on_log */
+  int fail_code;
+  char why[IOCP__LOG_MAX_TLS];
+} iocp__tls_conn;
 
 /* One event as conn.c hands it to a callback or to the queue. */
 typedef struct iocp__event_rec {
@@ -97,6 +121,8 @@ struct iocp__conn {
   char peer_addr[64];
   uint8_t *rbuf;            /* lent by the pool while received bytes wait for on_data */
 
+  iocp__tls_conn *tls;      /* NULL: plain TCP */
+
   /* The event being delivered (in the queue or in a batch in queue mode). */
   iocp__event_rec ev;
   struct iocp__conn *evq_next; /* under the server's lock (evq.c) */
@@ -120,6 +146,42 @@ void iocp__conn_start_send_locked(iocp__conn *c);
 void iocp__conn_kick_locked(iocp__conn *c);
 /* The connection whose callback runs on this thread, or NULL. */
 iocp__conn *iocp__conn_current(void);
+/* The raw operations under the state machine's checks (for tls_conn.c):
+ * post a receive or a gathered send with its reference; on failure the
+ * connection is torn down (RESET). */
+void iocp__conn_post_recv_locked(iocp__conn *c);
+void iocp__conn_post_send_locked(iocp__conn *c, const iocp__iov *iov, int n);
+/* `bytes` of the send queue went out: consumed, counted, on_sent and
+ * on_drain made due. */
+void iocp__conn_sent_locked(iocp__conn *c, size_t bytes);
+/* Drops the send queue, and its bytes from the queued statistic. */
+void iocp__conn_sendq_drop(iocp__conn *c);
+
+/* ---- TLS connections (tls_conn.c) ------------------------------------------ */
+
+/* The server side of an accepted connection (IOCP_ENOMEM). */
+int iocp__tls_conn_server(iocp__conn *c);
+/* The client side of an outbound one, before it connects (IOCP_ETLS with
+ * the reason in why, IOCP_ENOMEM). */
+int iocp__tls_conn_client(iocp__conn *c, const iocp_tls_client *o, char *why, size_t cap);
+void iocp__tls_conn_free(iocp__conn *c);
+/* The state machine's steps for a TLS connection (conn.c calls them in
+ * place of the plain ones). */
+void iocp__tls_start_recv_locked(iocp__conn *c);
+void iocp__tls_start_send_locked(iocp__conn *c);
+void iocp__tls_recv_done_locked(iocp__conn *c, int result, uint8_t *buf, size_t bytes);
+void iocp__tls_send_done_locked(iocp__conn *c, int result, size_t bytes);
+/* Connected: the client handshake begins. */
+void iocp__tls_connected_locked(iocp__conn *c);
+/* The idle sweep: ends a handshake past its time limit. */
+void iocp__tls_sweep_locked(iocp__conn *c, uint32_t tick, uint32_t slack);
+/* The on_log line of a failed handshake, at most one a second per server
+ * (the next says how many were left out). No lock held. */
+void iocp__tls_log_failure(iocp__conn *c, int code, const char *why);
+/* Server setup from the config (iocp_create), and its release. */
+int iocp__tls_server_setup(iocp_server *s);
+void iocp__tls_server_free(iocp_server *s);
+
 
 /* ---- Connection table (conn_table.c) ----------------------------------------- */
 
@@ -190,8 +252,6 @@ int64_t iocp__stat_sum(iocp_server *s, int which);
 
 /* ---- Event queue (evq.c) ------------------------------------------------------- */
 
-/* Log messages are one short line; longer ones are cut. */
-#define IOCP__LOG_MAX 160
 
 typedef struct iocp__logrec {
   int level, code;
@@ -286,6 +346,10 @@ struct iocp_server {
   unsigned want_drain : 1;       /* DRAIN events / on_drain wanted */
   unsigned want_log : 1;         /* queue mode: LOG events (no on_log) */
   iocp__evq evq;         /* queue mode: under lock (but its inbox) */
+  iocp__tls_cred *tls_cred; /* config.tls_pkcs12: accepted sockets speak TLS */
+  uint32_t tls_hs_ms;    /* their handshake's time limit */
+  uint64_t tls_log_ms;   /* under lock: when the last failed handshake was logged */
+  uint64_t tls_log_quiet; /* under lock: failures not logged since */
 };
 
 #define IOCP__GATE_CLOSED 0x40000000L

@@ -157,6 +157,9 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
     rc = iocp__timer_need(s, s->cfg.idle_timeout_ms);
     if (rc != IOCP_OK) goto fail_sync;
   }
+  /* The identity is checked before anything listens. */
+  rc = iocp__tls_server_setup(s);
+  if (rc != IOCP_OK) goto fail_sync;
 
   /* The handle is the caller's, and open, before the first accept can
    * complete: callbacks may call in at once. */
@@ -173,6 +176,7 @@ int IOCP_CALL iocp_create(const iocp_config *config, const iocp_callbacks *callb
 
 fail_sync:
   iocp__timer_stop(s);
+  iocp__tls_server_free(s);
   iocp__cond_destroy(&s->timer_cond);
   iocp__cond_destroy(&s->cond);
   iocp__mutex_destroy(&s->lock);
@@ -243,6 +247,7 @@ int IOCP_CALL iocp_destroy(iocp_server *s) {
                 "cancelled operations",
                 left);
   }
+  iocp__tls_server_free(s);
 
   iocp__cond_destroy(&s->timer_cond);
   iocp__cond_destroy(&s->cond);
@@ -305,6 +310,9 @@ int IOCP_CALL iocp_stats(iocp_server *s, iocp_statistics *stats) {
   d.bytes_queued = nonnegative(iocp__stat_sum(s, IOCP__STAT_QUEUED));
   d.accept_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_ACCEPT_ERRORS));
   d.system_errors = nonnegative(iocp__stat_sum(s, IOCP__STAT_SYSTEM_ERRORS));
+  d.tls_handshakes = nonnegative(iocp__stat_sum(s, IOCP__STAT_TLS_HANDSHAKES));
+  d.tls_handshake_failures = nonnegative(iocp__stat_sum(s, IOCP__STAT_TLS_FAILURES));
+  d.tls_handshake_timeouts = nonnegative(iocp__stat_sum(s, IOCP__STAT_TLS_TIMEOUTS));
   if (gate) iocp__server_leave(s);
   /* A newer caller's struct may be larger: zero what we do not know. */
   if (size > sizeof(d)) {

@@ -11,6 +11,9 @@ static void half_close_one(iocp__conn *c, void *arg) {
   iocp__mutex_lock(&c->lock);
   if (c->closing || c->shut_req) {
     /* ending, or ending gracefully already */
+  } else if (c->tls != NULL && !c->tls->hs_done) {
+    /* A handshake in progress never reached the program: it just ends. */
+    iocp__conn_teardown_locked(c, IOCP_REASON_LOCAL_CLOSE, 1);
   } else if (!c->kept) {
     /* on_connect has not returned (or ACCEPTED is not released): what it
      * sends still goes out, then the FIN, once it keeps the connection. */

@@ -27,6 +27,8 @@ static void sweep_one(iocp__conn *c, void *arg) {
       a->tick - c->active_tick >= c->idle_ms + a->slack) {
     iocp__conn_teardown_locked(c, IOCP_REASON_IDLE_TIMEOUT, 1);
     iocp__conn_kick_locked(c);
+  } else if (c->tls != NULL) {
+    iocp__tls_sweep_locked(c, a->tick, a->slack); /* a handshake's time limit */
   }
   iocp__mutex_unlock(&c->lock);
 }

@@ -1,11 +1,14 @@
 /* The original library's tutorial, in C on the DLL: an echo server.
  *
  *   echo_server [--port N] [--bind ADDR] [--threads N]
+ *               [--tls CERT.p12 [--tls-password TEXT]]
  *
  * --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
- * --threads to one per processor. Prints "listening on port N" when ready and
+ * --threads to one per processor; with --tls every connection speaks TLS
+ * with the identity of the PKCS#12 file (try `openssl s_client`). Prints "listening on port N" when ready and
  * exits cleanly when Enter is pressed or standard input ends. */
 #include "iocpsrv.h"
+#include "tls_option.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +55,10 @@ static int parse_uint(const char *text, unsigned long max, unsigned long *out) {
 }
 
 static int usage(const char *prog) {
-  fprintf(stderr, "usage: %s [--port N] [--bind ADDR] [--threads N]\n", prog);
+  fprintf(stderr,
+          "usage: %s [--port N] [--bind ADDR] [--threads N] [--tls CERT.p12 "
+          "[--tls-password TEXT]]\n",
+          prog);
   return 2;
 }
 
@@ -62,7 +68,7 @@ int main(int argc, char **argv) {
   iocp_server *server = NULL;
   iocp_statistics stats;
   unsigned long port = 50000, threads = 0;
-  const char *bind = "127.0.0.1";
+  const char *bind = "127.0.0.1", *tls = NULL, *tls_password = NULL;
   int i, rc, ch;
 
   for (i = 1; i < argc; i++) {
@@ -70,6 +76,12 @@ int main(int argc, char **argv) {
     if (strcmp(arg, "--port") == 0 && parse_uint(val, 65535, &port) == 0) {
       i++;
     } else if (strcmp(arg, "--threads") == 0 && parse_uint(val, 1024, &threads) == 0) {
+      i++;
+    } else if (strcmp(arg, "--tls") == 0 && val != NULL) {
+      tls = val;
+      i++;
+    } else if (strcmp(arg, "--tls-password") == 0 && val != NULL) {
+      tls_password = val;
       i++;
     } else if (strcmp(arg, "--bind") == 0 && val != NULL) {
       bind = val;
@@ -90,6 +102,7 @@ int main(int argc, char **argv) {
   config.bind_address = bind;
   config.threads = (uint32_t)threads;
   config.drain_mark = DRAIN_MARK;
+  if (tls != NULL && sample_tls_load(&config, tls, tls_password) != 0) return 1;
   memset(&callbacks, 0, sizeof(callbacks));
   callbacks.size = sizeof(callbacks);
   callbacks.on_data = on_data;

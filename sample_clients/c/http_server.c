@@ -2,9 +2,11 @@
  *
  *   http_server [--port N] [--bind ADDR] [--threads N]
  *               [--idle-timeout S] [--head-timeout S]
+ *               [--tls CERT.p12 [--tls-password TEXT]]
  *
  * --port defaults to 8080 (0 picks a free port), --bind to 127.0.0.1,
- * --threads to one per processor. Prints "listening on port N" when ready and
+ * --threads to one per processor; with --tls it serves HTTPS with the
+ * identity of the PKCS#12 file (`curl -k https://127.0.0.1:8080/`). Prints "listening on port N" when ready and
  * exits cleanly when Enter is pressed or standard input ends.
  *
  * The settings a server facing the Internet needs, so that idle and slow
@@ -43,6 +45,7 @@
  * callback, that is a field read, no lookup and no lock of ours. Callbacks
  * of one connection never overlap, so the state itself needs no lock. */
 #include "iocpsrv.h"
+#include "tls_option.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -428,7 +431,7 @@ static int parse_uint(const char *text, unsigned long max, unsigned long *out) {
 static int usage(const char *prog) {
   fprintf(stderr,
           "usage: %s [--port N] [--bind ADDR] [--threads N] [--idle-timeout S] "
-          "[--head-timeout S]\n",
+          "[--head-timeout S] [--tls CERT.p12 [--tls-password TEXT]]\n",
           prog);
   return 2;
 }
@@ -438,7 +441,7 @@ int main(int argc, char **argv) {
   iocp_callbacks callbacks;
   iocp_server *server = NULL;
   unsigned long port = 8080, threads = 0, idle_s = 30, head_s = 10;
-  const char *bind = "127.0.0.1";
+  const char *bind = "127.0.0.1", *tls = NULL, *tls_password = NULL;
   int i, rc, ch;
 
   for (i = 1; i < argc; i++) {
@@ -451,6 +454,12 @@ int main(int argc, char **argv) {
       i++;
     } else if (strcmp(arg, "--head-timeout") == 0 && parse_uint(val, 86400, &head_s) == 0 &&
                head_s > 0) {
+      i++;
+    } else if (strcmp(arg, "--tls") == 0 && val != NULL) {
+      tls = val;
+      i++;
+    } else if (strcmp(arg, "--tls-password") == 0 && val != NULL) {
+      tls_password = val;
       i++;
     } else if (strcmp(arg, "--bind") == 0 && val != NULL) {
       bind = val;
@@ -473,6 +482,7 @@ int main(int argc, char **argv) {
   config.idle_timeout_ms = (uint32_t)idle_s * 1000u; /* 0: none */
   config.max_connections = MAX_CONNECTIONS;
   head_timeout_s = (time_t)head_s;
+  if (tls != NULL && sample_tls_load(&config, tls, tls_password) != 0) return 1;
   memset(&callbacks, 0, sizeof(callbacks));
   callbacks.size = sizeof(callbacks);
   callbacks.on_connect = on_connect;

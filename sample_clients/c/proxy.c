@@ -2,12 +2,15 @@
  * the target (iocp_connect), and bytes are relayed both ways.
  *
  *   proxy --to HOST:PORT [--port N] [--bind ADDR] [--threads N]
+ *         [--tls CERT.p12 [--tls-password TEXT]]
  *
  * --to is required; HOST may be a name (resolved once at start: the library
  * itself takes numeric addresses only) or an IPv6 address in brackets
  * ("[::1]:5000"). --port defaults to 50001 (0 picks a free port), --bind to
  * 127.0.0.1, --threads to one per processor. Prints "listening on port N"
  * when ready and exits cleanly when Enter is pressed or standard input ends.
+ * With --tls it terminates TLS (the identity of the PKCS#12 file) in front
+ * of a plain TCP target: clients speak TLS, the target sees plaintext.
  *
  * Both halves end together: a FIN from one side is passed on as a FIN
  * (iocp_shutdown) to the other, a reset or a failed connect closes the
@@ -19,6 +22,7 @@
  * its sender) until on_drain says the queue is down to LOW_MARK; then it is
  * resumed. No worker ever waits. */
 #include "iocpsrv.h"
+#include "tls_option.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,7 +263,10 @@ static int parse_target(const char *arg) {
 }
 
 static int usage(const char *prog) {
-  fprintf(stderr, "usage: %s --to HOST:PORT [--port N] [--bind ADDR] [--threads N]\n", prog);
+  fprintf(stderr,
+          "usage: %s --to HOST:PORT [--port N] [--bind ADDR] [--threads N] [--tls CERT.p12 "
+          "[--tls-password TEXT]]\n",
+          prog);
   return 2;
 }
 
@@ -268,7 +275,7 @@ int main(int argc, char **argv) {
   iocp_callbacks callbacks;
   iocp_server *server = NULL;
   unsigned long port = 50001, threads = 0;
-  const char *bind = "127.0.0.1", *to = NULL;
+  const char *bind = "127.0.0.1", *to = NULL, *tls = NULL, *tls_password = NULL;
   int i, rc, ch;
 #if defined(_WIN32)
   WSADATA wsa; /* for getaddrinfo only: the library sets itself up */
@@ -280,6 +287,12 @@ int main(int argc, char **argv) {
     if (strcmp(arg, "--port") == 0 && parse_uint(val, 65535, &port) == 0) {
       i++;
     } else if (strcmp(arg, "--threads") == 0 && parse_uint(val, 1024, &threads) == 0) {
+      i++;
+    } else if (strcmp(arg, "--tls") == 0 && val != NULL) {
+      tls = val;
+      i++;
+    } else if (strcmp(arg, "--tls-password") == 0 && val != NULL) {
+      tls_password = val;
       i++;
     } else if (strcmp(arg, "--bind") == 0 && val != NULL) {
       bind = val;
@@ -308,6 +321,7 @@ int main(int argc, char **argv) {
   config.port = (uint16_t)port;
   config.bind_address = bind;
   config.threads = (uint32_t)threads;
+  if (tls != NULL && sample_tls_load(&config, tls, tls_password) != 0) return 1;
   config.drain_mark = LOW_MARK; /* on_drain when a queue is down to it */
   memset(&callbacks, 0, sizeof(callbacks));
   callbacks.size = sizeof(callbacks);

@@ -9,7 +9,7 @@ static void test_version(void **state) {
   assert_int_equal(iocp_version(), IOCP_VERSION_NUMBER);
   assert_true(IOCP_VERSION_COMPATIBLE(iocp_version()));
   assert_false(IOCP_VERSION_COMPATIBLE(iocp_version() + 0x010000u)); /* next major */
-  assert_string_equal(iocp_version_string(), "1.1.0");
+  assert_string_equal(iocp_version_string(), "1.2.0");
 }
 
 static void test_strerror_covers_every_code(void **state) {

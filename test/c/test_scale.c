@@ -133,8 +133,15 @@ static void test_stats_struct_sizes(void **state) {
   (void)state;
   assert_int_equal(iocp_stats(NULL, &st), IOCP_EINVAL);
   assert_int_equal(iocp_stats(r->srv, NULL), IOCP_EINVAL);
-  st.size = sizeof(st) - 8; /* an unknown, shorter layout */
+  /* An unknown layout, shorter than the first (1.1: up to system_errors). */
+  st.size = (uint32_t)(offsetof(iocp_statistics, system_errors) + sizeof(uint64_t) - 8);
   assert_int_equal(iocp_stats(r->srv, &st), IOCP_EVERSION);
+  /* A 1.1 caller's layout: filled up to its size, nothing past it written. */
+  memset(&st, 0xFF, sizeof(st));
+  st.size = (uint32_t)(offsetof(iocp_statistics, system_errors) + sizeof(uint64_t));
+  assert_int_equal(iocp_stats(r->srv, &st), IOCP_OK);
+  assert_int_equal(st.size, offsetof(iocp_statistics, system_errors) + sizeof(uint64_t));
+  assert_true(st.tls_handshakes == UINT64_MAX);
   st.size = 0;
   assert_int_equal(iocp_stats(r->srv, &st), IOCP_EVERSION);
   /* A newer caller's larger struct: the fields we do not know are zeroed. */

@@ -13,8 +13,15 @@ static class AbiDump
     const BindingFlags All = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Static |
                              BindingFlags.Instance | BindingFlags.DeclaredOnly;
 
-    static int FieldSize(Type t)
+    static int FieldSize(FieldInfo f)
     {
+        Type t = f.FieldType;
+        if (t.IsArray)
+        {
+            // An inline array: [MarshalAs(UnmanagedType.ByValArray, SizeConst = N)].
+            MarshalAsAttribute m = (MarshalAsAttribute)Attribute.GetCustomAttribute(f, typeof(MarshalAsAttribute));
+            return m.SizeConst * Marshal.SizeOf(t.GetElementType());
+        }
         if (typeof(Delegate).IsAssignableFrom(t)) return IntPtr.Size;
         if (t.IsEnum) t = Enum.GetUnderlyingType(t);
         return Marshal.SizeOf(t);
@@ -36,7 +43,7 @@ static class AbiDump
                 Console.WriteLine("struct {0} {1}", t.Name, Marshal.SizeOf(t));
                 foreach (FieldInfo f in t.GetFields(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance))
                     Console.WriteLine("field {0} {1} {2} {3}", t.Name, f.Name,
-                                      (long)Marshal.OffsetOf(t, f.Name), FieldSize(f.FieldType));
+                                      (long)Marshal.OffsetOf(t, f.Name), FieldSize(f));
             }
             else
             {

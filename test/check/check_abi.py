@@ -130,7 +130,8 @@ def main():
         check("the DLL uses the .def ordinals",
               all(names.get(n) == o for n, o in exports.items()),
               f"{ {n: names.get(n) for n in exports if names.get(n) != exports[n]} }")
-        allowed = {"kernel32.dll", "ws2_32.dll", "msvcrt.dll", "advapi32.dll", "ntdll.dll"}
+        allowed = {"kernel32.dll", "ws2_32.dll", "msvcrt.dll", "advapi32.dll", "ntdll.dll",
+                   "secur32.dll", "crypt32.dll"}  # TLS: SChannel and the PKCS#12 import
         bad = [i for i in imports if i.lower() not in allowed and not i.lower().startswith("api-ms-win-")]
         check("the DLL imports only system DLLs", not bad, f"imports {bad}")
     if a.implib:

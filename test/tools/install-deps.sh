@@ -10,6 +10,9 @@ pkgs=(
   wine wine64
   meson ninja-build pkgconf cmake gcc libc6-dev
   libcmocka-dev
+  # TLS: the Linux library links OpenSSL 3; the tests make their certificates
+  # with the openssl tool.
+  libssl-dev openssl
   mono-mcs mono-runtime
   python3 python3-pytest python3-uvloop
   dpkg-dev

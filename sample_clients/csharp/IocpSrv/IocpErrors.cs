@@ -27,5 +27,11 @@ namespace IocpSrv
         public const int EUnreach = -18;
         public const int EMFile = -19;
         public const int EStopped = -20;
+        public const int ETls = -21;          // 1.2, TLS
+        public const int EPkcs12 = -22;
+        public const int EPassword = -23;
+        public const int ENokey = -24;
+        public const int ECertverify = -25;
+        public const int ENotls = -26;
     }
 }

@@ -10,7 +10,7 @@ namespace IocpSrv
     {
         // The header version this binding mirrors (IOCP_VERSION_*).
         public const int VersionMajor = 1;
-        public const int VersionMinor = 1;
+        public const int VersionMinor = 2;
         public const int VersionPatch = 0;
         public const uint VersionNumber = (VersionMajor << 16) | (VersionMinor << 8) | VersionPatch;
 
@@ -81,7 +81,8 @@ namespace IocpSrv
         private static void CheckLayout()
         {
             int p = IntPtr.Size;
-            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), 96);
+            // 1.2 appended three pointers and four uint32s (TLS); 8-aligned.
+            Expect("iocp_config", Marshal.SizeOf(typeof(NativeMethods.Config)), (96 + 3 * p + 16 + 7) / 8 * 8);
             Expect("iocp_config.delivery", (int)Marshal.OffsetOf(typeof(NativeMethods.Config), "Delivery"), 88);
             Expect("iocp_event", Marshal.SizeOf(typeof(NativeMethods.Event)), 40);
             Expect("iocp_event.id", (int)Marshal.OffsetOf(typeof(NativeMethods.Event), "Id"), 8);

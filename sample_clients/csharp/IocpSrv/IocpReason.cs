@@ -13,5 +13,9 @@ namespace IocpSrv
         IdleTimeout = 5,
         /// <summary>StopGracefully reached its deadline (1.1).</summary>
         StopDeadline = 6,
+        /// <summary>TLS: the peer's FIN came without close_notify (1.2).</summary>
+        TlsTruncated = 7,
+        /// <summary>TLS: a record failed after the handshake (1.2).</summary>
+        TlsError = 8,
     }
 }

@@ -92,6 +92,48 @@ namespace IocpSrv
             // 1.1, batched events
             public uint Delivery;
             public uint QueueEvents;
+            // 1.2, TLS
+            public IntPtr TlsPkcs12;
+            public uint TlsPkcs12Len;
+            public uint TlsMinVersion;
+            public IntPtr TlsPassword;
+            public IntPtr TlsAlpn;
+            public uint TlsHandshakeTimeoutMs;
+            public uint Reserved5;
+        }
+
+        // enum iocp_tls_version (1.2)
+        internal enum IocpTlsVersion : uint
+        {
+            Tls12 = 0x0303,
+            Tls13 = 0x0304,
+        }
+
+        // struct iocp_tls_client (1.2)
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct TlsClient
+        {
+            public uint Size;
+            public uint NoVerify;
+            public IntPtr ServerName;
+            public IntPtr CaPem;
+            public uint CaPemLen;
+            public uint MinVersion;
+            public IntPtr Alpn;
+            public uint HandshakeTimeoutMs;
+            public uint Reserved;
+        }
+
+        // struct iocp_tls_info (1.2)
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct TlsInfo
+        {
+            public uint Size;
+            public uint Version;
+            [MarshalAs(UnmanagedType.ByValArray, SizeConst = 64)]
+            public byte[] Cipher;
+            [MarshalAs(UnmanagedType.ByValArray, SizeConst = 256)]
+            public byte[] Alpn;
         }
 
         // enum iocp_event_type
@@ -131,6 +173,9 @@ namespace IocpSrv
             public ulong BytesQueued;
             public ulong AcceptErrors;
             public ulong SystemErrors;
+            public ulong TlsHandshakes;          // 1.2
+            public ulong TlsHandshakeFailures;
+            public ulong TlsHandshakeTimeouts;
         }
     }
 }

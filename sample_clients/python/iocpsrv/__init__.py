@@ -62,6 +62,10 @@ from ._abi import (  # noqa: F401  (the public names: the header's constants and
     REASON_IDLE_TIMEOUT, REASON_LOCAL_CLOSE, REASON_PEER_CLOSED, REASON_RESET,
     REASON_STOP_DEADLINE, VERSION_MAJOR, VERSION_MINOR, VERSION_NUMBER, VERSION_PATCH,
     version_compatible)
+# 1.2: the TLS codes of the C API (the package has no TLS option yet).
+from ._abi import (  # noqa: F401
+    ECERTVERIFY, ENOKEY, ENOTLS, EPASSWORD, EPKCS12, ETLS, REASON_TLS_ERROR,
+    REASON_TLS_TRUNCATED, TLS_1_2, TLS_1_3)
 from ._loader import LibraryError, load, version, version_string
 from .errors import IocpError, err_name, strerror
 from .server import (  # noqa: F401

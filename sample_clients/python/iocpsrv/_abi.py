@@ -14,7 +14,7 @@ import struct
 # package's version too (__version__), and meson.build's project version,
 # which the abi-mirror check holds the header to.
 VERSION_MAJOR = 1
-VERSION_MINOR = 1
+VERSION_MINOR = 2
 VERSION_PATCH = 0
 VERSION_NUMBER = (VERSION_MAJOR << 16) | (VERSION_MINOR << 8) | VERSION_PATCH
 
@@ -40,6 +40,12 @@ ETIMEDOUT = -17
 EUNREACH = -18
 EMFILE = -19
 ESTOPPED = -20
+ETLS = -21         # 1.2, TLS
+EPKCS12 = -22
+EPASSWORD = -23
+ENOKEY = -24
+ECERTVERIFY = -25
+ENOTLS = -26
 
 # enum iocp_reason, passed to on_disconnect.
 REASON_PEER_CLOSED = 1
@@ -48,6 +54,12 @@ REASON_LOCAL_CLOSE = 3
 REASON_DESTROY = 4
 REASON_IDLE_TIMEOUT = 5
 REASON_STOP_DEADLINE = 6
+REASON_TLS_TRUNCATED = 7   # 1.2, TLS
+REASON_TLS_ERROR = 8
+
+# enum iocp_tls_version (1.2).
+TLS_1_2 = 0x0303
+TLS_1_3 = 0x0304
 
 # Limits of the 1.1 controls (IOCP_MAX_TIMEOUT_MS, IOCP_MAX_KEEPALIVE_MS).
 MAX_TIMEOUT_MS = 2147483647
@@ -172,6 +184,13 @@ class _Config(ctypes.Structure):
         ("drain_mark", ctypes.c_uint64),
         ("delivery", ctypes.c_uint32),             # 1.1, batched events
         ("queue_events", ctypes.c_uint32),
+        ("tls_pkcs12", ctypes.c_void_p),          # 1.2, TLS
+        ("tls_pkcs12_len", ctypes.c_uint32),
+        ("tls_min_version", ctypes.c_uint32),
+        ("tls_password", ctypes.c_char_p),
+        ("tls_alpn", ctypes.c_char_p),
+        ("tls_handshake_timeout_ms", ctypes.c_uint32),
+        ("reserved5_", ctypes.c_uint32),
     ]
 
 
@@ -188,6 +207,34 @@ class _Statistics(ctypes.Structure):
         ("bytes_queued", ctypes.c_uint64),
         ("accept_errors", ctypes.c_uint64),
         ("system_errors", ctypes.c_uint64),
+        ("tls_handshakes", ctypes.c_uint64),          # 1.2
+        ("tls_handshake_failures", ctypes.c_uint64),
+        ("tls_handshake_timeouts", ctypes.c_uint64),
+    ]
+
+
+class _TlsClient(ctypes.Structure):
+    """struct iocp_tls_client (1.2): iocp_connect_tls() options."""
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("no_verify", ctypes.c_uint32),
+        ("server_name", ctypes.c_char_p),
+        ("ca_pem", ctypes.c_void_p),
+        ("ca_pem_len", ctypes.c_uint32),
+        ("min_version", ctypes.c_uint32),
+        ("alpn", ctypes.c_char_p),
+        ("handshake_timeout_ms", ctypes.c_uint32),
+        ("reserved_", ctypes.c_uint32),
+    ]
+
+
+class _TlsInfo(ctypes.Structure):
+    """struct iocp_tls_info (1.2): iocp_tls_get_info()."""
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("version", ctypes.c_uint32),
+        ("cipher", ctypes.c_char * 64),
+        ("alpn", ctypes.c_char * 256),
     ]
 
 
@@ -226,4 +273,8 @@ _SIGNATURES = {
     "iocp_set_idle_timeout": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_uint32]),
     "iocp_stop_graceful": (ctypes.c_int, [_server_p, ctypes.c_uint32]),
     "iocp_refused_count": (ctypes.c_uint64, [_server_p]),
+    # 1.2, TLS
+    "iocp_connect_tls": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
+                                        ctypes.POINTER(_TlsClient), ctypes.POINTER(_conn_id)]),
+    "iocp_tls_get_info": (ctypes.c_int, [_server_p, _conn_id, ctypes.POINTER(_TlsInfo)]),
 }

@@ -203,6 +203,7 @@ static void drain(void *arg) {
       case IOCP_EVENT_PEER_CLOSED: cb_peer_closed(r->srv, r, e->id); break;
       case IOCP_EVENT_DISCONNECTED: cb_disconnect(r->srv, r, e->id, e->value); break;
       case IOCP_EVENT_DRAIN: cb_drain(r->srv, r, e->id, e->len); break;
+      case IOCP_EVENT_CONNECT_FAILED: break; /* as without on_connect_failed */
       default: violation(r); break;
       }
     }

@@ -131,7 +131,7 @@ enum {
 };
 
 /* Slots of rec_server.reasons: every enum iocp_reason value, and 0. */
-#define REC_REASONS (IOCP_REASON_STOP_DEADLINE + 1)
+#define REC_REASONS (IOCP_REASON_TLS_ERROR + 1)
 
 typedef struct rec_server rec_server;
 

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Black-box test of the C samples' --tls option (Linux, OpenSSL tools).
+
+    tls_driver.py --echo ECHO_SERVER --http HTTP_SERVER --proxy PROXY
+
+Makes a throw-away identity (ECDSA P-256, PKCS#12 with a password) in a
+temporary folder, then, one output line per check:
+  1. echo_server --tls: Python's ssl client at TLS 1.2 and 1.3 (verifying
+     the certificate) gets 1 MiB echoed byte-exact, then a close_notify
+     answering its own; `openssl s_client` gets its line echoed
+  2. echo_server --tls with a wrong password exits 1 without listening
+  3. http_server --tls: `curl -k https://...` and a Python ssl client get
+     "Hello, World!"
+  4. proxy --tls in front of the plain echo_server: a TLS client's bytes
+     come back through the plain target
+Each server exits 0 when its standard input ends. Ends with "N passed, M
+failed"; exit code 1 when anything failed. Every wait has a deadline.
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from echo_driver import Child, Results  # noqa: E402
+
+PASSWORD = "s3cret"
+
+
+def make_identity(folder):
+    key, pem, p12 = (os.path.join(folder, n) for n in ("key.pem", "cert.pem", "id.p12"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", pem,
+                    "-days", "2", "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "pkcs12", "-export", "-in", pem, "-inkey", key, "-out", p12,
+                    "-passout", "pass:" + PASSWORD], check=True, capture_output=True)
+    os.remove(key)
+    return pem, p12
+
+
+def start(argv):
+    child = Child(argv, dict(os.environ), None)
+    port = child.wait_listening(30)
+    return child, port
+
+
+def stop(res, child, what):
+    child.close_stdin()
+    rc = child.wait(30)
+    if rc is None:
+        child.kill()
+    res.check(rc == 0, f"{what} exits 0 when stdin ends", child.diagnostics())
+
+
+def tls_client(port, cafile, version=None):
+    ctx = ssl.create_default_context(cafile=cafile)
+    if version is not None:
+        ctx.minimum_version = ctx.maximum_version = version
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def echo_bytes(s, data):
+    got = bytearray()
+
+    def reader():
+        while len(got) < len(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got.extend(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    s.sendall(data)
+    t.join(60)
+    return bytes(got) == data
+
+
+def check_echo(res, label, port, pem):
+    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        try:
+            s = tls_client(port, pem, version)
+            data = os.urandom(1 << 20)
+            ok = echo_bytes(s, data)
+            s.unwrap()  # our close_notify, then the server's
+            s.close()
+            res.check(ok, f"{label}: 1 MiB echoed byte-exact over {version.name}, close_notify both ways")
+        except (OSError, ssl.SSLError) as e:
+            res.check(False, f"{label}: 1 MiB echoed over {version.name}", repr(e))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--echo", required=True)
+    ap.add_argument("--http", required=True)
+    ap.add_argument("--proxy", required=True)
+    a = ap.parse_args()
+    res = Results("tls samples")
+    folder = tempfile.mkdtemp()
+    try:
+        pem, p12 = make_identity(folder)
+        tls_args = ["--port", "0", "--tls", p12, "--tls-password", PASSWORD]
+
+        echo, port = start([a.echo] + tls_args)
+        if res.check(port is not None, "echo_server --tls listens", echo.diagnostics()):
+            check_echo(res, "echo_server", port, pem)
+            # -quiet implies -ign_eof: the line goes out, its echo is
+            # awaited, then stdin's end ends s_client.
+            sc = Child(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+                        "localhost", "-CAfile", pem, "-quiet", "-verify_return_error",
+                        "-no_ign_eof"], dict(os.environ), None)
+            sc.proc.stdin.write(b"hello over s_client\n")
+            sc.proc.stdin.flush()
+            line = sc.lines.get(timeout=30)
+            sc.close_stdin()
+            if sc.wait(30) is None:
+                sc.kill()
+            res.check(line is not None and b"hello over s_client" in line,
+                      "openssl s_client gets its line echoed", sc.diagnostics())
+        stop(res, echo, "echo_server --tls")
+
+        bad = Child([a.echo, "--port", "0", "--tls", p12, "--tls-password", "wrong"],
+                    dict(os.environ), None)
+        rc = bad.wait(30)
+        bad.join_output(5)
+        res.check(rc == 1 and not bad.stdout, "a wrong password: exit 1, nothing listens",
+                  bad.diagnostics())
+
+        http, port = start([a.http] + tls_args)
+        if res.check(port is not None, "http_server --tls listens", http.diagnostics()):
+            if shutil.which("curl"):
+                out = subprocess.run(["curl", "-sk", f"https://127.0.0.1:{port}/"],
+                                     capture_output=True, timeout=30)
+                res.check(b"Hello, World!" in out.stdout, "curl -k https:// gets Hello, World!",
+                          out.stderr.decode(errors="replace"))
+            s = tls_client(port, pem)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            body = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                body += chunk
+            res.check(body.startswith(b"HTTP/1.1 200") and b"Hello, World!" in body,
+                      "a Python ssl client gets the page", repr(body[:200]))
+            s.close()
+        stop(res, http, "http_server --tls")
+
+        target, tport = start([a.echo, "--port", "0"])
+        proxy, port = start([a.proxy, "--to", f"127.0.0.1:{tport}"] + tls_args)
+        if res.check(port is not None and tport is not None, "proxy --tls listens",
+                     proxy.diagnostics()):
+            s = tls_client(port, pem)
+            res.check(echo_bytes(s, os.urandom(256 << 10)),
+                      "proxy --tls: 256 KiB through a plain target byte-exact")
+            s.close()
+        stop(res, proxy, "proxy --tls")
+        stop(res, target, "the proxy's target")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return res.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
