@@ -193,6 +193,7 @@ class Server:
         self._contexts = {}
         self._context_seq = 0
         self._context_lock = threading.Lock()
+        self._set_lock = threading.Lock()   # serialises set_context()
 
         keepalive = []
         callbacks = None
@@ -380,8 +381,11 @@ class Server:
                 self._context_seq += 1
                 token = self._context_seq
                 self._contexts[token] = obj
-        old = self._context_token(id, missing_ok=True)
-        rc = self._lib.iocp_set_context(self._handle(), id, token)
+        # Read-then-replace must be one step: two setters reading the same
+        # old token would each release it and leak what the other stored.
+        with self._set_lock:
+            old = self._context_token(id, missing_ok=True)
+            rc = self._lib.iocp_set_context(self._handle(), id, token)
         if rc < 0:
             self._release_token(token)
             raise IocpError(rc, "iocp_set_context")
