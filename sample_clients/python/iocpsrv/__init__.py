@@ -63,7 +63,9 @@ from ._abi import (  # noqa: F401  (the public names: the header's constants and
     REASON_STOP_DEADLINE, VERSION_MAJOR, VERSION_MINOR, VERSION_NUMBER, VERSION_PATCH,
     version_compatible)
 from ._loader import LibraryError, load, version, version_string
-from .errors import IocpError, err_name, strerror
+from .errors import ErrorCode, IocpError, Reason, err_name, strerror
+from ._transport import IocpServer, IocpTransport, ListenSocket, create_server, start_server
+from ._policy import IocpEventLoop, IocpEventLoopPolicy, install, new_event_loop, run
 from .server import (  # noqa: F401
     Buffer, ConnectFailedHandler, ConnectHandler, DataHandler, DisconnectHandler, DrainHandler,
     ErrorHandler, LogHandler, PeerClosedHandler, SentHandler, Server, Statistics)
@@ -76,7 +78,9 @@ __version__ = f"{VERSION_MAJOR}.{VERSION_MINOR}.{VERSION_PATCH}"
 __all__ = [
     "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "VERSION_NUMBER",
     "version_compatible", "load", "version", "version_string", "strerror", "err_name",
-    "IocpError", "LibraryError", "Server",
+    "IocpError", "LibraryError", "Server", "ErrorCode", "Reason", "__version__",
+    "create_server", "start_server", "IocpServer", "IocpTransport", "ListenSocket",
+    "install", "run", "new_event_loop", "IocpEventLoop", "IocpEventLoopPolicy",
     "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
     "EVENT_ACCEPTED", "EVENT_DATA", "EVENT_SENT", "EVENT_PEER_CLOSED", "EVENT_DISCONNECTED",
     "EVENT_CONNECT_FAILED", "EVENT_LOG", "EVENT_DRAIN",
@@ -86,6 +90,7 @@ __all__ = [
 
 # The public classes are documented, printed and pickled as iocpsrv.NAME,
 # the name users import them by.
-for _cls in (LibraryError, IocpError, Server, Statistics):
+for _cls in (LibraryError, IocpError, Server, Statistics, IocpServer, IocpTransport,
+             ListenSocket, IocpEventLoop, IocpEventLoopPolicy):
     _cls.__module__ = __name__
 del _cls
