@@ -12,6 +12,9 @@ pkgs=(
   libcmocka-dev
   mono-mcs mono-runtime
   python3 python3-pytest python3-uvloop
+  # The Python package's asyncio layer under unmodified third-party servers,
+  # and its type hints checked (mypy --strict).
+  python3-aiohttp uvicorn python3-mypy
   dpkg-dev
   # Packaging and its tests: the MSVC import library (llvm-dlltool), a
   # clang + lld-link consumer, the header as C++, the version resource

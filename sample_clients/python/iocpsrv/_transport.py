@@ -407,7 +407,7 @@ class IocpServer(asyncio.AbstractServer):
             try:
                 self.close()
                 self.abort_clients()
-                await self.wait_closed()
+                await asyncio.shield(self._done)
             finally:
                 raise
         finally:
@@ -432,8 +432,13 @@ class IocpServer(asyncio.AbstractServer):
             tr.abort()
 
     async def wait_closed(self) -> None:
-        """Returns once the server is closed and its connections have ended;
-        idempotent."""
+        """As the running Python's asyncio.Server.wait_closed(): from 3.12
+        on, returns once the server is closed and its connections have
+        ended (the library server is then released); before 3.12, as soon
+        as it is closed, leaving open connections to their protocols.
+        Idempotent."""
+        if sys.version_info < (3, 12) and self._closed and self._conns:
+            return
         await asyncio.shield(self._done)
 
     async def stop(self, timeout: float = 5.0) -> None:
@@ -446,7 +451,7 @@ class IocpServer(asyncio.AbstractServer):
             await asyncio.wait_for(asyncio.shield(self._done), timeout)
         except asyncio.TimeoutError:
             self.abort_clients()
-            await self.wait_closed()
+            await asyncio.shield(self._done)
 
     async def __aenter__(self) -> IocpServer:
         return self
