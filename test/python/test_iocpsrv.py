@@ -349,3 +349,63 @@ def test_constants_match_the_header():
     assert iocpsrv.__version__ == ".".join(
         re.search(rf"IOCP_VERSION_{part} (\d+)", header).group(1)
         for part in ("MAJOR", "MINOR", "PATCH"))
+
+
+def test_asyncio_slow_handler_slows_its_peer():
+    """serve_async: an on_data coroutine that awaits 10 ms per chunk against
+    a client sending as fast as it can for 2 s: the connection is paused in
+    the library while the handler runs, so the server's memory stays small,
+    and every byte arrives in order; aclose() returns promptly."""
+    import hashlib
+
+    def rss():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+
+    got = hashlib.sha256()
+    count = [0]
+
+    async def on_data(server, id, data):
+        got.update(data)
+        count[0] += len(data)
+        await asyncio.sleep(0.01)
+
+    async def main():
+        server = iocpsrv.Server(port=0, thread=False, on_data=on_data)
+        serving = asyncio.ensure_future(server.serve_async())
+        base = rss()
+        sent = hashlib.sha256()
+        total = [0]
+
+        def talk():
+            with client(server.port) as s:
+                end = time.monotonic() + 2
+                i = 0
+                while time.monotonic() < end:
+                    block = i.to_bytes(8, "little") * 8192
+                    s.sendall(block)
+                    sent.update(block)
+                    total[0] += len(block)
+                    i += 1
+
+        th = threading.Thread(target=talk, daemon=True)
+        th.start()
+        growth = 0
+        while th.is_alive():
+            await asyncio.sleep(0.05)
+            growth = max(growth, rss() - base)
+        th.join()
+        deadline = time.monotonic() + TIMEOUT
+        while count[0] < total[0] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        t0 = time.monotonic()
+        await server.aclose()
+        await asyncio.wait_for(serving, TIMEOUT)
+        assert time.monotonic() - t0 < 2
+        assert count[0] == total[0]
+        assert got.digest() == sent.digest()
+        assert growth < 64 << 20, growth
+
+    asyncio.run(main())

@@ -4,6 +4,9 @@ event loop, which calls the handlers. A handler may be a coroutine
 function: its coroutine runs as a task after the previous handler of the
 same connection finished, so one connection's handlers still run in order
 and never overlap while different connections proceed concurrently.
+While a connection's on_data coroutine runs, the connection is paused in
+the library, so a slow handler slows its own peer (TCP flow control) and
+holds at most one received chunk.
 """
 
 import asyncio
@@ -93,7 +96,12 @@ def dispatch_events(server, batch, tails, refusals):
                      lambda id, keep: started(server, tails, id, keep))
             continue
         if t == EVENT_DATA:
-            fn, args = on_data, (arg,)
+            if on_data is None:
+                continue
+            task = schedule(server, tails, id, "on_data", on_data, (arg,))
+            if task is not None:
+                hold(server, tails, id, task)
+            continue
         elif t == EVENT_SENT:
             fn, args = on_sent, (arg,)
         elif t == EVENT_DRAIN:
@@ -102,6 +110,7 @@ def dispatch_events(server, batch, tails, refusals):
             fn, args = on_peer_closed, ()
         elif t == EVENT_DISCONNECTED or t == EVENT_CONNECT_FAILED:
             fn = on_disconnect if t == EVENT_DISCONNECTED else on_connect_failed
+            server._user_paused.discard(id)
             if ctx:
                 with server._context_lock:
                     server._ending[id] = server._contexts.get(ctx)
@@ -120,6 +129,20 @@ def dispatch_events(server, batch, tails, refusals):
         if fn is None:
             continue
         schedule(server, tails, id, EVENT_NAMES[t], fn, args)
+
+
+def hold(server, tails, id, task):
+    """Backpressure: while an on_data coroutine of a connection has not
+    finished, the connection receives nothing (paused in the library
+    before this batch is released, so exactly). It resumes when the
+    connection's last task is done, unless the program paused it itself."""
+    lib, ptr = server._lib, server._ptr
+    lib.iocp_pause_recv(ptr, id)
+
+    def done(_f):
+        if tails.get(id) in (None, task) and id not in server._user_paused:
+            lib.iocp_resume_recv(ptr, id)
+    task.add_done_callback(done)
 
 
 def started(server, tails, id, keep):

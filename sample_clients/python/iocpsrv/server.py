@@ -194,6 +194,7 @@ class Server:
         self._context_seq = 0
         self._context_lock = threading.Lock()
         self._set_lock = threading.Lock()   # serialises set_context()
+        self._user_paused = set()   # ids paused with pause_reading (serve_async resumes others)
 
         keepalive = []
         callbacks = None
@@ -411,9 +412,11 @@ class Server:
         the kernel and TCP flow control slows it down. Inside this
         connection's on_data, no more data arrives until resume_reading()."""
         _check(self._lib.iocp_pause_recv(self._handle(), id), "iocp_pause_recv")
+        self._user_paused.add(id)
 
     def resume_reading(self, id: int) -> None:
         """Receives again after pause_reading() (iocp_resume_recv)."""
+        self._user_paused.discard(id)
         _check(self._lib.iocp_resume_recv(self._handle(), id), "iocp_resume_recv")
 
     def set_drain_mark(self, id: int, mark: int) -> None:
