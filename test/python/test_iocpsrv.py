@@ -102,7 +102,7 @@ def client(port):
 
 
 def recv_exact(s, n):
-    buf = b""
+    buf = bytearray()
     while len(buf) < n:
         chunk = s.recv(n - len(buf))
         assert chunk, "connection ended early"
@@ -409,3 +409,43 @@ def test_asyncio_slow_handler_slows_its_peer():
         assert growth < 64 << 20, growth
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_echo_sample_pauses_a_peer_that_does_not_read(mode):
+    """The echo sample slows a peer that sends 32 MiB without reading (its
+    queue stops at 1 MiB, then receiving pauses) instead of cutting it off:
+    once the peer reads, every byte comes back in order."""
+    import subprocess
+    import sys
+    sample = os.path.join(TOP, "sample_clients", "python", "echo_server.py")
+    p = subprocess.Popen([sys.executable, sample, "--port", "0", "--mode", mode],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(p.stdout.readline().split()[-1])
+        s = client(port)
+        block = bytes(range(256)) * 256
+        total = 32 << 20
+        sent = [0]
+
+        def write():
+            for _ in range(total // len(block)):
+                s.sendall(block)
+                sent[0] += len(block)
+
+        th = threading.Thread(target=write, daemon=True)
+        th.start()
+        # Wait until the writer stalls (the server stopped reading) or ends.
+        last, still = -1, time.monotonic()
+        while th.is_alive() and time.monotonic() - still < 0.5:
+            if sent[0] != last:
+                last, still = sent[0], time.monotonic()
+            time.sleep(0.02)
+        assert sent[0] < total      # paused: the peer was slowed
+        got = recv_exact(s, total)
+        assert got == block * (total // len(block))
+        th.join(TIMEOUT)
+        s.close()
+    finally:
+        p.stdin.close()
+        p.wait(TIMEOUT)
