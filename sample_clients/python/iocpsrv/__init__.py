@@ -43,7 +43,7 @@ Exceptions never cross into native code: each callback is wrapped, and an
 exception is passed to the ``on_error`` hook (default: print a traceback to
 stderr). An exception in ``on_connect`` refuses that connection.
 
-Only the standard library is used (Python 3.11).
+Only the standard library is used; CPython 3.9 to 3.13 are tested.
 
 The package, by concern: _abi (the ctypes mirror of api/iocpsrv.h),
 _loader (finding, loading and version-checking the library), errors,

@@ -24,6 +24,7 @@ async def serve_async(server):
     loop = asyncio.get_running_loop()
     server._loop_thread = threading.get_ident()
     tails = {}
+    server._holds = {}   # id -> its on_data tasks not finished (see hold())
     done = asyncio.Event()
     ready = threading.Event()
 
@@ -60,8 +61,9 @@ async def serve_async(server):
         helper.start()
         server._drainer = helper.ident
         await done.wait()
+        # Every handler's task has finished (each removes itself).
         while tails:
-            await asyncio.gather(*list(tails.values()), return_exceptions=True)
+            await asyncio.wait(list(tails.values()))
     finally:
         helper.join()
         server._drainer = None
@@ -114,11 +116,10 @@ def dispatch_events(server, batch, tails, refusals):
             if ctx:
                 with server._context_lock:
                     server._ending[id] = server._contexts.get(ctx)
-            task = schedule(server, tails, id, EVENT_NAMES[t], fn, (arg,)) if fn else None
-            if ctx and task is None:
-                end_context(server, id, ctx)
-            elif ctx:
-                task.add_done_callback(lambda _f, id=id, ctx=ctx: end_context(server, id, ctx))
+            after = (lambda id=id, ctx=ctx: end_context(server, id, ctx)) if ctx else None
+            task = schedule(server, tails, id, EVENT_NAMES[t], fn, (arg,), after) if fn else None
+            if after is not None and task is None:
+                after()
             continue
         elif t == EVENT_LOG:
             # Not a connection's: in order among log messages only.
@@ -134,13 +135,17 @@ def dispatch_events(server, batch, tails, refusals):
 def hold(server, tails, id, task):
     """Backpressure: while an on_data coroutine of a connection has not
     finished, the connection receives nothing (paused in the library
-    before this batch is released, so exactly). It resumes when the
-    connection's last task is done, unless the program paused it itself."""
-    lib, ptr = server._lib, server._ptr
+    before this batch is released, so exactly). It resumes when its last
+    on_data task is done, unless the program paused it itself."""
+    lib, ptr, holds = server._lib, server._ptr, server._holds
     lib.iocp_pause_recv(ptr, id)
+    holds[id] = holds.get(id, 0) + 1
 
     def done(_f):
-        if tails.get(id) in (None, task) and id not in server._user_paused:
+        left = holds.pop(id) - 1
+        if left:
+            holds[id] = left
+        elif id not in server._user_paused:
             lib.iocp_resume_recv(ptr, id)
     task.add_done_callback(done)
 
@@ -154,9 +159,10 @@ def started(server, tails, id, keep):
     return keep
 
 
-def schedule(server, tails, id, where, fn, args):
+def schedule(server, tails, id, where, fn, args, after=None):
     """Calls fn(server, id, *args) now when the connection has no task
-    running, else after its last one; returns the task, if any."""
+    running, else after its last one; returns the task, if any (which
+    calls after() when done; without a task the caller does)."""
     prev = tails.get(id)
     if prev is None:
         try:
@@ -166,19 +172,21 @@ def schedule(server, tails, id, where, fn, args):
             return
         if not asyncio.iscoroutine(result):
             return None
-        task = asyncio.ensure_future(guard(server, where, None, result))
+        task = asyncio.ensure_future(guard(server, where, None, result, tails, id, after))
     else:
-        task = asyncio.ensure_future(guard(server, where, prev, (fn, id, args)))
+        task = asyncio.ensure_future(guard(server, where, prev, (fn, id, args), tails, id, after))
     tails[id] = task
-    task.add_done_callback(lambda f, id=id: tails.get(id) is f and tails.pop(id))
     return task
 
 
-async def guard(server, where, prev, work):
-    """Runs one handler after the connection's previous one finished."""
-    if prev is not None:
-        await asyncio.gather(prev, return_exceptions=True)
+async def guard(server, where, prev, work, tails, key, after):
+    """Runs one handler after the connection's previous one finished; then
+    after(), and forgets itself as the connection's last task (here, not in
+    a done-callback, so that serve_async sees the state once every task
+    is done)."""
     try:
+        if prev is not None:
+            await asyncio.gather(prev, return_exceptions=True)
         if isinstance(work, tuple):
             fn, id, args = work
             work = fn(server, id, *args)
@@ -186,3 +194,8 @@ async def guard(server, where, prev, work):
             await work
     except BaseException as e:
         server._report(where, e)
+    finally:
+        if after is not None:
+            after()
+        if tails.get(key) is asyncio.current_task():
+            tails.pop(key)
