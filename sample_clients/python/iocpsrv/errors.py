@@ -13,19 +13,40 @@ from ._loader import LibraryError, load
 
 __all__ = ["IocpError", "LibraryError", "strerror", "err_name", "ErrorCode", "Reason"]
 
-ErrorCode = enum.IntEnum("ErrorCode", [  # type: ignore[misc]
-    (name, getattr(_abi, name)) for name in (
-        "OK", "EINVAL", "ENOMEM", "ENOTFOUND", "ESHUTDOWN", "EQUEUEFULL", "EADDRINUSE",
-        "EADDRNOTAVAIL", "EVERSION", "EINCALLBACK", "ESYSTEM", "EACCES", "EAFNOSUPPORT",
-        "ECLOSED", "EMODE", "EBUSY", "ECONNREFUSED", "ETIMEDOUT", "EUNREACH", "EMFILE",
-        "ESTOPPED")], module=__name__)
-ErrorCode.__doc__ = "The library's return codes (IOCP_OK, IOCP_E*), by name."
+class ErrorCode(enum.IntEnum):
+    """The library's return codes (IOCP_OK, IOCP_E*), by name."""
+    OK = _abi.OK
+    EINVAL = _abi.EINVAL
+    ENOMEM = _abi.ENOMEM
+    ENOTFOUND = _abi.ENOTFOUND
+    ESHUTDOWN = _abi.ESHUTDOWN
+    EQUEUEFULL = _abi.EQUEUEFULL
+    EADDRINUSE = _abi.EADDRINUSE
+    EADDRNOTAVAIL = _abi.EADDRNOTAVAIL
+    EVERSION = _abi.EVERSION
+    EINCALLBACK = _abi.EINCALLBACK
+    ESYSTEM = _abi.ESYSTEM
+    EACCES = _abi.EACCES
+    EAFNOSUPPORT = _abi.EAFNOSUPPORT
+    ECLOSED = _abi.ECLOSED
+    EMODE = _abi.EMODE
+    EBUSY = _abi.EBUSY
+    ECONNREFUSED = _abi.ECONNREFUSED
+    ETIMEDOUT = _abi.ETIMEDOUT
+    EUNREACH = _abi.EUNREACH
+    EMFILE = _abi.EMFILE
+    ESTOPPED = _abi.ESTOPPED
 
-Reason = enum.IntEnum("Reason", [  # type: ignore[misc]
-    (name[len("REASON_"):], getattr(_abi, name)) for name in (
-        "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
-        "REASON_IDLE_TIMEOUT", "REASON_STOP_DEADLINE")], module=__name__)
-Reason.__doc__ = "Why a connection ended (on_disconnect's reason), by name."
+
+class Reason(enum.IntEnum):
+    """Why a connection ended (on_disconnect's reason), by name."""
+    PEER_CLOSED = _abi.REASON_PEER_CLOSED
+    RESET = _abi.REASON_RESET
+    LOCAL_CLOSE = _abi.REASON_LOCAL_CLOSE
+    DESTROY = _abi.REASON_DESTROY
+    IDLE_TIMEOUT = _abi.REASON_IDLE_TIMEOUT
+    STOP_DEADLINE = _abi.REASON_STOP_DEADLINE
+
 
 # The system's errno for the codes that stand for one.
 _ERRNO: Dict[int, int] = {

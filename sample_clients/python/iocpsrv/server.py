@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 import weakref
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from . import _asyncio, _queue
 from ._abi import (ADDRSTRLEN, DELIVERY_QUEUE, EINCALLBACK, EINVAL, ENOTFOUND,
@@ -25,14 +25,16 @@ from ._loader import load
 from .errors import IocpError
 from .errors import check as _check
 
-ConnectHandler = Callable[["Server", int, str, int], Optional[bool]]
-DataHandler = Callable[["Server", int, bytes], None]
-SentHandler = Callable[["Server", int, int], None]
-PeerClosedHandler = Callable[["Server", int], None]
-DisconnectHandler = Callable[["Server", int, int], None]
-ConnectFailedHandler = Callable[["Server", int, int], None]
+# Handlers may be coroutine functions under serve_async (an Awaitable result).
+Handled = Optional[Awaitable[None]]
+ConnectHandler = Callable[["Server", int, str, int], Union[None, bool, Awaitable[None]]]
+DataHandler = Callable[["Server", int, bytes], Handled]
+SentHandler = Callable[["Server", int, int], Handled]
+PeerClosedHandler = Callable[["Server", int], Handled]
+DisconnectHandler = Callable[["Server", int, int], Handled]
+ConnectFailedHandler = Callable[["Server", int, int], Handled]
 LogHandler = Callable[["Server", int, int, str], None]
-DrainHandler = Callable[["Server", int, int], None]
+DrainHandler = Callable[["Server", int, int], Handled]
 ErrorHandler = Callable[["Server", str, BaseException], None]
 Buffer = Union[bytes, bytearray, memoryview]
 
