@@ -324,8 +324,10 @@ def test_ctrl_c_under_asyncio_run_ends_within_a_second():
         import asyncio, sys, iocpsrv
         async def main():
             server = await iocpsrv.start_server(lambda r, w: None, "127.0.0.1", 0)
-            print(server.sockets[0].getsockname()[1], flush=True)
+            port = server.sockets[0].getsockname()[1]
             try:
+                # The port is printed once serving (Ctrl-C may come at once).
+                asyncio.get_running_loop().call_soon(lambda: print(port, flush=True))
                 await server.serve_forever()
             finally:
                 print("released" if server._native.closed else "held", flush=True)

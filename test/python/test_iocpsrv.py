@@ -449,3 +449,18 @@ def test_echo_sample_pauses_a_peer_that_does_not_read(mode):
     finally:
         p.stdin.close()
         p.wait(TIMEOUT)
+
+
+def test_asyncio_stop_and_aclose_are_idempotent():
+    async def main():
+        server = iocpsrv.Server(port=0, thread=False)
+        serving = asyncio.ensure_future(server.serve_async())
+        await asyncio.sleep(0)
+        assert await asyncio.wait_for(server.astop(1), TIMEOUT) == 0
+        assert await asyncio.wait_for(server.astop(1), TIMEOUT) == 0
+        await asyncio.wait_for(serving, TIMEOUT)
+        await server.aclose()
+        await server.aclose()
+        assert server.closed
+
+    asyncio.run(main())

@@ -196,6 +196,7 @@ class Server:
         self._context_seq = 0
         self._context_lock = threading.Lock()
         self._set_lock = threading.Lock()   # serialises set_context()
+        self._stopped = False   # a graceful stop() has finished
         self._user_paused = set()   # ids paused with pause_reading (serve_async resumes others)
 
         keepalive = []
@@ -269,7 +270,9 @@ class Server:
     async def aclose(self) -> None:
         """For serve_async: closes every connection (abort()), waits (without
         blocking the loop) until every on_disconnect ran and serve_async
-        ended, then destroys it."""
+        ended, then destroys it. Idempotent."""
+        if self.closed:
+            return
         self.abort()
         while not self._serving.is_set():
             await asyncio.sleep(0.005)  # serve_async ends on its own after stop()
@@ -451,7 +454,9 @@ class Server:
             raise IocpError(EINVAL, "iocp_stop_graceful")
         ptr = self._handle()
         if self.mode != "queue":
-            return _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            closed = _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            self._stopped = True
+            return closed
         me = threading.get_ident()
         if me in (self._drainer, self._loop_thread):
             raise IocpError(EINCALLBACK, "iocp_stop_graceful")  # it would wait for itself
@@ -460,7 +465,9 @@ class Server:
             if nobody:
                 self._serving.clear()
         if not nobody:
-            return _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            closed = _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            self._stopped = True
+            return closed
         result = []
         stopper = threading.Thread(
             target=lambda: result.append(self._lib.iocp_stop_graceful(ptr, ms)),
@@ -473,11 +480,15 @@ class Server:
             stopper.join()
             self._drainer = None
             self._serving.set()
+        self._stopped = True
         return _check(result[0], "iocp_stop_graceful")
 
     async def astop(self, timeout: float = 5.0) -> int:
         """stop() for asyncio (serve_async): runs it on a helper thread so
-        the loop keeps running the handlers meanwhile."""
+        the loop keeps running the handlers meanwhile. A second call (or one
+        after destroy) returns 0."""
+        if self._stopped or self.closed:
+            return 0   # idempotent, unlike stop() (IocpError ESTOPPED)
         return await asyncio.get_running_loop().run_in_executor(None, self.stop, timeout)
 
     @property
