@@ -19,15 +19,40 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import iocpsrv  # noqa: E402
 
 
+# A peer that sends but does not read fills its echo queue: at QUEUE_MAX the
+# unsent chunk waits here and the connection stops receiving (TCP flow
+# control then slows the peer); once the queue has fallen to DRAIN_MARK the
+# chunk goes out and receiving resumes. Memory per connection stays bounded
+# and a fast writer is slowed, never cut off.
+QUEUE_MAX = 1 << 20
+DRAIN_MARK = 256 << 10
+waiting = {}   # conn -> the chunk that did not fit (only its own handlers touch it)
+
+
 def on_data(server, conn, data):
-    """Echo every byte back. A peer that sends but never reads fills its
-    queue; it is cut off rather than allowed to grow memory without bound."""
+    """Echo every byte back, pausing at the queue mark."""
     try:
         server.send(conn, data)
     except iocpsrv.IocpError as e:
         if e.code == iocpsrv.EQUEUEFULL:
-            server.close(conn)
+            waiting[conn] = data
+            server.pause_reading(conn)   # inside on_data: no more data arrives
         # Any other refusal (the connection is closing) needs nothing from us.
+
+
+def on_drain(server, conn, queued):
+    """The queue fell to DRAIN_MARK: send what waited and receive again."""
+    data = waiting.pop(conn, None)
+    if data is not None:
+        try:
+            server.send(conn, data)
+            server.resume_reading(conn)
+        except iocpsrv.IocpError:
+            pass   # the connection is ending
+
+
+def on_disconnect(server, conn, reason):
+    waiting.pop(conn, None)
 
 
 def parse_uint(text, maximum):
@@ -74,7 +99,9 @@ def main(argv):
 
     try:
         server = iocpsrv.Server(port=port, bind=bind, threads=threads, mode=mode,
-                                on_data=on_data)
+                                max_send_queue=QUEUE_MAX, drain_mark=DRAIN_MARK,
+                                on_data=on_data, on_drain=on_drain,
+                                on_disconnect=on_disconnect)
     except (iocpsrv.IocpError, UnicodeError) as e:
         print(f"cannot listen on {bind} port {port}: {e}", file=sys.stderr)
         return 1

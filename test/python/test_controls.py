@@ -112,6 +112,34 @@ class Controls(unittest.TestCase):
                     call()
                 self.assertEqual(e.exception.code, iocpsrv.ENOTFOUND)
 
+    def test_racing_setters_leak_no_context(self):
+        # Two threads replacing one connection's context 5,000 times each:
+        # once the connection ended, the server's table holds nothing.
+        ids, ended = [], threading.Event()
+        with iocpsrv.Server(mode=self.mode, port=0,
+                            on_connect=lambda srv, id, a, p: ids.append(id),
+                            on_disconnect=lambda srv, id, r: ended.set()) as srv:
+            c = connect(srv.port)
+            self.assertTrue(wait_for(lambda: ids))
+            id = ids[0]
+
+            def setter():
+                for i in range(5000):
+                    try:
+                        srv.set_context(id, object())
+                    except iocpsrv.IocpError:
+                        return
+
+            threads = [threading.Thread(target=setter) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(TIMEOUT)
+            self.assertEqual(len(srv._contexts), 1)   # the last one set
+            c.close()
+            self.assertTrue(ended.wait(TIMEOUT))
+            self.assertTrue(wait_for(lambda: not srv._contexts))
+
     def test_drain_drives_a_producer(self):
         total, chunk, mark = 4 << 20, 64 << 10, 128 << 10
         state = {"produced": 0, "drains": 0, "bad": 0, "stalls": 0}

@@ -102,7 +102,7 @@ def client(port):
 
 
 def recv_exact(s, n):
-    buf = b""
+    buf = bytearray()
     while len(buf) < n:
         chunk = s.recv(n - len(buf))
         assert chunk, "connection ended early"
@@ -349,3 +349,118 @@ def test_constants_match_the_header():
     assert iocpsrv.__version__ == ".".join(
         re.search(rf"IOCP_VERSION_{part} (\d+)", header).group(1)
         for part in ("MAJOR", "MINOR", "PATCH"))
+
+
+def test_asyncio_slow_handler_slows_its_peer():
+    """serve_async: an on_data coroutine that awaits 10 ms per chunk against
+    a client sending as fast as it can for 2 s: the connection is paused in
+    the library while the handler runs, so the server's memory stays small,
+    and every byte arrives in order; aclose() returns promptly."""
+    import hashlib
+
+    def rss():
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+
+    got = hashlib.sha256()
+    count = [0]
+
+    async def on_data(server, id, data):
+        got.update(data)
+        count[0] += len(data)
+        await asyncio.sleep(0.01)
+
+    async def main():
+        server = iocpsrv.Server(port=0, thread=False, on_data=on_data)
+        serving = asyncio.ensure_future(server.serve_async())
+        base = rss()
+        sent = hashlib.sha256()
+        total = [0]
+
+        def talk():
+            with client(server.port) as s:
+                end = time.monotonic() + 2
+                i = 0
+                while time.monotonic() < end:
+                    block = i.to_bytes(8, "little") * 8192
+                    s.sendall(block)
+                    sent.update(block)
+                    total[0] += len(block)
+                    i += 1
+
+        th = threading.Thread(target=talk, daemon=True)
+        th.start()
+        growth = 0
+        while th.is_alive():
+            await asyncio.sleep(0.05)
+            growth = max(growth, rss() - base)
+        th.join()
+        deadline = time.monotonic() + TIMEOUT
+        while count[0] < total[0] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        t0 = time.monotonic()
+        await server.aclose()
+        await asyncio.wait_for(serving, TIMEOUT)
+        assert time.monotonic() - t0 < 2
+        assert count[0] == total[0]
+        assert got.digest() == sent.digest()
+        assert growth < 64 << 20, growth
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_echo_sample_pauses_a_peer_that_does_not_read(mode):
+    """The echo sample slows a peer that sends 32 MiB without reading (its
+    queue stops at 1 MiB, then receiving pauses) instead of cutting it off:
+    once the peer reads, every byte comes back in order."""
+    import subprocess
+    import sys
+    sample = os.path.join(TOP, "sample_clients", "python", "echo_server.py")
+    p = subprocess.Popen([sys.executable, sample, "--port", "0", "--mode", mode],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(p.stdout.readline().split()[-1])
+        s = client(port)
+        block = bytes(range(256)) * 256
+        total = 32 << 20
+        sent = [0]
+
+        def write():
+            for _ in range(total // len(block)):
+                s.sendall(block)
+                sent[0] += len(block)
+
+        th = threading.Thread(target=write, daemon=True)
+        th.start()
+        # Wait until the writer stalls (the server stopped reading) or ends.
+        last, still = -1, time.monotonic()
+        while th.is_alive() and time.monotonic() - still < 0.5:
+            if sent[0] != last:
+                last, still = sent[0], time.monotonic()
+            time.sleep(0.02)
+        assert sent[0] < total      # paused: the peer was slowed
+        got = recv_exact(s, total)
+        assert got == block * (total // len(block))
+        th.join(TIMEOUT)
+        s.close()
+    finally:
+        p.stdin.close()
+        p.wait(TIMEOUT)
+
+
+def test_asyncio_stop_and_aclose_are_idempotent():
+    async def main():
+        server = iocpsrv.Server(port=0, thread=False)
+        serving = asyncio.ensure_future(server.serve_async())
+        await asyncio.sleep(0)
+        assert await asyncio.wait_for(server.astop(1), TIMEOUT) == 0
+        assert await asyncio.wait_for(server.astop(1), TIMEOUT) == 0
+        await asyncio.wait_for(serving, TIMEOUT)
+        await server.aclose()
+        await server.aclose()
+        assert server.closed
+
+    asyncio.run(main())

@@ -15,6 +15,11 @@ pkgs=(
   libssl-dev openssl
   mono-mcs mono-runtime
   python3 python3-pytest python3-uvloop
+  # The Python package's asyncio layer under unmodified third-party servers,
+  # and its type hints checked (mypy --strict).
+  python3-aiohttp uvicorn python3-mypy
+  # pytest for the pyenv CPythons 3.9-3.10 (Debian's pytest needs it there).
+  python3-exceptiongroup
   dpkg-dev
   # Packaging and its tests: the MSVC import library (llvm-dlltool), a
   # clang + lld-link consumer, the header as C++, the version resource

@@ -43,7 +43,7 @@ Exceptions never cross into native code: each callback is wrapped, and an
 exception is passed to the ``on_error`` hook (default: print a traceback to
 stderr). An exception in ``on_connect`` refuses that connection.
 
-Only the standard library is used (Python 3.11).
+Only the standard library is used; CPython 3.9 to 3.13 are tested.
 
 The package, by concern: _abi (the ctypes mirror of api/iocpsrv.h),
 _loader (finding, loading and version-checking the library), errors,
@@ -67,7 +67,9 @@ from ._abi import (  # noqa: F401
     ECERTVERIFY, ENOKEY, ENOTLS, EPASSWORD, EPKCS12, ETLS, REASON_TLS_ERROR,
     REASON_TLS_TRUNCATED, TLS_1_2, TLS_1_3)
 from ._loader import LibraryError, load, version, version_string
-from .errors import IocpError, err_name, strerror
+from .errors import ErrorCode, IocpError, Reason, err_name, strerror
+from ._transport import IocpServer, IocpTransport, ListenSocket, create_server, start_server
+from ._policy import IocpEventLoop, IocpEventLoopPolicy, install, new_event_loop, run
 from .server import (  # noqa: F401
     Buffer, ConnectFailedHandler, ConnectHandler, DataHandler, DisconnectHandler, DrainHandler,
     ErrorHandler, LogHandler, PeerClosedHandler, SentHandler, Server, Statistics)
@@ -80,7 +82,9 @@ __version__ = f"{VERSION_MAJOR}.{VERSION_MINOR}.{VERSION_PATCH}"
 __all__ = [
     "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH", "VERSION_NUMBER",
     "version_compatible", "load", "version", "version_string", "strerror", "err_name",
-    "IocpError", "LibraryError", "Server",
+    "IocpError", "LibraryError", "Server", "ErrorCode", "Reason", "__version__",
+    "create_server", "start_server", "IocpServer", "IocpTransport", "ListenSocket",
+    "install", "run", "new_event_loop", "IocpEventLoop", "IocpEventLoopPolicy",
     "REASON_PEER_CLOSED", "REASON_RESET", "REASON_LOCAL_CLOSE", "REASON_DESTROY",
     "EVENT_ACCEPTED", "EVENT_DATA", "EVENT_SENT", "EVENT_PEER_CLOSED", "EVENT_DISCONNECTED",
     "EVENT_CONNECT_FAILED", "EVENT_LOG", "EVENT_DRAIN",
@@ -90,6 +94,7 @@ __all__ = [
 
 # The public classes are documented, printed and pickled as iocpsrv.NAME,
 # the name users import them by.
-for _cls in (LibraryError, IocpError, Server, Statistics):
+for _cls in (LibraryError, IocpError, Server, Statistics, IocpServer, IocpTransport,
+             ListenSocket, IocpEventLoop, IocpEventLoopPolicy):
     _cls.__module__ = __name__
 del _cls

@@ -4,6 +4,9 @@ event loop, which calls the handlers. A handler may be a coroutine
 function: its coroutine runs as a task after the previous handler of the
 same connection finished, so one connection's handlers still run in order
 and never overlap while different connections proceed concurrently.
+While a connection's on_data coroutine runs, the connection is paused in
+the library, so a slow handler slows its own peer (TCP flow control) and
+holds at most one received chunk.
 """
 
 import asyncio
@@ -21,6 +24,7 @@ async def serve_async(server):
     loop = asyncio.get_running_loop()
     server._loop_thread = threading.get_ident()
     tails = {}
+    server._holds = {}   # id -> its on_data tasks not finished (see hold())
     done = asyncio.Event()
     ready = threading.Event()
 
@@ -57,8 +61,9 @@ async def serve_async(server):
         helper.start()
         server._drainer = helper.ident
         await done.wait()
+        # Every handler's task has finished (each removes itself).
         while tails:
-            await asyncio.gather(*list(tails.values()), return_exceptions=True)
+            await asyncio.wait(list(tails.values()))
     finally:
         helper.join()
         server._drainer = None
@@ -93,7 +98,12 @@ def dispatch_events(server, batch, tails, refusals):
                      lambda id, keep: started(server, tails, id, keep))
             continue
         if t == EVENT_DATA:
-            fn, args = on_data, (arg,)
+            if on_data is None:
+                continue
+            task = schedule(server, tails, id, "on_data", on_data, (arg,))
+            if task is not None:
+                hold(server, tails, id, task)
+            continue
         elif t == EVENT_SENT:
             fn, args = on_sent, (arg,)
         elif t == EVENT_DRAIN:
@@ -102,14 +112,14 @@ def dispatch_events(server, batch, tails, refusals):
             fn, args = on_peer_closed, ()
         elif t == EVENT_DISCONNECTED or t == EVENT_CONNECT_FAILED:
             fn = on_disconnect if t == EVENT_DISCONNECTED else on_connect_failed
+            server._user_paused.discard(id)
             if ctx:
                 with server._context_lock:
                     server._ending[id] = server._contexts.get(ctx)
-            task = schedule(server, tails, id, EVENT_NAMES[t], fn, (arg,)) if fn else None
-            if ctx and task is None:
-                end_context(server, id, ctx)
-            elif ctx:
-                task.add_done_callback(lambda _f, id=id, ctx=ctx: end_context(server, id, ctx))
+            after = (lambda id=id, ctx=ctx: end_context(server, id, ctx)) if ctx else None
+            task = schedule(server, tails, id, EVENT_NAMES[t], fn, (arg,), after) if fn else None
+            if after is not None and task is None:
+                after()
             continue
         elif t == EVENT_LOG:
             # Not a connection's: in order among log messages only.
@@ -122,6 +132,24 @@ def dispatch_events(server, batch, tails, refusals):
         schedule(server, tails, id, EVENT_NAMES[t], fn, args)
 
 
+def hold(server, tails, id, task):
+    """Backpressure: while an on_data coroutine of a connection has not
+    finished, the connection receives nothing (paused in the library
+    before this batch is released, so exactly). It resumes when its last
+    on_data task is done, unless the program paused it itself."""
+    lib, ptr, holds = server._lib, server._ptr, server._holds
+    lib.iocp_pause_recv(ptr, id)
+    holds[id] = holds.get(id, 0) + 1
+
+    def done(_f):
+        left = holds.pop(id) - 1
+        if left:
+            holds[id] = left
+        elif id not in server._user_paused:
+            lib.iocp_resume_recv(ptr, id)
+    task.add_done_callback(done)
+
+
 def started(server, tails, id, keep):
     """on_connect's result: a coroutine runs as the connection's first task
     and keeps it; anything else decides as in the other modes."""
@@ -131,9 +159,10 @@ def started(server, tails, id, keep):
     return keep
 
 
-def schedule(server, tails, id, where, fn, args):
+def schedule(server, tails, id, where, fn, args, after=None):
     """Calls fn(server, id, *args) now when the connection has no task
-    running, else after its last one; returns the task, if any."""
+    running, else after its last one; returns the task, if any (which
+    calls after() when done; without a task the caller does)."""
     prev = tails.get(id)
     if prev is None:
         try:
@@ -143,19 +172,21 @@ def schedule(server, tails, id, where, fn, args):
             return
         if not asyncio.iscoroutine(result):
             return None
-        task = asyncio.ensure_future(guard(server, where, None, result))
+        task = asyncio.ensure_future(guard(server, where, None, result, tails, id, after))
     else:
-        task = asyncio.ensure_future(guard(server, where, prev, (fn, id, args)))
+        task = asyncio.ensure_future(guard(server, where, prev, (fn, id, args), tails, id, after))
     tails[id] = task
-    task.add_done_callback(lambda f, id=id: tails.get(id) is f and tails.pop(id))
     return task
 
 
-async def guard(server, where, prev, work):
-    """Runs one handler after the connection's previous one finished."""
-    if prev is not None:
-        await asyncio.gather(prev, return_exceptions=True)
+async def guard(server, where, prev, work, tails, key, after):
+    """Runs one handler after the connection's previous one finished; then
+    after(), and forgets itself as the connection's last task (here, not in
+    a done-callback, so that serve_async sees the state once every task
+    is done)."""
     try:
+        if prev is not None:
+            await asyncio.gather(prev, return_exceptions=True)
         if isinstance(work, tuple):
             fn, id, args = work
             work = fn(server, id, *args)
@@ -163,3 +194,8 @@ async def guard(server, where, prev, work):
             await work
     except BaseException as e:
         server._report(where, e)
+    finally:
+        if after is not None:
+            after()
+        if tails.get(key) is asyncio.current_task():
+            tails.pop(key)

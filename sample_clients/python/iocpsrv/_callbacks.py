@@ -110,6 +110,7 @@ def _disconnect_trampoline(ref, fn, where="on_disconnect"):
             _invoke(ref, where, fn, (id, value), None)
         server = ref()
         if server is not None:
+            server._user_paused.discard(id)
             server._release_context(id)
     return last
 

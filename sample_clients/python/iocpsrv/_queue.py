@@ -94,6 +94,7 @@ def dispatch_batch(server, events):
 def last(server, fn, id, value, ctx):
     """A connection's last event (DISCONNECTED, CONNECT_FAILED): the event
     carries its context token, released once the handler returned."""
+    server._user_paused.discard(id)
     if not ctx:
         if fn is not None:
             fn(server, id, value)

@@ -4,18 +4,69 @@ when the library cannot be used at all."""
 
 from __future__ import annotations
 
-from typing import Optional
+import enum
+import errno as _errno
+from typing import Dict, Optional
 
+from . import _abi
 from ._loader import LibraryError, load
 
-__all__ = ["IocpError", "LibraryError", "strerror", "err_name"]
+__all__ = ["IocpError", "LibraryError", "strerror", "err_name", "ErrorCode", "Reason"]
+
+class ErrorCode(enum.IntEnum):
+    """The library's return codes (IOCP_OK, IOCP_E*), by name."""
+    OK = _abi.OK
+    EINVAL = _abi.EINVAL
+    ENOMEM = _abi.ENOMEM
+    ENOTFOUND = _abi.ENOTFOUND
+    ESHUTDOWN = _abi.ESHUTDOWN
+    EQUEUEFULL = _abi.EQUEUEFULL
+    EADDRINUSE = _abi.EADDRINUSE
+    EADDRNOTAVAIL = _abi.EADDRNOTAVAIL
+    EVERSION = _abi.EVERSION
+    EINCALLBACK = _abi.EINCALLBACK
+    ESYSTEM = _abi.ESYSTEM
+    EACCES = _abi.EACCES
+    EAFNOSUPPORT = _abi.EAFNOSUPPORT
+    ECLOSED = _abi.ECLOSED
+    EMODE = _abi.EMODE
+    EBUSY = _abi.EBUSY
+    ECONNREFUSED = _abi.ECONNREFUSED
+    ETIMEDOUT = _abi.ETIMEDOUT
+    EUNREACH = _abi.EUNREACH
+    EMFILE = _abi.EMFILE
+    ESTOPPED = _abi.ESTOPPED
 
 
-class IocpError(Exception):
-    """A negative return code of the library.
+class Reason(enum.IntEnum):
+    """Why a connection ended (on_disconnect's reason), by name."""
+    PEER_CLOSED = _abi.REASON_PEER_CLOSED
+    RESET = _abi.REASON_RESET
+    LOCAL_CLOSE = _abi.REASON_LOCAL_CLOSE
+    DESTROY = _abi.REASON_DESTROY
+    IDLE_TIMEOUT = _abi.REASON_IDLE_TIMEOUT
+    STOP_DEADLINE = _abi.REASON_STOP_DEADLINE
+
+
+# The system's errno for the codes that stand for one.
+_ERRNO: Dict[int, int] = {
+    _abi.EINVAL: _errno.EINVAL, _abi.ENOMEM: _errno.ENOMEM,
+    _abi.ESHUTDOWN: _errno.ESHUTDOWN, _abi.EADDRINUSE: _errno.EADDRINUSE,
+    _abi.EADDRNOTAVAIL: _errno.EADDRNOTAVAIL, _abi.EACCES: _errno.EACCES,
+    _abi.EAFNOSUPPORT: _errno.EAFNOSUPPORT, _abi.EBUSY: _errno.EBUSY,
+    _abi.ECONNREFUSED: _errno.ECONNREFUSED, _abi.ETIMEDOUT: _errno.ETIMEDOUT,
+    _abi.EUNREACH: _errno.EHOSTUNREACH, _abi.EMFILE: _errno.EMFILE,
+}
+
+
+class IocpError(OSError):
+    """A negative return code of the library, as an OSError.
 
     ``code`` is the number (e.g. -3), ``name`` its name ("IOCP_ENOTFOUND") and
-    ``text`` the library's iocp_strerror() description.
+    ``text`` the library's iocp_strerror() description; ``errno`` is the
+    system's number where the code stands for one (IOCP_EADDRINUSE:
+    errno.EADDRINUSE, ...), else None, so ``except OSError`` catches a port
+    in use.
     """
 
     def __init__(self, code: int, what: Optional[str] = None) -> None:
@@ -24,7 +75,18 @@ class IocpError(Exception):
         self.text = strerror(code)
         self.what = what
         prefix = f"{what}: " if what else ""
-        super().__init__(f"{prefix}{self.text} ({self.name}, {code})")
+        message = f"{prefix}{self.text} ({self.name}, {code})"
+        number = _ERRNO.get(code)
+        if number is None:
+            super().__init__(message)
+        else:
+            super().__init__(number, message)
+
+    def __str__(self) -> str:
+        return self.strerror if self.errno is not None else str(self.args[0])
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.code, self.what))
 
 
 def strerror(code: int) -> str:

@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 import weakref
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Optional, Tuple, Union
 
 from . import _asyncio, _queue
 from ._abi import (ADDRSTRLEN, DELIVERY_QUEUE, EINCALLBACK, EINVAL, ENOTFOUND,
@@ -25,14 +25,16 @@ from ._loader import load
 from .errors import IocpError
 from .errors import check as _check
 
-ConnectHandler = Callable[["Server", int, str, int], Optional[bool]]
-DataHandler = Callable[["Server", int, bytes], None]
-SentHandler = Callable[["Server", int, int], None]
-PeerClosedHandler = Callable[["Server", int], None]
-DisconnectHandler = Callable[["Server", int, int], None]
-ConnectFailedHandler = Callable[["Server", int, int], None]
+# Handlers may be coroutine functions under serve_async (an Awaitable result).
+Handled = Optional[Awaitable[None]]
+ConnectHandler = Callable[["Server", int, str, int], Union[None, bool, Awaitable[None]]]
+DataHandler = Callable[["Server", int, bytes], Handled]
+SentHandler = Callable[["Server", int, int], Handled]
+PeerClosedHandler = Callable[["Server", int], Handled]
+DisconnectHandler = Callable[["Server", int, int], Handled]
+ConnectFailedHandler = Callable[["Server", int, int], Handled]
 LogHandler = Callable[["Server", int, int, str], None]
-DrainHandler = Callable[["Server", int, int], None]
+DrainHandler = Callable[["Server", int, int], Handled]
 ErrorHandler = Callable[["Server", str, BaseException], None]
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -193,6 +195,9 @@ class Server:
         self._contexts = {}
         self._context_seq = 0
         self._context_lock = threading.Lock()
+        self._set_lock = threading.Lock()   # serialises set_context()
+        self._stopped = False   # a graceful stop() has finished
+        self._user_paused = set()   # ids paused with pause_reading (serve_async resumes others)
 
         keepalive = []
         callbacks = None
@@ -265,7 +270,9 @@ class Server:
     async def aclose(self) -> None:
         """For serve_async: closes every connection (abort()), waits (without
         blocking the loop) until every on_disconnect ran and serve_async
-        ended, then destroys it."""
+        ended, then destroys it. Idempotent."""
+        if self.closed:
+            return
         self.abort()
         while not self._serving.is_set():
             await asyncio.sleep(0.005)  # serve_async ends on its own after stop()
@@ -380,8 +387,11 @@ class Server:
                 self._context_seq += 1
                 token = self._context_seq
                 self._contexts[token] = obj
-        old = self._context_token(id, missing_ok=True)
-        rc = self._lib.iocp_set_context(self._handle(), id, token)
+        # Read-then-replace must be one step: two setters reading the same
+        # old token would each release it and leak what the other stored.
+        with self._set_lock:
+            old = self._context_token(id, missing_ok=True)
+            rc = self._lib.iocp_set_context(self._handle(), id, token)
         if rc < 0:
             self._release_token(token)
             raise IocpError(rc, "iocp_set_context")
@@ -407,9 +417,11 @@ class Server:
         the kernel and TCP flow control slows it down. Inside this
         connection's on_data, no more data arrives until resume_reading()."""
         _check(self._lib.iocp_pause_recv(self._handle(), id), "iocp_pause_recv")
+        self._user_paused.add(id)
 
     def resume_reading(self, id: int) -> None:
         """Receives again after pause_reading() (iocp_resume_recv)."""
+        self._user_paused.discard(id)
         _check(self._lib.iocp_resume_recv(self._handle(), id), "iocp_resume_recv")
 
     def set_drain_mark(self, id: int, mark: int) -> None:
@@ -442,7 +454,9 @@ class Server:
             raise IocpError(EINVAL, "iocp_stop_graceful")
         ptr = self._handle()
         if self.mode != "queue":
-            return _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            closed = _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            self._stopped = True
+            return closed
         me = threading.get_ident()
         if me in (self._drainer, self._loop_thread):
             raise IocpError(EINCALLBACK, "iocp_stop_graceful")  # it would wait for itself
@@ -451,7 +465,9 @@ class Server:
             if nobody:
                 self._serving.clear()
         if not nobody:
-            return _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            closed = _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
+            self._stopped = True
+            return closed
         result = []
         stopper = threading.Thread(
             target=lambda: result.append(self._lib.iocp_stop_graceful(ptr, ms)),
@@ -464,11 +480,15 @@ class Server:
             stopper.join()
             self._drainer = None
             self._serving.set()
+        self._stopped = True
         return _check(result[0], "iocp_stop_graceful")
 
     async def astop(self, timeout: float = 5.0) -> int:
         """stop() for asyncio (serve_async): runs it on a helper thread so
-        the loop keeps running the handlers meanwhile."""
+        the loop keeps running the handlers meanwhile. A second call (or one
+        after destroy) returns 0."""
+        if self._stopped or self.closed:
+            return 0   # idempotent, unlike stop() (IocpError ESTOPPED)
         return await asyncio.get_running_loop().run_in_executor(None, self.stop, timeout)
 
     @property

@@ -1,0 +1,668 @@
+"""asyncio's own server API on the core: create_server() gives protocols
+transports that implement asyncio.Transport, start_server() gives asyncio's
+StreamReader/StreamWriter over them, and install() routes a program's
+loop.create_server here.
+
+How events travel: one helper thread per server takes a batch with
+iocp_wait (queue mode), copies the bytes, hands the batch to the event loop
+with one call_soon_threadsafe and waits until the loop has delivered it
+before releasing it with the next iocp_wait. The library queues at most one
+event per connection until its batch is released, so a protocol that calls
+pause_reading() in data_received() stops the very next receive, and a loop
+that falls behind slows the peers (TCP flow control) instead of buffering
+their bytes in this process.
+
+Writes go to iocp_send; what the library's queue (max_send_queue) cannot
+take waits in the transport and goes out on the DRAIN event, which fires
+when the queue falls to the low-water mark (the library's drain mark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ctypes
+import logging
+import socket
+import struct
+import sys
+import threading
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
+
+from ._abi import (ECLOSED, EQUEUEFULL, EVENT_ACCEPTED, EVENT_DATA, EVENT_DISCONNECTED,
+                   EVENT_DRAIN, EVENT_FORMAT, EVENT_PEER_CLOSED, EVENT_SIZE, REASON_RESET,
+                   REASON_IDLE_TIMEOUT)
+from ._queue import begin_serving
+from .errors import IocpError
+
+logger = logging.getLogger("iocpsrv")
+
+HIGH_WATER = 64 * 1024          # asyncio's default write buffer limits
+LOW_WATER = HIGH_WATER // 4
+CLOSE_LINGER = 10.0             # close(): a peer that never closes is reset after this
+LOST_WRITES_WARNING = 5         # asyncio's threshold for "socket.send() raised exception."
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                           Union[None, Awaitable[None]]]
+
+
+class ListenSocket:
+    """What IocpServer.sockets holds: the listening address as a socket-like
+    object (getsockname(), family, type); the socket itself is the
+    library's."""
+
+    def __init__(self, family: int, address: Tuple[Any, ...]) -> None:
+        self.family = family
+        self.type = socket.SOCK_STREAM
+        self.proto = socket.IPPROTO_TCP
+        self._address = address
+
+    def getsockname(self) -> Tuple[Any, ...]:
+        return self._address
+
+    def fileno(self) -> int:
+        return -1
+
+    def __repr__(self) -> str:
+        return f"<iocpsrv.ListenSocket {self._address!r}>"
+
+
+class IocpTransport(asyncio.Transport):
+    """One connection, as asyncio.Transport (see the module's text)."""
+
+    def __init__(self, server: IocpServer, id: int, protocol: asyncio.BaseProtocol,
+                 extra: Dict[str, Any]) -> None:
+        super().__init__(extra)
+        self._server = server
+        self._loop = server._loop
+        self._id = id
+        self._protocol = protocol
+        self._native = server._native
+        self._send = server._native._lib.iocp_send
+        self._ptr = server._native._ptr
+        self._closing = False        # close() or abort() was called
+        self._ended = False          # connection_lost has run (or is due)
+        self._eof_written = False
+        self._shutdown_due = False   # shut down once the backlog is out
+        self._reading_paused = False
+        self._eof_due = False
+        self._held: Deque[bytes] = collections.deque()  # arrived while paused
+        self._backlog: Deque[bytes] = collections.deque()  # the library's queue was full
+        self._backlog_size = 0
+        self._unsure = 0             # bytes written since the queue was last known small
+        self._high = server._high
+        self._low = server._low
+        self._writing_paused = False
+        self._lost_writes = 0
+        self._linger: Optional[asyncio.TimerHandle] = None
+
+    def __repr__(self) -> str:
+        state = "closing" if self._closing else "open"
+        return f"<iocpsrv.IocpTransport id={self._id} {state}>"
+
+    # -- asyncio.BaseTransport --
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Sends what is buffered, then FIN; connection_lost(None) follows
+        when the connection has ended (the peer closes in turn; one that
+        does not is reset after CLOSE_LINGER seconds)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._held.clear()
+        if not self._eof_written:
+            self._eof_written = True
+            self._shutdown_soon()
+        self._linger = self._loop.call_later(CLOSE_LINGER, self.abort)
+
+    def abort(self) -> None:
+        """Drops what is buffered and resets the connection (RST)."""
+        self._closing = True
+        self._held.clear()
+        self._backlog.clear()
+        self._backlog_size = 0
+        if not self._ended:
+            self._native._lib.iocp_close(self._ptr, self._id)
+
+    # -- asyncio.ReadTransport --
+
+    def is_reading(self) -> bool:
+        return not self._reading_paused and not self._closing
+
+    def pause_reading(self) -> None:
+        if self._closing or self._reading_paused:
+            return
+        self._reading_paused = True
+        self._native._lib.iocp_pause_recv(self._ptr, self._id)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._reading_paused:
+            return
+        self._reading_paused = False
+        if self._held or self._eof_due:
+            self._loop.call_soon(self._deliver_held)
+        else:
+            self._native._lib.iocp_resume_recv(self._ptr, self._id)
+
+    def _deliver_held(self) -> None:
+        while self._held and not self._reading_paused and not self._closing:
+            self._protocol_data(self._held.popleft())
+        if not self._held and not self._reading_paused and not self._closing:
+            if self._eof_due:
+                self._eof_due = False
+                self._eof_received()
+            else:
+                self._native._lib.iocp_resume_recv(self._ptr, self._id)
+
+    # -- asyncio.WriteTransport --
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, "
+                            f"not {type(data).__name__!r}")
+        if self._eof_written and not self._closing:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if self._closing or self._ended:
+            # As asyncio: ignored, with a warning after a few.
+            if self._lost_writes >= LOST_WRITES_WARNING:
+                logger.warning("socket.send() raised exception.")
+            self._lost_writes += 1
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self._backlog:
+            self._backlog.append(data)
+            self._backlog_size += len(data)
+        else:
+            rc = self._send(self._ptr, self._id, data, len(data))
+            if rc == EQUEUEFULL:
+                self._backlog.append(data)
+                self._backlog_size += len(data)
+            elif rc:
+                self._lost_writes += 1   # the connection is ending: as asyncio, no exception
+                return
+            else:
+                self._unsure += len(data)
+        if self._unsure + self._backlog_size > self._high:
+            self._check_high()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof_written:
+            return
+        self._eof_written = True
+        self._shutdown_soon()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        if self._ended:
+            return 0
+        n = ctypes.c_uint64()
+        if self._native._lib.iocp_queued(self._ptr, self._id, ctypes.byref(n)) < 0:
+            return self._backlog_size
+        return n.value + self._backlog_size
+
+    def get_write_buffer_limits(self) -> Tuple[int, int]:
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high: Optional[int] = None,
+                                low: Optional[int] = None) -> None:
+        if high is None:
+            high = 4 * low if low is not None else HIGH_WATER
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        if not self._ended:
+            self._native._lib.iocp_set_drain_mark(self._ptr, self._id, low)
+        self._unsure = self._high + 1   # look at the queue now
+        self._check_high()
+
+    # -- internals --
+
+    def _shutdown_soon(self) -> None:
+        if self._backlog:
+            self._shutdown_due = True   # after the backlog (_drained)
+        elif not self._ended:
+            self._native._lib.iocp_shutdown(self._ptr, self._id)
+
+    def _check_high(self) -> None:
+        if self._writing_paused or self._ended:
+            return
+        size = self.get_write_buffer_size()
+        self._unsure = size - self._backlog_size
+        if size > self._high:
+            self._writing_paused = True
+            self._call("pause_writing")
+
+    def _drained(self, queued: int) -> None:
+        """DRAIN: the library's queue fell to the low mark (or has room
+        again after EQUEUEFULL)."""
+        sent = 0
+        while self._backlog:
+            data = self._backlog[0]
+            rc = self._send(self._ptr, self._id, data, len(data))
+            if rc == EQUEUEFULL:
+                break                   # another DRAIN follows
+            self._backlog.popleft()
+            self._backlog_size -= len(data)
+            if rc:
+                self._backlog.clear()
+                self._backlog_size = 0
+                break
+            sent += len(data)
+        self._unsure = queued + sent
+        if not self._backlog and self._shutdown_due:
+            self._shutdown_due = False
+            self._native._lib.iocp_shutdown(self._ptr, self._id)
+        if self._writing_paused and queued + sent + self._backlog_size <= self._low:
+            self._writing_paused = False
+            self._call("resume_writing")
+
+    def _data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._reading_paused or self._held:
+            self._held.append(data)     # at most one receive after pause_reading
+            return
+        self._protocol_data(data)
+
+    def _protocol_data(self, data: bytes) -> None:
+        try:
+            self._protocol.data_received(data)  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _eof_received(self) -> None:
+        if self._closing:
+            return
+        if self._held or self._reading_paused:
+            self._eof_due = True        # after the bytes held while paused
+            return
+        try:
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    def _connection_lost(self, reason: int) -> None:
+        self._ended = True
+        self._closing = True
+        self._held.clear()
+        self._backlog.clear()
+        if self._linger is not None:
+            self._linger.cancel()
+        exc: Optional[BaseException] = None
+        if reason == REASON_RESET:
+            exc = ConnectionResetError("Connection reset by peer")
+        elif reason == REASON_IDLE_TIMEOUT:
+            exc = TimeoutError("idle timeout")
+        try:
+            self._protocol.connection_lost(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as e:
+            self._loop.call_exception_handler({
+                "message": "Exception in protocol.connection_lost()", "exception": e,
+                "transport": self, "protocol": self._protocol})
+
+    def _call(self, name: str) -> None:
+        try:
+            getattr(self._protocol, name)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": f"protocol.{name}() failed.", "exception": exc,
+                "transport": self, "protocol": self._protocol})
+
+    def _fatal(self, exc: BaseException, message: str) -> None:
+        self._loop.call_exception_handler({
+            "message": message, "exception": exc, "transport": self,
+            "protocol": self._protocol})
+        self.abort()
+
+
+class IocpServer(asyncio.AbstractServer):
+    """What create_server() returns: asyncio.Server's interface over one
+    library server (close, wait_closed, serve_forever, start_serving,
+    is_serving, sockets, get_loop, async with), plus close_clients(),
+    abort_clients() and a graceful stop(timeout).
+
+    close() stops taking connections (new ones are refused) and leaves the
+    open ones to their protocols, as asyncio's does; once the last has
+    ended the library server is destroyed and wait_closed() returns.
+    Cancelling serve_forever() closes the server and aborts its
+    connections."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol_factory: ProtocolFactory,
+                 native: Any, family: int, address: Tuple[Any, ...]) -> None:
+        self._loop = loop
+        self._factory = protocol_factory
+        self._native = native
+        self._lib = native._lib
+        self._listener = ListenSocket(family, address)
+        self._conns: Dict[int, IocpTransport] = {}
+        self._high, self._low = HIGH_WATER, LOW_WATER
+        self._closed = False
+        self._stopped = False          # iocp_stop called
+        self._helper: Optional[threading.Thread] = None
+        self._ready = threading.Event()
+        self._refusals: List[int] = []
+        self._done: asyncio.Future[None] = loop.create_future()
+        self._serving_forever: Optional[asyncio.Future[None]] = None
+
+    def __repr__(self) -> str:
+        return f"<iocpsrv.IocpServer sockets={self.sockets!r}>"
+
+    # -- asyncio.Server --
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def sockets(self) -> Tuple[ListenSocket, ...]:
+        return () if self._closed else (self._listener,)
+
+    def is_serving(self) -> bool:
+        return self._helper is not None and not self._closed
+
+    async def start_serving(self) -> None:
+        self._start()
+        await asyncio.sleep(0)
+
+    async def serve_forever(self) -> None:
+        if self._serving_forever is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._closed:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._start()
+        self._serving_forever = self._loop.create_future()
+        try:
+            await self._serving_forever
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                self.abort_clients()
+                await asyncio.shield(self._done)
+            finally:
+                raise
+        finally:
+            self._serving_forever = None
+
+    def close(self) -> None:
+        """Stops taking connections; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._serving_forever is not None and not self._serving_forever.done():
+            self._serving_forever.cancel()
+        if not self._conns:
+            self._stop()
+
+    def close_clients(self) -> None:
+        for tr in list(self._conns.values()):
+            tr.close()
+
+    def abort_clients(self) -> None:
+        for tr in list(self._conns.values()):
+            tr.abort()
+
+    async def wait_closed(self) -> None:
+        """As the running Python's asyncio.Server.wait_closed(): from 3.12
+        on, returns once the server is closed and its connections have
+        ended (the library server is then released); before 3.12, as soon
+        as it is closed, leaving open connections to their protocols.
+        Idempotent."""
+        if sys.version_info < (3, 12) and self._closed and self._conns:
+            return
+        await asyncio.shield(self._done)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Graceful stop: close(), close every connection (buffered bytes go
+        out, then FIN), wait up to `timeout` seconds for them to end, then
+        abort the rest. Returns when the server is released."""
+        self.close()
+        self.close_clients()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._done), timeout)
+        except asyncio.TimeoutError:
+            self.abort_clients()
+            await asyncio.shield(self._done)
+
+    async def __aenter__(self) -> IocpServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # -- the helper thread and the loop's side --
+
+    def _start(self) -> None:
+        if self._helper is not None or self._closed:
+            return
+        self._helper = threading.Thread(target=self._drain, daemon=True,
+                                        name=f"iocpsrv-asyncio:{self._listener._address[1]}")
+        self._helper.start()
+
+    def _stop(self) -> None:
+        """iocp_stop: every connection ends, the helper takes the last events
+        and returns (IOCP_ECLOSED); then the server is destroyed."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._lib.iocp_stop(self._native._ptr)
+        if self._helper is None:
+            self._release()
+
+    def _release(self) -> None:
+        if not self._native.closed:
+            self._native.destroy()
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def _drain(self) -> None:
+        """The helper thread (see the module's text)."""
+        native = self._native
+        loop = self._loop
+        lib = self._lib
+        wait = lib.iocp_wait
+        ptr = native._ptr
+        addr = ctypes.addressof(native._events)
+        view = memoryview(native._events).cast("B")
+        batch = native._batch
+        iter_unpack = struct.Struct(EVENT_FORMAT).iter_unpack
+        string_at = ctypes.string_at
+        ready = self._ready
+        deliver = self._deliver
+        lost = False
+        try:
+            begin_serving(native)
+            while True:
+                n = wait(ptr, addr, batch, -1)
+                if n == ECLOSED:
+                    break
+                if n < 0:
+                    raise IocpError(n, "iocp_wait")
+                if n == 0 or lost:
+                    continue
+                events = []
+                for t, value, id, data, length, _ctx in iter_unpack(view[:n * EVENT_SIZE]):
+                    if t == EVENT_DATA or t == EVENT_ACCEPTED:
+                        events.append((t, value, id, string_at(data, length)))
+                    else:
+                        events.append((t, value, id, length))
+                ready.clear()
+                try:
+                    loop.call_soon_threadsafe(deliver, events)
+                except RuntimeError:    # the loop is closed: end everything
+                    lost = True
+                    lib.iocp_stop(ptr)
+                    continue
+                while not ready.wait(0.25):
+                    if loop.is_closed():
+                        lost = True
+                        lib.iocp_stop(ptr)
+                        break
+                for id in self._refusals:   # on the thread holding the batch
+                    lib.iocp_close(ptr, id)
+                self._refusals.clear()
+        except BaseException as exc:
+            print(f"iocpsrv: the asyncio helper thread failed: {exc!r}", file=sys.stderr)
+            lib.iocp_stop(ptr)
+        finally:
+            native._drainer = None
+            native._serving.set()
+            try:
+                loop.call_soon_threadsafe(self._helper_done)
+            except RuntimeError:
+                pass
+
+    def _helper_done(self) -> None:
+        for tr in list(self._conns.values()):   # only when the helper failed
+            tr._connection_lost(0)
+        self._conns.clear()
+        self._release()
+
+    def _deliver(self, events: List[Tuple[int, int, int, Any]]) -> None:
+        """In the loop: one batch, in order."""
+        conns = self._conns
+        try:
+            for t, value, id, arg in events:
+                if t == EVENT_DATA:
+                    tr = conns.get(id)
+                    if tr is not None:
+                        tr._data_received(arg)
+                elif t == EVENT_ACCEPTED:
+                    self._accept(id, arg.decode("ascii"), value)
+                elif t == EVENT_DRAIN:
+                    tr = conns.get(id)
+                    if tr is not None:
+                        tr._drained(arg)
+                elif t == EVENT_PEER_CLOSED:
+                    tr = conns.get(id)
+                    if tr is not None:
+                        tr._eof_received()
+                elif t == EVENT_DISCONNECTED:
+                    tr = conns.pop(id, None)
+                    if tr is not None:
+                        tr._connection_lost(value)
+                    if self._closed and not conns:
+                        self._stop()
+        finally:
+            self._ready.set()
+
+    def _accept(self, id: int, host: str, port: int) -> None:
+        if self._closed:
+            self._refusals.append(id)
+            return
+        try:
+            protocol = self._factory()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.call_exception_handler({
+                "message": "protocol_factory() failed; connection refused", "exception": exc})
+            self._refusals.append(id)
+            return
+        peer: Tuple[Any, ...] = (host, port, 0, 0) if ":" in host else (host, port)
+        tr = IocpTransport(self, id, protocol, {
+            "peername": peer, "sockname": self._listener.getsockname(), "socket": None})
+        self._conns[id] = tr
+        try:
+            protocol.connection_made(tr)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            tr._fatal(exc, "protocol.connection_made() failed.")
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, host: Optional[str],
+                   port: int) -> Tuple[str, int, bool]:
+    """(numeric address, family, dual_stack) for `host`: None or "" listen
+    on every address (IPv6 and IPv4 when the system has IPv6); a name is
+    resolved with the loop's getaddrinfo, IPv4 preferred."""
+    if host is None or host == "":
+        return "::", socket.AF_INET6, True
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned nothing")
+    for family, _t, _p, _c, sockaddr in infos:
+        if family == socket.AF_INET:
+            return sockaddr[0], family, False
+    family, _t, _p, _c, sockaddr = infos[0]
+    return sockaddr[0], family, False
+
+
+async def create_server(protocol_factory: ProtocolFactory, host: Optional[str] = None,
+                        port: int = 0, *, backlog: int = 100, start_serving: bool = True,
+                        threads: int = 0, recv_buffer_size: int = 0,
+                        max_send_queue: int = 0, **ignored: Any) -> IocpServer:
+    """loop.create_server() on the core: a TCP server on `host` (a name,
+    a numeric address, or None for every address) and `port` (0 picks
+    one: read it from server.sockets[0].getsockname()[1]). Each connection
+    gets protocol_factory()'s protocol and an IocpTransport. Keyword
+    arguments of loop.create_server that only tune sockets (reuse_address,
+    reuse_port, family, flags) are accepted and ignored; ssl and sock are
+    not supported (TypeError)."""
+    for name in ("ssl", "sock"):
+        if ignored.get(name) is not None:
+            raise TypeError(f"iocpsrv.create_server does not support {name}=")
+    from .server import Server
+    loop = asyncio.get_running_loop()
+    address, family, dual = await _resolve(loop, host, port)
+    native = Server(port=port, bind=address, dual_stack=dual, thread=False, threads=threads,
+                    backlog=backlog, recv_buffer_size=recv_buffer_size,
+                    max_send_queue=max_send_queue, drain_mark=LOW_WATER,
+                    on_peer_closed=_unused, on_drain=_unused)
+    bound = native.listen_address
+    sockname: Tuple[Any, ...] = (bound[0], bound[1], 0, 0) if ":" in bound[0] else bound
+    server = IocpServer(loop, protocol_factory, native, family, sockname)
+    if start_serving:
+        server._start()
+    return server
+
+
+def _unused(*_args: Any) -> None:
+    """Asks the library for PEER_CLOSED and DRAIN events (IocpServer handles
+    them itself)."""
+
+
+async def start_server(client_connected_cb: ClientConnected, host: Optional[str] = None,
+                       port: int = 0, *, limit: int = 2 ** 16, **kwds: Any) -> IocpServer:
+    """asyncio.start_server() on the core: client_connected_cb(reader, writer)
+    gets asyncio's own StreamReader and StreamWriter; `limit` is the
+    reader's buffer limit, past which it pauses reading (and so the
+    library stops receiving from that peer)."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.BaseProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+    return await create_server(factory, host, port, **kwds)
