@@ -109,6 +109,7 @@ int main(int argc, char **argv) {
   callbacks.on_drain = on_drain;
 
   rc = iocp_create(&config, &callbacks, NULL, &server);
+  sample_tls_release(&config);
   if (rc != IOCP_OK) {
     fprintf(stderr, "cannot listen on %s port %lu: %s\n", bind, port, iocp_strerror(rc));
     return 1;

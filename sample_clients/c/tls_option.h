@@ -1,6 +1,6 @@
 /* The samples' --tls CERT.p12 and --tls-password TEXT options: reads the
- * PKCS#12 file into config.tls_pkcs12 (the blob stays allocated until the
- * program ends; iocp_create() only reads it). */
+ * PKCS#12 file into config.tls_pkcs12. iocp_create() only reads the blob,
+ * so sample_tls_release() frees it as soon as that returned. */
 #ifndef SAMPLE_TLS_OPTION_H
 #define SAMPLE_TLS_OPTION_H
 
@@ -27,6 +27,12 @@ static int sample_tls_load(iocp_config *config, const char *p12_path, const char
   config->tls_pkcs12_len = (uint32_t)len;
   config->tls_password = password;
   return 0;
+}
+
+static void sample_tls_release(iocp_config *config) {
+  free((void *)(uintptr_t)config->tls_pkcs12);
+  config->tls_pkcs12 = NULL;
+  config->tls_pkcs12_len = 0;
 }
 
 #endif
