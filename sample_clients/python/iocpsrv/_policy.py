@@ -15,6 +15,7 @@ class IocpEventLoop(asyncio.SelectorEventLoop):
 
     async def create_server(self, protocol_factory: Any, host: Any = None,  # type: ignore[override]
                             port: Any = None, **kwds: Any) -> Any:
+        """Serve protocol_factory on the iocpsrv core (ssl= and sock= go to asyncio)."""
         if (kwds.get("ssl") is not None or kwds.get("sock") is not None
                 or not isinstance(host, (str, type(None)))):
             return await super().create_server(protocol_factory, host, port, **kwds)

@@ -59,9 +59,11 @@ class ListenSocket:
         self._address = address
 
     def getsockname(self) -> Tuple[Any, ...]:
+        """The listening address, as socket.getsockname() gives it."""
         return self._address
 
     def fileno(self) -> int:
+        """Always -1: the library owns the socket."""
         return -1
 
     def __repr__(self) -> str:
@@ -104,12 +106,15 @@ class IocpTransport(asyncio.Transport):
     # -- asyncio.BaseTransport --
 
     def get_protocol(self) -> asyncio.BaseProtocol:
+        """The protocol this transport delivers to."""
         return self._protocol
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Deliver to another protocol from now on."""
         self._protocol = protocol
 
     def is_closing(self) -> bool:
+        """True once close() or abort() ran or the connection ended."""
         return self._closing
 
     def close(self) -> None:
@@ -137,15 +142,18 @@ class IocpTransport(asyncio.Transport):
     # -- asyncio.ReadTransport --
 
     def is_reading(self) -> bool:
+        """True unless reading is paused or the transport is closing."""
         return not self._reading_paused and not self._closing
 
     def pause_reading(self) -> None:
+        """Stop receiving in the library: the peer is held back by TCP."""
         if self._closing or self._reading_paused:
             return
         self._reading_paused = True
         self._native._lib.iocp_pause_recv(self._ptr, self._id)
 
     def resume_reading(self) -> None:
+        """Receive again after pause_reading()."""
         if self._closing or not self._reading_paused:
             return
         self._reading_paused = False
@@ -167,6 +175,7 @@ class IocpTransport(asyncio.Transport):
     # -- asyncio.WriteTransport --
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Queue bytes for the peer, in order; never blocks (see drain marks)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -199,18 +208,22 @@ class IocpTransport(asyncio.Transport):
             self._check_high()
 
     def writelines(self, list_of_data: Any) -> None:
+        """Write the concatenation of an iterable of bytes."""
         self.write(b"".join(list_of_data))
 
     def write_eof(self) -> None:
+        """Half-close: send FIN after the queued bytes; receiving goes on."""
         if self._closing or self._eof_written:
             return
         self._eof_written = True
         self._shutdown_soon()
 
     def can_write_eof(self) -> bool:
+        """Always True: TCP half-close is supported."""
         return True
 
     def get_write_buffer_size(self) -> int:
+        """Bytes queued in the library and not yet sent."""
         if self._ended:
             return 0
         n = ctypes.c_uint64()
@@ -219,10 +232,12 @@ class IocpTransport(asyncio.Transport):
         return n.value + self._backlog_size
 
     def get_write_buffer_limits(self) -> Tuple[int, int]:
+        """The (low, high) marks of pause_writing/resume_writing."""
         return (self._low, self._high)
 
     def set_write_buffer_limits(self, high: Optional[int] = None,
                                 low: Optional[int] = None) -> None:
+        """Set the marks (as asyncio does: high defaults to HIGH_WATER or 4 * low, low to high // 4)."""
         if high is None:
             high = 4 * low if low is not None else HIGH_WATER
         if low is None:
@@ -381,20 +396,25 @@ class IocpServer(asyncio.AbstractServer):
     # -- asyncio.Server --
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the server runs on."""
         return self._loop
 
     @property
     def sockets(self) -> Tuple[ListenSocket, ...]:
+        """The listening socket (a stand-in; the library owns it), empty once closed."""
         return () if self._closed else (self._listener,)
 
     def is_serving(self) -> bool:
+        """True while the server accepts connections."""
         return self._helper is not None and not self._closed
 
     async def start_serving(self) -> None:
+        """Start accepting; returns at once (idempotent)."""
         self._start()
         await asyncio.sleep(0)
 
     async def serve_forever(self) -> None:
+        """Serve until cancelled; cancelling closes the server."""
         if self._serving_forever is not None:
             raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
         if self._closed:
@@ -424,10 +444,12 @@ class IocpServer(asyncio.AbstractServer):
             self._stop()
 
     def close_clients(self) -> None:
+        """Close every connection gracefully (half-close, then close)."""
         for tr in list(self._conns.values()):
             tr.close()
 
     def abort_clients(self) -> None:
+        """Reset every connection at once."""
         for tr in list(self._conns.values()):
             tr.abort()
 
