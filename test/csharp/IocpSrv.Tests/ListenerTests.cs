@@ -270,6 +270,8 @@ public class ListenerTests
         Assert.Equal(0, await Net.DrainToEndAsync(polite));
         polite.Shutdown(SocketShutdown.Send);
         Assert.Equal(0, await Net.DrainToEndAsync(rude));
+        // The polite one ends by the peer's FIN before the token fires.
+        await Task.WhenAny(a.Ended, b.Ended).WaitAsync(Net.Token());
         Assert.False(stop.IsCompleted);   // the rude one stays open
         cts.Cancel();                      // now abortive
         await stop.WaitAsync(Net.Token());
