@@ -25,7 +25,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from echo_driver import Child, Results  # noqa: E402
@@ -68,20 +67,20 @@ def tls_client(port, cafile, version=None):
     return ctx.wrap_socket(raw, server_hostname="localhost")
 
 
-def echo_bytes(s, data):
+def echo_bytes(s, data, step=64 << 10):
+    """Sends data in steps and reads each step's echo before the next, on one
+    thread: an SSL socket must not be read and written by two threads at once
+    (OpenSSL's objects are not thread-safe, and CPython releases the GIL
+    around them)."""
     got = bytearray()
-
-    def reader():
-        while len(got) < len(data):
+    for at in range(0, len(data), step):
+        s.sendall(data[at:at + step])
+        want = min(at + step, len(data))
+        while len(got) < want:
             chunk = s.recv(65536)
             if not chunk:
-                break
+                return False
             got.extend(chunk)
-
-    t = threading.Thread(target=reader)
-    t.start()
-    s.sendall(data)
-    t.join(60)
     return bytes(got) == data
 
 
