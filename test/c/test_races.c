@@ -203,11 +203,6 @@ static void test_context_set_while_connections_reset_is_handed_back(void **state
   free(ctx_map);
 }
 
-#if !defined(_WIN32)
-/* Not yet on the Windows engine under Wine: a connection closed while a
- * receive is pending can keep that receive pending for good there (Wine
- * does not complete it after CancelIoEx and closesocket), and iocp_destroy
- * then waits for its reference forever. */
 
 /* ---- Closes, shutdowns, sends and controls on busy connections --------------- */
 
@@ -465,15 +460,12 @@ static void test_outbound_connections_closed_while_connecting_and_running(void *
   rec_stop(target);
 }
 
-#endif
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_context_set_while_connections_reset_is_handed_back),
-#if !defined(_WIN32) /* see above */
       cmocka_unit_test(test_close_shutdown_send_on_busy_connections),
       cmocka_unit_test(test_outbound_connections_closed_while_connecting_and_running),
-#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
