@@ -21,31 +21,9 @@
 
 /* ---- Files and identities -------------------------------------------------- */
 
-typedef struct blob {
-  uint8_t *data;
-  size_t len;
-} blob;
+typedef ts_blob blob;
 
-static blob load(const char *name) {
-  char path[1024];
-  blob b = {NULL, 0};
-  FILE *f;
-  long n;
-  const char *dir = getenv("IOCP_TEST_CERTS");
-  assert_non_null(dir);
-  snprintf(path, sizeof(path), "%s/%s", dir, name);
-  f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  b.data = malloc((size_t)n + 1);
-  assert_int_equal(fread(b.data, 1, (size_t)n, f), (size_t)n);
-  b.data[n] = 0;
-  b.len = (size_t)n;
-  fclose(f);
-  return b;
-}
+static blob load(const char *name) { return ts_load_file("IOCP_TEST_CERTS", name); }
 
 static blob g_rsa, g_ecdsa, g_nokey, g_rsa_pem, g_ecdsa_pem, g_other_pem;
 

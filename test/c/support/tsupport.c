@@ -599,3 +599,26 @@ iocp_event ts_queue_next(iocp_server *s, uint32_t type) {
     assert_true(ts_now_ms() < deadline);
   }
 }
+
+ts_blob ts_load_file(const char *dir_var, const char *name) {
+  char path[1024];
+  ts_blob b = {NULL, 0};
+  FILE *f;
+  long n;
+  const char *dir = getenv(dir_var);
+  assert_non_null(dir);
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  f = fopen(path, "rb");
+  assert_non_null(f);
+  assert_int_equal(fseek(f, 0, SEEK_END), 0);
+  n = ftell(f);
+  assert_true(n >= 0);
+  assert_int_equal(fseek(f, 0, SEEK_SET), 0);
+  b.data = malloc((size_t)n + 1);
+  assert_non_null(b.data);
+  assert_int_equal(fread(b.data, 1, (size_t)n, f), (size_t)n);
+  b.data[n] = 0;
+  b.len = (size_t)n;
+  fclose(f);
+  return b;
+}

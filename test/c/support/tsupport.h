@@ -108,6 +108,15 @@ void ts_fill(uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 /* Index of the first byte not matching the pattern, or len. */
 size_t ts_check(const uint8_t *buf, size_t len, uint32_t stream, uint64_t off);
 
+/* A whole file, NUL-terminated (for PEM text); `data` is malloc'd. */
+typedef struct ts_blob {
+  uint8_t *data;
+  size_t len;
+} ts_blob;
+/* Reads file `name` from the folder the environment variable `dir_var`
+ * names (the certificates the build made); fails the test otherwise. */
+ts_blob ts_load_file(const char *dir_var, const char *name);
+
 /* ---- Queue mode ------------------------------------------------------------ */
 
 /* A queue-mode server on port 0 with these optional events. */
