@@ -60,5 +60,22 @@ async def main() -> None:
     print(iocpsrv.__version__, iocpsrv.ErrorCode.EADDRINUSE)
 
 
+async def tls_main(p12: str) -> None:
+    # TLS, done by the library: a PKCS#12 identity as ssl= or tls=.
+    tls = iocpsrv.TlsConfig(p12, "secret", alpn=["http/1.1"], min_version=iocpsrv.TLS_1_2,
+                            handshake_timeout=5.0)
+    try:
+        stream_server = await iocpsrv.start_server(handle, "127.0.0.1", 0, ssl=tls)
+    except iocpsrv.TlsIdentityError as e:
+        print(e.code)
+        return
+    stream_server.close()
+    with iocpsrv.Server(port=0, tls=tls) as server:
+        client = iocpsrv.TlsClient(server_hostname="localhost", cafile="ca.pem")
+        conn = server.connect("127.0.0.1", server.port, tls=client)
+        info: iocpsrv.TlsInfo = server.tls_info(conn)
+        print(info.version(), info.cipher()[0], info.selected_alpn_protocol())
+
+
 if __name__ == "__main__":
     iocpsrv.run(main())

@@ -20,6 +20,13 @@ calling :func:`load`), and refused with :class:`LibraryError` unless its
 ``iocp_version()`` is compatible with the header this package mirrors: same
 major version, equal or newer minor (the header's IOCP_VERSION_COMPATIBLE).
 
+TLS is the library's own (OpenSSL 3 on Linux, SChannel on Windows): give
+a server its PKCS#12 identity, and the handlers still see plaintext::
+
+    tls = iocpsrv.TlsConfig("server.p12", "secret", alpn=["http/1.1"])
+    iocpsrv.Server(port=443, tls=tls, on_data=...)
+    await iocpsrv.start_server(handle, "0.0.0.0", 443, ssl=tls)
+
 Two delivery modes (the library's iocp_config.delivery):
 
 - ``mode="queue"`` (the default): the library queues events and one Python
@@ -62,12 +69,13 @@ from ._abi import (  # noqa: F401  (the public names: the header's constants and
     REASON_IDLE_TIMEOUT, REASON_LOCAL_CLOSE, REASON_PEER_CLOSED, REASON_RESET,
     REASON_STOP_DEADLINE, VERSION_MAJOR, VERSION_MINOR, VERSION_NUMBER, VERSION_PATCH,
     version_compatible)
-# 1.2: the TLS codes of the C API (the package has no TLS option yet).
+# 1.2: TLS (Server(tls=...), create_server(ssl=...), Server.connect(tls=...)).
 from ._abi import (  # noqa: F401
     ECERTVERIFY, ENOKEY, ENOTLS, EPASSWORD, EPKCS12, ETLS, REASON_TLS_ERROR,
     REASON_TLS_TRUNCATED, TLS_1_2, TLS_1_3)
 from ._loader import LibraryError, load, version, version_string
-from .errors import ErrorCode, IocpError, Reason, err_name, strerror
+from ._tls import TlsClient, TlsConfig, TlsInfo
+from .errors import ErrorCode, IocpError, Reason, TlsError, TlsIdentityError, err_name, strerror
 from ._transport import IocpServer, IocpTransport, ListenSocket, create_server, start_server
 from ._policy import IocpEventLoop, IocpEventLoopPolicy, install, new_event_loop, run
 from .server import (  # noqa: F401
@@ -90,11 +98,14 @@ __all__ = [
     "EVENT_CONNECT_FAILED", "EVENT_LOG", "EVENT_DRAIN",
     "LOG_ERROR", "LOG_WARN", "LOG_INFO", "ADDRSTRLEN",
     "REASON_IDLE_TIMEOUT", "REASON_STOP_DEADLINE", "MAX_TIMEOUT_MS", "MAX_KEEPALIVE_MS",
+    "TlsConfig", "TlsClient", "TlsInfo", "TlsError", "TlsIdentityError",
+    "TLS_1_2", "TLS_1_3", "REASON_TLS_TRUNCATED", "REASON_TLS_ERROR",
 ]
 
 # The public classes are documented, printed and pickled as iocpsrv.NAME,
 # the name users import them by.
 for _cls in (LibraryError, IocpError, Server, Statistics, IocpServer, IocpTransport,
-             ListenSocket, IocpEventLoop, IocpEventLoopPolicy):
+             ListenSocket, IocpEventLoop, IocpEventLoopPolicy, TlsConfig, TlsClient, TlsInfo,
+             TlsError, TlsIdentityError):
     _cls.__module__ = __name__
 del _cls

@@ -1,12 +1,14 @@
 """Routing unmodified asyncio programs to the core: an event loop whose
-create_server() is iocpsrv's (plain TCP; ssl= or sock= fall back to
-asyncio's own), its policy, and install() to set that policy."""
+create_server() is iocpsrv's (plain TCP, or TLS with ssl=iocpsrv.TlsConfig;
+an ssl.SSLContext or sock= fall back to asyncio's own), its policy, and
+install() to set that policy."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Optional
 
+from ._tls import TlsConfig
 from ._transport import create_server
 
 
@@ -15,8 +17,10 @@ class IocpEventLoop(asyncio.SelectorEventLoop):
 
     async def create_server(self, protocol_factory: Any, host: Any = None,  # type: ignore[override]
                             port: Any = None, **kwds: Any) -> Any:
-        """Serve protocol_factory on the iocpsrv core (ssl= and sock= go to asyncio)."""
-        if (kwds.get("ssl") is not None or kwds.get("sock") is not None
+        """Serve protocol_factory on the iocpsrv core (sock= and an ssl= that is
+        not an iocpsrv.TlsConfig go to asyncio)."""
+        ssl = kwds.get("ssl")
+        if ((ssl is not None and not isinstance(ssl, TlsConfig)) or kwds.get("sock") is not None
                 or not isinstance(host, (str, type(None)))):
             return await super().create_server(protocol_factory, host, port, **kwds)
         return await create_server(protocol_factory, host, port or 0, **kwds)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import ctypes
 import logging
 import socket
@@ -29,11 +30,12 @@ import sys
 import threading
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
 
-from ._abi import (ECLOSED, EQUEUEFULL, EVENT_ACCEPTED, EVENT_DATA, EVENT_DISCONNECTED,
+from ._abi import (ECLOSED, ETLS, EQUEUEFULL, EVENT_ACCEPTED, EVENT_DATA, EVENT_DISCONNECTED,
                    EVENT_DRAIN, EVENT_FORMAT, EVENT_PEER_CLOSED, EVENT_SIZE, REASON_RESET,
-                   REASON_IDLE_TIMEOUT)
+                   REASON_IDLE_TIMEOUT, REASON_TLS_ERROR, REASON_TLS_TRUNCATED)
 from ._queue import begin_serving
-from .errors import IocpError
+from ._tls import TlsConfig, as_server_tls, extra_info, read_info
+from .errors import IocpError, error
 
 logger = logging.getLogger("iocpsrv")
 
@@ -325,6 +327,8 @@ class IocpTransport(asyncio.Transport):
 
     def _connection_lost(self, reason: int) -> None:
         self._ended = True
+        if reason == REASON_TLS_TRUNCATED and not self._closing:
+            self._truncated()
         self._closing = True
         self._held.clear()
         self._backlog.clear()
@@ -335,6 +339,8 @@ class IocpTransport(asyncio.Transport):
             exc = ConnectionResetError("Connection reset by peer")
         elif reason == REASON_IDLE_TIMEOUT:
             exc = TimeoutError("idle timeout")
+        elif reason == REASON_TLS_ERROR:
+            exc = error(ETLS, "TLS record failed")     # a TlsError: an ssl.SSLError
         try:
             self._protocol.connection_lost(exc)
         except (SystemExit, KeyboardInterrupt):
@@ -343,6 +349,16 @@ class IocpTransport(asyncio.Transport):
             self._loop.call_exception_handler({
                 "message": "Exception in protocol.connection_lost()", "exception": e,
                 "transport": self, "protocol": self._protocol})
+
+    def _truncated(self) -> None:
+        """TLS: the peer's FIN came without close_notify. Its bytes held
+        while paused, then eof_received(), as asyncio's own TLS transports
+        report a FIN (the Server API's on_disconnect tells it apart:
+        Reason.TLS_TRUNCATED); connection_lost(None) follows."""
+        while self._held and not self._closing:
+            self._protocol_data(self._held.popleft())
+        if not self._closing:
+            self._call("eof_received")
 
     def _call(self, name: str) -> None:
         try:
@@ -612,8 +628,12 @@ class IocpServer(asyncio.AbstractServer):
             self._refusals.append(id)
             return
         peer: Tuple[Any, ...] = (host, port, 0, 0) if ":" in host else (host, port)
-        tr = IocpTransport(self, id, protocol, {
-            "peername": peer, "sockname": self._listener.getsockname(), "socket": None})
+        extra = {"peername": peer, "sockname": self._listener.getsockname(), "socket": None}
+        if self._native.tls is not None:
+            _rc, info = read_info(self._lib, self._native._ptr, id)
+            if info is not None:
+                extra.update(extra_info(info))
+        tr = IocpTransport(self, id, protocol, extra)
         self._conns[id] = tr
         try:
             protocol.connection_made(tr)
@@ -644,24 +664,40 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: Optional[str],
 async def create_server(protocol_factory: ProtocolFactory, host: Optional[str] = None,
                         port: int = 0, *, backlog: int = 100, start_serving: bool = True,
                         threads: int = 0, recv_buffer_size: int = 0,
-                        max_send_queue: int = 0, **ignored: Any) -> IocpServer:
+                        max_send_queue: int = 0, ssl: Optional[TlsConfig] = None,
+                        ssl_handshake_timeout: Optional[float] = None,
+                        **ignored: Any) -> IocpServer:
     """loop.create_server() on the core: a TCP server on `host` (a name,
     a numeric address, or None for every address) and `port` (0 picks
     one: read it from server.sockets[0].getsockname()[1]). Each connection
     gets protocol_factory()'s protocol and an IocpTransport. Keyword
     arguments of loop.create_server that only tune sockets (reuse_address,
-    reuse_port, family, flags) are accepted and ignored; ssl and sock are
-    not supported (TypeError)."""
-    for name in ("ssl", "sock"):
-        if ignored.get(name) is not None:
-            raise TypeError(f"iocpsrv.create_server does not support {name}=")
+    reuse_port, family, flags, ssl_shutdown_timeout) are accepted and
+    ignored; sock is not supported (TypeError).
+
+    ssl=iocpsrv.TlsConfig(pkcs12, password) serves TLS, done by the
+    library: connection_made comes after the handshake, and
+    get_extra_info() has "ssl_object" (an iocpsrv.TlsInfo answering as
+    ssl.SSLObject does), "cipher", "tls_version" and "alpn". A peer's
+    close_notify is eof_received(); a FIN without it, too (as asyncio's
+    TLS transports do), then connection_lost(None). ssl_handshake_timeout
+    (seconds) overrides the TlsConfig's. An ssl.SSLContext cannot be used
+    (TypeError): Python's ssl module takes no part."""
+    if ignored.get("sock") is not None:
+        raise TypeError("iocpsrv.create_server does not support sock=")
+    tls = as_server_tls(ssl, "ssl")
+    if ssl_handshake_timeout is not None:
+        if tls is None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        tls = copy.copy(tls)
+        tls.handshake_timeout = ssl_handshake_timeout
     from .server import Server
     loop = asyncio.get_running_loop()
     address, family, dual = await _resolve(loop, host, port)
     native = Server(port=port, bind=address, dual_stack=dual, thread=False, threads=threads,
                     backlog=backlog, recv_buffer_size=recv_buffer_size,
                     max_send_queue=max_send_queue, drain_mark=LOW_WATER,
-                    on_peer_closed=_unused, on_drain=_unused)
+                    on_peer_closed=_unused, on_drain=_unused, tls=tls)
     bound = native.listen_address
     sockname: Tuple[Any, ...] = (bound[0], bound[1], 0, 0) if ":" in bound[0] else bound
     server = IocpServer(loop, protocol_factory, native, family, sockname)
@@ -680,7 +716,9 @@ async def start_server(client_connected_cb: ClientConnected, host: Optional[str]
     """asyncio.start_server() on the core: client_connected_cb(reader, writer)
     gets asyncio's own StreamReader and StreamWriter; `limit` is the
     reader's buffer limit, past which it pauses reading (and so the
-    library stops receiving from that peer)."""
+    library stops receiving from that peer). Other keywords are
+    create_server's: ssl=iocpsrv.TlsConfig(...) serves TLS
+    (writer.get_extra_info("ssl_object").version() ...)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> asyncio.BaseProtocol:

@@ -11,7 +11,8 @@ from typing import Dict, Optional
 from . import _abi
 from ._loader import LibraryError, load
 
-__all__ = ["IocpError", "LibraryError", "strerror", "err_name", "ErrorCode", "Reason"]
+__all__ = ["IocpError", "TlsError", "TlsIdentityError", "LibraryError", "strerror", "err_name",
+           "ErrorCode", "Reason"]
 
 class ErrorCode(enum.IntEnum):
     """The library's return codes (IOCP_OK, IOCP_E*), by name."""
@@ -36,6 +37,12 @@ class ErrorCode(enum.IntEnum):
     EUNREACH = _abi.EUNREACH
     EMFILE = _abi.EMFILE
     ESTOPPED = _abi.ESTOPPED
+    ETLS = _abi.ETLS               # 1.2, TLS
+    EPKCS12 = _abi.EPKCS12
+    EPASSWORD = _abi.EPASSWORD
+    ENOKEY = _abi.ENOKEY
+    ECERTVERIFY = _abi.ECERTVERIFY
+    ENOTLS = _abi.ENOTLS
 
 
 class Reason(enum.IntEnum):
@@ -46,6 +53,8 @@ class Reason(enum.IntEnum):
     DESTROY = _abi.REASON_DESTROY
     IDLE_TIMEOUT = _abi.REASON_IDLE_TIMEOUT
     STOP_DEADLINE = _abi.REASON_STOP_DEADLINE
+    TLS_TRUNCATED = _abi.REASON_TLS_TRUNCATED   # 1.2: FIN without close_notify
+    TLS_ERROR = _abi.REASON_TLS_ERROR           # 1.2: a bad record
 
 
 # The system's errno for the codes that stand for one.
@@ -89,6 +98,37 @@ class IocpError(OSError):
         return (type(self), (self.code, self.what))
 
 
+try:
+    from ssl import SSLError as _SSLError
+except ImportError:   # a Python built without ssl
+    _SSLError = OSError  # type: ignore[misc, assignment]
+
+
+class TlsError(IocpError, _SSLError):
+    """A TLS code (ETLS, ECERTVERIFY, ENOTLS, and TlsIdentityError's): an
+    IocpError that is also an ssl.SSLError, so ``except ssl.SSLError`` in
+    code written for Python's ssl module catches it too."""
+
+
+class TlsIdentityError(TlsError):
+    """A server's PKCS#12 identity cannot be used (EPKCS12: not a PKCS#12
+    blob or no certificate in it; EPASSWORD: wrong password; ENOKEY: no
+    private key, or one not matching the certificate): the server was not
+    created."""
+
+
+# The codes raised as a subclass of IocpError (error() picks it).
+_SUBCLASS = {_abi.ETLS: TlsError, _abi.ECERTVERIFY: TlsError, _abi.ENOTLS: TlsError,
+             _abi.EPKCS12: TlsIdentityError, _abi.EPASSWORD: TlsIdentityError,
+             _abi.ENOKEY: TlsIdentityError}
+
+
+def error(code: int, what: Optional[str] = None) -> IocpError:
+    """IocpError(code, what), as the subclass the code has (TLS codes:
+    TlsError, TlsIdentityError)."""
+    return _SUBCLASS.get(code, IocpError)(code, what)
+
+
 def strerror(code: int) -> str:
     """iocp_strerror(code) as str."""
     return load().iocp_strerror(code).decode()
@@ -100,8 +140,8 @@ def err_name(code: int) -> str:
 
 
 def check(rc: int, what: str) -> int:
-    """Returns rc, or raises IocpError(rc, what) when it is negative."""
+    """Returns rc, or raises error(rc, what) when it is negative."""
     if rc < 0:
-        raise IocpError(rc, what)
+        raise error(rc, what)
     return rc
 

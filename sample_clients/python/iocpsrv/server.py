@@ -14,7 +14,7 @@ import sys
 import threading
 import traceback
 import weakref
-from typing import Any, Awaitable, Callable, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, List, Optional, Tuple, Union
 
 from . import _asyncio, _queue
 from ._abi import (ADDRSTRLEN, DELIVERY_QUEUE, EINCALLBACK, EINVAL, ENOTFOUND,
@@ -22,7 +22,8 @@ from ._abi import (ADDRSTRLEN, DELIVERY_QUEUE, EINCALLBACK, EINVAL, ENOTFOUND,
                    MAX_TIMEOUT_MS, _Config, _conn_id, _server_p, _Statistics)
 from ._callbacks import make_callbacks, running_callbacks
 from ._loader import load
-from .errors import IocpError
+from ._tls import TlsClient, TlsConfig, TlsInfo, as_server_tls, read_info
+from .errors import IocpError, error
 from .errors import check as _check
 
 # Handlers may be coroutine functions under serve_async (an Awaitable result).
@@ -89,6 +90,10 @@ class Server:
       refused_count), keepalive=False, keepalive_idle_ms=0,
       keepalive_interval_ms=0 (TCP keep-alive; 0 = system value),
       drain_mark=0 (on_drain fires when a queue falls to it);
+      tls=None (an iocpsrv.TlsConfig: speak TLS on every connection, the
+      library doing it; the handlers see plaintext, on_connect comes after
+      the handshake, shutdown() sends close_notify then FIN, and a peer's
+      FIN without close_notify ends with REASON_TLS_TRUNCATED);
       mode="queue" or "callbacks" (see the package's documentation),
       thread=True (queue mode: drain on a thread of this package; False: call
       serve_forever() or serve_async() yourself), batch=256 (events per
@@ -150,7 +155,9 @@ class Server:
                  on_error: Optional[ErrorHandler] = None, dual_stack: bool = False,
                  on_connect_failed: Optional[ConnectFailedHandler] = None,
                  on_log: Optional[LogHandler] = None,
-                 on_drain: Optional[DrainHandler] = None) -> None:
+                 on_drain: Optional[DrainHandler] = None,
+                 tls: Optional[TlsConfig] = None) -> None:
+        tls = as_server_tls(tls, "tls")
         lib = load()
         self._lib = lib
         self._on_error = on_error or _default_on_error
@@ -190,6 +197,10 @@ class Server:
                 raise ValueError(f"{name} {value} is out of range")
             setattr(config, name, value)
         config.keepalive = 1 if keepalive else 0
+        tls_keep: List[Any] = []   # what config's tls_ fields point to, until iocp_create returns
+        if tls is not None:
+            tls._apply(config, tls_keep)
+        self.tls = tls
 
         # Contexts: a token (the native context pointer) -> the Python object.
         self._contexts = {}
@@ -235,9 +246,10 @@ class Server:
         rc = lib.iocp_create(ctypes.byref(config),
                              ctypes.byref(callbacks) if callbacks is not None else None,
                              None, ctypes.byref(self._ptr))
+        del tls_keep
         if rc < 0:
             self._ptr.value = None
-            raise IocpError(rc, f"cannot listen on {bind} port {port}")
+            raise error(rc, f"cannot listen on {bind} port {port}")
         self._finalizer = weakref.finalize(self, _finalize, lib, self._ptr, keepalive,
                                            self._serving if mode == "queue" else None)
         if mode == "queue" and thread:
@@ -523,8 +535,11 @@ class Server:
         """The port listened on (useful after port=0)."""
         return self._lib.iocp_port(self._handle())
 
-    def connect(self, host: str, port: int) -> int:
-        """Opens an outbound connection (iocp_connect) and returns its id.
+    def connect(self, host: str, port: int, *, tls: Optional[TlsClient] = None) -> int:
+        """Opens an outbound connection (iocp_connect) and returns its id;
+        with tls=iocpsrv.TlsClient(...) it speaks TLS as a client
+        (iocp_connect_tls): on_connect comes after the handshake, and a
+        failed one is on_connect_failed(ECERTVERIFY or ETLS).
 
         `host` is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1"): the
         library does no DNS; resolve names first, e.g. with
@@ -534,13 +549,33 @@ class Server:
         run in the sense that the library stores it first; take your own lock
         around connect() if callbacks look it up in your tables. Raises
         ValueError for a port outside 1..65535 and IocpError: EINVAL (not a
-        numeric address), ECLOSED, EMFILE, ENOMEM, ESYSTEM."""
+        numeric address), ECLOSED, EMFILE, ENOMEM, ESYSTEM; TlsError (ETLS:
+        the TLS options were refused, on_log says why)."""
         if not 1 <= port <= 65535:
             raise ValueError(f"port {port} is not 1..65535")
         cid = _conn_id()
-        _check(self._lib.iocp_connect(self._handle(), host.encode("ascii"), port,
-                                      ctypes.byref(cid)), f"iocp_connect {host} port {port}")
+        if tls is None:
+            _check(self._lib.iocp_connect(self._handle(), host.encode("ascii"), port,
+                                          ctypes.byref(cid)), f"iocp_connect {host} port {port}")
+            return cid.value
+        if not isinstance(tls, TlsClient):
+            raise TypeError(f"tls must be an iocpsrv.TlsClient, not {type(tls).__name__}")
+        keep: List[Any] = []
+        options = tls._struct(keep)
+        _check(self._lib.iocp_connect_tls(self._handle(), host.encode("ascii"), port,
+                                          ctypes.byref(options), ctypes.byref(cid)),
+               f"iocp_connect_tls {host} port {port}")
         return cid.value
+
+    def tls_info(self, id: int) -> TlsInfo:
+        """What connection `id`'s TLS handshake settled: protocol, cipher and
+        ALPN (iocp_tls_get_info), from on_connect on. Raises TlsError
+        (ENOTLS) for a plain TCP connection, IocpError (ENOTFOUND) for an
+        unknown or stale id."""
+        rc, info = read_info(self._lib, self._handle(), id)
+        if info is None:
+            raise error(rc, "iocp_tls_get_info")
+        return info
 
     @property
     def listen_address(self) -> Tuple[str, int]:
