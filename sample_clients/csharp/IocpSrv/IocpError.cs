@@ -27,5 +27,17 @@ namespace IocpSrv
         EUnreach = -18,
         EMFile = -19,
         EStopped = -20,
+        /// <summary>TLS handshake or record failed (1.2).</summary>
+        ETls = -21,
+        /// <summary>Not a usable PKCS#12 blob.</summary>
+        EPkcs12 = -22,
+        /// <summary>Wrong PKCS#12 password.</summary>
+        EPassword = -23,
+        /// <summary>Certificate without its private key.</summary>
+        ENoKey = -24,
+        /// <summary>Peer certificate verification failed.</summary>
+        ECertVerify = -25,
+        /// <summary>Not a TLS connection.</summary>
+        ENoTls = -26,
     }
 }

@@ -218,9 +218,11 @@ namespace IocpSrv
 #endif
 
             IntPtr bind = Marshal.StringToHGlobalAnsi(options.Bind ?? "127.0.0.1");
+            IntPtr[] tlsMemory = null;
             int rc;
             try
             {
+                if (options.Tls != null) tlsMemory = options.Tls.Fill(ref config);   // read by iocp_create
                 config.BindAddress = bind;   // copied by iocp_create
                 IntPtr server;
                 // Queue mode passes no callbacks.
@@ -232,6 +234,7 @@ namespace IocpSrv
             finally
             {
                 Marshal.FreeHGlobal(bind);
+                IocpTlsOptions.Free(tlsMemory);
                 lock (createLock)
                 {
                     created = true;

@@ -29,6 +29,12 @@ namespace IocpSrv
         public uint KeepAliveIntervalMs;
         /// <summary>OnDrain fires when a queue falls to this many bytes (0 = empty).</summary>
         public ulong DrainMark;
+        /// <summary>
+        /// TLS on every connection (1.2), done by the library: OnConnect comes
+        /// after the handshake, handlers see plaintext, Shutdown sends
+        /// close_notify then FIN. Null: plain TCP.
+        /// </summary>
+        public IocpTlsOptions Tls;
 
         /// <summary>Return false (or throw) to refuse the connection.</summary>
         public ConnectHandler OnConnect;

@@ -13,6 +13,12 @@ namespace IocpSrv
         public ulong BytesQueued { get; private set; }
         public ulong AcceptErrors { get; private set; }
         public ulong SystemErrors { get; private set; }
+        /// <summary>TLS handshakes completed, both directions (1.2).</summary>
+        public ulong TlsHandshakes { get; private set; }
+        /// <summary>TLS handshakes failed (not TLS, bad version, alert, peer gone, verification).</summary>
+        public ulong TlsHandshakeFailures { get; private set; }
+        /// <summary>TLS handshakes not finished in time.</summary>
+        public ulong TlsHandshakeTimeouts { get; private set; }
 
         internal IocpStatistics(NativeMethods.Statistics st)
         {
@@ -24,6 +30,9 @@ namespace IocpSrv
             BytesQueued = st.BytesQueued;
             AcceptErrors = st.AcceptErrors;
             SystemErrors = st.SystemErrors;
+            TlsHandshakes = st.TlsHandshakes;
+            TlsHandshakeFailures = st.TlsHandshakeFailures;
+            TlsHandshakeTimeouts = st.TlsHandshakeTimeouts;
         }
     }
 }

@@ -103,6 +103,14 @@ namespace IocpSrv
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern ulong iocp_refused_count(ServerHandle server);
+        // 1.2, TLS. info: a struct iocp_tls_info in unmanaged memory
+        // (IocpTlsInfo.Read), so both imports stay blittable.
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_connect_tls(ServerHandle server, byte[] address, ushort port,
+                                                    ref TlsClient tls, out ulong id);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_tls_get_info(ServerHandle server, ulong id, IntPtr info);
     }
 }
 #endif

@@ -135,6 +135,16 @@ namespace IocpSrv
         [LibraryImport(Lib, EntryPoint = "iocp_refused_count")]
         [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
         internal static partial ulong iocp_refused_count(ServerHandle server);
+        // 1.2, TLS. info: a struct iocp_tls_info in unmanaged memory
+        // (IocpTlsInfo.Read): its char arrays are not blittable.
+        [LibraryImport(Lib, EntryPoint = "iocp_connect_tls")]
+        [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+        internal static partial int iocp_connect_tls(ServerHandle server, byte[] address, ushort port,
+                                                     ref TlsClient tls, out ulong id);
+
+        [LibraryImport(Lib, EntryPoint = "iocp_tls_get_info")]
+        [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+        internal static partial int iocp_tls_get_info(ServerHandle server, ulong id, IntPtr info);
     }
 }
 #endif

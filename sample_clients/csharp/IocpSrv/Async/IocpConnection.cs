@@ -47,10 +47,11 @@ namespace IocpSrv
         private Task? sendLoop;
 
         internal IocpConnection(IocpServer server, IocpListenerOptions options, ulong id,
-                                IPEndPoint remote, IPEndPoint? local)
+                                IPEndPoint remote, IPEndPoint? local, IocpTlsInfo? tls = null)
         {
             this.server = server;
             this.options = options;
+            TlsInfo = tls;
             Id = id;
             RemoteEndPoint = remote;
             LocalEndPoint = local;
@@ -67,6 +68,12 @@ namespace IocpSrv
 
         /// <summary>The peer's address and port.</summary>
         public IPEndPoint RemoteEndPoint { get; }
+
+        /// <summary>
+        /// What the TLS handshake settled (protocol, cipher suite, ALPN), or
+        /// null for a plain TCP connection.
+        /// </summary>
+        public IocpTlsInfo? TlsInfo { get; }
 
         /// <summary>The listening address and port for an accepted connection; null for an outbound one.</summary>
         public IPEndPoint? LocalEndPoint { get; }

@@ -21,7 +21,7 @@ namespace IocpSrv
     /// <summary>
     /// A listening TCP endpoint served by the library: accept connections
     /// with <see cref="AcceptAsync"/> or <see cref="AcceptAllAsync"/>, open
-    /// outbound ones with <see cref="ConnectAsync"/>, stop with
+    /// outbound ones with <see cref="ConnectAsync(IPEndPoint, CancellationToken)"/>, stop with
     /// <see cref="StopAsync"/> or <c>await using</c>.
     /// </summary>
     public sealed class IocpListener : IAsyncDisposable
@@ -61,6 +61,7 @@ namespace IocpSrv
                 OnDisconnect = OnDisconnect,
                 OnConnectFailed = OnConnectFailed,
                 OnError = (s, where, e) => options.OnError?.Invoke(e),
+                Tls = options.Tls,
             };
             try
             {
@@ -126,14 +127,24 @@ namespace IocpSrv
         /// address: the library does no DNS). Throws SocketException
         /// (ConnectionRefused, TimedOut, HostUnreachable, ...) when it fails.
         /// </summary>
-        public async ValueTask<IocpConnection> ConnectAsync(IPEndPoint remote, CancellationToken cancellationToken = default)
+        public ValueTask<IocpConnection> ConnectAsync(IPEndPoint remote, CancellationToken cancellationToken = default)
+            => ConnectAsync(remote, null, cancellationToken);
+
+        /// <summary>
+        /// As ConnectAsync, speaking TLS as a client when <paramref name="tls"/>
+        /// is given: the connection comes once the handshake completed; a
+        /// failed one throws AuthenticationException (its inner IocpException
+        /// says ECertVerify: not trusted or not for TargetHost; or ETls).
+        /// </summary>
+        public async ValueTask<IocpConnection> ConnectAsync(IPEndPoint remote, IocpTlsClientOptions? tls,
+                                                            CancellationToken cancellationToken = default)
         {
             ArgumentNullException.ThrowIfNull(remote);
             var tcs = new TaskCompletionSource<IocpConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
             ulong id;
             lock (connecting)
             {
-                try { id = server.Connect(remote.Address.ToString(), (ushort)remote.Port); }
+                try { id = server.Connect(remote.Address.ToString(), (ushort)remote.Port, tls); }
                 catch (IocpException e) { throw IocpErrorMap.ToException(e); }
                 connecting[id] = tcs;
             }
@@ -221,7 +232,9 @@ namespace IocpSrv
             }
             if (aborting || (outbound == null && !accepting)) return false;
             var remote = new IPEndPoint(IPAddress.Parse(address), port);
-            var c = new IocpConnection(server, options, id, remote, outbound == null ? LocalEndPoint : null);
+            IocpTlsInfo? tls = null;
+            if (options.Tls != null || outbound != null) server.TryGetTlsInfo(id, out tls);   // ENotls: plain
+            var c = new IocpConnection(server, options, id, remote, outbound == null ? LocalEndPoint : null, tls);
             connections[id] = c;
             c.Start();
             if (outbound != null) outbound.TrySetResult(c);

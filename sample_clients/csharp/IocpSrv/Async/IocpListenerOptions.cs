@@ -52,6 +52,15 @@ namespace IocpSrv
         /// </summary>
         public TimeSpan CloseTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+        /// <summary>
+        /// TLS on every accepted connection, done by the library (a PKCS#12
+        /// blob and password, or an X509Certificate2; ALPN, minimum version,
+        /// handshake timeout): connections are accepted once their handshake
+        /// completed, the pipes carry plaintext, Output.Complete() sends
+        /// close_notify then FIN. Null: plain TCP.
+        /// </summary>
+        public IocpTlsOptions? Tls { get; set; }
+
         /// <summary>Exceptions nobody else can receive (a failing drain loop); ignored when null.</summary>
         public Action<Exception>? OnError { get; set; }
 
