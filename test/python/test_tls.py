@@ -270,6 +270,20 @@ def test_tls_1_3_minimum_refuses_a_1_2_client(certs):
         assert len(rec.infos) == 1   # the refused handshake never reached on_connect
 
 
+def test_a_stalled_handshake_ends_at_the_timeout(certs):
+    tls = iocpsrv.TlsConfig(os.path.join(certs, "ecdsa.p12"), PASSWORD, handshake_timeout=0.2)
+    rec = Recorder()
+    with iocpsrv.Server(port=0, tls=tls, **rec.kwargs()) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as raw:
+            try:
+                assert raw.recv(1) == b""      # sends nothing: the server gives up
+            except ConnectionResetError:
+                pass
+        stats = server.stats()
+        assert (stats.tls_handshake_timeouts, stats.tls_handshakes) == (1, 0)
+        assert not rec.infos                   # it never reached on_connect
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_plain_connection_has_no_tls_info(mode):
     got = []

@@ -155,6 +155,22 @@ public class TlsTests
     }
 
     [Fact]
+    public async Task AStalledHandshakeEndsAtTheHandshakeTimeout()
+    {
+        int connected = 0;
+        var tls = IocpTlsOptions.FromPkcs12(Pkcs12, Password);
+        tls.HandshakeTimeout = TimeSpan.FromMilliseconds(200);
+        var options = new IocpServerOptions { Port = 0, Tls = tls };
+        options.OnConnect = (s, id, a, p) => { Interlocked.Increment(ref connected); return true; };
+        using var server = new IocpServer(options);
+        using Socket raw = await Net.ConnectAsync(server.Port);   // and says nothing
+        try { Assert.Equal(0, await Net.DrainToEndAsync(raw)); }
+        catch (SocketException) { }                               // or a reset
+        Assert.Equal(1UL, server.Statistics.TlsHandshakeTimeouts);
+        Assert.Equal(0, Volatile.Read(ref connected));
+    }
+
+    [Fact]
     public async Task APlainConnectionHasNoTlsInfo()
     {
         var codes = new ConcurrentQueue<IocpError>();
