@@ -446,6 +446,27 @@ def test_start_server_streams(certs, identity):
     assert seen == [("TLSv1.3", None, "TLSv1.3")]
 
 
+def test_the_event_loop_serves_a_tls_config_and_leaves_an_ssl_context_to_asyncio(certs, identity):
+    async def main():
+        async def handle(reader, writer):
+            writer.close()
+        ours = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=identity)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(os.path.join(certs, "rsa.pem"), os.path.join(certs, "rsa.key"))
+        theirs = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+        kinds = type(ours), type(theirs)
+        for server in (ours, theirs):
+            server.close()
+            await server.wait_closed()
+        return kinds
+    loop = iocpsrv.new_event_loop()
+    try:
+        ours, theirs = loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
+    finally:
+        loop.close()
+    assert ours is iocpsrv.IocpServer and theirs is asyncio.Server
+
+
 def test_asyncio_refuses_an_ssl_context(certs):
     async def main():
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -104,24 +104,21 @@ class TlsConfig:
         self.alpn = alpn
         self.min_version = min_version
         self.handshake_timeout = handshake_timeout
-        self._fields(None)   # every setting checked now, not at create time
+        self._fields()   # every setting checked now, not at create time
 
     def __repr__(self) -> str:
         return (f"<iocpsrv.TlsConfig {len(self.pkcs12)} bytes alpn={self.alpn!r} "
                 f"min_version={self.min_version!r}>")
 
-    def _fields(self, handshake_timeout: Optional[float]) -> Tuple[Any, ...]:
+    def _fields(self) -> Tuple[Any, ...]:
         # Each call checks: the attributes may have been changed since.
         return (self.pkcs12, _text(self.password), _alpn(self.alpn),
-                _version(self.min_version, "min_version"),
-                _timeout_ms(self.handshake_timeout if handshake_timeout is None
-                            else handshake_timeout))
+                _version(self.min_version, "min_version"), _timeout_ms(self.handshake_timeout))
 
-    def _apply(self, config: _Config, keep: List[Any],
-               handshake_timeout: Optional[float] = None) -> None:
+    def _apply(self, config: _Config, keep: List[Any]) -> None:
         """Fills config's tls_ fields; what they point to is appended to
         `keep`, which must live until iocp_create() returns."""
-        data, password, alpn, version, timeout = self._fields(handshake_timeout)
+        data, password, alpn, version, timeout = self._fields()
         blob = ctypes.create_string_buffer(data, len(data))
         keep.append(blob)
         config.tls_pkcs12 = ctypes.addressof(blob)

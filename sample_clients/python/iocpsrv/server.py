@@ -93,7 +93,8 @@ class Server:
       tls=None (an iocpsrv.TlsConfig: speak TLS on every connection, the
       library doing it; the handlers see plaintext, on_connect comes after
       the handshake, shutdown() sends close_notify then FIN, and a peer's
-      FIN without close_notify ends with REASON_TLS_TRUNCATED);
+      FIN without close_notify ends with REASON_TLS_TRUNCATED; the
+      server's .tls is it);
       mode="queue" or "callbacks" (see the package's documentation),
       thread=True (queue mode: drain on a thread of this package; False: call
       serve_forever() or serve_async() yourself), batch=256 (events per
