@@ -28,7 +28,7 @@ namespace IocpSrv
         /// <summary>
         /// Connect, speaking TLS as a client once connected (iocp_connect_tls):
         /// OnConnect comes after the handshake; a failed one is
-        /// OnConnectFailed(ECertverify or ETls). Throws as Connect does, and
+        /// OnConnectFailed(ECertverify, ETimedOut or ETls). Throws as Connect does, and
         /// IocpException(ETls) when the library refuses the options
         /// (OnLog says why), ArgumentException for a bad setting.
         /// </summary>

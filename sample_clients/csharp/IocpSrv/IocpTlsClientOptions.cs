@@ -10,7 +10,8 @@ namespace IocpSrv
     /// verified against the system's trust store, or against
     /// <see cref="TrustedCaPem"/>, and its name against
     /// <see cref="TargetHost"/>; a failed handshake ends the attempt with
-    /// OnConnectFailed(ECertVerify) (not trusted, or not for TargetHost) or
+    /// OnConnectFailed(ECertVerify) (not trusted, or not for TargetHost),
+    /// OnConnectFailed(ETimedOut) (it took longer than HandshakeTimeout) or
     /// OnConnectFailed(ETls).
     /// </summary>
     public sealed class IocpTlsClientOptions

@@ -157,7 +157,8 @@ class TlsClient:
     neither: the system's. verify=False accepts any certificate (tests
     only). alpn, min_version and handshake_timeout as in TlsConfig. A
     handshake that fails ends the attempt with on_connect_failed(ECERTVERIFY)
-    (not trusted, or not for server_hostname) or on_connect_failed(ETLS).
+    (not trusted, or not for server_hostname), (ETIMEDOUT) when it took
+    too long, or (ETLS).
     """
 
     __slots__ = ("server_hostname", "cadata", "verify", "alpn", "min_version",

@@ -540,7 +540,7 @@ class Server:
         """Opens an outbound connection (iocp_connect) and returns its id;
         with tls=iocpsrv.TlsClient(...) it speaks TLS as a client
         (iocp_connect_tls): on_connect comes after the handshake, and a
-        failed one is on_connect_failed(ECERTVERIFY or ETLS).
+        failed one is on_connect_failed(ECERTVERIFY, ETIMEDOUT or ETLS).
 
         `host` is a numeric IPv4 or IPv6 address ("127.0.0.1", "::1"): the
         library does no DNS; resolve names first, e.g. with

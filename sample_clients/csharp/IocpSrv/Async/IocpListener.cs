@@ -134,7 +134,8 @@ namespace IocpSrv
         /// As ConnectAsync, speaking TLS as a client when <paramref name="tls"/>
         /// is given: the connection comes once the handshake completed; a
         /// failed one throws AuthenticationException (its inner IocpException
-        /// says ECertVerify: not trusted or not for TargetHost; or ETls).
+        /// says ECertVerify: not trusted or not for TargetHost; or ETls), one
+        /// that took too long SocketException(TimedOut).
         /// </summary>
         public async ValueTask<IocpConnection> ConnectAsync(IPEndPoint remote, IocpTlsClientOptions? tls,
                                                             CancellationToken cancellationToken = default)
