@@ -826,8 +826,9 @@ typedef struct iocp_tls_client {
  * As iocp_connect(), speaking TLS as a client once connected: on_connect
  * comes after the handshake; a failed handshake ends the attempt with
  * on_connect_failed(IOCP_ECERTVERIFY) (the certificate is not trusted or
- * not for server_name) or on_connect_failed(IOCP_ETLS) (anything else,
- * a time-out included). Works on a server with or without tls_pkcs12.
+ * not for server_name), on_connect_failed(IOCP_ETIMEDOUT) (no handshake
+ * within handshake_timeout_ms) or on_connect_failed(IOCP_ETLS) (anything
+ * else). Works on a server with or without tls_pkcs12.
  * Returns what iocp_connect() returns, and IOCP_EINVAL (tls NULL, size
  * too small, a bad version), IOCP_EVERSION, IOCP_ETLS (the options were
  * refused, e.g. a CA text with no certificate; on_log says why).

@@ -602,6 +602,20 @@ static int outbound(rec_server *client_side, uint16_t port, const char *name, co
   return iocp_connect_tls(client_side->srv, "127.0.0.1", port, &o, id);
 }
 
+/* How outbound attempts failed: by on_connect_failed's code. */
+enum { FAIL_CERTVERIFY, FAIL_TLS, FAIL_TIMEDOUT, FAIL_OTHER, FAIL_KINDS };
+static ts_counter *g_failed[FAIL_KINDS];
+
+static void hook_failed(rec_server *r, iocp_conn_id id, int error) {
+  (void)r;
+  (void)id;
+  ts_counter_add(g_failed[error == IOCP_ECERTVERIFY ? FAIL_CERTVERIFY
+                          : error == IOCP_ETLS      ? FAIL_TLS
+                          : error == IOCP_ETIMEDOUT ? FAIL_TIMEDOUT
+                                                    : FAIL_OTHER],
+                 1);
+}
+
 static void test_connect_tls(void **state) {
   iocp_config cfg;
   rec_server *srv, *cli;
@@ -614,6 +628,8 @@ static void test_connect_tls(void **state) {
   srv = rec_start(REC_ECHO, &cfg, NULL);
   memset(&hooks, 0, sizeof(hooks));
   hooks.on_connect = hook_info;
+  hooks.on_connect_failed = hook_failed;
+  for (int k = 0; k < FAIL_KINDS; k++) g_failed[k] = ts_counter_new();
   memset(&h, 0, sizeof(h));
   cli = rec_start(0, NULL, &hooks);
   cli->user = &h;
@@ -634,6 +650,7 @@ static void test_connect_tls(void **state) {
   assert_int_equal(outbound(cli, srv->port, "localhost", &g_other_pem, 0, &id), IOCP_OK);
   assert_int_equal(outbound(cli, srv->port, "example.org", &g_rsa_pem, 0, &id), IOCP_OK);
   assert_int_equal(WAIT_STAT(cli->srv, tls_handshake_failures, 2), 0);
+  assert_int_equal(ts_counter_wait(g_failed[FAIL_CERTVERIFY], 2, TS_TIMEOUT_MS), 0);
   /* A server that is not TLS at all: it echoes the ClientHello, or says
    * nothing until the handshake's time limit. */
   {
@@ -641,12 +658,15 @@ static void test_connect_tls(void **state) {
     iocp_tls_client o;
     assert_int_equal(outbound(cli, plain->port, "localhost", &g_rsa_pem, 0, &id), IOCP_OK);
     assert_int_equal(WAIT_STAT(cli->srv, tls_handshake_failures, 3), 0);
+    assert_int_equal(ts_counter_wait(g_failed[FAIL_TLS], 1, TS_TIMEOUT_MS), 0);
     memset(&o, 0, sizeof(o));
     o.size = sizeof(o);
     o.no_verify = 1;
     o.handshake_timeout_ms = 100;
     assert_int_equal(iocp_connect_tls(cli->srv, "127.0.0.1", mute->port, &o, &id), IOCP_OK);
     assert_int_equal(WAIT_STAT(cli->srv, tls_handshake_timeouts, 1), 0);
+    /* A time-out is a time-out, as for a connect that gets no answer. */
+    assert_int_equal(ts_counter_wait(g_failed[FAIL_TIMEDOUT], 1, TS_TIMEOUT_MS), 0);
     rec_stop(plain);
     rec_stop(mute);
   }
@@ -669,6 +689,11 @@ static void test_connect_tls(void **state) {
   }
   rec_stop(cli);
   rec_stop(srv);
+  assert_int_equal(ts_counter_get(g_failed[FAIL_CERTVERIFY]), 2);
+  assert_int_equal(ts_counter_get(g_failed[FAIL_TLS]), 1);
+  assert_int_equal(ts_counter_get(g_failed[FAIL_TIMEDOUT]), 1);
+  assert_int_equal(ts_counter_get(g_failed[FAIL_OTHER]), 0);
+  for (int k = 0; k < FAIL_KINDS; k++) ts_counter_free(g_failed[k]);
 }
 
 /* ---- Many handshakes at once ------------------------------------------------------ */

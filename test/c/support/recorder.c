@@ -145,6 +145,13 @@ static void IOCP_CALL cb_peer_closed(iocp_server *srv, void *user, iocp_conn_id 
   leave(r, c);
 }
 
+static void IOCP_CALL cb_connect_failed(iocp_server *srv, void *user, iocp_conn_id id,
+                                        int error) {
+  rec_server *r = user;
+  if (srv != r->srv) violation(r);
+  r->hooks.on_connect_failed(r, id, error);
+}
+
 static void IOCP_CALL cb_disconnect(iocp_server *srv, void *user, iocp_conn_id id, int reason) {
   rec_server *r = user;
   rec_conn *c = enter(r, srv, id, 0);
@@ -203,7 +210,10 @@ static void drain(void *arg) {
       case IOCP_EVENT_PEER_CLOSED: cb_peer_closed(r->srv, r, e->id); break;
       case IOCP_EVENT_DISCONNECTED: cb_disconnect(r->srv, r, e->id, e->value); break;
       case IOCP_EVENT_DRAIN: cb_drain(r->srv, r, e->id, e->len); break;
-      case IOCP_EVENT_CONNECT_FAILED: break; /* as without on_connect_failed */
+      case IOCP_EVENT_CONNECT_FAILED:
+        if (r->hooks.on_connect_failed != NULL)
+          r->hooks.on_connect_failed(r, e->id, (int)e->value);
+        break;
       default: violation(r); break;
       }
     }
@@ -255,6 +265,9 @@ rec_server *rec_try_start(int flags, const iocp_config *config, const rec_hooks 
   cb.on_peer_closed = (flags & REC_HANDLE_PEER_CLOSE) ? cb_peer_closed : NULL;
   cb.on_disconnect = cb_disconnect;
   cb.on_drain = (flags & REC_DRAIN) ? cb_drain : NULL;
+  /* Without a hook, as a program without on_connect_failed. */
+  cb.on_connect_failed = hooks != NULL && hooks->on_connect_failed != NULL ? cb_connect_failed
+                                                                           : NULL;
   if (config != NULL) {
     cfg = *config;
   } else {

@@ -152,6 +152,8 @@ typedef struct rec_hooks {
   void (*on_drain)(rec_server *r, iocp_conn_id id, uint64_t queued);
   /* Runs first in on_disconnect (the id is already stale). */
   void (*on_disconnect)(rec_server *r, iocp_conn_id id, int reason);
+  /* An outbound attempt ended before on_connect (error: the IOCP_ code). */
+  void (*on_connect_failed)(rec_server *r, iocp_conn_id id, int error);
 } rec_hooks;
 
 struct rec_server {
