@@ -385,7 +385,13 @@ class IocpServer(asyncio.AbstractServer):
         self._closed = False
         self._stopped = False          # iocp_stop called
         self._helper: Optional[threading.Thread] = None
-        self._ready = threading.Event()
+        # Released by the loop when it has delivered a batch; the helper
+        # takes it before releasing the batch (the next iocp_wait).
+        self._delivered = threading.Lock()
+        self._delivered.acquire()
+        self._view = memoryview(native._events).cast("B")
+        self._events_addr = ctypes.addressof(native._events)
+        self._unpack = struct.Struct(EVENT_FORMAT).iter_unpack
         self._refusals: List[int] = []
         self._done: asyncio.Future[None] = loop.create_future()
         self._serving_forever: Optional[asyncio.Future[None]] = None
@@ -508,18 +514,19 @@ class IocpServer(asyncio.AbstractServer):
             self._done.set_result(None)
 
     def _drain(self) -> None:
-        """The helper thread (see the module's text)."""
+        """The helper thread (see the module's text). It only waits: the
+        loop decodes the batch it is handed (the bytes stay valid until the
+        next iocp_wait, which waits for the loop), so a batch costs one
+        call_soon_threadsafe and one lock hand-over, and no event is copied
+        twice."""
         native = self._native
         loop = self._loop
         lib = self._lib
         wait = lib.iocp_wait
         ptr = native._ptr
         addr = ctypes.addressof(native._events)
-        view = memoryview(native._events).cast("B")
         batch = native._batch
-        iter_unpack = struct.Struct(EVENT_FORMAT).iter_unpack
-        string_at = ctypes.string_at
-        ready = self._ready
+        delivered = self._delivered
         deliver = self._deliver
         lost = False
         try:
@@ -532,20 +539,13 @@ class IocpServer(asyncio.AbstractServer):
                     raise IocpError(n, "iocp_wait")
                 if n == 0 or lost:
                     continue
-                events = []
-                for t, value, id, data, length, _ctx in iter_unpack(view[:n * EVENT_SIZE]):
-                    if t == EVENT_DATA or t == EVENT_ACCEPTED:
-                        events.append((t, value, id, string_at(data, length)))
-                    else:
-                        events.append((t, value, id, length))
-                ready.clear()
                 try:
-                    loop.call_soon_threadsafe(deliver, events)
+                    loop.call_soon_threadsafe(deliver, n)
                 except RuntimeError:    # the loop is closed: end everything
                     lost = True
                     lib.iocp_stop(ptr)
                     continue
-                while not ready.wait(0.25):
+                while not delivered.acquire(timeout=0.25):
                     if loop.is_closed():
                         lost = True
                         lib.iocp_stop(ptr)
@@ -570,33 +570,68 @@ class IocpServer(asyncio.AbstractServer):
         self._conns.clear()
         self._release()
 
-    def _deliver(self, events: List[Tuple[int, int, int, Any]]) -> None:
-        """In the loop: one batch, in order."""
-        conns = self._conns
+    def _deliver(self, n: int) -> None:
+        """In the loop: the batch of n events the helper took."""
+        self._take(n, False)
+
+    def _take(self, n: int, inline: bool) -> None:
+        """Delivers a batch, then lets the loop run what it made ready (the
+        streams' tasks, say) and takes the next batch itself with
+        iocp_wait(0) (_poll): while events keep coming, the helper and its
+        hand-over (a self-pipe write and two thread wake-ups per batch)
+        stay out of the way. `inline`: this thread took the batch (and so
+        refuses the connections it turned down itself)."""
+        hand_back = True
         try:
-            for t, value, id, arg in events:
-                if t == EVENT_DATA:
-                    tr = conns.get(id)
-                    if tr is not None:
-                        tr._data_received(arg)
-                elif t == EVENT_ACCEPTED:
-                    self._accept(id, arg.decode("ascii"), value)
-                elif t == EVENT_DRAIN:
-                    tr = conns.get(id)
-                    if tr is not None:
-                        tr._drained(arg)
-                elif t == EVENT_PEER_CLOSED:
-                    tr = conns.get(id)
-                    if tr is not None:
-                        tr._eof_received()
-                elif t == EVENT_DISCONNECTED:
-                    tr = conns.pop(id, None)
-                    if tr is not None:
-                        tr._connection_lost(value)
-                    if self._closed and not conns:
-                        self._stop()
+            self._deliver_batch(n)
+            if self._refusals:
+                if not inline:
+                    return              # the helper holds this batch: it refuses them
+                for id in self._refusals:
+                    self._lib.iocp_close(self._native._ptr, id)
+                self._refusals.clear()
+            self._loop.call_soon(self._poll)
+            hand_back = False
         finally:
-            self._ready.set()
+            if hand_back:
+                self._delivered.release()
+
+    def _poll(self) -> None:
+        """Releases the batch delivered last and takes the next one, if any
+        is queued; else hands waiting back to the helper."""
+        n = ECLOSED
+        try:
+            n = self._lib.iocp_wait(self._native._ptr, self._events_addr, self._native._batch, 0)
+        finally:
+            if n <= 0:
+                self._delivered.release()
+        if n > 0:
+            self._take(n, True)
+
+    def _deliver_batch(self, n: int) -> None:
+        conns = self._conns
+        string_at = ctypes.string_at
+        for t, value, id, data, length, _ctx in self._unpack(self._view[:n * EVENT_SIZE]):
+            if t == EVENT_DATA:
+                tr = conns.get(id)
+                if tr is not None:
+                    tr._data_received(string_at(data, length))
+            elif t == EVENT_ACCEPTED:
+                self._accept(id, string_at(data, length).decode("ascii"), value)
+            elif t == EVENT_DRAIN:
+                tr = conns.get(id)
+                if tr is not None:
+                    tr._drained(length)
+            elif t == EVENT_PEER_CLOSED:
+                tr = conns.get(id)
+                if tr is not None:
+                    tr._eof_received()
+            elif t == EVENT_DISCONNECTED:
+                tr = conns.pop(id, None)
+                if tr is not None:
+                    tr._connection_lost(value)
+                if self._closed and not conns:
+                    self._stop()
 
     def _accept(self, id: int, host: str, port: int) -> None:
         if self._closed:
