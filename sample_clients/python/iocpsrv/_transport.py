@@ -330,7 +330,7 @@ class IocpTransport(asyncio.Transport):
         self._backlog.clear()
         if self._linger is not None:
             self._linger.cancel()
-        exc: Optional[BaseException] = None
+        exc: Optional[Exception] = None
         if reason == REASON_RESET:
             exc = ConnectionResetError("Connection reset by peer")
         elif reason == REASON_IDLE_TIMEOUT:
