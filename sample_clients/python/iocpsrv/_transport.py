@@ -662,7 +662,11 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: Optional[str],
                    port: int) -> Tuple[str, int, bool]:
     """(numeric address, family, dual_stack) for `host`: None or "" listen
     on every address (IPv6 and IPv4 when the system has IPv6); a name is
-    resolved with the loop's getaddrinfo, IPv4 preferred."""
+    resolved with the loop's getaddrinfo, IPv4 preferred. One address only:
+    a sequence of hosts is refused (TypeError)."""
+    if not isinstance(host, (str, type(None))):
+        raise TypeError(f"iocpsrv listens on one address: host must be a str or None, "
+                        f"not {type(host).__name__}")
     if host is None or host == "":
         return "::", socket.AF_INET6, True
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
