@@ -3,10 +3,13 @@ transports that implement asyncio.Transport, start_server() gives asyncio's
 StreamReader/StreamWriter over them, and install() routes a program's
 loop.create_server here.
 
-How events travel: one helper thread per server takes a batch with
-iocp_wait (queue mode), copies the bytes, hands the batch to the event loop
-with one call_soon_threadsafe and waits until the loop has delivered it
-before releasing it with the next iocp_wait. The library queues at most one
+How events travel: one helper thread per server waits for a batch with
+iocp_wait (queue mode), hands it to the event loop with one
+call_soon_threadsafe and waits until the loop has delivered it (copying
+the bytes) before releasing it with the next iocp_wait. While events keep
+coming the loop takes the next batches itself (iocp_wait without waiting,
+after each delivery), and hands waiting back to the helper when none is
+queued. The library queues at most one
 event per connection until its batch is released, so a protocol that calls
 pause_reading() in data_received() stops the very next receive, and a loop
 that falls behind slows the peers (TCP flow control) instead of buffering
