@@ -42,6 +42,16 @@ Sections (--only picks some; default "echo uv http"):
         and the minimal IOCP echo, under one Wine. --configs.
   live-http  the same for the http section: nginx and the HTTP sample kept
         running, a wrk run on each in turn. --http-conns.
+  asyncio  natively, on Debian's /usr/bin/python3: asyncio echo servers
+        as users write them (test/bench/asyncio_echo.py), a Protocol echo
+        and a streams echo (start_server, readexactly/write/drain), each on
+        uvloop (the baseline), the standard loop and iocpsrv
+        (iocpsrv.create_server / iocpsrv.start_server); the live method
+        (kept running, driven in turn). --lang-configs, --client.
+  aiohttp  natively, aiohttp's hello-world app (test/bench/aiohttp_hello.py)
+        on uvloop (the baseline), the standard loop and iocpsrv (through
+        iocpsrv.install()), kept running, each round under wrk and under
+        ApacheBench (ab -k, the second client). --http-conns.
   park  the live method on the Linux echo sample alone: parking on (the
         default, the baseline) against IOCPSRV_PARK=0 (never), IOCPSRV_PARK=1
         (idle workers only) and one worker. --park-configs.
@@ -98,7 +108,8 @@ from benchlib.procs import NGINX, TOP, die, loadavg, log, raise_fd_limit, wine_e
 from benchlib.report import report  # noqa: E402
 from benchlib.runs import CFG, Bench  # noqa: E402
 
-SECTIONS = ("echo", "uv", "live", "live-epoll", "live-wine", "lang", "http", "live-http", "park")
+SECTIONS = ("echo", "uv", "live", "live-epoll", "live-wine", "lang", "http", "live-http", "park",
+            "asyncio", "aiohttp")
 NAT = "build/linux"
 W64 = "build/win64"
 
@@ -152,11 +163,11 @@ def command_line(o):
         c += f" --configs \"{' '.join(o.configs)}\""
     if want & {"uv", "live", "live-epoll"}:
         c += f" --uv-configs \"{' '.join(o.uv_configs)}\""
-    if "lang" in want:
+    if want & {"lang", "asyncio"}:
         c += f" --lang-configs \"{' '.join(o.lang_configs)}\""
     if "park" in want:
         c += f" --park-configs \"{' '.join(o.park_configs)}\""
-    if want & {"http", "live-http"}:
+    if want & {"http", "live-http", "aiohttp"}:
         c += (f" --http-conns \"{' '.join(o.http_conns)}\" --http-threads {o.http_threads}"
               f" --wrk-threads {o.wrk_threads}")
     c += " --extra" * o.extra + " --win-tools" * o.win_tools
@@ -180,6 +191,7 @@ def build(o):
     http = bool(want & {"http", "live-http"})
     tools = ["meson", "ninja", "cc", "python3"] + ["taskset"] * bool(o.server_cpus or o.client_cpus)
     tools += ["x86_64-w64-mingw32-gcc", "wine", "wineserver"] * wine + ["wrk", "curl"] * http
+    tools += ["wrk"] * ("aiohttp" in want)
     for t in tools:
         if shutil.which(t) is None:
             die(f"{t} missing (see test/tools/install-deps.sh)")
@@ -192,7 +204,7 @@ def build(o):
         if not ninja(NAT, "test/bench/loadgen", "test/bench/baseline_epoll", "sample_clients/echo_server",
                      "sample_clients/http_server", "test/bench/queue_echo"):
             die("the native build failed")
-        if "lang" in want:
+        if want & {"lang", "asyncio", "aiohttp"}:
             ninja(NAT)  # the library, and the C# sample when mcs is there
             if subprocess.run(["/usr/bin/python3", "-c", "import uvloop"], stderr=subprocess.DEVNULL).returncode:
                 die("/usr/bin/python3 lacks uvloop (python3-uvloop, test/tools/install-deps.sh)")
@@ -271,6 +283,12 @@ def run_sections(o, b, native, linux_echo, winever):
         for cfg in o.lang_configs:
             log(f"bench.py: lang {cfg}")
             b.rounds(b.echo_one, cfg, v)
+    if want & {"asyncio", "aiohttp"}:
+        from benchlib import pyruns
+        if "asyncio" in want:
+            pyruns.run_asyncio(b, o.lang_configs)
+        if "aiohttp" in want:
+            pyruns.run_aiohttp(b, o.http_conns)
     http = [f"{NAT}/sample_clients/http_server", "--threads", str(o.http_threads)]
     if "http" in want:
         for conns in o.http_conns:

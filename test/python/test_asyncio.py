@@ -401,3 +401,60 @@ def test_pause_writing_and_resume_writing_follow_the_buffer():
         w.close()
         await server.stop(1)
     run(main())
+
+
+def test_a_sequence_of_hosts_is_a_type_error():
+    async def main():
+        with pytest.raises(TypeError):
+            await iocpsrv.create_server(asyncio.Protocol, ["127.0.0.1", "::1"], 0)
+    run(main())
+
+
+def test_start_serving_false_holds_an_early_peer_until_serving():
+    async def main():
+        log = []
+        server = await iocpsrv.create_server(lambda: Recorder(log), "127.0.0.1", 0,
+                                             start_serving=False)
+        assert not server.is_serving()
+        r, w = await asyncio.open_connection("127.0.0.1", port_of(server))
+        w.write(b"early")
+        await server.start_serving()
+        assert server.is_serving()
+        assert await r.readexactly(5) == b"early"
+        assert log[:2] == ["made", ("data", b"early")]
+        w.close()
+        server.close()
+        await server.wait_closed()
+    run(main())
+
+
+def test_close_resets_new_peers_until_the_last_connection_ends():
+    async def main():
+        log = []
+        server = await iocpsrv.create_server(lambda: Recorder(log), "127.0.0.1", 0)
+        port = port_of(server)
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"x")
+        assert await r.readexactly(1) == b"x"
+        server.close()
+        assert server.sockets == ()
+        # The port is still open: a new peer is accepted, then reset (seen
+        # by the client as its connect failing, or as its first read).
+        try:
+            r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                assert await r2.read(1) == b""
+            finally:
+                w2.close()
+        except ConnectionResetError:
+            pass
+        assert log.count("made") == 1
+        # Once the last connection has ended the library server is stopped.
+        w.close()
+        await server.wait_closed()
+        while not server._native.closed:
+            await asyncio.sleep(0.01)
+        # Refused (or reset, when the SYN meets the listener being closed).
+        with pytest.raises((ConnectionRefusedError, ConnectionResetError)):
+            await asyncio.open_connection("127.0.0.1", port)
+    run(main())

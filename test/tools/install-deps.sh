@@ -32,6 +32,8 @@ pkgs=(
   # Benchmark peers and load tools (test/bench/bench.py); the library never
   # needs them, and test/bench builds baseline_uv only where libuv is found.
   libuv1-dev nginx-light wrk curl
+  # ApacheBench (ab): the second HTTP client of bench.py's aiohttp section.
+  apache2-utils
   # The 1.0.0 library against this one (test/check/check_abi_release.py).
   abigail-tools git
 )

@@ -9,34 +9,48 @@ the library, so a slow handler slows its own peer (TCP flow control) and
 holds at most one received chunk.
 """
 
+from __future__ import annotations
+
 import asyncio
 import ctypes
+import functools
 import threading
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from ._abi import (EVENT_ACCEPTED, EVENT_CONNECT_FAILED, EVENT_DATA, EVENT_DISCONNECTED,
                    EVENT_DRAIN, EVENT_LOG, EVENT_PEER_CLOSED, EVENT_SENT)
-from ._queue import EVENT_NAMES, accepted, begin_serving, drain, end_context, log_text, signed64
+from ._queue import (EVENT_NAMES, Handler, RawEvent, accepted, begin_serving, drain, end_context,
+                     log_text, signed64)
+
+if TYPE_CHECKING:
+    from .server import Server
+
+# A connection's id, or "log" for the chain of on_log calls.
+Key = Union[int, str]
+Tails = Dict[Key, "asyncio.Future[None]"]
+# One event as the helper copies it: (type, id, argument, context).
+Decoded = Tuple[int, int, Any, int]
 
 
-async def serve_async(server):
+async def serve_async(server: Server) -> None:
     """Server.serve_async: a helper thread drains, the loop runs handlers."""
     begin_serving(server)
     loop = asyncio.get_running_loop()
     server._loop_thread = threading.get_ident()
-    tails = {}
+    tails: Tails = {}
     server._holds = {}   # id -> its on_data tasks not finished (see hold())
     done = asyncio.Event()
     ready = threading.Event()
 
-    refusals = []
+    refusals: List[int] = []
 
-    def deliver(batch):
+    def deliver(batch: List[Decoded]) -> None:
         try:
             dispatch_events(server, batch, tails, refusals)
         finally:
             ready.set()
 
-    def take(events):
+    def take(events: Iterable[RawEvent]) -> None:
         # On the helper thread: the handlers get copies (bytes), so the
         # batch may be released as soon as the loop has taken it. A
         # refusal is the close of the thread holding the batch: this one.
@@ -48,7 +62,7 @@ async def serve_async(server):
             server._lib.iocp_close(server._ptr, id)
         refusals.clear()
 
-    def run():
+    def run() -> None:
         try:
             drain(server, take)
         except BaseException as e:
@@ -71,7 +85,7 @@ async def serve_async(server):
         server._serving.set()
 
 
-def decode(event):
+def decode(event: RawEvent) -> Decoded:
     """One raw event as (type, id, arg, context), with copies, so that the
     batch may be released at once."""
     t, value, id, data, length, ctx = event
@@ -86,12 +100,17 @@ def decode(event):
     return t, id, value, ctx
 
 
-def dispatch_events(server, batch, tails, refusals):
+def dispatch_events(server: Server, batch: List[Decoded], tails: Tails,
+                    refusals: List[int]) -> None:
     """In the loop: calls the handlers for decoded events, chaining the
     coroutines of each connection (`tails`: id -> its last task)."""
     (on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed,
      on_log, on_drain) = server._handlers
+    fn: Optional[Handler]
+    args: Tuple[Any, ...]
+    key: Key
     for t, id, arg, ctx in batch:
+        key = id
         if t == EVENT_ACCEPTED:
             # on_connect decides at once (the batch is released next).
             accepted(server, on_connect, id, arg[0], arg[1], refusals,
@@ -113,26 +132,34 @@ def dispatch_events(server, batch, tails, refusals):
         elif t == EVENT_DISCONNECTED or t == EVENT_CONNECT_FAILED:
             fn = on_disconnect if t == EVENT_DISCONNECTED else on_connect_failed
             server._user_paused.discard(id)
+            after: Optional[Callable[[], None]] = None
             if ctx:
                 with server._context_lock:
                     server._ending[id] = server._contexts.get(ctx)
-            after = (lambda id=id, ctx=ctx: end_context(server, id, ctx)) if ctx else None
+                after = functools.partial(end_context, server, id, ctx)
             task = schedule(server, tails, id, EVENT_NAMES[t], fn, (arg,), after) if fn else None
             if after is not None and task is None:
                 after()
             continue
         elif t == EVENT_LOG:
             # Not a connection's: in order among log messages only.
-            fn, args = (lambda srv, _key, *a: on_log(srv, *a)), arg
-            id = "log"
+            if on_log is None:
+                continue
+            fn, args = functools.partial(call_log, on_log), arg
+            key = "log"
         else:
             continue
         if fn is None:
             continue
-        schedule(server, tails, id, EVENT_NAMES[t], fn, args)
+        schedule(server, tails, key, EVENT_NAMES[t], fn, args)
 
 
-def hold(server, tails, id, task):
+def call_log(on_log: Handler, server: Server, _key: Key, *args: Any) -> Any:
+    """on_log(server, level, code, text), scheduled as the "log" chain's."""
+    return on_log(server, *args)
+
+
+def hold(server: Server, tails: Tails, id: int, task: asyncio.Future[None]) -> None:
     """Backpressure: while an on_data coroutine of a connection has not
     finished, the connection receives nothing (paused in the library
     before this batch is released, so exactly). It resumes when its last
@@ -141,7 +168,7 @@ def hold(server, tails, id, task):
     lib.iocp_pause_recv(ptr, id)
     holds[id] = holds.get(id, 0) + 1
 
-    def done(_f):
+    def done(_f: asyncio.Future[None]) -> None:
         left = holds.pop(id) - 1
         if left:
             holds[id] = left
@@ -150,7 +177,7 @@ def hold(server, tails, id, task):
     task.add_done_callback(done)
 
 
-def started(server, tails, id, keep):
+def started(server: Server, tails: Tails, id: int, keep: Any) -> Any:
     """on_connect's result: a coroutine runs as the connection's first task
     and keeps it; anything else decides as in the other modes."""
     if asyncio.iscoroutine(keep):
@@ -159,7 +186,9 @@ def started(server, tails, id, keep):
     return keep
 
 
-def schedule(server, tails, id, where, fn, args, after=None):
+def schedule(server: Server, tails: Tails, id: Key, where: str, fn: Handler,
+             args: Tuple[Any, ...],
+             after: Optional[Callable[[], None]] = None) -> Optional[asyncio.Future[None]]:
     """Calls fn(server, id, *args) now when the connection has no task
     running, else after its last one; returns the task, if any (which
     calls after() when done; without a task the caller does)."""
@@ -169,7 +198,7 @@ def schedule(server, tails, id, where, fn, args, after=None):
             result = fn(server, id, *args)
         except BaseException as e:
             server._report(where, e)
-            return
+            return None
         if not asyncio.iscoroutine(result):
             return None
         task = asyncio.ensure_future(guard(server, where, None, result, tails, id, after))
@@ -179,7 +208,8 @@ def schedule(server, tails, id, where, fn, args, after=None):
     return task
 
 
-async def guard(server, where, prev, work, tails, key, after):
+async def guard(server: Server, where: str, prev: Optional[asyncio.Future[None]], work: Any,
+                tails: Tails, key: Key, after: Optional[Callable[[], None]]) -> None:
     """Runs one handler after the connection's previous one finished; then
     after(), and forgets itself as the connection's last task (here, not in
     a done-callback, so that serve_async sees the state once every task

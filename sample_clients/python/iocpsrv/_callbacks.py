@@ -7,20 +7,33 @@ weakly, so an abandoned Server can still be collected (and then destroyed
 by its finalizer).
 """
 
+from __future__ import annotations
+
 import ctypes
 import threading
 import weakref
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from ._abi import (ON_CONNECT, ON_CONNECT_FAILED, ON_DATA, ON_DISCONNECT, ON_DRAIN, ON_LOG,
                    ON_PEER_CLOSED, ON_SENT, _Callbacks)
 
+if TYPE_CHECKING:
+    from .server import Server
 
-def make_callbacks(server, keepalive, on_connect=None, on_data=None, on_sent=None,
-                   on_peer_closed=None, on_disconnect=None, on_connect_failed=None,
-                   on_log=None, on_drain=None):
+ServerRef = Callable[[], Optional["Server"]]   # a weakref.ref to the Server
+Handler = Callable[..., Any]                   # one of the Server's on_* handlers
+
+
+def make_callbacks(server: Server, keepalive: List[Any], on_connect: Optional[Handler] = None,
+                   on_data: Optional[Handler] = None, on_sent: Optional[Handler] = None,
+                   on_peer_closed: Optional[Handler] = None,
+                   on_disconnect: Optional[Handler] = None,
+                   on_connect_failed: Optional[Handler] = None,
+                   on_log: Optional[Handler] = None,
+                   on_drain: Optional[Handler] = None) -> _Callbacks:
     """The struct iocp_callbacks for `server`; the callback objects are
     appended to `keepalive`, which must outlive the native server."""
-    ref = weakref.ref(server)
+    ref: ServerRef = weakref.ref(server)
     callbacks = _Callbacks()
     callbacks.size = ctypes.sizeof(callbacks)
     callbacks.reserved_ = 0
@@ -57,15 +70,16 @@ def make_callbacks(server, keepalive, on_connect=None, on_data=None, on_sent=Non
 _tls = threading.local()
 
 
-def running_callbacks():
+def running_callbacks() -> List[Server]:
     """The Servers whose callbacks are running on this thread (innermost last)."""
-    stack = getattr(_tls, "servers", None)
+    stack: Optional[List[Server]] = getattr(_tls, "servers", None)
     if stack is None:
         stack = _tls.servers = []
     return stack
 
 
-def _invoke(ref, where, fn, args, failed):
+def _invoke(ref: ServerRef, where: str, fn: Callable[..., Any], args: Tuple[Any, ...],
+            failed: Any) -> Any:
     """Calls fn(server, *args) on a worker thread; returns `failed` when the
     Server is gone or fn raised (the exception goes to on_error)."""
     server = ref()
@@ -82,17 +96,17 @@ def _invoke(ref, where, fn, args, failed):
         stack.pop()
 
 
-def _connect_trampoline(ref, fn):
-    def call(server, id, address, port):
+def _connect_trampoline(ref: ServerRef, fn: Optional[Handler]) -> Callable[..., int]:
+    def call(server: Server, id: int, address: Optional[int], port: int) -> int:
         if fn is None:
             return 0
         addr = ctypes.string_at(address).decode("ascii") if address else ""
         keep = fn(server, id, addr, port)
         return 0 if keep is None or keep else 1
 
-    def on_connect(_server, _user, id, address, port):
+    def on_connect(_server: Any, _user: Any, id: int, address: Optional[int], port: int) -> int:
         # A failing on_connect refuses: it never decided to keep the peer.
-        refuse = _invoke(ref, "on_connect", call, (id, address, port), 1)
+        refuse = int(_invoke(ref, "on_connect", call, (id, address, port), 1))
         if refuse:
             # No on_disconnect follows a refusal: release a context here.
             server = ref()
@@ -102,10 +116,11 @@ def _connect_trampoline(ref, fn):
     return on_connect
 
 
-def _disconnect_trampoline(ref, fn, where="on_disconnect"):
+def _disconnect_trampoline(ref: ServerRef, fn: Optional[Handler],
+                           where: str = "on_disconnect") -> Callable[..., None]:
     # The connection's last callback (on_disconnect, on_connect_failed):
     # its context is released after it.
-    def last(_server, _user, id, value):
+    def last(_server: Any, _user: Any, id: int, value: int) -> None:
         if fn is not None:
             _invoke(ref, where, fn, (id, value), None)
         server = ref()
@@ -115,26 +130,26 @@ def _disconnect_trampoline(ref, fn, where="on_disconnect"):
     return last
 
 
-def _data_trampoline(ref, fn):
-    def call(server, id, data, length):
+def _data_trampoline(ref: ServerRef, fn: Handler) -> Callable[..., None]:
+    def call(server: Server, id: int, data: Optional[int], length: int) -> None:
         # The buffer is valid only during the call: copy it into bytes.
-        fn(server, id, ctypes.string_at(data, length) if length else b"")
+        fn(server, id, ctypes.string_at(data, length) if data and length else b"")
 
-    def on_data(_server, _user, id, data, length):
+    def on_data(_server: Any, _user: Any, id: int, data: Optional[int], length: int) -> None:
         _invoke(ref, "on_data", call, (id, data, length), None)
     return on_data
 
 
-def _simple_trampoline(ref, fn, where):
-    def callback(_server, _user, id, *args):
+def _simple_trampoline(ref: ServerRef, fn: Handler, where: str) -> Callable[..., None]:
+    def callback(_server: Any, _user: Any, id: int, *args: Any) -> None:
         _invoke(ref, where, fn, (id,) + args, None)
     return callback
 
 
-def _log_trampoline(ref, fn):
-    def call(server, level, code, text):
+def _log_trampoline(ref: ServerRef, fn: Handler) -> Callable[..., None]:
+    def call(server: Server, level: int, code: int, text: Optional[int]) -> None:
         fn(server, level, code, ctypes.string_at(text).decode("utf-8", "replace") if text else "")
 
-    def on_log(_server, _user, level, code, text):
+    def on_log(_server: Any, _user: Any, level: int, code: int, text: Optional[int]) -> None:
         _invoke(ref, "on_log", call, (level, code, text), None)
     return on_log

@@ -15,6 +15,7 @@ import ctypes
 import os
 import sys
 import threading
+from typing import List, Optional
 
 from ._abi import _SIGNATURES, VERSION_MAJOR, VERSION_MINOR, version_compatible
 
@@ -23,11 +24,11 @@ class LibraryError(RuntimeError):
     """The library could not be loaded, lacks a function, or is incompatible."""
 
 
-_lib = None
+_lib: Optional[ctypes.CDLL] = None
 _lib_lock = threading.Lock()
 
 
-def _library_names():
+def _library_names() -> List[str]:
     """The files to try, in order: IOCPSRV_LIBRARY alone when it is set, else
     the library in this package's folder, else the platform's search."""
     override = os.environ.get("IOCPSRV_LIBRARY")
@@ -93,10 +94,12 @@ def load() -> ctypes.CDLL:
 
 def version() -> int:
     """iocp_version() of the loaded library, e.g. 0x010100."""
-    return load().iocp_version()
+    number: int = load().iocp_version()
+    return number
 
 
 def version_string() -> str:
     """iocp_version_string() of the loaded library, e.g. "1.1.0"."""
-    return load().iocp_version_string().decode()
+    text: bytes = load().iocp_version_string()
+    return text.decode()
 

@@ -15,7 +15,7 @@ from ._transport import create_server
 class IocpEventLoop(asyncio.SelectorEventLoop):
     """asyncio's selector loop with create_server() on iocpsrv."""
 
-    async def create_server(self, protocol_factory: Any, host: Any = None,  # type: ignore[override]
+    async def create_server(self, protocol_factory: Any, host: Any = None,
                             port: Any = None, **kwds: Any) -> Any:
         """Serve protocol_factory on the iocpsrv core (sock= and an ssl= that is
         not an iocpsrv.TlsConfig go to asyncio)."""

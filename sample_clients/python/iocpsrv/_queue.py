@@ -5,18 +5,31 @@ with struct) and calls the handlers. That thread is the package's own
 serve_async (_asyncio.py), which reuses drain() and accepted() here.
 """
 
+from __future__ import annotations
+
 import ctypes
 import functools
 import struct
 import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 from ._abi import (EBUSY, ECLOSED, EMODE, EVENT_ACCEPTED, EVENT_CONNECT_FAILED, EVENT_DATA,
                    EVENT_DISCONNECTED, EVENT_DRAIN, EVENT_FORMAT, EVENT_LOG, EVENT_PEER_CLOSED,
                    EVENT_SENT, EVENT_SIZE)
 from .errors import IocpError
 
+if TYPE_CHECKING:
+    import weakref
 
-def begin_serving(server):
+    from .server import Server
+
+# One raw event as struct.iter_unpack gives it (a tuple of Any): type,
+# value, id, data, len, context, all integers.
+RawEvent = Tuple[Any, ...]
+Handler = Callable[..., Any]
+
+
+def begin_serving(server: Server) -> None:
     """Makes the calling thread `server`'s one drainer (serve_forever and
     serve_async), or raises: EMODE, EBUSY, or RuntimeError when the
     server has its own thread."""
@@ -32,7 +45,7 @@ def begin_serving(server):
     server._drainer = threading.get_ident()
 
 
-def serve_forever(server):
+def serve_forever(server: Server) -> None:
     """Server.serve_forever: drains on the calling thread until IOCP_ECLOSED."""
     begin_serving(server)
     try:
@@ -42,7 +55,7 @@ def serve_forever(server):
         server._serving.set()
 
 
-def drain(server, dispatch):
+def drain(server: Server, dispatch: Callable[[Iterator[RawEvent]], None]) -> None:
     """The hot loop: one iocp_wait per batch, decoded with struct and passed
     to dispatch(events), until the server is closed (IOCP_ECLOSED)."""
     wait = server._lib.iocp_wait
@@ -62,7 +75,7 @@ def drain(server, dispatch):
             raise IocpError(n, "iocp_wait")
 
 
-def dispatch_batch(server, events):
+def dispatch_batch(server: Server, events: Iterable[RawEvent]) -> None:
     """Calls the handlers for one batch of raw events, in order."""
     (on_connect, on_data, on_sent, on_peer_closed, on_disconnect, on_connect_failed,
      on_log, on_drain) = server._handlers
@@ -76,22 +89,28 @@ def dispatch_batch(server, events):
                 accepted(server, on_connect, id, string_at(data, length), value)
             elif t == EVENT_DISCONNECTED:
                 last(server, on_disconnect, id, value, ctx)
+            # SENT, DRAIN, PEER_CLOSED and LOG are queued only when their
+            # handler is set (queue_events).
             elif t == EVENT_SENT:
-                on_sent(server, id, length)
+                if on_sent is not None:
+                    on_sent(server, id, length)
             elif t == EVENT_DRAIN:
-                on_drain(server, id, length)
+                if on_drain is not None:
+                    on_drain(server, id, length)
             elif t == EVENT_PEER_CLOSED:
-                on_peer_closed(server, id)
+                if on_peer_closed is not None:
+                    on_peer_closed(server, id)
             elif t == EVENT_CONNECT_FAILED:
                 last(server, on_connect_failed, id, value, ctx)
             elif t == EVENT_LOG:
-                on_log(server, value, signed64(ctx), log_text(data, length))
+                if on_log is not None:
+                    on_log(server, value, signed64(ctx), log_text(data, length))
             # Unknown types are skipped, as the header asks.
         except BaseException as e:
             server._report(EVENT_NAMES.get(t, "event"), e)
 
 
-def last(server, fn, id, value, ctx):
+def last(server: Server, fn: Optional[Handler], id: int, value: int, ctx: int) -> None:
     """A connection's last event (DISCONNECTED, CONNECT_FAILED): the event
     carries its context token, released once the handler returned."""
     server._user_paused.discard(id)
@@ -108,14 +127,16 @@ def last(server, fn, id, value, ctx):
         end_context(server, id, ctx)
 
 
-def end_context(server, id, ctx):
+def end_context(server: Server, id: int, ctx: int) -> None:
     """Forgets a connection's context once its last handler returned."""
     with server._context_lock:
         server._ending.pop(id, None)
         server._contexts.pop(ctx, None)
 
 
-def accepted(server, on_connect, id, address, port, refusals=None, started=None):
+def accepted(server: Server, on_connect: Optional[Handler], id: int, address: bytes, port: int,
+             refusals: Optional[List[int]] = None,
+             started: Optional[Callable[[int, Any], Any]] = None) -> None:
     """An ACCEPTED event: on_connect decides whether to keep the connection.
     serve_async passes `started` (its answer is on_connect's result: a
     coroutine is scheduled there and keeps the connection) and `refusals`
@@ -147,17 +168,17 @@ EVENT_NAMES = {EVENT_ACCEPTED: "on_connect", EVENT_DATA: "on_data", EVENT_SENT: 
                EVENT_DRAIN: "on_drain"}
 
 
-def signed64(v):
+def signed64(v: int) -> int:
     """A LOG event's code, which travels as a uint64."""
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
-def log_text(data, length):
+def log_text(data: int, length: int) -> str:
     """A LOG event's message."""
     return ctypes.string_at(data, length).decode("utf-8", "replace")
 
 
-def serve_weakly(ref):
+def serve_weakly(ref: weakref.ref[Server]) -> None:
     """The package's drain thread: holds the Server strongly only while it
     serves, which is until the server is destroyed (the finalizer of an
     abandoned server destroys it; the wait then returns IOCP_ECLOSED)."""

@@ -3,10 +3,13 @@ transports that implement asyncio.Transport, start_server() gives asyncio's
 StreamReader/StreamWriter over them, and install() routes a program's
 loop.create_server here.
 
-How events travel: one helper thread per server takes a batch with
-iocp_wait (queue mode), copies the bytes, hands the batch to the event loop
-with one call_soon_threadsafe and waits until the loop has delivered it
-before releasing it with the next iocp_wait. The library queues at most one
+How events travel: one helper thread per server waits for a batch with
+iocp_wait (queue mode), hands it to the event loop with one
+call_soon_threadsafe and waits until the loop has delivered it (copying
+the bytes) before releasing it with the next iocp_wait. While events keep
+coming the loop takes the next batches itself (iocp_wait without waiting,
+after each delivery), and hands waiting back to the helper when none is
+queued. The library queues at most one
 event per connection until its batch is released, so a protocol that calls
 pause_reading() in data_received() stops the very next receive, and a loop
 that falls behind slows the peers (TCP flow control) instead of buffering
@@ -334,7 +337,7 @@ class IocpTransport(asyncio.Transport):
         self._backlog.clear()
         if self._linger is not None:
             self._linger.cancel()
-        exc: Optional[BaseException] = None
+        exc: Optional[Exception] = None
         if reason == REASON_RESET:
             exc = ConnectionResetError("Connection reset by peer")
         elif reason == REASON_IDLE_TIMEOUT:
@@ -401,7 +404,13 @@ class IocpServer(asyncio.AbstractServer):
         self._closed = False
         self._stopped = False          # iocp_stop called
         self._helper: Optional[threading.Thread] = None
-        self._ready = threading.Event()
+        # Released by the loop when it has delivered a batch; the helper
+        # takes it before releasing the batch (the next iocp_wait).
+        self._delivered = threading.Lock()
+        self._delivered.acquire()
+        self._view = memoryview(native._events).cast("B")
+        self._events_addr = ctypes.addressof(native._events)
+        self._unpack = struct.Struct(EVENT_FORMAT).iter_unpack
         self._refusals: List[int] = []
         self._done: asyncio.Future[None] = loop.create_future()
         self._serving_forever: Optional[asyncio.Future[None]] = None
@@ -524,18 +533,19 @@ class IocpServer(asyncio.AbstractServer):
             self._done.set_result(None)
 
     def _drain(self) -> None:
-        """The helper thread (see the module's text)."""
+        """The helper thread (see the module's text). It only waits: the
+        loop decodes the batch it is handed (the bytes stay valid until the
+        next iocp_wait, which waits for the loop), so a batch costs one
+        call_soon_threadsafe and one lock hand-over, and no event is copied
+        twice."""
         native = self._native
         loop = self._loop
         lib = self._lib
         wait = lib.iocp_wait
         ptr = native._ptr
         addr = ctypes.addressof(native._events)
-        view = memoryview(native._events).cast("B")
         batch = native._batch
-        iter_unpack = struct.Struct(EVENT_FORMAT).iter_unpack
-        string_at = ctypes.string_at
-        ready = self._ready
+        delivered = self._delivered
         deliver = self._deliver
         lost = False
         try:
@@ -548,20 +558,13 @@ class IocpServer(asyncio.AbstractServer):
                     raise IocpError(n, "iocp_wait")
                 if n == 0 or lost:
                     continue
-                events = []
-                for t, value, id, data, length, _ctx in iter_unpack(view[:n * EVENT_SIZE]):
-                    if t == EVENT_DATA or t == EVENT_ACCEPTED:
-                        events.append((t, value, id, string_at(data, length)))
-                    else:
-                        events.append((t, value, id, length))
-                ready.clear()
                 try:
-                    loop.call_soon_threadsafe(deliver, events)
+                    loop.call_soon_threadsafe(deliver, n)
                 except RuntimeError:    # the loop is closed: end everything
                     lost = True
                     lib.iocp_stop(ptr)
                     continue
-                while not ready.wait(0.25):
+                while not delivered.acquire(timeout=0.25):
                     if loop.is_closed():
                         lost = True
                         lib.iocp_stop(ptr)
@@ -586,33 +589,68 @@ class IocpServer(asyncio.AbstractServer):
         self._conns.clear()
         self._release()
 
-    def _deliver(self, events: List[Tuple[int, int, int, Any]]) -> None:
-        """In the loop: one batch, in order."""
-        conns = self._conns
+    def _deliver(self, n: int) -> None:
+        """In the loop: the batch of n events the helper took."""
+        self._take(n, False)
+
+    def _take(self, n: int, inline: bool) -> None:
+        """Delivers a batch, then lets the loop run what it made ready (the
+        streams' tasks, say) and takes the next batch itself with
+        iocp_wait(0) (_poll): while events keep coming, the helper and its
+        hand-over (a self-pipe write and two thread wake-ups per batch)
+        stay out of the way. `inline`: this thread took the batch (and so
+        refuses the connections it turned down itself)."""
+        hand_back = True
         try:
-            for t, value, id, arg in events:
-                if t == EVENT_DATA:
-                    tr = conns.get(id)
-                    if tr is not None:
-                        tr._data_received(arg)
-                elif t == EVENT_ACCEPTED:
-                    self._accept(id, arg.decode("ascii"), value)
-                elif t == EVENT_DRAIN:
-                    tr = conns.get(id)
-                    if tr is not None:
-                        tr._drained(arg)
-                elif t == EVENT_PEER_CLOSED:
-                    tr = conns.get(id)
-                    if tr is not None:
-                        tr._eof_received()
-                elif t == EVENT_DISCONNECTED:
-                    tr = conns.pop(id, None)
-                    if tr is not None:
-                        tr._connection_lost(value)
-                    if self._closed and not conns:
-                        self._stop()
+            self._deliver_batch(n)
+            if self._refusals:
+                if not inline:
+                    return              # the helper holds this batch: it refuses them
+                for id in self._refusals:
+                    self._lib.iocp_close(self._native._ptr, id)
+                self._refusals.clear()
+            self._loop.call_soon(self._poll)
+            hand_back = False
         finally:
-            self._ready.set()
+            if hand_back:
+                self._delivered.release()
+
+    def _poll(self) -> None:
+        """Releases the batch delivered last and takes the next one, if any
+        is queued; else hands waiting back to the helper."""
+        n = ECLOSED
+        try:
+            n = self._lib.iocp_wait(self._native._ptr, self._events_addr, self._native._batch, 0)
+        finally:
+            if n <= 0:
+                self._delivered.release()
+        if n > 0:
+            self._take(n, True)
+
+    def _deliver_batch(self, n: int) -> None:
+        conns = self._conns
+        string_at = ctypes.string_at
+        for t, value, id, data, length, _ctx in self._unpack(self._view[:n * EVENT_SIZE]):
+            if t == EVENT_DATA:
+                tr = conns.get(id)
+                if tr is not None:
+                    tr._data_received(string_at(data, length))
+            elif t == EVENT_ACCEPTED:
+                self._accept(id, string_at(data, length).decode("ascii"), value)
+            elif t == EVENT_DRAIN:
+                tr = conns.get(id)
+                if tr is not None:
+                    tr._drained(length)
+            elif t == EVENT_PEER_CLOSED:
+                tr = conns.get(id)
+                if tr is not None:
+                    tr._eof_received()
+            elif t == EVENT_DISCONNECTED:
+                tr = conns.pop(id, None)
+                if tr is not None:
+                    tr._connection_lost(value)
+                if self._closed and not conns:
+                    self._stop()
 
     def _accept(self, id: int, host: str, port: int) -> None:
         if self._closed:
@@ -647,7 +685,11 @@ async def _resolve(loop: asyncio.AbstractEventLoop, host: Optional[str],
                    port: int) -> Tuple[str, int, bool]:
     """(numeric address, family, dual_stack) for `host`: None or "" listen
     on every address (IPv6 and IPv4 when the system has IPv6); a name is
-    resolved with the loop's getaddrinfo, IPv4 preferred."""
+    resolved with the loop's getaddrinfo, IPv4 preferred. One address only:
+    a sequence of hosts is refused (TypeError)."""
+    if not isinstance(host, (str, type(None))):
+        raise TypeError(f"iocpsrv listens on one address: host must be a str or None, "
+                        f"not {type(host).__name__}")
     if host is None or host == "":
         return "::", socket.AF_INET6, True
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,

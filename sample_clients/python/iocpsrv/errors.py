@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 import errno as _errno
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from . import _abi
 from ._loader import LibraryError, load
@@ -94,7 +94,7 @@ class IocpError(OSError):
     def __str__(self) -> str:
         return self.strerror if self.errno is not None else str(self.args[0])
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> Tuple[type, Tuple[int, Optional[str]]]:
         return (type(self), (self.code, self.what))
 
 
@@ -131,12 +131,14 @@ def error(code: int, what: Optional[str] = None) -> IocpError:
 
 def strerror(code: int) -> str:
     """iocp_strerror(code) as str."""
-    return load().iocp_strerror(code).decode()
+    text: bytes = load().iocp_strerror(code)
+    return text.decode()
 
 
 def err_name(code: int) -> str:
     """iocp_err_name(code) as str, e.g. "IOCP_ENOTFOUND"."""
-    return load().iocp_err_name(code).decode()
+    name: bytes = load().iocp_err_name(code)
+    return name.decode()
 
 
 def check(rc: int, what: str) -> int:

@@ -7,14 +7,13 @@ _callbacks.py (callback mode).
 from __future__ import annotations
 
 import asyncio
-import collections
 import ctypes
 import functools
 import sys
 import threading
 import traceback
 import weakref
-from typing import Any, Awaitable, Callable, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, List, NamedTuple, Optional, Set, Tuple, Union
 
 from . import _asyncio, _queue
 from ._abi import (ADDRSTRLEN, DELIVERY_QUEUE, EINCALLBACK, EINVAL, ENOTFOUND,
@@ -40,12 +39,26 @@ ErrorHandler = Callable[["Server", str, BaseException], None]
 Buffer = Union[bytes, bytearray, memoryview]
 
 
-Statistics = collections.namedtuple(
-    "Statistics", [name for name, _ in _Statistics._fields_[2:]])
-Statistics.__doc__ = """A server's counters since it started (iocp_stats), a snapshot."""
+class Statistics(NamedTuple):
+    """A server's counters since it started (iocp_stats), a snapshot."""
+    connections_accepted: int
+    connections_refused: int
+    connections_open: int
+    bytes_received: int
+    bytes_sent: int
+    bytes_queued: int
+    accept_errors: int
+    system_errors: int
+    tls_handshakes: int
+    tls_handshake_failures: int
+    tls_handshake_timeouts: int
 
 
-def _default_on_error(server, where, exc):
+# The fields are struct iocp_statistics' after size and reserved_, in order.
+assert Statistics._fields == tuple(name for name, _ in _Statistics._fields_[2:])
+
+
+def _default_on_error(server: Server, where: str, exc: BaseException) -> None:
     print(f"iocpsrv: exception in {where} callback (ignored):", file=sys.stderr)
     traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
 
@@ -53,10 +66,11 @@ def _default_on_error(server, where, exc):
 # Callback objects of servers whose handle could not be destroyed (a Server
 # garbage-collected on a worker thread): kept forever, since native code may
 # still call them. Empty in correct programs.
-_immortal = []
+_immortal: List[Tuple[Any, Any]] = []
 
 
-def _finalize(lib, ptr, keepalive, serving=None):
+def _finalize(lib: ctypes.CDLL, ptr: ctypes.c_void_p, keepalive: List[Any],
+              serving: Optional[threading.Event] = None) -> None:
     # Runs when a Server is garbage-collected or at interpreter exit without
     # close(): the library must stop calling into Python before the callback
     # objects go away, and a drain loop must have left iocp_wait for good.
@@ -204,14 +218,14 @@ class Server:
         self.tls = tls
 
         # Contexts: a token (the native context pointer) -> the Python object.
-        self._contexts = {}
+        self._contexts: Dict[int, Any] = {}
         self._context_seq = 0
         self._context_lock = threading.Lock()
         self._set_lock = threading.Lock()   # serialises set_context()
         self._stopped = False   # a graceful stop() has finished
-        self._user_paused = set()   # ids paused with pause_reading (serve_async resumes others)
+        self._user_paused: Set[int] = set()   # ids paused with pause_reading (serve_async resumes others)
 
-        keepalive = []
+        keepalive_refs: List[Any] = []
         callbacks = None
         if mode == "queue":
             config.delivery = DELIVERY_QUEUE
@@ -226,23 +240,24 @@ class Server:
                               on_connect_failed, on_log, on_drain)
             self._events = ctypes.create_string_buffer(EVENT_SIZE * batch)
             self._batch = batch
-            self._ending = {}   # id -> context object, during its last handler
+            self._ending: Dict[int, Any] = {}   # id -> context object, during its last handler
         else:
-            callbacks = make_callbacks(self, keepalive, on_connect, on_data, on_sent,
+            callbacks = make_callbacks(self, keepalive_refs, on_connect, on_data, on_sent,
                                        on_peer_closed, on_disconnect, on_connect_failed, on_log,
                                        on_drain)
-        self._keepalive = keepalive
+        self._keepalive = keepalive_refs
 
         # The library stores the handle here before any callback can run, so
         # callbacks that fire before iocp_create() returns can already use it.
         self._ptr = _server_p()
         self._destroy_lock = threading.Lock()
         self._serve_lock = threading.Lock()
-        self._drainer = None          # thread ident of the queue's drainer
-        self._loop_thread = None      # serve_async: the event loop's thread
+        self._drainer: Optional[int] = None      # thread ident of the queue's drainer
+        self._loop_thread: Optional[int] = None  # serve_async: the event loop's thread
+        self._holds: Dict[int, int] = {}         # serve_async: id -> on_data tasks running
         self._serving = threading.Event()
         self._serving.set()           # set while nobody drains
-        self._thread = None
+        self._thread: Optional[threading.Thread] = None
         self._send = lib.iocp_send
         rc = lib.iocp_create(ctypes.byref(config),
                              ctypes.byref(callbacks) if callbacks is not None else None,
@@ -251,7 +266,7 @@ class Server:
         if rc < 0:
             self._ptr.value = None
             raise error(rc, f"cannot listen on {bind} port {port}")
-        self._finalizer = weakref.finalize(self, _finalize, lib, self._ptr, keepalive,
+        self._finalizer = weakref.finalize(self, _finalize, lib, self._ptr, keepalive_refs,
                                            self._serving if mode == "queue" else None)
         if mode == "queue" and thread:
             self._thread = threading.Thread(target=_queue.serve_weakly, args=(weakref.ref(self),),
@@ -350,17 +365,16 @@ class Server:
         return self
 
     def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException],
-                 tb: object) -> bool:
+                 tb: object) -> None:
         """Destroys the server (see destroy()); exceptions propagate."""
         self.destroy()
-        return False
 
     @property
     def closed(self) -> bool:
         """True once the server is destroyed."""
         return self._ptr.value is None
 
-    def _handle(self):
+    def _handle(self) -> ctypes.c_void_p:
         if self._ptr.value is None:
             raise ValueError("server is destroyed")
         return self._ptr
@@ -422,6 +436,8 @@ class Server:
                 if e.code == ENOTFOUND and self.mode == "queue" and id in self._ending:
                     return self._ending[id]
             raise
+        if token is None:
+            return None
         with self._context_lock:
             return self._contexts.get(token)
 
@@ -481,7 +497,7 @@ class Server:
             closed = _check(self._lib.iocp_stop_graceful(ptr, ms), "iocp_stop_graceful")
             self._stopped = True
             return closed
-        result = []
+        result: List[int] = []
         stopper = threading.Thread(
             target=lambda: result.append(self._lib.iocp_stop_graceful(ptr, ms)),
             name=f"iocpsrv-stop:{self.port}", daemon=True)
@@ -507,9 +523,9 @@ class Server:
     @property
     def refused_count(self) -> int:
         """Connections refused because max_connections was reached."""
-        return self._lib.iocp_refused_count(self._handle())
+        return int(self._lib.iocp_refused_count(self._handle()))
 
-    def _context_token(self, id, missing_ok=False):
+    def _context_token(self, id: int, missing_ok: bool = False) -> Optional[int]:
         p = ctypes.c_void_p()
         rc = self._lib.iocp_get_context(self._handle(), id, ctypes.byref(p))
         if rc < 0:
@@ -518,12 +534,12 @@ class Server:
             raise IocpError(rc, "iocp_get_context")
         return p.value
 
-    def _release_token(self, token):
+    def _release_token(self, token: Optional[int]) -> None:
         if token is not None:
             with self._context_lock:
                 self._contexts.pop(token, None)
 
-    def _release_context(self, id):
+    def _release_context(self, id: int) -> None:
         # In the connection's last callback: the library hands the token back
         # without a lookup; afterwards nobody can reach it.
         try:
@@ -534,7 +550,7 @@ class Server:
     @property
     def port(self) -> int:
         """The port listened on (useful after port=0)."""
-        return self._lib.iocp_port(self._handle())
+        return int(self._lib.iocp_port(self._handle()))
 
     def connect(self, host: str, port: int, *, tls: Optional[TlsClient] = None) -> int:
         """Opens an outbound connection (iocp_connect) and returns its id;
@@ -590,7 +606,7 @@ class Server:
     @property
     def connection_count(self) -> int:
         """Connections currently open."""
-        return self._lib.iocp_connection_count(self._handle())
+        return int(self._lib.iocp_connection_count(self._handle()))
 
     def stats(self) -> Statistics:
         """The server's counters (a Statistics named tuple)."""
@@ -599,7 +615,7 @@ class Server:
         _check(self._lib.iocp_stats(self._handle(), ctypes.byref(st)), "iocp_stats")
         return Statistics(*(getattr(st, name) for name in Statistics._fields))
 
-    def _report(self, where, exc):
+    def _report(self, where: str, exc: BaseException) -> None:
         try:
             self._on_error(self, where, exc)
         except BaseException as e2:  # the hook itself must not escape either

@@ -104,6 +104,10 @@ def live_tables(runs, o, winever):
             ("park", "The echo sample natively, parking on (the default) against parking off, "
                      "idle parking only, and one worker", "echoes", "echo"),
             ("live-wine", f"Echo against the minimal IOCP echo ({winever})", "echoes", "echo"),
+            ("py-proto", f"asyncio Protocol echoes against uvloop's (loadgen --io {o.client})", "echoes", "echo"),
+            ("py-streams", f"asyncio streams echoes against uvloop's (loadgen --io {o.client})", "echoes", "echo"),
+            ("aiohttp-wrk", f"aiohttp hello-world against uvloop's (wrk -t {o.wrk_threads})", "requests", "request"),
+            ("aiohttp-ab", "aiohttp hello-world against uvloop's (ab -k)", "requests", "request"),
             ("live-http", f"HTTP against nginx, natively (wrk -t {o.wrk_threads}; {o.http_threads} workers each)",
              "requests", "request")):
         if not any(r["group"] == group for r in runs):
@@ -111,7 +115,7 @@ def live_tables(runs, o, winever):
         print()
         # Where the rate is set: a client (or, under Wine, a wineserver) that
         # runs all the time is the bottleneck (test/bench/README.md).
-        shares = [("client_cpu_pct", "client")] if group != "live-http" else []
+        shares = [("client_cpu_pct", "client")] if "http" not in group else []
         if group == "live-wine":
             shares.append(("watched_cpu_pct", "wineserver"))
         print(f"{title}, servers kept running and driven in turn "
