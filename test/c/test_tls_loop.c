@@ -1,10 +1,13 @@
 /* TLS server and client of the library against each other, through the API
  * only, so the same source tests either engine's server side: a handshake,
  * 1 MiB echoed byte for byte and close_notify both ways; 200 handshakes at
- * once; destroy among handshakes. Registered where the engine's server side
- * can run (Linux; Windows under a Wine with server-side SChannel, which
- * Debian 12's Wine 8 lacks). IOCP_TLS_PEER_CERTS names the certificates'
- * folder (support/make_certs.sh). */
+ * once; destroy among handshakes; the server's ALPN choice and the
+ * protocol both ends report; a TLS 1.3-only server. Registered where the
+ * engine's server side can run (Linux; Windows under Debian 13's Wine 10,
+ * as Debian 12's Wine 8 has no server-side SChannel). IOCP_TLS_PEER_CERTS
+ * names the certificates' folder (support/make_certs.sh);
+ * IOCP_TLS_EXPECT_13=1 says the engine speaks TLS 1.3 there (OpenSSL does,
+ * Wine 10's SChannel does not). */
 #include "tsupport.h"
 
 #include <stdio.h>
@@ -13,6 +16,7 @@
 
 static uint8_t *g_p12;
 static size_t g_p12_len;
+static int g_tls13;
 
 static void load_identity(void) {
   char path[1024];
@@ -32,23 +36,40 @@ static void load_identity(void) {
   fclose(f);
 }
 
+static void tls_config(iocp_config *cfg) {
+  iocp_config_init(cfg, sizeof(*cfg));
+  cfg->tls_pkcs12 = g_p12;
+  cfg->tls_pkcs12_len = (uint32_t)g_p12_len;
+  cfg->tls_password = "secret";
+  cfg->tls_handshake_timeout_ms = TS_TIMEOUT_MS;
+}
+
 static rec_server *tls_server(int flags) {
   iocp_config cfg;
-  iocp_config_init(&cfg, sizeof(cfg));
-  cfg.tls_pkcs12 = g_p12;
-  cfg.tls_pkcs12_len = (uint32_t)g_p12_len;
-  cfg.tls_password = "secret";
-  cfg.tls_handshake_timeout_ms = TS_TIMEOUT_MS;
+  tls_config(&cfg);
   return rec_start(flags, &cfg, NULL);
 }
 
-static int connect_tls(rec_server *cli, uint16_t port, iocp_conn_id *id) {
+static int connect_tls_alpn(rec_server *cli, uint16_t port, const char *alpn, iocp_conn_id *id) {
   iocp_tls_client o;
   memset(&o, 0, sizeof(o));
   o.size = sizeof(o);
   o.no_verify = 1;
+  o.alpn = alpn;
   o.handshake_timeout_ms = TS_TIMEOUT_MS;
   return iocp_connect_tls(cli->srv, "127.0.0.1", port, &o, id);
+}
+
+static int connect_tls(rec_server *cli, uint16_t port, iocp_conn_id *id) {
+  return connect_tls_alpn(cli, port, NULL, id);
+}
+
+static iocp_tls_info info_of(rec_server *r, iocp_conn_id id) {
+  iocp_tls_info info;
+  memset(&info, 0, sizeof(info));
+  info.size = sizeof(info);
+  assert_int_equal(iocp_tls_get_info(r->srv, id, &info), IOCP_OK);
+  return info;
 }
 
 #define BULK (1u << 20)
@@ -127,13 +148,76 @@ static void test_loop_destroy_mid_handshake(void **state) {
   rec_stop(cli);
 }
 
+/* The server's ALPN list against what clients offer: both ends report the
+ * server's choice (its preference first; none without a common protocol)
+ * and the newest protocol both speak; a few bytes echo after it. */
+static void test_loop_alpn(void **state) {
+  static const char *const cases[][2] = {
+      {"x-unknown,http/1.1", "http/1.1"}, {"http/1.1,h2", "h2"}, {"x-unknown", ""}, {NULL, ""}};
+  iocp_config cfg;
+  rec_server *srv, *cli;
+  size_t i;
+  (void)state;
+  tls_config(&cfg);
+  cfg.tls_alpn = "h2,http/1.1";
+  srv = rec_start(REC_ECHO, &cfg, NULL);
+  cli = rec_start(0, NULL, NULL);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    iocp_conn_id id, sid;
+    iocp_tls_info ci, si;
+    assert_int_equal(connect_tls_alpn(cli, srv->port, cases[i][0], &id), IOCP_OK);
+    assert_int_equal(rec_wait_connect(cli, (int64_t)i + 1), id);
+    sid = rec_wait_connect(srv, (int64_t)i + 1);
+    assert_true(sid != 0);
+    ci = info_of(cli, id);
+    si = info_of(srv, sid);
+    assert_string_equal(ci.alpn, cases[i][1]);
+    assert_string_equal(si.alpn, cases[i][1]);
+    assert_int_equal(ci.version, g_tls13 ? IOCP_TLS_1_3 : IOCP_TLS_1_2);
+    assert_int_equal(si.version, ci.version);
+    assert_int_equal(iocp_send(cli->srv, id, "ping", 4), IOCP_OK);
+    assert_int_equal(ts_counter_wait(cli->bytes_in, 4 * ((int64_t)i + 1), TS_TIMEOUT_MS), 0);
+  }
+  rec_stop(cli);
+  rec_stop(srv);
+}
+
+/* A server that takes TLS 1.3 only: serves a client that speaks it; where
+ * the engine has no TLS 1.3, iocp_create refuses it. */
+static void test_loop_tls13_only(void **state) {
+  iocp_config cfg;
+  rec_server *srv, *cli;
+  iocp_conn_id id;
+  int rc = 0;
+  (void)state;
+  tls_config(&cfg);
+  cfg.tls_min_version = IOCP_TLS_1_3;
+  srv = rec_try_start(REC_ECHO, &cfg, NULL, &rc);
+  if (!g_tls13) {
+    assert_null(srv);
+    assert_int_equal(rc, IOCP_ETLS);
+    return;
+  }
+  assert_non_null(srv);
+  cli = rec_start(0, NULL, NULL);
+  assert_int_equal(connect_tls(cli, srv->port, &id), IOCP_OK);
+  assert_int_equal(rec_wait_connect(cli, 1), id);
+  assert_int_equal(info_of(cli, id).version, IOCP_TLS_1_3);
+  rec_stop(cli);
+  rec_stop(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_echo),
       cmocka_unit_test(test_loop_many),
       cmocka_unit_test(test_loop_destroy_mid_handshake),
+      cmocka_unit_test(test_loop_alpn),
+      cmocka_unit_test(test_loop_tls13_only),
   };
+  const char *tls13 = getenv("IOCP_TLS_EXPECT_13");
   ts_net_init();
   load_identity();
+  g_tls13 = tls13 != NULL && strcmp(tls13, "1") == 0;
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
