@@ -544,6 +544,17 @@ static SECURITY_STATUS step(iocp__tls *t) {
   return st;
 }
 
+/* Whether `in` (which starts at a record) cannot be TLS: a content type
+ * other than 20-23, a major version other than 3, or a length over the
+ * largest record (2^14 + 2048). SChannel would wait for such a record to
+ * complete (plain HTTP reads as a 12 KB one) until the time limit. */
+static int not_tls(const bytes *in) {
+  const uint8_t *p = in->p;
+  if (in->len >= 1 && (p[0] < 20 || p[0] > 23)) return 1;
+  if (in->len >= 2 && p[1] != 3) return 1;
+  return in->len >= 5 && (((size_t)p[3] << 8) | p[4]) > 16384 + 2048;
+}
+
 /* The server's chain and name, checked by hand (manual validation). */
 static int verify(iocp__tls *t, char *why, size_t cap) {
   PCCERT_CONTEXT peer = NULL;
@@ -606,6 +617,10 @@ int iocp__tls_handshake(iocp__tls *t, char *why, size_t cap) {
     if (t->done) return IOCP__TLS_DONE;
     /* A server waits for the ClientHello; a client speaks first. */
     if (t->in.len == 0 && (t->server || t->have_ctx)) return IOCP__TLS_WANT;
+    if (not_tls(&t->in)) {
+      say(why, cap, "handshake failed: not a TLS record", 0);
+      return IOCP_ETLS;
+    }
     st = step(t);
     if (st == SEC_E_INCOMPLETE_MESSAGE) return IOCP__TLS_WANT;
     if (st == SEC_I_CONTINUE_NEEDED || st == SEC_I_INCOMPLETE_CREDENTIALS) {
@@ -697,6 +712,10 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
       continue;
     }
     if (t->in.len == 0) return IOCP__TLS_WANT;
+    if (not_tls(&t->in)) {
+      say(why, cap_why, "not a TLS record", 0);
+      return IOCP_ETLS;
+    }
     head_len = t->in.len < sizeof(head) ? t->in.len : sizeof(head);
     memcpy(head, t->in.p, head_len);
     had = t->in.len;

@@ -2,7 +2,8 @@
  * only, so the same source tests either engine's server side: a handshake,
  * 1 MiB echoed byte for byte and close_notify both ways; 200 handshakes at
  * once; destroy among handshakes; the server's ALPN choice and the
- * protocol both ends report; a TLS 1.3-only server. Registered where the
+ * protocol both ends report; a TLS 1.3-only server; peers that are not TLS,
+ * cut a ClientHello or stall, each cut off, counted, the server serving on. Registered where the
  * engine's server side can run (Linux; Windows under Debian 13's Wine 10,
  * as Debian 12's Wine 8 has no server-side SChannel). IOCP_TLS_PEER_CERTS
  * names the certificates' folder (support/make_certs.sh);
@@ -207,6 +208,124 @@ static void test_loop_tls13_only(void **state) {
   rec_stop(srv);
 }
 
+/* ---- Peers that are not TLS, or stall ---------------------------------------------- */
+
+static iocp_statistics stats_of(iocp_server *s) {
+  iocp_statistics st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  assert_int_equal(iocp_stats(s, &st), IOCP_OK);
+  return st;
+}
+
+/* Waits until a statistic reaches target (statistics are not events). */
+static int wait_stat(iocp_server *s, size_t offset, uint64_t target) {
+  uint64_t end = ts_now_ms() + TS_TIMEOUT_MS;
+  ts_counter *tick = ts_counter_new();
+  int rc = -1;
+  while (ts_now_ms() < end) {
+    iocp_statistics st = stats_of(s);
+    if (*(uint64_t *)((char *)&st + offset) >= target) {
+      rc = 0;
+      break;
+    }
+    ts_counter_wait(tick, 1, 5); /* a 5 ms pause between looks */
+  }
+  ts_counter_free(tick);
+  return rc;
+}
+#define WAIT_STAT(s, field, n) wait_stat((s), offsetof(iocp_statistics, field), (n))
+
+typedef struct capture {
+  uint8_t buf[4096];
+  size_t len;
+} capture;
+
+static void hook_capture(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len) {
+  capture *c = r->user;
+  (void)id;
+  if (len > sizeof(c->buf) - c->len) len = sizeof(c->buf) - c->len;
+  memcpy(c->buf + c->len, data, len);
+  c->len += len;
+}
+
+/* The engine's own ClientHello (its first record), as a plain server of
+ * the library receives it. */
+static size_t client_hello(uint8_t *out, size_t cap) {
+  rec_hooks hooks;
+  rec_server *plain, *cli;
+  capture *c = calloc(1, sizeof(*c));
+  iocp_conn_id id;
+  size_t n;
+  memset(&hooks, 0, sizeof(hooks));
+  hooks.on_data = hook_capture;
+  plain = rec_start(0, NULL, &hooks);
+  plain->user = c;
+  cli = rec_start(0, NULL, NULL);
+  assert_int_equal(connect_tls(cli, plain->port, &id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(plain->bytes_in, 5, TS_TIMEOUT_MS), 0);
+  assert_int_equal(c->buf[0], 22); /* a handshake record */
+  n = 5 + (((size_t)c->buf[3] << 8) | c->buf[4]);
+  assert_true(n > 100 && n <= cap && n <= sizeof(c->buf));
+  assert_int_equal(ts_counter_wait(plain->bytes_in, (int64_t)n, TS_TIMEOUT_MS), 0);
+  rec_stop(cli);
+  rec_stop(plain);
+  memcpy(out, c->buf, n);
+  free(c);
+  return n;
+}
+
+/* Each bad peer is cut off without a callback, counted, and the server
+ * still serves TLS afterwards. */
+static void test_loop_bad_peers(void **state) {
+  iocp_config cfg;
+  rec_server *r, *cli;
+  ts_sock a;
+  iocp_conn_id id;
+  uint8_t hello[4096], end[64];
+  size_t n = client_hello(hello, sizeof(hello)), got;
+  iocp_statistics st;
+  (void)state;
+  tls_config(&cfg);
+  cfg.tls_handshake_timeout_ms = 200;
+  r = rec_start(REC_ECHO, &cfg, NULL);
+  /* Plain HTTP to the TLS port. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  /* Garbage behind a handshake record's header. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "\x16\x03\x01\xff\xff garbage garbage garbage", 28), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  /* Half a ClientHello, then FIN. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
+  ts_shutdown_send(a);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
+  /* Half a ClientHello, then silence: the handshake's time limit. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
+  /* Nothing reached the program; the server still serves. */
+  assert_int_equal(ts_counter_get(r->connects), 0);
+  cli = rec_start(0, NULL, NULL);
+  assert_int_equal(connect_tls(cli, r->port, &id), IOCP_OK);
+  assert_int_equal(rec_wait_connect(cli, 1), id);
+  assert_int_equal(iocp_send(cli->srv, id, "ok", 2), IOCP_OK);
+  assert_int_equal(ts_counter_wait(cli->bytes_in, 2, TS_TIMEOUT_MS), 0);
+  rec_stop(cli);
+  st = stats_of(r->srv);
+  assert_int_equal(st.tls_handshake_failures, 3);
+  assert_int_equal(st.tls_handshake_timeouts, 1);
+  rec_stop(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_echo),
@@ -214,6 +333,7 @@ int main(void) {
       cmocka_unit_test(test_loop_destroy_mid_handshake),
       cmocka_unit_test(test_loop_alpn),
       cmocka_unit_test(test_loop_tls13_only),
+      cmocka_unit_test(test_loop_bad_peers),
   };
   const char *tls13 = getenv("IOCP_TLS_EXPECT_13");
   ts_net_init();
