@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""Black-box test of the C samples' --tls option (Linux, OpenSSL tools).
+"""Black-box test of the C samples' --tls option (OpenSSL tools as clients).
 
     tls_driver.py --echo ECHO_SERVER --http HTTP_SERVER --proxy PROXY
+                  [--runner WINE10_SH --rsa --newest-tls12]
+
+--runner runs each sample through a command (test/tools/wine10.sh: the
+Windows build under Wine 10; the identity is then made in the current
+folder, which that runner shares); --rsa makes an RSA 2048 identity (Wine's
+PKCS#12 import refuses ECDSA); --newest-tls12 checks TLS 1.2 only (Wine's
+SChannel has no TLS 1.3).
 
 Makes a throw-away identity (ECDSA P-256, PKCS#12 with a password) in a
 temporary folder, then, one output line per check:
@@ -32,10 +39,12 @@ from echo_driver import Child, Results  # noqa: E402
 PASSWORD = "s3cret"
 
 
-def make_identity(folder):
+def make_identity(folder, rsa=False):
     key, pem, p12 = (os.path.join(folder, n) for n in ("key.pem", "cert.pem", "id.p12"))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", pem,
+    newkey = ["-newkey", "rsa:2048"] if rsa else ["-newkey", "ec", "-pkeyopt",
+                                                  "ec_paramgen_curve:P-256"]
+    subprocess.run(["openssl", "req", "-x509"] + newkey + [
+                    "-nodes", "-keyout", key, "-out", pem,
                     "-days", "2", "-subj", "/CN=localhost", "-addext",
                     "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)
@@ -45,9 +54,12 @@ def make_identity(folder):
     return pem, p12
 
 
+START_TIMEOUT = 30  # seconds; longer through a runner (Wine's first start)
+
+
 def start(argv):
     child = Child(argv, dict(os.environ), None)
-    port = child.wait_listening(30)
+    port = child.wait_listening(START_TIMEOUT)
     return child, port
 
 
@@ -84,8 +96,8 @@ def echo_bytes(s, data, step=64 << 10):
     return bytes(got) == data
 
 
-def check_echo(res, label, port, pem):
-    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+def check_echo(res, label, port, pem, versions):
+    for version in versions:
         try:
             s = tls_client(port, pem, version)
             data = os.urandom(1 << 20)
@@ -102,16 +114,26 @@ def main():
     ap.add_argument("--echo", required=True)
     ap.add_argument("--http", required=True)
     ap.add_argument("--proxy", required=True)
+    ap.add_argument("--runner")
+    ap.add_argument("--rsa", action="store_true")
+    ap.add_argument("--newest-tls12", action="store_true")
     a = ap.parse_args()
+    run = [a.runner] if a.runner else []
+    if a.runner:
+        global START_TIMEOUT
+        START_TIMEOUT = 180
+    versions = [ssl.TLSVersion.TLSv1_2]
+    if not a.newest_tls12:
+        versions.append(ssl.TLSVersion.TLSv1_3)
     res = Results("tls samples")
-    folder = tempfile.mkdtemp()
+    folder = tempfile.mkdtemp(dir=os.getcwd() if a.runner else None)
     try:
-        pem, p12 = make_identity(folder)
+        pem, p12 = make_identity(folder, a.rsa)
         tls_args = ["--port", "0", "--tls", p12, "--tls-password", PASSWORD]
 
-        echo, port = start([a.echo] + tls_args)
+        echo, port = start(run + [a.echo] + tls_args)
         if res.check(port is not None, "echo_server --tls listens", echo.diagnostics()):
-            check_echo(res, "echo_server", port, pem)
+            check_echo(res, "echo_server", port, pem, versions)
             # -quiet implies -ign_eof: the line goes out, its echo is
             # awaited, then stdin's end ends s_client.
             sc = Child(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
@@ -127,14 +149,14 @@ def main():
                       "openssl s_client gets its line echoed", sc.diagnostics())
         stop(res, echo, "echo_server --tls")
 
-        bad = Child([a.echo, "--port", "0", "--tls", p12, "--tls-password", "wrong"],
+        bad = Child(run + [a.echo, "--port", "0", "--tls", p12, "--tls-password", "wrong"],
                     dict(os.environ), None)
         rc = bad.wait(30)
         bad.join_output(5)
         res.check(rc == 1 and not bad.stdout, "a wrong password: exit 1, nothing listens",
                   bad.diagnostics())
 
-        http, port = start([a.http] + tls_args)
+        http, port = start(run + [a.http] + tls_args)
         if res.check(port is not None, "http_server --tls listens", http.diagnostics()):
             if shutil.which("curl"):
                 out = subprocess.run(["curl", "-sk", f"https://127.0.0.1:{port}/"],
@@ -154,8 +176,8 @@ def main():
             s.close()
         stop(res, http, "http_server --tls")
 
-        target, tport = start([a.echo, "--port", "0"])
-        proxy, port = start([a.proxy, "--to", f"127.0.0.1:{tport}"] + tls_args)
+        target, tport = start(run + [a.echo, "--port", "0"])
+        proxy, port = start(run + [a.proxy, "--to", f"127.0.0.1:{tport}"] + tls_args)
         if res.check(port is not None and tport is not None, "proxy --tls listens",
                      proxy.diagnostics()):
             s = tls_client(port, pem)
