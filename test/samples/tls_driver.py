@@ -14,7 +14,8 @@ Makes a throw-away identity (ECDSA P-256, PKCS#12 with a password) in a
 temporary folder, then, one output line per check:
   1. echo_server --tls: Python's ssl client at TLS 1.2 and 1.3 (verifying
      the certificate) gets 1 MiB echoed byte-exact, then a close_notify
-     answering its own; `openssl s_client` gets its line echoed
+     answering its own; `openssl s_client` gets its line echoed; a TLS 1.2
+     `openssl s_client` asking to renegotiate ("R") loses its connection
   2. echo_server --tls with a wrong password exits 1 without listening
   3. http_server --tls: `curl -k https://...` and a Python ssl client get
      "Hello, World!"
@@ -26,12 +27,14 @@ failed"; exit code 1 when anything failed. Every wait has a deadline.
 
 import argparse
 import os
+import queue
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from echo_driver import Child, Results  # noqa: E402
@@ -96,6 +99,45 @@ def echo_bytes(s, data, step=64 << 10):
     return bytes(got) == data
 
 
+def wait_line(child, text, timeout):
+    """Whether a line holding text comes from child within timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            line = child.lines.get(timeout=left)
+        except queue.Empty:
+            return False
+        if line is None:
+            return False
+        if text in line:
+            return True
+
+
+def check_renegotiation(res, port, pem):
+    """A TLS 1.2 client's renegotiation is refused: after its "R" command
+    s_client's connection ends (Windows: the engine ends it; Linux: OpenSSL's
+    no_renegotiation alert), with its standard input still open."""
+    sc = Child(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+                "-CAfile", pem], dict(os.environ), None)
+    try:
+        sc.proc.stdin.write(b"before renegotiation\n")
+        sc.proc.stdin.flush()
+        echoed = wait_line(sc, b"before renegotiation", 30)
+        sc.proc.stdin.write(b"R\n")
+        sc.proc.stdin.flush()
+        rc = sc.wait(30)
+        res.check(echoed and rc is not None,
+                  "a TLS 1.2 renegotiation (s_client R) ends the connection", sc.diagnostics())
+    except OSError as e:
+        res.check(False, "a TLS 1.2 renegotiation (s_client R) ends the connection", repr(e))
+    finally:
+        sc.close_stdin()
+        sc.kill()
+
+
 def check_echo(res, label, port, pem, versions):
     for version in versions:
         try:
@@ -147,6 +189,8 @@ def main():
                 sc.kill()
             res.check(line is not None and b"hello over s_client" in line,
                       "openssl s_client gets its line echoed", sc.diagnostics())
+            check_renegotiation(res, port, pem)
+            check_echo(res, "echo_server after the renegotiation", port, pem, versions[:1])
         stop(res, echo, "echo_server --tls")
 
         bad = Child(run + [a.echo, "--port", "0", "--tls", p12, "--tls-password", "wrong"],
