@@ -3,8 +3,9 @@
 # TLS suites that need server-side SChannel (Debian 12's Wine 8 has none):
 # made once with debootstrap from the Debian mirror this machine's apt uses,
 # then reused (test/tools/wine10.sh runs a program in it). Run as root; needs
-# debootstrap (install-deps.sh installs it and calls this). About 1.4 GB; a
-# few minutes the first time, nothing when it is there.
+# debootstrap (install-deps.sh installs it and calls this). About 1.2 GB; 5
+# to 8 minutes the first time on a busy 2-core machine, nothing when it is
+# there.
 set -euo pipefail
 
 root=/var/cache/iocpsrv/trixie
@@ -39,5 +40,6 @@ if ! debootstrap --variant=minbase --include=wine64 trixie "$root.partial" "$mir
 fi
 rm -f "$log"
 unmount_under "$root.partial"
+rm -f "$root.partial"/var/cache/apt/archives/*.deb # 200 MB nothing reads again
 mv "$root.partial" "$root"
 chroot "$root" dpkg-query -W -f='wine64 ${Version}\n' wine64 >"$stamp"
