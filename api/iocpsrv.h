@@ -785,9 +785,10 @@ IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, ui
  *   record error after the handshake ends it with IOCP_REASON_TLS_ERROR.
  *   Renegotiation is refused.
  * - TLS 1.2 and 1.3 (config.tls_min_version); 1.0 and 1.1 never. The
- *   Windows engine offers TLS 1.2 only so far: there tls_min_version
- *   IOCP_TLS_1_3 (or iocp_tls_client.min_version) is IOCP_ETLS, a server's
- *   ALPN list is ignored and a client's is IOCP_ETLS.
+ *   Windows engine speaks TLS 1.3 where the system's SChannel has it
+ *   (Windows 11, Windows Server 2022 and later); elsewhere TLS 1.2, and
+ *   tls_min_version IOCP_TLS_1_3 (or iocp_tls_client.min_version) is
+ *   IOCP_ETLS. ALPN on both engines.
  * iocp_create() fails, nothing listening, with IOCP_EPKCS12 (not a PKCS#12
  * blob, or no certificate in it), IOCP_EPASSWORD, IOCP_ENOKEY (no private
  * key, or one that does not match the certificate) or IOCP_ETLS (the TLS

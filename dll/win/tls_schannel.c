@@ -8,17 +8,30 @@
  * plaintext DecryptMessage leaves inside `in` is copied to `plain` for the
  * core to read, and handshake tokens and encrypted records go to `out`.
  *
- * This engine offers TLS 1.2 (SCHANNEL_CRED; TLS 1.3 needs SCH_CREDENTIALS,
- * not done) and no ALPN yet. A client verifies the server's chain and name
+ * Protocols: TLS 1.3 and 1.2 (1.3 only for tls_min_version IOCP_TLS_1_3),
+ * asked for with SCH_CREDENTIALS and its TLS_PARAMETERS (which disable what
+ * is older); an SChannel that does not take that form (before Windows 10
+ * 1809; Wine) gets SCHANNEL_CRED with TLS 1.3 and 1.2 enabled, then with
+ * TLS 1.2 alone. The handshake's result is checked against the minimum.
+ * ALPN: the list goes to AcceptSecurityContext / InitializeSecurityContext
+ * as a SECBUFFER_APPLICATION_PROTOCOLS input, the choice is read with
+ * SECPKG_ATTR_APPLICATION_PROTOCOL. After a TLS 1.3 handshake,
+ * DecryptMessage answers post-handshake messages (a NewSessionTicket, a
+ * KeyUpdate) with SEC_I_RENEGOTIATE: they go back through the handshake
+ * call, which is no renegotiation; at TLS 1.2 that status is a
+ * renegotiation and refused. A client verifies the server's chain and name
  * itself (manual validation), against the given CA or the system's roots. */
 #define SECURITY_WIN32
+#define SCHANNEL_USE_BLACKLISTS /* SCH_CREDENTIALS, TLS_PARAMETERS */
 #include <winsock2.h>
 #include <windows.h>
+#include <subauth.h> /* UNICODE_STRING, which TLS_PARAMETERS names */
 #include <wincrypt.h>
 #include <schannel.h>
 #include <security.h>
 #include <sspi.h>
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +49,21 @@
 #  define SECBUFFER_ALERT 17
 #endif
 
+#define PROT_TLS12 (SP_PROT_TLS1_2_SERVER | SP_PROT_TLS1_2_CLIENT)
+#define PROT_TLS13 (SP_PROT_TLS1_3_SERVER | SP_PROT_TLS1_3_CLIENT)
+
+/* An ALPN list as SChannel takes it (SEC_APPLICATION_PROTOCOLS). */
+typedef struct alpn_list {
+  uint8_t *p;
+  unsigned long len;
+} alpn_list;
+
 struct iocp__tls_cred {
   CredHandle cred;
   HCERTSTORE store;
   PCCERT_CONTEXT cert;
+  uint32_t min_version;
+  alpn_list alpn;
 };
 
 typedef struct bytes {
@@ -54,6 +78,11 @@ struct iocp__tls {
   int have_ctx;
   int server, done;
   int no_verify;
+  int post;          /* TLS 1.3 post-handshake messages go to step() */
+  uint32_t min_version;
+  DWORD proto;       /* the negotiated SP_PROT_ bits */
+  alpn_list alpn;    /* offered (a server's points into its cred) */
+  int own_alpn;
   wchar_t *target;   /* the client's server name, or NULL */
   HCERTSTORE ca;     /* the client's trust anchors, or NULL: the system's */
   SecPkgContext_StreamSizes sizes;
@@ -107,29 +136,147 @@ static wchar_t *wide(const char *s) {
 
 /* ---- Credentials ------------------------------------------------------------- */
 
+/* "h2,http/1.1" -> SEC_APPLICATION_PROTOCOLS: one ALPN list (length-prefixed
+ * names, as in the extension) behind its headers. 0, or -1 for a name that
+ * is empty or longer than 255 bytes, or a list too long; *out NULL when
+ * there is no memory. */
+static int alpn_build(const char *list, alpn_list *out) {
+  size_t wire = 0, head = offsetof(SEC_APPLICATION_PROTOCOLS, ProtocolLists) +
+                          offsetof(SEC_APPLICATION_PROTOCOL_LIST, ProtocolList);
+  const char *p;
+  uint8_t *w;
+  SEC_APPLICATION_PROTOCOLS *ap;
+  out->p = NULL;
+  out->len = 0;
+  for (p = list; *p != '\0';) {
+    const char *end = strchr(p, ',');
+    size_t k = end != NULL ? (size_t)(end - p) : strlen(p);
+    if (k == 0 || k > 255) return -1;
+    wire += 1 + k;
+    p += k;
+    if (*p == ',') p++;
+  }
+  if (wire == 0 || wire > 0xffff) return -1;
+  out->p = calloc(1, head + wire);
+  if (out->p == NULL) return 0;
+  ap = (SEC_APPLICATION_PROTOCOLS *)out->p;
+  ap->ProtocolListsSize =
+      (unsigned long)(offsetof(SEC_APPLICATION_PROTOCOL_LIST, ProtocolList) + wire);
+  ap->ProtocolLists[0].ProtoNegoExt = SecApplicationProtocolNegotiationExt_ALPN;
+  ap->ProtocolLists[0].ProtocolListSize = (unsigned short)wire;
+  w = out->p + head;
+  for (p = list; *p != '\0';) {
+    const char *end = strchr(p, ',');
+    size_t k = end != NULL ? (size_t)(end - p) : strlen(p);
+    *w++ = (uint8_t)k;
+    memcpy(w, p, k);
+    w += k;
+    p += k;
+    if (*p == ',') p++;
+  }
+  out->len = (unsigned long)(head + wire);
+  return 0;
+}
+
+/* The credential forms, newest first; the first one this system's SChannel
+ * took is remembered for the next credentials (one per outbound
+ * connection). */
+enum { FORM_SCH = 1, FORM_LEGACY_13, FORM_LEGACY_12, FORM_END };
+static volatile LONG g_form;
+
+/* Whether a credential is unfit: SChannel reports that it enables none of
+ * the protocols allowed, or that it took SCH_CREDENTIALS but not its
+ * TLS_PARAMETERS (Wine 8 and 10: TLS 1.0 and 1.1 enabled, no TLS 1.3).
+ * Nothing reported (0: Wine 8's server credentials) is no verdict. */
+static int unfit(CredHandle *cred, DWORD allowed, int sch) {
+  SecPkgCred_SupportedProtocols sp;
+  DWORD old = SP_PROT_TLS1_0 | SP_PROT_TLS1_1;
+  memset(&sp, 0, sizeof(sp));
+  if (QueryCredentialsAttributesW(cred, SECPKG_ATTR_SUPPORTED_PROTOCOLS, &sp) != SEC_E_OK)
+    return 0;
+  if (sp.grbitProtocol != 0 && (sp.grbitProtocol & allowed) == 0) return 1;
+  return sch && (sp.grbitProtocol & old) != 0 && (sp.grbitProtocol & PROT_TLS13) == 0;
+}
+
+/* AcquireCredentialsHandle for TLS 1.3 and 1.2 (1.3 only when min_version
+ * says so), with the certificate when one is given. */
+static SECURITY_STATUS acquire(int inbound, PCCERT_CONTEXT *cert, uint32_t min_version,
+                               DWORD flags, CredHandle *out) {
+  DWORD allowed = PROT_TLS13 | (min_version == IOCP_TLS_1_3 ? 0 : PROT_TLS12);
+  DWORD side = inbound ? SP_PROT_TLS1_2_SERVER | SP_PROT_TLS1_3_SERVER
+                       : SP_PROT_TLS1_2_CLIENT | SP_PROT_TLS1_3_CLIENT;
+  LONG form = g_form != 0 ? g_form : FORM_SCH;
+  SECURITY_STATUS st = SEC_E_ALGORITHM_MISMATCH;
+  TimeStamp expiry;
+  for (; form < FORM_END; form++) {
+    if (form == FORM_SCH) {
+      SCH_CREDENTIALS sc;
+      TLS_PARAMETERS tp;
+      memset(&tp, 0, sizeof(tp));
+      tp.grbitDisabledProtocols = ~allowed;
+      memset(&sc, 0, sizeof(sc));
+      sc.dwVersion = SCH_CREDENTIALS_VERSION;
+      sc.cCreds = cert != NULL ? 1 : 0;
+      sc.paCred = cert;
+      sc.dwFlags = flags;
+      sc.cTlsParameters = 1;
+      sc.pTlsParameters = &tp;
+      st = AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)UNISP_NAME_W,
+                                     inbound ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL,
+                                     &sc, NULL, NULL, out, &expiry);
+    } else {
+      SCHANNEL_CRED sc;
+      if (form == FORM_LEGACY_12 && min_version == IOCP_TLS_1_3) break;
+      memset(&sc, 0, sizeof(sc));
+      sc.dwVersion = SCHANNEL_CRED_VERSION;
+      sc.cCreds = cert != NULL ? 1 : 0;
+      sc.paCred = cert;
+      sc.grbitEnabledProtocols = (form == FORM_LEGACY_13 ? allowed : PROT_TLS12) & side;
+      sc.dwFlags = flags;
+      st = AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)UNISP_NAME_W,
+                                     inbound ? SECPKG_CRED_INBOUND : SECPKG_CRED_OUTBOUND, NULL,
+                                     &sc, NULL, NULL, out, &expiry);
+    }
+    if (st == SEC_E_OK && unfit(out, allowed, form == FORM_SCH)) {
+      FreeCredentialsHandle(out);
+      st = SEC_E_ALGORITHM_MISMATCH;
+    }
+    if (st == SEC_E_OK) {
+      InterlockedExchange(&g_form, form);
+      break;
+    }
+  }
+  return st;
+}
+
 int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
                           uint32_t min_version, const char *alpn, iocp__tls_cred **out,
                           char *why, size_t cap) {
   CRYPT_DATA_BLOB blob;
-  SCHANNEL_CRED sc;
   iocp__tls_cred *cred;
   PCCERT_CONTEXT c = NULL;
   wchar_t *pw = NULL;
   SECURITY_STATUS st;
-  TimeStamp expiry;
   int rc = IOCP_OK, certs = 0;
 
-  (void)alpn; /* not offered by this engine yet */
   *out = NULL;
-  if (min_version == IOCP_TLS_1_3) {
-    say(why, cap, "TLS 1.3 only is not available in the SChannel engine", 0);
-    return IOCP_ETLS;
-  }
   cred = calloc(1, sizeof(*cred));
   pw = wide(password);
   if (cred == NULL || pw == NULL) {
     rc = IOCP_ENOMEM;
     goto done;
+  }
+  cred->min_version = min_version;
+  if (alpn != NULL) {
+    if (alpn_build(alpn, &cred->alpn) != 0) {
+      say(why, cap, "bad ALPN list", 0);
+      rc = IOCP_ETLS;
+      goto done;
+    }
+    if (cred->alpn.p == NULL) {
+      rc = IOCP_ENOMEM;
+      goto done;
+    }
   }
   blob.pbData = (BYTE *)p12;
   blob.cbData = (DWORD)p12_len;
@@ -168,16 +315,12 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
     rc = certs == 0 ? IOCP_EPKCS12 : IOCP_ENOKEY;
     goto done;
   }
-  memset(&sc, 0, sizeof(sc));
-  sc.dwVersion = SCHANNEL_CRED_VERSION;
-  sc.cCreds = 1;
-  sc.paCred = &cred->cert;
-  sc.grbitEnabledProtocols = SP_PROT_TLS1_2_SERVER;
-  sc.dwFlags = SCH_USE_STRONG_CRYPTO;
-  st = AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)UNISP_NAME_W, SECPKG_CRED_INBOUND, NULL, &sc,
-                                 NULL, NULL, &cred->cred, &expiry);
+  st = acquire(1, &cred->cert, min_version, SCH_USE_STRONG_CRYPTO, &cred->cred);
   if (st != SEC_E_OK) {
-    say(why, cap, "AcquireCredentialsHandle refused the identity", st);
+    say(why, cap,
+        min_version == IOCP_TLS_1_3 ? "AcquireCredentialsHandle refused the identity for TLS 1.3"
+                                    : "AcquireCredentialsHandle refused the identity",
+        st);
     rc = st == SEC_E_NO_CREDENTIALS ? IOCP_ENOKEY : IOCP_ETLS;
     goto done;
   }
@@ -187,6 +330,7 @@ done:
   if (cred != NULL) {
     if (cred->cert != NULL) CertFreeCertificateContext(cred->cert);
     if (cred->store != NULL) CertCloseStore(cred->store, 0);
+    free(cred->alpn.p);
     free(cred);
   }
   if (pw != NULL) {
@@ -201,6 +345,7 @@ void iocp__tls_cred_free(iocp__tls_cred *cred) {
   FreeCredentialsHandle(&cred->cred);
   CertFreeCertificateContext(cred->cert);
   CertCloseStore(cred->store, 0);
+  free(cred->alpn.p);
   free(cred);
 }
 
@@ -211,6 +356,8 @@ iocp__tls *iocp__tls_new_server(iocp__tls_cred *cred) {
   if (t == NULL) return NULL;
   t->cred = cred->cred;
   t->server = 1;
+  t->min_version = cred->min_version;
+  t->alpn = cred->alpn;
   return t;
 }
 
@@ -252,22 +399,22 @@ static int load_ca(HCERTSTORE store, const char *pem, size_t len) {
 }
 
 int iocp__tls_new_client(const iocp_tls_client *o, iocp__tls **out, char *why, size_t cap) {
-  SCHANNEL_CRED sc;
   SECURITY_STATUS st;
-  TimeStamp expiry;
   iocp__tls *t;
   *out = NULL;
-  if (o->min_version == IOCP_TLS_1_3) {
-    say(why, cap, "TLS 1.3 only is not available in the SChannel engine", 0);
-    return IOCP_ETLS;
-  }
-  if (o->alpn != NULL) {
-    say(why, cap, "ALPN is not available in the SChannel engine", 0);
-    return IOCP_ETLS;
-  }
   t = calloc(1, sizeof(*t));
   if (t == NULL) return IOCP_ENOMEM;
   t->no_verify = o->no_verify != 0;
+  t->min_version = o->min_version;
+  if (o->alpn != NULL) {
+    t->own_alpn = 1;
+    if (alpn_build(o->alpn, &t->alpn) != 0) {
+      say(why, cap, "bad ALPN list", 0);
+      iocp__tls_free(t);
+      return IOCP_ETLS;
+    }
+    if (t->alpn.p == NULL) goto nomem;
+  }
   if (o->server_name != NULL && o->server_name[0] != '\0') {
     t->target = wide(o->server_name);
     if (t->target == NULL) goto nomem;
@@ -281,14 +428,14 @@ int iocp__tls_new_client(const iocp_tls_client *o, iocp__tls **out, char *why, s
       return IOCP_ETLS;
     }
   }
-  memset(&sc, 0, sizeof(sc));
-  sc.dwVersion = SCHANNEL_CRED_VERSION;
-  sc.grbitEnabledProtocols = SP_PROT_TLS1_2_CLIENT;
-  sc.dwFlags = SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS | SCH_USE_STRONG_CRYPTO;
-  st = AcquireCredentialsHandleW(NULL, (SEC_WCHAR *)UNISP_NAME_W, SECPKG_CRED_OUTBOUND, NULL, &sc,
-                                 NULL, NULL, &t->cred, &expiry);
+  st = acquire(0, NULL, o->min_version,
+               SCH_CRED_MANUAL_CRED_VALIDATION | SCH_CRED_NO_DEFAULT_CREDS | SCH_USE_STRONG_CRYPTO,
+               &t->cred);
   if (st != SEC_E_OK) {
-    say(why, cap, "AcquireCredentialsHandle (client) failed", st);
+    say(why, cap,
+        o->min_version == IOCP_TLS_1_3 ? "AcquireCredentialsHandle (client) failed for TLS 1.3"
+                                       : "AcquireCredentialsHandle (client) failed",
+        st);
     iocp__tls_free(t);
     return IOCP_ETLS;
   }
@@ -306,6 +453,7 @@ void iocp__tls_free(iocp__tls *t) {
   if (t->own_cred) FreeCredentialsHandle(&t->cred);
   if (t->ca != NULL) CertCloseStore(t->ca, 0);
   free(t->target);
+  if (t->own_alpn) free(t->alpn.p);
   free(t->in.p);
   free(t->plain.p);
   free(t->out.p);
@@ -326,14 +474,17 @@ int iocp__tls_input(iocp__tls *t, const uint8_t *data, size_t len) {
    ISC_REQ_EXTENDED_ERROR | ISC_REQ_ALLOCATE_MEMORY | ISC_REQ_STREAM |                     \
    ISC_REQ_MANUAL_CRED_VALIDATION)
 
-/* One ASC/ISC step over `in`; the token it makes goes to `out`. */
+/* One ASC/ISC step over `in`; the token it makes goes to `out`. The ALPN
+ * list goes with the handshake's steps: a server's with each (the first
+ * reads the ClientHello), a client's with the first (which writes it). */
 static SECURITY_STATUS step(iocp__tls *t) {
-  SecBuffer ib[2], ob[2];
+  SecBuffer ib[3], ob[2];
   SecBufferDesc id, od;
   SECURITY_STATUS st;
-  unsigned long attrs = 0;
+  unsigned long attrs = 0, i;
   TimeStamp expiry;
   int first = !t->have_ctx;
+  int alpn = t->alpn.len > 0 && !t->done;
 
   ib[0].BufferType = SECBUFFER_TOKEN;
   ib[0].pvBuffer = t->in.p;
@@ -341,9 +492,16 @@ static SECURITY_STATUS step(iocp__tls *t) {
   ib[1].BufferType = SECBUFFER_EMPTY;
   ib[1].pvBuffer = NULL;
   ib[1].cbBuffer = 0;
+  ib[2].BufferType = SECBUFFER_APPLICATION_PROTOCOLS;
+  ib[2].pvBuffer = t->alpn.p;
+  ib[2].cbBuffer = t->alpn.len;
   id.ulVersion = SECBUFFER_VERSION;
-  id.cBuffers = 2;
+  id.cBuffers = alpn ? 3 : 2;
   id.pBuffers = ib;
+  if (first && !t->server) { /* the ClientHello: no input but the list */
+    id.cBuffers = alpn ? 1 : 0;
+    id.pBuffers = ib + 2;
+  }
   ob[0].BufferType = SECBUFFER_TOKEN;
   ob[0].pvBuffer = NULL;
   ob[0].cbBuffer = 0;
@@ -359,7 +517,8 @@ static SECURITY_STATUS step(iocp__tls *t) {
                                &attrs, &expiry);
   else
     st = InitializeSecurityContextW(&t->cred, first ? NULL : &t->ctx, t->target, ISC_FLAGS, 0, 0,
-                                    first ? NULL : &id, 0, &t->ctx, &od, &attrs, &expiry);
+                                    id.cBuffers > 0 ? &id : NULL, 0, &t->ctx, &od, &attrs,
+                                    &expiry);
   if (first && (st == SEC_E_OK || st == SEC_I_CONTINUE_NEEDED || st == SEC_E_INCOMPLETE_MESSAGE ||
                 ob[0].cbBuffer > 0))
     t->have_ctx = 1;
@@ -375,12 +534,25 @@ static SECURITY_STATUS step(iocp__tls *t) {
   if (st == SEC_E_INCOMPLETE_MESSAGE) return st;
   if (!first || t->server) {
     /* What the step used is gone; an EXTRA buffer is the next message. */
-    if (ib[1].BufferType == SECBUFFER_EXTRA)
-      keep_tail(&t->in, ib[1].cbBuffer);
+    for (i = 0; i < 2 && ib[i].BufferType != SECBUFFER_EXTRA; i++) {
+    }
+    if (i < 2)
+      keep_tail(&t->in, ib[i].cbBuffer);
     else if (st == SEC_E_OK || st == SEC_I_CONTINUE_NEEDED || st == SEC_I_INCOMPLETE_CREDENTIALS)
       t->in.len = 0;
   }
   return st;
+}
+
+/* Whether `in` (which starts at a record) cannot be TLS: a content type
+ * other than 20-23, a major version other than 3, or a length over the
+ * largest record (2^14 + 2048). SChannel would wait for such a record to
+ * complete (plain HTTP reads as a 12 KB one) until the time limit. */
+static int not_tls(const bytes *in) {
+  const uint8_t *p = in->p;
+  if (in->len >= 1 && (p[0] < 20 || p[0] > 23)) return 1;
+  if (in->len >= 2 && p[1] != 3) return 1;
+  return in->len >= 5 && (((size_t)p[3] << 8) | p[4]) > 16384 + 2048;
 }
 
 /* The server's chain and name, checked by hand (manual validation). */
@@ -445,6 +617,10 @@ int iocp__tls_handshake(iocp__tls *t, char *why, size_t cap) {
     if (t->done) return IOCP__TLS_DONE;
     /* A server waits for the ClientHello; a client speaks first. */
     if (t->in.len == 0 && (t->server || t->have_ctx)) return IOCP__TLS_WANT;
+    if (not_tls(&t->in)) {
+      say(why, cap, "handshake failed: not a TLS record", 0);
+      return IOCP_ETLS;
+    }
     st = step(t);
     if (st == SEC_E_INCOMPLETE_MESSAGE) return IOCP__TLS_WANT;
     if (st == SEC_I_CONTINUE_NEEDED || st == SEC_I_INCOMPLETE_CREDENTIALS) {
@@ -462,6 +638,16 @@ int iocp__tls_handshake(iocp__tls *t, char *why, size_t cap) {
       say(why, cap, "stream sizes unknown", st);
       return IOCP_ETLS;
     }
+    {
+      SecPkgContext_ConnectionInfo ci;
+      if (QueryContextAttributesW(&t->ctx, SECPKG_ATTR_CONNECTION_INFO, &ci) == SEC_E_OK)
+        t->proto = ci.dwProtocol;
+      /* Whatever the credential asked for, never below the minimum. */
+      if (!(t->proto & (PROT_TLS13 | (t->min_version == IOCP_TLS_1_3 ? 0 : PROT_TLS12)))) {
+        say(why, cap, "the negotiated protocol is below the minimum", (SECURITY_STATUS)t->proto);
+        return IOCP_ETLS;
+      }
+    }
     if (!t->server && !t->no_verify) {
       int rc = verify(t, why, cap);
       if (rc != IOCP_OK) return rc;
@@ -472,13 +658,41 @@ int iocp__tls_handshake(iocp__tls *t, char *why, size_t cap) {
 
 /* ---- Records -------------------------------------------------------------------- */
 
+/* Whether the record at rec (its 5-byte header) is an alert: at TLS 1.2 by
+ * its type; at TLS 1.3 (where every record says application data) by its
+ * size, an alert's two bytes plus the inner type and a 16-byte tag. */
+static int alert_record(const iocp__tls *t, const uint8_t *rec, size_t len) {
+  size_t body;
+  if (len < 5) return 0;
+  body = ((size_t)rec[3] << 8) | rec[4];
+  if (t->proto & PROT_TLS13) return rec[0] == 23 && body == 2 + 1 + 16;
+  return rec[0] == 21;
+}
+
+/* TLS 1.3 post-handshake messages through the handshake call: 0 when they
+ * were taken, 1 when more ciphertext is needed, or IOCP_ETLS. */
+static int post_handshake(iocp__tls *t, char *why, size_t cap) {
+  SECURITY_STATUS st = step(t);
+  if (st == SEC_E_OK) {
+    t->post = 0;
+    return 0;
+  }
+  if (st == SEC_E_INCOMPLETE_MESSAGE || st == SEC_I_CONTINUE_NEEDED) {
+    t->post = 2;
+    return t->in.len > 0 && st == SEC_I_CONTINUE_NEEDED ? 0 : 1;
+  }
+  say(why, cap, "post-handshake message refused", st);
+  return IOCP_ETLS;
+}
+
 int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why, size_t cap_why) {
   *n = 0;
   for (;;) {
     SecBuffer b[4];
     SecBufferDesc d;
     SECURITY_STATUS st;
-    size_t extra = 0;
+    uint8_t head[5];
+    size_t extra = 0, got = 0, head_len, had;
     int i;
     if (t->plain.len > t->plain.off) {
       size_t k = t->plain.len - t->plain.off;
@@ -489,7 +703,22 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
       *n = k;
       return IOCP__TLS_DONE;
     }
+    /* Right after SEC_I_RENEGOTIATE the handshake call runs even without
+     * input (the message may be inside SChannel already). */
+    if (t->post == 1 || (t->post == 2 && t->in.len > 0)) {
+      int r = post_handshake(t, why, cap_why);
+      if (r < 0) return r;
+      if (r == 1) return IOCP__TLS_WANT;
+      continue;
+    }
     if (t->in.len == 0) return IOCP__TLS_WANT;
+    if (not_tls(&t->in)) {
+      say(why, cap_why, "not a TLS record", 0);
+      return IOCP_ETLS;
+    }
+    head_len = t->in.len < sizeof(head) ? t->in.len : sizeof(head);
+    memcpy(head, t->in.p, head_len);
+    had = t->in.len;
     b[0].BufferType = SECBUFFER_DATA;
     b[0].pvBuffer = t->in.p;
     b[0].cbBuffer = (unsigned long)t->in.len;
@@ -507,27 +736,39 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
       t->in.len = 0;
       return IOCP__TLS_CLOSED; /* the peer's close_notify */
     }
-    if (st != SEC_E_OK) {
-      /* SEC_I_RENEGOTIATE included: renegotiation is refused. */
-      say(why, cap_why, st == SEC_I_RENEGOTIATE ? "renegotiation refused" : "TLS record failed",
-          st);
+    if (st == SEC_I_RENEGOTIATE && !(t->proto & PROT_TLS13)) {
+      say(why, cap_why, "renegotiation refused", st);
+      return IOCP_ETLS;
+    }
+    if (st != SEC_E_OK && st != SEC_I_RENEGOTIATE) {
+      say(why, cap_why, "TLS record failed", st);
       return IOCP_ETLS;
     }
     for (i = 1; i < 4; i++) {
-      if (b[i].BufferType == SECBUFFER_DATA && b[i].cbBuffer > 0 &&
-          append(&t->plain, b[i].pvBuffer, b[i].cbBuffer) != 0)
-        return IOCP_ENOMEM;
+      if (b[i].BufferType == SECBUFFER_DATA && b[i].cbBuffer > 0) {
+        if (append(&t->plain, b[i].pvBuffer, b[i].cbBuffer) != 0) return IOCP_ENOMEM;
+        got += b[i].cbBuffer;
+      }
       if (b[i].BufferType == SECBUFFER_EXTRA) extra = b[i].cbBuffer;
     }
+    keep_tail(&t->in, extra);
+    if (st == SEC_I_RENEGOTIATE) {
+      /* TLS 1.3: the message (in EXTRA) goes to the handshake call. */
+      t->post = 1;
+      continue;
+    }
     /* Windows reports a close_notify as SEC_I_CONTEXT_EXPIRED; Wine as
-     * SEC_E_OK with no data (and the alert as extra, or consumed). Neither
-     * this engine's peers nor TLS 1.2 stacks send empty data records, so
-     * a record that decrypts to nothing is the close. */
-    if (t->plain.len == 0) {
+     * SEC_E_OK with no data. No data also comes of an empty record or of
+     * a TLS 1.3 post-handshake message Wine took itself: the record's
+     * header tells an alert from those. */
+    if (got == 0 && alert_record(t, head, head_len)) {
       t->in.len = 0;
       return IOCP__TLS_CLOSED;
     }
-    keep_tail(&t->in, extra);
+    if (got == 0 && extra >= had) {
+      say(why, cap_why, "DecryptMessage took nothing", st);
+      return IOCP_ETLS;
+    }
   }
 }
 
@@ -602,6 +843,7 @@ size_t iocp__tls_output(iocp__tls *t, uint8_t *out, size_t cap) {
 void iocp__tls_info(iocp__tls *t, iocp_tls_info *info) {
   SecPkgContext_ConnectionInfo ci;
   SecPkgContext_CipherInfo cin;
+  SecPkgContext_ApplicationProtocol ap;
   info->version = 0;
   info->cipher[0] = '\0';
   info->alpn[0] = '\0';
@@ -614,4 +856,13 @@ void iocp__tls_info(iocp__tls *t, iocp_tls_info *info) {
   if (QueryContextAttributesW(&t->ctx, SECPKG_ATTR_CIPHER_INFO, &cin) == SEC_E_OK)
     WideCharToMultiByte(CP_UTF8, 0, cin.szCipherSuite, -1, info->cipher,
                         (int)sizeof(info->cipher), NULL, NULL);
+  memset(&ap, 0, sizeof(ap));
+  if (t->alpn.len > 0 &&
+      QueryContextAttributesW(&t->ctx, SECPKG_ATTR_APPLICATION_PROTOCOL, &ap) == SEC_E_OK &&
+      ap.ProtoNegoStatus == SecApplicationProtocolNegotiationStatus_Success &&
+      ap.ProtoNegoExt == SecApplicationProtocolNegotiationExt_ALPN &&
+      ap.ProtocolIdSize > 0) { /* at most 255 bytes: info->alpn holds them */
+    memcpy(info->alpn, ap.ProtocolId, ap.ProtocolIdSize);
+    info->alpn[ap.ProtocolIdSize] = '\0';
+  }
 }

@@ -4,7 +4,11 @@
  * IOCP_TLS_PEER_PORT and IOCP_TLS_PEER_CERTS): verified against the given
  * CA, refused for an untrusted certificate or a wrong name, accepted with
  * verification off; 1 MiB echoed byte for byte, and close_notify both
- * ways. */
+ * ways. Against the peer's second port (IOCP_TLS_PEER_ALPN_PORT: TLS 1.2
+ * and 1.3, ALPN h2 then http/1.1): the ALPN choice, the newest protocol
+ * and a TLS 1.3-only client. IOCP_TLS_EXPECT_13=1 says the engine speaks
+ * TLS 1.3 where the suite runs (OpenSSL; Wine 10's SChannel); without it
+ * (Wine 8) TLS 1.2 is the newest and a TLS 1.3-only client is refused. */
 #include "tsupport.h"
 
 #include <stdio.h>
@@ -16,7 +20,8 @@ typedef ts_blob blob;
 static blob load(const char *name) { return ts_load_file("IOCP_TLS_PEER_CERTS", name); }
 
 static blob g_rsa, g_nokey, g_rsa_pem, g_other_pem;
-static uint16_t g_port;
+static uint16_t g_port, g_alpn_port;
+static int g_tls13;
 
 static iocp_statistics stats_of(iocp_server *s) {
   iocp_statistics st;
@@ -161,16 +166,96 @@ static void test_connect_refused_and_unverified(void **state) {
   rec_stop(r);
 }
 
+/* ---- TLS 1.3 and ALPN ------------------------------------------------------------------ */
+
+static int outbound_alpn(rec_server *r, uint16_t port, uint32_t min_version, const char *alpn,
+                         iocp_conn_id *id) {
+  iocp_tls_client o;
+  memset(&o, 0, sizeof(o));
+  o.size = sizeof(o);
+  o.server_name = "localhost";
+  o.ca_pem = g_rsa_pem.data;
+  o.ca_pem_len = (uint32_t)g_rsa_pem.len;
+  o.min_version = min_version;
+  o.alpn = alpn;
+  o.handshake_timeout_ms = TS_TIMEOUT_MS;
+  return iocp_connect_tls(r->srv, "127.0.0.1", port, &o, id);
+}
+
+/* One connection: its ALPN choice and protocol, a few bytes echoed (after
+ * a TLS 1.3 handshake the peer's session tickets come first), and a
+ * graceful close both ways. */
+static void alpn_case(const char *offer, const char *expect) {
+  rec_server *r = rec_start(REC_HANDLE_PEER_CLOSE, NULL, NULL);
+  iocp_conn_id id;
+  iocp_tls_info info;
+  assert_int_equal(outbound_alpn(r, g_alpn_port, 0, offer, &id), IOCP_OK);
+  assert_int_equal(rec_wait_connect(r, 1), id);
+  memset(&info, 0, sizeof(info));
+  info.size = sizeof(info);
+  assert_int_equal(iocp_tls_get_info(r->srv, id, &info), IOCP_OK);
+  assert_string_equal(info.alpn, expect);
+  assert_int_equal(info.version, g_tls13 ? IOCP_TLS_1_3 : IOCP_TLS_1_2);
+  assert_int_equal(iocp_send(r->srv, id, "ping", 4), IOCP_OK);
+  assert_int_equal(ts_counter_wait(r->bytes_in, 4, TS_TIMEOUT_MS), 0);
+  assert_int_equal(iocp_shutdown(r->srv, id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_PEER_CLOSED]), 1);
+  rec_stop(r);
+}
+
+static void test_connect_alpn(void **state) {
+  (void)state;
+  alpn_case("x-unknown,http/1.1", "http/1.1");
+  alpn_case("http/1.1,h2", "h2"); /* the server's preference */
+  alpn_case("x-unknown", "");     /* no common protocol: none */
+  alpn_case(NULL, "");
+}
+
+/* A client that wants TLS 1.3 only: served by a TLS 1.3 peer where the
+ * engine speaks it; never connected to a TLS 1.2-only peer. */
+static void test_connect_tls13_only(void **state) {
+  rec_server *r = rec_start(REC_ECHO, NULL, NULL);
+  iocp_conn_id id;
+  (void)state;
+  if (!g_tls13) {
+    /* Refused at once: this system's TLS has no TLS 1.3. */
+    assert_int_equal(outbound_alpn(r, g_alpn_port, IOCP_TLS_1_3, NULL, &id), IOCP_ETLS);
+    rec_stop(r);
+    return;
+  }
+  assert_int_equal(outbound_alpn(r, g_port, IOCP_TLS_1_3, NULL, &id), IOCP_OK);
+  assert_int_equal(wait_failures(r->srv, 1), 0);
+  assert_int_equal(outbound_alpn(r, g_alpn_port, IOCP_TLS_1_3, NULL, &id), IOCP_OK);
+  assert_int_equal(rec_wait_connect(r, 1), id);
+  {
+    iocp_tls_info info;
+    memset(&info, 0, sizeof(info));
+    info.size = sizeof(info);
+    assert_int_equal(iocp_tls_get_info(r->srv, id, &info), IOCP_OK);
+    assert_int_equal(info.version, IOCP_TLS_1_3);
+  }
+  assert_int_equal(ts_counter_get(r->connects), 1);
+  rec_stop(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_identity),
       cmocka_unit_test(test_connect_verified_echo),
       cmocka_unit_test(test_connect_refused_and_unverified),
+      cmocka_unit_test(test_connect_alpn),
+      cmocka_unit_test(test_connect_tls13_only),
   };
   const char *port = getenv("IOCP_TLS_PEER_PORT");
+  const char *alpn_port = getenv("IOCP_TLS_PEER_ALPN_PORT");
+  const char *tls13 = getenv("IOCP_TLS_EXPECT_13");
   ts_net_init();
   assert_non_null(port);
+  assert_non_null(alpn_port);
   g_port = (uint16_t)atoi(port);
+  g_alpn_port = (uint16_t)atoi(alpn_port);
+  g_tls13 = tls13 != NULL && strcmp(tls13, "1") == 0;
   g_rsa = load("rsa.p12");
   g_nokey = load("nokey.p12");
   g_rsa_pem = load("rsa.pem");

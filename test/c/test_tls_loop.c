@@ -1,10 +1,14 @@
 /* TLS server and client of the library against each other, through the API
  * only, so the same source tests either engine's server side: a handshake,
  * 1 MiB echoed byte for byte and close_notify both ways; 200 handshakes at
- * once; destroy among handshakes. Registered where the engine's server side
- * can run (Linux; Windows under a Wine with server-side SChannel, which
- * Debian 12's Wine 8 lacks). IOCP_TLS_PEER_CERTS names the certificates'
- * folder (support/make_certs.sh). */
+ * once; destroy among handshakes; the server's ALPN choice and the
+ * protocol both ends report; a TLS 1.3-only server; peers that are not TLS,
+ * cut a ClientHello or stall, each cut off, counted, the server serving on. Registered where the
+ * engine's server side can run (Linux; Windows under Debian 13's Wine 10,
+ * as Debian 12's Wine 8 has no server-side SChannel). IOCP_TLS_PEER_CERTS
+ * names the certificates' folder (support/make_certs.sh);
+ * IOCP_TLS_EXPECT_13=1 says the engine speaks TLS 1.3 there (OpenSSL does,
+ * Wine 10's SChannel does not). */
 #include "tsupport.h"
 
 #include <stdio.h>
@@ -13,6 +17,7 @@
 
 static uint8_t *g_p12;
 static size_t g_p12_len;
+static int g_tls13;
 
 static void load_identity(void) {
   char path[1024];
@@ -32,23 +37,40 @@ static void load_identity(void) {
   fclose(f);
 }
 
+static void tls_config(iocp_config *cfg) {
+  iocp_config_init(cfg, sizeof(*cfg));
+  cfg->tls_pkcs12 = g_p12;
+  cfg->tls_pkcs12_len = (uint32_t)g_p12_len;
+  cfg->tls_password = "secret";
+  cfg->tls_handshake_timeout_ms = TS_TIMEOUT_MS;
+}
+
 static rec_server *tls_server(int flags) {
   iocp_config cfg;
-  iocp_config_init(&cfg, sizeof(cfg));
-  cfg.tls_pkcs12 = g_p12;
-  cfg.tls_pkcs12_len = (uint32_t)g_p12_len;
-  cfg.tls_password = "secret";
-  cfg.tls_handshake_timeout_ms = TS_TIMEOUT_MS;
+  tls_config(&cfg);
   return rec_start(flags, &cfg, NULL);
 }
 
-static int connect_tls(rec_server *cli, uint16_t port, iocp_conn_id *id) {
+static int connect_tls_alpn(rec_server *cli, uint16_t port, const char *alpn, iocp_conn_id *id) {
   iocp_tls_client o;
   memset(&o, 0, sizeof(o));
   o.size = sizeof(o);
   o.no_verify = 1;
+  o.alpn = alpn;
   o.handshake_timeout_ms = TS_TIMEOUT_MS;
   return iocp_connect_tls(cli->srv, "127.0.0.1", port, &o, id);
+}
+
+static int connect_tls(rec_server *cli, uint16_t port, iocp_conn_id *id) {
+  return connect_tls_alpn(cli, port, NULL, id);
+}
+
+static iocp_tls_info info_of(rec_server *r, iocp_conn_id id) {
+  iocp_tls_info info;
+  memset(&info, 0, sizeof(info));
+  info.size = sizeof(info);
+  assert_int_equal(iocp_tls_get_info(r->srv, id, &info), IOCP_OK);
+  return info;
 }
 
 #define BULK (1u << 20)
@@ -127,13 +149,195 @@ static void test_loop_destroy_mid_handshake(void **state) {
   rec_stop(cli);
 }
 
+/* The server's ALPN list against what clients offer: both ends report the
+ * server's choice (its preference first; none without a common protocol)
+ * and the newest protocol both speak; a few bytes echo after it. */
+static void test_loop_alpn(void **state) {
+  static const char *const cases[][2] = {
+      {"x-unknown,http/1.1", "http/1.1"}, {"http/1.1,h2", "h2"}, {"x-unknown", ""}, {NULL, ""}};
+  iocp_config cfg;
+  rec_server *srv, *cli;
+  size_t i;
+  (void)state;
+  tls_config(&cfg);
+  cfg.tls_alpn = "h2,http/1.1";
+  srv = rec_start(REC_ECHO, &cfg, NULL);
+  cli = rec_start(0, NULL, NULL);
+  for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    iocp_conn_id id, sid;
+    iocp_tls_info ci, si;
+    assert_int_equal(connect_tls_alpn(cli, srv->port, cases[i][0], &id), IOCP_OK);
+    assert_int_equal(rec_wait_connect(cli, (int64_t)i + 1), id);
+    sid = rec_wait_connect(srv, (int64_t)i + 1);
+    assert_true(sid != 0);
+    ci = info_of(cli, id);
+    si = info_of(srv, sid);
+    assert_string_equal(ci.alpn, cases[i][1]);
+    assert_string_equal(si.alpn, cases[i][1]);
+    assert_int_equal(ci.version, g_tls13 ? IOCP_TLS_1_3 : IOCP_TLS_1_2);
+    assert_int_equal(si.version, ci.version);
+    assert_int_equal(iocp_send(cli->srv, id, "ping", 4), IOCP_OK);
+    assert_int_equal(ts_counter_wait(cli->bytes_in, 4 * ((int64_t)i + 1), TS_TIMEOUT_MS), 0);
+  }
+  rec_stop(cli);
+  rec_stop(srv);
+}
+
+/* A server that takes TLS 1.3 only: serves a client that speaks it; where
+ * the engine has no TLS 1.3, iocp_create refuses it. */
+static void test_loop_tls13_only(void **state) {
+  iocp_config cfg;
+  rec_server *srv, *cli;
+  iocp_conn_id id;
+  int rc = 0;
+  (void)state;
+  tls_config(&cfg);
+  cfg.tls_min_version = IOCP_TLS_1_3;
+  srv = rec_try_start(REC_ECHO, &cfg, NULL, &rc);
+  if (!g_tls13) {
+    assert_null(srv);
+    assert_int_equal(rc, IOCP_ETLS);
+    return;
+  }
+  assert_non_null(srv);
+  cli = rec_start(0, NULL, NULL);
+  assert_int_equal(connect_tls(cli, srv->port, &id), IOCP_OK);
+  assert_int_equal(rec_wait_connect(cli, 1), id);
+  assert_int_equal(info_of(cli, id).version, IOCP_TLS_1_3);
+  rec_stop(cli);
+  rec_stop(srv);
+}
+
+/* ---- Peers that are not TLS, or stall ---------------------------------------------- */
+
+static iocp_statistics stats_of(iocp_server *s) {
+  iocp_statistics st;
+  memset(&st, 0, sizeof(st));
+  st.size = sizeof(st);
+  assert_int_equal(iocp_stats(s, &st), IOCP_OK);
+  return st;
+}
+
+/* Waits until a statistic reaches target (statistics are not events). */
+static int wait_stat(iocp_server *s, size_t offset, uint64_t target) {
+  uint64_t end = ts_now_ms() + TS_TIMEOUT_MS;
+  ts_counter *tick = ts_counter_new();
+  int rc = -1;
+  while (ts_now_ms() < end) {
+    iocp_statistics st = stats_of(s);
+    if (*(uint64_t *)((char *)&st + offset) >= target) {
+      rc = 0;
+      break;
+    }
+    ts_counter_wait(tick, 1, 5); /* a 5 ms pause between looks */
+  }
+  ts_counter_free(tick);
+  return rc;
+}
+#define WAIT_STAT(s, field, n) wait_stat((s), offsetof(iocp_statistics, field), (n))
+
+typedef struct capture {
+  uint8_t buf[4096];
+  size_t len;
+} capture;
+
+static void hook_capture(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len) {
+  capture *c = r->user;
+  (void)id;
+  if (len > sizeof(c->buf) - c->len) len = sizeof(c->buf) - c->len;
+  memcpy(c->buf + c->len, data, len);
+  c->len += len;
+}
+
+/* The engine's own ClientHello (its first record), as a plain server of
+ * the library receives it. */
+static size_t client_hello(uint8_t *out, size_t cap) {
+  rec_hooks hooks;
+  rec_server *plain, *cli;
+  capture *c = calloc(1, sizeof(*c));
+  iocp_conn_id id;
+  size_t n;
+  memset(&hooks, 0, sizeof(hooks));
+  hooks.on_data = hook_capture;
+  plain = rec_start(0, NULL, &hooks);
+  plain->user = c;
+  cli = rec_start(0, NULL, NULL);
+  assert_int_equal(connect_tls(cli, plain->port, &id), IOCP_OK);
+  assert_int_equal(ts_counter_wait(plain->bytes_in, 5, TS_TIMEOUT_MS), 0);
+  assert_int_equal(c->buf[0], 22); /* a handshake record */
+  n = 5 + (((size_t)c->buf[3] << 8) | c->buf[4]);
+  assert_true(n > 100 && n <= cap && n <= sizeof(c->buf));
+  assert_int_equal(ts_counter_wait(plain->bytes_in, (int64_t)n, TS_TIMEOUT_MS), 0);
+  rec_stop(cli);
+  rec_stop(plain);
+  memcpy(out, c->buf, n);
+  free(c);
+  return n;
+}
+
+/* Each bad peer is cut off without a callback, counted, and the server
+ * still serves TLS afterwards. */
+static void test_loop_bad_peers(void **state) {
+  iocp_config cfg;
+  rec_server *r, *cli;
+  ts_sock a;
+  iocp_conn_id id;
+  uint8_t hello[4096], end[64];
+  size_t n = client_hello(hello, sizeof(hello)), got;
+  iocp_statistics st;
+  (void)state;
+  tls_config(&cfg);
+  cfg.tls_handshake_timeout_ms = 200;
+  r = rec_start(REC_ECHO, &cfg, NULL);
+  /* Plain HTTP to the TLS port. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  /* Garbage behind a handshake record's header. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "\x16\x03\x01\xff\xff garbage garbage garbage", 28), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  /* Half a ClientHello, then FIN. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
+  ts_shutdown_send(a);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
+  /* Half a ClientHello, then silence: the handshake's time limit. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
+  /* Nothing reached the program; the server still serves. */
+  assert_int_equal(ts_counter_get(r->connects), 0);
+  cli = rec_start(0, NULL, NULL);
+  assert_int_equal(connect_tls(cli, r->port, &id), IOCP_OK);
+  assert_int_equal(rec_wait_connect(cli, 1), id);
+  assert_int_equal(iocp_send(cli->srv, id, "ok", 2), IOCP_OK);
+  assert_int_equal(ts_counter_wait(cli->bytes_in, 2, TS_TIMEOUT_MS), 0);
+  rec_stop(cli);
+  st = stats_of(r->srv);
+  assert_int_equal(st.tls_handshake_failures, 3);
+  assert_int_equal(st.tls_handshake_timeouts, 1);
+  rec_stop(r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_echo),
       cmocka_unit_test(test_loop_many),
       cmocka_unit_test(test_loop_destroy_mid_handshake),
+      cmocka_unit_test(test_loop_alpn),
+      cmocka_unit_test(test_loop_tls13_only),
+      cmocka_unit_test(test_loop_bad_peers),
   };
+  const char *tls13 = getenv("IOCP_TLS_EXPECT_13");
   ts_net_init();
   load_identity();
+  g_tls13 = tls13 != NULL && strcmp(tls13, "1") == 0;
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
-"""Black-box test of the C samples' --tls option (Linux, OpenSSL tools).
+"""Black-box test of the C samples' --tls option (OpenSSL tools as clients).
 
     tls_driver.py --echo ECHO_SERVER --http HTTP_SERVER --proxy PROXY
+                  [--runner WINE10_SH --rsa --newest-tls12]
+
+--runner runs each sample through a command (test/tools/wine10.sh: the
+Windows build under Wine 10; the identity is then made in the current
+folder, which that runner shares); --rsa makes an RSA 2048 identity (Wine's
+PKCS#12 import refuses ECDSA); --newest-tls12 checks TLS 1.2 only (Wine's
+SChannel has no TLS 1.3).
 
 Makes a throw-away identity (ECDSA P-256, PKCS#12 with a password) in a
 temporary folder, then, one output line per check:
   1. echo_server --tls: Python's ssl client at TLS 1.2 and 1.3 (verifying
      the certificate) gets 1 MiB echoed byte-exact, then a close_notify
-     answering its own; `openssl s_client` gets its line echoed
+     answering its own; `openssl s_client` gets its line echoed; a TLS 1.2
+     `openssl s_client` asking to renegotiate ("R") loses its connection
   2. echo_server --tls with a wrong password exits 1 without listening
   3. http_server --tls: `curl -k https://...` and a Python ssl client get
      "Hello, World!"
@@ -19,12 +27,14 @@ failed"; exit code 1 when anything failed. Every wait has a deadline.
 
 import argparse
 import os
+import queue
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from echo_driver import Child, Results  # noqa: E402
@@ -32,10 +42,12 @@ from echo_driver import Child, Results  # noqa: E402
 PASSWORD = "s3cret"
 
 
-def make_identity(folder):
+def make_identity(folder, rsa=False):
     key, pem, p12 = (os.path.join(folder, n) for n in ("key.pem", "cert.pem", "id.p12"))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", pem,
+    newkey = ["-newkey", "rsa:2048"] if rsa else ["-newkey", "ec", "-pkeyopt",
+                                                  "ec_paramgen_curve:P-256"]
+    subprocess.run(["openssl", "req", "-x509"] + newkey + [
+                    "-nodes", "-keyout", key, "-out", pem,
                     "-days", "2", "-subj", "/CN=localhost", "-addext",
                     "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                    check=True, capture_output=True)
@@ -45,9 +57,12 @@ def make_identity(folder):
     return pem, p12
 
 
+START_TIMEOUT = 30  # seconds; longer through a runner (Wine's first start)
+
+
 def start(argv):
     child = Child(argv, dict(os.environ), None)
-    port = child.wait_listening(30)
+    port = child.wait_listening(START_TIMEOUT)
     return child, port
 
 
@@ -84,8 +99,47 @@ def echo_bytes(s, data, step=64 << 10):
     return bytes(got) == data
 
 
-def check_echo(res, label, port, pem):
-    for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+def wait_line(child, text, timeout):
+    """Whether a line holding text comes from child within timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            line = child.lines.get(timeout=left)
+        except queue.Empty:
+            return False
+        if line is None:
+            return False
+        if text in line:
+            return True
+
+
+def check_renegotiation(res, port, pem):
+    """A TLS 1.2 client's renegotiation is refused: after its "R" command
+    s_client's connection ends (Windows: the engine ends it; Linux: OpenSSL's
+    no_renegotiation alert), with its standard input still open."""
+    sc = Child(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2",
+                "-CAfile", pem], dict(os.environ), None)
+    try:
+        sc.proc.stdin.write(b"before renegotiation\n")
+        sc.proc.stdin.flush()
+        echoed = wait_line(sc, b"before renegotiation", 30)
+        sc.proc.stdin.write(b"R\n")
+        sc.proc.stdin.flush()
+        rc = sc.wait(30)
+        res.check(echoed and rc is not None,
+                  "a TLS 1.2 renegotiation (s_client R) ends the connection", sc.diagnostics())
+    except OSError as e:
+        res.check(False, "a TLS 1.2 renegotiation (s_client R) ends the connection", repr(e))
+    finally:
+        sc.close_stdin()
+        sc.kill()
+
+
+def check_echo(res, label, port, pem, versions):
+    for version in versions:
         try:
             s = tls_client(port, pem, version)
             data = os.urandom(1 << 20)
@@ -102,16 +156,26 @@ def main():
     ap.add_argument("--echo", required=True)
     ap.add_argument("--http", required=True)
     ap.add_argument("--proxy", required=True)
+    ap.add_argument("--runner")
+    ap.add_argument("--rsa", action="store_true")
+    ap.add_argument("--newest-tls12", action="store_true")
     a = ap.parse_args()
+    run = [a.runner] if a.runner else []
+    if a.runner:
+        global START_TIMEOUT
+        START_TIMEOUT = 180
+    versions = [ssl.TLSVersion.TLSv1_2]
+    if not a.newest_tls12:
+        versions.append(ssl.TLSVersion.TLSv1_3)
     res = Results("tls samples")
-    folder = tempfile.mkdtemp()
+    folder = tempfile.mkdtemp(dir=os.getcwd() if a.runner else None)
     try:
-        pem, p12 = make_identity(folder)
+        pem, p12 = make_identity(folder, a.rsa)
         tls_args = ["--port", "0", "--tls", p12, "--tls-password", PASSWORD]
 
-        echo, port = start([a.echo] + tls_args)
+        echo, port = start(run + [a.echo] + tls_args)
         if res.check(port is not None, "echo_server --tls listens", echo.diagnostics()):
-            check_echo(res, "echo_server", port, pem)
+            check_echo(res, "echo_server", port, pem, versions)
             # -quiet implies -ign_eof: the line goes out, its echo is
             # awaited, then stdin's end ends s_client.
             sc = Child(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
@@ -125,16 +189,18 @@ def main():
                 sc.kill()
             res.check(line is not None and b"hello over s_client" in line,
                       "openssl s_client gets its line echoed", sc.diagnostics())
+            check_renegotiation(res, port, pem)
+            check_echo(res, "echo_server after the renegotiation", port, pem, versions[:1])
         stop(res, echo, "echo_server --tls")
 
-        bad = Child([a.echo, "--port", "0", "--tls", p12, "--tls-password", "wrong"],
+        bad = Child(run + [a.echo, "--port", "0", "--tls", p12, "--tls-password", "wrong"],
                     dict(os.environ), None)
         rc = bad.wait(30)
         bad.join_output(5)
         res.check(rc == 1 and not bad.stdout, "a wrong password: exit 1, nothing listens",
                   bad.diagnostics())
 
-        http, port = start([a.http] + tls_args)
+        http, port = start(run + [a.http] + tls_args)
         if res.check(port is not None, "http_server --tls listens", http.diagnostics()):
             if shutil.which("curl"):
                 out = subprocess.run(["curl", "-sk", f"https://127.0.0.1:{port}/"],
@@ -154,8 +220,8 @@ def main():
             s.close()
         stop(res, http, "http_server --tls")
 
-        target, tport = start([a.echo, "--port", "0"])
-        proxy, port = start([a.proxy, "--to", f"127.0.0.1:{tport}"] + tls_args)
+        target, tport = start(run + [a.echo, "--port", "0"])
+        proxy, port = start(run + [a.proxy, "--to", f"127.0.0.1:{tport}"] + tls_args)
         if res.check(port is not None and tport is not None, "proxy --tls listens",
                      proxy.diagnostics()):
             s = tls_client(port, pem)

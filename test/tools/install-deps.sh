@@ -36,6 +36,9 @@ pkgs=(
   apache2-utils
   # The 1.0.0 library against this one (test/check/check_abi_release.py).
   abigail-tools git
+  # The Debian 13 chroot with Wine 10 for the Windows TLS server suites
+  # (install-wine10.sh).
+  debootstrap
 )
 
 missing=()
@@ -50,6 +53,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 "$here/build-cmocka-mingw.sh"
+"$here/install-wine10.sh"
 
 # The .NET SDK's tests (test/csharp/IocpSrv.Tests, the Kestrel sample and
 # its test) restore NuGet packages from the registry the machine reaches:
