@@ -223,7 +223,6 @@ namespace IocpSrv
             var remote = new IPEndPoint(IPAddress.Parse(address), port);
             var c = new IocpConnection(server, options, id, remote, outbound == null ? LocalEndPoint : null);
             connections[id] = c;
-            c.Start();
             if (outbound != null) outbound.TrySetResult(c);
             else if (!accepted.Writer.TryWrite(c))
             {
