@@ -247,6 +247,12 @@ public class ListenerTests
         Assert.Equal("ping", Encoding.ASCII.GetString(r.Buffer.ToArray()));
         inbound.Input.AdvanceTo(r.Buffer.End);
         Assert.Equal(server.LocalEndPoint, outbound.RemoteEndPoint);
+        // Both ends' local addresses: the outbound one's port is the one the
+        // accepting side sees as its peer's.
+        Assert.NotNull(outbound.LocalEndPoint);
+        Assert.Equal(IPAddress.Loopback, outbound.LocalEndPoint!.Address);
+        Assert.Equal(inbound.RemoteEndPoint, outbound.LocalEndPoint);
+        Assert.Equal(server.LocalEndPoint, inbound.LocalEndPoint);
 
         // A port nobody listens on: ConnectionRefused.
         var probe = IocpListener.Listen(Net.Loopback0);

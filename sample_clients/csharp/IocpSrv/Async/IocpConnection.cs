@@ -62,7 +62,7 @@ namespace IocpSrv
         /// <summary>The peer's address and port.</summary>
         public IPEndPoint RemoteEndPoint { get; }
 
-        /// <summary>The listening address and port for an accepted connection; null for an outbound one.</summary>
+        /// <summary>The local address and port as the system reports them (for an outbound connection the port it chose); null only when the connection was already closing when it came.</summary>
         public IPEndPoint? LocalEndPoint { get; }
 
         /// <summary>What the peer sent; completes on its FIN (with an IOException when it reset).</summary>

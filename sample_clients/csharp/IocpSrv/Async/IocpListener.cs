@@ -221,7 +221,7 @@ namespace IocpSrv
             }
             if (aborting || (outbound == null && !accepting)) return false;
             var remote = new IPEndPoint(IPAddress.Parse(address), port);
-            var c = new IocpConnection(server, options, id, remote, outbound == null ? LocalEndPoint : null);
+            var c = new IocpConnection(server, options, id, remote, LocalOf(id));
             connections[id] = c;
             if (outbound != null) outbound.TrySetResult(c);
             else if (!accepted.Writer.TryWrite(c))
@@ -231,6 +231,21 @@ namespace IocpSrv
                 return false;
             }
             return true;
+        }
+
+        // The connection's own local address (on a wildcard listener the
+        // interface's; for an outbound one the port the system chose).
+        private IPEndPoint? LocalOf(ulong id)
+        {
+            try
+            {
+                string address = server.LocalAddress(id, out ushort port);
+                return new IPEndPoint(IPAddress.Parse(address), port);
+            }
+            catch (IocpException)
+            {
+                return null;   // closing already
+            }
         }
 
         private void OnDisconnect(IocpServer s, ulong id, IocpReason reason)
