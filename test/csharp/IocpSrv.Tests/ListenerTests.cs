@@ -22,10 +22,12 @@ public class ListenerTests
         }
     }
 
-    [Fact]
-    public async Task AcceptsAndEchoesThroughThePipes()
+    // Also with the reader's code inline on the drain thread.
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task AcceptsAndEchoesThroughThePipes(bool inline)
     {
-        await using var listener = IocpListener.Listen(Net.Loopback0);
+        await using var listener = IocpListener.Listen(Net.Loopback0,
+            new IocpListenerOptions { UnsafePreferInlineScheduling = inline });
         Assert.NotEqual(0, listener.LocalEndPoint.Port);
         using var client = await Net.ConnectAsync(listener.LocalEndPoint.Port);
         IocpConnection? c = await listener.AcceptAsync(Net.Token());

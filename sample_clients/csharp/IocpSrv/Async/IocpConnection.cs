@@ -52,7 +52,9 @@ namespace IocpSrv
             RemoteEndPoint = remote;
             LocalEndPoint = local;
             input = new Pipe(new PipeOptions(pauseWriterThreshold: options.InputPauseThreshold,
-                resumeWriterThreshold: options.InputResumeThreshold, useSynchronizationContext: false));
+                resumeWriterThreshold: options.InputResumeThreshold,
+                readerScheduler: options.UnsafePreferInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool,
+                useSynchronizationContext: false));
             output = new IocpConnectionWriter(server, id, options.OutputQueueLimit);
         }
 

@@ -2,7 +2,9 @@
 // in FlushAsync, on the caller's thread (iocp_send copies them into the
 // connection's queue), with no pipe and no send loop between: no thread
 // hop and no task per flush. FlushAsync waits only while the library's
-// queue is above OutputQueueLimit, until OnDrain reports it at the drain mark.
+// queue is above OutputQueueLimit, until OnDrain reports it at the drain
+// mark; it asks the library for the queue only when what it sent since the
+// last answer could have taken the queue above the limit.
 #nullable enable
 using System;
 using System.Buffers;
@@ -25,6 +27,10 @@ namespace IocpSrv
         private bool completed;
         private volatile bool ended;
         private bool cancelNext;
+        // An upper bound of the library's queue for this connection: its
+        // last reading (iocp_queued) plus what was sent since. While it is
+        // within the limit a flush need not ask the library.
+        private long queueBound;
         // The slow path: a flush waiting for OnDrain (or the end).
         private TaskCompletionSource<FlushResult>? waiting;
 
@@ -85,7 +91,9 @@ namespace IocpSrv
                 return new ValueTask<FlushResult>(new FlushResult(true, false));
             }
             if (!SendWritten()) return new ValueTask<FlushResult>(Done);
+            if (queueBound <= queueLimit) return new ValueTask<FlushResult>(default(FlushResult));
             if (ended || server.TryQueued(id, out ulong queued) < 0) return new ValueTask<FlushResult>(Done);
+            queueBound = (long)queued;
             if (queued <= (ulong)queueLimit) return new ValueTask<FlushResult>(default(FlushResult));
             return WaitForRoomAsync(cancellationToken);
         }
@@ -97,6 +105,7 @@ namespace IocpSrv
             if (written > 0)
             {
                 rc = ended ? IocpErrors.ENotFound : server.TrySend(id, buffer.AsSpan(0, written));
+                queueBound += written;
                 written = 0;
             }
             if (buffer != null)
@@ -118,6 +127,7 @@ namespace IocpSrv
                 // Checked again after the waiter is in place: a drain that
                 // came in between would otherwise be missed.
                 if (ended || server.TryQueued(id, out ulong queued) < 0) return Done;
+                queueBound = (long)queued;
                 if (queued <= (ulong)queueLimit) return default;
                 FlushResult r;
                 using (cancellationToken.Register(static s => ((TaskCompletionSource<FlushResult>)s!).TrySetCanceled(), tcs))
