@@ -734,6 +734,23 @@ IOCP_API int IOCP_CALL iocp_listen_address(iocp_server *server, char *text, size
                                            uint16_t *port);
 
 /*
+ * (Added in 1.2.) The local address and port of connection `id`, as the
+ * system reports them: for an accepted connection the address the peer
+ * reached (on a server bound to "0.0.0.0" or "::", the interface's own),
+ * for an outbound one (iocp_connect) the address and port the system chose
+ * for it. `text` and `port` as for iocp_listen_address(). Meaningful from
+ * on_connect (ACCEPTED) on; before that an outbound connection may report
+ * its wildcard bind.
+ *
+ * Returns 0, or IOCP_EINVAL (server or text NULL, cap smaller than
+ * IOCP_ADDRSTRLEN), IOCP_ENOTFOUND (unknown or stale id), IOCP_ECLOSED (the
+ * connection is closing, its socket gone), IOCP_ESYSTEM. Any thread,
+ * including inside callbacks.
+ */
+IOCP_API int IOCP_CALL iocp_local_address(iocp_server *server, iocp_conn_id id, char *text,
+                                          size_t cap, uint16_t *port);
+
+/*
  * (Added in 1.1.) Opens an outbound TCP connection to `address` (a numeric
  * IPv4 or IPv6 address as text, like bind_address: host names are not
  * resolved, so the call never blocks on DNS; resolve them yourself, e.g.

@@ -709,6 +709,26 @@ int IOCP_CALL iocp_close(iocp_server *s, iocp_conn_id id) {
   return with_conn(s, id, close_locked, NULL);
 }
 
+static int local_address_locked(iocp__conn *c, void *arg) {
+  assert(iocp__mutex_held(&c->lock));
+  if (c->closing) return IOCP_ECLOSED;
+  return iocp__eng_local_address(c, (struct sockaddr_storage *)arg);
+}
+
+int IOCP_CALL iocp_local_address(iocp_server *s, iocp_conn_id id, char *text, size_t cap,
+                                 uint16_t *port) {
+  struct sockaddr_storage addr;
+  uint16_t p;
+  int rc;
+  if (text == NULL || cap < IOCP_ADDRSTRLEN) return IOCP_EINVAL;
+  memset(&addr, 0, sizeof addr);
+  rc = with_conn(s, id, local_address_locked, &addr);
+  if (rc < 0) return rc;
+  iocp__address_format((const struct sockaddr *)&addr, text, cap, &p);
+  if (port != NULL) *port = p;
+  return IOCP_OK;
+}
+
 int IOCP_CALL iocp_queued(iocp_server *s, iocp_conn_id id, uint64_t *queued) {
   if (queued == NULL) return IOCP_EINVAL;
   return with_conn(s, id, queued_locked, queued);

@@ -113,6 +113,9 @@ void iocp__eng_caller_wake(iocp_server *s);
  * socket reports it as IOCP_ECLOSED. Any other return: nothing was started
  * and nothing is left behind. */
 int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen);
+/* The connection's local address (getsockname), with its lock held: 0 or
+ * the system's error as an IOCP_ code. */
+int iocp__eng_local_address(iocp__conn *c, struct sockaddr_storage *addr);
 
 /* ---- Connections, implemented by the core ----------------------------------
  * The engine's part of a connection (struct iocp__eng_conn, eng.h) and of

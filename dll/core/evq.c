@@ -39,8 +39,9 @@ static IOCP__TLS iocp_server *held_wake;
  * pushes meanwhile it takes itself when the engine returns. */
 static IOCP__TLS iocp_server *serving;
 
-/* The server whose event queue q is. */
-static iocp_server *evq_server(iocp__evq *q) {
+/* The server whose event queue q is (for the asserts: inline, so that a
+ * build with NDEBUG does not warn of it unused). */
+static inline iocp_server *evq_server(iocp__evq *q) {
   return (iocp_server *)(void *)((char *)q - offsetof(iocp_server, evq));
 }
 

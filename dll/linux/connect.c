@@ -51,3 +51,11 @@ int iocp__eng_connect(iocp__conn *c, const struct sockaddr *addr, int addrlen) {
   iocp__linux_task_done(c, &iocp__conn_eng(c)->connect_task, rc, 0);
   return IOCP_OK;
 }
+
+int iocp__eng_local_address(iocp__conn *c, struct sockaddr_storage *addr) {
+  socklen_t len = sizeof *addr;
+  if (iocp__conn_eng(c)->fd < 0) return IOCP_ECLOSED;
+  if (iocp__hooks.getsockname(iocp__conn_eng(c)->fd, (struct sockaddr *)addr, &len) != 0)
+    return iocp__linux_error(errno);
+  return IOCP_OK;
+}

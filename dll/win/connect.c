@@ -101,3 +101,11 @@ void iocp__win_connect_done(iocp__conn *c, DWORD err) {
   if (err != 0 && rc == IOCP_OK) rc = IOCP_ESYSTEM;
   iocp__conn_connected(c, rc);
 }
+
+int iocp__eng_local_address(iocp__conn *c, struct sockaddr_storage *addr) {
+  int len = (int)sizeof *addr;
+  if (iocp__conn_eng(c)->sock == INVALID_SOCKET) return IOCP_ECLOSED;
+  if (getsockname(iocp__conn_eng(c)->sock, (struct sockaddr *)addr, &len) != 0)
+    return iocp__win_error((DWORD)WSAGetLastError());
+  return IOCP_OK;
+}

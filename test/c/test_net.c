@@ -523,6 +523,46 @@ static void test_connect_gets_the_events_of_an_accepted_connection(void **state)
   rec_stop(target);
 }
 
+/* The local address of both ends of one loopback connection: the outbound
+ * one reports the port the system chose, which the accepting side saw as
+ * its peer's; the accepted one reports the listening address and port. */
+static void test_local_address_of_both_ends(void **state) {
+  net_srv *a = net_new(), *b = net_new();
+  iocp_conn_id out = 0, in;
+  char text[IOCP_ADDRSTRLEN];
+  uint16_t port = 0;
+  (void)state;
+  assert_int_equal(net_start(a, NULL), IOCP_OK);
+  assert_int_equal(net_start(b, NULL), IOCP_OK);
+  assert_int_equal(iocp_connect(b->srv, "127.0.0.1", iocp_port(a->srv), &out), IOCP_OK);
+  assert_int_equal(ts_counter_wait(b->connects, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_counter_wait(a->connects, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(iocp_local_address(b->srv, out, text, sizeof(text), &port), IOCP_OK);
+  assert_string_equal(text, "127.0.0.1");
+  net_lock(a);
+  assert_int_equal(port, a->last_port);
+  in = a->conns[0].id;
+  net_unlock(a);
+  assert_int_not_equal(port, 0);
+  assert_int_equal(iocp_local_address(a->srv, in, text, sizeof(text), &port), IOCP_OK);
+  assert_string_equal(text, "127.0.0.1");
+  assert_int_equal(port, iocp_port(a->srv));
+  assert_int_equal(iocp_local_address(a->srv, in, text, sizeof(text), NULL), IOCP_OK);
+  /* Bad input: nothing written. */
+  memcpy(text, "untouched", 10);
+  assert_int_equal(iocp_local_address(NULL, in, text, sizeof(text), &port), IOCP_EINVAL);
+  assert_int_equal(iocp_local_address(a->srv, in, NULL, sizeof(text), &port), IOCP_EINVAL);
+  assert_int_equal(iocp_local_address(a->srv, in, text, IOCP_ADDRSTRLEN - 1, &port), IOCP_EINVAL);
+  assert_int_equal(iocp_local_address(a->srv, in + 1000, text, sizeof(text), &port), IOCP_ENOTFOUND);
+  assert_string_equal(text, "untouched");
+  assert_int_equal(iocp_close(b->srv, out), IOCP_OK);
+  assert_int_equal(ts_counter_wait(b->disconnects, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(iocp_local_address(b->srv, out, text, sizeof(text), &port), IOCP_ENOTFOUND);
+  assert_int_equal(ts_counter_wait(a->disconnects, 1, TS_TIMEOUT_MS), 0);
+  net_stop(b);
+  net_stop(a);
+}
+
 /* Bytes sent before the connection is up go out after on_connect; IPv6. */
 static void test_connect_sends_what_was_queued_before(void **state) {
   iocp_config tc;
@@ -936,6 +976,7 @@ int main(void) {
 #endif
       cmocka_unit_test(test_connect_gets_the_events_of_an_accepted_connection),
       cmocka_unit_test(test_connect_sends_what_was_queued_before),
+      cmocka_unit_test(test_local_address_of_both_ends),
       cmocka_unit_test(test_connect_refused),
       cmocka_unit_test(test_connect_to_an_ipv4_mapped_address),
       cmocka_unit_test(test_connect_to_link_local_without_scope),

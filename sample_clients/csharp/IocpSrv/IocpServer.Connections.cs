@@ -46,6 +46,21 @@ namespace IocpSrv
         private const int IocpAddrStrLen = 64; // IOCP_ADDRSTRLEN
 
         /// <summary>
+        /// The local address of a connection as the system reports it, and
+        /// its port: for an accepted one the address the peer reached, for an
+        /// outbound one the address and port the system chose. Throws
+        /// IocpException (ENotFound: unknown or stale id; EClosed: closing).
+        /// </summary>
+        public string LocalAddress(ulong id, out ushort port)
+        {
+            var text = new byte[IocpAddrStrLen];
+            Check(NativeMethods.iocp_local_address(handle, id, text, new UIntPtr((uint)text.Length), out port),
+                  "iocp_local_address");
+            int n = Array.IndexOf(text, (byte)0);
+            return System.Text.Encoding.ASCII.GetString(text, 0, n < 0 ? text.Length : n);
+        }
+
+        /// <summary>
         /// Opens an outbound connection (iocp_connect) and returns its id. The
         /// host is a numeric IPv4 or IPv6 address: the library does no DNS
         /// (resolve names first, e.g. with System.Net.Dns). The id gets the

@@ -77,6 +77,11 @@ namespace IocpSrv
         internal static extern int iocp_listen_address(ServerHandle server, byte[] text, UIntPtr cap,
                                                        out ushort port);
 
+        // 1.2
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        internal static extern int iocp_local_address(ServerHandle server, ulong id, byte[] text, UIntPtr cap,
+                                                      out ushort port);
+
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         internal static extern int iocp_connect(ServerHandle server, byte[] address, ushort port, out ulong id);
         // 1.1

@@ -100,6 +100,12 @@ namespace IocpSrv
         internal static partial int iocp_listen_address(ServerHandle server, [In, Out] byte[] text, UIntPtr cap,
                                                        out ushort port);
 
+        // 1.2
+        [LibraryImport(Lib, EntryPoint = "iocp_local_address")]
+        [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
+        internal static partial int iocp_local_address(ServerHandle server, ulong id, [In, Out] byte[] text, UIntPtr cap,
+                                                      out ushort port);
+
         [LibraryImport(Lib, EntryPoint = "iocp_connect")]
         [UnmanagedCallConv(CallConvs = new[] { typeof(CallConvCdecl) })]
         internal static partial int iocp_connect(ServerHandle server, byte[] address, ushort port, out ulong id);

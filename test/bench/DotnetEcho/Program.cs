@@ -1,9 +1,10 @@
 // Echo servers for the .NET benchmark (not a test):
 //
-//   DotnetEcho --impl pipelines|sockets [--port N]
+//   DotnetEcho --impl pipelines|pipelines-inline|sockets [--port N]
 //
 // pipelines: IocpListener, each connection's Input copied to its Output
-//            (System.IO.Pipelines over the library).
+//            (System.IO.Pipelines over the library); -inline with
+//            UnsafePreferInlineScheduling (the echo on the drain thread).
 // sockets:   System.Net.Sockets as its careful users write it: an accept
 //            loop, and per connection one async loop of Socket.ReceiveAsync /
 //            SendAsync on Memory<byte> from ArrayPool (ValueTask-based, no
@@ -25,9 +26,10 @@ for (int i = 0; i + 1 < args.Length; i += 2)
 var endPoint = new IPEndPoint(IPAddress.Loopback, port);
 using var stop = new CancellationTokenSource();
 
-if (impl == "pipelines")
+if (impl == "pipelines" || impl == "pipelines-inline")
 {
-    await using var listener = IocpListener.Listen(endPoint);
+    var options = new IocpListenerOptions { UnsafePreferInlineScheduling = impl == "pipelines-inline" };
+    await using var listener = IocpListener.Listen(endPoint, options);
     Console.WriteLine("listening on port " + listener.LocalEndPoint.Port);
     Task accept = Task.Run(async () =>
     {
@@ -94,7 +96,7 @@ else if (impl == "sockets")
 }
 else
 {
-    Console.Error.WriteLine("usage: DotnetEcho --impl pipelines|sockets [--port N]");
+    Console.Error.WriteLine("usage: DotnetEcho --impl pipelines|pipelines-inline|sockets [--port N]");
     return 2;
 }
 return 0;

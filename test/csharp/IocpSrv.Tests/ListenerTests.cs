@@ -22,10 +22,12 @@ public class ListenerTests
         }
     }
 
-    [Fact]
-    public async Task AcceptsAndEchoesThroughThePipes()
+    // Also with the reader's code inline on the drain thread.
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task AcceptsAndEchoesThroughThePipes(bool inline)
     {
-        await using var listener = IocpListener.Listen(Net.Loopback0);
+        await using var listener = IocpListener.Listen(Net.Loopback0,
+            new IocpListenerOptions { UnsafePreferInlineScheduling = inline });
         Assert.NotEqual(0, listener.LocalEndPoint.Port);
         using var client = await Net.ConnectAsync(listener.LocalEndPoint.Port);
         IocpConnection? c = await listener.AcceptAsync(Net.Token());
@@ -247,6 +249,12 @@ public class ListenerTests
         Assert.Equal("ping", Encoding.ASCII.GetString(r.Buffer.ToArray()));
         inbound.Input.AdvanceTo(r.Buffer.End);
         Assert.Equal(server.LocalEndPoint, outbound.RemoteEndPoint);
+        // Both ends' local addresses: the outbound one's port is the one the
+        // accepting side sees as its peer's.
+        Assert.NotNull(outbound.LocalEndPoint);
+        Assert.Equal(IPAddress.Loopback, outbound.LocalEndPoint!.Address);
+        Assert.Equal(inbound.RemoteEndPoint, outbound.LocalEndPoint);
+        Assert.Equal(server.LocalEndPoint, inbound.LocalEndPoint);
 
         // A port nobody listens on: ConnectionRefused.
         var probe = IocpListener.Listen(Net.Loopback0);

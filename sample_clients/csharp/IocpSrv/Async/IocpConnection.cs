@@ -1,7 +1,7 @@
 // One connection of an IocpListener as System.IO.Pipelines: Input holds what
 // the peer sent, Output what goes to it. The listener's drain thread feeds
-// Input and reports the connection's events here; a send loop takes Output
-// into the library's queue.
+// Input and reports the connection's events here; Output hands its bytes to
+// the library's queue in FlushAsync (IocpConnectionWriter).
 #nullable enable
 using System;
 using System.Buffers;
@@ -30,7 +30,7 @@ namespace IocpSrv
         private readonly IocpServer server;
         private readonly IocpListenerOptions options;
         private readonly Pipe input;
-        private readonly Pipe output;
+        private readonly IocpConnectionWriter output;
         private readonly CancellationTokenSource closed = new CancellationTokenSource();
         private readonly TaskCompletionSource ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly object gate = new object();
@@ -42,9 +42,6 @@ namespace IocpSrv
         private Exception? endError;
         private bool inputDone;
         private bool isEnded;
-        // Output: set by OnDrain.
-        private TaskCompletionSource? drained;
-        private Task? sendLoop;
 
         internal IocpConnection(IocpServer server, IocpListenerOptions options, ulong id,
                                 IPEndPoint remote, IPEndPoint? local, IocpTlsInfo? tls = null)
@@ -56,11 +53,10 @@ namespace IocpSrv
             RemoteEndPoint = remote;
             LocalEndPoint = local;
             input = new Pipe(new PipeOptions(pauseWriterThreshold: options.InputPauseThreshold,
-                resumeWriterThreshold: options.InputResumeThreshold, useSynchronizationContext: false));
-            // Small: a writer waits in FlushAsync until the send loop took
-            // its bytes, and the send loop waits for the library's queue.
-            output = new Pipe(new PipeOptions(pauseWriterThreshold: 64 << 10, resumeWriterThreshold: 32 << 10,
+                resumeWriterThreshold: options.InputResumeThreshold,
+                readerScheduler: options.UnsafePreferInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool,
                 useSynchronizationContext: false));
+            output = new IocpConnectionWriter(server, id, options.OutputQueueLimit);
         }
 
         /// <summary>The library's id of this connection.</summary>
@@ -75,14 +71,14 @@ namespace IocpSrv
         /// </summary>
         public IocpTlsInfo? TlsInfo { get; }
 
-        /// <summary>The listening address and port for an accepted connection; null for an outbound one.</summary>
+        /// <summary>The local address and port as the system reports them (for an outbound connection the port it chose); null only when the connection was already closing when it came.</summary>
         public IPEndPoint? LocalEndPoint { get; }
 
         /// <summary>What the peer sent; completes on its FIN (with an IOException when it reset).</summary>
         public PipeReader Input => input.Reader;
 
         /// <summary>What goes to the peer; Complete() half-closes after the bytes written.</summary>
-        public PipeWriter Output => output.Writer;
+        public PipeWriter Output => output;
 
         /// <summary>Fires when the connection has ended, for whatever reason.</summary>
         public CancellationToken ConnectionClosed => closed.Token;
@@ -105,24 +101,19 @@ namespace IocpSrv
         /// the connection until the peer closes too; one still open after
         /// <see cref="IocpListenerOptions.CloseTimeout"/> is reset.
         /// </summary>
-        public async ValueTask DisposeAsync()
+        public ValueTask DisposeAsync()
         {
-            output.Writer.Complete();
+            output.Complete();
             input.Reader.Complete();
-            if (sendLoop != null) await sendLoop.ConfigureAwait(false);
-            if (isEnded) return;
+            if (isEnded) return default;
             if (options.CloseTimeout <= TimeSpan.Zero)
             {
                 Abort();
-                return;
+                return default;
             }
             _ = Task.Delay(options.CloseTimeout).ContinueWith(_ => { if (!isEnded) Abort(); },
                                                                TaskScheduler.Default);
-        }
-
-        internal void Start()
-        {
-            sendLoop = Task.Run(SendLoopAsync);
+            return default;
         }
 
         // ---- Input: called on the listener's drain thread ----
@@ -208,7 +199,7 @@ namespace IocpSrv
 
         internal void OnDrain()
         {
-            Volatile.Read(ref drained)?.TrySetResult();
+            output.OnDrain();
         }
 
         internal void OnEnded(IocpReason reason)
@@ -224,61 +215,9 @@ namespace IocpSrv
                 if (flushing && reason == IocpReason.PeerClosed) finPending = true;
                 else CompleteInput();
             }
-            Volatile.Read(ref drained)?.TrySetResult();
-            output.Reader.CancelPendingRead();
+            output.OnEnded();
             ended.TrySetResult();
             try { closed.Cancel(); } catch (AggregateException) { }
-        }
-
-        // ---- Output: the send loop ----
-
-        private async Task SendLoopAsync()
-        {
-            PipeReader reader = output.Reader;
-            Exception? error = null;
-            try
-            {
-                for (;;)
-                {
-                    ReadResult result = await reader.ReadAsync().ConfigureAwait(false);
-                    if (isEnded) break;
-                    ReadOnlySequence<byte> buffer = result.Buffer;
-                    foreach (ReadOnlyMemory<byte> segment in buffer)
-                    {
-                        await WaitForRoomAsync().ConfigureAwait(false);
-                        if (isEnded) break;
-                        int rc = server.TrySend(Id, segment.Span);
-                        if (rc < 0) throw IocpErrorMap.ToException(rc, "iocp_send");
-                    }
-                    reader.AdvanceTo(buffer.End);
-                    if (isEnded) break;
-                    if (result.IsCompleted)
-                    {
-                        server.TryShutdown(Id);   // the graceful half-close
-                        break;
-                    }
-                }
-            }
-            catch (Exception e)
-            {
-                error = e;
-            }
-            reader.Complete(isEnded ? null : error);
-        }
-
-        // Returns once the library's queue for this connection is at or
-        // below OutputQueueLimit; OnDrain wakes it when the queue has fallen
-        // to OutputDrainMark (the connection's drain mark).
-        private async Task WaitForRoomAsync()
-        {
-            for (;;)
-            {
-                var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                Volatile.Write(ref drained, tcs);
-                if (isEnded || server.TryQueued(Id, out ulong queued) < 0) return;
-                if (queued <= (ulong)options.OutputQueueLimit) return;
-                await tcs.Task.ConfigureAwait(false);
-            }
         }
     }
 }

@@ -235,9 +235,8 @@ namespace IocpSrv
             var remote = new IPEndPoint(IPAddress.Parse(address), port);
             IocpTlsInfo? tls = null;
             if (options.Tls != null || outbound != null) server.TryGetTlsInfo(id, out tls);   // ENotls: plain
-            var c = new IocpConnection(server, options, id, remote, outbound == null ? LocalEndPoint : null, tls);
+            var c = new IocpConnection(server, options, id, remote, LocalOf(id), tls);
             connections[id] = c;
-            c.Start();
             if (outbound != null) outbound.TrySetResult(c);
             else if (!accepted.Writer.TryWrite(c))
             {
@@ -246,6 +245,21 @@ namespace IocpSrv
                 return false;
             }
             return true;
+        }
+
+        // The connection's own local address (on a wildcard listener the
+        // interface's; for an outbound one the port the system chose).
+        private IPEndPoint? LocalOf(ulong id)
+        {
+            try
+            {
+                string address = server.LocalAddress(id, out ushort port);
+                return new IPEndPoint(IPAddress.Parse(address), port);
+            }
+            catch (IocpException)
+            {
+                return null;   // closing already
+            }
         }
 
         private void OnDisconnect(IocpServer s, ulong id, IocpReason reason)

@@ -61,6 +61,15 @@ namespace IocpSrv
         /// </summary>
         public IocpTlsOptions? Tls { get; set; }
 
+        /// <summary>
+        /// Runs the code awaiting <see cref="IocpConnection.Input"/> on the
+        /// listener's drain thread, inline, instead of on the thread pool: an
+        /// echo then costs no thread switch, but code that blocks or works long
+        /// there holds up every connection's input (Kestrel's
+        /// UnsafePreferInlineScheduling). Off by default.
+        /// </summary>
+        public bool UnsafePreferInlineScheduling { get; set; }
+
         /// <summary>Exceptions nobody else can receive (a failing drain loop); ignored when null.</summary>
         public Action<Exception>? OnError { get; set; }
 
