@@ -110,10 +110,17 @@ class NetTest(unittest.TestCase):
             with ev.lock:
                 ev.data_cond.wait_for(lambda: len(ev.data) >= 24, TIMEOUT)
             self.assertEqual(ev.data, b"queued before on_connect")
+            # Its own end: the port the system chose for it.
+            host, port = client.local_address(id)
+            self.assertEqual(host, "127.0.0.1")
+            self.assertNotIn(port, (0, target.port))
             client.close(id)
             self.assertTrue(ev.ended.wait(TIMEOUT))
             self.assertEqual(ev.reason, iocpsrv.REASON_LOCAL_CLOSE)
             self.assertFalse(ev.failed.is_set())
+            with self.assertRaises(iocpsrv.IocpError) as e:
+                client.local_address(id)
+            self.assertEqual(e.exception.code, iocpsrv.ENOTFOUND)
 
     def test_connect_refused(self):
         ev = Events()

@@ -277,4 +277,7 @@ _SIGNATURES = {
     "iocp_connect_tls": (ctypes.c_int, [_server_p, ctypes.c_char_p, ctypes.c_uint16,
                                         ctypes.POINTER(_TlsClient), ctypes.POINTER(_conn_id)]),
     "iocp_tls_get_info": (ctypes.c_int, [_server_p, _conn_id, ctypes.POINTER(_TlsInfo)]),
+    # 1.2
+    "iocp_local_address": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_char_p, ctypes.c_size_t,
+                                          ctypes.POINTER(ctypes.c_uint16)]),
 }

@@ -666,7 +666,13 @@ class IocpServer(asyncio.AbstractServer):
             self._refusals.append(id)
             return
         peer: Tuple[Any, ...] = (host, port, 0, 0) if ":" in host else (host, port)
-        extra = {"peername": peer, "sockname": self._listener.getsockname(), "socket": None}
+        sockname: Tuple[Any, ...] = self._listener.getsockname()
+        try:
+            local, lport = self._native.local_address(id)
+            sockname = (local, lport, 0, 0) if ":" in local else (local, lport)
+        except IocpError:
+            pass  # closing already: the listening address will do
+        extra = {"peername": peer, "sockname": sockname, "socket": None}
         if self._native.tls is not None:
             _rc, info = read_info(self._lib, self._native._ptr, id)
             if info is not None:

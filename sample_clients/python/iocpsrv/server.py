@@ -603,6 +603,17 @@ class Server:
                                              ctypes.byref(port)), "iocp_listen_address")
         return buf.value.decode("ascii"), port.value
 
+    def local_address(self, id: int) -> Tuple[str, int]:
+        """(address, port) of connection `id`'s own end, as the system
+        reports it: the address the peer reached, or for an outbound
+        connection the port the system chose. Raises IocpError (ENOTFOUND
+        for an unknown or ended id, ECLOSED once it is closing)."""
+        buf = ctypes.create_string_buffer(ADDRSTRLEN)
+        port = ctypes.c_uint16()
+        _check(self._lib.iocp_local_address(self._handle(), id, buf, ADDRSTRLEN,
+                                            ctypes.byref(port)), "iocp_local_address")
+        return buf.value.decode("ascii"), port.value
+
     @property
     def connection_count(self) -> int:
         """Connections currently open."""
