@@ -337,14 +337,16 @@ static void chaos_connect(rec_server *r, iocp_conn_id id) {
  * client's timeout. */
 static void chaos_data(rec_server *r, iocp_conn_id id, const uint8_t *d, size_t n) {
   chaos_run *x = r->user;
-  int rc;
-  if (n >= sizeof(idle_magic) && memcmp(d, idle_magic, sizeof(idle_magic)) == 0) {
-    atomic_store(&x->idler[id % SLOTS], id);
-    if (iocp_set_idle_timeout(r->srv, id, 200) != IOCP_OK) rec_violation(r);
-  }
-  rc = iocp_send(r->srv, id, d, n);
+  int rc = iocp_send(r->srv, id, d, n);
   if (rc != IOCP_OK && rc != IOCP_ECLOSED && !(rc == IOCP_ESHUTDOWN && atomic_load(&x->stopping)))
     rec_violation(r);
+  /* Marked only once its echo is queued: from then on the control thread
+   * may shut it down or close it. */
+  if (n >= sizeof(idle_magic) && memcmp(d, idle_magic, sizeof(idle_magic)) == 0) {
+    rc = iocp_set_idle_timeout(r->srv, id, 200);
+    if (rc != IOCP_OK && rc != IOCP_ECLOSED) rec_violation(r);
+    atomic_store(&x->idler[id % SLOTS], id);
+  }
 }
 
 static void chaos_disconnect(rec_server *r, iocp_conn_id id, int reason) {
