@@ -235,12 +235,17 @@ static const uint8_t idle_magic[16] = {0xF0, 0x0D, 0xF0, 0x0D, 'i', 'd', 'l', 'e
 #define IDLE_WAIT_MS 20000
 static void go_idle(client *c, uint8_t *buf, size_t cap) {
   ts_sock s = ts_connect(c->port);
+  uint8_t echo[sizeof(idle_magic)];
   size_t got = 0;
   int rc;
   if (s == TS_BAD_SOCK) return client_fail(c, "idle", "connect failed", 0);
   ts_set_timeout(s, IDLE_WAIT_MS);
+  /* The echo goes to a buffer of its own: left in `buf`, the magic would
+   * start what a later stop-reading client sends unfilled from it, and the
+   * server would take that client for an idle one. */
   if ((rc = ts_send_all(s, idle_magic, sizeof(idle_magic))) != TS_OK ||
-      (rc = ts_recv_exact(s, buf, sizeof(idle_magic))) != TS_OK)
+      (rc = ts_recv_exact(s, echo, sizeof(echo))) != TS_OK ||
+      memcmp(echo, idle_magic, sizeof(echo)) != 0)
     client_fail(c, "idle", "no echo", rc);
   else if ((rc = ts_recv_to_end(s, buf, cap, &got)) == TS_TIMEOUT)
     c->idle_stuck++;
