@@ -59,6 +59,15 @@ Sections (--only picks some; default "echo uv http"):
         nginx (`return 200 "Hello, World!"`, the same number of workers,
         --http-threads) under wrk (--wrk-threads threads, --http-conns
         connections): requests/s and the server's CPU time per request.
+  tls   natively, the HTTP sample with --tls against nginx over HTTPS with
+        the same certificate (ECDSA P-256 and RSA 2048; TLS 1.3 and 1.2),
+        both kept running: keep-alive requests/s (wrk and tls_loadgen,
+        the first of --http-conns connections) and full handshakes per
+        second (a new connection per request: wrk and tls_loadgen with 16
+        connections, openssl s_time with one). benchlib/tls.py.
+  tls-echo  natively, the echo sample with --tls against itself on plain
+        TCP: 100 connections x 64 KiB (tls_loadgen; loadgen on plain TCP),
+        the server's CPU per MB, and `openssl speed` of the ciphers.
 
 An echo configuration CxM[xK] is C connections each keeping K (default 1)
 M-byte messages in flight, driven by one native client (test/bench/loadgen.c)
@@ -109,7 +118,7 @@ from benchlib.report import report  # noqa: E402
 from benchlib.runs import CFG, Bench  # noqa: E402
 
 SECTIONS = ("echo", "uv", "live", "live-epoll", "live-wine", "lang", "http", "live-http", "park",
-            "asyncio", "aiohttp")
+            "asyncio", "aiohttp", "tls", "tls-echo")
 NAT = "build/linux"
 W64 = "build/win64"
 
@@ -167,7 +176,7 @@ def command_line(o):
         c += f" --lang-configs \"{' '.join(o.lang_configs)}\""
     if "park" in want:
         c += f" --park-configs \"{' '.join(o.park_configs)}\""
-    if want & {"http", "live-http", "aiohttp"}:
+    if want & {"http", "live-http", "aiohttp", "tls"}:
         c += (f" --http-conns \"{' '.join(o.http_conns)}\" --http-threads {o.http_threads}"
               f" --wrk-threads {o.wrk_threads}")
     c += " --extra" * o.extra + " --win-tools" * o.win_tools
@@ -188,7 +197,7 @@ def build(o):
     build is there."""
     want = set(o.only)
     wine = bool(want & {"echo", "live-wine"})
-    http = bool(want & {"http", "live-http"})
+    http = bool(want & {"http", "live-http", "tls"})
     tools = ["meson", "ninja", "cc", "python3"] + ["taskset"] * bool(o.server_cpus or o.client_cpus)
     tools += ["x86_64-w64-mingw32-gcc", "wine", "wineserver"] * wine + ["wrk", "curl"] * http
     tools += ["wrk"] * ("aiohttp" in want)
@@ -204,6 +213,8 @@ def build(o):
         if not ninja(NAT, "test/bench/loadgen", "test/bench/baseline_epoll", "sample_clients/echo_server",
                      "sample_clients/http_server", "test/bench/queue_echo"):
             die("the native build failed")
+        if want & {"tls", "tls-echo"} and not ninja(NAT, "test/bench/tls_loadgen"):
+            die("no tls_loadgen: is libssl-dev installed? (test/tools/install-deps.sh)")
         if want & {"lang", "asyncio", "aiohttp"}:
             ninja(NAT)  # the library, and the C# sample when mcs is there
             if subprocess.run(["/usr/bin/python3", "-c", "import uvloop"], stderr=subprocess.DEVNULL).returncode:
@@ -297,6 +308,13 @@ def run_sections(o, b, native, linux_echo, winever):
     if "live-http" in want:
         for conns in o.http_conns:
             b.live_http(int(conns), http)
+    if want & {"tls", "tls-echo"}:
+        from benchlib.tls import Tls
+        b.tls = Tls(b, o)
+        if "tls" in want:
+            b.tls.http()
+        if "tls-echo" in want:
+            b.tls.echo()
 
 
 def main(argv):
@@ -344,6 +362,9 @@ def main(argv):
             # Only our private prefix: ends its wineserver and what is attached to it.
             subprocess.run(["wineserver", "-k"], stderr=subprocess.DEVNULL)
     report(b.records, o, cmdline, started, winever, load_start, loadavg(), b.raw)
+    if hasattr(b, "tls"):
+        from benchlib.tls import table
+        table(b.records, b.tls.speed)
     return 0
 
 

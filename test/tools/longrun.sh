@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The long runs, run on purpose (CI runs the same programs at a
 # small size in every build):
-#   - a 10-minute chaos run (test_chaos: a seeded random mix of clients;
-#     the seed is printed first, replay a failure with IOCP_CHAOS_SEED=N),
+#   - a 10-minute chaos run (test_chaos: a seeded random mix of clients
+#     while an application thread calls the per-connection controls, half
+#     the time in callback mode and half in queue mode, with idle timeouts,
+#     max_connections and graceful stops; the seed is printed first,
+#     replay a failure with IOCP_CHAOS_SEED=N),
 #   - 100,000 connect-and-reset cycles while a normal client is served,
 #   - 1,000 create / load / destroy cycles, no growth in memory, handles
 #     or threads,
@@ -14,7 +17,8 @@
 # BUILD is a directory under build/ that test-all.sh made (linux, asan,
 # tsan, win64: win64 runs under Wine). Sizes can be changed through
 # IOCP_CHAOS_SECONDS, IOCP_CHAOS_RESETS, IOCP_CHAOS_CYCLES, IOCP_BIGSEND_MIB.
-# Prints one line per run and 'N passed, M failed' at the end. The machine
+# Prints one line per run, its memory and handles at the start and end (and
+# the log has them every minute), and 'N passed, M failed' at the end. The machine
 # may be shared: the runs only check correctness, they time nothing.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -49,6 +53,7 @@ run() { # build, program, log name
   if [ $rc -eq 0 ]; then
     passed=$((passed + 1))
     echo "ok    $b $name ($(head -n 1 "$log"))"
+    grep -E '^(callback|queue) mode|^controls:|resets, |cycles: ' "$log" | sed 's/^/        /'
   else
     failed=$((failed + 1))
     echo "FAIL  $b $name: see $log"

@@ -138,15 +138,19 @@ class Nginx:
         for d in ("logs", "tmp"):
             os.makedirs(os.path.join(prefix, d), exist_ok=True)
         conf = os.path.join(prefix, "nginx.conf")
+        # A subclass may bring its own configuration (conf_text, conf_args)
+        # and scheme (the tls section: HTTPS).
+        text = getattr(self, "conf_text", NGINX_CONF)
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(workers=workers, prefix=prefix, port=port))
+            f.write(text.format(workers=workers, prefix=prefix, port=port, **getattr(self, "conf_args", {})))
+        scheme = getattr(self, "scheme", "http")
         self.port = port
         self.proc = subprocess.Popen(pinned([NGINX, "-p", prefix + "/", "-c", conf, "-e",
                                              os.path.join(prefix, "logs", "error.log")], cpus),
                                      stdin=subprocess.DEVNULL, stderr=errlog)
         self.pid = self.proc.pid
         for _ in range(100):
-            if subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/"]).returncode == 0:
+            if subprocess.run(["curl", "-s", "-k", "-o", "/dev/null", f"{scheme}://127.0.0.1:{port}/"]).returncode == 0:
                 return
             if self.proc.poll() is not None:
                 break
