@@ -198,6 +198,27 @@ def test_echoes_1mib_at_each_version(certs, identity, mode, version):
         assert (stats.tls_handshakes, stats.bytes_received) == (1, len(MIB))
 
 
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls1.2", "tls1.3"])
+def test_a_returning_client_resumes_its_session(certs, identity, version):
+    """A ticket from the first handshake lets the second skip the full one,
+    at either version; the server keeps no session state of its own."""
+    rec = Recorder()
+    ctx = client_context(certs, version, None)
+    with iocpsrv.Server(port=0, tls=identity, **rec.kwargs()) as server:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as first:
+            assert echo_lockstep(first, b"ticket?") == b"ticket?"   # 1.3's ticket comes after
+            assert not first.session_reused
+            session, version_first = first.session, first.version()
+        assert session is not None and session.has_ticket
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as again:
+            assert echo_lockstep(again, b"again") == b"again"
+            assert again.session_reused
+            assert again.version() == version_first
+        assert server.stats().tls_handshakes == 2
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_close_notify_half_closes_both_ways(certs, identity, mode):
     rec = Recorder(on_peer_closed=True)
