@@ -15,23 +15,14 @@
 #  include "../win/internal.h" /* the engine's own: iocp__tuning_defaults */
 #endif
 
-static iocp_statistics stats_of(iocp_server *s) {
-  iocp_statistics st;
-  memset(&st, 0xAB, sizeof(st));
-  st.size = sizeof(st);
-  assert_int_equal(iocp_stats(s, &st), IOCP_OK);
-  assert_int_equal(st.size, sizeof(st));
-  return st;
-}
-
 /* Waits until the server's counters say `field` reached `want`. */
 #define WAIT_STAT(srv, field, want)                                                 \
   do {                                                                              \
     uint64_t until_ = ts_now_ms() + TS_TIMEOUT_MS;                                  \
-    while (stats_of(srv).field != (uint64_t)(want) && ts_now_ms() < until_) {       \
+    while (ts_stats(srv).field != (uint64_t)(want) && ts_now_ms() < until_) {       \
       ts_counter_wait(ts_never, 1, 10); /* a bounded pause between two polls */     \
     }                                                                               \
-    assert_int_equal(stats_of(srv).field, (uint64_t)(want));                       \
+    assert_int_equal(ts_stats(srv).field, (uint64_t)(want));                       \
   } while (0)
 
 static ts_counter *ts_never; /* never reaches 1: a bounded wait */
@@ -44,7 +35,7 @@ static void test_stats_count_connections_and_bytes(void **state) {
   uint8_t buf[1000];
   (void)state;
 
-  st = stats_of(r->srv);
+  st = ts_stats(r->srv);
   assert_int_equal(st.connections_accepted, 0);
   assert_int_equal(st.connections_open, 0);
   assert_int_equal(st.bytes_received, 0);
@@ -59,7 +50,7 @@ static void test_stats_count_connections_and_bytes(void **state) {
   assert_int_equal(ts_recv_exact(a, buf, 600), TS_OK);
   assert_int_equal(ts_recv_exact(b, buf, 400), TS_OK);
   WAIT_STAT(r->srv, bytes_sent, 1000);
-  st = stats_of(r->srv);
+  st = ts_stats(r->srv);
   assert_int_equal(st.connections_accepted, 2);
   assert_int_equal(st.connections_refused, 0);
   assert_int_equal(st.connections_open, 2);
@@ -71,7 +62,7 @@ static void test_stats_count_connections_and_bytes(void **state) {
   ts_close(a);
   ts_close(b);
   assert_int_equal(ts_counter_wait(r->disconnects, 2, TS_TIMEOUT_MS), 0);
-  st = stats_of(r->srv);
+  st = ts_stats(r->srv);
   assert_int_equal(st.connections_open, 0);
   assert_int_equal(st.connections_accepted, 2);
 
@@ -79,7 +70,7 @@ static void test_stats_count_connections_and_bytes(void **state) {
   x = ts_connect(refuser->port);
   assert_true(x != TS_BAD_SOCK);
   WAIT_STAT(refuser->srv, connections_refused, 1);
-  st = stats_of(refuser->srv);
+  st = ts_stats(refuser->srv);
   assert_int_equal(st.connections_accepted, 1);
   ts_close(x);
   WAIT_STAT(refuser->srv, connections_open, 0);
@@ -110,7 +101,7 @@ static void test_stats_bytes_queued(void **state) {
   {
     uint64_t until = ts_now_ms() + TS_TIMEOUT_MS;
     do {
-      st = stats_of(r->srv);
+      st = ts_stats(r->srv);
       if (st.bytes_queued + st.bytes_sent == 8u << 20) break;
       ts_counter_wait(ts_never, 1, 10);
     } while (ts_now_ms() < until);
@@ -232,7 +223,7 @@ static void test_2000_idle_connections_then_echo(void **state) {
   }
   assert_true(rec_wait_connect(r, IDLE_CONNS) != 0);
   assert_int_equal(iocp_connection_count(r->srv), IDLE_CONNS);
-  assert_int_equal(stats_of(r->srv).connections_open, IDLE_CONNS);
+  assert_int_equal(ts_stats(r->srv).connections_open, IDLE_CONNS);
   /* All sent before any is read: every connection has bytes waiting at once. */
   for (i = 0; i < IDLE_CONNS; i++) {
     ts_fill(out, sizeof(out), (uint32_t)i, 0);
@@ -242,7 +233,7 @@ static void test_2000_idle_connections_then_echo(void **state) {
     assert_int_equal(ts_recv_exact(socks[i], in, sizeof(in)), TS_OK);
     assert_int_equal(ts_check(in, sizeof(in), (uint32_t)i, 0), sizeof(in));
   }
-  assert_int_equal(stats_of(r->srv).bytes_received, (uint64_t)IDLE_CONNS * sizeof(out));
+  assert_int_equal(ts_stats(r->srv).bytes_received, (uint64_t)IDLE_CONNS * sizeof(out));
   for (i = 0; i < IDLE_CONNS; i++) ts_close(socks[i]);
   assert_int_equal(ts_counter_wait(r->disconnects, IDLE_CONNS, TS_TIMEOUT_MS), 0);
   free(socks);

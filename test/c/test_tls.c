@@ -34,32 +34,6 @@ static void tls_config(iocp_config *cfg, const blob *p12) {
   cfg->tls_password = "secret";
 }
 
-static iocp_statistics stats_of(iocp_server *s) {
-  iocp_statistics st;
-  memset(&st, 0, sizeof(st));
-  st.size = sizeof(st);
-  assert_int_equal(iocp_stats(s, &st), IOCP_OK);
-  return st;
-}
-
-/* Waits until fn(server) reaches target (statistics are not events). */
-static int wait_stat(iocp_server *s, size_t offset, uint64_t target) {
-  uint64_t end = ts_now_ms() + TS_TIMEOUT_MS;
-  ts_counter *tick = ts_counter_new();
-  int rc = -1;
-  while (ts_now_ms() < end) {
-    iocp_statistics st = stats_of(s);
-    if (*(uint64_t *)((char *)&st + offset) >= target) {
-      rc = 0;
-      break;
-    }
-    ts_counter_wait(tick, 1, 5); /* a 5 ms pause between looks */
-  }
-  ts_counter_free(tick);
-  return rc;
-}
-#define WAIT_STAT(s, field, n) wait_stat((s), offsetof(iocp_statistics, field), (n))
-
 /* ---- An OpenSSL client on a blocking socket ----------------------------------- */
 
 typedef struct client {
@@ -247,7 +221,7 @@ static void handshake_case(const blob *p12, const blob *ca, int version, const c
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
   assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_PEER_CLOSED]), 1);
   {
-    iocp_statistics st = stats_of(r->srv);
+    iocp_statistics st = ts_stats(r->srv);
     assert_int_equal(st.tls_handshakes, 1);
     assert_int_equal(st.connections_accepted, 1);
     assert_int_equal(st.bytes_received, 5);
@@ -287,7 +261,7 @@ static void test_old_versions_refused(void **state) {
   client_close(&k);
   assert_int_equal(client_open(&k, r->port, TLS1_1_VERSION, NULL), -1);
   client_close(&k);
-  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_failures, 2), 0);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_failures, 2), 0);
   /* TLS 1.3 only: a 1.2 client is refused too. */
   rec_stop(r);
   tls_config(&cfg, &g_rsa);
@@ -298,7 +272,7 @@ static void test_old_versions_refused(void **state) {
   assert_int_equal(client_open(&k, r->port, TLS1_3_VERSION, NULL), 0);
   client_close(&k);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
-  assert_int_equal(stats_of(r->srv).tls_handshake_failures, 1);
+  assert_int_equal(ts_stats(r->srv).tls_handshake_failures, 1);
   assert_int_equal(ts_counter_get(r->connects), 1);
   rec_stop(r);
 }
@@ -317,7 +291,7 @@ static void test_renegotiation_refused(void **state) {
   assert_true(SSL_do_handshake(k.ssl) != 1);
   client_close(&k);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
-  assert_int_equal(stats_of(r->srv).tls_handshakes, 1);
+  assert_int_equal(ts_stats(r->srv).tls_handshakes, 1);
   rec_stop(r);
 }
 
@@ -372,7 +346,7 @@ static void echo_bulk(size_t step, int count, int version) {
   }
   ts_thread_join(t);
   assert_false(a.failed);
-  assert_int_equal(stats_of(r->srv).bytes_received, a.total);
+  assert_int_equal(ts_stats(r->srv).bytes_received, a.total);
   assert_int_equal(SSL_shutdown(k.ssl), 0);
   assert_int_equal(client_read_close_notify(&k), 0);
   assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
@@ -520,13 +494,13 @@ static void test_bad_peers(void **state) {
   ts_shutdown_send(a);
   assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
   ts_close(a);
-  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
   /* Half a ClientHello, then silence: the handshake's time limit. */
   a = ts_connect(r->port);
   assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
   assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
   ts_close(a);
-  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
   /* Nothing reached the program; the server still serves. */
   assert_int_equal(ts_counter_get(r->connects), 0);
   assert_int_equal(client_open(&k, r->port, 0, &g_rsa_pem), 0);
@@ -534,7 +508,7 @@ static void test_bad_peers(void **state) {
   assert_int_equal(client_read_exact(&k, end, 2), 0);
   client_close(&k);
   {
-    iocp_statistics st = stats_of(r->srv);
+    iocp_statistics st = ts_stats(r->srv);
     assert_int_equal(st.tls_handshake_failures, 3);
     assert_int_equal(st.tls_handshake_timeouts, 1);
   }
@@ -649,7 +623,7 @@ static void test_connect_tls(void **state) {
   /* Not trusted, or not for this name: on_connect_failed(IOCP_ECERTVERIFY). */
   assert_int_equal(outbound(cli, srv->port, "localhost", &g_other_pem, 0, &id), IOCP_OK);
   assert_int_equal(outbound(cli, srv->port, "example.org", &g_rsa_pem, 0, &id), IOCP_OK);
-  assert_int_equal(WAIT_STAT(cli->srv, tls_handshake_failures, 2), 0);
+  assert_int_equal(TS_WAIT_STAT(cli->srv, tls_handshake_failures, 2), 0);
   assert_int_equal(ts_counter_wait(g_failed[FAIL_CERTVERIFY], 2, TS_TIMEOUT_MS), 0);
   /* A server that is not TLS at all: it echoes the ClientHello, or says
    * nothing until the handshake's time limit. */
@@ -657,20 +631,20 @@ static void test_connect_tls(void **state) {
     rec_server *plain = rec_start(REC_ECHO, NULL, NULL), *mute = rec_start(0, NULL, NULL);
     iocp_tls_client o;
     assert_int_equal(outbound(cli, plain->port, "localhost", &g_rsa_pem, 0, &id), IOCP_OK);
-    assert_int_equal(WAIT_STAT(cli->srv, tls_handshake_failures, 3), 0);
+    assert_int_equal(TS_WAIT_STAT(cli->srv, tls_handshake_failures, 3), 0);
     assert_int_equal(ts_counter_wait(g_failed[FAIL_TLS], 1, TS_TIMEOUT_MS), 0);
     memset(&o, 0, sizeof(o));
     o.size = sizeof(o);
     o.no_verify = 1;
     o.handshake_timeout_ms = 100;
     assert_int_equal(iocp_connect_tls(cli->srv, "127.0.0.1", mute->port, &o, &id), IOCP_OK);
-    assert_int_equal(WAIT_STAT(cli->srv, tls_handshake_timeouts, 1), 0);
+    assert_int_equal(TS_WAIT_STAT(cli->srv, tls_handshake_timeouts, 1), 0);
     /* A time-out is a time-out, as for a connect that gets no answer. */
     assert_int_equal(ts_counter_wait(g_failed[FAIL_TIMEDOUT], 1, TS_TIMEOUT_MS), 0);
     rec_stop(plain);
     rec_stop(mute);
   }
-  st = stats_of(cli->srv);
+  st = ts_stats(cli->srv);
   assert_int_equal(st.tls_handshakes, 3);
   assert_int_equal(ts_counter_get(cli->connects), 3);
   /* Bad options. */
@@ -718,7 +692,7 @@ static void test_many_handshakes(void **state) {
     assert_int_equal(outbound(cli, srv->port, "localhost", &g_ecdsa_pem, 0, &id), IOCP_OK);
   if (ts_counter_wait(srv->connects, MANY, TS_TIMEOUT_MS) != 0 ||
       ts_counter_wait(cli->connects, MANY, TS_TIMEOUT_MS) != 0) {
-    iocp_statistics a = stats_of(srv->srv), b = stats_of(cli->srv);
+    iocp_statistics a = ts_stats(srv->srv), b = ts_stats(cli->srv);
     print_error("server: %lld connects, %llu handshakes, %llu failed, %llu timed out, %llu open\n"
                 "client: %lld connects, %llu handshakes, %llu failed, %llu timed out, %llu open\n",
                 (long long)ts_counter_get(srv->connects), (unsigned long long)a.tls_handshakes,
@@ -729,8 +703,8 @@ static void test_many_handshakes(void **state) {
                 (unsigned long long)b.tls_handshake_timeouts, (unsigned long long)b.connections_open);
     fail();
   }
-  assert_int_equal(stats_of(srv->srv).tls_handshakes, MANY);
-  assert_int_equal(stats_of(cli->srv).tls_handshakes, MANY);
+  assert_int_equal(ts_stats(srv->srv).tls_handshakes, MANY);
+  assert_int_equal(ts_stats(cli->srv).tls_handshakes, MANY);
   rec_stop(cli);
   rec_stop(srv);
 }

@@ -23,29 +23,6 @@ static blob g_rsa, g_nokey, g_rsa_pem, g_other_pem;
 static uint16_t g_port, g_alpn_port;
 static int g_tls13;
 
-static iocp_statistics stats_of(iocp_server *s) {
-  iocp_statistics st;
-  memset(&st, 0, sizeof(st));
-  st.size = sizeof(st);
-  assert_int_equal(iocp_stats(s, &st), IOCP_OK);
-  return st;
-}
-
-static int wait_failures(iocp_server *s, uint64_t n) {
-  uint64_t end = ts_now_ms() + TS_TIMEOUT_MS;
-  ts_counter *tick = ts_counter_new();
-  int rc = -1;
-  while (ts_now_ms() < end) {
-    if (stats_of(s).tls_handshake_failures >= n) {
-      rc = 0;
-      break;
-    }
-    ts_counter_wait(tick, 1, 5);
-  }
-  ts_counter_free(tick);
-  return rc;
-}
-
 /* ---- iocp_create refuses a bad identity ------------------------------------------- */
 
 static int create_rc(const blob *p12, const char *password) {
@@ -144,7 +121,7 @@ static void test_connect_verified_echo(void **state) {
     print_error("ended with reason %d\n", rec_reason(r, id));
     fail();
   }
-  assert_int_equal(stats_of(r->srv).tls_handshakes, 1);
+  assert_int_equal(ts_stats(r->srv).tls_handshakes, 1);
   rec_stop(r);
   free(buf);
 }
@@ -157,12 +134,12 @@ static void test_connect_refused_and_unverified(void **state) {
   /* Not issued by the given CA; not for this name. */
   assert_int_equal(outbound(r, "localhost", &g_other_pem, 0, &id), IOCP_OK);
   assert_int_equal(outbound(r, "example.org", &g_rsa_pem, 0, &id), IOCP_OK);
-  assert_int_equal(wait_failures(r->srv, 2), 0);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_failures, 2), 0);
   assert_int_equal(ts_counter_get(r->connects), 0);
   /* Verification off: any certificate. */
   assert_int_equal(outbound(r, "localhost", &g_other_pem, 1, &id), IOCP_OK);
   assert_int_equal(rec_wait_connect(r, 1), id);
-  assert_int_equal(stats_of(r->srv).tls_handshakes, 1);
+  assert_int_equal(ts_stats(r->srv).tls_handshakes, 1);
   rec_stop(r);
 }
 
@@ -225,7 +202,7 @@ static void test_connect_tls13_only(void **state) {
     return;
   }
   assert_int_equal(outbound_alpn(r, g_port, IOCP_TLS_1_3, NULL, &id), IOCP_OK);
-  assert_int_equal(wait_failures(r->srv, 1), 0);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_failures, 1), 0);
   assert_int_equal(outbound_alpn(r, g_alpn_port, IOCP_TLS_1_3, NULL, &id), IOCP_OK);
   assert_int_equal(rec_wait_connect(r, 1), id);
   {

@@ -210,32 +210,6 @@ static void test_loop_tls13_only(void **state) {
 
 /* ---- Peers that are not TLS, or stall ---------------------------------------------- */
 
-static iocp_statistics stats_of(iocp_server *s) {
-  iocp_statistics st;
-  memset(&st, 0, sizeof(st));
-  st.size = sizeof(st);
-  assert_int_equal(iocp_stats(s, &st), IOCP_OK);
-  return st;
-}
-
-/* Waits until a statistic reaches target (statistics are not events). */
-static int wait_stat(iocp_server *s, size_t offset, uint64_t target) {
-  uint64_t end = ts_now_ms() + TS_TIMEOUT_MS;
-  ts_counter *tick = ts_counter_new();
-  int rc = -1;
-  while (ts_now_ms() < end) {
-    iocp_statistics st = stats_of(s);
-    if (*(uint64_t *)((char *)&st + offset) >= target) {
-      rc = 0;
-      break;
-    }
-    ts_counter_wait(tick, 1, 5); /* a 5 ms pause between looks */
-  }
-  ts_counter_free(tick);
-  return rc;
-}
-#define WAIT_STAT(s, field, n) wait_stat((s), offsetof(iocp_statistics, field), (n))
-
 typedef struct capture {
   uint8_t buf[4096];
   size_t len;
@@ -305,13 +279,13 @@ static void test_loop_bad_peers(void **state) {
   ts_shutdown_send(a);
   assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
   ts_close(a);
-  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
   /* Half a ClientHello, then silence: the handshake's time limit. */
   a = ts_connect(r->port);
   assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
   assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
   ts_close(a);
-  assert_int_equal(WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
   /* Nothing reached the program; the server still serves. */
   assert_int_equal(ts_counter_get(r->connects), 0);
   cli = rec_start(0, NULL, NULL);
@@ -320,7 +294,7 @@ static void test_loop_bad_peers(void **state) {
   assert_int_equal(iocp_send(cli->srv, id, "ok", 2), IOCP_OK);
   assert_int_equal(ts_counter_wait(cli->bytes_in, 2, TS_TIMEOUT_MS), 0);
   rec_stop(cli);
-  st = stats_of(r->srv);
+  st = ts_stats(r->srv);
   assert_int_equal(st.tls_handshake_failures, 3);
   assert_int_equal(st.tls_handshake_timeouts, 1);
   rec_stop(r);

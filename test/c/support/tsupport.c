@@ -622,3 +622,30 @@ ts_blob ts_load_file(const char *dir_var, const char *name) {
   fclose(f);
   return b;
 }
+
+iocp_statistics ts_stats(iocp_server *s) {
+  iocp_statistics st;
+  memset(&st, 0xAB, sizeof(st));
+  st.size = sizeof(st);
+  assert_int_equal(iocp_stats(s, &st), IOCP_OK);
+  assert_int_equal(st.size, sizeof(st));
+  return st;
+}
+
+int ts_wait_stat(iocp_server *s, size_t offset, uint64_t target) {
+  uint64_t end = ts_now_ms() + TS_TIMEOUT_MS;
+  ts_counter *tick = ts_counter_new();
+  int rc = -1;
+  while (ts_now_ms() < end) {
+    iocp_statistics st = ts_stats(s);
+    uint64_t v;
+    memcpy(&v, (const char *)&st + offset, sizeof(v));
+    if (v >= target) {
+      rc = 0;
+      break;
+    }
+    ts_counter_wait(tick, 1, 5); /* a 5 ms pause between looks */
+  }
+  ts_counter_free(tick);
+  return rc;
+}

@@ -97,6 +97,12 @@ void ts_echo_check(uint16_t port, const char *msg, int timeout_ms);
  * sent (it gives up at 256 MiB: nothing held it back). Leaves the socket
  * blocking again. */
 size_t ts_send_until_stalled(ts_sock s, uint32_t stream, uint64_t off, int stall_ms);
+/* iocp_stats, asserted to succeed and to fill the whole struct. */
+iocp_statistics ts_stats(iocp_server *s);
+/* Waits until the statistic at `offset` reaches target, looking every 5 ms
+ * (statistics are not events); 0, or -1 after TS_TIMEOUT_MS. */
+int ts_wait_stat(iocp_server *s, size_t offset, uint64_t target);
+#define TS_WAIT_STAT(s, field, n) ts_wait_stat((s), offsetof(iocp_statistics, field), (n))
 /* A listening socket on 127.0.0.1:0, to make a port busy. */
 ts_sock ts_listen_any(uint16_t *port);
 
