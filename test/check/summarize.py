@@ -3,8 +3,9 @@
 (build directories) and prints one line 'N passed, M failed'.
 
 A cmocka suite counts its test cases ("[       OK ]" / "[  FAILED  ]"); a
-script that ends with its own 'N passed, M failed' line counts those; any
-other test counts as one. A suite that crashed or timed out before printing
+script that ends with its own 'N passed, M failed' line counts those, a
+pytest run its summary line (a skipped test counts as failed: none may
+be skipped); any other test counts as one. A suite that crashed or timed out before printing
 its counts adds one failure, so a run that executed nothing is visible."""
 import json
 import os
@@ -17,10 +18,17 @@ def count(entry):
     ok = len(re.findall(r"^\[       OK \]", out, flags=re.M))
     bad = len(re.findall(r"^\[  FAILED  \] (?!\d+ test)", out, flags=re.M))
     m = re.findall(r"^(\d+) passed, (\d+) failed", out, flags=re.M)
+    # pytest's last line: "3 failed, 20 passed, 1 error in 2.04s" (-q), or
+    # the same between '=' rules.
+    py = re.findall(r"^=*\s*((?:\d+ [a-z]+(?:, )?)+) in [\d.]+s", out, flags=re.M)
     if ok or bad:
         p, f = ok, bad
     elif m:
         p, f = int(m[-1][0]), int(m[-1][1])
+    elif py:
+        counts = {w.rstrip("s"): int(n) for n, w in re.findall(r"(\d+) ([a-z]+)", py[-1])}
+        p = counts.get("passed", 0)
+        f = counts.get("failed", 0) + counts.get("error", 0) + counts.get("skipped", 0)
     else:
         p, f = (1, 0) if entry["result"] == "OK" else (0, 1)
     if entry["result"] != "OK" and f == 0:
