@@ -469,38 +469,15 @@ static size_t client_hello(uint8_t *out, size_t cap) {
 static void test_bad_peers(void **state) {
   iocp_config cfg;
   rec_server *r;
-  ts_sock a;
   client k;
   uint8_t hello[2048], end[64];
-  size_t n = client_hello(hello, sizeof(hello)), got;
+  size_t n = client_hello(hello, sizeof(hello));
   (void)state;
   tls_config(&cfg, &g_rsa);
   cfg.tls_handshake_timeout_ms = 200;
   r = rec_start(REC_ECHO, &cfg, NULL);
 
-  /* Plain HTTP to the TLS port. */
-  a = ts_connect(r->port);
-  assert_int_equal(ts_send_all(a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27), TS_OK);
-  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
-  ts_close(a);
-  /* Garbage. */
-  a = ts_connect(r->port);
-  assert_int_equal(ts_send_all(a, "\x16\x03\x01\xff\xff garbage garbage garbage", 28), TS_OK);
-  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
-  ts_close(a);
-  /* Half a ClientHello, then FIN. */
-  a = ts_connect(r->port);
-  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
-  ts_shutdown_send(a);
-  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
-  ts_close(a);
-  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
-  /* Half a ClientHello, then silence: the handshake's time limit. */
-  a = ts_connect(r->port);
-  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
-  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
-  ts_close(a);
-  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
+  ts_tls_bad_peers(r, hello, n);
   /* Nothing reached the program; the server still serves. */
   assert_int_equal(ts_counter_get(r->connects), 0);
   assert_int_equal(client_open(&k, r->port, 0, &g_rsa_pem), 0);

@@ -649,3 +649,32 @@ int ts_wait_stat(iocp_server *s, size_t offset, uint64_t target) {
   ts_counter_free(tick);
   return rc;
 }
+
+void ts_tls_bad_peers(rec_server *r, const uint8_t *hello, size_t n) {
+  uint8_t end[64];
+  size_t got;
+  ts_sock a;
+  /* Plain HTTP to the TLS port. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  /* Garbage behind a handshake record's header. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "\x16\x03\x01\xff\xff garbage garbage garbage", 28), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  /* Half a ClientHello, then FIN. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
+  ts_shutdown_send(a);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_failures, 3), 0);
+  /* Half a ClientHello, then silence: the handshake's time limit. */
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, hello, n / 2), TS_OK);
+  assert_true(ts_recv_to_end(a, end, sizeof(end), &got) != TS_TIMEOUT);
+  ts_close(a);
+  assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
+}

@@ -191,6 +191,12 @@ struct rec_server {
 };
 
 /* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
+/* Four peers that are not TLS clients, one after the other, against the TLS
+ * server `r` (its handshake time limit short): plain HTTP, garbage behind a
+ * handshake record's header, half of `hello` (a ClientHello of n bytes) then
+ * FIN, half then silence. Asserts that each is ended by the server and
+ * counted: 3 handshake failures, then 1 time-out. */
+void ts_tls_bad_peers(rec_server *r, const uint8_t *hello, size_t n);
 rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks);
 /* The same, for a create that may fail: *create_rc gets iocp_create's code,
  * and the result is NULL (nothing left behind) when it failed. */
