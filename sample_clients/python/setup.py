@@ -7,18 +7,26 @@ iocpsrv/libiocpsrv.so) the wheel is for that library's platform only
 a Windows wheel can be made on Linux; a shared object's is this machine's;
 `--plat-name` still wins. Without a library the wheel is pure
 (py3-none-any) and the library is found at run time.
+
+The optional C accelerator (iocpsrv/_speedups.c) is built when a compiler
+and the Python's headers are there (`optional=True`: without them the
+package installs pure, and works the same, slower); such a wheel is for
+that CPython (cpXY-cpXY-PLAT). IOCPSRV_NO_SPEEDUPS=1 leaves it out: the
+meson build's wheel (stage_wheel.py), which carries the library and suits
+any Python 3, does.
 """
 import glob
 import os
 import struct
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.dist import Distribution
 from wheel.bdist_wheel import bdist_wheel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LIBRARIES = sorted(p for pattern in ("*.dll", "*.so", "*.so.*")
-                   for p in glob.glob(os.path.join(HERE, "iocpsrv", pattern)))
+                   for p in glob.glob(os.path.join(HERE, "iocpsrv", pattern))
+                   if not os.path.basename(p).startswith("_speedups"))
 
 # IMAGE_FILE_HEADER.Machine -> wheel platform.
 PE_PLATFORMS = {0x8664: "win_amd64", 0x014C: "win32", 0xAA64: "win_arm64"}
@@ -37,15 +45,19 @@ def dll_platform(path):
     return PE_PLATFORMS[machine]
 
 
+SPEEDUPS = [] if os.environ.get("IOCPSRV_NO_SPEEDUPS") else [
+    Extension("iocpsrv._speedups", ["iocpsrv/_speedups.c"], optional=True)]
+
+
 class NativeDistribution(Distribution):
-    def has_ext_modules(self):  # a native library inside: not pure
-        return bool(LIBRARIES)
+    def has_ext_modules(self):  # a native library or the accelerator inside: not pure
+        return bool(LIBRARIES) or bool(SPEEDUPS)
 
 
 class PlatformWheel(bdist_wheel):
     def get_tag(self):
         if not LIBRARIES:
-            return super().get_tag()  # py3-none-any
+            return super().get_tag()  # py3-none-any, or cpXY-cpXY-PLAT with the accelerator
         if self.plat_name_supplied:
             plat = self.plat_name
         elif LIBRARIES[0].endswith(".dll"):
@@ -55,4 +67,5 @@ class PlatformWheel(bdist_wheel):
         return "py3", "none", plat.lower().replace("-", "_").replace(".", "_")
 
 
-setup(distclass=NativeDistribution, cmdclass={"bdist_wheel": PlatformWheel})
+setup(distclass=NativeDistribution, cmdclass={"bdist_wheel": PlatformWheel},
+      ext_modules=SPEEDUPS)

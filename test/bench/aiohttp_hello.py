@@ -4,7 +4,7 @@ GET / answers "Hello, World!", no access log; on the standard event loop,
 on uvloop (uvloop.install()) or on iocpsrv (iocpsrv.install(): the app is
 not changed, the loop's create_server is iocpsrv's).
 
-    aiohttp_hello.py [--loop asyncio|uvloop|iocpsrv] [--port N]
+    aiohttp_hello.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure] [--port N]
 
 Follows the samples' contract: prints "listening on port N" when ready and
 exits when standard input ends. Not a test; run by test/bench/bench.py.
@@ -40,7 +40,9 @@ if __name__ == "__main__":
     if loop_name == "uvloop":
         import uvloop
         uvloop.install()
-    elif loop_name == "iocpsrv":
+    elif loop_name in ("iocpsrv", "iocpsrv-pure"):
+        if loop_name == "iocpsrv-pure":
+            os.environ["IOCPSRV_PURE_PYTHON"] = "1"   # without the C accelerator
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                         "..", "..", "sample_clients", "python"))
         import iocpsrv

@@ -3,13 +3,14 @@
 echo server as its best users write it, on the standard event loop, on
 uvloop or on iocpsrv.
 
-    asyncio_echo.py [--loop asyncio|uvloop|iocpsrv] [--uvloop] [--streams SIZE] [--port N]
+    asyncio_echo.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure] [--uvloop] [--streams SIZE] [--port N]
 
 The default is a Protocol echo (transport.write straight from
 data_received); --streams SIZE a streams echo (start_server; each message
 read with readexactly(SIZE), written back, then drain()). --loop iocpsrv
 serves through iocpsrv.create_server / iocpsrv.start_server on the
-standard loop; --uvloop is --loop uvloop.
+standard loop (iocpsrv-pure: without its C accelerator,
+IOCPSRV_PURE_PYTHON=1); --uvloop is --loop uvloop.
 
 Follows the samples' contract: prints "listening on port N" when ready and
 exits when standard input ends. Not a test; run by test/bench/bench.py.
@@ -77,7 +78,10 @@ if __name__ == "__main__":
     if loop_name == "uvloop":
         import uvloop
         uvloop.install()
-    elif loop_name == "iocpsrv":
+    elif loop_name in ("iocpsrv", "iocpsrv-pure"):
+        if loop_name == "iocpsrv-pure":
+            os.environ["IOCPSRV_PURE_PYTHON"] = "1"   # without the C accelerator
+            loop_name = "iocpsrv"
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                         "..", "..", "sample_clients", "python"))
     asyncio.run(main(port, loop_name, size))

@@ -13,7 +13,10 @@ a venv made with Debian's python3 -m venv, and
 python3-wheel-whl). Then, from a folder without the sources and with no
 LD_LIBRARY_PATH: the installed package is meson.build's version and carries
 no library of its own (without IOCPSRV_LIBRARY it raises LibraryError),
-and with IOCPSRV_LIBRARY=LIB it loads LIB and echoes bytes over loopback.
+and with IOCPSRV_LIBRARY=LIB it loads LIB and echoes bytes over loopback;
+pip built the C accelerator (iocpsrv/_speedups.c, with gcc and the
+headers of the Python it installs into), which the installed package's
+asyncio layer uses for an echo.
 Prints one line per check and 'N passed, M failed'."""
 import argparse
 import filecmp
@@ -25,6 +28,33 @@ import sys
 from checks import ECHO_PROBE, check, finish
 
 WHEELS = "/usr/share/python-wheels"
+
+# An asyncio Protocol echo on iocpsrv.create_server: prints "speedups" and
+# the accelerator's file (or None), then the "echo" of argv[1].
+ASYNC_PROBE = r'''
+import asyncio, sys
+import iocpsrv
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(data)
+
+async def main():
+    server = await iocpsrv.create_server(Echo, "127.0.0.1", 0)
+    sp = server._speedups
+    print("speedups", sp.__file__ if sp is not None else None)
+    r, w = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    w.write(sys.argv[1].encode())
+    print("echo", (await r.readexactly(len(sys.argv[1]))).decode())
+    w.close()
+    server.close()
+    server.abort_clients()
+    await server.wait_closed()
+
+asyncio.run(asyncio.wait_for(main(), 20))
+'''
 
 def run(cmd, **kw):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, **kw)
@@ -83,6 +113,13 @@ def main():
     check("IOCPSRV_LIBRARY names this build's library, which it loads",
           lines.get("library") == env["IOCPSRV_LIBRARY"] and lines.get("version") == a.version, out)
     check("and echoes over loopback", rc == 0 and lines.get("echo") == "pip install", out)
+
+    rc, out = run([py, "-c", ASYNC_PROBE, "accelerated"], cwd=empty, env=env)
+    lines = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    check("pip built the C accelerator, which the installed asyncio layer uses",
+          os.path.realpath(lines.get("speedups", "")).startswith(os.path.realpath(venv)), out)
+    check("and an asyncio echo goes through it", rc == 0 and lines.get("echo") == "accelerated",
+          out)
     return finish()
 
 

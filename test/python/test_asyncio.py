@@ -458,3 +458,62 @@ def test_close_resets_new_peers_until_the_last_connection_ends():
         with pytest.raises((ConnectionRefusedError, ConnectionResetError)):
             await asyncio.open_connection("127.0.0.1", port)
     run(main())
+
+
+def test_accelerator_is_used_as_asked():
+    """The C accelerator (iocpsrv/_speedups.c) serves when the build put it
+    where IOCPSRV_SPEEDUPS_DIR says, and IOCPSRV_PURE_PYTHON=1 turns it off:
+    the meson suites run both ways, so each must be the way it says."""
+    async def main():
+        server = await iocpsrv.create_server(asyncio.Protocol, "127.0.0.1", 0)
+        try:
+            if os.environ.get("IOCPSRV_PURE_PYTHON"):
+                assert server._speedups is None
+            elif os.environ.get("IOCPSRV_SPEEDUPS_DIR"):
+                assert server._speedups is not None, "no _speedups for this Python there"
+            else:
+                from iocpsrv._accel import speedups
+                assert server._speedups is speedups(iocpsrv.load())
+        finally:
+            server.close()
+            await server.wait_closed()
+    run(main())
+
+
+def test_failing_data_received_aborts_only_its_connection():
+    """data_received raising: the loop's exception handler hears of it and
+    that connection is reset, as asyncio's transports do; another one keeps
+    echoing."""
+    class Picky(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            if data.startswith(b"bad"):
+                raise ValueError("picky")
+            self.transport.write(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        server = await iocpsrv.create_server(Picky, "127.0.0.1", 0)
+        r1, w1 = await asyncio.open_connection("127.0.0.1", port_of(server))
+        r2, w2 = await asyncio.open_connection("127.0.0.1", port_of(server))
+        w1.write(b"bad bytes")
+        try:
+            assert await r1.read() == b""
+        except ConnectionResetError:
+            pass
+        w2.write(b"good")
+        assert await r2.readexactly(4) == b"good"
+        assert len(errors) == 1
+        assert errors[0]["message"] == "Fatal error: protocol.data_received() call failed."
+        assert isinstance(errors[0]["exception"], ValueError)
+        assert errors[0]["exception"].__traceback__ is not None
+        for w in (w1, w2):
+            w.close()
+        server.close()
+        server.abort_clients()
+        await server.wait_closed()
+    run(main())

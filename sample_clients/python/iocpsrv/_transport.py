@@ -18,6 +18,11 @@ their bytes in this process.
 Writes go to iocp_send; what the library's queue (max_send_queue) cannot
 take waits in the transport and goes out on the DRAIN event, which fires
 when the queue falls to the low-water mark (the library's drain mark).
+
+With the optional C accelerator (_speedups.c, see _accel.py) the hot path
+is the same in C: iocp_wait, the batch's DATA events straight to
+protocol.data_received(), and write() straight to iocp_send; the state and
+every other event stay here.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import sys
 import threading
 from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
 
+from ._accel import speedups
 from ._abi import (ECLOSED, ETLS, EQUEUEFULL, EVENT_ACCEPTED, EVENT_DATA, EVENT_DISCONNECTED,
                    EVENT_DRAIN, EVENT_FORMAT, EVENT_PEER_CLOSED, EVENT_SIZE, REASON_RESET,
                    REASON_IDLE_TIMEOUT, REASON_TLS_ERROR, REASON_TLS_TRUNCATED)
@@ -88,6 +94,8 @@ class IocpTransport(asyncio.Transport):
         self._native = server._native
         self._send = server._native._lib.iocp_send
         self._ptr = server._native._ptr
+        self._csend = server._csend      # the accelerator's send, or None
+        self._ptrv = server._ptrv        # the handle as an integer (for _csend)
         self._closing = False        # close() or abort() was called
         self._ended = False          # connection_lost has run (or is due)
         self._eof_written = False
@@ -181,6 +189,24 @@ class IocpTransport(asyncio.Transport):
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Queue bytes for the peer, in order; never blocks (see drain marks)."""
+        csend = self._csend
+        if (csend is not None and type(data) is bytes and data and not self._backlog
+                and not (self._eof_written or self._closing or self._ended)):
+            # The common case, with the accelerator: straight to iocp_send.
+            rc = csend(self._ptrv, self._id, data)
+            if not rc:
+                self._unsure += len(data)
+                if self._unsure + self._backlog_size > self._high:
+                    self._check_high()
+                return
+            if rc != EQUEUEFULL:
+                self._lost_writes += 1   # the connection is ending: as asyncio, no exception
+                return
+            self._backlog.append(data)
+            self._backlog_size += len(data)
+            if self._unsure + self._backlog_size > self._high:
+                self._check_high()
+            return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
                             f"not {type(data).__name__!r}")
@@ -412,6 +438,10 @@ class IocpServer(asyncio.AbstractServer):
         self._events_addr = ctypes.addressof(native._events)
         self._unpack = struct.Struct(EVENT_FORMAT).iter_unpack
         self._refusals: List[int] = []
+        # The C accelerator (_accel.py), or None: the pure-Python path.
+        self._speedups = speedups(self._lib)
+        self._ptrv: int = native._ptr.value or 0
+        self._csend = self._speedups.send if self._speedups is not None else None
         self._done: asyncio.Future[None] = loop.create_future()
         self._serving_forever: Optional[asyncio.Future[None]] = None
 
@@ -542,7 +572,9 @@ class IocpServer(asyncio.AbstractServer):
         loop = self._loop
         lib = self._lib
         wait = lib.iocp_wait
-        ptr = native._ptr
+        ptr: Any = native._ptr
+        if self._speedups is not None:
+            wait, ptr = self._speedups.wait, self._ptrv
         addr = ctypes.addressof(native._events)
         batch = native._batch
         delivered = self._delivered
@@ -620,7 +652,11 @@ class IocpServer(asyncio.AbstractServer):
         is queued; else hands waiting back to the helper."""
         n = ECLOSED
         try:
-            n = self._lib.iocp_wait(self._native._ptr, self._events_addr, self._native._batch, 0)
+            if self._speedups is not None:
+                n = self._speedups.wait(self._ptrv, self._events_addr, self._native._batch, 0)
+            else:
+                n = self._lib.iocp_wait(self._native._ptr, self._events_addr,
+                                        self._native._batch, 0)
         finally:
             if n <= 0:
                 self._delivered.release()
@@ -628,6 +664,10 @@ class IocpServer(asyncio.AbstractServer):
             self._take(n, True)
 
     def _deliver_batch(self, n: int) -> None:
+        if self._speedups is not None:
+            # DATA in C, the rest through _event.
+            self._speedups.deliver(self._conns, self._events_addr, n, self._event)
+            return
         conns = self._conns
         string_at = ctypes.string_at
         for t, value, id, data, length, _ctx in self._unpack(self._view[:n * EVENT_SIZE]):
@@ -651,6 +691,27 @@ class IocpServer(asyncio.AbstractServer):
                     tr._connection_lost(value)
                 if self._closed and not conns:
                     self._stop()
+
+    def _event(self, t: int, value: int, id: int, data: int, length: int) -> None:
+        """One event other than DATA (the accelerator's way to Python):
+        as _deliver_batch's loop."""
+        conns = self._conns
+        if t == EVENT_ACCEPTED:
+            self._accept(id, ctypes.string_at(data, length).decode("ascii"), value)
+        elif t == EVENT_DRAIN:
+            tr = conns.get(id)
+            if tr is not None:
+                tr._drained(length)
+        elif t == EVENT_PEER_CLOSED:
+            tr = conns.get(id)
+            if tr is not None:
+                tr._eof_received()
+        elif t == EVENT_DISCONNECTED:
+            tr = conns.pop(id, None)
+            if tr is not None:
+                tr._connection_lost(value)
+            if self._closed and not conns:
+                self._stop()
 
     def _accept(self, id: int, host: str, port: int) -> None:
         if self._closed:

@@ -14,7 +14,10 @@ import time
 from .procs import CLK_TCK, TOP, cpu_ticks, log, pinned
 
 PY = "/usr/bin/python3"  # Debian's: python3-uvloop and python3-aiohttp are built for it
-LOOPS = ("uvloop", "asyncio", "iocpsrv")  # the first is the tables' baseline
+# The first is the tables' baseline; iocpsrv-pure is iocpsrv without its C
+# accelerator (IOCPSRV_PURE_PYTHON=1), as installed where no compiler was.
+LOOPS = ("uvloop", "asyncio", "iocpsrv", "iocpsrv-pure")
+SPEEDUPS = os.path.join(TOP, "build/linux/sample_clients/python")  # the accelerator meson built
 
 
 def echo_variants(streams_size):
@@ -59,6 +62,7 @@ def live_primed(b, group, cfg, variants):
 
 def run_asyncio(b, cfgs):
     os.environ["LD_LIBRARY_PATH"] = os.path.join(TOP, "build/linux")
+    os.environ["IOCPSRV_SPEEDUPS_DIR"] = SPEEDUPS
     for cfg in cfgs:
         size = int(cfg.split("x")[1])
         live_primed(b, "py-proto", cfg, echo_variants(0))
@@ -101,6 +105,7 @@ def measure_ab(b, group, label, conns, port, pid):
 
 def run_aiohttp(b, conn_counts):
     os.environ["LD_LIBRARY_PATH"] = os.path.join(TOP, "build/linux")
+    os.environ["IOCPSRV_SPEEDUPS_DIR"] = SPEEDUPS
     clients = [("aiohttp-wrk", b.measure_http)]
     if shutil.which("ab"):
         clients.append(("aiohttp-ab", lambda *a: measure_ab(b, *a)))
