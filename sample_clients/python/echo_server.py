@@ -2,11 +2,17 @@
 """The original library's tutorial on the ctypes binding: an echo server.
 
     echo_server.py [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]
+                   [--tls CERT.p12 [--tls-password TEXT]]
 
 --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
 --threads to the library's default (one per processor; in queue mode one
 fewer, at least one), --mode to queue (events taken in batches by
-one Python thread; "callbacks" calls back from the library's workers). Prints "listening on port N" when ready and
+one Python thread; "callbacks" calls back from the library's workers).
+With --tls every connection speaks TLS, done by the library
+(iocpsrv.TlsConfig): CERT.p12 is the server's certificate and key as
+PKCS#12, --tls-password its password; a file that cannot be used (a wrong
+password, say) is reported and the sample exits 1 without listening.
+Prints "listening on port N" when ready and
 exits cleanly when Enter is pressed or standard input ends. The library is
 found as the iocpsrv package describes (IOCPSRV_LIBRARY, the package's folder,
 then LD_LIBRARY_PATH / PATH).
@@ -65,13 +71,14 @@ def parse_uint(text, maximum):
 
 
 def usage(prog):
-    print(f"usage: {prog} [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]",
-          file=sys.stderr)
+    print(f"usage: {prog} [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks] "
+          "[--tls CERT.p12 [--tls-password TEXT]]", file=sys.stderr)
     return 2
 
 
 def main(argv):
     port, threads, bind, mode = 50000, 0, "127.0.0.1", "queue"
+    tls_file, tls_password = None, None
     i = 1
     while i < len(argv):
         arg = argv[i]
@@ -85,6 +92,10 @@ def main(argv):
                 bind = val
             elif arg == "--mode" and val in ("queue", "callbacks"):
                 mode = val
+            elif arg == "--tls" and val is not None:
+                tls_file = val
+            elif arg == "--tls-password" and val is not None:
+                tls_password = val
             else:
                 return usage(argv[0])
         except ValueError:
@@ -97,11 +108,21 @@ def main(argv):
         print(e, file=sys.stderr)
         return 1
 
+    if tls_password is not None and tls_file is None:
+        return usage(argv[0])
+    tls = None
+    if tls_file is not None:
+        try:
+            tls = iocpsrv.TlsConfig(tls_file, tls_password)
+        except (OSError, ValueError) as e:
+            print(f"cannot read {tls_file}: {e}", file=sys.stderr)
+            return 1
+
     try:
         server = iocpsrv.Server(port=port, bind=bind, threads=threads, mode=mode,
                                 max_send_queue=QUEUE_MAX, drain_mark=DRAIN_MARK,
                                 on_data=on_data, on_drain=on_drain,
-                                on_disconnect=on_disconnect)
+                                on_disconnect=on_disconnect, tls=tls)
     except (iocpsrv.IocpError, UnicodeError) as e:
         print(f"cannot listen on {bind} port {port}: {e}", file=sys.stderr)
         return 1

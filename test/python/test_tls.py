@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -496,3 +497,37 @@ def test_asyncio_refuses_an_ssl_context(certs):
         with pytest.raises(TypeError, match="TlsConfig"):
             await iocpsrv.start_server(lambda r, w: None, "127.0.0.1", 0, ssl=ctx)
     run(main())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_echo_sample_with_tls(certs, mode):
+    """The Python echo sample's --tls CERT.p12 --tls-password PW, as the C
+    samples': Python's ssl client handshakes (TLS 1.2 and 1.3, verifying
+    the certificate) and gets 1 MiB back byte-exact; a wrong password is
+    reported and the sample exits 1 without listening."""
+    sample = os.path.join(HERE, "..", "..", "sample_clients", "python", "echo_server.py")
+    p12 = os.path.join(certs, "ecdsa.p12")
+    p = subprocess.Popen([sys.executable, sample, "--port", "0", "--mode", mode,
+                          "--tls", p12, "--tls-password", PASSWORD],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("listening on port "), line
+        port = int(line.split()[-1])
+        for version in VERSIONS:
+            s = tls_connect(port, certs, version)
+            assert s.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+                                   ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
+            assert echo_lockstep(s, MIB) == MIB
+            s.unwrap()   # our close_notify, then the sample's
+            s.close()
+    finally:
+        p.stdin.close()
+        assert p.wait(TIMEOUT) == 0
+        p.stdout.close()
+    bad = subprocess.run([sys.executable, sample, "--port", "0", "--mode", mode,
+                          "--tls", p12, "--tls-password", "wrong"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert bad.returncode == 1 and bad.stdout == "", bad
+    assert "password" in bad.stderr, bad.stderr
