@@ -29,6 +29,9 @@ pkgs=(
   # pip install ./sample_clients/python offline, with build isolation: the
   # build requirements as wheels in /usr/share/python-wheels.
   python3-pip-whl python3-setuptools-whl python3-wheel-whl
+  # The asyncio layer's C accelerator: built by meson for Debian's python3
+  # (and the pyenv CPythons, whose headers they carry) and by pip install.
+  python3-dev
   # Benchmark peers and load tools (test/bench/bench.py); the library never
   # needs them, and test/bench builds baseline_uv only where libuv is found.
   libuv1-dev nginx-light wrk curl
