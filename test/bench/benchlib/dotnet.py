@@ -103,8 +103,14 @@ def h2load(b, conns, seconds, port):
     """h2load over HTTP/1.1 (keep-alive) for `seconds`, one thread: its report."""
     argv = ["h2load", "--h1", "-t", "1", "-c", str(conns), "-D", f"{max(1, round(seconds))}",
             f"http://127.0.0.1:{port}/"]
-    return subprocess.run(pinned(argv, b.o.client_cpus), stdout=subprocess.PIPE,
-                          stderr=b.wrk_err, text=True).stdout
+    # At 1,000 connections h2load now and then never ends (a run waited
+    # minutes after its duration): such a run is a failed one.
+    try:
+        return subprocess.run(pinned(argv, b.o.client_cpus), stdout=subprocess.PIPE,
+                              stderr=b.wrk_err, text=True, timeout=seconds + 30).stdout
+    except subprocess.TimeoutExpired:
+        log(f"bench.py: h2load did not end {seconds + 30:g} s after its start; killed")
+        return ""
 
 
 def h2load_result(text, cpu_s, wall_s):
