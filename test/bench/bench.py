@@ -74,8 +74,9 @@ Sections (--only picks some; default "echo uv http"):
         --lang-configs, --client. benchlib/dotnet.py.
   kestrel  natively, ASP.NET Core's "Hello, World!" minimal API
         (sample_clients/csharp/KestrelHello) on Kestrel's sockets transport
-        (the baseline) and on the iocpsrv transport, kept running, each
-        round under wrk and under ApacheBench (ab -k). --http-conns.
+        (the baseline) and on the iocpsrv transport (as is, and with
+        CoalesceFlushes off), kept running, each round under wrk and under
+        h2load (--h1). --http-conns. benchlib/dotnet.py.
   tls-echo  natively, the echo sample with --tls against itself on plain
         TCP: 100 connections x 64 KiB (tls_loadgen; loadgen on plain TCP),
         the server's CPU per MB, and `openssl speed` of the ciphers.

@@ -12,7 +12,8 @@ loadgen, --lang-configs, --client.
 
 kestrel: ASP.NET Core's "Hello, World!" minimal API (KestrelHello) on
 Kestrel's default sockets transport (the baseline) and on the iocpsrv
-transport, under wrk and under h2load (nghttp2-client, --h1: HTTP/1.1
+transport (as is, and with CoalesceFlushes off: each flush its own
+send), under wrk and under h2load (nghttp2-client, --h1: HTTP/1.1
 keep-alive), the second, independent client. Not ApacheBench: ab speaks
 HTTP/1.0, and Kestrel does not keep an HTTP/1.0 connection alive for a
 response of unknown length (the minimal API's string is chunked on
@@ -162,7 +163,8 @@ def run_kestrel(b, conn_counts):
         log("bench.py: no h2load (nghttp2-client): Kestrel under wrk only")
     hello = dll("KestrelHello")
     variants = [("Kestrel, sockets transport", hello + ["--transport", "sockets"]),
-                ("Kestrel, iocpsrv transport", hello + ["--transport", "iocpsrv"])]
+                ("Kestrel, iocpsrv transport", hello + ["--transport", "iocpsrv"]),
+                ("Kestrel, iocpsrv transport, CoalesceFlushes off", hello + ["--transport", "iocpsrv", "--no-coalesce"])]
 
     def prime(srv):
         b.wrk(100, PRIME_S, srv.port, False)
