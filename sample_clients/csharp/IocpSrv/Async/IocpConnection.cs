@@ -45,7 +45,7 @@ namespace IocpSrv
         private bool isEnded;
 
         internal IocpConnection(IocpServer server, IocpListenerOptions options, ulong id,
-                                IPEndPoint remote, IPEndPoint? local, IocpTlsInfo? tls = null)
+                                IPEndPoint remote, IPEndPoint? local, IocpTlsInfo? tls, MemoryPool<byte> blockPool)
         {
             this.server = server;
             this.options = options;
@@ -53,7 +53,7 @@ namespace IocpSrv
             Id = id;
             RemoteEndPoint = remote;
             LocalEndPoint = local;
-            input = new Pipe(new PipeOptions(pauseWriterThreshold: options.InputPauseThreshold,
+            input = new Pipe(new PipeOptions(pool: blockPool, pauseWriterThreshold: options.InputPauseThreshold,
                 resumeWriterThreshold: options.InputResumeThreshold,
                 readerScheduler: options.UnsafePreferInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool,
                 useSynchronizationContext: false));
