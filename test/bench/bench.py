@@ -65,6 +65,18 @@ Sections (--only picks some; default "echo uv http"):
         the first of --http-conns connections) and full handshakes per
         second (a new connection per request: wrk and tls_loadgen with 16
         connections, openssl s_time with one). benchlib/tls.py.
+  dotnet  natively, the C# binding on .NET (Release builds): an
+        IocpConnection Pipelines echo (as is, and with CoalesceFlushes)
+        against a System.Net.Sockets echo as its careful users write it
+        (test/bench/DotnetEcho), and the event-style sample in queue mode
+        (sample_clients/csharp/EchoServer) against the C echo sample, with
+        the C echo in queue mode; kept running, primed, driven in turn.
+        --lang-configs, --client. benchlib/dotnet.py.
+  kestrel  natively, ASP.NET Core's "Hello, World!" minimal API
+        (sample_clients/csharp/KestrelHello) on Kestrel's sockets transport
+        (the baseline) and on the iocpsrv transport (as is, and with
+        CoalesceFlushes off), kept running, each round under wrk and under
+        h2load (--h1). --http-conns. benchlib/dotnet.py.
   tls-echo  natively, the echo sample with --tls against itself on plain
         TCP: 100 connections x 64 KiB (tls_loadgen; loadgen on plain TCP),
         the server's CPU per MB, and `openssl speed` of the ciphers.
@@ -118,7 +130,7 @@ from benchlib.report import report  # noqa: E402
 from benchlib.runs import CFG, Bench  # noqa: E402
 
 SECTIONS = ("echo", "uv", "live", "live-epoll", "live-wine", "lang", "http", "live-http", "park",
-            "asyncio", "aiohttp", "tls", "tls-echo")
+            "asyncio", "aiohttp", "tls", "tls-echo", "dotnet", "kestrel")
 NAT = "build/linux"
 W64 = "build/win64"
 
@@ -172,11 +184,11 @@ def command_line(o):
         c += f" --configs \"{' '.join(o.configs)}\""
     if want & {"uv", "live", "live-epoll"}:
         c += f" --uv-configs \"{' '.join(o.uv_configs)}\""
-    if want & {"lang", "asyncio"}:
+    if want & {"lang", "asyncio", "dotnet"}:
         c += f" --lang-configs \"{' '.join(o.lang_configs)}\""
     if "park" in want:
         c += f" --park-configs \"{' '.join(o.park_configs)}\""
-    if want & {"http", "live-http", "aiohttp", "tls"}:
+    if want & {"http", "live-http", "aiohttp", "tls", "kestrel"}:
         c += (f" --http-conns \"{' '.join(o.http_conns)}\" --http-threads {o.http_threads}"
               f" --wrk-threads {o.wrk_threads}")
     c += " --extra" * o.extra + " --win-tools" * o.win_tools
@@ -200,7 +212,7 @@ def build(o):
     http = bool(want & {"http", "live-http", "tls"})
     tools = ["meson", "ninja", "cc", "python3"] + ["taskset"] * bool(o.server_cpus or o.client_cpus)
     tools += ["x86_64-w64-mingw32-gcc", "wine", "wineserver"] * wine + ["wrk", "curl"] * http
-    tools += ["wrk"] * ("aiohttp" in want)
+    tools += ["wrk"] * bool(want & {"aiohttp", "kestrel"})
     for t in tools:
         if shutil.which(t) is None:
             die(f"{t} missing (see test/tools/install-deps.sh)")
@@ -213,6 +225,10 @@ def build(o):
         if not ninja(NAT, "test/bench/loadgen", "test/bench/baseline_epoll", "sample_clients/echo_server",
                      "sample_clients/http_server", "test/bench/queue_echo"):
             die("the native build failed")
+        if want & {"dotnet", "kestrel"}:
+            ninja(NAT)  # the library
+            from benchlib import dotnet
+            dotnet.build()
         if want & {"tls", "tls-echo"} and not ninja(NAT, "test/bench/tls_loadgen"):
             die("no tls_loadgen: is libssl-dev installed? (test/tools/install-deps.sh)")
         if want & {"lang", "asyncio", "aiohttp"}:
@@ -300,6 +316,12 @@ def run_sections(o, b, native, linux_echo, winever):
             pyruns.run_asyncio(b, o.lang_configs)
         if "aiohttp" in want:
             pyruns.run_aiohttp(b, o.http_conns)
+    if want & {"dotnet", "kestrel"}:
+        from benchlib import dotnet
+        if "dotnet" in want:
+            dotnet.run_echo(b, o.lang_configs)
+        if "kestrel" in want:
+            dotnet.run_kestrel(b, o.http_conns)
     http = [f"{NAT}/sample_clients/http_server", "--threads", str(o.http_threads)]
     if "http" in want:
         for conns in o.http_conns:

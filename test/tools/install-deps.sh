@@ -37,6 +37,8 @@ pkgs=(
   libuv1-dev nginx-light wrk curl
   # ApacheBench (ab): the second HTTP client of bench.py's aiohttp section.
   apache2-utils
+  # h2load (HTTP/1.1 keep-alive): the second HTTP client of the kestrel section.
+  nghttp2-client
   # The 1.0.0 library against this one (test/check/check_abi_release.py).
   abigail-tools git
   # The Debian 13 chroot with Wine 10 for the Windows TLS server suites

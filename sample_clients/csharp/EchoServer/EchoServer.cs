@@ -1,17 +1,23 @@
 // The original library's tutorial in C# on the P/Invoke binding: an echo server.
 //
 //   EchoServer.exe [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]
+//                  [--tls CERT.p12 [--tls-password TEXT]]
 //
 // --port defaults to 50000 (0 picks a free port), --bind to 127.0.0.1,
 // --threads to the library's default (one per processor; in queue mode one
 // fewer, at least one), --mode to queue (batches drained by one
-// thread of the wrapper; "callbacks" runs the handler on library workers). Prints "listening on port N" when ready and
+// thread of the wrapper; "callbacks" runs the handler on library workers).
+// With --tls every connection speaks TLS, done by the library, with the
+// identity in the PKCS#12 file CERT.p12 (its password --tls-password,
+// default empty); a file that cannot be read or opened ends it with exit
+// code 1. Prints "listening on port N" when ready and
 // exits cleanly when Enter is pressed or standard input ends.
 //
 // Build: dotnet build -c Release EchoServer.csproj   (.NET SDK; the binding
 //        comes in as ../IocpSrv/IocpSrv.csproj), or with Mono:
 //        mcs -out:EchoServer.exe EchoServer.cs ../IocpSrv/*.cs
 using System;
+using System.IO;
 using IocpSrv;
 
 public static class EchoServer
@@ -68,14 +74,15 @@ public static class EchoServer
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: EchoServer [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks]");
+        Console.Error.WriteLine("usage: EchoServer [--port N] [--bind ADDR] [--threads N] [--mode queue|callbacks] " +
+                                "[--tls CERT.p12 [--tls-password TEXT]]");
         return 2;
     }
 
     public static int Main(string[] args)
     {
         uint port = 50000, threads = 0;
-        string bind = "127.0.0.1";
+        string bind = "127.0.0.1", tls = null, tlsPassword = null;
         var mode = IocpDelivery.Queue;
 
         for (int i = 0; i < args.Length; i++)
@@ -86,8 +93,11 @@ public static class EchoServer
             else if (arg == "--bind" && val != null) { bind = val; i++; }
             else if (arg == "--mode" && val == "queue") { mode = IocpDelivery.Queue; i++; }
             else if (arg == "--mode" && val == "callbacks") { mode = IocpDelivery.Callbacks; i++; }
+            else if (arg == "--tls" && val != null) { tls = val; i++; }
+            else if (arg == "--tls-password" && val != null) { tlsPassword = val; i++; }
             else return Usage();
         }
+        if (tlsPassword != null && tls == null) return Usage();
 
         try
         {
@@ -106,6 +116,19 @@ public static class EchoServer
         options.Mode = mode;
         options.DrainMark = ResumeMark;
         options.OnDrain = OnDrain;
+        if (tls != null)
+        {
+            try
+            {
+                options.Tls = IocpTlsOptions.FromPkcs12(File.ReadAllBytes(tls), tlsPassword);
+            }
+            catch (Exception e)
+            {
+                if (!(e is IOException) && !(e is UnauthorizedAccessException)) throw;
+                Console.Error.WriteLine(tls + ": " + e.Message);
+                return 1;
+            }
+        }
         if (mode == IocpDelivery.Queue)
             options.OnDataSegment = OnDataSegment;
         else

@@ -7,6 +7,7 @@ namespace IocpSrv.Kestrel
     public sealed class IocpTransportOptions
     {
         /// <summary>What each listener is created with.</summary>
-        public IocpListenerOptions Listener { get; } = new IocpListenerOptions();
+        /// <remarks>CoalesceFlushes is on: a response Kestrel flushes in parts leaves in one send.</remarks>
+        public IocpListenerOptions Listener { get; } = new IocpListenerOptions { CoalesceFlushes = true };
     }
 }

@@ -1,10 +1,11 @@
 // Echo servers for the .NET benchmark (not a test):
 //
-//   DotnetEcho --impl pipelines|pipelines-inline|sockets [--port N]
+//   DotnetEcho --impl pipelines|pipelines-inline|pipelines-coalesce|sockets [--port N]
 //
 // pipelines: IocpListener, each connection's Input copied to its Output
 //            (System.IO.Pipelines over the library); -inline with
-//            UnsafePreferInlineScheduling (the echo on the drain thread).
+//            UnsafePreferInlineScheduling (the echo on the drain thread),
+//            -coalesce with CoalesceFlushes (as the Kestrel transport).
 // sockets:   System.Net.Sockets as its careful users write it: an accept
 //            loop, and per connection one async loop of Socket.ReceiveAsync /
 //            SendAsync on Memory<byte> from ArrayPool (ValueTask-based, no
@@ -26,9 +27,13 @@ for (int i = 0; i + 1 < args.Length; i += 2)
 var endPoint = new IPEndPoint(IPAddress.Loopback, port);
 using var stop = new CancellationTokenSource();
 
-if (impl == "pipelines" || impl == "pipelines-inline")
+if (impl is "pipelines" or "pipelines-inline" or "pipelines-coalesce")
 {
-    var options = new IocpListenerOptions { UnsafePreferInlineScheduling = impl == "pipelines-inline" };
+    var options = new IocpListenerOptions
+    {
+        UnsafePreferInlineScheduling = impl == "pipelines-inline",
+        CoalesceFlushes = impl == "pipelines-coalesce",
+    };
     await using var listener = IocpListener.Listen(endPoint, options);
     Console.WriteLine("listening on port " + listener.LocalEndPoint.Port);
     Task accept = Task.Run(async () =>
@@ -96,7 +101,7 @@ else if (impl == "sockets")
 }
 else
 {
-    Console.Error.WriteLine("usage: DotnetEcho --impl pipelines|pipelines-inline|sockets [--port N]");
+    Console.Error.WriteLine("usage: DotnetEcho --impl pipelines|pipelines-inline|pipelines-coalesce|sockets [--port N]");
     return 2;
 }
 return 0;

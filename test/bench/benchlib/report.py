@@ -108,6 +108,12 @@ def live_tables(runs, o, winever):
             ("py-streams", f"asyncio streams echoes against uvloop's (loadgen --io {o.client})", "echoes", "echo"),
             ("aiohttp-wrk", f"aiohttp hello-world against uvloop's (wrk -t {o.wrk_threads})", "requests", "request"),
             ("aiohttp-ab", "aiohttp hello-world against uvloop's (ab -k)", "requests", "request"),
+            ("dn-echo", f".NET echoes against a System.Net.Sockets echo (loadgen --io {o.client})", "echoes", "echo"),
+            ("dn-queue", f"The C# sample on .NET against the C sample (loadgen --io {o.client})", "echoes", "echo"),
+            ("kestrel-wrk", f"Kestrel hello-world against its sockets transport (wrk -t {o.wrk_threads})",
+             "requests", "request"),
+            ("kestrel-h2load", "Kestrel hello-world against its sockets transport (h2load --h1 -t 1)",
+             "requests", "request"),
             ("live-http", f"HTTP against nginx, natively (wrk -t {o.wrk_threads}; {o.http_threads} workers each)",
              "requests", "request")):
         if not any(r["group"] == group for r in runs):
@@ -115,7 +121,7 @@ def live_tables(runs, o, winever):
         print()
         # Where the rate is set: a client (or, under Wine, a wineserver) that
         # runs all the time is the bottleneck (test/bench/README.md).
-        shares = [("client_cpu_pct", "client")] if "http" not in group else []
+        shares = [("client_cpu_pct", "client")] if unit == "echoes" else []
         if group == "live-wine":
             shares.append(("watched_cpu_pct", "wineserver"))
         print(f"{title}, servers kept running and driven in turn "

@@ -22,12 +22,13 @@ public class ListenerTests
         }
     }
 
-    // Also with the reader's code inline on the drain thread.
-    [Theory, InlineData(false), InlineData(true)]
-    public async Task AcceptsAndEchoesThroughThePipes(bool inline)
+    // Also with the reader's code inline on the drain thread, and with
+    // flushes coalesced.
+    [Theory, InlineData(false, false), InlineData(true, false), InlineData(false, true)]
+    public async Task AcceptsAndEchoesThroughThePipes(bool inline, bool coalesce)
     {
         await using var listener = IocpListener.Listen(Net.Loopback0,
-            new IocpListenerOptions { UnsafePreferInlineScheduling = inline });
+            new IocpListenerOptions { UnsafePreferInlineScheduling = inline, CoalesceFlushes = coalesce });
         Assert.NotEqual(0, listener.LocalEndPoint.Port);
         using var client = await Net.ConnectAsync(listener.LocalEndPoint.Port);
         IocpConnection? c = await listener.AcceptAsync(Net.Token());
@@ -130,10 +131,12 @@ public class ListenerTests
         Assert.Equal(total, read);
     }
 
-    [Fact]
-    public async Task FlushAsyncWaitsWhileThePeerDoesNotRead()
+    // Also with flushes coalesced (staged bytes past the limit go at once).
+    [Theory, InlineData(false), InlineData(true)]
+    public async Task FlushAsyncWaitsWhileThePeerDoesNotRead(bool coalesce)
     {
-        var options = new IocpListenerOptions { OutputQueueLimit = 256 << 10, OutputDrainMark = 64 << 10 };
+        var options = new IocpListenerOptions { OutputQueueLimit = 256 << 10, OutputDrainMark = 64 << 10,
+                                                CoalesceFlushes = coalesce };
         await using var listener = IocpListener.Listen(Net.Loopback0, options);
         using var client = await Net.ConnectAsync(listener.LocalEndPoint.Port);
         client.ReceiveBufferSize = 64 << 10;

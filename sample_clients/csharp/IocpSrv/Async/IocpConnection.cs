@@ -31,6 +31,7 @@ namespace IocpSrv
         private readonly IocpListenerOptions options;
         private readonly Pipe input;
         private readonly IocpConnectionWriter output;
+        private readonly PipeReader reader;
         private readonly CancellationTokenSource closed = new CancellationTokenSource();
         private readonly TaskCompletionSource ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly object gate = new object();
@@ -44,7 +45,7 @@ namespace IocpSrv
         private bool isEnded;
 
         internal IocpConnection(IocpServer server, IocpListenerOptions options, ulong id,
-                                IPEndPoint remote, IPEndPoint? local, IocpTlsInfo? tls = null)
+                                IPEndPoint remote, IPEndPoint? local, IocpTlsInfo? tls, MemoryPool<byte> blockPool)
         {
             this.server = server;
             this.options = options;
@@ -52,11 +53,12 @@ namespace IocpSrv
             Id = id;
             RemoteEndPoint = remote;
             LocalEndPoint = local;
-            input = new Pipe(new PipeOptions(pauseWriterThreshold: options.InputPauseThreshold,
+            input = new Pipe(new PipeOptions(pool: blockPool, pauseWriterThreshold: options.InputPauseThreshold,
                 resumeWriterThreshold: options.InputResumeThreshold,
                 readerScheduler: options.UnsafePreferInlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool,
                 useSynchronizationContext: false));
-            output = new IocpConnectionWriter(server, id, options.OutputQueueLimit);
+            output = new IocpConnectionWriter(server, id, options.OutputQueueLimit, options.CoalesceFlushes);
+            reader = options.CoalesceFlushes ? new IocpConnectionReader(input.Reader, output) : input.Reader;
         }
 
         /// <summary>The library's id of this connection.</summary>
@@ -75,7 +77,7 @@ namespace IocpSrv
         public IPEndPoint? LocalEndPoint { get; }
 
         /// <summary>What the peer sent; completes on its FIN (with an IOException when it reset).</summary>
-        public PipeReader Input => input.Reader;
+        public PipeReader Input => reader;
 
         /// <summary>What goes to the peer; Complete() half-closes after the bytes written.</summary>
         public PipeWriter Output => output;

@@ -5,6 +5,13 @@
 // queue is above OutputQueueLimit, until OnDrain reports it at the drain
 // mark; it asks the library for the queue only when what it sent since the
 // last answer could have taken the queue above the limit.
+//
+// With IocpListenerOptions.CoalesceFlushes a flush far below the limit
+// only stages its bytes; they go to the library in one iocp_send when the
+// application next reads Input (IocpConnectionReader), completes Output,
+// flushes past the limit, or when a thread-pool item queued by the first
+// staged flush runs, whichever comes first. A response written in two
+// flushes (Kestrel: the body, then the final chunk) is then one send.
 #nullable enable
 using System;
 using System.Buffers;
@@ -14,7 +21,7 @@ using System.Threading.Tasks;
 
 namespace IocpSrv
 {
-    internal sealed class IocpConnectionWriter : PipeWriter
+    internal sealed class IocpConnectionWriter : PipeWriter, IThreadPoolWorkItem
     {
         private static readonly FlushResult Done = new FlushResult(false, true);
         private readonly IocpServer server;
@@ -33,12 +40,22 @@ namespace IocpSrv
         private long queueBound;
         // The slow path: a flush waiting for OnDrain (or the end).
         private TaskCompletionSource<FlushResult>? waiting;
+        // Flushed bytes not yet handed to the library (pooled), under
+        // sendLock: the reader's ReadAsync and the thread-pool item send
+        // them from other threads than the writer's.
+        private readonly bool coalesce;
+        private readonly object sendLock = new object();
+        private byte[]? staged;
+        private int stagedLength;
+        private bool itemQueued;
+        private int deferredError;
 
-        internal IocpConnectionWriter(IocpServer server, ulong id, long queueLimit)
+        internal IocpConnectionWriter(IocpServer server, ulong id, long queueLimit, bool coalesce)
         {
             this.server = server;
             this.id = id;
             this.queueLimit = queueLimit;
+            this.coalesce = coalesce;
         }
 
         public override void Advance(int bytes)
@@ -90,6 +107,7 @@ namespace IocpSrv
                 cancelNext = false;
                 return new ValueTask<FlushResult>(new FlushResult(true, false));
             }
+            if (coalesce && Stage(true)) return new ValueTask<FlushResult>(ended ? Done : default(FlushResult));
             if (!SendWritten()) return new ValueTask<FlushResult>(Done);
             if (queueBound <= queueLimit) return new ValueTask<FlushResult>(default(FlushResult));
             if (ended || server.TryQueued(id, out ulong queued) < 0) return new ValueTask<FlushResult>(Done);
@@ -98,10 +116,92 @@ namespace IocpSrv
             return WaitForRoomAsync(cancellationToken);
         }
 
+        // Moves what was written to the staged bytes; true when they may wait
+        // (mayWait, and far below the limit), with the thread-pool item queued.
+        private bool Stage(bool mayWait)
+        {
+            int error = deferredError;
+            if (error != 0)
+            {
+                deferredError = 0;
+                throw IocpErrorMap.ToException(error, "iocp_send");
+            }
+            if (ended) return false;
+            lock (sendLock)
+            {
+                if (written > 0)
+                {
+                    if (staged == null)
+                    {
+                        staged = buffer;
+                        stagedLength = written;
+                        buffer = null;
+                    }
+                    else
+                    {
+                        if (staged.Length - stagedLength < written)
+                        {
+                            byte[] bigger = ArrayPool<byte>.Shared.Rent(checked(stagedLength + written));
+                            staged.AsSpan(0, stagedLength).CopyTo(bigger);
+                            ArrayPool<byte>.Shared.Return(staged);
+                            staged = bigger;
+                        }
+                        buffer.AsSpan(0, written).CopyTo(staged.AsSpan(stagedLength));
+                        stagedLength += written;
+                        ArrayPool<byte>.Shared.Return(buffer!);
+                        buffer = null;
+                    }
+                    written = 0;
+                }
+                if (!mayWait || staged == null || queueBound + stagedLength > queueLimit) return false;
+                if (!itemQueued)
+                {
+                    itemQueued = true;
+                    ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
+                }
+                return true;
+            }
+        }
+
+        // The thread-pool item: sends what is still staged.
+        void IThreadPoolWorkItem.Execute()
+        {
+            lock (sendLock) itemQueued = false;
+            SendStaged();
+        }
+
+        // Hands the staged bytes to the library (from any thread). An error
+        // other than the connection's end is thrown by the next flush.
+        internal void SendStaged()
+        {
+            if (staged == null) return;   // a racy peek: the writer's thread staged nothing
+            lock (sendLock)
+            {
+                if (staged == null) return;
+                int rc = ended ? IocpErrors.ENotFound : server.TrySend(id, staged.AsSpan(0, stagedLength));
+                queueBound += stagedLength;
+                ArrayPool<byte>.Shared.Return(staged);
+                staged = null;
+                stagedLength = 0;
+                if (rc < 0 && rc != IocpErrors.ENotFound && rc != IocpErrors.EShutdown) deferredError = rc;
+            }
+        }
+
         // Queues what was written; false when the connection has ended.
         private bool SendWritten()
         {
             int rc = 0;
+            if (coalesce)
+            {
+                Stage(false);
+                SendStaged();
+                if (deferredError != 0)
+                {
+                    rc = deferredError;
+                    deferredError = 0;
+                    throw IocpErrorMap.ToException(rc, "iocp_send");
+                }
+            }
             if (written > 0)
             {
                 rc = ended ? IocpErrors.ENotFound : server.TrySend(id, buffer.AsSpan(0, written));

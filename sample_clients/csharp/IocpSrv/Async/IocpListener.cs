@@ -35,6 +35,7 @@ namespace IocpSrv
         private readonly Dictionary<ulong, TaskCompletionSource<IocpConnection>> connecting =
             new Dictionary<ulong, TaskCompletionSource<IocpConnection>>();
         private readonly object gate = new object();
+        private readonly IocpBlockPool blockPool = new IocpBlockPool();
         private volatile bool accepting = true;
         private volatile bool aborting;
         private Task? stopTask;
@@ -235,7 +236,7 @@ namespace IocpSrv
             var remote = new IPEndPoint(IPAddress.Parse(address), port);
             IocpTlsInfo? tls = null;
             if (options.Tls != null || outbound != null) server.TryGetTlsInfo(id, out tls);   // ENotls: plain
-            var c = new IocpConnection(server, options, id, remote, LocalOf(id), tls);
+            var c = new IocpConnection(server, options, id, remote, LocalOf(id), tls, blockPool);
             connections[id] = c;
             if (outbound != null) outbound.TrySetResult(c);
             else if (!accepted.Writer.TryWrite(c))

@@ -70,6 +70,18 @@ namespace IocpSrv
         /// </summary>
         public bool UnsafePreferInlineScheduling { get; set; }
 
+        /// <summary>
+        /// Lets a flush of <see cref="IocpConnection.Output"/> far below
+        /// <see cref="OutputQueueLimit"/> wait for more: its bytes go to the
+        /// library when the application next reads <see cref="IocpConnection.Input"/>,
+        /// completes Output, or at the latest when a thread-pool item queued
+        /// by that flush runs. A response written in several flushes
+        /// (Kestrel's body, then its final chunk) then leaves in one send
+        /// call. Off by default: an echo, one flush per read, gains nothing
+        /// and pays the thread-pool item; the Kestrel transport turns it on.
+        /// </summary>
+        public bool CoalesceFlushes { get; set; }
+
         /// <summary>Exceptions nobody else can receive (a failing drain loop); ignored when null.</summary>
         public Action<Exception>? OnError { get; set; }
 
