@@ -177,10 +177,11 @@ static void handshake_locked(iocp__conn *c) {
      * on_connect. */
     if (!c->outbound) iocp__stat_add(c->server, IOCP__STAT_ACCEPTED, 1);
     c->ev_connect = 1;
-  } else {
-    iocp__conn_post_recv_locked(c);
   }
   if (!c->closing) iocp__tls_start_send_locked(c);
+  /* The flight went out first: the peer waits on it, and the receive
+   * (tried at once on Linux, in vain) would only delay it. */
+  if (r == IOCP__TLS_WANT && !c->closing) iocp__conn_post_recv_locked(c);
 }
 
 void iocp__tls_start_recv_locked(iocp__conn *c) {
