@@ -85,6 +85,11 @@ iocp__conn *iocp__conn_lookup(iocp_server *s, iocp_conn_id id) {
 }
 
 iocp_server *iocp__conn_server(const iocp__conn *c) { return c->server; }
+
+size_t iocp__conn_recv_size(const iocp__conn *c) {
+  size_t n = iocp__buf_size(c->server);
+  return c->tls != NULL ? n + IOCP__TLS_RECV_SLACK(n) : n;
+}
 iocp_conn_id iocp__conn_id(const iocp__conn *c) { return c->id; }
 void iocp__conn_lock(iocp__conn *c) { iocp__mutex_lock(&c->lock); }
 void iocp__conn_unlock(iocp__conn *c) { iocp__mutex_unlock(&c->lock); }

@@ -188,11 +188,16 @@ void iocp__worker_flush(void);
 /* Nonzero when the calling thread is one of s's workers. */
 int iocp__on_worker(const iocp_server *s);
 
-/* A receive buffer of iocp__buf_size(s) bytes, or NULL when out of memory;
- * take one only when bytes are there to read. */
+/* A receive buffer of iocp__buf_size(s) bytes (and room for
+ * iocp__conn_recv_size), or NULL when out of memory; take one only when
+ * bytes are there to read. */
 uint8_t *iocp__buf_get(iocp_server *s);
 void iocp__buf_put(iocp_server *s, uint8_t *buf);
 size_t iocp__buf_size(const iocp_server *s);
+/* The bytes to receive into such a buffer for c: iocp__buf_size, a little
+ * more on a TLS connection (its records' headers and tags, so that a
+ * buffer's worth of plaintext arrives in one receive). */
+size_t iocp__conn_recv_size(const iocp__conn *c);
 
 enum iocp__stat {
   IOCP__STAT_ACCEPTED = 0,

@@ -34,11 +34,24 @@ typedef struct iocp__sendq {
 } iocp__sendq;
 
 int iocp__sendq_push(iocp__sendq *q, const void *data, size_t len);
+/* As push, but a new chunk gets room for at least `cap` bytes (for a
+ * writer that fills the rest through iocp__sendq_room). */
+int iocp__sendq_push_cap(iocp__sendq *q, const void *data, size_t len, size_t cap);
+/* The free room at the tail (*room bytes, 0: none) to write into in
+ * place; iocp__sendq_commit(q, n) then queues the first n of them. */
+uint8_t *iocp__sendq_room(iocp__sendq *q, size_t *room);
+void iocp__sendq_commit(iocp__sendq *q, size_t n);
 int iocp__sendq_gather(const iocp__sendq *q, iocp__iov *iov, int max);
 void iocp__sendq_consume(iocp__sendq *q, size_t n);
 void iocp__sendq_clear(iocp__sendq *q);
 
 /* ---- Connections (conn.c) -------------------------------------------------- */
+
+/* What a TLS connection receives beyond a pool buffer's plaintext size: 64
+ * bytes a record (TLS 1.3's overhead is 22, TLS 1.2 AES-GCM's 29) for the
+ * records n bytes of plaintext take, one more partly filled. Pool buffers
+ * have this room. */
+#define IOCP__TLS_RECV_SLACK(n) (((n) / 16384u + 2u) * 64u)
 
 /* A TLS connection's record-layer state (tls_conn.c), under the
  * connection's lock. c->sendq holds plaintext (the queue limit counts
@@ -47,6 +60,7 @@ void iocp__sendq_clear(iocp__sendq *q);
  * ciphertext up to `batch_end` went out), alerts. */
 typedef struct iocp__tls_conn {
   iocp__tls *sess;
+  uint8_t *inbuf; /* the receive buffer the session reads in place, or NULL */
   iocp__sendq out;
   uint64_t out_total, out_sent, batch_end;
   uint64_t plain_inflight;

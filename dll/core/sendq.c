@@ -18,6 +18,10 @@
 #define IOCP__CHUNK_FIRST 256
 
 int iocp__sendq_push(iocp__sendq *q, const void *data, size_t len) {
+  return iocp__sendq_push_cap(q, data, len, 0);
+}
+
+int iocp__sendq_push_cap(iocp__sendq *q, const void *data, size_t len, size_t want) {
   iocp__chunk *t = q->tail, *c;
   size_t room, cap;
 
@@ -34,6 +38,7 @@ int iocp__sendq_push(iocp__sendq *q, const void *data, size_t len) {
     cap = len < IOCP__CHUNK_FIRST ? IOCP__CHUNK_FIRST : len;
   else
     cap = len < IOCP__CHUNK_MIN ? IOCP__CHUNK_MIN : len;
+  if (cap < want) cap = want;
   if (cap > SIZE_MAX - sizeof(*c)) return IOCP_ENOMEM;
   c = iocp__malloc(sizeof(*c) + cap);
   if (c == NULL) return IOCP_ENOMEM;
@@ -49,6 +54,19 @@ int iocp__sendq_push(iocp__sendq *q, const void *data, size_t len) {
   q->tail = c;
   q->queued += len;
   return IOCP_OK;
+}
+
+uint8_t *iocp__sendq_room(iocp__sendq *q, size_t *room) {
+  iocp__chunk *t = q->tail;
+  *room = t != NULL ? t->cap - t->len : 0;
+  return *room > 0 ? t->data + t->len : NULL;
+}
+
+void iocp__sendq_commit(iocp__sendq *q, size_t n) {
+  assert(n == 0 || (q->tail != NULL && n <= q->tail->cap - q->tail->len));
+  if (n == 0) return;
+  q->tail->len += n;
+  q->queued += n;
 }
 
 int iocp__sendq_gather(const iocp__sendq *q, iocp__iov *iov, int max) {

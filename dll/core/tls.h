@@ -43,7 +43,11 @@ iocp__tls *iocp__tls_new_server(iocp__tls_cred *cred);
 int iocp__tls_new_client(const iocp_tls_client *opts, iocp__tls **out, char *why, size_t cap);
 void iocp__tls_free(iocp__tls *t);
 
-/* Takes `len` received ciphertext bytes (copied). */
+/* Takes `len` received ciphertext bytes, given only at the start or once
+ * the session asked for more (IOCP__TLS_WANT). The session may read them in
+ * place (OpenSSL does; SChannel copies them): they stay unchanged until
+ * iocp__tls_handshake or iocp__tls_read returns IOCP__TLS_WANT,
+ * iocp__tls_pending returns 0, or the session is freed. */
 int iocp__tls_input(iocp__tls *t, const uint8_t *data, size_t len);
 /* Advances the handshake: IOCP__TLS_WANT, IOCP__TLS_DONE, or IOCP_ETLS /
  * IOCP_ECERTVERIFY (the output may then hold an alert worth sending). */

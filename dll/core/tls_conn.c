@@ -9,8 +9,9 @@
  *   had just been accepted. A failure ends the connection silently (an
  *   accepted one) or as on_connect_failed (an outbound one), counted, and
  *   conn.c logs the reason once no lock is held.
- * - Receiving: ciphertext goes into the session, the receive buffer back to
- *   the pool; plaintext is read into a fresh buffer for on_data, one buffer
+ * - Receiving: the session reads the received ciphertext in place, and the
+ *   receive buffer goes back to the pool once it has read all of it;
+ *   plaintext is read into a fresh buffer for on_data, one buffer
  *   at a time, and only when the session has none left is the next receive
  *   posted (so pause and the one-on_data-at-a-time rule hold).
  * - Sending: c->sendq holds plaintext. One batch of it at a time is
@@ -23,22 +24,51 @@
 
 /* Plaintext encrypted per batch. */
 #define IOCP__TLS_BATCH (256u << 10)
+/* Plaintext handed to the session per call, its records then moved out
+ * (so the session's output buffer stays one slice's size). */
+#define IOCP__TLS_SLICE (64u << 10)
+/* A ciphertext chunk for a slice's records, written in place. */
+#define IOCP__TLS_OUT_CHUNK ((64u + 4u) << 10)
 /* The default handshake time limit. */
 #define IOCP__TLS_HS_MS 10000u
 
 static void fail_locked(iocp__conn *c, int code, int timed_out, const char *why);
 
-/* Moves what the session produced into `out`. */
+/* Moves what the session produced into `out`: straight into the room at
+ * its tail; with no room, a small probe first (a short output, an alert or
+ * a reply's record, gets a small chunk; a longer one a chunk it can fill). */
 static int flush_locked(iocp__conn *c) {
   iocp__tls_conn *t = c->tls;
-  uint8_t tmp[16384];
-  size_t n;
-  while ((n = iocp__tls_output(t->sess, tmp, sizeof(tmp))) > 0) {
-    int rc = iocp__sendq_push(&t->out, tmp, n);
-    if (rc != IOCP_OK) return rc;
+  uint8_t probe[512];
+  size_t n, room;
+  uint8_t *p;
+  for (;;) {
+    p = iocp__sendq_room(&t->out, &room);
+    if (room == 0) {
+      n = iocp__tls_output(t->sess, probe, sizeof(probe));
+      if (n == 0) return IOCP_OK;
+      if (iocp__sendq_push_cap(&t->out, probe, n, n < sizeof(probe) ? 0 : IOCP__TLS_OUT_CHUNK) !=
+          IOCP_OK)
+        return IOCP_ENOMEM;
+      t->out_total += n;
+      if (n < sizeof(probe)) return IOCP_OK;
+      continue;
+    }
+    n = iocp__tls_output(t->sess, p, room);
+    iocp__sendq_commit(&t->out, n);
     t->out_total += n;
+    if (n < room) return IOCP_OK;
   }
-  return IOCP_OK;
+}
+
+/* The receive buffer the session reads in place goes back to the pool once
+ * the session has read all of it (core/tls.h). */
+static void input_done_locked(iocp__conn *c, int status) {
+  iocp__tls_conn *t = c->tls;
+  if (t->inbuf == NULL) return;
+  if (status != IOCP__TLS_WANT && iocp__tls_pending(t->sess)) return;
+  iocp__buf_put(c->server, t->inbuf);
+  t->inbuf = NULL;
 }
 
 static iocp__tls_conn *tls_alloc(void) {
@@ -77,6 +107,7 @@ int iocp__tls_conn_client(iocp__conn *c, const iocp_tls_client *o, char *why, si
 void iocp__tls_conn_free(iocp__conn *c) {
   iocp__tls_conn *t = c->tls;
   iocp__tls_free(t->sess);
+  iocp__buf_put(c->server, t->inbuf);
   iocp__sendq_clear(&t->out);
   iocp__free(t);
   c->tls = NULL;
@@ -101,6 +132,7 @@ static void read_plain_locked(iocp__conn *c) {
     return;
   }
   r = iocp__tls_read(t->sess, buf, iocp__buf_size(s), &n, why, sizeof(why));
+  input_done_locked(c, r);
   if (flush_locked(c) != IOCP_OK) r = IOCP_ENOMEM;
   if (r == IOCP__TLS_DONE) {
     c->active_tick = iocp__timer_tick(s);
@@ -129,6 +161,7 @@ static void handshake_locked(iocp__conn *c) {
   iocp__tls_conn *t = c->tls;
   char why[IOCP__LOG_MAX_TLS];
   int r = iocp__tls_handshake(t->sess, why, sizeof(why));
+  input_done_locked(c, r);
   if (flush_locked(c) != IOCP_OK) {
     r = IOCP_ETLS;
     snprintf(why, sizeof(why), "out of memory");
@@ -144,10 +177,11 @@ static void handshake_locked(iocp__conn *c) {
      * on_connect. */
     if (!c->outbound) iocp__stat_add(c->server, IOCP__STAT_ACCEPTED, 1);
     c->ev_connect = 1;
-  } else {
-    iocp__conn_post_recv_locked(c);
   }
   if (!c->closing) iocp__tls_start_send_locked(c);
+  /* The flight went out first: the peer waits on it, and the receive
+   * (tried at once on Linux, in vain) would only delay it. */
+  if (r == IOCP__TLS_WANT && !c->closing) iocp__conn_post_recv_locked(c);
 }
 
 void iocp__tls_start_recv_locked(iocp__conn *c) {
@@ -189,12 +223,14 @@ void iocp__tls_recv_done_locked(iocp__conn *c, int result, uint8_t *buf, size_t 
     return;
   }
   c->active_tick = iocp__timer_tick(c->server);
-  if (iocp__tls_input(t->sess, buf, bytes) != IOCP_OK) {
+  /* A receive is posted only once the session read all it had. */
+  assert(t->inbuf == NULL);
+  if (t->inbuf != NULL || iocp__tls_input(t->sess, buf, bytes) != IOCP_OK) {
     iocp__buf_put(c->server, buf);
     iocp__conn_teardown_locked(c, IOCP_REASON_RESET, 1);
     return;
   }
-  iocp__buf_put(c->server, buf);
+  t->inbuf = buf; /* read in place: the session's until it has read it all */
   if (!t->hs_done)
     handshake_locked(c);
   else
@@ -209,10 +245,15 @@ static int encrypt_batch_locked(iocp__conn *c) {
   int n = iocp__sendq_gather(&c->sendq, iov, IOCP__MAX_IOV), i;
   for (i = 0; i < n && total < IOCP__TLS_BATCH; i++) {
     size_t len = iov[i].len < IOCP__TLS_BATCH - total ? iov[i].len : IOCP__TLS_BATCH - total;
-    if (iocp__tls_write(t->sess, iov[i].base, len) != IOCP_OK) return IOCP_ETLS;
+    size_t off = 0;
+    while (off < len) {
+      size_t k = len - off < IOCP__TLS_SLICE ? len - off : IOCP__TLS_SLICE;
+      if (iocp__tls_write(t->sess, iov[i].base + off, k) != IOCP_OK) return IOCP_ETLS;
+      if (flush_locked(c) != IOCP_OK) return IOCP_ENOMEM;
+      off += k;
+    }
     total += len;
   }
-  if (flush_locked(c) != IOCP_OK) return IOCP_ENOMEM;
   t->plain_inflight = total;
   t->batch_end = t->out_total;
   return IOCP_OK;

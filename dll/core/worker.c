@@ -151,7 +151,10 @@ uint8_t *iocp__buf_get(iocp_server *s) {
     if (w->pool_n > 0) b = w->pool[--w->pool_n];
     (void)pool_limit_locked(w, lent_now(w) + 1); /* records the peak */
     iocp__mutex_unlock(&w->pool_lock);
-    if (b == NULL) b = iocp__malloc(s->cfg.recv_buffer_size);
+    if (b == NULL) {
+      size_t n = s->cfg.recv_buffer_size;
+      b = iocp__malloc(n + IOCP__TLS_RECV_SLACK(n)); /* room for a TLS receive */
+    }
   }
   if (b != NULL) iocp__counter_add(&k->lent, 1);
   return b;

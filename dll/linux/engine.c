@@ -76,7 +76,7 @@ static void try_recv_locked(iocp__conn *c, io_done *d) {
   uint8_t *buf = iocp__buf_get(s);
   ssize_t n = -1;
   if (buf != NULL) {
-    n = iocp__hooks.recv(iocp__conn_eng(c)->fd, buf, iocp__buf_size(s), 0);
+    n = iocp__hooks.recv(iocp__conn_eng(c)->fd, buf, iocp__conn_recv_size(c), 0);
     if (n < 0 && iocp__linux_errclass(errno) == IOCP__ERR_AGAIN) {
       iocp__conn_eng(c)->readable = 0;
       iocp__conn_eng(c)->settled = 1;
@@ -87,7 +87,7 @@ static void try_recv_locked(iocp__conn *c, io_done *d) {
      * a FIN that came with the last bytes (the next recv returns it), nor
      * before a first EAGAIN: an edge that came between the registration and
      * the table insert found no connection and was dropped. */
-    if (n > 0 && (size_t)n < iocp__buf_size(s) && iocp__conn_eng(c)->settled &&
+    if (n > 0 && (size_t)n < iocp__conn_recv_size(c) && iocp__conn_eng(c)->settled &&
         !iocp__conn_eng(c)->hup)
       iocp__conn_eng(c)->readable = 0;
     if (n < 0) iocp__stat_add(s, IOCP__STAT_SYSTEM_ERRORS, 1);

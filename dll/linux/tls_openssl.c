@@ -1,7 +1,6 @@
 /* The TLS sessions of core/tls.h on OpenSSL 3: one SSL object per
- * connection between two memory BIOs (received ciphertext in, ciphertext to
- * send out), so the library's own sockets, buffers and workers carry every
- * byte and OpenSSL never sees a socket. */
+ * connection on a BIO of our own (below), so the library's own sockets,
+ * buffers and workers carry every byte and OpenSSL never sees a socket. */
 #include "../core/tls.h"
 
 #include <openssl/err.h>
@@ -11,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +23,175 @@ struct iocp__tls_cred {
 
 struct iocp__tls {
   SSL *ssl;
-  BIO *in, *out;
   SSL_CTX *own_ctx; /* a client's */
+  /* Received ciphertext OpenSSL has not read yet: the caller's bytes, read
+   * in place (core/tls.h says how long they stay). */
+  const uint8_t *in;
+  size_t in_len;
+  /* Ciphertext produced and not yet taken by iocp__tls_output. */
+  uint8_t *out;
+  size_t out_off, out_len, out_cap;
 };
+
+/* ---- The BIO between OpenSSL and the connection ---------------------------
+ * OpenSSL's memory BIOs cost two passes over every byte each way on top of
+ * OpenSSL's own record buffers (BIO_s_mem zero-fills what it grows into,
+ * then the bytes are copied in and out of it). This one reads OpenSSL's
+ * input straight from the connection's receive buffer and collects its
+ * records in one plain buffer that iocp__tls_output empties. */
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+/* The core takes a session's output after every call that makes some, so
+ * an output buffer is needed only for the length of a call: each thread
+ * keeps one (a session takes it when it writes and gives it back once
+ * emptied; a session that finds it taken, or keeps output, uses its own),
+ * instead of a large allocation and free per batch (glibc then returns the
+ * pages with madvise, and the next batch faults them in again). */
+static pthread_key_t spare_key;
+
+typedef struct spare {
+  uint8_t *p;
+  size_t cap;
+} spare;
+
+static void spare_free(void *v) {
+  spare *sp = v;
+  free(sp->p);
+  free(sp);
+}
+
+static int spare_key_made;
+
+/* Unloading the library (dlclose) must not leave the key's destructor for
+ * the threads that stay: the key goes, the unloading thread's spare with
+ * it (another thread's spare, if any, is left to the process). */
+__attribute__((destructor)) static void spare_key_drop(void) {
+  spare *sp;
+  if (!spare_key_made) return;
+  sp = pthread_getspecific(spare_key);
+  if (sp != NULL) spare_free(sp);
+  pthread_key_delete(spare_key);
+  spare_key_made = 0;
+}
+
+/* The thread's spare buffer into the session's empty output, if it has one. */
+static void out_take(iocp__tls *t) {
+  spare *sp = pthread_getspecific(spare_key);
+  if (sp == NULL || sp->p == NULL || t->out != NULL) return;
+  t->out = sp->p;
+  t->out_cap = sp->cap;
+  t->out_off = t->out_len = 0;
+  sp->p = NULL;
+}
+
+/* The session's emptied output buffer back to the thread (or freed). */
+static void out_give(iocp__tls *t) {
+  spare *sp = pthread_getspecific(spare_key);
+  if (t->out == NULL) return;
+  if (sp == NULL && (sp = calloc(1, sizeof(*sp))) != NULL &&
+      pthread_setspecific(spare_key, sp) != 0) {
+    free(sp);
+    sp = NULL;
+  }
+  if (sp != NULL && sp->p == NULL && t->out_cap <= (256u << 10)) {
+    sp->p = t->out;
+    sp->cap = t->out_cap;
+  } else {
+    free(t->out);
+  }
+  t->out = NULL;
+  t->out_off = t->out_len = t->out_cap = 0;
+}
+
+static int bio_write(BIO *b, const char *data, size_t len, size_t *done) {
+  iocp__tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (t->out == NULL) out_take(t);
+  if (len > t->out_cap - t->out_len) {
+    /* Room for a batch's records at once (four full ones: 64 KiB of
+     * plaintext) without growing, or a few handshake messages. */
+    size_t cap = t->out_cap != 0 ? t->out_cap * 2 : len >= 4096 ? 68u << 10 : 4096;
+    uint8_t *p;
+    if (t->out_off > 0 && t->out_len - t->out_off + len <= t->out_cap) {
+      /* Room again once the bytes already taken are dropped. */
+      memmove(t->out, t->out + t->out_off, t->out_len - t->out_off);
+    } else {
+      while (cap < t->out_len - t->out_off + len) cap *= 2;
+      if (t->out_off > 0) {
+        p = malloc(cap);
+        if (p == NULL) return 0;
+        memcpy(p, t->out + t->out_off, t->out_len - t->out_off);
+        free(t->out);
+      } else {
+        p = realloc(t->out, cap);
+        if (p == NULL) return 0;
+      }
+      t->out = p;
+      t->out_cap = cap;
+    }
+    t->out_len -= t->out_off;
+    t->out_off = 0;
+  }
+  memcpy(t->out + t->out_len, data, len);
+  t->out_len += len;
+  *done = len;
+  return 1;
+}
+
+static int bio_read(BIO *b, char *buf, size_t len, size_t *done) {
+  iocp__tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (t->in_len == 0) {
+    /* Nothing received yet: "wait for more", not end of stream. */
+    BIO_set_retry_read(b);
+    *done = 0;
+    return 0;
+  }
+  if (len > t->in_len) len = t->in_len;
+  memcpy(buf, t->in, len);
+  t->in += len;
+  t->in_len -= len;
+  if (t->in_len == 0) t->in = NULL;
+  *done = len;
+  return 1;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  iocp__tls *t = BIO_get_data(b);
+  (void)num;
+  (void)ptr;
+  switch (cmd) {
+  case BIO_CTRL_FLUSH:
+    return 1;
+  case BIO_CTRL_PENDING:
+    return t != NULL ? (long)t->in_len : 0;
+  case BIO_CTRL_WPENDING:
+    return t != NULL ? (long)(t->out_len - t->out_off) : 0;
+  default:
+    return 0;
+  }
+}
+
+static int bio_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static void bio_method_make(void) {
+  BIO_METHOD *m;
+  if (pthread_key_create(&spare_key, spare_free) != 0) return;
+  spare_key_made = 1;
+  m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "iocpsrv connection");
+  if (m == NULL) return;
+  if (BIO_meth_set_write_ex(m, bio_write) != 1 || BIO_meth_set_read_ex(m, bio_read) != 1 ||
+      BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1) {
+    BIO_meth_free(m);
+    return;
+  }
+  bio_method = m; /* lives as long as the process */
+}
 
 static void say(char *why, size_t cap, const char *what) {
   unsigned long e = ERR_peek_last_error();
@@ -177,22 +343,21 @@ void iocp__tls_cred_free(iocp__tls_cred *cred) {
 }
 
 static iocp__tls *wrap(SSL_CTX *ctx) {
-  iocp__tls *t = calloc(1, sizeof(*t));
+  iocp__tls *t;
+  BIO *b;
+  if (pthread_once(&bio_once, bio_method_make) != 0 || bio_method == NULL) return NULL;
+  t = calloc(1, sizeof(*t));
   if (t == NULL) return NULL;
   t->ssl = SSL_new(ctx);
-  t->in = BIO_new(BIO_s_mem());
-  t->out = BIO_new(BIO_s_mem());
-  if (t->ssl == NULL || t->in == NULL || t->out == NULL) {
+  b = BIO_new(bio_method);
+  if (t->ssl == NULL || b == NULL) {
     SSL_free(t->ssl);
-    BIO_free(t->in);
-    BIO_free(t->out);
+    BIO_free(b);
     free(t);
     return NULL;
   }
-  /* An empty input BIO means "wait for more", not end of stream. */
-  BIO_set_mem_eof_return(t->in, -1);
-  BIO_set_mem_eof_return(t->out, -1);
-  SSL_set_bio(t->ssl, t->in, t->out);
+  BIO_set_data(b, t);
+  SSL_set_bio(t->ssl, b, b); /* one BIO both ways; the SSL owns it */
   return t;
 }
 
@@ -295,19 +460,18 @@ done:
 
 void iocp__tls_free(iocp__tls *t) {
   if (t == NULL) return;
-  SSL_free(t->ssl); /* frees both BIOs */
+  SSL_free(t->ssl); /* frees the BIO */
   SSL_CTX_free(t->own_ctx);
+  free(t->out);
   free(t);
 }
 
+/* Read in place (no copy): OpenSSL copies what it reads into its record
+ * buffer, and asks for more (WANT) only once all of it is read. */
 int iocp__tls_input(iocp__tls *t, const uint8_t *data, size_t len) {
-  while (len > 0) {
-    int chunk = len > (1u << 30) ? 1 << 30 : (int)len;
-    int n = BIO_write(t->in, data, chunk);
-    if (n <= 0) return IOCP_ENOMEM;
-    data += n;
-    len -= (size_t)n;
-  }
+  if (t->in_len != 0) return IOCP_EINVAL; /* unread input: the contract's misuse */
+  t->in = len > 0 ? data : NULL;
+  t->in_len = len;
   return IOCP_OK;
 }
 
@@ -357,7 +521,7 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
 }
 
 int iocp__tls_pending(iocp__tls *t) {
-  return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0;
+  return SSL_pending(t->ssl) > 0 || t->in_len > 0;
 }
 
 int iocp__tls_write(iocp__tls *t, const uint8_t *data, size_t len) {
@@ -385,10 +549,13 @@ int iocp__tls_close_notify(iocp__tls *t) {
 }
 
 size_t iocp__tls_output(iocp__tls *t, uint8_t *out, size_t cap) {
-  int n;
-  if (BIO_ctrl_pending(t->out) == 0) return 0;
-  n = BIO_read(t->out, out, cap > (1u << 30) ? 1 << 30 : (int)cap);
-  return n > 0 ? (size_t)n : 0;
+  size_t k = t->out_len - t->out_off;
+  if (k > cap) k = cap;
+  if (k == 0) return 0;
+  memcpy(out, t->out + t->out_off, k);
+  t->out_off += k;
+  if (t->out_off == t->out_len) out_give(t); /* an idle session keeps none */
+  return k;
 }
 
 void iocp__tls_info(iocp__tls *t, iocp_tls_info *info) {
