@@ -20,7 +20,19 @@
  * KeyUpdate) with SEC_I_RENEGOTIATE: they go back through the handshake
  * call, which is no renegotiation; at TLS 1.2 that status is a
  * renegotiation and refused. A client verifies the server's chain and name
- * itself (manual validation), against the given CA or the system's roots. */
+ * itself (manual validation), against the given CA or the system's roots.
+ *
+ * Under Wine every imported private key passes through one registry slot
+ * per prefix: its PFXImportCertStore puts the key into the user's default
+ * key container (even with PKCS12_NO_PERSIST_KEY), its SChannel reads the
+ * key back from there in AcquireCredentialsHandle, and releasing the
+ * certificate's provider writes that provider's key back there. Two
+ * identities loaded at once, by two threads or two processes of one
+ * prefix, could each get the other's key (GnuTLS: "The certificate and the
+ * given key do not match"). So import..acquire and the release run under
+ * one named mutex, one identity at a time across processes; on Windows
+ * (each import in a container of its own) that costs one lock per
+ * identity. */
 #define SECURITY_WIN32
 #define SCHANNEL_USE_BLACKLISTS /* SCH_CREDENTIALS, TLS_PARAMETERS */
 #include <winsock2.h>
@@ -249,6 +261,36 @@ static SECURITY_STATUS acquire(int inbound, PCCERT_CONTEXT *cert, uint32_t min_v
   return st;
 }
 
+/* The named mutex around an identity's import..acquire and its release
+ * (see the top of the file); NULL when it could not be made (then the
+ * work runs unguarded, as it would without Wine's shared slot). */
+static HANDLE key_slot_lock(void) {
+  HANDLE m = CreateMutexW(NULL, FALSE, L"Local\\iocpsrv-tls-key-slot");
+  if (m != NULL) {
+    DWORD w = WaitForSingleObject(m, INFINITE);
+    if (w != WAIT_OBJECT_0 && w != WAIT_ABANDONED) {
+      CloseHandle(m);
+      m = NULL;
+    }
+  }
+  return m;
+}
+
+static void key_slot_unlock(HANDLE m) {
+  if (m == NULL) return;
+  ReleaseMutex(m);
+  CloseHandle(m);
+}
+
+/* Releases the identity's certificate and store (and so the key's
+ * provider) under the key slot's mutex. */
+static void release_identity(PCCERT_CONTEXT cert, HCERTSTORE store) {
+  HANDLE m = key_slot_lock();
+  if (cert != NULL) CertFreeCertificateContext(cert);
+  if (store != NULL) CertCloseStore(store, 0);
+  key_slot_unlock(m);
+}
+
 int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
                           uint32_t min_version, const char *alpn, iocp__tls_cred **out,
                           char *why, size_t cap) {
@@ -256,6 +298,7 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
   iocp__tls_cred *cred;
   PCCERT_CONTEXT c = NULL;
   wchar_t *pw = NULL;
+  HANDLE slot = NULL;
   SECURITY_STATUS st;
   int rc = IOCP_OK, certs = 0;
 
@@ -285,6 +328,7 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
     rc = IOCP_EPKCS12;
     goto done;
   }
+  slot = key_slot_lock();
   cred->store = PFXImportCertStore(&blob, pw, PKCS12_NO_PERSIST_KEY);
   if (cred->store == NULL) cred->store = PFXImportCertStore(&blob, pw, 0);
   if (cred->store == NULL) {
@@ -333,6 +377,7 @@ done:
     free(cred->alpn.p);
     free(cred);
   }
+  key_slot_unlock(slot);
   if (pw != NULL) {
     SecureZeroMemory(pw, wcslen(pw) * sizeof(wchar_t));
     free(pw);
@@ -343,8 +388,7 @@ done:
 void iocp__tls_cred_free(iocp__tls_cred *cred) {
   if (cred == NULL) return;
   FreeCredentialsHandle(&cred->cred);
-  CertFreeCertificateContext(cred->cert);
-  CertCloseStore(cred->store, 0);
+  release_identity(cred->cert, cred->store);
   free(cred->alpn.p);
   free(cred);
 }

@@ -60,18 +60,24 @@ def make_identity(folder, rsa=False):
 START_TIMEOUT = 30  # seconds; longer through a runner (Wine's first start)
 
 
-def start(argv):
+def start(res, argv):
     child = Child(argv, dict(os.environ), None)
+    child.failed_before = res.failed
     port = child.wait_listening(START_TIMEOUT)
     return child, port
 
 
 def stop(res, child, what):
+    """Ends the server; when a check failed while it ran, its stderr is
+    shown with the exit check (Wine's and the program's own words)."""
     child.close_stdin()
     rc = child.wait(30)
     if rc is None:
         child.kill()
+    child.join_output(5)
     res.check(rc == 0, f"{what} exits 0 when stdin ends", child.diagnostics())
+    if res.failed > child.failed_before:
+        print(f"{what}, {child.diagnostics()}", flush=True)
 
 
 def tls_client(port, cafile, version=None):
@@ -173,7 +179,7 @@ def main():
         pem, p12 = make_identity(folder, a.rsa)
         tls_args = ["--port", "0", "--tls", p12, "--tls-password", PASSWORD]
 
-        echo, port = start(run + [a.echo] + tls_args)
+        echo, port = start(res, run + [a.echo] + tls_args)
         if res.check(port is not None, "echo_server --tls listens", echo.diagnostics()):
             check_echo(res, "echo_server", port, pem, versions)
             # -quiet implies -ign_eof: the line goes out, its echo is
@@ -200,7 +206,7 @@ def main():
         res.check(rc == 1 and not bad.stdout, "a wrong password: exit 1, nothing listens",
                   bad.diagnostics())
 
-        http, port = start(run + [a.http] + tls_args)
+        http, port = start(res, run + [a.http] + tls_args)
         if res.check(port is not None, "http_server --tls listens", http.diagnostics()):
             if shutil.which("curl"):
                 out = subprocess.run(["curl", "-sk", f"https://127.0.0.1:{port}/"],
@@ -220,8 +226,8 @@ def main():
             s.close()
         stop(res, http, "http_server --tls")
 
-        target, tport = start(run + [a.echo, "--port", "0"])
-        proxy, port = start(run + [a.proxy, "--to", f"127.0.0.1:{tport}"] + tls_args)
+        target, tport = start(res, run + [a.echo, "--port", "0"])
+        proxy, port = start(res, run + [a.proxy, "--to", f"127.0.0.1:{tport}"] + tls_args)
         if res.check(port is not None and tport is not None, "proxy --tls listens",
                      proxy.diagnostics()):
             s = tls_client(port, pem)

@@ -4,6 +4,7 @@
 #   rsa.p12, ecdsa.p12   self-signed for localhost and 127.0.0.1 (RSA 2048,
 #                        ECDSA P-256), PKCS#12 with the password "secret"
 #   rsa.pem, ecdsa.pem   their certificates (a client's trust anchors)
+#   rsa2.p12, rsa2.pem   a second RSA identity (two identities loaded at once)
 #   nokey.p12            rsa.pem alone, without its key
 #   other.pem            an unrelated certificate (a trust anchor that fails)
 set -eu
@@ -14,13 +15,16 @@ cd "$out"
 san="subjectAltName=DNS:localhost,IP:127.0.0.1"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout rsa.key -out rsa.pem -days 3650 \
   -subj /CN=localhost -addext "$san" 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout rsa2.key -out rsa2.pem -days 3650 \
+  -subj /CN=localhost -addext "$san" 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ecdsa.key \
   -out ecdsa.pem -days 3650 -subj /CN=localhost -addext "$san" 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key \
   -out other.pem -days 3650 -subj /CN=other 2>/dev/null
 openssl pkcs12 -export -in rsa.pem -inkey rsa.key -out rsa.p12 -passout pass:secret
+openssl pkcs12 -export -in rsa2.pem -inkey rsa2.key -out rsa2.p12 -passout pass:secret
 openssl pkcs12 -export -in ecdsa.pem -inkey ecdsa.key -out ecdsa.p12 -passout pass:secret
 openssl pkcs12 -export -nokeys -in rsa.pem -out nokey.p12 -passout pass:secret
 # rsa.key stays for tls_peer.py (a TLS peer in Python); the rest go.
-rm -f ecdsa.key other.key
+rm -f rsa2.key ecdsa.key other.key
 touch "$stamp"
