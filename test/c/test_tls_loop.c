@@ -451,6 +451,54 @@ static void test_loop_identities_at_once(void **state) {
   ts_counter_free(ready);
 }
 
+/* ---- PKCS#12 encodings and key types ------------------------------------------------ */
+
+/* A server made from `file`: its iocp_create code, and when it serves, a
+ * client that trusts only `pem` completes a handshake with it. */
+static int serve_identity(const char *file, const char *pem_file) {
+  ts_blob p12 = ts_load_file("IOCP_TLS_PEER_CERTS", file);
+  ts_blob pem = ts_load_file("IOCP_TLS_PEER_CERTS", pem_file);
+  iocp_config cfg;
+  rec_server *srv, *cli;
+  int rc = 0;
+  tls_config(&cfg);
+  cfg.tls_pkcs12 = p12.data;
+  cfg.tls_pkcs12_len = (uint32_t)p12.len;
+  srv = rec_try_start(REC_ECHO, &cfg, NULL, &rc);
+  if (srv != NULL) {
+    iocp_tls_client o;
+    iocp_conn_id id;
+    cli = rec_start(0, NULL, NULL);
+    memset(&o, 0, sizeof(o));
+    o.size = sizeof(o);
+    o.server_name = "localhost";
+    o.ca_pem = pem.data;
+    o.ca_pem_len = (uint32_t)pem.len;
+    o.handshake_timeout_ms = TS_TIMEOUT_MS;
+    assert_int_equal(iocp_connect_tls(cli->srv, "127.0.0.1", srv->port, &o, &id), IOCP_OK);
+    assert_int_equal(rec_wait_connect(cli, 1), id);
+    rec_stop(cli);
+    rec_stop(srv);
+  }
+  free(p12.data);
+  free(pem.data);
+  return rc;
+}
+
+/* RSA in both PKCS#12 encryptions serves: `openssl pkcs12 -export`'s
+ * default (PBES2, AES-256-CBC, SHA-256 MAC) and the older one (3DES,
+ * SHA-1 MAC). ECDSA P-256 serves, except under Wine: its crypt32 imports
+ * RSA keys only (whatever the encryption), and iocp_create refuses. */
+static void test_loop_identity_kinds(void **state) {
+  (void)state;
+  assert_int_equal(serve_identity("rsa.p12", "rsa.pem"), IOCP_OK);
+  assert_int_equal(serve_identity("rsa-3des.p12", "rsa.pem"), IOCP_OK);
+  if (ts_on_wine())
+    assert_int_not_equal(serve_identity("ecdsa.p12", "ecdsa.pem"), IOCP_OK);
+  else
+    assert_int_equal(serve_identity("ecdsa.p12", "ecdsa.pem"), IOCP_OK);
+}
+
 /* ---- Destroy and graceful stop among handshakes --------------------------------------- */
 
 /* Five kept connections, and twenty sockets in their handshake (nothing
@@ -503,6 +551,7 @@ int main(void) {
       cmocka_unit_test(test_loop_destroy_among_handshakes),
       cmocka_unit_test(test_loop_stop_among_handshakes),
       cmocka_unit_test(test_loop_identities_at_once),
+      cmocka_unit_test(test_loop_identity_kinds),
       cmocka_unit_test(test_loop_alpn),
       cmocka_unit_test(test_loop_tls13_only),
       cmocka_unit_test(test_loop_bad_peers),

@@ -5,6 +5,8 @@
 #                        ECDSA P-256), PKCS#12 with the password "secret"
 #   rsa.pem, ecdsa.pem   their certificates (a client's trust anchors)
 #   rsa2.p12, rsa2.pem   a second RSA identity (two identities loaded at once)
+#   rsa-3des.p12         rsa.pem and its key in the older PKCS#12 encryption
+#                        (3DES, SHA-1 MAC) that Windows before Server 2019 needs
 #   nokey.p12            rsa.pem alone, without its key
 #   other.pem            an unrelated certificate (a trust anchor that fails)
 set -eu
@@ -22,6 +24,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ecd
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key \
   -out other.pem -days 3650 -subj /CN=other 2>/dev/null
 openssl pkcs12 -export -in rsa.pem -inkey rsa.key -out rsa.p12 -passout pass:secret
+openssl pkcs12 -export -in rsa.pem -inkey rsa.key -out rsa-3des.p12 -passout pass:secret \
+  -certpbe PBE-SHA1-3DES -keypbe PBE-SHA1-3DES -macalg sha1
 openssl pkcs12 -export -in rsa2.pem -inkey rsa2.key -out rsa2.p12 -passout pass:secret
 openssl pkcs12 -export -in ecdsa.pem -inkey ecdsa.key -out ecdsa.p12 -passout pass:secret
 openssl pkcs12 -export -nokeys -in rsa.pem -out nokey.p12 -passout pass:secret
