@@ -91,6 +91,7 @@ struct iocp__tls {
   int server, done;
   int no_verify;
   int post;          /* TLS 1.3 post-handshake messages go to step() */
+  int closed;        /* the peer's close_notify came behind plaintext */
   uint32_t min_version;
   DWORD proto;       /* the negotiated SP_PROT_ bits */
   alpn_list alpn;    /* offered (a server's points into its cred) */
@@ -729,6 +730,21 @@ static int post_handshake(iocp__tls *t, char *why, size_t cap) {
   return IOCP_ETLS;
 }
 
+/* Whether `in` starts with a whole record that carries application data
+ * (at TLS 1.3, where every record says so, one larger than an alert). */
+static int whole_data_record(const iocp__tls *t) {
+  size_t body;
+  if (t->in.len < 5 || t->in.p[0] != 23) return 0;
+  body = ((size_t)t->in.p[3] << 8) | t->in.p[4];
+  return t->in.len >= 5 + body && !alert_record(t, t->in.p, 5);
+}
+
+/* Fills `out` with the plaintext of as many whole application-data records
+ * as are there and fit, so one on_data (and the program's answer) covers
+ * up to a receive buffer's worth, not one record: under Wine every send
+ * that answers is a wineserver round trip. Anything else (an incomplete
+ * record, an alert, a post-handshake message) waits for the next call
+ * once some plaintext is there. */
 int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why, size_t cap_why) {
   *n = 0;
   for (;;) {
@@ -740,13 +756,16 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
     int i;
     if (t->plain.len > t->plain.off) {
       size_t k = t->plain.len - t->plain.off;
-      if (k > cap) k = cap;
-      memcpy(out, t->plain.p + t->plain.off, k);
+      if (k > cap - *n) k = cap - *n;
+      memcpy(out + *n, t->plain.p + t->plain.off, k);
       t->plain.off += k;
       if (t->plain.off == t->plain.len) t->plain.off = t->plain.len = 0;
-      *n = k;
-      return IOCP__TLS_DONE;
+      *n += k;
+      if (*n == cap) return IOCP__TLS_DONE;
+      continue;
     }
+    if (t->closed) return *n > 0 ? IOCP__TLS_DONE : IOCP__TLS_CLOSED;
+    if (*n > 0 && (t->post != 0 || !whole_data_record(t))) return IOCP__TLS_DONE;
     /* Right after SEC_I_RENEGOTIATE the handshake call runs even without
      * input (the message may be inside SChannel already). */
     if (t->post == 1 || (t->post == 2 && t->in.len > 0)) {
@@ -778,7 +797,8 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
     if (st == SEC_E_INCOMPLETE_MESSAGE) return IOCP__TLS_WANT;
     if (st == SEC_I_CONTEXT_EXPIRED) {
       t->in.len = 0;
-      return IOCP__TLS_CLOSED; /* the peer's close_notify */
+      t->closed = 1; /* the peer's close_notify */
+      continue;
     }
     if (st == SEC_I_RENEGOTIATE && !(t->proto & PROT_TLS13)) {
       say(why, cap_why, "renegotiation refused", st);
@@ -807,7 +827,8 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
      * header tells an alert from those. */
     if (got == 0 && alert_record(t, head, head_len)) {
       t->in.len = 0;
-      return IOCP__TLS_CLOSED;
+      t->closed = 1;
+      continue;
     }
     if (got == 0 && extra >= had) {
       say(why, cap_why, "DecryptMessage took nothing", st);
@@ -816,7 +837,9 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
   }
 }
 
-int iocp__tls_pending(iocp__tls *t) { return t->plain.len > t->plain.off || t->in.len > 0; }
+int iocp__tls_pending(iocp__tls *t) {
+  return t->plain.len > t->plain.off || t->in.len > 0 || t->closed;
+}
 
 int iocp__tls_write(iocp__tls *t, const uint8_t *data, size_t len) {
   while (len > 0) {
