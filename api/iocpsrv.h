@@ -814,6 +814,17 @@ IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, ui
  * Make a blob from PEM files with:
  *   openssl pkcs12 -export -in cert.pem -inkey key.pem -out server.p12 \
  *     -passout pass:secret
+ * OpenSSL 3 encrypts it with PBES2 (AES-256-CBC) and a SHA-256 MAC, which
+ * Linux and current Windows (Server 2019 and later) read; older Windows
+ * (Server 2016 and before) reads only the older encryption: add
+ *   -certpbe PBE-SHA1-3DES -keypbe PBE-SHA1-3DES -macalg sha1
+ * (or -legacy). RSA and ECDSA keys work on Windows and Linux. Under Wine
+ * (tested: 10.0) only RSA keys import, in either encryption: its crypt32
+ * refuses other key types, and since its PFXVerifyPassword cannot confirm
+ * a password, an ECDSA blob there fails with IOCP_EPASSWORD. Wine also
+ * mangles an RSA key with a component shorter than its full length (about
+ * 1 key in 60: a CRT value or the private exponent with a leading zero
+ * byte): the server starts and every handshake fails. Use another key.
  */
 
 /* Outbound TLS options of iocp_connect_tls(). Zero it, set `size` to

@@ -20,7 +20,19 @@
  * KeyUpdate) with SEC_I_RENEGOTIATE: they go back through the handshake
  * call, which is no renegotiation; at TLS 1.2 that status is a
  * renegotiation and refused. A client verifies the server's chain and name
- * itself (manual validation), against the given CA or the system's roots. */
+ * itself (manual validation), against the given CA or the system's roots.
+ *
+ * Under Wine every imported private key passes through one registry slot
+ * per prefix: its PFXImportCertStore puts the key into the user's default
+ * key container (even with PKCS12_NO_PERSIST_KEY), its SChannel reads the
+ * key back from there in AcquireCredentialsHandle, and releasing the
+ * certificate's provider writes that provider's key back there. Two
+ * identities loaded at once, by two threads or two processes of one
+ * prefix, could each get the other's key (GnuTLS: "The certificate and the
+ * given key do not match"). So import..acquire and the release run under
+ * one named mutex, one identity at a time across processes; on Windows
+ * (each import in a container of its own) that costs one lock per
+ * identity. */
 #define SECURITY_WIN32
 #define SCHANNEL_USE_BLACKLISTS /* SCH_CREDENTIALS, TLS_PARAMETERS */
 #include <winsock2.h>
@@ -79,6 +91,7 @@ struct iocp__tls {
   int server, done;
   int no_verify;
   int post;          /* TLS 1.3 post-handshake messages go to step() */
+  int closed;        /* the peer's close_notify came behind plaintext */
   uint32_t min_version;
   DWORD proto;       /* the negotiated SP_PROT_ bits */
   alpn_list alpn;    /* offered (a server's points into its cred) */
@@ -249,6 +262,36 @@ static SECURITY_STATUS acquire(int inbound, PCCERT_CONTEXT *cert, uint32_t min_v
   return st;
 }
 
+/* The named mutex around an identity's import..acquire and its release
+ * (see the top of the file); NULL when it could not be made (then the
+ * work runs unguarded, as it would without Wine's shared slot). */
+static HANDLE key_slot_lock(void) {
+  HANDLE m = CreateMutexW(NULL, FALSE, L"Local\\iocpsrv-tls-key-slot");
+  if (m != NULL) {
+    DWORD w = WaitForSingleObject(m, INFINITE);
+    if (w != WAIT_OBJECT_0 && w != WAIT_ABANDONED) {
+      CloseHandle(m);
+      m = NULL;
+    }
+  }
+  return m;
+}
+
+static void key_slot_unlock(HANDLE m) {
+  if (m == NULL) return;
+  ReleaseMutex(m);
+  CloseHandle(m);
+}
+
+/* Releases the identity's certificate and store (and so the key's
+ * provider) under the key slot's mutex. */
+static void release_identity(PCCERT_CONTEXT cert, HCERTSTORE store) {
+  HANDLE m = key_slot_lock();
+  if (cert != NULL) CertFreeCertificateContext(cert);
+  if (store != NULL) CertCloseStore(store, 0);
+  key_slot_unlock(m);
+}
+
 int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
                           uint32_t min_version, const char *alpn, iocp__tls_cred **out,
                           char *why, size_t cap) {
@@ -256,6 +299,7 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
   iocp__tls_cred *cred;
   PCCERT_CONTEXT c = NULL;
   wchar_t *pw = NULL;
+  HANDLE slot = NULL;
   SECURITY_STATUS st;
   int rc = IOCP_OK, certs = 0;
 
@@ -285,6 +329,7 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
     rc = IOCP_EPKCS12;
     goto done;
   }
+  slot = key_slot_lock();
   cred->store = PFXImportCertStore(&blob, pw, PKCS12_NO_PERSIST_KEY);
   if (cred->store == NULL) cred->store = PFXImportCertStore(&blob, pw, 0);
   if (cred->store == NULL) {
@@ -333,6 +378,7 @@ done:
     free(cred->alpn.p);
     free(cred);
   }
+  key_slot_unlock(slot);
   if (pw != NULL) {
     SecureZeroMemory(pw, wcslen(pw) * sizeof(wchar_t));
     free(pw);
@@ -343,8 +389,7 @@ done:
 void iocp__tls_cred_free(iocp__tls_cred *cred) {
   if (cred == NULL) return;
   FreeCredentialsHandle(&cred->cred);
-  CertFreeCertificateContext(cred->cert);
-  CertCloseStore(cred->store, 0);
+  release_identity(cred->cert, cred->store);
   free(cred->alpn.p);
   free(cred);
 }
@@ -685,6 +730,21 @@ static int post_handshake(iocp__tls *t, char *why, size_t cap) {
   return IOCP_ETLS;
 }
 
+/* Whether `in` starts with a whole record that carries application data
+ * (at TLS 1.3, where every record says so, one larger than an alert). */
+static int whole_data_record(const iocp__tls *t) {
+  size_t body;
+  if (t->in.len < 5 || t->in.p[0] != 23) return 0;
+  body = ((size_t)t->in.p[3] << 8) | t->in.p[4];
+  return t->in.len >= 5 + body && !alert_record(t, t->in.p, 5);
+}
+
+/* Fills `out` with the plaintext of as many whole application-data records
+ * as are there and fit, so one on_data (and the program's answer) covers
+ * up to a receive buffer's worth, not one record: under Wine every send
+ * that answers is a wineserver round trip. Anything else (an incomplete
+ * record, an alert, a post-handshake message) waits for the next call
+ * once some plaintext is there. */
 int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why, size_t cap_why) {
   *n = 0;
   for (;;) {
@@ -696,13 +756,16 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
     int i;
     if (t->plain.len > t->plain.off) {
       size_t k = t->plain.len - t->plain.off;
-      if (k > cap) k = cap;
-      memcpy(out, t->plain.p + t->plain.off, k);
+      if (k > cap - *n) k = cap - *n;
+      memcpy(out + *n, t->plain.p + t->plain.off, k);
       t->plain.off += k;
       if (t->plain.off == t->plain.len) t->plain.off = t->plain.len = 0;
-      *n = k;
-      return IOCP__TLS_DONE;
+      *n += k;
+      if (*n == cap) return IOCP__TLS_DONE;
+      continue;
     }
+    if (t->closed) return *n > 0 ? IOCP__TLS_DONE : IOCP__TLS_CLOSED;
+    if (*n > 0 && (t->post != 0 || !whole_data_record(t))) return IOCP__TLS_DONE;
     /* Right after SEC_I_RENEGOTIATE the handshake call runs even without
      * input (the message may be inside SChannel already). */
     if (t->post == 1 || (t->post == 2 && t->in.len > 0)) {
@@ -734,7 +797,8 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
     if (st == SEC_E_INCOMPLETE_MESSAGE) return IOCP__TLS_WANT;
     if (st == SEC_I_CONTEXT_EXPIRED) {
       t->in.len = 0;
-      return IOCP__TLS_CLOSED; /* the peer's close_notify */
+      t->closed = 1; /* the peer's close_notify */
+      continue;
     }
     if (st == SEC_I_RENEGOTIATE && !(t->proto & PROT_TLS13)) {
       say(why, cap_why, "renegotiation refused", st);
@@ -763,7 +827,8 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
      * header tells an alert from those. */
     if (got == 0 && alert_record(t, head, head_len)) {
       t->in.len = 0;
-      return IOCP__TLS_CLOSED;
+      t->closed = 1;
+      continue;
     }
     if (got == 0 && extra >= had) {
       say(why, cap_why, "DecryptMessage took nothing", st);
@@ -772,7 +837,9 @@ int iocp__tls_read(iocp__tls *t, uint8_t *out, size_t cap, size_t *n, char *why,
   }
 }
 
-int iocp__tls_pending(iocp__tls *t) { return t->plain.len > t->plain.off || t->in.len > 0; }
+int iocp__tls_pending(iocp__tls *t) {
+  return t->plain.len > t->plain.off || t->in.len > 0 || t->closed;
+}
 
 int iocp__tls_write(iocp__tls *t, const uint8_t *data, size_t len) {
   while (len > 0) {

@@ -80,6 +80,11 @@ Sections (--only picks some; default "echo uv http"):
   tls-echo  natively, the echo sample with --tls against itself on plain
         TCP: 100 connections x 64 KiB (tls_loadgen; loadgen on plain TCP),
         the server's CPU per MB, and `openssl speed` of the ciphers.
+  tls-wine  under Debian 13's Wine 10 (test/tools/wine10.sh), the echo sample
+        with --tls against a minimal SChannel echo on a completion port
+        (test/bench/baseline_schannel.c), both kept running: 100
+        connections x 64 KiB at TLS 1.2, tls_loadgen and a Python ssl
+        client; medians and paired ratios. benchlib/tls_wine.py.
 
 An echo configuration CxM[xK] is C connections each keeping K (default 1)
 M-byte messages in flight, driven by one native client (test/bench/loadgen.c)
@@ -130,7 +135,7 @@ from benchlib.report import report  # noqa: E402
 from benchlib.runs import CFG, Bench  # noqa: E402
 
 SECTIONS = ("echo", "uv", "live", "live-epoll", "live-wine", "lang", "http", "live-http", "park",
-            "asyncio", "aiohttp", "tls", "tls-echo", "dotnet", "kestrel")
+            "asyncio", "aiohttp", "tls", "tls-echo", "tls-wine", "dotnet", "kestrel")
 NAT = "build/linux"
 W64 = "build/win64"
 
@@ -218,7 +223,7 @@ def build(o):
             die(f"{t} missing (see test/tools/install-deps.sh)")
     if http and not os.access(NGINX, os.X_OK):
         die(f"{NGINX} missing (Debian's nginx-light, see test/tools/install-deps.sh)")
-    if want - {"echo", "live-wine"} and not os.path.exists(f"{NAT}/build.ninja"):
+    if want - {"echo", "live-wine", "tls-wine"} and not os.path.exists(f"{NAT}/build.ninja"):
         subprocess.run(["meson", "setup", NAT], stdout=sys.stderr, check=True)
     native = os.path.exists(f"{NAT}/build.ninja")
     if native:
@@ -244,6 +249,15 @@ def build(o):
         if not ninja(W64, "iocpsrv.dll", "sample_clients/echo_server.exe", "test/bench/queue_echo.exe",
                      "test/bench/baseline_iocp.exe", "test/bench/loadgen", "test/bench/baseline_epoll"):
             die("the Wine build failed")
+    if "tls-wine" in want:
+        if not os.path.exists("/var/cache/iocpsrv/trixie/.iocpsrv-wine10"):
+            die("no Wine 10 chroot (run test/tools/install-wine10.sh as root)")
+        if not os.path.exists(f"{W64}/build.ninja"):
+            subprocess.run(["meson", "setup", W64, "--cross-file", "test/cross/mingw-w64-x86_64.txt"],
+                           stdout=sys.stderr, check=True)
+        if not ninja(W64, "iocpsrv.dll", "sample_clients/echo_server.exe", "test/bench/baseline_schannel.exe",
+                     "test/bench/tls_loadgen"):
+            die("the Wine build failed (tls_loadgen needs libssl-dev)")
     return native
 
 
@@ -337,6 +351,9 @@ def run_sections(o, b, native, linux_echo, winever):
             b.tls.http()
         if "tls-echo" in want:
             b.tls.echo()
+    if "tls-wine" in want:
+        from benchlib import tls_wine
+        tls_wine.run(b, o)
 
 
 def main(argv):
@@ -357,7 +374,7 @@ def main(argv):
     linux_echo = os.environ.get("LINUX_ECHO_SERVER", f"{NAT}/sample_clients/echo_server")
     if not os.access(shlex.split(linux_echo)[0], os.X_OK):
         native = False
-        if set(o.only) - {"echo", "live-wine"}:
+        if set(o.only) - {"echo", "live-wine", "tls-wine"}:
             die(f"no native echo server {linux_echo}")
     raise_fd_limit()
     out = os.path.join(TOP, "build", "bench", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -387,6 +404,9 @@ def main(argv):
     if hasattr(b, "tls"):
         from benchlib.tls import table
         table(b.records, b.tls.speed)
+    if "tls-wine" in o.only:
+        from benchlib import tls_wine
+        tls_wine.table(b.records)
     return 0
 
 
