@@ -613,7 +613,8 @@ IOCP_API int IOCP_CALL iocp_send(iocp_server *server, iocp_conn_id id,
  * Graceful half-close: every byte already queued is sent, then FIN. Bytes
  * from the peer keep arriving (on_data) until it closes too, then
  * on_disconnect(IOCP_REASON_PEER_CLOSED). Later iocp_send() calls return
- * IOCP_ESHUTDOWN. Calling it twice is a successful no-op.
+ * IOCP_ESHUTDOWN. Calling it twice is a successful no-op, also once the
+ * connection is ending.
  * Returns 0, IOCP_EINVAL, IOCP_ENOTFOUND or IOCP_ECLOSED.
  */
 IOCP_API int IOCP_CALL iocp_shutdown(iocp_server *server, iocp_conn_id id);

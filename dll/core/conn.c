@@ -665,11 +665,13 @@ static int send_locked(iocp__conn *c, void *arg) {
 static int shutdown_locked(iocp__conn *c, void *arg) {
   assert(iocp__mutex_held(&c->lock));
   (void)arg;
-  if (c->closing || c->refuse_req) return IOCP_ECLOSED;
-  if (!c->shut_req) {
-    c->shut_req = 1;
-    start_send_locked(c);
-  }
+  if (c->refuse_req) return IOCP_ECLOSED;
+  /* Asked before: a no-op, also once the connection is ending (its FIN and
+   * the peer's may have crossed on another thread meanwhile). */
+  if (c->shut_req) return IOCP_OK;
+  if (c->closing) return IOCP_ECLOSED;
+  c->shut_req = 1;
+  start_send_locked(c);
   return IOCP_OK;
 }
 

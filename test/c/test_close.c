@@ -140,6 +140,34 @@ static void test_close_from_inside_a_callback(void **state) {
   rec_stop(r);
 }
 
+/* iocp_shutdown() a second time is a successful no-op even once the
+ * connection is ending (here: closed after the first call, from inside the
+ * callback; in the wild: both FINs crossed on another thread), so code that
+ * shuts down in two places never sees a spurious error. */
+static void shutdown_close_shutdown(rec_server *r, iocp_conn_id id, const uint8_t *d, size_t n) {
+  (void)d;
+  (void)n;
+  if (iocp_shutdown(r->srv, id) != IOCP_OK) rec_violation(r);
+  if (iocp_close(r->srv, id) != IOCP_OK) rec_violation(r);
+  if (iocp_shutdown(r->srv, id) != IOCP_OK) rec_violation(r);
+  if (iocp_close(r->srv, id) != IOCP_ECLOSED) rec_violation(r); /* a second close: ECLOSED, as documented */
+}
+
+static void test_second_shutdown_is_a_no_op_while_ending(void **state) {
+  rec_hooks h = {0};
+  rec_server *r;
+  ts_sock a;
+  (void)state;
+  h.on_data = shutdown_close_shutdown;
+  r = rec_start(0, NULL, &h);
+  a = ts_connect(r->port);
+  assert_int_equal(ts_send_all(a, "bye", 3), TS_OK);
+  assert_int_equal(ts_counter_wait(r->disconnects, 1, TS_TIMEOUT_MS), 0);
+  assert_int_equal(ts_counter_get(r->reasons[IOCP_REASON_LOCAL_CLOSE]), 1);
+  ts_close(a);
+  rec_stop(r);
+}
+
 /* ---- The peer resets -------------------------------------------------------------- */
 
 static void test_peer_reset_is_reported_as_reset(void **state) {
@@ -243,6 +271,7 @@ int main(void) {
       cmocka_unit_test(test_graceful_shutdown_delivers_queue_before_fin),
       cmocka_unit_test(test_abortive_close_is_seen_as_reset),
       cmocka_unit_test(test_close_from_inside_a_callback),
+      cmocka_unit_test(test_second_shutdown_is_a_no_op_while_ending),
       cmocka_unit_test(test_peer_reset_is_reported_as_reset),
       cmocka_unit_test(test_refused_connection_gets_no_more_callbacks),
       cmocka_unit_test(test_queue_limit_against_a_peer_that_never_reads),
