@@ -47,7 +47,8 @@ def main():
     folder = tempfile.mkdtemp()
     try:
         pem, p12 = tls_driver.make_identity(folder)
-        echo, port = tls_driver.start(argv + ["--port", "0", "--tls", p12, "--tls-password", tls_driver.PASSWORD])
+        echo, port = tls_driver.start(res, argv + ["--port", "0", "--tls", p12,
+                                                    "--tls-password", tls_driver.PASSWORD])
         if res.check(port is not None, "EchoServer --tls listens", echo.diagnostics()):
             tls_driver.check_echo(res, "EchoServer", port, pem, [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
             sc = Child(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
