@@ -675,26 +675,12 @@ class IocpServer(asyncio.AbstractServer):
                 tr = conns.get(id)
                 if tr is not None:
                     tr._data_received(string_at(data, length))
-            elif t == EVENT_ACCEPTED:
-                self._accept(id, string_at(data, length).decode("ascii"), value)
-            elif t == EVENT_DRAIN:
-                tr = conns.get(id)
-                if tr is not None:
-                    tr._drained(length)
-            elif t == EVENT_PEER_CLOSED:
-                tr = conns.get(id)
-                if tr is not None:
-                    tr._eof_received()
-            elif t == EVENT_DISCONNECTED:
-                tr = conns.pop(id, None)
-                if tr is not None:
-                    tr._connection_lost(value)
-                if self._closed and not conns:
-                    self._stop()
+            else:
+                self._event(t, value, id, data, length)
 
     def _event(self, t: int, value: int, id: int, data: int, length: int) -> None:
-        """One event other than DATA (the accelerator's way to Python):
-        as _deliver_batch's loop."""
+        """One event other than DATA (from _deliver_batch's loop, or the
+        accelerator's way to Python)."""
         conns = self._conns
         if t == EVENT_ACCEPTED:
             self._accept(id, ctypes.string_at(data, length).decode("ascii"), value)
