@@ -667,19 +667,7 @@ static void test_many_handshakes(void **state) {
   cli = rec_start(0, NULL, NULL);
   for (i = 0; i < MANY; i++)
     assert_int_equal(outbound(cli, srv->port, "localhost", &g_ecdsa_pem, 0, &id), IOCP_OK);
-  if (ts_counter_wait(srv->connects, MANY, TS_TIMEOUT_MS) != 0 ||
-      ts_counter_wait(cli->connects, MANY, TS_TIMEOUT_MS) != 0) {
-    iocp_statistics a = ts_stats(srv->srv), b = ts_stats(cli->srv);
-    print_error("server: %lld connects, %llu handshakes, %llu failed, %llu timed out, %llu open\n"
-                "client: %lld connects, %llu handshakes, %llu failed, %llu timed out, %llu open\n",
-                (long long)ts_counter_get(srv->connects), (unsigned long long)a.tls_handshakes,
-                (unsigned long long)a.tls_handshake_failures,
-                (unsigned long long)a.tls_handshake_timeouts, (unsigned long long)a.connections_open,
-                (long long)ts_counter_get(cli->connects), (unsigned long long)b.tls_handshakes,
-                (unsigned long long)b.tls_handshake_failures,
-                (unsigned long long)b.tls_handshake_timeouts, (unsigned long long)b.connections_open);
-    fail();
-  }
+  assert_int_equal(ts_tls_wait_handshakes(srv, cli, MANY), 0);
   assert_int_equal(ts_stats(srv->srv).tls_handshakes, MANY);
   assert_int_equal(ts_stats(cli->srv).tls_handshakes, MANY);
   rec_stop(cli);
@@ -690,46 +678,18 @@ static void test_many_handshakes(void **state) {
 
 #define SLOW_LIMIT (256u << 10)
 
-typedef struct slow_state {
-  uint64_t sent;
-  uint64_t max_queued;
-  ts_counter *done;
-} slow_state;
-
-/* On "go": plaintext until the queue is full. */
-static void hook_flood(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len) {
-  slow_state *st = r->user;
-  uint8_t chunk[16384];
-  (void)data, (void)len;
-  for (;;) {
-    uint64_t q = 0;
-    int rc;
-    ts_fill(chunk, sizeof(chunk), 3, st->sent);
-    rc = iocp_send(r->srv, id, chunk, sizeof(chunk));
-    if (rc == IOCP_EQUEUEFULL) break;
-    if (rc != IOCP_OK) {
-      rec_violation(r);
-      break;
-    }
-    st->sent += sizeof(chunk);
-    iocp_queued(r->srv, id, &q);
-    if (q > st->max_queued) st->max_queued = q;
-  }
-  ts_counter_add(st->done, 1);
-}
-
 static void test_slow_reader(void **state) {
   iocp_config cfg;
   rec_hooks hooks;
   rec_server *r;
-  slow_state st;
+  ts_flood st;
   client k;
   reader_args a;
   (void)state;
   tls_config(&cfg, &g_ecdsa);
   cfg.max_send_queue = SLOW_LIMIT;
   memset(&hooks, 0, sizeof(hooks));
-  hooks.on_data = hook_flood;
+  hooks.on_data = ts_flood_on_data;
   memset(&st, 0, sizeof(st));
   st.done = ts_counter_new();
   r = rec_start(0, &cfg, &hooks);
@@ -739,7 +699,7 @@ static void test_slow_reader(void **state) {
   assert_int_equal(ts_counter_wait(st.done, 1, TS_TIMEOUT_MS), 0);
   /* The queue counts plaintext and never passed the limit. */
   assert_true(st.max_queued <= SLOW_LIMIT);
-  assert_true(st.sent >= SLOW_LIMIT - 16384);
+  assert_true(st.sent >= SLOW_LIMIT - TS_FLOOD_CHUNK);
   assert_true(st.sent < 64u << 20);
   a.k = &k;
   a.total = (size_t)st.sent;

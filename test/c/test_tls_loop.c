@@ -141,19 +141,7 @@ static void test_loop_many(void **state) {
   int i;
   (void)state;
   for (i = 0; i < g_many; i++) assert_int_equal(connect_tls(cli, srv->port, &id), IOCP_OK);
-  if (ts_counter_wait(srv->connects, g_many, TS_TIMEOUT_MS) != 0 ||
-      ts_counter_wait(cli->connects, g_many, TS_TIMEOUT_MS) != 0) {
-    iocp_statistics a = ts_stats(srv->srv), b = ts_stats(cli->srv);
-    print_error("server: %lld connects, %llu handshakes, %llu failed, %llu timed out\n"
-                "client: %lld connects, %llu handshakes, %llu failed, %llu timed out\n",
-                (long long)ts_counter_get(srv->connects), (unsigned long long)a.tls_handshakes,
-                (unsigned long long)a.tls_handshake_failures,
-                (unsigned long long)a.tls_handshake_timeouts,
-                (long long)ts_counter_get(cli->connects), (unsigned long long)b.tls_handshakes,
-                (unsigned long long)b.tls_handshake_failures,
-                (unsigned long long)b.tls_handshake_timeouts);
-    fail();
-  }
+  assert_int_equal(ts_tls_wait_handshakes(srv, cli, g_many), 0);
   assert_int_equal(ts_stats(srv->srv).tls_handshakes, (uint64_t)g_many);
   assert_int_equal(ts_stats(cli->srv).tls_handshakes, (uint64_t)g_many);
   rec_stop(cli);
@@ -163,36 +151,6 @@ static void test_loop_many(void **state) {
 /* ---- A slow reader behind the queue limit ----------------------------------------- */
 
 #define SLOW_LIMIT (256u << 10)
-#define SLOW_CHUNK 16384u
-
-typedef struct slow_state {
-  uint64_t sent;
-  uint64_t max_queued;
-  ts_counter *done;
-} slow_state;
-
-/* On the reader's "go": plaintext until the queue is full. */
-static void hook_flood(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len) {
-  slow_state *st = r->user;
-  uint8_t chunk[SLOW_CHUNK];
-  (void)data, (void)len;
-  for (;;) {
-    uint64_t q = 0;
-    int rc;
-    ts_fill(chunk, sizeof(chunk), 3, st->sent);
-    rc = iocp_send(r->srv, id, chunk, sizeof(chunk));
-    if (rc == IOCP_EQUEUEFULL) break;
-    if (rc != IOCP_OK) {
-      rec_violation(r);
-      break;
-    }
-    st->sent += sizeof(chunk);
-    iocp_queued(r->srv, id, &q);
-    if (q > st->max_queued) st->max_queued = q;
-  }
-  ts_counter_add(st->done, 1);
-}
-
 static void hook_check3(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len) {
   bulk *b = r->user;
   (void)id;
@@ -208,14 +166,14 @@ static void test_loop_slow_reader(void **state) {
   iocp_config cfg;
   rec_hooks sh, ch;
   rec_server *srv, *cli;
-  slow_state st;
+  ts_flood st;
   bulk b;
   iocp_conn_id id;
   (void)state;
   tls_config(&cfg);
   cfg.max_send_queue = SLOW_LIMIT;
   memset(&sh, 0, sizeof(sh));
-  sh.on_data = hook_flood;
+  sh.on_data = ts_flood_on_data;
   memset(&st, 0, sizeof(st));
   st.done = ts_counter_new();
   srv = rec_start(0, &cfg, &sh);
@@ -231,7 +189,7 @@ static void test_loop_slow_reader(void **state) {
   assert_int_equal(iocp_send(cli->srv, id, "go", 2), IOCP_OK);
   assert_int_equal(ts_counter_wait(st.done, 1, TS_TIMEOUT_MS), 0);
   assert_true(st.max_queued <= SLOW_LIMIT);
-  assert_true(st.sent >= SLOW_LIMIT - SLOW_CHUNK);
+  assert_true(st.sent >= SLOW_LIMIT - TS_FLOOD_CHUNK);
   assert_true(st.sent < 64u << 20);
   assert_int_equal(iocp_resume_recv(cli->srv, id), IOCP_OK);
   assert_int_equal(ts_counter_wait(cli->bytes_in, (int64_t)st.sent, TS_TIMEOUT_MS), 0);

@@ -678,3 +678,42 @@ void ts_tls_bad_peers(rec_server *r, const uint8_t *hello, size_t n) {
   ts_close(a);
   assert_int_equal(TS_WAIT_STAT(r->srv, tls_handshake_timeouts, 1), 0);
 }
+
+int ts_tls_wait_handshakes(rec_server *srv, rec_server *cli, int64_t n) {
+  iocp_statistics a, b;
+  if (ts_counter_wait(srv->connects, n, TS_TIMEOUT_MS) == 0 &&
+      ts_counter_wait(cli->connects, n, TS_TIMEOUT_MS) == 0)
+    return 0;
+  a = ts_stats(srv->srv);
+  b = ts_stats(cli->srv);
+  print_error("server: %lld connects, %llu handshakes, %llu failed, %llu timed out, %llu open\n"
+              "client: %lld connects, %llu handshakes, %llu failed, %llu timed out, %llu open\n",
+              (long long)ts_counter_get(srv->connects), (unsigned long long)a.tls_handshakes,
+              (unsigned long long)a.tls_handshake_failures,
+              (unsigned long long)a.tls_handshake_timeouts, (unsigned long long)a.connections_open,
+              (long long)ts_counter_get(cli->connects), (unsigned long long)b.tls_handshakes,
+              (unsigned long long)b.tls_handshake_failures,
+              (unsigned long long)b.tls_handshake_timeouts, (unsigned long long)b.connections_open);
+  return -1;
+}
+
+void ts_flood_on_data(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len) {
+  ts_flood *st = r->user;
+  uint8_t chunk[TS_FLOOD_CHUNK];
+  (void)data, (void)len;
+  for (;;) {
+    uint64_t q = 0;
+    int rc;
+    ts_fill(chunk, sizeof(chunk), 3, st->sent);
+    rc = iocp_send(r->srv, id, chunk, sizeof(chunk));
+    if (rc == IOCP_EQUEUEFULL) break;
+    if (rc != IOCP_OK) {
+      rec_violation(r);
+      break;
+    }
+    st->sent += sizeof(chunk);
+    iocp_queued(r->srv, id, &q);
+    if (q > st->max_queued) st->max_queued = q;
+  }
+  ts_counter_add(st->done, 1);
+}

@@ -190,13 +190,27 @@ struct rec_server {
   ts_counter *batches;    /* REC_QUEUE: iocp_wait() calls that returned events */
 };
 
-/* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
 /* Four peers that are not TLS clients, one after the other, against the TLS
  * server `r` (its handshake time limit short): plain HTTP, garbage behind a
  * handshake record's header, half of `hello` (a ClientHello of n bytes) then
  * FIN, half then silence. Asserts that each is ended by the server and
  * counted: 3 handshake failures, then 1 time-out. */
 void ts_tls_bad_peers(rec_server *r, const uint8_t *hello, size_t n);
+/* Waits until the TLS server `srv` and the client `cli` both saw n
+ * connects; on a time-out prints both sides' handshake counts and returns
+ * -1. */
+int ts_tls_wait_handshakes(rec_server *srv, rec_server *cli, int64_t n);
+/* A slow reader's server (r->user is a ts_flood): on_data sends stream 3 in
+ * TS_FLOOD_CHUNK pieces until iocp_send says IOCP_EQUEUEFULL, noting the
+ * most ever queued, then counts `done`. */
+#define TS_FLOOD_CHUNK 16384u
+typedef struct ts_flood {
+  uint64_t sent;
+  uint64_t max_queued;
+  ts_counter *done;
+} ts_flood;
+void ts_flood_on_data(rec_server *r, iocp_conn_id id, const uint8_t *data, size_t len);
+/* Starts a recording server on 127.0.0.1:0 (config may be NULL). */
 rec_server *rec_start(int flags, const iocp_config *config, const rec_hooks *hooks);
 /* The same, for a create that may fail: *create_rc gets iocp_create's code,
  * and the result is NULL (nothing left behind) when it failed. */
