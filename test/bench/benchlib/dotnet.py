@@ -28,9 +28,8 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
-from .procs import CLK_TCK, TOP, cpu_ticks, die, log, pinned
+from .procs import TOP, die, log, measure_tool, pinned
 
 NAT = "build/linux"
 ART = "build/bench/dotnet"   # dotnet's --artifacts-path: nothing in the source tree
@@ -145,14 +144,7 @@ def h2load_result(text, cpu_s, wall_s):
 
 
 def measure_h2load(b, group, label, conns, port, pid):
-    if b.o.warmup > 0:
-        h2load(b, conns, b.o.warmup, port)
-    c0, t0 = cpu_ticks(pid), time.monotonic()
-    text = h2load(b, conns, b.o.seconds, port)
-    c1, t1 = cpu_ticks(pid), time.monotonic()
-    with open(os.path.join(b.out, "h2load.txt"), "a") as f:
-        f.write(text + "\n")
-    b.record(group, label, f"{conns}c", h2load_result(text, (c1 - c0) / CLK_TCK, t1 - t0))
+    measure_tool(b, group, label, conns, port, pid, h2load, h2load_result, "h2load.txt")
 
 
 def run_kestrel(b, conn_counts):

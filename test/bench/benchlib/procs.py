@@ -194,6 +194,21 @@ def cpu_ticks(pid):
     return total
 
 
+
+def measure_tool(b, group, label, conns, port, pid, run, result, log_name):
+    """One measured run of an outside HTTP client (run(b, conns, seconds,
+    port) returns its output; result(text, cpu_s, wall_s) parses it), after
+    its warm-up: the server's CPU over the run, the output appended to
+    log_name in the run's folder, the row recorded."""
+    if b.o.warmup > 0:
+        run(b, conns, b.o.warmup, port)
+    c0, t0 = cpu_ticks(pid), time.monotonic()
+    text = run(b, conns, b.o.seconds, port)
+    c1, t1 = cpu_ticks(pid), time.monotonic()
+    with open(os.path.join(b.out, log_name), "a") as f:
+        f.write(text + "\n")
+    b.record(group, label, f"{conns}c", result(text, (c1 - c0) / CLK_TCK, t1 - t0))
+
 def rss_kib(pid):
     for line in _read(f"/proc/{pid}/status").splitlines():
         if line.startswith("VmRSS:"):

@@ -9,9 +9,8 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
-from .procs import CLK_TCK, TOP, cpu_ticks, log, pinned
+from .procs import TOP, measure_tool, log, pinned
 
 PY = "/usr/bin/python3"  # Debian's: python3-uvloop and python3-aiohttp are built for it
 # The first is the tables' baseline; iocpsrv-pure is iocpsrv without its C
@@ -93,14 +92,7 @@ def ab_result(text, cpu_s, wall_s):
 
 
 def measure_ab(b, group, label, conns, port, pid):
-    if b.o.warmup > 0:
-        ab(b, conns, b.o.warmup, port)
-    c0, t0 = cpu_ticks(pid), time.monotonic()
-    text = ab(b, conns, b.o.seconds, port)
-    c1, t1 = cpu_ticks(pid), time.monotonic()
-    with open(os.path.join(b.out, "ab.txt"), "a") as f:
-        f.write(text + "\n")
-    b.record(group, label, f"{conns}c", ab_result(text, (c1 - c0) / CLK_TCK, t1 - t0))
+    measure_tool(b, group, label, conns, port, pid, ab, ab_result, "ab.txt")
 
 
 def run_aiohttp(b, conn_counts):
