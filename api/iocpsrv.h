@@ -1189,6 +1189,35 @@ IOCP_API int IOCP_CALL iocp_wait(iocp_server *server, iocp_event *events, uint32
  */
 IOCP_API int IOCP_CALL iocp_wake(iocp_server *server);
 
+/*
+ * (Added in 1.2.) A handle an event loop waits on among its own, so that one
+ * thread drains the queue without a thread of its own parked in iocp_wait():
+ * on Linux a file descriptor (poll, epoll, select: readable), on Windows an
+ * event HANDLE (WaitForMultipleObjects, RegisterWaitForSingleObject:
+ * signalled). It is ready whenever iocp_wait() with a time-out of 0 may have
+ * something to do: events queued, iocp_wake() called, the server finished
+ * (iocp_wait() returns IOCP_ECLOSED), and on Linux I/O the calling thread
+ * may serve itself. The loop then calls iocp_wait(server, events, max, 0)
+ * and handles the batch; a ready handle is made not ready by that call, so
+ * the loop waits again when iocp_wait() returned 0 events. A wake-up may be
+ * spurious (the call then returns 0). Keep calling iocp_wait(..., 0) soon
+ * after a batch (each call releases the previous batch, and its connections
+ * wait until then), as with a blocking iocp_wait().
+ *
+ * Once the handle was asked for, an iocp_wait() with time-out 0 also serves
+ * the I/O that is ready for the caller's thread (on Linux, as a waiting
+ * iocp_wait() does), so a loop that keeps draining does the work of a
+ * worker itself, on its own thread, and the worker stays out of the way.
+ * Blocking iocp_wait() calls stay allowed.
+ *
+ * *handle is the same for every call on a server; it belongs to the server:
+ * do not read, reset or close it, and stop waiting on it before
+ * iocp_destroy(), which closes it. Returns 0, IOCP_EINVAL (server or handle
+ * NULL), IOCP_EMODE (callback mode), IOCP_ECLOSED (iocp_destroy() began) or
+ * a system error.
+ */
+IOCP_API int IOCP_CALL iocp_wait_handle(iocp_server *server, intptr_t *handle);
+
 #ifdef __cplusplus
 }
 #endif

@@ -107,6 +107,15 @@ int iocp__eng_caller_serve(iocp_server *s, int32_t timeout_ms);
 /* Ends the iocp__eng_caller_serve() in progress, or else the next one, soon.
  * Any thread, any lock held. */
 void iocp__eng_caller_wake(iocp_server *s);
+/* Queue mode, iocp_wait_handle(): the handle an event loop waits on. Made
+ * by the first call (server lock held), the same one after; closed with the
+ * engine. Returns 0 with *handle set, or the system's error. */
+int iocp__eng_wait_handle_open(iocp_server *s, intptr_t *handle);
+/* Makes the handle ready; any thread, any lock held. The core calls it once
+ * per clear. */
+void iocp__eng_wait_handle_signal(iocp_server *s);
+/* Makes it not ready again (the draining thread, no lock held). */
+void iocp__eng_wait_handle_clear(iocp_server *s);
 /* Opens a socket and starts connecting it to addr. On 0 the engine reports
  * the attempt exactly once through iocp__conn_connected (the core adds the
  * reference it holds), also when the system fails it at once; a closed

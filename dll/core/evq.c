@@ -38,6 +38,9 @@ static IOCP__TLS iocp_server *held_wake;
 /* The server whose engine this thread serves inside iocp_wait(): what it
  * pushes meanwhile it takes itself when the engine returns. */
 static IOCP__TLS iocp_server *serving;
+/* The server this thread drains (inside iocp_wait()): what happens
+ * meanwhile needs no signal of the wait handle, the drainer looks anyway. */
+static IOCP__TLS iocp_server *draining;
 
 /* The server whose event queue q is (for the asserts: inline, so that a
  * build with NDEBUG does not warn of it unused). */
@@ -47,15 +50,28 @@ static inline iocp_server *evq_server(iocp__evq *q) {
 
 int iocp__evq_serving_here(const iocp_server *s) { return s != NULL && serving == s; }
 
+/* Makes the wait handle ready (iocp_wait_handle()), once until the drainer
+ * clears it: the pusher's half of the handshake with wait_inside(), which
+ * clears `signalled` before it looks at the inbox. */
+static void signal_handle(iocp_server *s) {
+  iocp__evq *q = &s->evq;
+  if (draining == s || !iocp__load32(&q->watched)) return;
+  if (!iocp__load32_fenced(&q->signalled) && !iocp__exchange32(&q->signalled, 1))
+    iocp__eng_wait_handle_signal(s);
+}
+
 void iocp__evq_wake_locked(iocp_server *s) {
   assert(iocp__mutex_held(&s->lock));
   iocp__cond_broadcast(&s->cond);
   if (s->evq.serving) iocp__eng_caller_wake(s);
+  signal_handle(s);
 }
 
-/* The other half of sleep_locked's handshake: a sleeping drainer is woken. */
+/* The other half of sleep_locked's handshake: a sleeping drainer is woken
+ * (and a loop watching the wait handle). */
 static void wake_drainer(iocp_server *s) {
   iocp__evq *q = &s->evq;
+  signal_handle(s);
   if (iocp__load32_fenced(&q->waiting) && iocp__exchange32(&q->waiting, 0)) {
     iocp__mutex_lock(&s->lock);
     iocp__evq_wake_locked(s);
@@ -200,7 +216,10 @@ void iocp__evq_log(iocp_server *s, int level, int code, const char *text) {
       q->log_lost = 0;
     }
     log_put_locked(q, level, code, text);
-    if (q->sleepers != 0) iocp__evq_wake_locked(s);
+    if (q->sleepers != 0)
+      iocp__evq_wake_locked(s);
+    else
+      signal_handle(s);
   }
   iocp__mutex_unlock(&s->lock);
 }
@@ -258,7 +277,7 @@ static int wait_inside(iocp_server *s, iocp_event *events, uint32_t max, int32_t
   iocp__evq *q = &s->evq;
   iocp__conn *batch, **tailp;
   uint64_t deadline = 0;
-  uint32_t n = 0;
+  uint32_t n = 0, watched;
   int rc;
 
   iocp__mutex_lock(&s->lock);
@@ -277,9 +296,29 @@ static int wait_inside(iocp_server *s, iocp_event *events, uint32_t max, int32_t
   /* The previous batch's LOG slots are free again. */
   q->log_first = (q->log_first + q->log_taken) % IOCP_LOG_QUEUE_MAX;
   q->log_taken = 0;
+  watched = iocp__load32(&q->watched);
   iocp__mutex_unlock(&s->lock);
 
+  draining = s;
+  /* Cleared before the inbox is looked at, the handle first, then the mark:
+   * a push after the mark's reset signals again, and a signal that lands
+   * after the handle's clear leaves it ready with the mark reset, a
+   * spurious wake-up that the next call clears (`stale`). Clearing the mark
+   * first could swallow a pusher's signal and leave the mark set with the
+   * handle not ready: no push would signal again, and the loop would sleep
+   * through its events. */
+  if (watched && (q->stale || iocp__load32_fenced(&q->signalled))) {
+    iocp__eng_wait_handle_clear(s);
+    q->stale = iocp__exchange32(&q->signalled, 0) != 0;
+  }
   release_list(batch); /* may queue the next events of these connections */
+  if (watched && timeout_ms == 0) {
+    /* An event loop drains through the handle: its thread serves what is
+     * ready now, as a waiting iocp_wait() would (engine.h). */
+    serving = s;
+    (void)iocp__eng_caller_serve(s, 0);
+    serving = NULL;
+  }
 
   if (timeout_ms > 0) deadline = iocp__now_ms() + (uint64_t)timeout_ms;
   iocp__mutex_lock(&s->lock);
@@ -310,9 +349,15 @@ static int wait_inside(iocp_server *s, iocp_event *events, uint32_t max, int32_t
       tailp = &c->evq_next;
     }
     rc = n == 0 && finished_locked(s) ? IOCP_ECLOSED : (int)n;
+    /* What did not fit, or the end the next call reports, keeps the handle
+     * ready (it was cleared above). */
+    if (watched && (q->head != NULL || q->log_queued != 0 || finished_locked(s)) &&
+        !iocp__exchange32(&q->signalled, 1))
+      iocp__eng_wait_handle_signal(s);
   }
   q->busy = 0;
   iocp__mutex_unlock(&s->lock);
+  draining = NULL;
   return rc;
 }
 
@@ -334,9 +379,38 @@ int IOCP_CALL iocp_wake(iocp_server *s) {
   if (s->queue_mode) {
     iocp__mutex_lock(&s->lock);
     s->evq.wake = 1;
-    if (s->evq.sleepers != 0) iocp__evq_wake_locked(s);
+    if (s->evq.sleepers != 0)
+      iocp__evq_wake_locked(s);
+    else
+      signal_handle(s);
     iocp__mutex_unlock(&s->lock);
     rc = IOCP_OK;
+  }
+  if (gate) iocp__server_leave(s);
+  return rc;
+}
+
+int IOCP_CALL iocp_wait_handle(iocp_server *s, intptr_t *handle) {
+  int gate, rc = IOCP_EMODE;
+  if (s == NULL || handle == NULL) return IOCP_EINVAL;
+  gate = iocp__server_enter(s);
+  if (gate < 0) return gate;
+  if (s->queue_mode) {
+    iocp__mutex_lock(&s->lock);
+    if (s->evq.discard) {
+      rc = IOCP_ECLOSED;
+    } else {
+      rc = iocp__eng_wait_handle_open(s, handle);
+      if (rc == IOCP_OK && !iocp__load32(&s->evq.watched)) {
+        /* Ready at once: whatever is queued already is taken by the first
+         * iocp_wait() the handle leads to. (Full fences: a pusher that reads
+         * `signalled` later sees the handle the engine made.) */
+        (void)iocp__exchange32(&s->evq.signalled, 1);
+        (void)iocp__exchange32(&s->evq.watched, 1);
+        iocp__eng_wait_handle_signal(s);
+      }
+    }
+    iocp__mutex_unlock(&s->lock);
   }
   if (gate) iocp__server_leave(s);
   return rc;

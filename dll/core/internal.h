@@ -286,6 +286,12 @@ typedef struct iocp__evq {
   unsigned serving : 1;    /* the waiter serves the engine (iocp__eng_caller_serve) */
   unsigned no_serve : 1;   /* the engine cannot lend it the work: it sleeps on cond */
   uint32_t sleepers;       /* threads waiting on the server's cond for the queue */
+  /* iocp_wait_handle(): `watched` once the handle was given out (under the
+   * lock, read without it); `signalled` while the handle is ready, so that
+   * each wake-up costs the engine one signal, cleared by the drainer. */
+  iocp__atomic32 watched;
+  iocp__atomic32 signalled;
+  uint8_t stale;           /* the drainer's own: a signal may have landed after its clear */
   const void *holder;      /* the thread of the last iocp_wait() (its marker) */
   /* LOG events: a ring; the batch's slots first, then the queued ones. */
   iocp__logrec logs[IOCP_LOG_QUEUE_MAX];

@@ -38,6 +38,7 @@
 
 void iocp__linux_caller_init(struct iocp__eng_server *e) {
   e->caller_fd = -1;
+  e->handle_epfd = e->handle_evfd = -1;
   atomic_init(&e->caller_waiting, 0);
   atomic_init(&e->caller_pending, 0);
   atomic_init(&e->caller_inside, 0);
@@ -64,6 +65,9 @@ int iocp__linux_caller_open(iocp_server *s) {
 void iocp__linux_caller_close(struct iocp__eng_server *e) {
   if (e->caller_fd >= 0) iocp__hooks.close(e->caller_fd);
   e->caller_fd = -1;
+  if (e->handle_epfd >= 0) iocp__hooks.close(e->handle_epfd);
+  if (e->handle_evfd >= 0) iocp__hooks.close(e->handle_evfd);
+  e->handle_epfd = e->handle_evfd = -1;
   iocp__mutex_destroy(&e->caller_lock);
   iocp__cond_destroy(&e->caller_cond);
 }
@@ -142,4 +146,59 @@ void iocp__linux_caller_hold(struct iocp__eng_loop *l) {
     iocp__cond_wait_ms(&e->caller_cond, &e->caller_lock, (uint32_t)(IOCP__CALLER_AWAY_MS - away));
   }
   iocp__mutex_unlock(&e->caller_lock);
+}
+
+/* ---- The wait handle (iocp_wait_handle()) ------------------------------------
+ *
+ * An epoll set of its own that the event loop's poller watches: loop 0's
+ * set, readable while loop 0 has readiness or a task for the caller to serve
+ * (the caller serves it inside iocp_wait() with a time-out of 0), and an
+ * eventfd the core writes when it queues events for the loop (level-
+ * triggered: readable until iocp__eng_wait_handle_clear reads it). Made on
+ * first use only: a set nested in another costs the kernel a wake-up
+ * callback per readiness of loop 0. */
+int iocp__eng_wait_handle_open(iocp_server *s, intptr_t *handle) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  struct epoll_event ev;
+  int epfd, evfd, rc = IOCP_OK;
+  if (e->handle_epfd >= 0) goto done;
+  if (e->caller_fd < 0) return IOCP_ECLOSED; /* loops not open (anymore) */
+  epfd = iocp__hooks.epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return iocp__linux_error(errno);
+  evfd = iocp__hooks.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (evfd < 0) {
+    rc = iocp__linux_error(errno);
+    iocp__hooks.close(epfd);
+    return rc;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  if (iocp__hooks.epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev) != 0 ||
+      iocp__hooks.epoll_ctl(epfd, EPOLL_CTL_ADD, iocp__linux_loop(e, 0)->epfd, &ev) != 0) {
+    rc = iocp__linux_error(errno);
+    iocp__hooks.close(evfd);
+    iocp__hooks.close(epfd);
+    return rc;
+  }
+  e->handle_evfd = evfd;
+  e->handle_epfd = epfd;
+done:
+  *handle = (intptr_t)e->handle_epfd;
+  return rc;
+}
+
+void iocp__eng_wait_handle_signal(iocp_server *s) {
+  static const uint64_t one = 1;
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  /* Cannot fail: the counter is read back at every clear and stays tiny. */
+  if (e->handle_evfd >= 0 && write(e->handle_evfd, &one, sizeof(one)) < 0) assert(0);
+}
+
+void iocp__eng_wait_handle_clear(iocp_server *s) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  uint64_t v;
+  ssize_t got;
+  if (e->handle_evfd < 0) return;
+  got = read(e->handle_evfd, &v, sizeof(v)); /* fails only when already 0 */
+  (void)got;
 }

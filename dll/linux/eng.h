@@ -95,6 +95,9 @@ struct iocp__eng_server {
   atomic_int caller_held;  /* worker 0 sleeps on caller_cond until the caller leaves */
   iocp__mutex caller_lock;
   iocp__cond caller_cond;
+  /* iocp_wait_handle() (caller.c): the set given out, and the eventfd in it
+   * the core signals; -1 until asked for. */
+  int handle_epfd, handle_evfd;
 
   iocp__mutex accept_lock;
   int listener;            /* under accept_lock; -1 once closed */

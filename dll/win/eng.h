@@ -84,6 +84,9 @@ struct iocp__eng_server {
   volatile LONG hot_gen;     /* sweeps so far */
   volatile LONG hot_demoted; /* buffered receives the sweeps cancelled (for tests) */
   volatile LONG64 next_sweep; /* GetTickCount64() when the next sweep is due */
+  /* iocp_wait_handle(): a manual-reset event the core sets and the
+   * drainer resets; NULL until asked for. */
+  HANDLE wait_event;
 };
 
 /* Socket calls of this engine, replaceable by tests. */

@@ -464,6 +464,8 @@ static void release(iocp_server *s) {
   e->threads = NULL;
   if (e->port != NULL) CloseHandle(e->port);
   e->port = NULL;
+  if (e->wait_event != NULL) CloseHandle(e->wait_event);
+  e->wait_event = NULL;
   iocp__cond_destroy(&e->accept_cond);
   iocp__mutex_destroy(&e->accept_lock);
   if (e->wsa_started) WSACleanup();
@@ -605,6 +607,29 @@ int iocp__eng_caller_serve(iocp_server *s, int32_t timeout_ms) {
 }
 
 void iocp__eng_caller_wake(iocp_server *s) { (void)s; }
+
+/* The wait handle (iocp_wait_handle()): a manual-reset event, so that every
+ * waiter sees it set until the drainer resets it. The workers do all the
+ * I/O here, so it stands for queued events only. */
+int iocp__eng_wait_handle_open(iocp_server *s, intptr_t *handle) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  if (e->wait_event == NULL) {
+    e->wait_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (e->wait_event == NULL) return iocp__win_error(GetLastError());
+  }
+  *handle = (intptr_t)e->wait_event;
+  return IOCP_OK;
+}
+
+void iocp__eng_wait_handle_signal(iocp_server *s) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  if (e->wait_event != NULL) SetEvent(e->wait_event);
+}
+
+void iocp__eng_wait_handle_clear(iocp_server *s) {
+  struct iocp__eng_server *e = iocp__server_eng(s);
+  if (e->wait_event != NULL) ResetEvent(e->wait_event);
+}
 
 /* An immediate send, as uv_try_write: a send() on the non-blocking socket
  * takes what the socket has room for, with no operation to report. A call
