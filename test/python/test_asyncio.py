@@ -480,6 +480,68 @@ def test_accelerator_is_used_as_asked():
     run(main())
 
 
+def echo_round_trips(port, conns=5, rounds=20):
+    """Round trips on `conns` connections at once, in a thread (the loop
+    under test keeps running)."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+             for _ in range(conns)]
+    try:
+        for r in range(rounds):
+            for i, s in enumerate(socks):
+                s.sendall(b"%03d:%03d" % (i, r))
+            for i, s in enumerate(socks):
+                want, got = b"%03d:%03d" % (i, r), b""
+                while len(got) < len(want):
+                    chunk = s.recv(len(want) - len(got))
+                    assert chunk, "closed"
+                    got += chunk
+                assert got == want
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_the_loop_drains_as_asked():
+    """Where the loop watches descriptors (Linux) its own thread drains the
+    library through the wait handle, no helper thread; with
+    IOCPSRV_ASYNCIO_HELPER=1 (as on Windows' proactor loop) a helper thread
+    waits for it. Echoes go through either way."""
+    async def main():
+        server = await iocpsrv.create_server(lambda: Recorder([]), "127.0.0.1", 0)
+        try:
+            helper = os.environ.get("IOCPSRV_ASYNCIO_HELPER") == "1" or sys.platform == "win32"
+            assert (server._helper is not None) == helper
+            assert (server._fd is not None) == (not helper)
+            await asyncio.get_running_loop().run_in_executor(None, echo_round_trips,
+                                                             port_of(server))
+            name = f"iocpsrv-asyncio:{port_of(server)}"
+            assert [t.name for t in threading.enumerate()].count(name) == int(helper)
+        finally:
+            await server.stop()
+        assert server._fd is None and server._native.closed
+    run(main())
+
+
+def test_serves_on_uvloop_too():
+    """The layer on another loop that watches descriptors (uvloop, where
+    Debian has it): the same wait handle among uvloop's readers."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        server = await iocpsrv.create_server(lambda: Recorder([]), "127.0.0.1", 0)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, echo_round_trips,
+                                                             port_of(server))
+        finally:
+            await server.stop()
+        assert server._native.closed
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
+    finally:
+        loop.close()
+
+
 def test_failing_data_received_aborts_only_its_connection():
     """data_received raising: the loop's exception handler hears of it and
     that connection is reset, as asyncio's transports do; another one keeps

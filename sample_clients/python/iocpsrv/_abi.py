@@ -280,4 +280,5 @@ _SIGNATURES = {
     # 1.2
     "iocp_local_address": (ctypes.c_int, [_server_p, _conn_id, ctypes.c_char_p, ctypes.c_size_t,
                                           ctypes.POINTER(ctypes.c_uint16)]),
+    "iocp_wait_handle": (ctypes.c_int, [_server_p, ctypes.POINTER(ctypes.c_ssize_t)]),
 }

@@ -3,13 +3,25 @@ transports that implement asyncio.Transport, start_server() gives asyncio's
 StreamReader/StreamWriter over them, and install() routes a program's
 loop.create_server here.
 
-How events travel: one helper thread per server waits for a batch with
-iocp_wait (queue mode), hands it to the event loop with one
-call_soon_threadsafe and waits until the loop has delivered it (copying
-the bytes) before releasing it with the next iocp_wait. While events keep
-coming the loop takes the next batches itself (iocp_wait without waiting,
-after each delivery), and hands waiting back to the helper when none is
-queued. The library queues at most one
+How events travel: on a loop that watches file descriptors (Linux: the
+standard loop, uvloop) the loop's own thread drains the library's queue.
+The server's wait handle (iocp_wait_handle, a descriptor) is one of the
+loop's readers; when it is ready the loop takes a batch with iocp_wait
+without waiting, which also serves the I/O that is ready (the receives
+whose events it then takes), delivers it, lets the loop run what that made
+ready (the streams' tasks, say) and takes the next batch, until one comes
+back empty. So one thread does everything, as uvloop's does, and the
+library's worker stays out of the way while the loop keeps up.
+
+Elsewhere (Windows' proactor loop has no readers for a handle; or with
+IOCPSRV_ASYNCIO_HELPER=1) one helper thread per server waits for a batch
+with iocp_wait, hands it to the event loop with one call_soon_threadsafe
+and waits until the loop has delivered it (copying the bytes) before
+releasing it with the next iocp_wait. While events keep coming the loop
+takes the next batches itself (iocp_wait without waiting, after each
+delivery), and hands waiting back to the helper when none is queued.
+
+Either way the library queues at most one
 event per connection until its batch is released, so a protocol that calls
 pause_reading() in data_received() stops the very next receive, and a loop
 that falls behind slows the peers (TCP flow control) instead of buffering
@@ -32,11 +44,12 @@ import collections
 import copy
 import ctypes
 import logging
+import os
 import socket
 import struct
 import sys
 import threading
-from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Set, Tuple, Union
 
 from ._accel import speedups
 from ._abi import (ECLOSED, ETLS, EQUEUEFULL, EVENT_ACCEPTED, EVENT_DATA, EVENT_DISCONNECTED,
@@ -150,7 +163,7 @@ class IocpTransport(asyncio.Transport):
         self._backlog.clear()
         self._backlog_size = 0
         if not self._ended:
-            self._native._lib.iocp_close(self._ptr, self._id)
+            self._server._close_conn(self._id)
 
     # -- asyncio.ReadTransport --
 
@@ -430,6 +443,7 @@ class IocpServer(asyncio.AbstractServer):
         self._closed = False
         self._stopped = False          # iocp_stop called
         self._helper: Optional[threading.Thread] = None
+        self._fd: Optional[int] = None  # the wait handle, when the loop drains (see above)
         # Released by the loop when it has delivered a batch; the helper
         # takes it before releasing the batch (the next iocp_wait).
         self._delivered = threading.Lock()
@@ -438,6 +452,12 @@ class IocpServer(asyncio.AbstractServer):
         self._events_addr = ctypes.addressof(native._events)
         self._unpack = struct.Struct(EVENT_FORMAT).iter_unpack
         self._refusals: List[int] = []
+        # The loop's own batches: ids accepted in the one it holds, closes
+        # waiting for its release (_close_conn), whether a _poll is owed.
+        self._fresh: Set[int] = set()
+        self._deferred: List[int] = []
+        self._owed = False
+        self._inline = False
         # The C accelerator (_accel.py), or None: the pure-Python path.
         self._speedups = speedups(self._lib)
         self._ptrv: int = native._ptr.value or 0
@@ -461,7 +481,7 @@ class IocpServer(asyncio.AbstractServer):
 
     def is_serving(self) -> bool:
         """True while the server accepts connections."""
-        return self._helper is not None and not self._closed
+        return (self._helper is not None or self._fd is not None) and not self._closed
 
     async def start_serving(self) -> None:
         """Start accepting; returns at once (idempotent)."""
@@ -497,6 +517,7 @@ class IocpServer(asyncio.AbstractServer):
             self._serving_forever.cancel()
         if not self._conns:
             self._stop()
+        self._kick()
 
     def close_clients(self) -> None:
         """Close every connection gracefully (half-close, then close)."""
@@ -507,6 +528,7 @@ class IocpServer(asyncio.AbstractServer):
         """Reset every connection at once."""
         for tr in list(self._conns.values()):
             tr.abort()
+        self._kick()
 
     async def wait_closed(self) -> None:
         """As the running Python's asyncio.Server.wait_closed(): from 3.12
@@ -540,7 +562,15 @@ class IocpServer(asyncio.AbstractServer):
     # -- the helper thread and the loop's side --
 
     def _start(self) -> None:
-        if self._helper is not None or self._closed:
+        if self._helper is not None or self._fd is not None or self._closed:
+            return
+        if _loop_drains(self._loop):
+            fd = ctypes.c_ssize_t(-1)
+            rc = self._lib.iocp_wait_handle(self._native._ptr, ctypes.byref(fd))
+            if rc < 0:
+                raise IocpError(rc, "iocp_wait_handle")
+            self._loop.add_reader(fd.value, self._ready)
+            self._fd = fd.value
             return
         self._helper = threading.Thread(target=self._drain, daemon=True,
                                         name=f"iocpsrv-asyncio:{self._listener._address[1]}")
@@ -553,7 +583,7 @@ class IocpServer(asyncio.AbstractServer):
             return
         self._stopped = True
         self._lib.iocp_stop(self._native._ptr)
-        if self._helper is None:
+        if self._helper is None and self._fd is None:
             self._release()
 
     def _release(self) -> None:
@@ -615,6 +645,77 @@ class IocpServer(asyncio.AbstractServer):
             except RuntimeError:
                 pass
 
+    def _ready(self) -> None:
+        """In the loop: the wait handle is ready (see the module's text)."""
+        self._owed = False
+        n = self._wait_inline()
+        if n < 0:
+            self._handle_done(n)
+        elif n > 0:
+            self._take(n, True)
+
+    def _wait_inline(self) -> int:
+        """iocp_wait(0) on the loop's thread: releases the batch the loop
+        holds, then closes the connections whose close waited for that
+        (_close_conn), and takes the next batch."""
+        self._fresh.clear()
+        n = ECLOSED
+        try:
+            if self._speedups is not None:
+                n = self._speedups.wait(self._ptrv, self._events_addr, self._native._batch, 0)
+            else:
+                n = self._lib.iocp_wait(self._native._ptr, self._events_addr,
+                                        self._native._batch, 0)
+        finally:
+            deferred, self._deferred = self._deferred, []
+            for id in deferred:
+                self._lib.iocp_close(self._native._ptr, id)
+        return n
+
+    def _close_conn(self, id: int) -> None:
+        """A transport's reset. The thread that holds a batch refuses a
+        connection whose ACCEPTED is in it by closing it (no event follows,
+        not even DISCONNECTED): so a connection accepted in the batch the
+        loop holds is closed once the batch is released, soon."""
+        if id in self._fresh:
+            self._deferred.append(id)
+            self._owe_poll()
+        else:
+            self._lib.iocp_close(self._native._ptr, id)
+
+    def _kick(self) -> None:
+        """On the way out (close, abort_clients): makes sure the batch the
+        loop holds is released soon even if the _poll scheduled for it was
+        cut short (a KeyboardInterrupt raised inside it before 3.11's
+        asyncio.run turned Ctrl-C into a cancellation): the events that end
+        the connections come only after the release."""
+        if self._fd is not None:
+            self._owe_poll()                     # always safe: _ready
+        elif self._owed:
+            self._loop.call_soon(self._poll)     # the helper waits for it
+
+    def _owe_poll(self) -> None:
+        """Schedules _poll, which releases the batch the loop holds (or
+        hands it back to the helper). Safe to call more often than needed
+        (_poll does nothing when nothing is owed), so paths that must not
+        depend on a scheduled _poll having run (one a KeyboardInterrupt cut
+        short, say) call it again."""
+        self._owed = True
+        self._loop.call_soon(self._poll)
+
+    def _handle_done(self, n: int) -> None:
+        """The loop drained the last events (IOCP_ECLOSED), or iocp_wait
+        failed: no more reading; the server is destroyed."""
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = None
+        if n != ECLOSED:
+            self._loop.call_exception_handler({
+                "message": "iocpsrv: iocp_wait failed; the server stops",
+                "exception": IocpError(n, "iocp_wait")})
+            self._lib.iocp_stop(self._native._ptr)
+        self._helper_done()
+
     def _helper_done(self) -> None:
         for tr in list(self._conns.values()):   # only when the helper failed
             tr._connection_lost(0)
@@ -632,31 +733,34 @@ class IocpServer(asyncio.AbstractServer):
         hand-over (a self-pipe write and two thread wake-ups per batch)
         stay out of the way. `inline`: this thread took the batch (and so
         refuses the connections it turned down itself)."""
-        hand_back = True
+        self._inline = inline
+        handed_back = False
         try:
             self._deliver_batch(n)
-            if self._refusals:
-                if not inline:
-                    return              # the helper holds this batch: it refuses them
-                for id in self._refusals:
-                    self._lib.iocp_close(self._native._ptr, id)
-                self._refusals.clear()
-            self._loop.call_soon(self._poll)
-            hand_back = False
-        finally:
-            if hand_back:
+            if self._refusals and not inline:
+                handed_back = True      # the helper holds this batch: it refuses them
                 self._delivered.release()
+                return
+            for id in self._refusals:
+                self._lib.iocp_close(self._native._ptr, id)
+            self._refusals.clear()
+        finally:
+            if not handed_back:
+                self._owe_poll()        # also when a handler raised through
 
     def _poll(self) -> None:
         """Releases the batch delivered last and takes the next one, if any
-        is queued; else hands waiting back to the helper."""
+        is queued; else hands waiting back to the helper (or to the wait
+        handle's reader). Nothing when nothing is owed."""
+        if not self._owed:
+            return
+        self._owed = False
+        if self._fd is not None:
+            self._ready()
+            return
         n = ECLOSED
         try:
-            if self._speedups is not None:
-                n = self._speedups.wait(self._ptrv, self._events_addr, self._native._batch, 0)
-            else:
-                n = self._lib.iocp_wait(self._native._ptr, self._events_addr,
-                                        self._native._batch, 0)
+            n = self._wait_inline()
         finally:
             if n <= 0:
                 self._delivered.release()
@@ -726,12 +830,26 @@ class IocpServer(asyncio.AbstractServer):
                 extra.update(extra_info(info))
         tr = IocpTransport(self, id, protocol, extra)
         self._conns[id] = tr
+        if self._inline:
+            self._fresh.add(id)         # see _close_conn
         try:
             protocol.connection_made(tr)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             tr._fatal(exc, "protocol.connection_made() failed.")
+
+
+def _loop_drains(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the loop's own thread drains (a loop that watches
+    descriptors, off Windows), rather than a helper thread."""
+    if sys.platform == "win32" or os.environ.get("IOCPSRV_ASYNCIO_HELPER") == "1":
+        return False
+    try:
+        add_reader = type(loop).add_reader
+    except AttributeError:
+        return False
+    return add_reader is not asyncio.AbstractEventLoop.add_reader
 
 
 async def _resolve(loop: asyncio.AbstractEventLoop, host: Optional[str],
