@@ -4,7 +4,7 @@ GET / answers "Hello, World!", no access log; on the standard event loop,
 on uvloop (uvloop.install()) or on iocpsrv (iocpsrv.install(): the app is
 not changed, the loop's create_server is iocpsrv's).
 
-    aiohttp_hello.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure] [--port N]
+    aiohttp_hello.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure|iocpsrv-helper] [--port N]
 
 Follows the samples' contract: prints "listening on port N" when ready and
 exits when standard input ends. Not a test; run by test/bench/bench.py.
@@ -40,9 +40,11 @@ if __name__ == "__main__":
     if loop_name == "uvloop":
         import uvloop
         uvloop.install()
-    elif loop_name in ("iocpsrv", "iocpsrv-pure"):
+    elif loop_name in ("iocpsrv", "iocpsrv-pure", "iocpsrv-helper"):
         if loop_name == "iocpsrv-pure":
             os.environ["IOCPSRV_PURE_PYTHON"] = "1"   # without the C accelerator
+        if loop_name == "iocpsrv-helper":
+            os.environ["IOCPSRV_ASYNCIO_HELPER"] = "1"  # a helper thread waits for the loop
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                         "..", "..", "sample_clients", "python"))
         import iocpsrv

@@ -3,7 +3,7 @@
 echo server as its best users write it, on the standard event loop, on
 uvloop or on iocpsrv.
 
-    asyncio_echo.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure] [--uvloop] [--streams SIZE] [--port N]
+    asyncio_echo.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure|iocpsrv-helper] [--uvloop] [--streams SIZE] [--port N]
 
 The default is a Protocol echo (transport.write straight from
 data_received); --streams SIZE a streams echo (start_server; each message
@@ -78,10 +78,12 @@ if __name__ == "__main__":
     if loop_name == "uvloop":
         import uvloop
         uvloop.install()
-    elif loop_name in ("iocpsrv", "iocpsrv-pure"):
+    elif loop_name in ("iocpsrv", "iocpsrv-pure", "iocpsrv-helper"):
         if loop_name == "iocpsrv-pure":
             os.environ["IOCPSRV_PURE_PYTHON"] = "1"   # without the C accelerator
-            loop_name = "iocpsrv"
+        if loop_name == "iocpsrv-helper":
+            os.environ["IOCPSRV_ASYNCIO_HELPER"] = "1"  # a helper thread waits for the loop
+        loop_name = "iocpsrv"
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                         "..", "..", "sample_clients", "python"))
     asyncio.run(main(port, loop_name, size))

@@ -155,6 +155,8 @@ def parse(argv):
     p.add_argument("--http-threads", type=int, default=2, metavar="N", help="workers of nginx and of the HTTP sample (2)")
     p.add_argument("--wrk-threads", type=int, default=1, metavar="N", help="wrk's threads (1)")
     p.add_argument("--client", choices=("epoll", "uring"), default="epoll", help="loadgen's I/O (epoll)")
+    p.add_argument("--py-loops", default="uvloop asyncio iocpsrv iocpsrv-pure", metavar="LOOPS",
+                   help="asyncio and aiohttp: the loops, the first the baseline (also iocpsrv-helper)")
     p.add_argument("--extra", action="store_true", help="more Wine variants in echo")
     p.add_argument("--win-tools", action="store_true", help="the IOCP engine's completion tools in echo")
     p.add_argument("--server-cpus", default="", metavar="LIST", help="taskset list for the servers")
@@ -170,6 +172,10 @@ def parse(argv):
             if not CFG.match(c):
                 p.error(f"bad configuration {c} (want CxM or CxMxK)")
         setattr(o, name, cfgs)
+    o.py_loops = o.py_loops.split()
+    for loop in o.py_loops:
+        if loop not in ("uvloop", "asyncio", "iocpsrv", "iocpsrv-pure", "iocpsrv-helper"):
+            p.error(f"unknown loop {loop}")
     o.http_conns = o.http_conns.split()
     for c in o.http_conns:
         if not c.isdigit():
@@ -198,6 +204,8 @@ def command_line(o):
               f" --wrk-threads {o.wrk_threads}")
     c += " --extra" * o.extra + " --win-tools" * o.win_tools
     c += f" --client {o.client}" * (o.client != "epoll")
+    if want & {"asyncio", "aiohttp"} and o.py_loops != "uvloop asyncio iocpsrv iocpsrv-pure".split():
+        c += f" --py-loops \"{' '.join(o.py_loops)}\""
     c += f" --server-cpus {o.server_cpus}" * bool(o.server_cpus)
     c += f" --client-cpus {o.client_cpus}" * bool(o.client_cpus)
     return c

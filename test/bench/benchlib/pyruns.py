@@ -13,19 +13,22 @@ import subprocess
 from .procs import TOP, measure_tool, log, pinned
 
 PY = "/usr/bin/python3"  # Debian's: python3-uvloop and python3-aiohttp are built for it
-# The first is the tables' baseline; iocpsrv-pure is iocpsrv without its C
-# accelerator (IOCPSRV_PURE_PYTHON=1), as installed where no compiler was.
-LOOPS = ("uvloop", "asyncio", "iocpsrv", "iocpsrv-pure")
+# The loops are bench.py's --py-loops, the first the tables' baseline:
+# uvloop, asyncio (the standard loop), iocpsrv (its asyncio layer, the loop
+# draining the library through its wait handle), iocpsrv-pure (the same
+# without the C accelerator, IOCPSRV_PURE_PYTHON=1, as installed where no
+# compiler was), iocpsrv-helper (a helper thread waiting in iocp_wait for
+# the loop instead, IOCPSRV_ASYNCIO_HELPER=1, as on Windows' proactor loop).
 SPEEDUPS = os.path.join(TOP, "build/linux/sample_clients/python")  # the accelerator meson built
 
 
-def echo_variants(streams_size):
+def echo_variants(loops, streams_size):
     """(label, argv) of the Protocol echoes, or of the streams echoes
     (readexactly(streams_size), write, drain)."""
     kind = "streams" if streams_size else "Protocol"
     extra = ["--streams", str(streams_size)] if streams_size else []
     return [(f"{loop} {kind}", [PY, "test/bench/asyncio_echo.py", "--loop", loop] + extra)
-            for loop in LOOPS]
+            for loop in loops]
 
 
 def prime(b, srv):
@@ -64,8 +67,8 @@ def run_asyncio(b, cfgs):
     os.environ["IOCPSRV_SPEEDUPS_DIR"] = SPEEDUPS
     for cfg in cfgs:
         size = int(cfg.split("x")[1])
-        live_primed(b, "py-proto", cfg, echo_variants(0))
-        live_primed(b, "py-streams", cfg, echo_variants(size))
+        live_primed(b, "py-proto", cfg, echo_variants(b.o.py_loops, 0))
+        live_primed(b, "py-streams", cfg, echo_variants(b.o.py_loops, size))
 
 
 def ab(b, conns, seconds, port):
@@ -107,7 +110,7 @@ def run_aiohttp(b, conn_counts):
         log(f"bench.py: aiohttp {conns} connections")
         servers = []
         try:
-            for loop in LOOPS:
+            for loop in b.o.py_loops:
                 srv = b.start(f"aiohttp on {loop}", [PY, "test/bench/aiohttp_hello.py", "--loop", loop])
                 if srv is None:
                     return
