@@ -131,7 +131,11 @@ def norm(name):
 def read_dump(cmd):
     """Runs a dump program (the C one or the C# one): lines 'const [OWNER] NAME
     VALUE', 'struct NAME SIZE' and 'field STRUCT NAME OFFSET SIZE'."""
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)}: exit status {run.returncode}\n"
+                         f"stdout:\n{run.stdout[-2000:]}\nstderr:\n{run.stderr[-2000:]}")
+    out = run.stdout
     consts, structs = [], {}
     for p in (line.split() for line in out.splitlines() if line.strip()):
         if p[0] == "const":

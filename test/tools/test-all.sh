@@ -55,6 +55,10 @@ for b in "${builds[@]}"; do
     build/win64)
       export WINEPREFIX="$top/$b/wineprefix"
       [ -d "$WINEPREFIX" ] || wineboot -i >/dev/null 2>&1 || true
+      # One wineserver for the whole run: otherwise each suite's programs
+      # start one, and it lingers 3 s after the last exits, so a program
+      # may start while the previous wineserver shuts down.
+      wineserver -p >/dev/null 2>&1 || true
       ;;
   esac
   echo "== $b: meson test"
@@ -67,6 +71,7 @@ for b in "${builds[@]}"; do
   else
     meson test -C "$b" --print-errorlogs --no-rebuild || status=1
   fi
+  [ "$b" = build/win64 ] && { wineserver -k >/dev/null 2>&1 || true; }
   ran+=("$b")
 done
 
