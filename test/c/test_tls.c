@@ -25,7 +25,7 @@ typedef ts_blob blob;
 
 static blob load(const char *name) { return ts_load_file("IOCP_TEST_CERTS", name); }
 
-static blob g_rsa, g_ecdsa, g_nokey, g_rsa_pem, g_ecdsa_pem, g_other_pem;
+static blob g_rsa, g_ecdsa, g_nokey, g_mismatch, g_keyenc, g_clientauth, g_serverauth, g_rsa_pem, g_ecdsa_pem, g_other_pem;
 
 static void tls_config(iocp_config *cfg, const blob *p12) {
   iocp_config_init(cfg, sizeof(*cfg));
@@ -172,6 +172,26 @@ static void test_create_refuses_bad_identity(void **state) {
   assert_int_equal(create_rc(&g_rsa, "secret", IOCP_TLS_1_3, &log), IOCP_OK);
   assert_int_equal(create_rc(&g_ecdsa, "secret", 0, &log), IOCP_OK);
   assert_string_equal(iocp_strerror(IOCP_EPASSWORD), "wrong PKCS#12 password");
+}
+
+/* An identity whose key cannot sign this server's handshakes, or whose
+ * certificate no verifying client accepts for a server, is refused before
+ * anything listens, with on_log saying why. */
+static void test_create_refuses_unfit_identity(void **state) {
+  log_rec log;
+  (void)state;
+  assert_int_equal(create_rc(&g_mismatch, "secret", 0, &log), IOCP_ENOKEY);
+  assert_int_equal(log.code, IOCP_ENOKEY);
+  assert_non_null(strstr(log.text, "matches no certificate"));
+  assert_int_equal(create_rc(&g_keyenc, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "digitalSignature"));
+  assert_int_equal(create_rc(&g_clientauth, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "serverAuth"));
+  /* Usages that allow a TLS server are fine. */
+  assert_int_equal(create_rc(&g_serverauth, "secret", 0, &log), IOCP_OK);
+  assert_int_equal(log.code, 0);
 }
 
 /* ---- Handshakes, info, echo --------------------------------------------------- */
@@ -756,6 +776,7 @@ static void test_stop_among_handshakes(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_refuses_bad_identity),
+      cmocka_unit_test(test_create_refuses_unfit_identity),
       cmocka_unit_test(test_handshake_rsa_tls12),
       cmocka_unit_test(test_handshake_rsa_tls13),
       cmocka_unit_test(test_handshake_ecdsa_tls12),
@@ -784,6 +805,10 @@ int main(void) {
   g_rsa = load("rsa.p12");
   g_ecdsa = load("ecdsa.p12");
   g_nokey = load("nokey.p12");
+  g_mismatch = load("mismatch.p12");
+  g_keyenc = load("keyenc.p12");
+  g_clientauth = load("clientauth.p12");
+  g_serverauth = load("serverauth.p12");
   g_rsa_pem = load("rsa.pem");
   g_ecdsa_pem = load("ecdsa.pem");
   g_other_pem = load("other.pem");
