@@ -25,7 +25,8 @@ typedef ts_blob blob;
 
 static blob load(const char *name) { return ts_load_file("IOCP_TEST_CERTS", name); }
 
-static blob g_rsa, g_ecdsa, g_nokey, g_mismatch, g_keyenc, g_clientauth, g_serverauth, g_rsa_pem, g_ecdsa_pem, g_other_pem;
+static blob g_rsa, g_ecdsa, g_nokey, g_mismatch, g_keyenc, g_ecdsa_keyenc, g_clientauth,
+    g_serverauth, g_rsa_pem, g_ecdsa_pem, g_other_pem;
 
 static void tls_config(iocp_config *cfg, const blob *p12) {
   iocp_config_init(cfg, sizeof(*cfg));
@@ -184,6 +185,9 @@ static void test_create_refuses_unfit_identity(void **state) {
   assert_int_equal(log.code, IOCP_ENOKEY);
   assert_non_null(strstr(log.text, "matches no certificate"));
   assert_int_equal(create_rc(&g_keyenc, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "digitalSignature"));
+  assert_int_equal(create_rc(&g_ecdsa_keyenc, "secret", 0, &log), IOCP_EPKCS12);
   assert_int_equal(log.code, IOCP_EPKCS12);
   assert_non_null(strstr(log.text, "digitalSignature"));
   assert_int_equal(create_rc(&g_clientauth, "secret", 0, &log), IOCP_EPKCS12);
@@ -807,6 +811,7 @@ int main(void) {
   g_nokey = load("nokey.p12");
   g_mismatch = load("mismatch.p12");
   g_keyenc = load("keyenc.p12");
+  g_ecdsa_keyenc = load("ecdsa-keyenc.p12");
   g_clientauth = load("clientauth.p12");
   g_serverauth = load("serverauth.p12");
   g_rsa_pem = load("rsa.pem");

@@ -12,6 +12,7 @@
 #   mismatch.p12         rsa.pem with rsa2's key (a key that matches no certificate)
 #   keyenc.p12           rsa's key, its certificate's keyUsage keyEncipherment only
 #                        (no digitalSignature: it may not sign a handshake)
+#   ecdsa-keyenc.p12     the same with ecdsa's key (OpenSSL's server cannot use it)
 #   clientauth.p12       rsa's key, its certificate's extendedKeyUsage clientAuth only
 #   serverauth.p12       rsa's key, keyUsage digitalSignature,keyEncipherment and
 #                        extendedKeyUsage serverAuth (usages that are fine)
@@ -62,18 +63,20 @@ openssl pkcs12 -export -nokeys -in rsa.pem -out nokey.p12 -passout pass:secret
 # with -nocerts and a certificate with -certfile go in unpaired.
 openssl pkcs12 -export -nocerts -inkey rsa2.key -certfile rsa.pem -out mismatch.p12 \
   -passout pass:secret 2>/dev/null
-usage_identity() { # name extension...
+usage_identity() { # name key extension...
   name=$1
-  shift
+  key=$2
+  shift 2
   for ext in "$@"; do set -- "$@" -addext "$ext"; shift; done
-  openssl req -x509 -key rsa.key -out "$name.pem" -days 3650 -subj /CN=localhost \
+  openssl req -x509 -key "$key" -out "$name.pem" -days 3650 -subj /CN=localhost \
     -addext "$san" "$@" 2>/dev/null
-  openssl pkcs12 -export -in "$name.pem" -inkey rsa.key -out "$name.p12" -passout pass:secret
+  openssl pkcs12 -export -in "$name.pem" -inkey "$key" -out "$name.p12" -passout pass:secret
   rm -f "$name.pem"
 }
-usage_identity keyenc keyUsage=keyEncipherment
-usage_identity clientauth extendedKeyUsage=clientAuth
-usage_identity serverauth keyUsage=digitalSignature,keyEncipherment extendedKeyUsage=serverAuth
+usage_identity keyenc rsa.key keyUsage=keyEncipherment
+usage_identity clientauth rsa.key extendedKeyUsage=clientAuth
+usage_identity ecdsa-keyenc ecdsa.key keyUsage=keyEncipherment
+usage_identity serverauth rsa.key keyUsage=digitalSignature,keyEncipherment extendedKeyUsage=serverAuth
 # rsa.key stays for tls_peer.py (a TLS peer in Python); the rest go.
 rm -f rsa2.key ecdsa.key other.key
 touch "$stamp"
