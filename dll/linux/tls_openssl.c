@@ -348,12 +348,14 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
       goto done;
     }
   }
-  /* Resumption through stateless tickets only, at TLS 1.2 and 1.3 alike
-   * (one ticket per full handshake, sealed with this context's keys): no
-   * session cache to share across workers, no state that outlives a
-   * connection, and a returning client skips the certificate's signature,
-   * as SChannel's own cache lets it on Windows. */
-  SSL_CTX_set_session_cache_mode(cred->ctx, SSL_SESS_CACHE_OFF);
+  /* Resumption, so a returning client skips the certificate's signature
+   * (as SChannel's own cache lets it on Windows): stateless tickets at TLS
+   * 1.2 and 1.3 alike (one per full handshake, sealed with this context's
+   * keys), and at TLS 1.2 the session ID too, for clients that send no
+   * ticket: OpenSSL's own cache of this context (its default 20,480
+   * sessions, 300 s), shared by the workers. */
+  SSL_CTX_set_session_cache_mode(cred->ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_set_session_id_context(cred->ctx, (const unsigned char *)"iocpsrv", 7);
   SSL_CTX_set_num_tickets(cred->ctx, 1);
   if (cred->alpn_len > 0) SSL_CTX_set_alpn_select_cb(cred->ctx, select_alpn, cred);
   *out = cred;
