@@ -808,9 +808,18 @@ IOCP_API int IOCP_CALL iocp_connect(iocp_server *server, const char *address, ui
  *   tls_min_version IOCP_TLS_1_3 (or iocp_tls_client.min_version) is
  *   IOCP_ETLS. ALPN on both engines.
  * iocp_create() fails, nothing listening, with IOCP_EPKCS12 (not a PKCS#12
- * blob, or no certificate in it), IOCP_EPASSWORD, IOCP_ENOKEY (no private
- * key, or one that does not match the certificate) or IOCP_ETLS (the TLS
- * library failed), and on_log (IOCP_LOG_ERROR) says why.
+ * blob, no certificate in it, or a certificate unfit for a TLS server, see
+ * below), IOCP_EPASSWORD, IOCP_ENOKEY (no private key, or one that does
+ * not match the certificate) or IOCP_ETLS (the TLS library failed), and
+ * on_log (IOCP_LOG_ERROR) says why. Unfit, on both engines: a key usage
+ * extension without digitalSignature (TLS 1.3 and ECDHE handshakes sign
+ * with the key; such an RSA certificate fails with strict clients, an
+ * ECDSA one with every client), or an
+ * extended key usage extension without serverAuth (verifying clients
+ * refuse it). Not checked: that the key actually signs (a key damaged on
+ * import under Wine; on Windows, a key that a hand-made blob pairs with a
+ * certificate it does not match) may still start a server whose every
+ * handshake fails.
  *
  * Make a blob from PEM files with:
  *   openssl pkcs12 -export -in cert.pem -inkey key.pem -out server.p12 \

@@ -248,6 +248,30 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, uint32_t min_version) {
   return ctx;
 }
 
+/* Whether the certificate may serve a TLS server with its key signing the
+ * handshake (every suite offered, ECDHE at TLS 1.2 and all of TLS 1.3,
+ * signs): a key usage extension must allow digitalSignature, and an
+ * extended key usage extension (or a Netscape certificate type) must allow
+ * a TLS server, which clients verify. Says why not. */
+static int fit_for_server(X509 *cert, char *why, size_t cap) {
+  uint32_t flags = X509_get_extension_flags(cert);
+  if ((flags & EXFLAG_INVALID) != 0) {
+    say(why, cap, "the certificate's extensions could not be read");
+    return 0;
+  }
+  if ((flags & EXFLAG_KUSAGE) != 0 && (X509_get_key_usage(cert) & KU_DIGITAL_SIGNATURE) == 0) {
+    say(why, cap, "the certificate's key usage does not allow signing (digitalSignature), "
+                  "which a TLS server's handshake needs");
+    return 0;
+  }
+  if (X509_check_purpose(cert, X509_PURPOSE_SSL_SERVER, 0) != 1) {
+    say(why, cap, "the certificate's extended key usage does not allow a TLS server "
+                  "(serverAuth)");
+    return 0;
+  }
+  return 1;
+}
+
 int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
                           uint32_t min_version, const char *alpn, iocp__tls_cred **out,
                           char *why, size_t cap) {
@@ -291,8 +315,16 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
     rc = IOCP_ENOKEY;
     goto done;
   }
+  /* PKCS12_parse pairs the key with the certificate it matches; one that
+   * matches none leaves every certificate among the extra ones. */
   if (cert == NULL) {
-    say(why, cap, "no certificate in the PKCS#12 blob");
+    int others = chain != NULL ? sk_X509_num(chain) : 0;
+    say(why, cap, others > 0 ? "the private key matches no certificate in the PKCS#12 blob"
+                             : "no certificate in the PKCS#12 blob");
+    rc = others > 0 ? IOCP_ENOKEY : IOCP_EPKCS12;
+    goto done;
+  }
+  if (!fit_for_server(cert, why, cap)) {
     rc = IOCP_EPKCS12;
     goto done;
   }
@@ -316,12 +348,14 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
       goto done;
     }
   }
-  /* Resumption through stateless tickets only, at TLS 1.2 and 1.3 alike
-   * (one ticket per full handshake, sealed with this context's keys): no
-   * session cache to share across workers, no state that outlives a
-   * connection, and a returning client skips the certificate's signature,
-   * as SChannel's own cache lets it on Windows. */
-  SSL_CTX_set_session_cache_mode(cred->ctx, SSL_SESS_CACHE_OFF);
+  /* Resumption, so a returning client skips the certificate's signature
+   * (as SChannel's own cache lets it on Windows): stateless tickets at TLS
+   * 1.2 and 1.3 alike (one per full handshake, sealed with this context's
+   * keys), and at TLS 1.2 the session ID too, for clients that send no
+   * ticket: OpenSSL's own cache of this context (its default 20,480
+   * sessions, 300 s), shared by the workers. */
+  SSL_CTX_set_session_cache_mode(cred->ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_set_session_id_context(cred->ctx, (const unsigned char *)"iocpsrv", 7);
   SSL_CTX_set_num_tickets(cred->ctx, 1);
   if (cred->alpn_len > 0) SSL_CTX_set_alpn_select_cb(cred->ctx, select_alpn, cred);
   *out = cred;

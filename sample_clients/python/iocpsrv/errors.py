@@ -112,7 +112,8 @@ class TlsError(IocpError, _SSLError):
 
 class TlsIdentityError(TlsError):
     """A server's PKCS#12 identity cannot be used (EPKCS12: not a PKCS#12
-    blob or no certificate in it; EPASSWORD: wrong password; ENOKEY: no
+    blob, no certificate in it, or a certificate whose key usage forbids
+    signing or extended key usage forbids a TLS server; EPASSWORD: wrong password; ENOKEY: no
     private key, or one not matching the certificate): the server was not
     created."""
 

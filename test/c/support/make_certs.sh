@@ -9,6 +9,13 @@
 #                        (3DES, SHA-1 MAC) that Windows before Server 2019 needs
 #   nokey.p12            rsa.pem alone, without its key
 #   other.pem            an unrelated certificate (a trust anchor that fails)
+#   mismatch.p12         rsa.pem with rsa2's key (a key that matches no certificate)
+#   keyenc.p12           rsa's key, its certificate's keyUsage keyEncipherment only
+#                        (no digitalSignature: it may not sign a handshake)
+#   ecdsa-keyenc.p12     the same with ecdsa's key (OpenSSL's server cannot use it)
+#   clientauth.p12       rsa's key, its certificate's extendedKeyUsage clientAuth only
+#   serverauth.p12       rsa's key, keyUsage digitalSignature,keyEncipherment and
+#                        extendedKeyUsage serverAuth (usages that are fine)
 set -eu
 out=$1
 stamp=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
@@ -52,6 +59,24 @@ openssl pkcs12 -export -in rsa.pem -inkey rsa.key -out rsa-3des.p12 -passout pas
 openssl pkcs12 -export -in rsa2.pem -inkey rsa2.key -out rsa2.p12 -passout pass:secret
 openssl pkcs12 -export -in ecdsa.pem -inkey ecdsa.key -out ecdsa.p12 -passout pass:secret
 openssl pkcs12 -export -nokeys -in rsa.pem -out nokey.p12 -passout pass:secret
+# The CLI pairs a key with a certificate only when they match; a key given
+# with -nocerts and a certificate with -certfile go in unpaired.
+openssl pkcs12 -export -nocerts -inkey rsa2.key -certfile rsa.pem -out mismatch.p12 \
+  -passout pass:secret 2>/dev/null
+usage_identity() { # name key extension...
+  name=$1
+  key=$2
+  shift 2
+  for ext in "$@"; do set -- "$@" -addext "$ext"; shift; done
+  openssl req -x509 -key "$key" -out "$name.pem" -days 3650 -subj /CN=localhost \
+    -addext "$san" "$@" 2>/dev/null
+  openssl pkcs12 -export -in "$name.pem" -inkey "$key" -out "$name.p12" -passout pass:secret
+  rm -f "$name.pem"
+}
+usage_identity keyenc rsa.key keyUsage=keyEncipherment
+usage_identity clientauth rsa.key extendedKeyUsage=clientAuth
+usage_identity ecdsa-keyenc ecdsa.key keyUsage=keyEncipherment
+usage_identity serverauth rsa.key keyUsage=digitalSignature,keyEncipherment extendedKeyUsage=serverAuth
 # rsa.key stays for tls_peer.py (a TLS peer in Python); the rest go.
 rm -f rsa2.key ecdsa.key other.key
 touch "$stamp"
