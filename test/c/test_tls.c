@@ -122,56 +122,22 @@ static int client_read_close_notify(client *k) {
 
 /* ---- iocp_create refuses a bad identity ------------------------------------------- */
 
-typedef struct log_rec {
-  int code;
-  char text[200];
-} log_rec;
-
-static void IOCP_CALL on_log_rec(iocp_server *s, void *user, int level, int code, const char *text) {
-  log_rec *l = user;
-  (void)s;
-  if (level == IOCP_LOG_ERROR) {
-    l->code = code;
-    snprintf(l->text, sizeof(l->text), "%s", text);
-  }
-}
-
-static int create_rc(const blob *p12, const char *password, uint32_t min_version, log_rec *log) {
-  iocp_config cfg;
-  iocp_callbacks cb;
-  iocp_server *s = (iocp_server *)1;
-  int rc;
-  tls_config(&cfg, p12);
-  cfg.tls_password = password;
-  cfg.tls_min_version = min_version;
-  memset(&cb, 0, sizeof(cb));
-  cb.size = sizeof(cb);
-  cb.on_log = on_log_rec;
-  memset(log, 0, sizeof(*log));
-  rc = iocp_create(&cfg, &cb, log, &s);
-  if (rc == IOCP_OK)
-    iocp_destroy(s);
-  else
-    assert_null(s);
-  return rc;
-}
-
 static void test_create_refuses_bad_identity(void **state) {
-  log_rec log;
+  ts_log_rec log;
   blob junk = {(uint8_t *)"this is not a PKCS#12 blob", 26};
   (void)state;
-  assert_int_equal(create_rc(&g_rsa, "wrong", 0, &log), IOCP_EPASSWORD);
+  assert_int_equal(ts_tls_create_rc(&g_rsa, "wrong", 0, &log), IOCP_EPASSWORD);
   assert_int_equal(log.code, IOCP_EPASSWORD);
   assert_non_null(strstr(log.text, "password"));
-  assert_int_equal(create_rc(&g_nokey, "secret", 0, &log), IOCP_ENOKEY);
+  assert_int_equal(ts_tls_create_rc(&g_nokey, "secret", 0, &log), IOCP_ENOKEY);
   assert_int_equal(log.code, IOCP_ENOKEY);
-  assert_int_equal(create_rc(&junk, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(ts_tls_create_rc(&junk, "secret", 0, &log), IOCP_EPKCS12);
   assert_int_equal(log.code, IOCP_EPKCS12);
   /* TLS 1.0 and 1.1 cannot be asked for. */
-  assert_int_equal(create_rc(&g_rsa, "secret", 0x0301, &log), IOCP_EINVAL);
-  assert_int_equal(create_rc(&g_rsa, "secret", 0x0302, &log), IOCP_EINVAL);
-  assert_int_equal(create_rc(&g_rsa, "secret", IOCP_TLS_1_3, &log), IOCP_OK);
-  assert_int_equal(create_rc(&g_ecdsa, "secret", 0, &log), IOCP_OK);
+  assert_int_equal(ts_tls_create_rc(&g_rsa, "secret", 0x0301, &log), IOCP_EINVAL);
+  assert_int_equal(ts_tls_create_rc(&g_rsa, "secret", 0x0302, &log), IOCP_EINVAL);
+  assert_int_equal(ts_tls_create_rc(&g_rsa, "secret", IOCP_TLS_1_3, &log), IOCP_OK);
+  assert_int_equal(ts_tls_create_rc(&g_ecdsa, "secret", 0, &log), IOCP_OK);
   assert_string_equal(iocp_strerror(IOCP_EPASSWORD), "wrong PKCS#12 password");
 }
 
@@ -179,22 +145,22 @@ static void test_create_refuses_bad_identity(void **state) {
  * certificate no verifying client accepts for a server, is refused before
  * anything listens, with on_log saying why. */
 static void test_create_refuses_unfit_identity(void **state) {
-  log_rec log;
+  ts_log_rec log;
   (void)state;
-  assert_int_equal(create_rc(&g_mismatch, "secret", 0, &log), IOCP_ENOKEY);
+  assert_int_equal(ts_tls_create_rc(&g_mismatch, "secret", 0, &log), IOCP_ENOKEY);
   assert_int_equal(log.code, IOCP_ENOKEY);
   assert_non_null(strstr(log.text, "matches no certificate"));
-  assert_int_equal(create_rc(&g_keyenc, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(ts_tls_create_rc(&g_keyenc, "secret", 0, &log), IOCP_EPKCS12);
   assert_int_equal(log.code, IOCP_EPKCS12);
   assert_non_null(strstr(log.text, "digitalSignature"));
-  assert_int_equal(create_rc(&g_ecdsa_keyenc, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(ts_tls_create_rc(&g_ecdsa_keyenc, "secret", 0, &log), IOCP_EPKCS12);
   assert_int_equal(log.code, IOCP_EPKCS12);
   assert_non_null(strstr(log.text, "digitalSignature"));
-  assert_int_equal(create_rc(&g_clientauth, "secret", 0, &log), IOCP_EPKCS12);
+  assert_int_equal(ts_tls_create_rc(&g_clientauth, "secret", 0, &log), IOCP_EPKCS12);
   assert_int_equal(log.code, IOCP_EPKCS12);
   assert_non_null(strstr(log.text, "serverAuth"));
   /* Usages that allow a TLS server are fine. */
-  assert_int_equal(create_rc(&g_serverauth, "secret", 0, &log), IOCP_OK);
+  assert_int_equal(ts_tls_create_rc(&g_serverauth, "secret", 0, &log), IOCP_OK);
   assert_int_equal(log.code, 0);
 }
 

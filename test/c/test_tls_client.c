@@ -27,19 +27,7 @@ static int g_tls13;
 /* ---- iocp_create refuses a bad identity ------------------------------------------- */
 
 static int create_rc(const blob *p12, const char *password) {
-  iocp_config cfg;
-  iocp_callbacks cb;
-  iocp_server *s = NULL;
-  int rc;
-  iocp_config_init(&cfg, sizeof(cfg));
-  cfg.tls_pkcs12 = p12->data;
-  cfg.tls_pkcs12_len = (uint32_t)p12->len;
-  cfg.tls_password = password;
-  memset(&cb, 0, sizeof(cb));
-  cb.size = sizeof(cb);
-  rc = iocp_create(&cfg, &cb, NULL, &s);
-  if (rc == IOCP_OK) iocp_destroy(s);
-  return rc;
+  return ts_tls_create_rc(p12, password, 0, NULL);
 }
 
 static void test_create_identity(void **state) {
@@ -60,40 +48,12 @@ static void test_create_identity(void **state) {
 /* The refusal of an identity whose key cannot sign the handshakes, or
  * whose certificate no verifying client accepts for a server, and the
  * on_log line that says why. */
-typedef struct log_rec {
-  int code;
-  char text[200];
-} log_rec;
-
-static void IOCP_CALL on_log_rec(iocp_server *s, void *user, int level, int code, const char *text) {
-  log_rec *l = user;
-  (void)s;
-  if (level == IOCP_LOG_ERROR) {
-    l->code = code;
-    snprintf(l->text, sizeof(l->text), "%s", text);
-  }
-}
-
-static int create_logged(const blob *p12, log_rec *log) {
-  iocp_config cfg;
-  iocp_callbacks cb;
-  iocp_server *s = NULL;
-  int rc;
-  iocp_config_init(&cfg, sizeof(cfg));
-  cfg.tls_pkcs12 = p12->data;
-  cfg.tls_pkcs12_len = (uint32_t)p12->len;
-  cfg.tls_password = "secret";
-  memset(&cb, 0, sizeof(cb));
-  cb.size = sizeof(cb);
-  cb.on_log = on_log_rec;
-  memset(log, 0, sizeof(*log));
-  rc = iocp_create(&cfg, &cb, log, &s);
-  if (rc == IOCP_OK) iocp_destroy(s);
-  return rc;
+static int create_logged(const blob *p12, ts_log_rec *log) {
+  return ts_tls_create_rc(p12, "secret", 0, log);
 }
 
 static void test_create_unfit_identity(void **state) {
-  log_rec log;
+  ts_log_rec log;
   (void)state;
   {
     /* Wine's PFXImportCertStore cannot import a key that no certificate

@@ -650,6 +650,41 @@ int ts_wait_stat(iocp_server *s, size_t offset, uint64_t target) {
   return rc;
 }
 
+static void IOCP_CALL log_error(iocp_server *s, void *user, int level, int code,
+                                const char *text) {
+  ts_log_rec *l = user;
+  (void)s;
+  if (level == IOCP_LOG_ERROR) {
+    l->code = code;
+    snprintf(l->text, sizeof(l->text), "%s", text);
+  }
+}
+
+int ts_tls_create_rc(const ts_blob *p12, const char *password, uint32_t min_version,
+                     ts_log_rec *log) {
+  iocp_config cfg;
+  iocp_callbacks cb;
+  iocp_server *s = (iocp_server *)1;
+  int rc;
+  iocp_config_init(&cfg, sizeof(cfg));
+  cfg.tls_pkcs12 = p12->data;
+  cfg.tls_pkcs12_len = (uint32_t)p12->len;
+  cfg.tls_password = password;
+  cfg.tls_min_version = min_version;
+  memset(&cb, 0, sizeof(cb));
+  cb.size = sizeof(cb);
+  if (log != NULL) {
+    memset(log, 0, sizeof(*log));
+    cb.on_log = log_error;
+  }
+  rc = iocp_create(&cfg, &cb, log, &s);
+  if (rc == IOCP_OK)
+    iocp_destroy(s);
+  else
+    assert_null(s);
+  return rc;
+}
+
 void ts_tls_bad_peers(rec_server *r, const uint8_t *hello, size_t n) {
   uint8_t end[64];
   size_t got;

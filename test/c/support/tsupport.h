@@ -122,6 +122,16 @@ typedef struct ts_blob {
 /* Reads file `name` from the folder the environment variable `dir_var`
  * names (the certificates the build made); fails the test otherwise. */
 ts_blob ts_load_file(const char *dir_var, const char *name);
+/* The last IOCP_LOG_ERROR line of iocp_create (0 and "" when none). */
+typedef struct ts_log_rec {
+  int code;
+  char text[200];
+} ts_log_rec;
+/* iocp_create with the TLS identity p12 and this password (and the lowest
+ * version, 0 for the default), recording its error line in *log when log
+ * is not NULL; a server it made is destroyed at once. Returns its code. */
+int ts_tls_create_rc(const ts_blob *p12, const char *password, uint32_t min_version,
+                     ts_log_rec *log);
 
 /* ---- Queue mode ------------------------------------------------------------ */
 
