@@ -522,26 +522,6 @@ def test_the_loop_drains_as_asked():
     run(main())
 
 
-def test_serves_on_uvloop_too():
-    """The layer on another loop that watches descriptors (uvloop, where
-    Debian has it): the same wait handle among uvloop's readers."""
-    uvloop = pytest.importorskip("uvloop")
-
-    async def main():
-        server = await iocpsrv.create_server(lambda: Recorder([]), "127.0.0.1", 0)
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, echo_round_trips,
-                                                             port_of(server))
-        finally:
-            await server.stop()
-        assert server._native.closed
-    loop = uvloop.new_event_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
-    finally:
-        loop.close()
-
-
 def test_failing_data_received_aborts_only_its_connection():
     """data_received raising: the loop's exception handler hears of it and
     that connection is reset, as asyncio's transports do; another one keeps

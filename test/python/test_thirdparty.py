@@ -1,17 +1,21 @@
 """Unmodified third-party asyncio servers on the core, serving real HTTP
 requests: aiohttp's web server and uvicorn (Debian's python3-aiohttp and
 uvicorn, so this suite runs under Debian's python3 only), their
-loop.create_server routed to iocpsrv.
+loop.create_server routed to iocpsrv; and iocpsrv's own asyncio layer on
+uvloop's loop (Debian's python3-uvloop).
 
     LD_LIBRARY_PATH=build/linux /usr/bin/python3 -m pytest test/python/test_thirdparty.py
 """
 
 import asyncio
 import json
+import os
+import socket
 
 import aiohttp
 import aiohttp.web
 import uvicorn
+import uvloop
 
 import iocpsrv
 
@@ -89,3 +93,51 @@ def test_uvicorn():
         await serving
 
     iocpsrv.run(asyncio.wait_for(main(), TIMEOUT))
+
+
+def test_iocpsrv_server_on_uvloop():
+    """iocpsrv's asyncio layer on uvloop's loop (Debian's python3-uvloop):
+    the wait handle among uvloop's readers, echoes on five connections at
+    once, then a graceful stop that releases the library server."""
+    async def echo(reader, writer):
+        try:
+            while data := await reader.read(64):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def round_trips(port):
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                 for _ in range(5)]
+        try:
+            for r in range(20):
+                for i, c in enumerate(socks):
+                    c.sendall(b"%03d:%03d" % (i, r))
+                for i, c in enumerate(socks):
+                    want, got = b"%03d:%03d" % (i, r), b""
+                    while len(got) < len(want):
+                        chunk = c.recv(len(want) - len(got))
+                        assert chunk, "closed"
+                        got += chunk
+                    assert got == want
+        finally:
+            for c in socks:
+                c.close()
+
+    async def main():
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        server = await iocpsrv.start_server(echo, "127.0.0.1", 0)
+        try:
+            helper = os.environ.get("IOCPSRV_ASYNCIO_HELPER") == "1"
+            assert (server._fd is not None) == (not helper)   # the handle, or the helper
+            port = server.sockets[0].getsockname()[1]
+            await asyncio.get_running_loop().run_in_executor(None, round_trips, port)
+        finally:
+            await server.stop()
+        assert server._native.closed
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(asyncio.wait_for(main(), TIMEOUT))
+    finally:
+        loop.close()

@@ -15,6 +15,9 @@ cd "$top"
 bash test/tools/install-deps.sh || { echo "dependency install failed"; echo "0 passed, 1 failed"; exit 1; }
 
 export WINEDEBUG=-all
+# The x64 cross file's exe_wrapper (wine-run.sh: Wine, with a second start
+# when Wine exits before the program runs).
+export PATH="$top/test/tools:$PATH"
 # Thousands of loopback connections in the stress tests, for us and Wine.
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 
