@@ -20,6 +20,7 @@ import time
 import pytest
 
 import iocpsrv
+from conftest import echo_round_trips
 
 TIMEOUT = 20.0
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -478,27 +479,6 @@ def test_accelerator_is_used_as_asked():
             server.close()
             await server.wait_closed()
     run(main())
-
-
-def echo_round_trips(port, conns=5, rounds=20):
-    """Round trips on `conns` connections at once, in a thread (the loop
-    under test keeps running)."""
-    socks = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-             for _ in range(conns)]
-    try:
-        for r in range(rounds):
-            for i, s in enumerate(socks):
-                s.sendall(b"%03d:%03d" % (i, r))
-            for i, s in enumerate(socks):
-                want, got = b"%03d:%03d" % (i, r), b""
-                while len(got) < len(want):
-                    chunk = s.recv(len(want) - len(got))
-                    assert chunk, "closed"
-                    got += chunk
-                assert got == want
-    finally:
-        for s in socks:
-            s.close()
 
 
 def test_the_loop_drains_as_asked():

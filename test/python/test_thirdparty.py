@@ -10,7 +10,6 @@ uvloop's loop (Debian's python3-uvloop).
 import asyncio
 import json
 import os
-import socket
 
 import aiohttp
 import aiohttp.web
@@ -18,6 +17,7 @@ import uvicorn
 import uvloop
 
 import iocpsrv
+from conftest import echo_round_trips
 
 TIMEOUT = 20.0
 
@@ -107,24 +107,6 @@ def test_iocpsrv_server_on_uvloop():
         finally:
             writer.close()
 
-    def round_trips(port):
-        socks = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-                 for _ in range(5)]
-        try:
-            for r in range(20):
-                for i, c in enumerate(socks):
-                    c.sendall(b"%03d:%03d" % (i, r))
-                for i, c in enumerate(socks):
-                    want, got = b"%03d:%03d" % (i, r), b""
-                    while len(got) < len(want):
-                        chunk = c.recv(len(want) - len(got))
-                        assert chunk, "closed"
-                        got += chunk
-                    assert got == want
-        finally:
-            for c in socks:
-                c.close()
-
     async def main():
         assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
         server = await iocpsrv.start_server(echo, "127.0.0.1", 0)
@@ -132,7 +114,7 @@ def test_iocpsrv_server_on_uvloop():
             helper = os.environ.get("IOCPSRV_ASYNCIO_HELPER") == "1"
             assert (server._fd is not None) == (not helper)   # the handle, or the helper
             port = server.sockets[0].getsockname()[1]
-            await asyncio.get_running_loop().run_in_executor(None, round_trips, port)
+            await asyncio.get_running_loop().run_in_executor(None, echo_round_trips, port)
         finally:
             await server.stop()
         assert server._native.closed
