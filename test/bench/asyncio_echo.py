@@ -3,14 +3,16 @@
 echo server as its best users write it, on the standard event loop, on
 uvloop or on iocpsrv.
 
-    asyncio_echo.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure|iocpsrv-helper] [--uvloop] [--streams SIZE] [--port N]
+    asyncio_echo.py [--loop asyncio|uvloop|iocpsrv|iocpsrv-pure|iocpsrv-helper|iocpsrv-uvloop]
+                    [--uvloop] [--streams SIZE] [--port N]
 
 The default is a Protocol echo (transport.write straight from
 data_received); --streams SIZE a streams echo (start_server; each message
 read with readexactly(SIZE), written back, then drain()). --loop iocpsrv
 serves through iocpsrv.create_server / iocpsrv.start_server on the
 standard loop (iocpsrv-pure: without its C accelerator,
-IOCPSRV_PURE_PYTHON=1); --uvloop is --loop uvloop.
+IOCPSRV_PURE_PYTHON=1; iocpsrv-uvloop: on uvloop's loop, which says what
+the standard loop's own Python costs); --uvloop is --loop uvloop.
 
 Follows the samples' contract: prints "listening on port N" when ready and
 exits when standard input ends. Not a test; run by test/bench/bench.py.
@@ -75,10 +77,10 @@ if __name__ == "__main__":
         loop_name = args[args.index("--loop") + 1]
     if "--uvloop" in args:
         loop_name = "uvloop"
-    if loop_name == "uvloop":
+    if loop_name in ("uvloop", "iocpsrv-uvloop"):
         import uvloop
         uvloop.install()
-    elif loop_name in ("iocpsrv", "iocpsrv-pure", "iocpsrv-helper"):
+    if loop_name in ("iocpsrv", "iocpsrv-pure", "iocpsrv-helper", "iocpsrv-uvloop"):
         if loop_name == "iocpsrv-pure":
             os.environ["IOCPSRV_PURE_PYTHON"] = "1"   # without the C accelerator
         if loop_name == "iocpsrv-helper":

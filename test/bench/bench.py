@@ -156,7 +156,8 @@ def parse(argv):
     p.add_argument("--wrk-threads", type=int, default=1, metavar="N", help="wrk's threads (1)")
     p.add_argument("--client", choices=("epoll", "uring"), default="epoll", help="loadgen's I/O (epoll)")
     p.add_argument("--py-loops", default="uvloop asyncio iocpsrv iocpsrv-pure", metavar="LOOPS",
-                   help="asyncio and aiohttp: the loops, the first the baseline (also iocpsrv-helper)")
+                   help="asyncio and aiohttp: the loops, the first the baseline (also iocpsrv-helper; "
+                        "iocpsrv-uvloop: asyncio only)")
     p.add_argument("--extra", action="store_true", help="more Wine variants in echo")
     p.add_argument("--win-tools", action="store_true", help="the IOCP engine's completion tools in echo")
     p.add_argument("--server-cpus", default="", metavar="LIST", help="taskset list for the servers")
@@ -174,8 +175,10 @@ def parse(argv):
         setattr(o, name, cfgs)
     o.py_loops = o.py_loops.split()
     for loop in o.py_loops:
-        if loop not in ("uvloop", "asyncio", "iocpsrv", "iocpsrv-pure", "iocpsrv-helper"):
+        if loop not in ("uvloop", "asyncio", "iocpsrv", "iocpsrv-pure", "iocpsrv-helper", "iocpsrv-uvloop"):
             p.error(f"unknown loop {loop}")
+    if "iocpsrv-uvloop" in o.py_loops and "aiohttp" in o.only:
+        p.error("iocpsrv-uvloop is for the asyncio section only")
     o.http_conns = o.http_conns.split()
     for c in o.http_conns:
         if not c.isdigit():

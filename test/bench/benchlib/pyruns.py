@@ -18,7 +18,8 @@ PY = "/usr/bin/python3"  # Debian's: python3-uvloop and python3-aiohttp are buil
 # draining the library through its wait handle), iocpsrv-pure (the same
 # without the C accelerator, IOCPSRV_PURE_PYTHON=1, as installed where no
 # compiler was), iocpsrv-helper (a helper thread waiting in iocp_wait for
-# the loop instead, IOCPSRV_ASYNCIO_HELPER=1, as on Windows' proactor loop).
+# the loop instead, IOCPSRV_ASYNCIO_HELPER=1, as on Windows' proactor loop),
+# iocpsrv-uvloop (the layer on uvloop's loop: the echoes only).
 SPEEDUPS = os.path.join(TOP, "build/linux/sample_clients/python")  # the accelerator meson built
 
 
