@@ -42,7 +42,7 @@ namespace IocpSrv
         /// <summary>StopGracefully with the deadline as a TimeSpan.</summary>
         public int StopGracefully(TimeSpan timeout)
         {
-            return StopGracefully((uint)Math.Clamp(timeout.TotalMilliseconds, 0, IocpLibrary.MaxTimeoutMs));
+            return StopGracefully((uint)Math.Min(Math.Max(timeout.TotalMilliseconds, 0), IocpLibrary.MaxTimeoutMs));
         }
     }
 }
