@@ -1,4 +1,4 @@
-// IocpServer.StopAsync (net8.0): the graceful stop as Kestrel's StopAsync
+// IocpServer.StopAsync (every target): the graceful stop as Kestrel's StopAsync
 // behaves: idempotent, graceful until the token fires, then abortive.
 #nullable enable
 using System;
