@@ -3,7 +3,7 @@
 
   check_nupkg.py --dotnet DOTNET --project IocpSrv.csproj --version X.Y.Z
                  --native linux-x64=PATH --native win-x64=PATH --native win-x86=PATH
-                 --consumer Consumer.cs --work DIR [--mono MONO]
+                 --consumer Consumer.cs --work DIR [--mono MONO [--async-consumer ConsumerAsync.cs]]
 
 Checks that the native libraries are release builds (no debug information),
 strips copies (strip, x86_64-/i686-w64-mingw32-strip), packs IocpSrv.csproj
@@ -18,7 +18,9 @@ project (net10.0) takes the package with `dotnet add package` from the
 package's folder and runs the echo consumer with nothing copied by hand and
 no LD_LIBRARY_PATH; with --mono, a .NET Framework 4.7.2 project does the
 same, its output (where the package's targets put libiocpsrv.so) run on
-Mono. Each consumer project restores once
+Mono; with --async-consumer as well, a second .NET Framework 4.7.2 project
+(C# 12) runs the Task and Pipelines API of the package's net462 assembly on
+Mono (IocpListener, ConnectAsync, the pipes). Each consumer project restores once
 (`dotnet add package`), their build and run do not restore again. Restores
 reach the NuGet source the machine is configured with for everything else.
 Prints one line per check and 'N passed, M failed'."""
@@ -158,6 +160,23 @@ def net472_consumer(a, feed):
     return results
 
 
+def net472_async_consumer(a, feed):
+    """The Task API on .NET Framework: the net462 assembly and its packages on Mono."""
+    results = []
+    app = os.path.join(a.work, "net472-async")
+    with open(a.async_consumer, encoding="utf-8") as f:
+        program = f.read()
+    if consumer_project(a, results, app, "net472", feed, "\n    <LangVersion>12</LangVersion>", program=program):
+        rc, out = run([a.dotnet, "build", "--no-restore", "-c", "Release", "-o", "out",
+                       "--disable-build-servers"], cwd=app)
+        results.append(("net472: a program on IocpListener builds", rc == 0, out[-3000:]))
+        outdir = os.path.join(app, "out")
+        rc, out = run([a.mono, os.path.join(outdir, "Consumer.exe")], cwd=outdir, timeout=120)
+        results.append(("net472: IocpListener accepts, connects and echoes through the pipes on Mono",
+                        rc == 0 and out.strip() == "ok", out[-3000:]))
+    return results
+
+
 def pack(a, project, feed, props=()):
     """dotnet pack of one project into feed, under the shared lock when
     --artifacts is given (the other .NET tests of the build use it)."""
@@ -180,6 +199,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--artifacts", help="dotnet's --artifacts-path shared with the build's other .NET tests")
     ap.add_argument("--mono")
+    ap.add_argument("--async-consumer", help="ConsumerAsync.cs: the Task API on Mono (with --mono)")
     a = ap.parse_args()
     a.work = os.path.abspath(a.work)
     shutil.rmtree(a.work, ignore_errors=True)
@@ -248,6 +268,8 @@ def main():
             consumers.append(web_consumer)
     if a.mono:
         consumers.append(net472_consumer)
+        if a.async_consumer:
+            consumers.append(net472_async_consumer)
     # One after the other: on a loaded machine (meson runs tests side by
     # side) building them at once made each slower by as much.
     for consumer in consumers:

@@ -14,8 +14,9 @@ builds IocpSrv/IocpSrv.csproj for net8.0) and of IocpSrv.csproj (both target
 frameworks), with every output and intermediate file under --artifacts, not
 in the source tree. Then checks, one line each: both builds succeed
 (warnings are errors there); IocpSrv.Net.dll and its XML documentation exist
-for netstandard2.0 and net8.0, EchoServer.dll with IocpSrv.Net.dll beside
-it; the assembly version is --version; no bin/ or obj/ appeared beside the
+for netstandard2.0, net462 and net8.0, EchoServer.dll with IocpSrv.Net.dll
+beside it; the files mcs compiles too were compiled again at C# 5 (the
+project's IocpSrvCSharp5Check); the assembly version is --version; no bin/ or obj/ appeared beside the
 projects; the .cs files of IocpSrv/ (what the project compiles) are exactly
 --sources (meson's cs_binding_src, what mcs compiles).
 
@@ -24,7 +25,8 @@ than every input (the build's output shown only when it fails, on standard
 error), then becomes `dotnet EchoServer.dll ARGS` (the samples' echo driver
 runs it and appends --port 0).
 
-test: `dotnet test -c Release` of the xunit suite (test/csharp/IocpSrv.Tests)
+test: `dotnet test -c Release` of an xunit project (test/csharp/IocpSrv.Tests,
+or IocpSrv.Tests.NetStandard over the binding's netstandard2.0 assembly)
 with the build's library on LD_LIBRARY_PATH, its output under --artifacts;
 prints the runner's summary as "N passed, M failed".
 
@@ -111,9 +113,11 @@ def build(a):
         rc = dotnet_build(a, os.path.join(exe_dir, "EchoServer.csproj"), sys.stdout)
         r.check(rc == 0, "dotnet build EchoServer.csproj (and IocpSrv.csproj for net8.0)", f"exit code {rc}")
         rc = dotnet_build(a, os.path.join(lib_dir, "IocpSrv.csproj"), sys.stdout)
-        r.check(rc == 0, "dotnet build IocpSrv.csproj (netstandard2.0 and net8.0)", f"exit code {rc}")
+        r.check(rc == 0, "dotnet build IocpSrv.csproj (netstandard2.0, net462 and net8.0)", f"exit code {rc}")
 
-    for tfm in ("netstandard2.0", "net8.0"):
+    csharp5 = os.path.join(a.artifacts, "obj", "IocpSrv", "release_net462", "csharp5", "IocpSrv.Net.dll")
+    r.check(os.path.isfile(csharp5), "the files mcs compiles too compiled at C# 5", f"not at {csharp5}")
+    for tfm in ("netstandard2.0", "net462", "net8.0"):
         out = os.path.join(a.artifacts, "bin", "IocpSrv", "release_" + tfm)
         for name in ("IocpSrv.Net.dll", "IocpSrv.Net.xml"):
             r.check(os.path.isfile(os.path.join(out, name)), f"{tfm}: {name}", f"not in {out}")

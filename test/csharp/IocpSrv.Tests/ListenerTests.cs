@@ -324,6 +324,9 @@ public class ListenerTests
                 catch (Exception e) when (e is SocketException or EndOfStreamException or OperationCanceledException) { }
             }));
         }
+        // Every client connected before the disposal (a later connect would
+        // be refused, which is not what this test is about).
+        await Net.WaitForAsync(() => { lock (echoes) return echoes.Count == 40; }, "40 connections accepted");
         await Net.WaitForAsync(() => listener.Server.Statistics.BytesSent > 4u << 20, "echo traffic");
         await listener.DisposeAsync().AsTask().WaitAsync(Net.Token());
         stopClients.Cancel();

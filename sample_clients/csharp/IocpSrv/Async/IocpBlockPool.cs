@@ -55,7 +55,11 @@ namespace IocpSrv
             internal Block(IocpBlockPool? pool, int size)
             {
                 this.pool = pool;
+#if NET8_0_OR_GREATER
                 array = GC.AllocateUninitializedArray<byte>(size, pinned: pool != null);
+#else
+                array = new byte[size];
+#endif
             }
 
             public Memory<byte> Memory => array;

@@ -33,7 +33,11 @@ namespace IocpSrv
         private readonly IocpConnectionWriter output;
         private readonly PipeReader reader;
         private readonly CancellationTokenSource closed = new CancellationTokenSource();
+#if NET8_0_OR_GREATER
         private readonly TaskCompletionSource ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+#else
+        private readonly TaskCompletionSource<bool> ended = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+#endif
         private readonly object gate = new object();
         // Input: bytes that came while a flush into Input waited (the pipe
         // was full); written when it completes.
@@ -218,7 +222,11 @@ namespace IocpSrv
                 else CompleteInput();
             }
             output.OnEnded();
+#if NET8_0_OR_GREATER
             ended.TrySetResult();
+#else
+            ended.TrySetResult(true);
+#endif
             try { closed.Cancel(); } catch (AggregateException) { }
         }
     }

@@ -21,7 +21,10 @@ using System.Threading.Tasks;
 
 namespace IocpSrv
 {
-    internal sealed class IocpConnectionWriter : PipeWriter, IThreadPoolWorkItem
+    internal sealed class IocpConnectionWriter : PipeWriter
+#if NET8_0_OR_GREATER
+        , IThreadPoolWorkItem
+#endif
     {
         private static readonly FlushResult Done = new FlushResult(false, true);
         private readonly IocpServer server;
@@ -157,14 +160,22 @@ namespace IocpSrv
                 if (!itemQueued)
                 {
                     itemQueued = true;
+#if NET8_0_OR_GREATER
                     ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
+#else
+                    ThreadPool.UnsafeQueueUserWorkItem(static s => ((IocpConnectionWriter)s!).SendStagedItem(), this);
+#endif
                 }
                 return true;
             }
         }
 
         // The thread-pool item: sends what is still staged.
-        void IThreadPoolWorkItem.Execute()
+#if NET8_0_OR_GREATER
+        void IThreadPoolWorkItem.Execute() => SendStagedItem();
+#endif
+
+        private void SendStagedItem()
         {
             lock (sendLock) itemQueued = false;
             SendStaged();

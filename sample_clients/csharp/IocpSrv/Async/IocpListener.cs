@@ -82,7 +82,7 @@ namespace IocpSrv
         /// </summary>
         public static IocpListener Listen(IPEndPoint endPoint, IocpListenerOptions? options = null)
         {
-            ArgumentNullException.ThrowIfNull(endPoint);
+            if (endPoint == null) throw new ArgumentNullException(nameof(endPoint));
             return new IocpListener(endPoint, (options ?? new IocpListenerOptions()).Snapshot());
         }
 
@@ -141,7 +141,7 @@ namespace IocpSrv
         public async ValueTask<IocpConnection> ConnectAsync(IPEndPoint remote, IocpTlsClientOptions? tls,
                                                             CancellationToken cancellationToken = default)
         {
-            ArgumentNullException.ThrowIfNull(remote);
+            if (remote == null) throw new ArgumentNullException(nameof(remote));
             var tcs = new TaskCompletionSource<IocpConnection>(TaskCreationOptions.RunContinuationsAsynchronously);
             ulong id;
             lock (connecting)
@@ -230,7 +230,8 @@ namespace IocpSrv
             TaskCompletionSource<IocpConnection>? outbound;
             lock (connecting)
             {
-                if (connecting.Remove(id, out outbound) && outbound.Task.IsCompleted) return false;   // cancelled
+                outbound = TakeConnecting(id);
+                if (outbound != null && outbound.Task.IsCompleted) return false;   // cancelled
             }
             if (aborting || (outbound == null && !accepting)) return false;
             var remote = new IPEndPoint(IPAddress.Parse(address), port);
@@ -273,9 +274,17 @@ namespace IocpSrv
             TaskCompletionSource<IocpConnection>? tcs;
             lock (connecting)
             {
-                connecting.Remove(id, out tcs);
+                tcs = TakeConnecting(id);
             }
             tcs?.TrySetException(IocpErrorMap.ToException(error, "connect"));
+        }
+
+        // The pending ConnectAsync of id, taken out of `connecting` (under its lock).
+        private TaskCompletionSource<IocpConnection>? TakeConnecting(ulong id)
+        {
+            if (!connecting.TryGetValue(id, out TaskCompletionSource<IocpConnection>? tcs)) return null;
+            connecting.Remove(id);
+            return tcs;
         }
     }
 }

@@ -1,4 +1,4 @@
-// IocpServer.Send for spans (net8.0): the bytes are copied into the
+// IocpServer.Send for spans (every target): the bytes are copied into the
 // library's queue during the call, so any memory will do.
 #nullable enable
 using System;

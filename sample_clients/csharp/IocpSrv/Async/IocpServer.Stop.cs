@@ -1,4 +1,4 @@
-// IocpServer.StopAsync (net8.0): the graceful stop as Kestrel's StopAsync
+// IocpServer.StopAsync (every target): the graceful stop as Kestrel's StopAsync
 // behaves: idempotent, graceful until the token fires, then abortive.
 #nullable enable
 using System;
@@ -42,7 +42,7 @@ namespace IocpSrv
         /// <summary>StopGracefully with the deadline as a TimeSpan.</summary>
         public int StopGracefully(TimeSpan timeout)
         {
-            return StopGracefully((uint)Math.Clamp(timeout.TotalMilliseconds, 0, IocpLibrary.MaxTimeoutMs));
+            return StopGracefully((uint)Math.Min(Math.Max(timeout.TotalMilliseconds, 0), IocpLibrary.MaxTimeoutMs));
         }
     }
 }
