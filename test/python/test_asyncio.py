@@ -404,6 +404,50 @@ def test_pause_writing_and_resume_writing_follow_the_buffer():
     run(main())
 
 
+def test_a_turns_writes_keep_their_order_and_go_before_the_fin():
+    """Writes wait for the end of the loop's turn, joined when small: in
+    order whatever their type, counted at once by get_write_buffer_size(),
+    sent before write_eof()'s FIN; abort() drops them."""
+    parts = [b"a" * 10, bytearray(b"b" * 20), memoryview(b"c" * 30), b"d" * 100000, b"e"]
+    expected = b"".join(bytes(p) for p in parts)
+
+    async def main():
+        sizes = []
+
+        class Writer(asyncio.Protocol):
+            def connection_made(self, t):
+                if sizes:               # the second connection: written, then aborted
+                    t.write(b"lost")
+                    t.abort()
+                    sizes.append(t.get_write_buffer_size())
+                    return
+                for p in parts:
+                    t.write(p)
+                sizes.append(t.get_write_buffer_size())
+                t.write_eof()
+                t.close()
+
+        server = await iocpsrv.create_server(Writer, "127.0.0.1", 0)
+        r, w = await asyncio.open_connection("127.0.0.1", port_of(server))
+        assert await r.read() == expected       # everything, then the FIN
+        assert sizes == [len(expected)]
+        w.close()
+        try:                            # the reset may even beat the connect's completion
+            r, w = await asyncio.open_connection("127.0.0.1", port_of(server))
+            try:
+                got = await r.read()
+            finally:
+                w.close()
+        except ConnectionResetError:
+            got = b""
+        assert got == b""
+        while len(sizes) < 2:
+            await asyncio.sleep(0.01)
+        assert sizes[1] == 0
+        await server.stop(1)
+    run(main())
+
+
 def test_a_sequence_of_hosts_is_a_type_error():
     async def main():
         with pytest.raises(TypeError):

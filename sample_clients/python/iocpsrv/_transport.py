@@ -27,14 +27,20 @@ pause_reading() in data_received() stops the very next receive, and a loop
 that falls behind slows the peers (TCP flow control) instead of buffering
 their bytes in this process.
 
-Writes go to iocp_send; what the library's queue (max_send_queue) cannot
-take waits in the transport and goes out on the DRAIN event, which fires
-when the queue falls to the low-water mark (the library's drain mark).
+Writes wait in the transport until the loop's turn ends (one call_soon
+per turn for all of a server's connections, as uvloop flushes its writes
+once per turn), then go to iocp_send, a connection's writes of the turn
+joined into one call when small. A streams echo's tasks each write once per
+turn; sending each at once cost about a fifth more CPU per echo than
+sending them together after the turn. close() and write_eof() send what
+waits first; abort() drops it. What the library's queue (max_send_queue)
+cannot take waits in the transport and goes out on the DRAIN event, which
+fires when the queue falls to the low-water mark (the library's drain mark).
 
 With the optional C accelerator (_speedups.c, see _accel.py) the hot path
 is the same in C: iocp_wait, the batch's DATA events straight to
-protocol.data_received(), and write() straight to iocp_send; the state and
-every other event stay here.
+protocol.data_received(), and the turn's writes straight to iocp_send; the
+state and every other event stay here.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ HIGH_WATER = 64 * 1024          # asyncio's default write buffer limits
 LOW_WATER = HIGH_WATER // 4
 CLOSE_LINGER = 10.0             # close(): a peer that never closes is reset after this
 LOST_WRITES_WARNING = 5         # asyncio's threshold for "socket.send() raised exception."
+FLUSH_JOIN = 64 * 1024          # a turn's writes up to this size go out as one iocp_send
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter],
@@ -118,6 +125,8 @@ class IocpTransport(asyncio.Transport):
         self._held: Deque[bytes] = collections.deque()  # arrived while paused
         self._backlog: Deque[bytes] = collections.deque()  # the library's queue was full
         self._backlog_size = 0
+        self._pending: List[bytes] = []  # written this turn, sent when it ends (_flush)
+        self._pending_size = 0
         self._unsure = 0             # bytes written since the queue was last known small
         self._high = server._high
         self._low = server._low
@@ -162,6 +171,8 @@ class IocpTransport(asyncio.Transport):
         self._held.clear()
         self._backlog.clear()
         self._backlog_size = 0
+        self._pending.clear()
+        self._pending_size = 0
         if not self._ended:
             self._server._close_conn(self._id)
 
@@ -201,24 +212,11 @@ class IocpTransport(asyncio.Transport):
     # -- asyncio.WriteTransport --
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
-        """Queue bytes for the peer, in order; never blocks (see drain marks)."""
-        csend = self._csend
-        if (csend is not None and type(data) is bytes and data and not self._backlog
+        """Queue bytes for the peer, in order; never blocks (see drain marks).
+        They are sent when the loop's turn ends."""
+        if (type(data) is bytes and data and not self._backlog
                 and not (self._eof_written or self._closing or self._ended)):
-            # The common case, with the accelerator: straight to iocp_send.
-            rc = csend(self._ptrv, self._id, data)
-            if not rc:
-                self._unsure += len(data)
-                if self._unsure + self._backlog_size > self._high:
-                    self._check_high()
-                return
-            if rc != EQUEUEFULL:
-                self._lost_writes += 1   # the connection is ending: as asyncio, no exception
-                return
-            self._backlog.append(data)
-            self._backlog_size += len(data)
-            if self._unsure + self._backlog_size > self._high:
-                self._check_high()
+            self._pend(data)    # the common case
             return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
@@ -238,18 +236,48 @@ class IocpTransport(asyncio.Transport):
         if self._backlog:
             self._backlog.append(data)
             self._backlog_size += len(data)
+            if self._unsure + self._backlog_size > self._high:
+                self._check_high()
         else:
-            rc = self._send(self._ptr, self._id, data, len(data))
+            self._pend(data)
+
+    def _pend(self, data: bytes) -> None:
+        """Keeps data for the end of the turn (the server's _flush)."""
+        if not self._pending:
+            self._server._to_flush(self)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        self._unsure += len(data)
+        if self._unsure + self._backlog_size > self._high:
+            self._check_high()
+
+    def _flush(self) -> None:
+        """Hands what this turn wrote to the library: joined into one
+        iocp_send when small; what the queue cannot take waits in the
+        backlog for DRAIN."""
+        pending = self._pending
+        if not pending or self._ended:
+            return
+        self._pending = []
+        size, self._pending_size = self._pending_size, 0
+        if len(pending) > 1 and size <= FLUSH_JOIN:
+            pending = [b"".join(pending)]
+        csend = self._csend
+        for data in pending:
+            if self._backlog:
+                self._backlog.append(data)
+                self._backlog_size += len(data)
+                continue
+            if csend is not None:
+                rc = csend(self._ptrv, self._id, data)
+            else:
+                rc = self._send(self._ptr, self._id, data, len(data))
             if rc == EQUEUEFULL:
                 self._backlog.append(data)
                 self._backlog_size += len(data)
             elif rc:
                 self._lost_writes += 1   # the connection is ending: as asyncio, no exception
                 return
-            else:
-                self._unsure += len(data)
-        if self._unsure + self._backlog_size > self._high:
-            self._check_high()
 
     def writelines(self, list_of_data: Any) -> None:
         """Write the concatenation of an iterable of bytes."""
@@ -272,8 +300,8 @@ class IocpTransport(asyncio.Transport):
             return 0
         n = ctypes.c_uint64()
         if self._native._lib.iocp_queued(self._ptr, self._id, ctypes.byref(n)) < 0:
-            return self._backlog_size
-        return n.value + self._backlog_size
+            return self._backlog_size + self._pending_size
+        return n.value + self._backlog_size + self._pending_size
 
     def get_write_buffer_limits(self) -> Tuple[int, int]:
         """The (low, high) marks of pause_writing/resume_writing."""
@@ -297,6 +325,7 @@ class IocpTransport(asyncio.Transport):
     # -- internals --
 
     def _shutdown_soon(self) -> None:
+        self._flush()                   # this turn's writes go before the FIN
         if self._backlog:
             self._shutdown_due = True   # after the backlog (_drained)
         elif not self._ended:
@@ -374,6 +403,8 @@ class IocpTransport(asyncio.Transport):
         self._closing = True
         self._held.clear()
         self._backlog.clear()
+        self._pending.clear()
+        self._pending_size = 0
         if self._linger is not None:
             self._linger.cancel()
         exc: Optional[Exception] = None
@@ -462,6 +493,7 @@ class IocpServer(asyncio.AbstractServer):
         self._speedups = speedups(self._lib)
         self._ptrv: int = native._ptr.value or 0
         self._csend = self._speedups.send if self._speedups is not None else None
+        self._flushing: List[IocpTransport] = []  # transports with writes this turn
         self._done: asyncio.Future[None] = loop.create_future()
         self._serving_forever: Optional[asyncio.Future[None]] = None
 
@@ -644,6 +676,18 @@ class IocpServer(asyncio.AbstractServer):
                 loop.call_soon_threadsafe(self._helper_done)
             except RuntimeError:
                 pass
+
+    def _to_flush(self, tr: IocpTransport) -> None:
+        """tr has its first write of this turn: _flush them all when it ends."""
+        if not self._flushing:
+            self._loop.call_soon(self._flush)
+        self._flushing.append(tr)
+
+    def _flush(self) -> None:
+        """The turn has ended: its writes go to the library."""
+        flushing, self._flushing = self._flushing, []
+        for tr in flushing:
+            tr._flush()
 
     def _ready(self) -> None:
         """In the loop: the wait handle is ready (see the module's text)."""
