@@ -216,7 +216,16 @@ class IocpTransport(asyncio.Transport):
         They are sent when the loop's turn ends."""
         if (type(data) is bytes and data and not self._backlog
                 and not (self._eof_written or self._closing or self._ended)):
-            self._pend(data)    # the common case
+            # The common case: _pend, inline.
+            pending = self._pending
+            if not pending:
+                self._server._to_flush(self)
+            pending.append(data)
+            n = len(data)
+            self._pending_size += n
+            self._unsure += n
+            if self._unsure + self._backlog_size > self._high:
+                self._check_high()
             return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, "
@@ -272,12 +281,20 @@ class IocpTransport(asyncio.Transport):
                 rc = csend(self._ptrv, self._id, data)
             else:
                 rc = self._send(self._ptr, self._id, data, len(data))
-            if rc == EQUEUEFULL:
-                self._backlog.append(data)
-                self._backlog_size += len(data)
-            elif rc:
-                self._lost_writes += 1   # the connection is ending: as asyncio, no exception
-                return
+            if rc:
+                self._unsent(data, rc)
+                if rc != EQUEUEFULL:
+                    return
+
+    def _unsent(self, data: bytes, rc: int) -> None:
+        """iocp_send refused data: the queue is full (it waits in the
+        backlog for DRAIN), or the connection is ending (lost, as asyncio
+        loses it, without an exception)."""
+        if rc == EQUEUEFULL:
+            self._backlog.append(data)
+            self._backlog_size += len(data)
+        else:
+            self._lost_writes += 1
 
     def writelines(self, list_of_data: Any) -> None:
         """Write the concatenation of an iterable of bytes."""
@@ -684,10 +701,22 @@ class IocpServer(asyncio.AbstractServer):
         self._flushing.append(tr)
 
     def _flush(self) -> None:
-        """The turn has ended: its writes go to the library."""
+        """The turn has ended: its writes go to the library (a connection's
+        one write straight to the accelerator's send; the rest through the
+        transport's _flush)."""
         flushing, self._flushing = self._flushing, []
+        csend, ptrv = self._csend, self._ptrv
         for tr in flushing:
-            tr._flush()
+            pending = tr._pending
+            if (csend is not None and len(pending) == 1 and not tr._backlog
+                    and not tr._ended):
+                tr._pending = []
+                tr._pending_size = 0
+                rc = csend(ptrv, tr._id, pending[0])
+                if rc:
+                    tr._unsent(pending[0], rc)
+            else:
+                tr._flush()
 
     def _ready(self) -> None:
         """In the loop: the wait handle is ready (see the module's text)."""
