@@ -413,6 +413,7 @@ def test_a_turns_writes_keep_their_order_and_go_before_the_fin():
 
     async def main():
         sizes = []
+        aborted = asyncio.Event()
 
         class Writer(asyncio.Protocol):
             def connection_made(self, t):
@@ -420,6 +421,7 @@ def test_a_turns_writes_keep_their_order_and_go_before_the_fin():
                     t.write(b"lost")
                     t.abort()
                     sizes.append(t.get_write_buffer_size())
+                    aborted.set()
                     return
                 for p in parts:
                     t.write(p)
@@ -441,8 +443,7 @@ def test_a_turns_writes_keep_their_order_and_go_before_the_fin():
         except ConnectionResetError:
             got = b""
         assert got == b""
-        while len(sizes) < 2:
-            await asyncio.sleep(0.01)
+        await aborted.wait()
         assert sizes[1] == 0
         await server.stop(1)
     run(main())

@@ -685,6 +685,13 @@ int ts_tls_create_rc(const ts_blob *p12, const char *password, uint32_t min_vers
   return rc;
 }
 
+void ts_tls_expect_refused(const ts_blob *p12, const char *password, int code, const char *why) {
+  ts_log_rec log;
+  assert_int_equal(ts_tls_create_rc(p12, password, 0, &log), code);
+  assert_int_equal(log.code, code);
+  if (why != NULL) assert_non_null(strstr(log.text, why));
+}
+
 void ts_tls_bad_peers(rec_server *r, const uint8_t *hello, size_t n) {
   uint8_t end[64];
   size_t got;

@@ -132,6 +132,10 @@ typedef struct ts_log_rec {
  * is not NULL; a server it made is destroyed at once. Returns its code. */
 int ts_tls_create_rc(const ts_blob *p12, const char *password, uint32_t min_version,
                      ts_log_rec *log);
+/* Asserts that iocp_create refuses p12 with this password: it returns
+ * `code`, its on_log error line has that code and, when `why` is not
+ * NULL, contains `why`. */
+void ts_tls_expect_refused(const ts_blob *p12, const char *password, int code, const char *why);
 
 /* ---- Queue mode ------------------------------------------------------------ */
 
