@@ -167,8 +167,13 @@ void iocp__park_stat_close(struct iocp__eng_server *e);
 int64_t iocp__park_idle_ns(struct iocp__eng_server *e);
 
 /* Queue mode: worker 0 serves loop 0 once the caller inside iocp_wait()
- * has not served it for this long (caller.c). */
-#define IOCP__CALLER_AWAY_MS 2
+ * has not served it for this long (caller.c). Longer than an event loop's
+ * ordinary turn: a Python asyncio loop's turn at 1,000 connections runs a
+ * few milliseconds of callbacks, and at 2 ms worker 0 woke thousands of
+ * times a second to take sockets the loop would have served itself at its
+ * next turn (a quarter more CPU per echo, no more echoes). A caller stuck
+ * in its own code still finds its sends and accepts served. */
+#define IOCP__CALLER_AWAY_MS 10
 /* ... and sleeps without looking until the caller stops, once it has been
  * serving this long in one wait (an idle server). */
 #define IOCP__CALLER_IDLE_MS 50
